@@ -1,0 +1,10 @@
+//! SMART on FHIR Backend Services authentication: private keys, signed client assertions and a
+//! cached, single-flight access token per connection.
+
+mod assertion;
+mod keys;
+mod token;
+
+pub use assertion::{ASSERTION_TYPE, AssertionClaims, client_assertion};
+pub use keys::{ClientKey, KeyError, generate_key};
+pub use token::{AccessToken, AuthError, TokenSource, discover_token_url};

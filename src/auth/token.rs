@@ -1,0 +1,278 @@
+//! Access tokens: obtained with a client assertion, cached, renewed ahead of expiry, and fetched
+//! by one caller at a time (single flight) however many reconciles ask at once.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use tokio::sync::Mutex;
+
+use super::assertion::{ASSERTION_TYPE, client_assertion};
+use super::keys::{ClientKey, KeyError};
+use crate::fhir::{read_limited, require_allowed_url};
+
+/// Why no token could be had.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AuthError {
+    /// The token endpoint answered with an OAuth error (RFC 6749 section 5.2).
+    #[error("token request refused: {error}{}{}", .description.as_ref().map(|d| format!(": {d}")).unwrap_or_default(), oauth_hint(.error))]
+    OAuth { status: u16, error: String, description: Option<String> },
+    /// The token endpoint failed without an OAuth error body.
+    #[error("token endpoint answered HTTP {status}: {detail}")]
+    Endpoint { status: u16, detail: String },
+    /// The token endpoint could not be reached.
+    #[error("token endpoint unreachable: {0}")]
+    Transport(String),
+    /// Token URL discovery through .well-known/smart-configuration failed.
+    #[error("token URL discovery failed: {0}; set spec.tokenUrl on the EpicConnection")]
+    Discovery(String),
+    /// A URL that must not carry credentials.
+    #[error("{0}")]
+    InsecureUrl(String),
+    /// The signing key is unusable.
+    #[error("{0}")]
+    Key(String),
+}
+
+fn oauth_hint(error: &str) -> &'static str {
+    match error {
+        "invalid_scope" => " (a requested scope was not approved when the app was registered with Epic; nothing can change that at run time: request only approved scopes or have the registration amended)",
+        "invalid_client" => " (Epic rejected the client assertion: check client id, key id, that the public key is registered and that this host's clock is right)",
+        "unauthorized_client" => " (the client is not allowed this grant: the Epic admin must enable Backend Services and map the client to an Epic user)",
+        "invalid_grant" => " (the grant was rejected: check the assertion's audience equals the token URL exactly)",
+        _ => "",
+    }
+}
+
+impl AuthError {
+    /// Stable reason for conditions and metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AuthError::OAuth { error, .. } if error == "invalid_scope" => "InvalidScope",
+            AuthError::OAuth { status: 429, .. } | AuthError::Endpoint { status: 429, .. } => "Throttled",
+            AuthError::OAuth { .. } => "Unauthorized",
+            AuthError::Endpoint { .. } | AuthError::Transport(_) | AuthError::Discovery(_) => "EpicUnavailable",
+            AuthError::InsecureUrl(_) => "InvalidConnection",
+            AuthError::Key(_) => "InvalidKey",
+        }
+    }
+
+    pub fn http_status(&self) -> Option<u16> {
+        match self {
+            AuthError::OAuth { status, .. } | AuthError::Endpoint { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+impl From<KeyError> for AuthError {
+    fn from(e: KeyError) -> Self {
+        AuthError::Key(e.to_string())
+    }
+}
+
+/// A bearer token. Its Debug output never shows the secret.
+#[derive(Clone)]
+pub struct AccessToken {
+    secret: String,
+    /// When the server says it expires.
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+    /// When this client renews it (ahead of expiry).
+    renew_at: Instant,
+    /// Scopes granted (may be narrower than requested).
+    pub scopes: Vec<String>,
+}
+
+impl std::fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessToken")
+            .field("secret", &"<redacted>")
+            .field("expires_at", &self.expires_at)
+            .field("scopes", &self.scopes)
+            .finish()
+    }
+}
+
+impl AccessToken {
+    pub(crate) fn secret(&self) -> &str {
+        &self.secret
+    }
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    #[serde(default)]
+    token_type: Option<String>,
+    #[serde(default)]
+    expires_in: Option<serde_json::Value>,
+    #[serde(default)]
+    scope: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct OAuthErrorBody {
+    error: String,
+    #[serde(default)]
+    error_description: Option<String>,
+}
+
+/// Obtains and caches tokens for one client registration.
+pub struct TokenSource {
+    http: reqwest::Client,
+    key: ClientKey,
+    client_id: String,
+    token_url: String,
+    scopes: Vec<String>,
+    cached: Mutex<Option<AccessToken>>,
+    requests: AtomicU64,
+}
+
+impl std::fmt::Debug for TokenSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenSource").field("client_id", &self.client_id).field("token_url", &self.token_url).finish_non_exhaustive()
+    }
+}
+
+impl TokenSource {
+    pub fn new(
+        http: reqwest::Client,
+        key: ClientKey,
+        client_id: impl Into<String>,
+        token_url: impl Into<String>,
+        scopes: Vec<String>,
+    ) -> Result<Self, AuthError> {
+        let token_url = token_url.into();
+        require_allowed_url(&token_url).map_err(AuthError::InsecureUrl)?;
+        Ok(Self {
+            http,
+            key,
+            client_id: client_id.into(),
+            token_url,
+            scopes,
+            cached: Mutex::new(None),
+            requests: AtomicU64::new(0),
+        })
+    }
+
+    pub fn token_url(&self) -> &str {
+        &self.token_url
+    }
+
+    /// How many token requests this source has sent.
+    pub fn requests_sent(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// A valid token: the cached one, or a new one. Concurrent callers wait for the one request
+    /// in flight instead of each sending their own (each would burn a `jti` and Epic's budget).
+    pub async fn token(&self) -> Result<AccessToken, AuthError> {
+        let mut cached = self.cached.lock().await;
+        if let Some(t) = cached.as_ref()
+            && Instant::now() < t.renew_at
+        {
+            return Ok(t.clone());
+        }
+        let fresh = self.request_token().await?;
+        *cached = Some(fresh.clone());
+        Ok(fresh)
+    }
+
+    /// Forgets `rejected` (after a 401) so the next call gets a new token; a token that was
+    /// already replaced by another caller is left alone.
+    pub async fn invalidate(&self, rejected: &AccessToken) {
+        let mut cached = self.cached.lock().await;
+        if cached.as_ref().is_some_and(|t| t.secret == rejected.secret) {
+            *cached = None;
+        }
+    }
+
+    async fn request_token(&self) -> Result<AccessToken, AuthError> {
+        let assertion = client_assertion(&self.key, &self.client_id, &self.token_url)?;
+        let scope = self.scopes.join(" ");
+        let form = [
+            ("grant_type", "client_credentials"),
+            ("client_assertion_type", ASSERTION_TYPE),
+            ("client_assertion", assertion.as_str()),
+            ("scope", scope.as_str()),
+        ];
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
+        let response = self
+            .http
+            .post(&self.token_url)
+            .form(&form)
+            .send()
+            .await
+            .map_err(|e| AuthError::Transport(crate::fhir::describe_transport_error(&e)))?;
+        let status = response.status().as_u16();
+        let body = read_limited(response, 1 << 20)
+            .await
+            .map_err(|e| AuthError::Transport(e.to_string()))?;
+        tracing::debug!(status, "token request");
+        if !(200..300).contains(&status) {
+            return Err(match serde_json::from_slice::<OAuthErrorBody>(&body) {
+                Ok(e) => AuthError::OAuth { status, error: e.error, description: e.error_description },
+                Err(_) => AuthError::Endpoint { status, detail: snippet(&body) },
+            });
+        }
+        let parsed: TokenResponse = serde_json::from_slice(&body).map_err(|e| AuthError::Endpoint {
+            status,
+            detail: format!("token response is not the expected JSON ({e})"),
+        })?;
+        if let Some(tt) = &parsed.token_type
+            && !tt.eq_ignore_ascii_case("bearer")
+        {
+            return Err(AuthError::Endpoint { status, detail: format!("unsupported token_type {tt:?}") });
+        }
+        let lifetime = parsed
+            .expires_in
+            .as_ref()
+            .and_then(|v| v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok())))
+            .unwrap_or(300);
+        let lifetime = Duration::from_secs(lifetime);
+        // Renew ahead of expiry so a request never leaves with a token about to lapse.
+        let margin = (lifetime / 5).min(Duration::from_secs(60));
+        let scopes = parsed
+            .scope
+            .map(|s| s.split_whitespace().map(str::to_string).collect())
+            .unwrap_or_else(|| self.scopes.clone());
+        Ok(AccessToken {
+            secret: parsed.access_token,
+            expires_at: chrono::Utc::now() + lifetime,
+            renew_at: started + lifetime.saturating_sub(margin),
+            scopes,
+        })
+    }
+}
+
+/// Finds the token endpoint from `{fhir_base}/.well-known/smart-configuration`.
+pub async fn discover_token_url(http: &reqwest::Client, fhir_base: &str) -> Result<String, AuthError> {
+    let url = format!("{}/.well-known/smart-configuration", fhir_base.trim_end_matches('/'));
+    require_allowed_url(&url).map_err(AuthError::InsecureUrl)?;
+    let response = http
+        .get(&url)
+        .header("Accept", "application/json")
+        .send()
+        .await
+        .map_err(|e| AuthError::Discovery(crate::fhir::describe_transport_error(&e)))?;
+    let status = response.status();
+    let body = read_limited(response, 1 << 20).await.map_err(|e| AuthError::Discovery(e.to_string()))?;
+    if !status.is_success() {
+        return Err(AuthError::Discovery(format!("{url} answered HTTP {}", status.as_u16())));
+    }
+    let doc: serde_json::Value =
+        serde_json::from_slice(&body).map_err(|e| AuthError::Discovery(format!("{url} is not JSON ({e})")))?;
+    let token = doc
+        .get("token_endpoint")
+        .and_then(|v| v.as_str())
+        .ok_or_else(|| AuthError::Discovery(format!("{url} has no token_endpoint")))?;
+    require_allowed_url(token).map_err(AuthError::InsecureUrl)?;
+    Ok(token.to_string())
+}
+
+fn snippet(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let t: String = text.chars().take(200).collect();
+    if t.is_empty() { "(empty body)".into() } else { t }
+}

@@ -1,0 +1,93 @@
+//! Kubernetes-style status conditions, kept as a list keyed by `type`.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// `True`, `False` or `Unknown`, as Kubernetes conditions spell them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum ConditionStatus {
+    True,
+    False,
+    Unknown,
+}
+
+impl From<bool> for ConditionStatus {
+    fn from(b: bool) -> Self {
+        if b { Self::True } else { Self::False }
+    }
+}
+
+/// One observation about the resource, in the standard Kubernetes condition shape.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    /// Condition type: Ready, Synced or InSync.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// True, False or Unknown.
+    pub status: ConditionStatus,
+    /// A stable, CamelCase reason (for example WriteDisabled or NoDrift).
+    pub reason: String,
+    /// Human-readable detail; never contains names, contacts or birth dates.
+    #[serde(default)]
+    pub message: String,
+    /// When the status last changed (RFC 3339).
+    pub last_transition_time: String,
+    /// The metadata.generation this condition was computed from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+/// Replaces or adds the condition of `new.type_`, keeping `lastTransitionTime` when the status
+/// did not change (so the time says when the state began, not when it was last observed).
+pub fn set_condition(conditions: &mut Vec<Condition>, mut new: Condition) {
+    match conditions.iter_mut().find(|c| c.type_ == new.type_) {
+        Some(existing) => {
+            if existing.status == new.status {
+                new.last_transition_time = existing.last_transition_time.clone();
+            }
+            *existing = new;
+        }
+        None => conditions.push(new),
+    }
+}
+
+/// Schema for a `conditions` list: a map-list keyed by `type`, so server-side apply merges
+/// entries by type instead of replacing the whole list.
+pub(crate) fn conditions_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let item = generator.subschema_for::<Condition>();
+    schemars::json_schema!({
+        "type": "array",
+        "description": "Current state: Ready, Synced and InSync (practitioner) or Ready (connection).",
+        "items": item,
+        "x-kubernetes-list-type": "map",
+        "x-kubernetes-list-map-keys": ["type"]
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cond(status: ConditionStatus, reason: &str, time: &str) -> Condition {
+        Condition {
+            type_: "Ready".into(),
+            status,
+            reason: reason.into(),
+            message: String::new(),
+            last_transition_time: time.into(),
+            observed_generation: Some(1),
+        }
+    }
+
+    #[test]
+    fn transition_time_kept_while_status_unchanged() {
+        let mut list = vec![cond(ConditionStatus::True, "A", "t1")];
+        set_condition(&mut list, cond(ConditionStatus::True, "B", "t2"));
+        assert_eq!(list.len(), 1);
+        assert_eq!(list[0].last_transition_time, "t1");
+        assert_eq!(list[0].reason, "B");
+        set_condition(&mut list, cond(ConditionStatus::False, "C", "t3"));
+        assert_eq!(list[0].last_transition_time, "t3");
+    }
+}

@@ -1,0 +1,160 @@
+//! `EpicConnection`: how to reach and authenticate to one Epic instance.
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::conditions::{Condition, conditions_schema};
+use super::practitioner::LastError;
+
+/// An Epic FHIR R4 endpoint and the SMART Backend Services registration used to call it.
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "epic-operator.dev",
+    version = "v1alpha1",
+    kind = "EpicConnection",
+    namespaced,
+    shortname = "econn",
+    status = "EpicConnectionStatus",
+    doc = "An Epic FHIR R4 endpoint and the SMART Backend Services client used to reach it.",
+    printcolumn = r#"{"name":"Base-URL","type":"string","jsonPath":".spec.fhirBaseUrl"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Writable","type":"boolean","jsonPath":".status.writable"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct EpicConnectionSpec {
+    /// FHIR R4 base URL, for example https://epic.example.org/interconnect-fhir-oauth/api/FHIR/R4.
+    /// Must be https (plain http only for loopback test servers).
+    pub fhir_base_url: String,
+    /// OAuth token endpoint. Absent: discovered from {fhirBaseUrl}/.well-known/smart-configuration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_url: Option<String>,
+    /// The client id of the Backend Services app registered with Epic.
+    pub client_id: String,
+    /// Secret (same namespace) holding the private key PEM that signs client assertions.
+    pub private_key_secret_ref: SecretKeyRef,
+    /// Key id (`kid`) of the registered public key.
+    pub key_id: String,
+    /// Signing algorithm of the client assertion.
+    #[serde(default)]
+    pub algorithm: Algorithm,
+    /// Scopes to request. Absent: Practitioner read and write and PractitionerRole read (write
+    /// is left out when writes are Disabled). Every scope must be pre-approved at registration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<Vec<String>>,
+    /// Request budget towards Epic shared by every practitioner of this connection (requests per
+    /// second). Epic publishes no limits, so the operator sets its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub requests_per_second: Option<u32>,
+    /// Requests that may be sent at once above the steady rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub burst: Option<u32>,
+    /// `_count` for roster and search pages (advisory to Epic).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub page_size: Option<u32>,
+    /// Auto: learn from the CapabilityStatement and the first refused write; Enabled: always try;
+    /// Disabled: never write (observe drift only).
+    #[serde(default)]
+    pub writes: WriteMode,
+    /// How often records are re-read to detect drift, for example 10m or 1h30m.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
+    pub resync_interval: Option<String>,
+}
+
+/// Where the private key is.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SecretKeyRef {
+    /// Secret name.
+    pub name: String,
+    /// Key inside the Secret's data holding the PEM.
+    #[serde(default = "default_key")]
+    pub key: String,
+}
+
+fn default_key() -> String {
+    "private-key.pem".into()
+}
+
+/// JWT signing algorithm of the client assertion (Epic accepts the RSA ones for every client).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum Algorithm {
+    #[default]
+    RS384,
+    ES384,
+    RS256,
+    RS512,
+}
+
+/// Whether the operator writes to Epic.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum WriteMode {
+    /// Probe the CapabilityStatement, and stop after the first refused write.
+    #[default]
+    Auto,
+    /// Always attempt writes.
+    Enabled,
+    /// Never write.
+    Disabled,
+}
+
+/// Observed state of the connection.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EpicConnectionStatus {
+    /// The metadata.generation last reconciled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[schemars(schema_with = "conditions_schema")]
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    /// Token endpoint in use (configured or discovered).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_url: Option<String>,
+    /// When the current access token expires (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_expires_at: Option<String>,
+    /// Scopes Epic granted (may be narrower than requested).
+    #[serde(default)]
+    pub granted_scopes: Vec<String>,
+    /// Whether Practitioner writes are possible, as far as the operator knows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writable: Option<bool>,
+    /// Whether the CapabilityStatement lists the `identifier` search parameter for Practitioner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub npi_search_supported: Option<bool>,
+    /// When the CapabilityStatement was last read (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_probe_time: Option<String>,
+    /// The last error met.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<LastError>,
+}
+
+impl EpicConnectionSpec {
+    /// The scopes to request: configured, or the defaults for the write mode.
+    pub fn effective_scopes(&self) -> Vec<String> {
+        if let Some(s) = &self.scopes {
+            return s.clone();
+        }
+        let mut scopes = vec!["system/Practitioner.read".to_string()];
+        if self.writes != WriteMode::Disabled {
+            scopes.push("system/Practitioner.write".into());
+        }
+        scopes.push("system/PractitionerRole.read".into());
+        scopes
+    }
+
+    /// The resync interval, defaulting to 10 minutes.
+    pub fn resync_interval(&self) -> Result<std::time::Duration, String> {
+        match &self.resync_interval {
+            None => Ok(std::time::Duration::from_secs(600)),
+            Some(s) => crate::util::parse_duration(s),
+        }
+    }
+}

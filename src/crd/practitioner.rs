@@ -1,0 +1,278 @@
+//! `EpicPractitioner`: one clinician identity record as declared in Git.
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::conditions::{Condition, conditions_schema};
+
+/// Annotation that stops writes and polling for one practitioner.
+pub const PAUSED_ANNOTATION: &str = "epic-operator.dev/paused";
+
+/// Shown wherever deactivation is shown: Epic keeps login access in its own user records.
+pub const DEACTIVATION_NOTE: &str = "active=false deactivates the FHIR Practitioner only: it does \
+not revoke Epic login access or security classes, which live in Epic's internal user records \
+(EMP/SER); revoke those through Epic's user administration.";
+
+/// Desired state of one Epic Practitioner record, identified by its NPI.
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "epic-operator.dev",
+    version = "v1alpha1",
+    kind = "EpicPractitioner",
+    namespaced,
+    shortname = "epr",
+    status = "EpicPractitionerStatus",
+    doc = "A clinician identity record in Epic (FHIR R4 Practitioner), identified by NPI and kept in the declared state.",
+    printcolumn = r#"{"name":"NPI","type":"string","jsonPath":".spec.npi"}"#,
+    printcolumn = r#"{"name":"FHIR-ID","type":"string","jsonPath":".status.fhirId"}"#,
+    printcolumn = r#"{"name":"Active","type":"boolean","jsonPath":".spec.active"}"#,
+    printcolumn = r#"{"name":"In-Sync","type":"string","jsonPath":".status.conditions[?(@.type==\"InSync\")].status"}"#,
+    printcolumn = r#"{"name":"Synced","type":"string","jsonPath":".status.conditions[?(@.type==\"Synced\")].reason"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct EpicPractitionerSpec {
+    /// The EpicConnection (same namespace) that says which Epic instance holds this record.
+    pub connection_ref: ConnectionRef,
+    /// National Provider Identifier: 10 digits with a valid Luhn check digit. Immutable: it is
+    /// how the record is found in Epic.
+    #[schemars(regex(pattern = r"^[0-9]{10}$"))]
+    #[schemars(extend("x-kubernetes-validations" = [{"rule": "self == oldSelf", "message": "npi is immutable; create a new EpicPractitioner for another NPI"}]))]
+    pub npi: String,
+    /// Whether the Practitioner record is active. Absent: not managed. Note that false does not
+    /// revoke Epic login access.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active: Option<bool>,
+    /// The official name (FHIR `name` entry with use=official). Other names are left untouched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<PractitionerName>,
+    /// Contact points, compared as a set. Absent: not managed; present (even empty): owned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub telecom: Option<Vec<ContactPoint>>,
+    /// Administrative gender.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gender: Option<Gender>,
+    /// Date of birth, YYYY, YYYY-MM or YYYY-MM-DD.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]{4}(-(0[1-9]|1[0-2])(-(0[1-9]|[12][0-9]|3[01]))?)?$"))]
+    pub birth_date: Option<String>,
+    /// Qualifications, compared by code. Absent: not managed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qualifications: Option<Vec<Qualification>>,
+    /// Observe only reports drift; Update writes existing records; CreateOrUpdate also creates a
+    /// record when the NPI is not found.
+    #[serde(default)]
+    pub management_policy: ManagementPolicy,
+    /// What deleting this object does in Epic: Orphan leaves the record; Deactivate writes
+    /// active=false first (holding a finalizer until it is written).
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+}
+
+/// Reference to an EpicConnection in the same namespace.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ConnectionRef {
+    /// Name of the EpicConnection.
+    pub name: String,
+}
+
+/// A person's official name.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PractitionerName {
+    /// Family name (surname). Required.
+    pub family: String,
+    /// Given names, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub given: Vec<String>,
+    /// Prefixes such as Dr.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prefix: Vec<String>,
+    /// Suffixes such as MD or Jr.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub suffix: Vec<String>,
+}
+
+/// A FHIR ContactPoint.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+pub struct ContactPoint {
+    /// Kind of contact: phone, fax, email, pager, url, sms or other.
+    pub system: ContactSystem,
+    /// The address or number.
+    pub value: String,
+    /// Purpose: home, work, temp, old or mobile. Absent: any use matches.
+    #[serde(default, rename = "use", skip_serializing_if = "Option::is_none")]
+    pub use_: Option<ContactUse>,
+}
+
+/// FHIR ContactPoint.system.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ContactSystem {
+    Phone,
+    Fax,
+    Email,
+    Pager,
+    Url,
+    Sms,
+    Other,
+}
+
+/// FHIR ContactPoint.use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ContactUse {
+    Home,
+    Work,
+    Temp,
+    Old,
+    Mobile,
+}
+
+/// FHIR administrative gender.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Gender {
+    Male,
+    Female,
+    Other,
+    Unknown,
+}
+
+/// A qualification (credential), matched by code.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Qualification {
+    /// The qualification code, for example MD or RN.
+    pub code: String,
+    /// Display text for the code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display: Option<String>,
+    /// Issuing organisation, as display text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+}
+
+/// How far the operator may go to make Epic match this object.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum ManagementPolicy {
+    /// Never write; report drift only.
+    Observe,
+    /// Write existing records (found by NPI); never create.
+    #[default]
+    Update,
+    /// Write existing records and create the record when the NPI is not found.
+    CreateOrUpdate,
+}
+
+/// What deleting the object does to the Epic record.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum DeletionPolicy {
+    /// Leave the Epic record as it is.
+    #[default]
+    Orphan,
+    /// Write active=false before the object goes (a finalizer holds it until then).
+    Deactivate,
+}
+
+/// Observed state of the practitioner, written by the operator.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EpicPractitionerStatus {
+    /// The metadata.generation last reconciled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Epic's opaque FHIR id of the record (valid only for `connection`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fhir_id: Option<String>,
+    /// FHIR base URL that `fhirId` belongs to; ids never travel between instances.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection: Option<String>,
+    #[schemars(schema_with = "conditions_schema")]
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    /// Owned fields whose live value differs from the desired one.
+    #[serde(default)]
+    pub drift: Vec<DriftEntry>,
+    /// Unified diff of desired versus live owned fields (bounded length).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diff: Option<String>,
+    /// PractitionerRoles of the record in Epic.
+    #[serde(default)]
+    pub roles: Vec<RoleSummary>,
+    /// When the live record was last read (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sync_time: Option<String>,
+    /// When the operator last wrote the record successfully (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_write_time: Option<String>,
+    /// When a write was last refused by Epic; refused writes are retried no more often than the
+    /// connection's resync interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_refused_write_time: Option<String>,
+    /// The last error met, if the last reconcile failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<LastError>,
+    /// Fingerprint of the live owned fields when last read; the roster scan compares it to
+    /// wake only records that changed in Epic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live_fingerprint: Option<String>,
+    /// Notes for people reading the status (for example what deactivation does not do).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// One owned field that differs between the spec and Epic.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct DriftEntry {
+    /// FHIR path of the field, for example `active` or `name[use=official]`.
+    pub path: String,
+    /// Desired value, as compact JSON (contact values are not shown in full).
+    pub desired: String,
+    /// Live value, as compact JSON.
+    pub live: String,
+}
+
+/// A PractitionerRole summary.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RoleSummary {
+    /// Organization display or reference.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub organization: Option<String>,
+    /// Department or location display or reference.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    /// Specialty display or code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub specialty: Option<String>,
+    /// Role code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+}
+
+/// The last error, with what Epic said.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LastError {
+    /// Stable reason, the same as the Synced condition's.
+    pub reason: String,
+    /// Detail including Epic's diagnostics.
+    pub message: String,
+    /// HTTP status returned by Epic, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_status: Option<u16>,
+    /// Epic OperationOutcome detail codes (for example 4118).
+    #[serde(default)]
+    pub epic_codes: Vec<String>,
+}
+
+impl EpicPractitioner {
+    /// True when the paused annotation is set to "true".
+    pub fn is_paused(&self) -> bool {
+        self.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(PAUSED_ANNOTATION))
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    }
+}

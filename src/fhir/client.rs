@@ -1,0 +1,487 @@
+//! The FHIR client used by the operator and the command line alike.
+
+use std::collections::HashSet;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use rand::Rng;
+use reqwest::Method;
+use serde_json::Value;
+use url::Url;
+
+use super::error::{FhirError, classify};
+use super::http::{describe_transport_error, origin_of, read_limited, require_allowed_url};
+use crate::auth::TokenSource;
+use crate::crd::NPI_SYSTEM;
+
+/// What kind of request, for metrics and sandbox-style accounting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RequestKind {
+    Metadata,
+    Read,
+    Search,
+    Page,
+    Update,
+    Create,
+}
+
+impl RequestKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestKind::Metadata => "metadata",
+            RequestKind::Read => "read",
+            RequestKind::Search => "search",
+            RequestKind::Page => "page",
+            RequestKind::Update => "update",
+            RequestKind::Create => "create",
+        }
+    }
+}
+
+/// Called once per HTTP exchange with its kind and status (None: no response).
+pub type RequestObserver = Arc<dyn Fn(RequestKind, Option<u16>) + Send + Sync>;
+
+/// Automatic retries of reads on 429, 5xx and transport errors.
+#[derive(Clone, Copy, Debug)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included.
+    pub max_attempts: u32,
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+    /// No retry starts after this much time since the first attempt.
+    pub max_elapsed: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 4,
+            base_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(5),
+            max_elapsed: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Per-connection settings.
+#[derive(Clone, Debug)]
+pub struct ConnectionSettings {
+    pub fhir_base_url: String,
+    pub requests_per_second: u32,
+    pub burst: u32,
+    pub page_size: u32,
+    pub request_timeout: Duration,
+    pub max_body_bytes: usize,
+    pub retry: RetryPolicy,
+}
+
+impl ConnectionSettings {
+    pub fn new(fhir_base_url: impl Into<String>) -> Self {
+        Self {
+            fhir_base_url: fhir_base_url.into(),
+            requests_per_second: 20,
+            burst: 40,
+            page_size: 50,
+            request_timeout: Duration::from_secs(30),
+            max_body_bytes: 10 << 20,
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// A resource with the ETag it was read with (Epic rarely sends one).
+#[derive(Clone, Debug)]
+pub struct Versioned {
+    pub body: Value,
+    pub etag: Option<String>,
+}
+
+/// Result of looking an NPI up.
+#[derive(Clone, Debug)]
+pub enum NpiLookup {
+    NotFound,
+    /// Exactly one record; the search result is the live record (no extra read needed).
+    Found(Value),
+    /// Several records carry the NPI: their ids, never one picked.
+    Ambiguous(Vec<String>),
+}
+
+/// What the CapabilityStatement says about Practitioner.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Capability {
+    pub practitioner_interactions: Vec<String>,
+    pub practitioner_search_params: Vec<String>,
+}
+
+impl Capability {
+    pub fn can_update(&self) -> bool {
+        self.practitioner_interactions.iter().any(|i| i == "update")
+    }
+    pub fn can_create(&self) -> bool {
+        self.practitioner_interactions.iter().any(|i| i == "create")
+    }
+    pub fn npi_search(&self) -> bool {
+        self.practitioner_search_params.iter().any(|p| p == "identifier")
+    }
+}
+
+struct RawResponse {
+    etag: Option<String>,
+    location: Option<String>,
+    body: Vec<u8>,
+}
+
+/// Talks to one Epic instance.
+pub struct FhirClient {
+    http: reqwest::Client,
+    base: Url,
+    origin: String,
+    tokens: Arc<TokenSource>,
+    limiter: DefaultDirectRateLimiter,
+    settings: ConnectionSettings,
+    observer: Option<RequestObserver>,
+}
+
+impl std::fmt::Debug for FhirClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FhirClient").field("base", &self.base.as_str()).finish_non_exhaustive()
+    }
+}
+
+impl FhirClient {
+    pub fn new(
+        http: reqwest::Client,
+        settings: ConnectionSettings,
+        tokens: Arc<TokenSource>,
+        observer: Option<RequestObserver>,
+    ) -> Result<Self, FhirError> {
+        let mut base = require_allowed_url(&settings.fhir_base_url).map_err(FhirError::Refused)?;
+        if !base.path().ends_with('/') {
+            base.set_path(&format!("{}/", base.path()));
+        }
+        let rps = NonZeroU32::new(settings.requests_per_second.max(1)).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(settings.burst.max(1)).unwrap_or(NonZeroU32::MIN);
+        Ok(Self {
+            http,
+            origin: origin_of(&base),
+            base,
+            tokens,
+            limiter: RateLimiter::direct(Quota::per_second(rps).allow_burst(burst)),
+            settings,
+            observer,
+        })
+    }
+
+    /// The base URL (with a trailing slash) that FHIR ids of this client belong to.
+    pub fn base_url(&self) -> &str {
+        self.base.as_str().trim_end_matches('/')
+    }
+
+    pub fn tokens(&self) -> &TokenSource {
+        &self.tokens
+    }
+
+    pub fn settings(&self) -> &ConnectionSettings {
+        &self.settings
+    }
+
+    fn url(&self, relative: &str) -> Result<Url, FhirError> {
+        self.base.join(relative).map_err(|e| FhirError::Refused(format!("bad URL {relative:?}: {e}")))
+    }
+
+    /// Reads the CapabilityStatement's Practitioner entry.
+    pub async fn capability(&self) -> Result<Capability, FhirError> {
+        let body = self.get_json(RequestKind::Metadata, self.url("metadata")?).await?.body;
+        let practitioner = body
+            .pointer("/rest/0/resource")
+            .and_then(Value::as_array)
+            .and_then(|r| r.iter().find(|r| r.get("type").and_then(Value::as_str) == Some("Practitioner")));
+        let list = |key: &str, field: &str| -> Vec<String> {
+            practitioner
+                .and_then(|p| p.get(key))
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(|i| i.get(field).and_then(Value::as_str).map(str::to_string)).collect())
+                .unwrap_or_default()
+        };
+        Ok(Capability {
+            practitioner_interactions: list("interaction", "code"),
+            practitioner_search_params: list("searchParam", "name"),
+        })
+    }
+
+    /// Finds the Practitioner records carrying `npi` (following every page: Epic may post-filter
+    /// and return short or empty pages that still have a `next` link).
+    pub async fn search_npi(&self, npi: &str) -> Result<NpiLookup, FhirError> {
+        let mut url = self.url("Practitioner")?;
+        url.query_pairs_mut().append_pair("identifier", &format!("{NPI_SYSTEM}|{npi}"));
+        let mut found = self.search_all(url, "Practitioner").await?;
+        Ok(match found.len() {
+            0 => NpiLookup::NotFound,
+            1 => NpiLookup::Found(found.remove(0)),
+            _ => NpiLookup::Ambiguous(
+                found.iter().filter_map(|p| p.get("id").and_then(Value::as_str).map(str::to_string)).collect(),
+            ),
+        })
+    }
+
+    /// Reads one Practitioner as raw JSON.
+    pub async fn read_practitioner(&self, id: &str) -> Result<Versioned, FhirError> {
+        let url = self.url(&format!("Practitioner/{}", encode_segment(id)))?;
+        self.get_json(RequestKind::Read, url).await
+    }
+
+    /// Reads one Patient as raw JSON.
+    pub async fn read_patient(&self, id: &str) -> Result<Value, FhirError> {
+        let url = self.url(&format!("Patient/{}", encode_segment(id)))?;
+        Ok(self.get_json(RequestKind::Read, url).await?.body)
+    }
+
+    /// All PractitionerRoles of a practitioner (every page).
+    pub async fn practitioner_roles(&self, practitioner_id: &str) -> Result<Vec<Value>, FhirError> {
+        let mut url = self.url("PractitionerRole")?;
+        url.query_pairs_mut().append_pair("practitioner", practitioner_id);
+        self.search_all(url, "PractitionerRole").await
+    }
+
+    /// Full PUT of `body` to Practitioner/{id}. `If-Match` is sent only when the read returned
+    /// an ETag. Never retried here: the reconcile loop decides whether to try again.
+    pub async fn update_practitioner(&self, id: &str, body: &Value, etag: Option<&str>) -> Result<Value, FhirError> {
+        let url = self.url(&format!("Practitioner/{}", encode_segment(id)))?;
+        let raw = self.execute(RequestKind::Update, Method::PUT, url, Some(body), etag).await?;
+        if raw.body.is_empty() {
+            // Some servers answer 200 with no body; the caller re-reads to verify.
+            return Ok(Value::Null);
+        }
+        serde_json::from_slice(&raw.body).map_err(|e| FhirError::Malformed(format!("update response: {e}")))
+    }
+
+    /// POST a new Practitioner; returns its id (from `Location` or the body) and the body.
+    pub async fn create_practitioner(&self, body: &Value) -> Result<(String, Value), FhirError> {
+        let url = self.url("Practitioner")?;
+        let raw = self.execute(RequestKind::Create, Method::POST, url, Some(body), None).await?;
+        let created: Value = if raw.body.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&raw.body).map_err(|e| FhirError::Malformed(format!("create response: {e}")))?
+        };
+        let id = match raw.location {
+            Some(loc) => self.id_from_location(&loc)?,
+            None => created
+                .get("id")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .ok_or_else(|| FhirError::Malformed("create response has neither Location nor id".into()))?,
+        };
+        Ok((id, created))
+    }
+
+    fn id_from_location(&self, location: &str) -> Result<String, FhirError> {
+        let url = self.base.join(location).map_err(|e| FhirError::Malformed(format!("Location {location:?}: {e}")))?;
+        if origin_of(&url) != self.origin {
+            return Err(FhirError::Refused(format!(
+                "Location points at another origin ({}); not following it",
+                origin_of(&url)
+            )));
+        }
+        // [base]/Practitioner/{id}[/_history/{vid}]
+        let segments: Vec<&str> = url.path_segments().map(|s| s.collect()).unwrap_or_default();
+        segments
+            .iter()
+            .position(|s| *s == "Practitioner")
+            .and_then(|i| segments.get(i + 1))
+            .filter(|id| !id.is_empty())
+            .map(|id| id.to_string())
+            .ok_or_else(|| FhirError::Malformed(format!("cannot find the id in Location {location:?}")))
+    }
+
+    /// Walks the whole Practitioner roster (`_count=page_size`), handing each page's resources
+    /// to `on_page`. If Epic expires the paging session mid-walk, the walk restarts from the
+    /// first page once, so `on_page` may see records again: callers key by id.
+    /// Returns the number of pages fetched.
+    pub async fn roster(&self, page_size: u32, mut on_page: impl FnMut(Vec<Value>)) -> Result<usize, FhirError> {
+        let mut restarted = false;
+        loop {
+            let mut first = self.url("Practitioner")?;
+            first.query_pairs_mut().append_pair("_count", &page_size.to_string());
+            match self.walk(first, "Practitioner", &mut on_page).await {
+                Err(FhirError::PagingExpired { .. }) if !restarted => {
+                    tracing::info!("paging session expired during the roster walk; restarting it once");
+                    restarted = true;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn search_all(&self, first: Url, resource_type: &str) -> Result<Vec<Value>, FhirError> {
+        let mut all = Vec::new();
+        self.walk(first, resource_type, &mut |page: Vec<Value>| all.extend(page)).await?;
+        Ok(all)
+    }
+
+    /// Follows Bundle `next` links verbatim (they are opaque and bound to a paging session),
+    /// refusing links to other origins and detecting loops.
+    async fn walk(
+        &self,
+        first: Url,
+        resource_type: &str,
+        on_page: &mut impl FnMut(Vec<Value>),
+    ) -> Result<usize, FhirError> {
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut next = Some(first);
+        let mut kind = RequestKind::Search;
+        let mut pages = 0usize;
+        while let Some(url) = next.take() {
+            if !seen.insert(url.as_str().to_string()) {
+                return Err(FhirError::Malformed("paging loop: a next link repeats an earlier page".into()));
+            }
+            let bundle = self.get_json(kind, url).await?.body;
+            pages += 1;
+            kind = RequestKind::Page;
+            let resources = bundle
+                .get("entry")
+                .and_then(Value::as_array)
+                .map(|entries| {
+                    entries
+                        .iter()
+                        .filter_map(|e| e.get("resource"))
+                        .filter(|r| r.get("resourceType").and_then(Value::as_str) == Some(resource_type))
+                        .cloned()
+                        .collect()
+                })
+                .unwrap_or_default();
+            on_page(resources);
+            if let Some(link) = bundle.get("link").and_then(Value::as_array).and_then(|links| {
+                links
+                    .iter()
+                    .find(|l| l.get("relation").and_then(Value::as_str) == Some("next"))
+                    .and_then(|l| l.get("url").and_then(Value::as_str))
+            }) {
+                let url = Url::parse(link)
+                    .or_else(|_| self.base.join(link))
+                    .map_err(|e| FhirError::Malformed(format!("next link is not a URL: {e}")))?;
+                if origin_of(&url) != self.origin {
+                    return Err(FhirError::Refused(format!(
+                        "a next link points at another origin ({}); the access token is only sent to {}",
+                        origin_of(&url),
+                        self.origin
+                    )));
+                }
+                next = Some(url);
+            }
+        }
+        Ok(pages)
+    }
+
+    async fn get_json(&self, kind: RequestKind, url: Url) -> Result<Versioned, FhirError> {
+        let raw = self.execute(kind, Method::GET, url, None, None).await?;
+        let body = serde_json::from_slice(&raw.body).map_err(|e| FhirError::Malformed(format!("{}: {e}", kind.as_str())))?;
+        Ok(Versioned { body, etag: raw.etag })
+    }
+
+    /// One logical request: rate limit, bearer token (renewed once on a 401), and for reads,
+    /// bounded retries with exponential backoff and full jitter.
+    async fn execute(
+        &self,
+        kind: RequestKind,
+        method: Method,
+        url: Url,
+        body: Option<&Value>,
+        if_match: Option<&str>,
+    ) -> Result<RawResponse, FhirError> {
+        if origin_of(&url) != self.origin {
+            return Err(FhirError::Refused(format!("{} is not the configured origin {}", origin_of(&url), self.origin)));
+        }
+        let retry = self.settings.retry;
+        let retries_reads = method == Method::GET;
+        let started = Instant::now();
+        let mut attempt = 0u32;
+        let mut renewed = false;
+        loop {
+            attempt += 1;
+            let result = self.send_once(kind, &method, &url, body, if_match).await;
+            match result {
+                Err(FhirError::Unauthorized { .. }) if !renewed => {
+                    // The token may have been revoked or expired early: renew once and retry once.
+                    renewed = true;
+                    continue;
+                }
+                Err(e) if retries_reads && e.is_transient() && attempt < retry.max_attempts => {
+                    let delay = match &e {
+                        FhirError::Throttled { retry_after: Some(d) } => *d,
+                        _ => {
+                            let cap = retry.base_delay.saturating_mul(1 << (attempt - 1).min(16)).min(retry.max_delay);
+                            Duration::from_millis(rand::thread_rng().gen_range(0..=cap.as_millis() as u64))
+                        }
+                    };
+                    if started.elapsed() + delay > retry.max_elapsed {
+                        return Err(e);
+                    }
+                    tracing::debug!(kind = kind.as_str(), attempt, reason = e.reason(), "retrying read");
+                    tokio::time::sleep(delay).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn send_once(
+        &self,
+        kind: RequestKind,
+        method: &Method,
+        url: &Url,
+        body: Option<&Value>,
+        if_match: Option<&str>,
+    ) -> Result<RawResponse, FhirError> {
+        self.limiter.until_ready().await;
+        let token = self.tokens.token().await?;
+        let mut request = self
+            .http
+            .request(method.clone(), url.clone())
+            .bearer_auth(token.secret())
+            .header("Accept", "application/fhir+json")
+            .timeout(self.settings.request_timeout);
+        if let Some(b) = body {
+            request = request.header("Content-Type", "application/fhir+json").body(b.to_string());
+        }
+        if let Some(etag) = if_match {
+            request = request.header("If-Match", etag);
+        }
+        let response = match request.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                self.observe(kind, None);
+                let text = describe_transport_error(&e);
+                return Err(if e.is_timeout() { FhirError::Timeout(text) } else { FhirError::Transport(text) });
+            }
+        };
+        let status = response.status().as_u16();
+        self.observe(kind, Some(status));
+        tracing::debug!(method = %method, path = url.path(), status, "fhir request");
+        let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let etag = header("etag");
+        let location = header("location");
+        let retry_after = header("retry-after").and_then(|v| v.trim().parse::<u64>().ok()).map(Duration::from_secs);
+        let body = read_limited(response, self.settings.max_body_bytes).await.map_err(FhirError::Transport)?;
+        if (200..300).contains(&status) {
+            return Ok(RawResponse { etag, location, body });
+        }
+        let error = classify(status, &body, matches!(*method, Method::PUT | Method::POST), retry_after);
+        if matches!(error, FhirError::Unauthorized { .. }) {
+            self.tokens.invalidate(&token).await;
+        }
+        Err(error)
+    }
+
+    fn observe(&self, kind: RequestKind, status: Option<u16>) {
+        if let Some(o) = &self.observer {
+            o(kind, status);
+        }
+    }
+}
+
+fn encode_segment(id: &str) -> String {
+    percent_encoding::utf8_percent_encode(id, percent_encoding::NON_ALPHANUMERIC).to_string()
+}

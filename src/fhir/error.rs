@@ -1,0 +1,284 @@
+//! Every failure of a FHIR call as one typed error, classified from the HTTP status and the
+//! OperationOutcome Epic sends, with a stable `reason()` and a message that can go straight into
+//! a resource's status.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::auth::AuthError;
+
+/// Code system of Epic's OperationOutcome detail codes.
+pub const EPIC_CODE_SYSTEM: &str = "urn:oid:1.2.840.114350.1.13.0.1.7.2.657369";
+
+/// One OperationOutcome issue.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Issue {
+    pub severity: String,
+    pub code: String,
+    /// Epic detail codes (and any other coded details).
+    pub details: Vec<String>,
+    pub diagnostics: Option<String>,
+}
+
+/// The parts of an OperationOutcome the operator uses.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct OperationOutcome {
+    pub issues: Vec<Issue>,
+}
+
+impl OperationOutcome {
+    /// Parses an OperationOutcome; None when the body is something else.
+    pub fn parse(body: &Value) -> Option<Self> {
+        if body.get("resourceType").and_then(Value::as_str) != Some("OperationOutcome") {
+            return None;
+        }
+        let issues = body
+            .get("issue")
+            .and_then(Value::as_array)
+            .map(|issues| {
+                issues
+                    .iter()
+                    .map(|i| Issue {
+                        severity: str_at(i, "severity"),
+                        code: str_at(i, "code"),
+                        details: i
+                            .pointer("/details/coding")
+                            .and_then(Value::as_array)
+                            .map(|c| c.iter().filter_map(|c| c.get("code").and_then(Value::as_str).map(str::to_string)).collect())
+                            .unwrap_or_default(),
+                        diagnostics: i
+                            .get("diagnostics")
+                            .and_then(Value::as_str)
+                            .or_else(|| i.pointer("/details/text").and_then(Value::as_str))
+                            .map(str::to_string),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Some(Self { issues })
+    }
+
+    /// All detail codes, in order, without repeats.
+    pub fn codes(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for c in self.issues.iter().flat_map(|i| i.details.iter()) {
+            if !out.contains(c) {
+                out.push(c.clone());
+            }
+        }
+        out
+    }
+
+    fn has_code(&self, code: &str) -> bool {
+        self.issues.iter().any(|i| i.code == code || i.details.iter().any(|d| d == code))
+    }
+
+    /// The diagnostics texts joined, for messages.
+    pub fn summary(&self) -> String {
+        self.issues
+            .iter()
+            .filter(|i| i.severity != "information")
+            .map(|i| {
+                let mut s = i.code.clone();
+                if !i.details.is_empty() {
+                    s.push_str(&format!(" [{}]", i.details.join(",")));
+                }
+                if let Some(d) = &i.diagnostics {
+                    s.push_str(": ");
+                    s.push_str(d);
+                }
+                s
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+fn str_at(v: &Value, key: &str) -> String {
+    v.get(key).and_then(Value::as_str).unwrap_or_default().to_string()
+}
+
+/// A failed FHIR interaction.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum FhirError {
+    #[error("Epic rejected the access token (HTTP 401){}", outcome_text(.outcome))]
+    Unauthorized { outcome: OperationOutcome },
+    #[error("Epic refused the request (HTTP 403){}", outcome_text(.outcome))]
+    Forbidden { outcome: OperationOutcome },
+    #[error("this Epic instance does not accept Practitioner writes (HTTP {status}){}", outcome_text(.outcome))]
+    WriteDisabled { status: u16, outcome: OperationOutcome },
+    #[error("not found (HTTP 404){}", outcome_text(.outcome))]
+    NotFound { outcome: OperationOutcome },
+    #[error("the record was deleted (HTTP 410){}", outcome_text(.outcome))]
+    Gone { outcome: OperationOutcome },
+    #[error("version conflict (HTTP {status}): the record changed since it was read{}", outcome_text(.outcome))]
+    Conflict { status: u16, outcome: OperationOutcome },
+    #[error("Epic rejected the request as invalid (HTTP {status}){}", outcome_text(.outcome))]
+    Invalid { status: u16, outcome: OperationOutcome },
+    #[error("the paging session expired (Epic code 4113){}", outcome_text(.outcome))]
+    PagingExpired { outcome: OperationOutcome },
+    #[error("Epic throttled the request (HTTP 429){}", .retry_after.map(|d| format!(", retry after {}s", d.as_secs())).unwrap_or_default())]
+    Throttled { retry_after: Option<Duration> },
+    #[error("Epic server error (HTTP {status}){}", outcome_text(.outcome))]
+    Server { status: u16, outcome: OperationOutcome },
+    #[error("request to Epic timed out: {0}")]
+    Timeout(String),
+    #[error("could not reach Epic: {0}")]
+    Transport(String),
+    #[error("Epic sent a response that could not be understood: {0}")]
+    Malformed(String),
+    #[error("refused for safety: {0}")]
+    Refused(String),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+}
+
+fn outcome_text(o: &OperationOutcome) -> String {
+    let s = o.summary();
+    if s.is_empty() { String::new() } else { format!(": {s}") }
+}
+
+impl FhirError {
+    /// Stable, low-cardinality reason for conditions, Events and metric labels.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            FhirError::Unauthorized { .. } | FhirError::Forbidden { .. } => "Unauthorized",
+            FhirError::WriteDisabled { .. } => "WriteDisabled",
+            FhirError::NotFound { .. } | FhirError::Gone { .. } => "NotFound",
+            FhirError::Conflict { .. } => "Conflict",
+            FhirError::Invalid { .. } => "Invalid",
+            FhirError::PagingExpired { .. } => "PagingExpired",
+            FhirError::Throttled { .. } => "Throttled",
+            FhirError::Server { .. } | FhirError::Timeout(_) | FhirError::Transport(_) => "EpicUnavailable",
+            FhirError::Malformed(_) => "Malformed",
+            FhirError::Refused(_) => "Refused",
+            FhirError::Auth(a) => a.reason(),
+        }
+    }
+
+    pub fn http_status(&self) -> Option<u16> {
+        match self {
+            FhirError::Unauthorized { .. } => Some(401),
+            FhirError::Forbidden { .. } => Some(403),
+            FhirError::NotFound { .. } => Some(404),
+            FhirError::Gone { .. } => Some(410),
+            FhirError::PagingExpired { .. } => None,
+            FhirError::Throttled { .. } => Some(429),
+            FhirError::WriteDisabled { status, .. }
+            | FhirError::Conflict { status, .. }
+            | FhirError::Invalid { status, .. }
+            | FhirError::Server { status, .. } => Some(*status),
+            FhirError::Auth(a) => a.http_status(),
+            _ => None,
+        }
+    }
+
+    pub fn epic_codes(&self) -> Vec<String> {
+        match self {
+            FhirError::Unauthorized { outcome }
+            | FhirError::Forbidden { outcome }
+            | FhirError::NotFound { outcome }
+            | FhirError::Gone { outcome }
+            | FhirError::PagingExpired { outcome }
+            | FhirError::WriteDisabled { outcome, .. }
+            | FhirError::Conflict { outcome, .. }
+            | FhirError::Invalid { outcome, .. }
+            | FhirError::Server { outcome, .. } => outcome.codes(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Worth retrying a read automatically (the failure may pass).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            FhirError::Throttled { .. } | FhirError::Server { .. } | FhirError::Timeout(_) | FhirError::Transport(_)
+        )
+    }
+}
+
+/// Classifies a non-success response. `is_write` marks PUT/POST, where 403/405/501 and the
+/// `forbidden`/`not-supported`/4118 outcomes mean the instance does not accept writes.
+pub fn classify(status: u16, body: &[u8], is_write: bool, retry_after: Option<Duration>) -> FhirError {
+    let outcome = serde_json::from_slice::<Value>(body)
+        .ok()
+        .as_ref()
+        .and_then(OperationOutcome::parse)
+        .unwrap_or_default();
+    if outcome.has_code("4113") {
+        return FhirError::PagingExpired { outcome };
+    }
+    let write_refusal = outcome.has_code("forbidden") || outcome.has_code("not-supported") || outcome.has_code("4118");
+    match status {
+        401 => FhirError::Unauthorized { outcome },
+        403 | 405 | 501 if is_write => FhirError::WriteDisabled { status, outcome },
+        400 if is_write && outcome.has_code("not-supported") => FhirError::WriteDisabled { status, outcome },
+        403 => FhirError::Forbidden { outcome },
+        404 => FhirError::NotFound { outcome },
+        410 => FhirError::Gone { outcome },
+        409 | 412 => FhirError::Conflict { status, outcome },
+        429 => FhirError::Throttled { retry_after },
+        500..=599 => FhirError::Server { status, outcome },
+        _ if is_write && write_refusal => FhirError::WriteDisabled { status, outcome },
+        400..=499 => FhirError::Invalid { status, outcome },
+        _ => FhirError::Malformed(format!("unexpected HTTP {status}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn oo(code: &str, epic: &str, diag: &str) -> Vec<u8> {
+        serde_json::json!({
+            "resourceType": "OperationOutcome",
+            "issue": [{
+                "severity": "error",
+                "code": code,
+                "details": {"coding": [{"system": EPIC_CODE_SYSTEM, "code": epic, "display": diag}], "text": diag},
+                "diagnostics": diag
+            }]
+        })
+        .to_string()
+        .into_bytes()
+    }
+
+    #[test]
+    fn classifies_recorded_outcomes() {
+        let cases: Vec<(u16, Vec<u8>, bool, &str)> = vec![
+            (401, oo("login", "4118", "token expired"), false, "Unauthorized"),
+            (403, oo("forbidden", "4118", "User not authorized for request"), false, "Unauthorized"),
+            (403, oo("forbidden", "4118", "Practitioner.Update is not enabled"), true, "WriteDisabled"),
+            (405, oo("not-supported", "4100", "PUT not allowed"), true, "WriteDisabled"),
+            (501, b"".to_vec(), true, "WriteDisabled"),
+            (400, oo("not-supported", "4100", "update not supported"), true, "WriteDisabled"),
+            (422, oo("business-rule", "4100", "name required"), true, "Invalid"),
+            (404, oo("not-found", "4102", "The resource ID is invalid"), false, "NotFound"),
+            (410, oo("deleted", "4107", "merged"), false, "NotFound"),
+            (409, oo("conflict", "4100", "conflict"), true, "Conflict"),
+            (412, b"{}".to_vec(), true, "Conflict"),
+            (400, oo("invalid", "4100", "invalid parameter"), false, "Invalid"),
+            (400, oo("processing", "4113", "paging session expired"), false, "PagingExpired"),
+            (429, b"".to_vec(), false, "Throttled"),
+            (500, oo("exception", "4100", "boom"), false, "EpicUnavailable"),
+            (503, b"<html>down</html>".to_vec(), false, "EpicUnavailable"),
+            (403, oo("forbidden", "59204", "results suppressed"), false, "Unauthorized"),
+        ];
+        for (status, body, write, reason) in cases {
+            let e = classify(status, &body, write, None);
+            assert_eq!(e.reason(), reason, "HTTP {status} write={write}: {e:?}");
+        }
+    }
+
+    #[test]
+    fn messages_carry_diagnostics_and_codes() {
+        let e = classify(403, &oo("forbidden", "4118", "writes are disabled"), true, None);
+        assert!(e.to_string().contains("writes are disabled"), "{e}");
+        assert_eq!(e.epic_codes(), vec!["4118".to_string()]);
+        assert_eq!(e.http_status(), Some(403));
+        let t = classify(429, b"", false, Some(Duration::from_secs(7)));
+        assert!(t.to_string().contains("retry after 7s"));
+        assert!(t.is_transient());
+    }
+}

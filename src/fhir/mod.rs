@@ -1,0 +1,15 @@
+//! The Epic FHIR R4 client: typed errors, paging, rate limiting and retries.
+//!
+//! Resource bodies stay raw `serde_json::Value` so that every field Epic sends, understood or
+//! not, survives a read-modify-PUT.
+
+mod client;
+mod error;
+mod http;
+
+pub use client::{
+    Capability, ConnectionSettings, FhirClient, NpiLookup, RequestKind, RequestObserver, RetryPolicy,
+    Versioned,
+};
+pub use error::{EPIC_CODE_SYSTEM, FhirError, Issue, OperationOutcome, classify};
+pub use http::{describe_transport_error, origin_of, read_limited, require_allowed_url};

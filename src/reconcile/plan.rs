@@ -1,0 +1,241 @@
+//! What to do, decided from policy, capability, resolution and drift.
+
+use crate::crd::{DeletionPolicy, ManagementPolicy};
+
+/// Whether the Epic instance accepts Practitioner writes, as far as is known.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteCapability {
+    Enabled,
+    Disabled,
+    /// Not known yet: a write is attempted and a refusal teaches the answer.
+    Unknown,
+}
+
+/// Outcome of looking the NPI up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resolution {
+    Found,
+    NotFound,
+    /// More than one record carries the NPI; the count is kept for the message.
+    Ambiguous(usize),
+}
+
+/// Everything the plan depends on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PlanInput {
+    pub management: ManagementPolicy,
+    pub deletion: DeletionPolicy,
+    /// The object is being deleted.
+    pub deleting: bool,
+    pub paused: bool,
+    pub writes: WriteCapability,
+    pub resolution: Resolution,
+    /// Owned fields differ between spec and live.
+    pub drifted: bool,
+    /// The live record's `active` (None when unknown or not found).
+    pub live_active: Option<bool>,
+}
+
+/// Why drift or a missing record is left as it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HoldReason {
+    /// managementPolicy Observe.
+    ObserveOnly,
+    /// The instance refuses writes.
+    WriteDisabled,
+    /// The paused annotation is set.
+    Paused,
+    /// No record has the NPI and the policy does not create.
+    NotFound,
+    /// Several records have the NPI: never pick one.
+    AmbiguousNpi,
+}
+
+impl HoldReason {
+    /// Stable reason used for the Synced condition and metrics.
+    pub fn reason(self) -> &'static str {
+        match self {
+            HoldReason::ObserveOnly => "ObserveOnly",
+            HoldReason::WriteDisabled => "WriteDisabled",
+            HoldReason::Paused => "Paused",
+            HoldReason::NotFound => "NotFound",
+            HoldReason::AmbiguousNpi => "AmbiguousNPI",
+        }
+    }
+}
+
+/// The action for one practitioner.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Nothing to write: in sync, or (deleting) nothing to do in Epic.
+    Nothing,
+    /// Full PUT of the overlaid record.
+    Update,
+    /// POST a new record built from the spec.
+    Create,
+    /// PUT active=false before the object goes.
+    Deactivate,
+    /// Leave things as they are and say why.
+    Hold(HoldReason),
+}
+
+impl Action {
+    /// A short description for people (CLI output).
+    pub fn describe(self) -> String {
+        match self {
+            Action::Nothing => "none (in sync)".into(),
+            Action::Update => "update (full PUT of the record with the owned fields replaced)".into(),
+            Action::Create => "create (POST a new Practitioner)".into(),
+            Action::Deactivate => "deactivate (PUT active=false)".into(),
+            Action::Hold(HoldReason::ObserveOnly) => "none: managementPolicy is Observe".into(),
+            Action::Hold(HoldReason::WriteDisabled) => "none: write disabled on this instance".into(),
+            Action::Hold(HoldReason::Paused) => "none: paused by annotation".into(),
+            Action::Hold(HoldReason::NotFound) => {
+                "none: NPI not found (use managementPolicy CreateOrUpdate to create it)".into()
+            }
+            Action::Hold(HoldReason::AmbiguousNpi) => {
+                "none: several records carry this NPI; fix the duplicates in Epic".into()
+            }
+        }
+    }
+
+    pub fn writes(self) -> bool {
+        matches!(self, Action::Update | Action::Create | Action::Deactivate)
+    }
+}
+
+/// Decides the action. Observe never writes; a missing record is created only under
+/// CreateOrUpdate; an ambiguous NPI never writes; deletion with Deactivate plans active=false.
+pub fn plan(input: PlanInput) -> Action {
+    if let Resolution::Ambiguous(_) = input.resolution {
+        return Action::Hold(HoldReason::AmbiguousNpi);
+    }
+    let blocked = if input.paused {
+        Some(HoldReason::Paused)
+    } else if input.writes == WriteCapability::Disabled {
+        Some(HoldReason::WriteDisabled)
+    } else {
+        None
+    };
+    if input.deleting {
+        if input.management == ManagementPolicy::Observe
+            || input.deletion == DeletionPolicy::Orphan
+            || input.resolution == Resolution::NotFound
+            || input.live_active == Some(false)
+        {
+            return Action::Nothing;
+        }
+        return blocked.map_or(Action::Deactivate, Action::Hold);
+    }
+    match input.resolution {
+        Resolution::NotFound if input.management == ManagementPolicy::CreateOrUpdate => {
+            blocked.map_or(Action::Create, Action::Hold)
+        }
+        Resolution::NotFound => Action::Hold(HoldReason::NotFound),
+        _ if !input.drifted => Action::Nothing,
+        _ if input.management == ManagementPolicy::Observe => Action::Hold(HoldReason::ObserveOnly),
+        _ => blocked.map_or(Action::Update, Action::Hold),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> PlanInput {
+        PlanInput {
+            management: ManagementPolicy::Update,
+            deletion: DeletionPolicy::Orphan,
+            deleting: false,
+            paused: false,
+            writes: WriteCapability::Unknown,
+            resolution: Resolution::Found,
+            drifted: true,
+            live_active: Some(true),
+        }
+    }
+
+    #[test]
+    fn in_sync_does_nothing() {
+        assert_eq!(plan(PlanInput { drifted: false, ..base() }), Action::Nothing);
+    }
+
+    #[test]
+    fn drift_is_updated_when_writes_allowed_or_unknown() {
+        assert_eq!(plan(base()), Action::Update);
+        assert_eq!(plan(PlanInput { writes: WriteCapability::Enabled, ..base() }), Action::Update);
+    }
+
+    #[test]
+    fn drift_is_held_when_write_disabled() {
+        let p = plan(PlanInput { writes: WriteCapability::Disabled, ..base() });
+        assert_eq!(p, Action::Hold(HoldReason::WriteDisabled));
+    }
+
+    #[test]
+    fn observe_never_writes() {
+        for resolution in [Resolution::Found, Resolution::NotFound] {
+            for deleting in [false, true] {
+                let p = plan(PlanInput {
+                    management: ManagementPolicy::Observe,
+                    deletion: DeletionPolicy::Deactivate,
+                    resolution,
+                    deleting,
+                    ..base()
+                });
+                assert!(!p.writes(), "{resolution:?} deleting={deleting}: {p:?}");
+            }
+        }
+        let p = plan(PlanInput { management: ManagementPolicy::Observe, ..base() });
+        assert_eq!(p, Action::Hold(HoldReason::ObserveOnly));
+    }
+
+    #[test]
+    fn not_found_is_created_only_under_create_or_update() {
+        let nf = PlanInput { resolution: Resolution::NotFound, live_active: None, ..base() };
+        assert_eq!(plan(nf), Action::Hold(HoldReason::NotFound));
+        let coup = PlanInput { management: ManagementPolicy::CreateOrUpdate, ..nf };
+        assert_eq!(plan(coup), Action::Create);
+        assert_eq!(
+            plan(PlanInput { writes: WriteCapability::Disabled, ..coup }),
+            Action::Hold(HoldReason::WriteDisabled)
+        );
+        assert_eq!(plan(PlanInput { paused: true, ..coup }), Action::Hold(HoldReason::Paused));
+    }
+
+    #[test]
+    fn ambiguous_never_writes() {
+        for management in [ManagementPolicy::Update, ManagementPolicy::CreateOrUpdate] {
+            for deleting in [false, true] {
+                let p = plan(PlanInput {
+                    management,
+                    deleting,
+                    deletion: DeletionPolicy::Deactivate,
+                    resolution: Resolution::Ambiguous(2),
+                    ..base()
+                });
+                assert_eq!(p, Action::Hold(HoldReason::AmbiguousNpi));
+            }
+        }
+    }
+
+    #[test]
+    fn paused_holds_writes() {
+        assert_eq!(plan(PlanInput { paused: true, ..base() }), Action::Hold(HoldReason::Paused));
+    }
+
+    #[test]
+    fn deletion_branches() {
+        let del = PlanInput { deleting: true, deletion: DeletionPolicy::Deactivate, ..base() };
+        assert_eq!(plan(del), Action::Deactivate);
+        assert_eq!(plan(PlanInput { drifted: false, ..del }), Action::Deactivate);
+        assert_eq!(plan(PlanInput { live_active: Some(false), ..del }), Action::Nothing);
+        assert_eq!(plan(PlanInput { deletion: DeletionPolicy::Orphan, ..del }), Action::Nothing);
+        assert_eq!(plan(PlanInput { resolution: Resolution::NotFound, ..del }), Action::Nothing);
+        assert_eq!(
+            plan(PlanInput { writes: WriteCapability::Disabled, ..del }),
+            Action::Hold(HoldReason::WriteDisabled)
+        );
+        assert_eq!(plan(PlanInput { paused: true, ..del }), Action::Hold(HoldReason::Paused));
+    }
+}

@@ -1,0 +1,73 @@
+//! Small helpers shared by several modules.
+
+use std::time::Duration;
+
+/// Parses durations such as `90s`, `10m`, `1h30m` or `250ms`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let err = || format!("invalid duration {text:?}: use digits followed by ms, s, m or h, e.g. 10m or 1h30m");
+    if text.is_empty() {
+        return Err(err());
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest.chars().take_while(|c| c.is_ascii_digit()).count();
+        if digits == 0 {
+            return Err(err());
+        }
+        let n: u64 = rest[..digits].parse().map_err(|_| err())?;
+        rest = &rest[digits..];
+        let unit_len = rest.chars().take_while(|c| c.is_ascii_alphabetic()).count();
+        let part = match &rest[..unit_len] {
+            "ms" => Duration::from_millis(n),
+            "s" => Duration::from_secs(n),
+            "m" => Duration::from_secs(n.saturating_mul(60)),
+            "h" => Duration::from_secs(n.saturating_mul(3600)),
+            _ => return Err(err()),
+        };
+        total = total.saturating_add(part);
+        rest = &rest[unit_len..];
+    }
+    Ok(total)
+}
+
+/// Current time as RFC 3339 with second precision (the shape Kubernetes uses).
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// Cuts `text` to at most `max` bytes on a character boundary, saying how much was left out.
+pub fn truncate_with_note(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}\n... ({} more bytes not shown)\n", &text[..end], text.len() - end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_duration("10").is_err());
+        assert!(parse_duration("m").is_err());
+        assert!(parse_duration("5d").is_err());
+    }
+
+    #[test]
+    fn truncation_on_char_boundary() {
+        let s = "ééééé";
+        let t = truncate_with_note(s, 3);
+        assert!(t.starts_with('é'));
+        assert!(t.contains("more bytes"));
+        assert_eq!(truncate_with_note("abc", 10), "abc");
+    }
+}
