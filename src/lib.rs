@@ -13,4 +13,5 @@ pub mod gitops;
 pub mod operator;
 pub mod reconcile;
 pub mod sandbox;
+pub mod sync;
 pub mod util;

@@ -1,1 +1,12 @@
-//! TODO
+//! The GitOps driver: the same engine and client as the operator, without a cluster.
+//! `plan` shows what would change, `apply` performs it, `export` adopts an existing roster.
+
+mod connection;
+mod export;
+mod manifests;
+mod report;
+
+pub use connection::{ConnectionInput, EXAMPLES_SEED, Target, open_target};
+pub use export::{ExportSummary, export_roster, manifest_from_live};
+pub use manifests::{LoadError, Loaded, SourcedPractitioner, load_manifests};
+pub use report::{PlanMode, PractitionerReport, RunReport, run_plan};

@@ -1,1 +1,282 @@
-//! TODO
+//! The Kubernetes driver: controllers for EpicPractitioner and EpicConnection, leader
+//! election, metrics and health endpoints.
+
+mod connection;
+mod connections;
+mod error;
+mod health;
+mod leader;
+mod metrics;
+mod practitioner;
+mod roster;
+mod status;
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::channel::mpsc::{UnboundedSender, unbounded};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::runtime::controller::Config as ControllerConfig;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{Controller, Predicate, WatchStreamExt, predicates, watcher};
+use kube::{Api, ResourceExt};
+
+pub use connections::Connections;
+pub use error::Error;
+pub use leader::LeaderElector;
+pub use metrics::Metrics;
+pub use practitioner::{FIELD_MANAGER, FINALIZER};
+
+use crate::crd::{EpicConnection, EpicPractitioner};
+
+/// How drift is found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DriftDetection {
+    /// Every practitioner re-reads its record every resync interval.
+    PerObject,
+    /// One paged roster walk per connection and interval wakes only changed records.
+    Roster,
+}
+
+/// Settings of `epic-operator run`.
+#[derive(Clone, Debug)]
+pub struct OperatorConfig {
+    pub namespace: Option<String>,
+    pub metrics_addr: SocketAddr,
+    pub leader_election: bool,
+    pub lease_name: String,
+    pub lease_namespace: Option<String>,
+    pub drift_detection: DriftDetection,
+    pub concurrency: u16,
+}
+
+/// What every reconcile shares.
+pub struct Context {
+    pub kube: kube::Client,
+    pub connections: Connections,
+    pub metrics: Arc<Metrics>,
+    pub recorder: Recorder,
+    pub practitioners: Store<EpicPractitioner>,
+    pub wake: UnboundedSender<ObjectRef<EpicPractitioner>>,
+    pub mode: DriftDetection,
+    failures: Mutex<HashMap<String, u32>>,
+    drifted: Mutex<HashSet<String>>,
+}
+
+fn object_key(p: &EpicPractitioner) -> String {
+    format!("{}/{}", p.namespace().unwrap_or_default(), p.name_any())
+}
+
+impl Context {
+    /// Counts a failure of this object and returns how many in a row.
+    pub fn record_failure(&self, p: &EpicPractitioner) -> u32 {
+        let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let n = f.entry(object_key(p)).or_insert(0);
+        *n = n.saturating_add(1);
+        *n - 1
+    }
+
+    pub fn forget_failures(&self, p: &EpicPractitioner) {
+        self.failures.lock().unwrap_or_else(|e| e.into_inner()).remove(&object_key(p));
+    }
+
+    pub fn set_drifted(&self, p: &EpicPractitioner, drifted: bool) {
+        let mut set = self.drifted.lock().unwrap_or_else(|e| e.into_inner());
+        if drifted {
+            set.insert(object_key(p));
+        } else {
+            set.remove(&object_key(p));
+        }
+        self.metrics.drifted.set(set.len() as i64);
+    }
+}
+
+/// Logs as JSON when not on a terminal (as in a cluster), readable text otherwise.
+pub fn init_tracing() {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn,hyper=warn,tower=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if std::io::stderr().is_terminal() {
+        builder.init();
+    } else {
+        builder.json().init();
+    }
+}
+
+/// Runs the operator until SIGTERM/SIGINT or loss of leadership.
+pub async fn run(config: OperatorConfig) -> Result<(), String> {
+    let http = crate::sync::http_client().map_err(|e| e.to_string())?;
+    let client = kube::Client::try_default()
+        .await
+        .map_err(|e| format!("cannot reach Kubernetes (kubeconfig or in-cluster config): {e}"))?;
+    let metrics = Arc::new(Metrics::default());
+    let readiness = Arc::new(health::Readiness::default());
+    let health_task = tokio::spawn(health::serve(config.metrics_addr, metrics.clone(), readiness.clone()));
+
+    let identity = format!(
+        "{}-{:08x}",
+        std::env::var("POD_NAME").or_else(|_| std::env::var("HOSTNAME")).unwrap_or_else(|_| "epic-operator".into()),
+        rand::random::<u32>()
+    );
+    let elector = if config.leader_election {
+        let ns = config.lease_namespace.clone().unwrap_or_else(|| client.default_namespace().to_string());
+        let e = LeaderElector::new(client.clone(), &ns, &config.lease_name, &identity, Duration::from_secs(15));
+        // A standby replica is healthy and ready; it just does not reconcile.
+        readiness.set(true);
+        tracing::info!(identity = %identity, lease = %config.lease_name, "waiting for leadership");
+        e.acquire().await.map_err(|e| format!("leader election failed: {e}"))?;
+        Some(e)
+    } else {
+        None
+    };
+
+    let practitioner_api: Api<EpicPractitioner> = match &config.namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let connection_api: Api<EpicConnection> = match &config.namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let secret_api: Api<Secret> = match &config.namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let watch_config = watcher::Config::default().page_size(500);
+
+    // Practitioners: a reflector store (managedFields stripped to save memory) feeding a
+    // trigger stream that ignores status-only changes, so the operator's own status writes do
+    // not cause another round of Epic requests.
+    let (practitioners, writer) = reflector::store::<EpicPractitioner>();
+    let practitioner_stream = watcher(practitioner_api, watch_config.clone())
+        .default_backoff()
+        .modify(|p: &mut EpicPractitioner| p.managed_fields_mut().clear())
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(predicates::generation.combine(predicates::annotations), Default::default());
+    let (connections_store, connection_writer) = reflector::store::<EpicConnection>();
+    let connection_stream = watcher(connection_api.clone(), watch_config.clone())
+        .default_backoff()
+        .modify(|c: &mut EpicConnection| c.managed_fields_mut().clear())
+        .reflect(connection_writer)
+        .applied_objects()
+        .predicate_filter(predicates::generation, Default::default());
+
+    let (wake_tx, wake_rx) = unbounded::<ObjectRef<EpicPractitioner>>();
+    let recorder = Recorder::new(client.clone(), Reporter { controller: "epic-operator".into(), instance: Some(identity.clone()) });
+    let ctx = Arc::new(Context {
+        kube: client.clone(),
+        connections: Connections::new(client.clone(), http, Some(metrics.fhir_observer())),
+        metrics: metrics.clone(),
+        recorder,
+        practitioners: practitioners.clone(),
+        wake: wake_tx,
+        mode: config.drift_detection,
+        failures: Mutex::new(HashMap::new()),
+        drifted: Mutex::new(HashSet::new()),
+    });
+
+    // Practitioners are reconciled again when their connection's spec changes.
+    let store_for_mapper = practitioners.clone();
+    let connection_changes = watcher(connection_api, watch_config.clone())
+        .default_backoff()
+        .applied_objects()
+        .predicate_filter(predicates::generation, Default::default());
+    let practitioner_controller = Controller::for_stream(practitioner_stream, practitioners.clone())
+        .with_config(ControllerConfig::default().concurrency(config.concurrency))
+        .watches_stream(connection_changes, move |conn: EpicConnection| {
+            let ns = conn.namespace();
+            let name = conn.name_any();
+            store_for_mapper
+                .state()
+                .into_iter()
+                .filter(|p| p.namespace() == ns && p.spec.connection_ref.name == name)
+                .map(|p| ObjectRef::from_obj(&*p))
+                .collect::<Vec<_>>()
+        })
+        .reconcile_on(wake_rx)
+        .shutdown_on_signal()
+        .run(practitioner::reconcile, practitioner::error_policy, ctx.clone())
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "practitioner reconcile failed");
+            }
+        });
+
+    // Connections are reconciled again when their Secret changes (key rotation).
+    let connections_for_mapper = connections_store.clone();
+    let connection_controller = Controller::for_stream(connection_stream, connections_store)
+        .watches(secret_api, watcher::Config::default(), move |secret: Secret| {
+            let ns = secret.namespace();
+            let name = secret.name_any();
+            connections_for_mapper
+                .state()
+                .into_iter()
+                .filter(|c| c.namespace() == ns && c.spec.private_key_secret_ref.name == name)
+                .map(|c| ObjectRef::from_obj(&*c))
+                .collect::<Vec<_>>()
+        })
+        .shutdown_on_signal()
+        .run(connection::reconcile, connection::error_policy, ctx.clone())
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "connection reconcile failed");
+            }
+        });
+
+    let ready_store = practitioners.clone();
+    let ready_flag = readiness.clone();
+    tokio::spawn(async move {
+        if ready_store.wait_until_ready().await.is_ok() {
+            ready_flag.set(true);
+        }
+    });
+    let roster_task = {
+        let ctx = ctx.clone();
+        async move {
+            if ctx.mode == DriftDetection::Roster {
+                roster::run(ctx).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    let token_metrics = {
+        let ctx = ctx.clone();
+        async move {
+            let mut reported = 0u64;
+            loop {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                let total: u64 = ctx.connections.ready_handles().await.iter().map(|(_, h)| h.client.tokens().requests_sent()).sum();
+                if total > reported {
+                    ctx.metrics.token_requests.inc_by(total - reported);
+                    reported = total;
+                }
+            }
+        }
+    };
+    let lost_leadership = async {
+        match &elector {
+            Some(e) => e.hold().await,
+            None => std::future::pending::<String>().await,
+        }
+    };
+    tracing::info!(mode = ?config.drift_detection, namespace = ?config.namespace, "controllers started");
+    let outcome = tokio::select! {
+        _ = futures::future::join(practitioner_controller, connection_controller) => Ok(()),
+        _ = roster_task => Ok(()),
+        _ = token_metrics => Ok(()),
+        why = lost_leadership => Err(format!("lost leadership: {why}")),
+        r = health_task => Err(format!("health server stopped: {r:?}")),
+    };
+    if let Some(e) = &elector {
+        e.release().await;
+    }
+    tracing::info!("operator stopped");
+    outcome
+}

@@ -1,1 +1,204 @@
-//! TODO
+//! The built-in Epic sandbox: an Epic-like FHIR R4 server with SMART Backend Services auth.
+//!
+//! It imitates Epic as documented, awkward parts included: opaque instance-specific ids,
+//! writes refused by default (403 OperationOutcome with Epic code 4118), opaque expiring paging
+//! links (code 4113), PATCH refused, no rate-limit headers and no Retry-After on 429. Admin
+//! endpoints under `/_sandbox/` count requests, inject faults and edit records out of band.
+
+mod admin;
+mod fhir;
+mod oauth;
+mod state;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+
+pub use state::{RegisteredClient, SeedError, Stats};
+use state::SandboxState;
+
+use crate::auth::{ClientKey, generate_key};
+use crate::crd::Algorithm;
+
+/// Base path of the FHIR API, as on Epic.
+pub const FHIR_PATH: &str = "/api/FHIR/R4";
+/// Path of the token endpoint.
+pub const TOKEN_PATH: &str = "/oauth2/token";
+/// Client id registered when no client is given.
+pub const DEV_CLIENT_ID: &str = "epic-operator-dev";
+/// Key id of the generated development key.
+pub const DEV_KEY_ID: &str = "dev-key-1";
+
+/// Scopes a client may be granted unless narrowed.
+pub fn default_scopes() -> Vec<String> {
+    ["system/Practitioner.read", "system/Practitioner.write", "system/PractitionerRole.read", "system/Patient.read"]
+        .into_iter()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Faults and switches that can change at run time through `/_sandbox/settings`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Settings {
+    /// Accept Practitioner PUT/POST (most Epic instances do not).
+    pub writes_enabled: bool,
+    /// Added latency of every FHIR response, in milliseconds.
+    pub latency_ms: u64,
+    /// Random extra latency, 0..=jitter_ms.
+    pub jitter_ms: u64,
+    /// Fraction (0-1) of FHIR requests answered 429 without Retry-After.
+    pub throttle_rate: f64,
+    /// Fraction (0-1) of FHIR requests answered 500.
+    pub error_rate: f64,
+    /// Fraction (0-1) of token requests answered 503.
+    pub token_failure_rate: f64,
+    /// Server-wide FHIR requests per second; beyond it requests get 429 (0: unlimited).
+    pub rate_limit_rps: u32,
+}
+
+/// How to start a sandbox.
+#[derive(Clone, Debug)]
+pub struct SandboxConfig {
+    pub addr: SocketAddr,
+    pub settings: Settings,
+    pub token_ttl: Duration,
+    /// Paging sessions expire after this long (then `next` links answer Epic code 4113).
+    pub paging_ttl: Duration,
+    pub default_page_size: usize,
+    pub max_page_size: usize,
+    /// Registered clients; when empty a development client and key are generated.
+    pub clients: Vec<RegisteredClient>,
+    /// Seed documents (FHIR Bundle or JSON array), applied in order.
+    pub seeds: Vec<String>,
+    /// Synthetic practitioners to add.
+    pub generate: usize,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            settings: Settings::default(),
+            token_ttl: Duration::from_secs(3600),
+            paging_ttl: Duration::from_secs(300),
+            default_page_size: 10,
+            max_page_size: 200,
+            clients: Vec::new(),
+            seeds: Vec::new(),
+            generate: 0,
+        }
+    }
+}
+
+/// A running sandbox.
+pub struct Sandbox {
+    pub addr: SocketAddr,
+    /// The development key generated when no client was registered (PEM, PKCS#8).
+    pub dev_key_pem: Option<String>,
+    state: Arc<SandboxState>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Sandbox {
+    /// Binds, seeds and starts serving in the background.
+    pub async fn start(config: SandboxConfig) -> Result<Self, SandboxError> {
+        let listener = TcpListener::bind(config.addr)
+            .await
+            .map_err(|e| SandboxError::Bind(config.addr.to_string(), e.to_string()))?;
+        let addr = listener.local_addr().map_err(|e| SandboxError::Bind(config.addr.to_string(), e.to_string()))?;
+        let mut clients = config.clients.clone();
+        let mut dev_key_pem = None;
+        if clients.is_empty() {
+            let (key, pem) = generate_key(Algorithm::RS384, DEV_KEY_ID).map_err(|e| SandboxError::Key(e.to_string()))?;
+            clients.push(RegisteredClient::new(DEV_CLIENT_ID, &key.jwks(), default_scopes())?);
+            dev_key_pem = Some(pem);
+        }
+        let origin = format!("http://{addr}");
+        let state = Arc::new(SandboxState::new(&origin, &config, clients));
+        for seed in &config.seeds {
+            state.load_seed(seed)?;
+        }
+        if config.generate > 0 {
+            state.generate(config.generate);
+        }
+        let app = router(state.clone());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let served = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "sandbox server stopped");
+            }
+        });
+        Ok(Self { addr, dev_key_pem, state, shutdown: Some(tx), task })
+    }
+
+    /// `http://127.0.0.1:PORT/api/FHIR/R4`
+    pub fn fhir_base_url(&self) -> String {
+        format!("http://{}{FHIR_PATH}", self.addr)
+    }
+
+    pub fn token_url(&self) -> String {
+        format!("http://{}{TOKEN_PATH}", self.addr)
+    }
+
+    pub fn admin_url(&self) -> String {
+        format!("http://{}/_sandbox", self.addr)
+    }
+
+    /// Request counters.
+    pub fn stats(&self) -> serde_json::Value {
+        self.state.stats.snapshot()
+    }
+
+    /// The development key loaded for signing (when one was generated).
+    pub fn dev_key(&self) -> Option<Result<ClientKey, crate::auth::KeyError>> {
+        self.dev_key_pem.as_ref().map(|pem| ClientKey::from_pem(pem, Algorithm::RS384, DEV_KEY_ID))
+    }
+
+    /// Replaces run-time settings (writes, faults).
+    pub fn set_settings(&self, settings: Settings) {
+        self.state.set_settings(settings);
+    }
+
+    /// Stops serving and waits for the server task.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+
+    /// Serves until the process is interrupted.
+    pub async fn wait(self) {
+        let _ = self.task.await;
+    }
+}
+
+/// Why the sandbox could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("cannot listen on {0}: {1}")]
+    Bind(String, String),
+    #[error("cannot create the development key: {0}")]
+    Key(String),
+    #[error(transparent)]
+    Seed(#[from] SeedError),
+}
+
+fn router(state: Arc<SandboxState>) -> Router {
+    Router::new()
+        .route(TOKEN_PATH, axum::routing::post(oauth::token))
+        .nest(FHIR_PATH, fhir::routes(state.clone()))
+        .nest("/_sandbox", admin::routes())
+        .with_state(state)
+}

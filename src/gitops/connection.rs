@@ -1,0 +1,111 @@
+//! Where the command line connects: an EpicConnection manifest plus a private key, or the
+//! built-in sandbox started in-process.
+
+use std::path::PathBuf;
+
+use crate::crd::{Algorithm, EpicConnection, EpicConnectionSpec, SecretKeyRef, WriteMode};
+use crate::fhir::{Capability, FhirClient};
+use crate::sandbox::{DEV_CLIENT_ID, DEV_KEY_ID, Sandbox, SandboxConfig, Settings};
+use crate::sync::{connect, http_client};
+
+/// The seed the `--sandbox` option loads: the records behind the manifests in `examples/`.
+pub const EXAMPLES_SEED: &str = include_str!("../../examples/sandbox/seed.json");
+
+/// How the user told the command line to connect.
+#[derive(Clone, Debug, Default)]
+pub struct ConnectionInput {
+    /// An EpicConnection manifest.
+    pub connection: Option<PathBuf>,
+    /// The private key PEM file.
+    pub private_key: Option<PathBuf>,
+    /// Use the built-in sandbox instead of a real Epic.
+    pub sandbox: bool,
+    /// Let the sandbox accept writes.
+    pub sandbox_writes: bool,
+}
+
+/// A connected instance.
+pub struct Target {
+    pub client: FhirClient,
+    pub spec: EpicConnectionSpec,
+    /// The EpicConnection name exported manifests refer to.
+    pub connection_name: String,
+    pub namespace: Option<String>,
+    /// Kept alive while the command runs.
+    pub sandbox: Option<Sandbox>,
+}
+
+impl Target {
+    /// Reads the CapabilityStatement (None with a warning when it cannot be read).
+    pub async fn capability(&self) -> Result<Capability, crate::fhir::FhirError> {
+        self.client.capability().await
+    }
+
+    pub async fn stop(self) {
+        if let Some(s) = self.sandbox {
+            s.stop().await;
+        }
+    }
+}
+
+/// Opens the connection the user asked for; errors are sentences for the terminal.
+pub async fn open_target(input: &ConnectionInput) -> Result<Target, String> {
+    let http = http_client().map_err(|e| e.to_string())?;
+    if input.sandbox {
+        let sandbox = Sandbox::start(SandboxConfig {
+            settings: Settings { writes_enabled: input.sandbox_writes, ..Settings::default() },
+            seeds: vec![EXAMPLES_SEED.to_string()],
+            ..SandboxConfig::default()
+        })
+        .await
+        .map_err(|e| format!("cannot start the built-in sandbox: {e}"))?;
+        let pem = sandbox.dev_key_pem.clone().ok_or("the sandbox generated no development key")?;
+        let spec = EpicConnectionSpec {
+            fhir_base_url: sandbox.fhir_base_url(),
+            token_url: None,
+            client_id: DEV_CLIENT_ID.into(),
+            private_key_secret_ref: SecretKeyRef { name: "sandbox".into(), key: "private-key.pem".into() },
+            key_id: DEV_KEY_ID.into(),
+            algorithm: Algorithm::RS384,
+            scopes: None,
+            requests_per_second: None,
+            burst: None,
+            page_size: None,
+            writes: WriteMode::Auto,
+            resync_interval: None,
+        };
+        let client = connect(&http, &spec, &pem, None).await.map_err(|e| e.to_string())?;
+        return Ok(Target {
+            client,
+            spec,
+            connection_name: "epic-sandbox".into(),
+            namespace: None,
+            sandbox: Some(sandbox),
+        });
+    }
+    let Some(path) = &input.connection else {
+        return Err("say where to connect: --connection FILE --private-key PEM, or --sandbox for the built-in sandbox".into());
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: cannot read the connection manifest: {e}", path.display()))?;
+    let docs: Vec<serde_json::Value> =
+        serde_saphyr::from_multiple(&text).map_err(|e| format!("{}: not valid YAML: {e}", path.display()))?;
+    let doc = docs
+        .into_iter()
+        .find(|d| d.get("kind").and_then(|k| k.as_str()) == Some("EpicConnection"))
+        .ok_or_else(|| format!("{}: no EpicConnection document in this file", path.display()))?;
+    let conn: EpicConnection =
+        serde_json::from_value(doc).map_err(|e| format!("{}: invalid EpicConnection: {e}", path.display()))?;
+    let key_path = input.private_key.as_ref().ok_or(
+        "--private-key PEM (or EPIC_OPERATOR_PRIVATE_KEY_FILE) is required with --connection: the key whose public half is registered with Epic",
+    )?;
+    let pem = std::fs::read_to_string(key_path)
+        .map_err(|e| format!("{}: cannot read the private key: {e}", key_path.display()))?;
+    let client = connect(&http, &conn.spec, &pem, None).await.map_err(|e| format!("cannot connect: {e}"))?;
+    Ok(Target {
+        client,
+        connection_name: conn.metadata.name.clone().unwrap_or_else(|| "epic".into()),
+        namespace: conn.metadata.namespace.clone(),
+        spec: conn.spec,
+        sandbox: None,
+    })
+}

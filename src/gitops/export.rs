@@ -1,0 +1,170 @@
+//! `export`: adopt the records that already exist in Epic by writing one EpicPractitioner
+//! manifest per Practitioner, walking the whole roster through its paging links.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::Path;
+
+use kube::api::ObjectMeta;
+use serde_json::Value;
+
+use super::connection::Target;
+use crate::crd::{
+    ConnectionRef, ContactPoint, DeletionPolicy, EpicPractitioner, EpicPractitionerSpec, ManagementPolicy, NPI_SYSTEM,
+    PractitionerName, Qualification, validate_npi,
+};
+
+/// What an export did.
+#[derive(Debug, Default)]
+pub struct ExportSummary {
+    pub pages: usize,
+    pub records: usize,
+    pub written: usize,
+    /// Records skipped, with why (no NPI, invalid NPI, duplicate NPI).
+    pub skipped: Vec<String>,
+}
+
+/// Builds the manifest that describes a live record as it is (Observe policy), or None when it
+/// has no valid NPI. Only values the CRD can express are carried, so a `plan` of the exported
+/// files against the same instance shows no drift.
+pub fn manifest_from_live(live: &Value, connection: &str, namespace: Option<&str>) -> Result<EpicPractitioner, String> {
+    let id = live.get("id").and_then(Value::as_str).unwrap_or("?");
+    let npi = live
+        .get("identifier")
+        .and_then(Value::as_array)
+        .and_then(|ids| ids.iter().find(|i| i.get("system").and_then(Value::as_str) == Some(NPI_SYSTEM)))
+        .and_then(|i| i.get("value").and_then(Value::as_str))
+        .ok_or_else(|| format!("Practitioner/{id} has no NPI identifier"))?;
+    validate_npi(npi).map_err(|e| format!("Practitioner/{id}: {e}"))?;
+    let name = live
+        .get("name")
+        .and_then(Value::as_array)
+        .and_then(|n| n.iter().find(|n| n.get("use").and_then(Value::as_str) == Some("official")))
+        .and_then(|n| {
+            let strings = |k: &str| -> Vec<String> {
+                n.get(k).and_then(Value::as_array).map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect()).unwrap_or_default()
+            };
+            Some(PractitionerName {
+                family: n.get("family").and_then(Value::as_str)?.to_string(),
+                given: strings("given"),
+                prefix: strings("prefix"),
+                suffix: strings("suffix"),
+            })
+        });
+    // Contacts the CRD cannot express (unknown system) would make the set differ: leave the
+    // telecom field unmanaged in that case rather than invent a value.
+    let telecom: Option<Vec<ContactPoint>> = live.get("telecom").and_then(Value::as_array).and_then(|items| {
+        items.iter().map(|c| serde_json::from_value::<ContactPoint>(c.clone()).ok()).collect()
+    });
+    let qualifications = live.get("qualification").and_then(Value::as_array).map(|qs| {
+        qs.iter()
+            .filter_map(|q| {
+                let code = q.get("code")?;
+                let coding = code.pointer("/coding/0");
+                let c = coding.and_then(|c| c.get("code")).or_else(|| code.get("text"))?.as_str()?.to_string();
+                Some(Qualification {
+                    code: c,
+                    display: coding.and_then(|c| c.get("display")).and_then(Value::as_str).map(str::to_string),
+                    issuer: q.pointer("/issuer/display").and_then(Value::as_str).map(str::to_string),
+                })
+            })
+            .collect::<Vec<_>>()
+    });
+    let spec = EpicPractitionerSpec {
+        connection_ref: ConnectionRef { name: connection.to_string() },
+        npi: npi.to_string(),
+        active: live.get("active").and_then(Value::as_bool),
+        name,
+        telecom,
+        gender: live.get("gender").and_then(|g| serde_json::from_value(g.clone()).ok()),
+        birth_date: live
+            .get("birthDate")
+            .and_then(Value::as_str)
+            .filter(|b| matches!(b.len(), 4 | 7 | 10))
+            .map(str::to_string),
+        qualifications: qualifications.filter(|q| !q.is_empty()),
+        management_policy: ManagementPolicy::Observe,
+        deletion_policy: DeletionPolicy::Orphan,
+    };
+    Ok(EpicPractitioner {
+        metadata: ObjectMeta {
+            name: Some(format!("npi-{npi}")),
+            namespace: namespace.map(str::to_string),
+            ..ObjectMeta::default()
+        },
+        spec,
+        status: None,
+    })
+}
+
+/// Walks the roster and writes `DIR/npi-{NPI}.yaml` per record; progress goes to stderr (a bar
+/// on a terminal, plain lines otherwise).
+pub async fn export_roster(target: &Target, out: &Path, namespace: Option<&str>) -> Result<ExportSummary, String> {
+    std::fs::create_dir_all(out).map_err(|e| format!("{}: cannot create: {e}", out.display()))?;
+    let terminal = std::io::stderr().is_terminal();
+    let bar = if terminal {
+        let b = indicatif::ProgressBar::new_spinner();
+        b.set_message("walking the Practitioner roster");
+        Some(b)
+    } else {
+        None
+    };
+    // Keyed by id: a restarted walk (expired paging session) may deliver records twice.
+    let mut by_id: BTreeMap<String, Value> = BTreeMap::new();
+    let mut pages_seen = 0usize;
+    let page_size = target.client.settings().page_size;
+    let pages = target
+        .client
+        .roster(page_size, |page| {
+            pages_seen += 1;
+            for r in page {
+                if let Some(id) = r.get("id").and_then(Value::as_str) {
+                    by_id.insert(id.to_string(), r);
+                }
+            }
+            match &bar {
+                Some(b) => {
+                    b.set_message(format!("page {pages_seen}: {} records", by_id.len()));
+                    b.tick();
+                }
+                None => eprintln!("export: page {pages_seen}, {} records so far", by_id.len()),
+            }
+        })
+        .await
+        .map_err(|e| format!("roster walk failed: {e}"))?;
+    if let Some(b) = &bar {
+        b.finish_with_message(format!("{} records in {pages} pages", by_id.len()));
+    }
+    let mut summary = ExportSummary { pages, records: by_id.len(), ..ExportSummary::default() };
+    let mut npis: BTreeMap<String, String> = BTreeMap::new();
+    for (id, live) in &by_id {
+        match manifest_from_live(live, &target.connection_name, namespace) {
+            Err(why) => summary.skipped.push(why),
+            Ok(m) => {
+                if let Some(first) = npis.get(&m.spec.npi) {
+                    summary.skipped.push(format!(
+                        "Practitioner/{id} carries NPI {} like Practitioner/{first}: resolve the duplicate in Epic (the operator reports AmbiguousNPI)",
+                        m.spec.npi
+                    ));
+                    continue;
+                }
+                npis.insert(m.spec.npi.clone(), id.clone());
+                let yaml = serde_saphyr::to_string(&m).map_err(|e| format!("cannot render a manifest: {e}"))?;
+                let path = out.join(format!("npi-{}.yaml", m.spec.npi));
+                std::fs::write(&path, format!("apiVersion: epic-operator.dev/v1alpha1\nkind: EpicPractitioner\n{}", strip_type_meta(&yaml)))
+                    .map_err(|e| format!("{}: cannot write: {e}", path.display()))?;
+                summary.written += 1;
+            }
+        }
+    }
+    Ok(summary)
+}
+
+/// The derive serialises apiVersion/kind first already; drop them so the header we write
+/// stays the only copy.
+fn strip_type_meta(yaml: &str) -> String {
+    yaml.lines()
+        .filter(|l| !l.starts_with("apiVersion:") && !l.starts_with("kind:"))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}

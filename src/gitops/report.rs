@@ -1,0 +1,282 @@
+//! `plan` and `apply`: run the shared sync steps for every manifest and report the outcome.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use super::connection::Target;
+use super::manifests::Loaded;
+use crate::crd::{DriftEntry, WriteMode};
+use crate::fhir::Capability;
+use crate::reconcile::{Action, HoldReason, Resolution, WriteCapability};
+use crate::sync::{SyncRequest, WriteOutcome, sync_practitioner, write_capability};
+
+/// Plan only, or also write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlanMode {
+    Plan,
+    Apply,
+}
+
+/// The outcome for one manifest.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PractitionerReport {
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    pub file: String,
+    pub npi: String,
+    /// found, not-found, ambiguous, or error.
+    pub resolution: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fhir_id: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ambiguous_ids: Vec<String>,
+    pub drift: Vec<DriftEntry>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub diff: String,
+    /// none, update, create, hold.
+    pub action: String,
+    /// Stable reason when held (WriteDisabled, ObserveOnly, NotFound, AmbiguousNPI, Paused).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// What happened: unchanged, planned, held, updated, created, refused, failed, error.
+    pub result: String,
+    /// Human-readable detail (Epic's diagnostics on refusal).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    /// Live equals desired at the end.
+    pub in_sync: bool,
+}
+
+/// The whole run.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunReport {
+    pub fhir_base_url: String,
+    /// enabled, disabled or unknown, and why.
+    pub writes: String,
+    pub practitioners: Vec<PractitionerReport>,
+    pub notes: Vec<String>,
+    pub exit_code: i32,
+}
+
+/// Runs plan or apply for every loaded practitioner against one target.
+pub async fn run_plan(target: &Target, loaded: &Loaded, mode: PlanMode) -> RunReport {
+    let mut notes = loaded.notes.clone();
+    let capability: Option<Capability> = match target.capability().await {
+        Ok(c) => Some(c),
+        Err(e) => {
+            notes.push(format!("could not read the CapabilityStatement ({e}); write capability unknown"));
+            None
+        }
+    };
+    let mut writes = write_capability(target.spec.writes, capability.as_ref());
+    let mut writes_why = writes_reason(target.spec.writes, capability.as_ref());
+    if let Some(c) = &capability
+        && !c.npi_search()
+    {
+        notes.push("the CapabilityStatement does not list the Practitioner identifier search; NPI lookups may fail".into());
+    }
+    let mut reports = Vec::new();
+    let mut any_error = false;
+    let mut any_drift = false;
+    for sourced in &loaded.practitioners {
+        let p = &sourced.practitioner;
+        let mut r = PractitionerReport {
+            name: sourced.name(),
+            namespace: p.metadata.namespace.clone(),
+            file: sourced.path.display().to_string(),
+            npi: p.spec.npi.clone(),
+            resolution: String::new(),
+            fhir_id: None,
+            ambiguous_ids: Vec::new(),
+            drift: Vec::new(),
+            diff: String::new(),
+            action: String::new(),
+            reason: None,
+            result: String::new(),
+            message: String::new(),
+            in_sync: false,
+        };
+        let req = SyncRequest {
+            spec: &p.spec,
+            known_id: None,
+            writes,
+            deleting: false,
+            paused: p.is_paused(),
+            perform_writes: mode == PlanMode::Apply,
+            fetch_roles: false,
+        };
+        match sync_practitioner(&target.client, req).await {
+            Err(e) => {
+                any_error = true;
+                r.resolution = "error".into();
+                r.result = "error".into();
+                r.reason = Some(e.reason().into());
+                r.message = e.to_string();
+            }
+            Ok(o) => {
+                r.resolution = match o.resolution {
+                    Resolution::Found => "found",
+                    Resolution::NotFound => "not-found",
+                    Resolution::Ambiguous(_) => "ambiguous",
+                }
+                .into();
+                r.fhir_id = o.fhir_id.clone();
+                r.ambiguous_ids = o.ambiguous_ids.clone();
+                r.drift = o.drift.entries.clone();
+                r.diff = o.drift.diff.clone();
+                let (action, reason) = match o.action {
+                    Action::Nothing => ("none", None),
+                    Action::Update => ("update", None),
+                    Action::Create => ("create", None),
+                    Action::Deactivate => ("deactivate", None),
+                    Action::Hold(h) => ("hold", Some(h)),
+                };
+                r.action = action.into();
+                r.reason = reason.map(|h| h.reason().to_string());
+                r.message = match reason {
+                    Some(HoldReason::WriteDisabled) => format!("write disabled on this instance: {writes_why}"),
+                    Some(HoldReason::AmbiguousNpi) => format!(
+                        "{} records carry NPI {}: {}; nothing is written until the duplicates are resolved in Epic",
+                        o.ambiguous_ids.len(),
+                        r.npi,
+                        o.ambiguous_ids.join(", ")
+                    ),
+                    _ => o.action.describe(),
+                };
+                let found_in_sync = o.resolution == Resolution::Found && o.remaining.is_empty();
+                r.in_sync = found_in_sync;
+                r.result = match (&o.write, o.action) {
+                    (WriteOutcome::Updated, _) => "updated".into(),
+                    (WriteOutcome::Created, _) => "created".into(),
+                    (WriteOutcome::Deactivated, _) => "deactivated".into(),
+                    (WriteOutcome::Refused(e), _) => {
+                        r.reason = Some(e.reason().into());
+                        r.message = e.to_string();
+                        if target.spec.writes == WriteMode::Auto {
+                            // The first refused write settles it: no more doomed writes this run.
+                            writes = WriteCapability::Disabled;
+                            writes_why = format!("a write was refused ({e})");
+                        }
+                        "refused".into()
+                    }
+                    (WriteOutcome::Failed(e), _) => {
+                        r.reason = Some(e.reason().into());
+                        r.message = e.to_string();
+                        "failed".into()
+                    }
+                    (WriteOutcome::NotAttempted, Action::Nothing) => "unchanged".into(),
+                    (WriteOutcome::NotAttempted, Action::Hold(_)) => "held".into(),
+                    (WriteOutcome::NotAttempted, _) => "planned".into(),
+                };
+                if !(o.resolution == Resolution::Found && o.drift.is_empty()) {
+                    any_drift = true;
+                }
+                if matches!(r.result.as_str(), "updated" | "created") && !o.remaining.is_empty() {
+                    r.message = "Epic accepted the write but the record still differs: some fields may be read-only on this instance".into();
+                }
+            }
+        }
+        reports.push(r);
+    }
+    let exit_code = if any_error {
+        1
+    } else {
+        match mode {
+            PlanMode::Plan => i32::from(any_drift) * 2,
+            PlanMode::Apply => {
+                if reports.iter().all(|r| r.in_sync) { 0 } else { 2 }
+            }
+        }
+    };
+    RunReport {
+        fhir_base_url: target.client.base_url().to_string(),
+        writes: match writes {
+            WriteCapability::Enabled => format!("enabled ({writes_why})"),
+            WriteCapability::Disabled => format!("disabled ({writes_why})"),
+            WriteCapability::Unknown => format!("unknown ({writes_why})"),
+        },
+        practitioners: reports,
+        notes,
+        exit_code,
+    }
+}
+
+fn writes_reason(mode: WriteMode, capability: Option<&Capability>) -> String {
+    match (mode, capability) {
+        (WriteMode::Enabled, _) => "the connection sets writes: Enabled".into(),
+        (WriteMode::Disabled, _) => "the connection sets writes: Disabled".into(),
+        (WriteMode::Auto, Some(c)) if c.can_update() => "the CapabilityStatement lists Practitioner update".into(),
+        (WriteMode::Auto, Some(_)) => "the CapabilityStatement lists no Practitioner update, so no write is attempted".into(),
+        (WriteMode::Auto, None) => "the CapabilityStatement could not be read; the first write will tell".into(),
+    }
+}
+
+impl RunReport {
+    /// The report for a terminal.
+    pub fn to_text(&self, mode: PlanMode) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "Epic instance: {}", self.fhir_base_url);
+        let _ = writeln!(out, "Writes: {}", self.writes);
+        for n in &self.notes {
+            let _ = writeln!(out, "note: {n}");
+        }
+        for r in &self.practitioners {
+            let _ = writeln!(out);
+            let ns = r.namespace.as_ref().map(|n| format!("{n}/")).unwrap_or_default();
+            let _ = writeln!(out, "EpicPractitioner {ns}{}  NPI {}  ({})", r.name, r.npi, r.file);
+            let resolved = match (r.resolution.as_str(), &r.fhir_id) {
+                ("found", Some(id)) => format!("Practitioner/{id}"),
+                ("not-found", _) => "no record carries this NPI".into(),
+                ("ambiguous", _) => format!("AMBIGUOUS: {} records carry this NPI", r.ambiguous_ids.len()),
+                ("error", _) => "error".into(),
+                (_, Some(id)) => format!("Practitioner/{id}"),
+                _ => r.resolution.clone(),
+            };
+            let _ = writeln!(out, "  resolved : {resolved}");
+            if r.drift.is_empty() {
+                if r.resolution == "found" {
+                    let _ = writeln!(out, "  drift    : none");
+                }
+            } else {
+                let _ = writeln!(out, "  drift    : {} field(s)", r.drift.len());
+                for d in &r.drift {
+                    let _ = writeln!(out, "    {}: live {} -> desired {}", d.path, d.live, d.desired);
+                }
+                for line in r.diff.lines() {
+                    let _ = writeln!(out, "    {line}");
+                }
+            }
+            let action = match (r.action.as_str(), mode) {
+                ("hold", _) => format!("none ({})", r.reason.clone().unwrap_or_default()),
+                (a, PlanMode::Plan) if a != "none" => format!("{a} (would be performed by apply / the operator)"),
+                (a, _) => a.to_string(),
+            };
+            let _ = writeln!(out, "  action   : {action}");
+            if mode == PlanMode::Apply || r.result == "error" {
+                let _ = writeln!(out, "  result   : {}", r.result);
+            }
+            if !r.message.is_empty() {
+                let _ = writeln!(out, "  detail   : {}", r.message);
+            }
+        }
+        let count = |f: &dyn Fn(&PractitionerReport) -> bool| self.practitioners.iter().filter(|r| f(r)).count();
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "Summary: {} practitioner(s): {} in sync, {} drifted, {} not found, {} ambiguous, {} written, {} refused, {} errors",
+            self.practitioners.len(),
+            count(&|r| r.in_sync),
+            count(&|r| !r.drift.is_empty()),
+            count(&|r| r.resolution == "not-found"),
+            count(&|r| r.resolution == "ambiguous"),
+            count(&|r| matches!(r.result.as_str(), "updated" | "created" | "deactivated")),
+            count(&|r| r.result == "refused"),
+            count(&|r| r.result == "error" || r.result == "failed"),
+        );
+        out
+    }
+}

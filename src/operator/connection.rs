@@ -1,0 +1,98 @@
+//! The EpicConnection reconcile: load the Secret's key, obtain a token, probe the
+//! CapabilityStatement, report, and wake the practitioners that use the connection when it
+//! changed.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action as ControllerAction;
+use kube::runtime::reflector::ObjectRef;
+use kube::{Api, Resource, ResourceExt};
+use serde_json::json;
+
+use super::Context;
+use super::connections::Built;
+use super::error::Error;
+use super::metrics::{KindLabel, ReconcileLabels};
+use super::practitioner::{FIELD_MANAGER, jittered};
+use crate::crd::{Condition, ConditionStatus, EpicConnection, LastError, set_condition};
+use crate::util::now_rfc3339;
+
+pub async fn reconcile(conn: Arc<EpicConnection>, ctx: Arc<Context>) -> Result<ControllerAction, Error> {
+    let started = Instant::now();
+    let ns = conn.namespace().unwrap_or_default();
+    let name = conn.name_any();
+    if conn.meta().deletion_timestamp.is_some() {
+        ctx.connections.forget(&ns, &name).await;
+        return Ok(ControllerAction::await_change());
+    }
+    let built = ctx.connections.build(&conn, true).await;
+    let old = conn.status.clone().unwrap_or_default();
+    let mut s = old.clone();
+    s.observed_generation = conn.metadata.generation;
+    let generation = conn.metadata.generation;
+    let (ready, reason, message, wake) = match &built {
+        Built::Unchanged(h) | Built::Changed(h) => {
+            let token = h.client.tokens().token().await;
+            s.token_url = Some(h.client.tokens().token_url().to_string());
+            if let Ok(t) = &token {
+                s.token_expires_at = Some(t.expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+                s.granted_scopes = t.scopes.clone();
+            }
+            s.writable = match h.writes() {
+                crate::reconcile::WriteCapability::Enabled => Some(true),
+                crate::reconcile::WriteCapability::Disabled => Some(false),
+                crate::reconcile::WriteCapability::Unknown => None,
+            };
+            s.npi_search_supported = h.capability.as_ref().map(|c| c.npi_search());
+            s.last_probe_time = Some(h.probe_time.clone());
+            s.last_error = None;
+            let changed = matches!(built, Built::Changed(_));
+            (true, "Ready", "token obtained and capabilities probed".to_string(), changed)
+        }
+        Built::Failed(f, changed) => {
+            s.last_error = Some(LastError { reason: f.reason.into(), message: f.message.clone(), http_status: f.http_status, epic_codes: Vec::new() });
+            (false, f.reason, f.message.clone(), *changed)
+        }
+    };
+    set_condition(
+        &mut s.conditions,
+        Condition {
+            type_: "Ready".into(),
+            status: if ready { ConditionStatus::True } else { ConditionStatus::False },
+            reason: reason.into(),
+            message,
+            last_transition_time: now_rfc3339(),
+            observed_generation: generation,
+        },
+    );
+    if s != old {
+        let api: Api<EpicConnection> = Api::namespaced(ctx.kube.clone(), &ns);
+        let patch = json!({"apiVersion": EpicConnection::api_version(&()), "kind": EpicConnection::kind(&()), "status": s});
+        api.patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await?;
+    }
+    if wake {
+        // Practitioners of this connection learn of the new key, URL or failure now.
+        for p in ctx.practitioners.state() {
+            if p.namespace().as_deref() == Some(ns.as_str()) && p.spec.connection_ref.name == name {
+                let _ = ctx.wake.unbounded_send(ObjectRef::from_obj(&*p));
+            }
+        }
+    }
+    ctx.metrics
+        .reconciles
+        .get_or_create(&ReconcileLabels { kind: "EpicConnection", result: if ready { "success" } else { "error" }, reason })
+        .inc();
+    ctx.metrics.reconcile_duration.get_or_create(&KindLabel { kind: "EpicConnection" }).observe(started.elapsed().as_secs_f64());
+    let resync = conn.spec.resync_interval().unwrap_or(Duration::from_secs(600));
+    Ok(if ready {
+        ControllerAction::requeue(jittered(resync))
+    } else {
+        ControllerAction::requeue(jittered(Duration::from_secs(60).min(resync)))
+    })
+}
+
+pub fn error_policy(_conn: Arc<EpicConnection>, _error: &Error, _ctx: Arc<Context>) -> ControllerAction {
+    ControllerAction::requeue(jittered(Duration::from_secs(30)))
+}

@@ -1,0 +1,47 @@
+//! One error type for the controllers, with a stable `reason()` used for conditions, Events
+//! and metric labels.
+
+use crate::fhir::FhirError;
+
+/// Why a reconcile could not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The spec is invalid in a way the schema cannot express (e.g. NPI check digit).
+    #[error("invalid spec: {0}")]
+    InvalidSpec(String),
+    /// The EpicConnection is missing or not usable yet.
+    #[error("{0}")]
+    ConnectionNotReady(String),
+    /// The EpicConnection exists but cannot be used (bad key, token refused, Epic down): its
+    /// reason (Unauthorized, InvalidScope, ...) is what the practitioner reports.
+    #[error("EpicConnection {name} is not ready: {}", failure.message)]
+    Connection { name: String, failure: super::connections::ConnectionFailure },
+    /// Talking to Epic failed.
+    #[error(transparent)]
+    Fhir(#[from] FhirError),
+    /// Talking to Kubernetes failed.
+    #[error("Kubernetes API error: {0}")]
+    Kube(#[from] kube::Error),
+    /// The finalizer helper failed.
+    #[error("finalizer: {0}")]
+    Finalizer(String),
+}
+
+impl Error {
+    /// Stable, low-cardinality reason.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::InvalidSpec(_) => "InvalidSpec",
+            Error::ConnectionNotReady(_) => "ConnectionNotReady",
+            Error::Connection { failure, .. } => failure.reason,
+            Error::Fhir(e) => e.reason(),
+            Error::Kube(_) => "KubernetesError",
+            Error::Finalizer(_) => "FinalizerError",
+        }
+    }
+
+    /// Retrying without a spec change cannot help.
+    pub fn needs_spec_change(&self) -> bool {
+        matches!(self, Error::InvalidSpec(_))
+    }
+}

@@ -1,0 +1,266 @@
+//! The EpicPractitioner reconcile: dereference (connection) -> validate -> sync (resolve,
+//! observe, drift, plan, write, verify) -> report (status, Events, metrics).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action as ControllerAction;
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
+use kube::{Api, Resource, ResourceExt};
+use serde_json::json;
+
+use super::Context;
+use super::error::Error;
+use super::metrics::{KindLabel, ReconcileLabels};
+use super::status::{self, synced_reason};
+use crate::crd::{DeletionPolicy, EpicPractitioner, EpicPractitionerStatus, validate_npi};
+use crate::reconcile::{Resolution, WriteCapability};
+use crate::sync::{SyncOutcome, SyncRequest, WriteOutcome, deletion_done, sync_practitioner};
+
+/// Finalizer held while deletionPolicy is Deactivate.
+pub const FINALIZER: &str = "epic-operator.dev/deactivate";
+/// The single field manager of every status write.
+pub const FIELD_MANAGER: &str = "epic-operator";
+
+pub async fn reconcile(obj: Arc<EpicPractitioner>, ctx: Arc<Context>) -> Result<ControllerAction, Error> {
+    let started = Instant::now();
+    let ns = obj.namespace().unwrap_or_default();
+    let api: Api<EpicPractitioner> = Api::namespaced(ctx.kube.clone(), &ns);
+    let has_finalizer = obj.finalizers().iter().any(|f| f == FINALIZER);
+    let wants_finalizer = obj.spec.deletion_policy == DeletionPolicy::Deactivate;
+    let result = if wants_finalizer || has_finalizer && obj.meta().deletion_timestamp.is_some() {
+        finalizer(&api, FINALIZER, obj.clone(), |event| async {
+            match event {
+                FinalizerEvent::Apply(o) => apply(o, ctx.clone(), false).await,
+                FinalizerEvent::Cleanup(o) => apply(o, ctx.clone(), true).await,
+            }
+        })
+        .await
+        .map_err(|e| match e {
+            kube::runtime::finalizer::Error::ApplyFailed(e) | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
+            other => Error::Finalizer(other.to_string()),
+        })
+    } else if obj.meta().deletion_timestamp.is_some() {
+        Ok(ControllerAction::await_change())
+    } else {
+        if has_finalizer {
+            // deletionPolicy went back to Orphan: the finalizer is no longer needed.
+            remove_finalizer(&api, &obj).await?;
+        }
+        apply(obj.clone(), ctx.clone(), false).await
+    };
+    let reason = match &result {
+        Ok(_) => "Ok",
+        Err(e) => e.reason(),
+    };
+    ctx.metrics
+        .reconciles
+        .get_or_create(&ReconcileLabels { kind: "EpicPractitioner", result: if result.is_ok() { "success" } else { "error" }, reason })
+        .inc();
+    ctx.metrics.reconcile_duration.get_or_create(&KindLabel { kind: "EpicPractitioner" }).observe(started.elapsed().as_secs_f64());
+    result
+}
+
+async fn remove_finalizer(api: &Api<EpicPractitioner>, obj: &EpicPractitioner) -> Result<(), Error> {
+    let kept: Vec<String> = obj.finalizers().iter().filter(|f| *f != FINALIZER).cloned().collect();
+    let patch = json!({"metadata": {"finalizers": kept, "resourceVersion": obj.resource_version()}});
+    api.patch(&obj.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    Ok(())
+}
+
+/// One pass for a live object (`deleting` false) or a deleting one holding the finalizer. Every
+/// outcome, failures included, is written to status before returning.
+async fn apply(obj: Arc<EpicPractitioner>, ctx: Arc<Context>, deleting: bool) -> Result<ControllerAction, Error> {
+    let old = obj.status.clone().unwrap_or_default();
+    match sync(&obj, &ctx, &old, deleting).await {
+        Ok((new_status, outcome, requeue, done)) => {
+            report(&obj, &ctx, &old, &new_status, outcome.as_ref()).await?;
+            ctx.forget_failures(&obj);
+            if deleting && !done {
+                // Keep the finalizer: returning an error keeps it and retries with backoff.
+                let why = synced_reason(&new_status).unwrap_or("Pending").to_string();
+                return Err(Error::Finalizer(format!("deactivation not done yet ({why}); switch deletionPolicy to Orphan to release the object")));
+            }
+            Ok(requeue)
+        }
+        Err(e) => {
+            let (http, codes) = match &e {
+                Error::Fhir(f) => (f.http_status(), f.epic_codes()),
+                Error::Connection { failure, .. } => (failure.http_status, Vec::new()),
+                _ => (None, Vec::new()),
+            };
+            let new_status = status::from_error(&obj, &old, e.reason(), e.to_string(), http, codes);
+            report(&obj, &ctx, &old, &new_status, None).await?;
+            Err(e)
+        }
+    }
+}
+
+type SyncResult = (EpicPractitionerStatus, Option<SyncOutcome>, ControllerAction, bool);
+
+async fn sync(obj: &EpicPractitioner, ctx: &Context, old: &EpicPractitionerStatus, deleting: bool) -> Result<SyncResult, Error> {
+    // Validate: what the schema cannot express.
+    validate_npi(&obj.spec.npi).map_err(|e| Error::InvalidSpec(e.to_string()))?;
+    if obj.is_paused() {
+        return Ok((status::paused(obj, old), None, ControllerAction::await_change(), false));
+    }
+    // Dereference.
+    let ns = obj.namespace().unwrap_or_default();
+    let conn = ctx.connections.get(&ns, &obj.spec.connection_ref.name).await?;
+    // Ids never travel between instances: a recorded id counts only for the same base URL.
+    let known_id = old.fhir_id.as_deref().filter(|_| old.connection.as_deref() == Some(conn.base_url()));
+    let mut writes = conn.writes();
+    let mut write_disabled_message = match writes {
+        WriteCapability::Disabled if conn.spec.writes == crate::crd::WriteMode::Disabled => {
+            "the EpicConnection sets writes: Disabled; drift is reported, not fixed".to_string()
+        }
+        WriteCapability::Disabled => {
+            "this Epic instance does not accept Practitioner writes (CapabilityStatement or an earlier refusal); drift is reported, not fixed".to_string()
+        }
+        _ => String::new(),
+    };
+    // A refused write is retried no more often than the resync interval.
+    if let Some(t) = old.last_refused_write_time.as_deref().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()) {
+        let since = chrono::Utc::now().signed_duration_since(t).to_std().unwrap_or_default();
+        if since < conn.resync {
+            writes = WriteCapability::Disabled;
+            write_disabled_message = format!(
+                "Epic refused the last write ({}); it is retried after the resync interval",
+                old.last_error.as_ref().map(|e| e.message.as_str()).unwrap_or("write disabled")
+            );
+        }
+    }
+    let fetch_roles = known_id.is_none() || ctx.mode == super::DriftDetection::PerObject || old.roles.is_empty() && old.last_sync_time.is_none();
+    let outcome = sync_practitioner(
+        &conn.client,
+        SyncRequest {
+            spec: &obj.spec,
+            known_id,
+            writes,
+            deleting,
+            paused: false,
+            perform_writes: true,
+            fetch_roles,
+        },
+    )
+    .await?;
+    if let WriteOutcome::Refused(_) = outcome.write {
+        conn.mark_refused();
+    }
+    let new_status = status::from_outcome(obj, old, &outcome, conn.base_url(), &write_disabled_message);
+    let done = deleting && deletion_done(&obj.spec, &outcome);
+    if let WriteOutcome::Failed(e) = &outcome.write {
+        // Report first (done by the caller through status), then back off like any error.
+        tracing::warn!(npi = %obj.spec.npi, reason = e.reason(), "write failed");
+    }
+    let requeue = match ctx.mode {
+        super::DriftDetection::PerObject => ControllerAction::requeue(jittered(conn.resync)),
+        // The roster scan wakes changed records; this long requeue is only a safety net.
+        super::DriftDetection::Roster => ControllerAction::requeue(jittered(conn.resync * 6)),
+    };
+    Ok((new_status, Some(outcome), requeue, done))
+}
+
+/// A duration with +-10% jitter, so objects created together do not poll together.
+pub fn jittered(d: Duration) -> Duration {
+    let factor = 0.9 + rand::random::<f64>() * 0.2;
+    d.mul_f64(factor)
+}
+
+/// Writes status (server-side apply, one field manager) and publishes Events on transitions.
+async fn report(
+    obj: &EpicPractitioner,
+    ctx: &Context,
+    old: &EpicPractitionerStatus,
+    new: &EpicPractitionerStatus,
+    outcome: Option<&SyncOutcome>,
+) -> Result<(), Error> {
+    let ns = obj.namespace().unwrap_or_default();
+    let api: Api<EpicPractitioner> = Api::namespaced(ctx.kube.clone(), &ns);
+    if new != old || old.observed_generation != obj.metadata.generation {
+        let patch = json!({
+            "apiVersion": EpicPractitioner::api_version(&()),
+            "kind": EpicPractitioner::kind(&()),
+            "status": new,
+        });
+        api.patch_status(&obj.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await?;
+    }
+    ctx.set_drifted(obj, !new.drift.is_empty());
+    for (type_, reason, note) in transitions(obj, old, new, outcome) {
+        let event = Event { type_, reason: reason.into(), note: Some(note), action: "Reconcile".into(), secondary: None };
+        if let Err(e) = ctx.recorder.publish(&event, &obj.object_ref(&())).await {
+            tracing::warn!(error = %e, "cannot publish an Event");
+        }
+    }
+    Ok(())
+}
+
+/// Events for what changed. Notes name NPI, FHIR id and field paths only: never values.
+fn transitions(
+    obj: &EpicPractitioner,
+    old: &EpicPractitionerStatus,
+    new: &EpicPractitionerStatus,
+    outcome: Option<&SyncOutcome>,
+) -> Vec<(EventType, &'static str, String)> {
+    let npi = &obj.spec.npi;
+    let id = new.fhir_id.as_deref().unwrap_or("-");
+    let mut events = Vec::new();
+    let old_reason = synced_reason(old);
+    let new_reason = synced_reason(new);
+    if let Some(o) = outcome {
+        if new.fhir_id.is_some() && new.fhir_id != old.fhir_id && o.searched {
+            events.push((EventType::Normal, "Resolved", format!("NPI {npi} resolved to Practitioner/{id}")));
+        }
+        let old_drift: Vec<&str> = old.drift.iter().map(|d| d.path.as_str()).collect();
+        let paths: Vec<&str> = o.drift.entries.iter().map(|d| d.path.as_str()).collect();
+        if !paths.is_empty() && paths != old_drift {
+            events.push((EventType::Normal, "DriftDetected", format!("Practitioner/{id} (NPI {npi}) differs in {}", paths.join(", "))));
+        }
+        match &o.write {
+            WriteOutcome::Updated => {
+                let deactivated = obj.spec.active == Some(false)
+                    && o.drift.entries.iter().any(|d| d.path == "active");
+                events.push((EventType::Normal, "Updated", format!("Practitioner/{id} (NPI {npi}) updated: {}", paths.join(", "))));
+                if deactivated {
+                    events.push((EventType::Normal, "Deactivated", format!("Practitioner/{id} (NPI {npi}) set active=false; Epic login access is not revoked by this")));
+                }
+            }
+            WriteOutcome::Created => events.push((EventType::Normal, "Created", format!("created Practitioner/{id} for NPI {npi}"))),
+            WriteOutcome::Deactivated => events.push((EventType::Normal, "Deactivated", format!("Practitioner/{id} (NPI {npi}) set active=false before deletion; Epic login access is not revoked by this"))),
+            _ => {}
+        }
+        if o.resolution == Resolution::NotFound && old_reason != Some("NotFound") && new_reason == Some("NotFound") {
+            events.push((EventType::Warning, "NotFound", format!("no Practitioner carries NPI {npi}")));
+        }
+        if matches!(o.resolution, Resolution::Ambiguous(_)) && old_reason != Some("AmbiguousNPI") {
+            events.push((EventType::Warning, "AmbiguousNPI", format!("{} Practitioners carry NPI {npi}; nothing written", o.ambiguous_ids.len())));
+        }
+    }
+    if new_reason == Some("WriteDisabled") && old_reason != Some("WriteDisabled") {
+        events.push((EventType::Warning, "WriteDisabled", format!("Epic does not accept writes for Practitioner/{id} (NPI {npi}); drift is reported, not fixed")));
+    }
+    if outcome.is_none() && new_reason != old_reason
+        && let Some(r) = new_reason
+        && r != "Paused"
+    {
+        events.push((EventType::Warning, "ReconcileFailed", format!("NPI {npi}: {r}")));
+    }
+    events
+}
+
+/// Per-object exponential backoff with jitter; an invalid spec waits for a change.
+pub fn error_policy(obj: Arc<EpicPractitioner>, error: &Error, ctx: Arc<Context>) -> ControllerAction {
+    if error.needs_spec_change() {
+        return ControllerAction::await_change();
+    }
+    let failures = ctx.record_failure(&obj);
+    let base = match error {
+        Error::Fhir(crate::fhir::FhirError::Throttled { retry_after: Some(d) }) => *d,
+        _ => Duration::from_secs(5),
+    };
+    let exp = base.saturating_mul(1 << failures.min(7)).min(Duration::from_secs(600));
+    // Full jitter over the upper half keeps retries of many objects apart.
+    ControllerAction::requeue(exp.mul_f64(0.5 + rand::random::<f64>() * 0.5))
+}

@@ -1,0 +1,115 @@
+//! Roster-based drift detection: one paged walk of `Practitioner?_count=pageSize` per
+//! connection and resync interval finds every record that changed in Epic for about
+//! N/pageSize requests, and wakes only those EpicPractitioners. Per-object polling would cost
+//! at least one read per object per interval.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kube::ResourceExt;
+use kube::runtime::reflector::ObjectRef;
+use serde_json::Value;
+
+use super::Context;
+use super::connections::ConnectionHandle;
+use super::practitioner::jittered;
+use super::status::synced_reason;
+use crate::crd::{EpicPractitioner, NPI_SYSTEM};
+use crate::reconcile::fingerprint;
+
+/// Runs scans for every ready connection, each on its own jittered schedule, until the process
+/// ends.
+pub async fn run(ctx: Arc<Context>) {
+    let mut next_due: HashMap<(String, String), Instant> = HashMap::new();
+    loop {
+        for (key, handle) in ctx.connections.ready_handles().await {
+            // The first scan comes one interval after the connection appears: the initial
+            // reconciles have just read every record.
+            let due = *next_due.entry(key.clone()).or_insert_with(|| Instant::now() + jittered(handle.resync));
+            if Instant::now() >= due {
+                match scan(&ctx, &key, &handle).await {
+                    Ok(woken) => tracing::info!(connection = %key.1, woken, "roster scan done"),
+                    Err(e) => tracing::warn!(connection = %key.1, reason = e.reason(), error = %e, "roster scan failed"),
+                }
+                ctx.metrics.roster_scans.inc();
+                next_due.insert(key, Instant::now() + jittered(handle.resync));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+fn npi_of(r: &Value) -> Option<&str> {
+    r.get("identifier")?
+        .as_array()?
+        .iter()
+        .find(|i| i.get("system").and_then(Value::as_str) == Some(NPI_SYSTEM))?
+        .get("value")?
+        .as_str()
+}
+
+/// Whether a practitioner must be reconciled after the scan saw its record with `live_fp`.
+fn needs_wake(p: &EpicPractitioner, live_fp: &str, resync: Duration) -> bool {
+    if p.is_paused() {
+        return false;
+    }
+    let Some(status) = &p.status else { return false };
+    if status.live_fingerprint.as_deref() != Some(live_fp) {
+        return true;
+    }
+    // Drift held by a refused write is retried once per resync interval.
+    if !status.drift.is_empty() && synced_reason(status) == Some("WriteDisabled") {
+        let refused_long_ago = status
+            .last_refused_write_time
+            .as_deref()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .is_none_or(|t| chrono::Utc::now().signed_duration_since(t).to_std().unwrap_or_default() >= resync);
+        return refused_long_ago;
+    }
+    false
+}
+
+/// One walk; returns how many practitioners were woken.
+async fn scan(ctx: &Context, key: &(String, String), handle: &ConnectionHandle) -> Result<usize, crate::fhir::FhirError> {
+    let (ns, name) = key;
+    let mut by_npi: HashMap<String, Vec<Arc<EpicPractitioner>>> = HashMap::new();
+    for p in ctx.practitioners.state() {
+        if p.namespace().as_deref() == Some(ns.as_str()) && &p.spec.connection_ref.name == name {
+            by_npi.entry(p.spec.npi.clone()).or_default().push(p);
+        }
+    }
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut wake: HashSet<ObjectRef<EpicPractitioner>> = HashSet::new();
+    handle
+        .client
+        .roster(handle.client.settings().page_size, |page| {
+            for r in page {
+                let Some(npi) = npi_of(&r) else { continue };
+                let Some(objects) = by_npi.get(npi) else { continue };
+                let fp = fingerprint(&r);
+                for p in objects {
+                    if needs_wake(p, &fp, handle.resync) {
+                        wake.insert(ObjectRef::from_obj(&**p));
+                    }
+                }
+                seen.insert(npi.to_string());
+            }
+        })
+        .await?;
+    // A record that vanished from the roster (merged or deleted in Epic).
+    for (npi, objects) in &by_npi {
+        if !seen.contains(npi) {
+            for p in objects {
+                if p.status.as_ref().is_some_and(|s| s.fhir_id.is_some()) && !p.is_paused() {
+                    wake.insert(ObjectRef::from_obj(&**p));
+                }
+            }
+        }
+    }
+    let n = wake.len();
+    for r in wake {
+        let _ = ctx.wake.unbounded_send(r);
+    }
+    Ok(n)
+}

@@ -1,0 +1,136 @@
+//! `/_sandbox/`: counters, run-time settings and out-of-band edits. Not FHIR, no OAuth, and
+//! answered only to loopback clients.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, middleware};
+use serde_json::{Value, json};
+
+use super::Settings;
+use super::state::{SandboxState, lock};
+use crate::crd::NPI_SYSTEM;
+
+type St = State<Arc<SandboxState>>;
+
+pub(crate) fn routes() -> Router<Arc<SandboxState>> {
+    Router::new()
+        .route("/stats", get(stats))
+        .route("/stats/reset", post(reset))
+        .route("/settings", get(get_settings).put(put_settings))
+        .route("/practitioners", get(list).post(add))
+        .route("/practitioners/{id}", get(show).patch(edit))
+        .layer(middleware::from_fn(loopback_only))
+}
+
+async fn loopback_only(
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: axum::extract::Request,
+    next: middleware::Next,
+) -> Response {
+    if !peer.ip().is_loopback() {
+        return (StatusCode::FORBIDDEN, "the sandbox admin API answers loopback clients only").into_response();
+    }
+    next.run(request).await
+}
+
+async fn stats(State(state): St) -> Json<Value> {
+    Json(state.stats.snapshot())
+}
+
+async fn reset(State(state): St) -> StatusCode {
+    state.stats.reset();
+    StatusCode::NO_CONTENT
+}
+
+async fn get_settings(State(state): St) -> Json<Settings> {
+    Json(state.settings())
+}
+
+/// Merges the given fields into the current settings.
+async fn put_settings(State(state): St, Json(patch): Json<Value>) -> Response {
+    let mut current = serde_json::to_value(state.settings()).unwrap_or_else(|_| json!({}));
+    merge_patch(&mut current, &patch);
+    match serde_json::from_value::<Settings>(current) {
+        Ok(s) => {
+            state.set_settings(s.clone());
+            Json(s).into_response()
+        }
+        Err(e) => (StatusCode::BAD_REQUEST, format!("invalid settings: {e}")).into_response(),
+    }
+}
+
+/// Ids and NPIs of every practitioner (no names: tests find records by NPI here).
+async fn list(State(state): St) -> Json<Value> {
+    let data = lock(&state.data);
+    let items: Vec<Value> = data
+        .practitioners
+        .iter()
+        .map(|(id, p)| {
+            let npi = p
+                .get("identifier")
+                .and_then(Value::as_array)
+                .and_then(|ids| ids.iter().find(|i| i.get("system").and_then(Value::as_str) == Some(NPI_SYSTEM)))
+                .and_then(|i| i.get("value").cloned())
+                .unwrap_or(Value::Null);
+            json!({"id": id, "npi": npi})
+        })
+        .collect();
+    Json(json!(items))
+}
+
+async fn show(State(state): St, Path(id): Path<String>) -> Response {
+    match lock(&state.data).practitioners.items.get(&id) {
+        Some(p) => Json(p.clone()).into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+/// Adds a Practitioner the way someone working in Epic would (for duplicate-NPI scenarios).
+async fn add(State(state): St, Json(mut p): Json<Value>) -> Response {
+    let mut data = lock(&state.data);
+    let id = state.new_practitioner_id(&mut data);
+    p["resourceType"] = json!("Practitioner");
+    p["id"] = json!(id);
+    data.practitioners.insert(id.clone(), p);
+    (StatusCode::CREATED, Json(json!({"id": id}))).into_response()
+}
+
+/// Out-of-band edit with a JSON merge patch (RFC 7386), the way a person editing in Epic makes
+/// drift.
+async fn edit(State(state): St, Path(id): Path<String>, Json(patch): Json<Value>) -> Response {
+    let mut data = lock(&state.data);
+    match data.practitioners.items.get_mut(&id) {
+        Some(p) => {
+            merge_patch(p, &patch);
+            p["id"] = json!(id);
+            Json(p.clone()).into_response()
+        }
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+fn merge_patch(target: &mut Value, patch: &Value) {
+    match patch {
+        Value::Object(p) => {
+            if !target.is_object() {
+                *target = json!({});
+            }
+            if let Value::Object(t) = target {
+                for (k, v) in p {
+                    if v.is_null() {
+                        t.remove(k);
+                    } else {
+                        merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
+                    }
+                }
+            }
+        }
+        other => *target = other.clone(),
+    }
+}

@@ -1,0 +1,427 @@
+//! The FHIR R4 routes under `/api/FHIR/R4`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use rand::Rng;
+use serde_json::{Value, json};
+
+use super::oauth::check_bearer;
+use super::state::{Data, SandboxState, Session, Stats, lock};
+use crate::fhir::EPIC_CODE_SYSTEM;
+
+type St = State<Arc<SandboxState>>;
+
+pub(crate) fn routes(_state: Arc<SandboxState>) -> Router<Arc<SandboxState>> {
+    Router::new()
+        .route("/metadata", get(metadata))
+        .route("/.well-known/smart-configuration", get(smart_configuration))
+        .route("/Practitioner", get(search_practitioners).post(create_practitioner))
+        .route(
+            "/Practitioner/{id}",
+            get(read_practitioner).put(update_practitioner).patch(patch_practitioner),
+        )
+        .route("/PractitionerRole", get(search_roles))
+        .route("/Patient/{id}", get(read_patient))
+}
+
+/// An OperationOutcome response with an Epic detail code.
+pub(crate) fn outcome(status: StatusCode, code: &str, epic_code: &str, diagnostics: &str) -> Response {
+    let body = json!({
+        "resourceType": "OperationOutcome",
+        "issue": [{
+            "severity": if status.is_success() { "warning" } else { "error" },
+            "code": code,
+            "details": {
+                "coding": [{"system": EPIC_CODE_SYSTEM, "code": epic_code, "display": diagnostics}],
+                "text": diagnostics
+            },
+            "diagnostics": diagnostics
+        }]
+    });
+    fhir_json(status, body)
+}
+
+fn fhir_json(status: StatusCode, body: Value) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/fhir+json")], body.to_string()).into_response()
+}
+
+#[derive(Clone, Copy)]
+enum Need {
+    Practitioner,
+    PractitionerWrite,
+    Role,
+    Patient,
+}
+
+impl Need {
+    fn scope_names(self) -> [&'static str; 3] {
+        match self {
+            Need::Practitioner => ["system/Practitioner.read", "system/Practitioner.rs", "system/Practitioner.cruds"],
+            Need::PractitionerWrite => ["system/Practitioner.write", "system/Practitioner.cruds", "system/Practitioner.cu"],
+            Need::Role => ["system/PractitionerRole.read", "system/PractitionerRole.rs", "system/PractitionerRole.cruds"],
+            Need::Patient => ["system/Patient.read", "system/Patient.rs", "system/Patient.cruds"],
+        }
+    }
+}
+
+/// Faults, rate limit and bearer check shared by every authenticated route.
+async fn guard(state: &SandboxState, headers: &HeaderMap, need: Need) -> Result<(), Response> {
+    state.stats.tick();
+    let s = state.settings();
+    if s.latency_ms > 0 || s.jitter_ms > 0 {
+        let jitter = if s.jitter_ms > 0 { rand::thread_rng().gen_range(0..=s.jitter_ms) } else { 0 };
+        tokio::time::sleep(Duration::from_millis(s.latency_ms + jitter)).await;
+    }
+    // Epic publishes no rate limits and sends no Retry-After: neither does the sandbox.
+    if state.over_rate_limit(s.rate_limit_rps) || (s.throttle_rate > 0.0 && rand::random::<f64>() < s.throttle_rate) {
+        Stats::bump(&state.stats.throttled);
+        return Err(outcome(StatusCode::TOO_MANY_REQUESTS, "throttled", "4100", "Too many requests"));
+    }
+    if s.error_rate > 0.0 && rand::random::<f64>() < s.error_rate {
+        Stats::bump(&state.stats.server_errors);
+        return Err(outcome(StatusCode::INTERNAL_SERVER_ERROR, "exception", "4100", "Internal error (sandbox fault)"));
+    }
+    let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let scopes = check_bearer(state, auth).map_err(|_| {
+        Stats::bump(&state.stats.unauthorized);
+        outcome(StatusCode::UNAUTHORIZED, "login", "4118", "Authentication required: missing, unknown or expired access token")
+    })?;
+    if !need.scope_names().iter().any(|n| scopes.iter().any(|s| s == n)) {
+        Stats::bump(&state.stats.refused);
+        return Err(outcome(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "4118",
+            &format!("User not authorized for request: the token lacks {}", need.scope_names()[0]),
+        ));
+    }
+    Ok(())
+}
+
+async fn metadata(State(state): St) -> Response {
+    Stats::bump(&state.stats.metadata);
+    state.stats.tick();
+    let mut interactions = vec![json!({"code": "read"}), json!({"code": "search-type"})];
+    if state.settings().writes_enabled {
+        interactions.push(json!({"code": "update"}));
+        interactions.push(json!({"code": "create"}));
+    }
+    let params = ["identifier", "family", "given", "name", "_id"].map(|n| json!({"name": n, "type": if n == "identifier" { "token" } else { "string" }}));
+    fhir_json(StatusCode::OK, json!({
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "kind": "instance",
+        "fhirVersion": "4.0.1",
+        "format": ["json"],
+        "software": {"name": "epic-operator sandbox"},
+        "rest": [{
+            "mode": "server",
+            "security": {"service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "SMART-on-FHIR"}]}]},
+            "resource": [
+                {"type": "Practitioner", "interaction": interactions, "searchParam": params},
+                {"type": "PractitionerRole", "interaction": [{"code": "search-type"}], "searchParam": [{"name": "practitioner", "type": "reference"}]},
+                {"type": "Patient", "interaction": [{"code": "read"}]}
+            ]
+        }]
+    }))
+}
+
+async fn smart_configuration(State(state): St) -> Response {
+    axum::Json(json!({
+        "token_endpoint": state.token_url(),
+        "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+        "token_endpoint_auth_signing_alg_values_supported": ["RS256", "RS384", "RS512", "ES384"],
+        "grant_types_supported": ["client_credentials"],
+        "scopes_supported": super::default_scopes(),
+        "capabilities": ["client-confidential-asymmetric"]
+    }))
+    .into_response()
+}
+
+async fn read_practitioner(State(state): St, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    if let Err(r) = guard(&state, &headers, Need::Practitioner).await {
+        return r;
+    }
+    Stats::bump(&state.stats.read);
+    match lock(&state.data).practitioners.items.get(&id) {
+        Some(p) => fhir_json(StatusCode::OK, p.clone()),
+        None => outcome(StatusCode::NOT_FOUND, "not-found", "4102", "The resource ID is invalid or does not exist"),
+    }
+}
+
+async fn read_patient(State(state): St, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    if let Err(r) = guard(&state, &headers, Need::Patient).await {
+        return r;
+    }
+    Stats::bump(&state.stats.read);
+    match lock(&state.data).patients.items.get(&id) {
+        Some(p) => fhir_json(StatusCode::OK, p.clone()),
+        None => outcome(StatusCode::NOT_FOUND, "not-found", "4102", "The resource ID is invalid or does not exist"),
+    }
+}
+
+fn params(query: Option<String>) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()).into_owned().collect()
+}
+
+fn starts_with_ci(haystack: Option<&Value>, needle: &str) -> bool {
+    let needle = needle.to_lowercase();
+    match haystack {
+        Some(Value::String(s)) => s.to_lowercase().starts_with(&needle),
+        Some(Value::Array(a)) => a.iter().any(|v| starts_with_ci(Some(v), &needle)),
+        _ => false,
+    }
+}
+
+fn practitioner_matches(p: &Value, id: &str, key: &str, value: &str) -> Option<bool> {
+    let names = p.get("name").and_then(Value::as_array).cloned().unwrap_or_default();
+    Some(match key {
+        "_id" => value.split(',').any(|v| v == id),
+        "identifier" => {
+            let (system, val) = match value.split_once('|') {
+                Some((s, v)) => (Some(s), v),
+                None => (None, value),
+            };
+            p.get("identifier").and_then(Value::as_array).is_some_and(|ids| {
+                ids.iter().any(|i| {
+                    i.get("value").and_then(Value::as_str) == Some(val)
+                        && match system {
+                            None | Some("") => true,
+                            Some(s) => i.get("system").and_then(Value::as_str) == Some(s),
+                        }
+                })
+            })
+        }
+        "family" => names.iter().any(|n| starts_with_ci(n.get("family"), value)),
+        "given" => names.iter().any(|n| starts_with_ci(n.get("given"), value)),
+        "name" => names.iter().any(|n| {
+            ["family", "given", "text", "prefix", "suffix"].iter().any(|k| starts_with_ci(n.get(*k), value))
+        }),
+        _ => return None,
+    })
+}
+
+/// Starts a paging session over `ids` and answers its first page.
+fn first_page(state: &SandboxState, data: &mut Data, resource: &'static str, ids: Vec<String>, count: usize) -> Response {
+    let session = state.random_token();
+    data.sessions.insert(session.clone(), Session { ids, resource, created: Instant::now() });
+    page(state, data, &session, 0, count)
+}
+
+fn page(state: &SandboxState, data: &mut Data, session_id: &str, offset: usize, count: usize) -> Response {
+    let Some(session) = data.sessions.get(session_id) else {
+        return outcome(StatusCode::BAD_REQUEST, "processing", "4113", "The paging session has expired");
+    };
+    let resource = session.resource;
+    let total = session.ids.len();
+    let slice: Vec<String> = session.ids.iter().skip(offset).take(count).cloned().collect();
+    let store = if resource == "Practitioner" { &data.practitioners } else { &data.roles };
+    let entries: Vec<Value> = slice
+        .iter()
+        .filter_map(|id| store.items.get(id))
+        .map(|r| {
+            json!({
+                "fullUrl": format!("{}/{}/{}", state.fhir_base(), resource, r.get("id").and_then(Value::as_str).unwrap_or_default()),
+                "resource": r,
+                "search": {"mode": "match"}
+            })
+        })
+        .collect();
+    let mut links = vec![json!({"relation": "self", "url": format!("{}/{}", state.fhir_base(), resource)})];
+    if offset + count < total {
+        let token = state.random_token();
+        data.page_tokens.insert(token.clone(), (session_id.to_string(), offset + count));
+        links.push(json!({"relation": "next", "url": format!("{}/{}?sessionID={}&_count={}", state.fhir_base(), resource, token, count)}));
+    }
+    let mut bundle = json!({"resourceType": "Bundle", "type": "searchset", "total": total, "link": links, "entry": entries});
+    if total == 0 {
+        // Epic adds a 4101 "no results" warning to empty searches.
+        bundle["entry"] = json!([{
+            "resource": {"resourceType": "OperationOutcome", "issue": [{"severity": "warning", "code": "processing",
+                "details": {"coding": [{"system": EPIC_CODE_SYSTEM, "code": "4101", "display": "Resource request returns no results."}]}}]},
+            "search": {"mode": "outcome"}
+        }]);
+    }
+    fhir_json(StatusCode::OK, bundle)
+}
+
+fn page_size(state: &SandboxState, params: &[(String, String)]) -> usize {
+    params
+        .iter()
+        .find(|(k, _)| k == "_count")
+        .and_then(|(_, v)| v.parse::<usize>().ok())
+        .unwrap_or(state.default_page_size)
+        .clamp(1, state.max_page_size)
+}
+
+/// A `next` link: `?sessionID=...` continues a paging session.
+fn continue_session(state: &SandboxState, params: &[(String, String)]) -> Option<Response> {
+    let token = params.iter().find(|(k, _)| k == "sessionID").map(|(_, v)| v.clone())?;
+    Stats::bump(&state.stats.page);
+    let count = page_size(state, params);
+    let mut data = lock(&state.data);
+    state.expire_sessions(&mut data);
+    Some(match data.page_tokens.get(&token).cloned() {
+        Some((session, offset)) => page(state, &mut data, &session, offset, count),
+        None => outcome(StatusCode::BAD_REQUEST, "processing", "4113", "The paging session has expired or the link is invalid"),
+    })
+}
+
+async fn search_practitioners(State(state): St, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+    if let Err(r) = guard(&state, &headers, Need::Practitioner).await {
+        return r;
+    }
+    let params = params(query);
+    if let Some(r) = continue_session(&state, &params) {
+        return r;
+    }
+    Stats::bump(&state.stats.search);
+    let count = page_size(&state, &params);
+    let filters: Vec<&(String, String)> = params.iter().filter(|(k, _)| k != "_count").collect();
+    let mut data = lock(&state.data);
+    state.expire_sessions(&mut data);
+    let mut ids = Vec::new();
+    for (id, p) in data.practitioners.iter() {
+        let mut keep = true;
+        for (k, v) in &filters {
+            match practitioner_matches(p, id, k, v) {
+                Some(m) => keep &= m,
+                None => {
+                    return outcome(StatusCode::BAD_REQUEST, "invalid", "4100", &format!("The search parameter {k} is not supported"));
+                }
+            }
+        }
+        if keep {
+            ids.push(id.clone());
+        }
+    }
+    first_page(&state, &mut data, "Practitioner", ids, count)
+}
+
+async fn search_roles(State(state): St, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+    if let Err(r) = guard(&state, &headers, Need::Role).await {
+        return r;
+    }
+    let params = params(query);
+    if let Some(r) = continue_session(&state, &params) {
+        return r;
+    }
+    Stats::bump(&state.stats.search);
+    let Some(practitioner) = params.iter().find(|(k, _)| k == "practitioner").map(|(_, v)| v.clone()) else {
+        return outcome(StatusCode::BAD_REQUEST, "required", "4111", "A required parameter is missing: practitioner");
+    };
+    let reference = if practitioner.starts_with("Practitioner/") { practitioner } else { format!("Practitioner/{practitioner}") };
+    let count = page_size(&state, &params);
+    let mut data = lock(&state.data);
+    state.expire_sessions(&mut data);
+    let ids: Vec<String> = data
+        .roles
+        .iter()
+        .filter(|(_, r)| r.pointer("/practitioner/reference").and_then(Value::as_str) == Some(reference.as_str()))
+        .map(|(id, _)| id.clone())
+        .collect();
+    first_page(&state, &mut data, "PractitionerRole", ids, count)
+}
+
+fn write_refused(state: &SandboxState, action: &str) -> Response {
+    Stats::bump(&state.stats.refused);
+    outcome(
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        "4118",
+        &format!("Practitioner.{action} is not enabled on this Epic instance; the client is not authorized to write Practitioner records"),
+    )
+}
+
+fn parse_body(body: &Bytes) -> Result<Value, Response> {
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|e| outcome(StatusCode::BAD_REQUEST, "structure", "4100", &format!("The request body is not valid JSON: {e}")))?;
+    if v.get("resourceType").and_then(Value::as_str) != Some("Practitioner") {
+        return Err(outcome(StatusCode::BAD_REQUEST, "invalid", "4100", "resourceType must be Practitioner"));
+    }
+    Ok(v)
+}
+
+async fn update_practitioner(State(state): St, headers: HeaderMap, Path(id): Path<String>, body: Bytes) -> Response {
+    if let Err(r) = guard(&state, &headers, Need::Practitioner).await {
+        return r;
+    }
+    if !state.settings().writes_enabled {
+        return write_refused(&state, "Update");
+    }
+    if let Err(r) = guard_scope_only(&state, &headers, Need::PractitionerWrite) {
+        return r;
+    }
+    let resource = match parse_body(&body) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    if resource.get("id").and_then(Value::as_str) != Some(id.as_str()) {
+        return outcome(StatusCode::BAD_REQUEST, "invalid", "4100", "The resource id in the body must equal the id in the URL");
+    }
+    let mut data = lock(&state.data);
+    if !data.practitioners.items.contains_key(&id) {
+        return outcome(StatusCode::NOT_FOUND, "not-found", "4102", "The resource ID is invalid or does not exist");
+    }
+    Stats::bump(&state.stats.update);
+    data.practitioners.insert(id, resource.clone());
+    fhir_json(StatusCode::OK, resource)
+}
+
+async fn create_practitioner(State(state): St, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(r) = guard(&state, &headers, Need::Practitioner).await {
+        return r;
+    }
+    if !state.settings().writes_enabled {
+        return write_refused(&state, "Create");
+    }
+    if let Err(r) = guard_scope_only(&state, &headers, Need::PractitionerWrite) {
+        return r;
+    }
+    let mut resource = match parse_body(&body) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let mut data = lock(&state.data);
+    let id = state.new_practitioner_id(&mut data);
+    resource["id"] = json!(id);
+    Stats::bump(&state.stats.create);
+    data.practitioners.insert(id.clone(), resource.clone());
+    let location = format!("{}/Practitioner/{id}/_history/1", state.fhir_base());
+    let mut r = fhir_json(StatusCode::CREATED, resource);
+    if let Ok(v) = location.parse() {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    r
+}
+
+async fn patch_practitioner(State(state): St, headers: HeaderMap) -> Response {
+    if let Err(r) = guard(&state, &headers, Need::Practitioner).await {
+        return r;
+    }
+    Stats::bump(&state.stats.patch);
+    outcome(StatusCode::METHOD_NOT_ALLOWED, "not-supported", "4100", "PATCH is not supported; use a full PUT")
+}
+
+fn guard_scope_only(state: &SandboxState, headers: &HeaderMap, need: Need) -> Result<(), Response> {
+    let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let scopes = check_bearer(state, auth).unwrap_or_default();
+    if need.scope_names().iter().any(|n| scopes.iter().any(|s| s == n)) {
+        Ok(())
+    } else {
+        Stats::bump(&state.stats.refused);
+        Err(outcome(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "4118",
+            "User not authorized for request: the token lacks system/Practitioner.write",
+        ))
+    }
+}

@@ -1,0 +1,171 @@
+//! `POST /oauth2/token`: client_credentials with a JWT client assertion, checked the way Epic
+//! documents it.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Form;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use jsonwebtoken::{DecodingKey, Validation};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::state::{IssuedToken, SandboxState, Stats, lock};
+use crate::auth::ASSERTION_TYPE;
+
+/// The assertion may not expire more than this far ahead.
+const MAX_ASSERTION_LIFETIME: i64 = 300;
+
+#[derive(Deserialize)]
+pub(crate) struct TokenForm {
+    grant_type: Option<String>,
+    client_assertion_type: Option<String>,
+    client_assertion: Option<String>,
+    scope: Option<String>,
+}
+
+fn oauth_error(status: StatusCode, error: &str, description: impl Into<String>) -> Response {
+    (status, axum::Json(json!({"error": error, "error_description": description.into()}))).into_response()
+}
+
+pub(crate) async fn token(State(state): State<Arc<SandboxState>>, Form(form): Form<TokenForm>) -> Response {
+    Stats::bump(&state.stats.token);
+    let settings = state.settings();
+    if settings.token_failure_rate > 0.0 && rand::random::<f64>() < settings.token_failure_rate {
+        Stats::bump(&state.stats.token_rejected);
+        return (StatusCode::SERVICE_UNAVAILABLE, "token service unavailable (sandbox fault)").into_response();
+    }
+    match issue(&state, form) {
+        Ok(body) => (StatusCode::OK, axum::Json(body)).into_response(),
+        Err(r) => {
+            Stats::bump(&state.stats.token_rejected);
+            r
+        }
+    }
+}
+
+fn invalid_client(description: impl Into<String>) -> Response {
+    oauth_error(StatusCode::BAD_REQUEST, "invalid_client", description)
+}
+
+fn issue(state: &SandboxState, form: TokenForm) -> Result<Value, Response> {
+    if form.grant_type.as_deref() != Some("client_credentials") {
+        return Err(oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "grant_type must be client_credentials"));
+    }
+    if form.client_assertion_type.as_deref() != Some(ASSERTION_TYPE) {
+        return Err(oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "client_assertion_type must be jwt-bearer"));
+    }
+    let assertion = form
+        .client_assertion
+        .ok_or_else(|| oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "client_assertion is missing"))?;
+    let header = jsonwebtoken::decode_header(&assertion).map_err(|e| invalid_client(format!("malformed assertion: {e}")))?;
+    use jsonwebtoken::Algorithm as A;
+    if !matches!(header.alg, A::RS256 | A::RS384 | A::RS512 | A::ES384) {
+        return Err(invalid_client(format!("algorithm {:?} is not allowed", header.alg)));
+    }
+    let kid = header.kid.ok_or_else(|| invalid_client("the assertion header has no kid"))?;
+    // The issuer names the client whose keys verify the signature; read it before verifying.
+    let claims = unverified_claims(&assertion).ok_or_else(|| invalid_client("unreadable claims"))?;
+    let client_id = claims.get("iss").and_then(Value::as_str).unwrap_or_default().to_string();
+    let client = state
+        .clients
+        .iter()
+        .find(|c| c.client_id == client_id)
+        .ok_or_else(|| invalid_client(format!("unknown client id {client_id:?}")))?;
+    let jwk = client
+        .keys
+        .iter()
+        .find(|k| k.common.key_id.as_deref() == Some(kid.as_str()))
+        .ok_or_else(|| invalid_client(format!("unknown kid {kid:?} for this client")))?;
+    let key = DecodingKey::from_jwk(jwk).map_err(|e| invalid_client(format!("registered key unusable: {e}")))?;
+    let token_url = state.token_url();
+    let mut validation = Validation::new(header.alg);
+    validation.set_audience(&[token_url.as_str()]);
+    validation.set_required_spec_claims(&["exp", "aud", "iss", "sub"]);
+    validation.leeway = 0;
+    let verified = jsonwebtoken::decode::<Value>(&assertion, &key, &validation).map_err(|e| {
+        invalid_client(match e.kind() {
+            jsonwebtoken::errors::ErrorKind::InvalidAudience => format!("aud must be exactly {token_url}"),
+            jsonwebtoken::errors::ErrorKind::ExpiredSignature => "the assertion has expired".to_string(),
+            other => format!("assertion rejected: {other:?}"),
+        })
+    })?;
+    let c = verified.claims;
+    if c.get("sub").and_then(Value::as_str) != Some(client_id.as_str()) {
+        return Err(invalid_client("iss and sub must both equal the client id"));
+    }
+    let now = chrono::Utc::now().timestamp();
+    let exp = c.get("exp").and_then(Value::as_i64).ok_or_else(|| invalid_client("exp must be a number"))?;
+    if exp > now + MAX_ASSERTION_LIFETIME {
+        return Err(invalid_client("exp is more than 5 minutes in the future"));
+    }
+    for claim in ["nbf", "iat"] {
+        if let Some(t) = c.get(claim).and_then(Value::as_i64)
+            && (exp - t).abs() > MAX_ASSERTION_LIFETIME
+        {
+            return Err(invalid_client(format!("{claim} must be within 5 minutes of exp")));
+        }
+    }
+    let jti = c.get("jti").and_then(Value::as_str).ok_or_else(|| invalid_client("jti must be a string"))?;
+    if jti.len() > 151 {
+        return Err(invalid_client("jti is longer than 151 characters"));
+    }
+    let requested: Vec<String> = form
+        .scope
+        .as_deref()
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    if let Some(bad) = requested.iter().find(|s| !client.approved_scopes.contains(s)) {
+        return Err(oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_scope",
+            format!("scope {bad} was not approved for this client"),
+        ));
+    }
+    {
+        let mut auth = lock(&state.auth);
+        auth.seen_jti.retain(|_, e| *e >= now);
+        if auth.seen_jti.insert(jti.to_string(), exp).is_some() {
+            return Err(invalid_client("jti has already been used"));
+        }
+        auth.tokens.retain(|_, t| t.expires > Instant::now());
+    }
+    let granted = if requested.is_empty() { client.approved_scopes.clone() } else { requested };
+    let access_token = state.random_token();
+    let ttl = state.token_ttl;
+    lock(&state.auth).tokens.insert(
+        access_token.clone(),
+        IssuedToken { scopes: granted.clone(), expires: Instant::now() + ttl },
+    );
+    Ok(json!({
+        "access_token": access_token,
+        "token_type": "bearer",
+        "expires_in": ttl.as_secs().max(1),
+        "scope": granted.join(" "),
+    }))
+}
+
+fn unverified_claims(jwt: &str) -> Option<Value> {
+    use base64::Engine;
+    let payload = jwt.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// Looks a bearer token up; Err(()) when missing, unknown or expired.
+pub(crate) fn check_bearer(state: &SandboxState, authorization: Option<&str>) -> Result<Vec<String>, ()> {
+    let token = authorization
+        .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
+        .ok_or(())?;
+    let auth = lock(&state.auth);
+    let t = auth.tokens.get(token).ok_or(())?;
+    if t.expires <= Instant::now() {
+        return Err(());
+    }
+    Ok(t.scopes.clone())
+}
+

@@ -1,0 +1,375 @@
+//! The sandbox's data: records, tokens, paging sessions, counters and settings.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, Mac};
+use jsonwebtoken::jwk::{Jwk, JwkSet};
+use rand::RngCore;
+use serde_json::{Value, json};
+use sha2::Sha256;
+
+use super::{SandboxConfig, Settings};
+use crate::crd::{NPI_SYSTEM, npi_from_prefix};
+
+/// A bad seed file or client registration.
+#[derive(Debug, thiserror::Error)]
+pub enum SeedError {
+    #[error("seed is not valid JSON: {0}")]
+    Json(String),
+    #[error("seed must be a FHIR Bundle or a JSON array of resources, got {0}")]
+    Shape(String),
+    #[error("seed entry {index} is not a Practitioner, PractitionerRole or Patient (resourceType {found:?})")]
+    ResourceType { index: usize, found: String },
+    #[error("JWK Set of client {client} is invalid: {detail}")]
+    Jwks { client: String, detail: String },
+}
+
+/// A Backend Services client the sandbox accepts.
+#[derive(Clone, Debug)]
+pub struct RegisteredClient {
+    pub client_id: String,
+    pub keys: Vec<Jwk>,
+    pub approved_scopes: Vec<String>,
+}
+
+impl RegisteredClient {
+    pub fn new(client_id: &str, jwks: &Value, approved_scopes: Vec<String>) -> Result<Self, SeedError> {
+        let set: JwkSet = serde_json::from_value(jwks.clone())
+            .map_err(|e| SeedError::Jwks { client: client_id.into(), detail: e.to_string() })?;
+        if set.keys.iter().any(|k| k.common.key_id.is_none()) {
+            return Err(SeedError::Jwks { client: client_id.into(), detail: "every key needs a kid".into() });
+        }
+        Ok(Self { client_id: client_id.into(), keys: set.keys, approved_scopes })
+    }
+}
+
+/// Request counters by kind, and requests per second for load analysis.
+#[derive(Default)]
+pub struct Stats {
+    pub token: AtomicU64,
+    pub token_rejected: AtomicU64,
+    pub metadata: AtomicU64,
+    pub read: AtomicU64,
+    pub search: AtomicU64,
+    pub page: AtomicU64,
+    pub update: AtomicU64,
+    pub create: AtomicU64,
+    pub refused: AtomicU64,
+    pub patch: AtomicU64,
+    pub throttled: AtomicU64,
+    pub server_errors: AtomicU64,
+    pub unauthorized: AtomicU64,
+    per_second: Mutex<VecDeque<(u64, u64)>>,
+}
+
+const PER_SECOND_WINDOW: usize = 3600;
+
+impl Stats {
+    pub fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one FHIR request in its wall-clock second.
+    pub fn tick(&self) {
+        let second = chrono::Utc::now().timestamp() as u64;
+        let mut window = lock(&self.per_second);
+        match window.back_mut() {
+            Some((s, n)) if *s == second => *n += 1,
+            _ => {
+                window.push_back((second, 1));
+                if window.len() > PER_SECOND_WINDOW {
+                    window.pop_front();
+                }
+            }
+        }
+    }
+
+    pub fn snapshot(&self) -> Value {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let per_second: Vec<Value> = lock(&self.per_second).iter().map(|(s, n)| json!([s, n])).collect();
+        json!({
+            "token": g(&self.token),
+            "tokenRejected": g(&self.token_rejected),
+            "metadata": g(&self.metadata),
+            "read": g(&self.read),
+            "search": g(&self.search),
+            "page": g(&self.page),
+            "update": g(&self.update),
+            "create": g(&self.create),
+            "refused": g(&self.refused),
+            "patch": g(&self.patch),
+            "throttled": g(&self.throttled),
+            "serverErrors": g(&self.server_errors),
+            "unauthorized": g(&self.unauthorized),
+            "fhirTotal": g(&self.metadata) + g(&self.read) + g(&self.search) + g(&self.page)
+                + g(&self.update) + g(&self.create) + g(&self.refused) + g(&self.patch),
+            "perSecond": per_second,
+        })
+    }
+
+    pub fn reset(&self) {
+        for c in [
+            &self.token, &self.token_rejected, &self.metadata, &self.read, &self.search, &self.page, &self.update,
+            &self.create, &self.refused, &self.patch, &self.throttled, &self.server_errors, &self.unauthorized,
+        ] {
+            c.store(0, Ordering::Relaxed);
+        }
+        lock(&self.per_second).clear();
+    }
+}
+
+/// A token the sandbox issued.
+pub(crate) struct IssuedToken {
+    pub scopes: Vec<String>,
+    pub expires: Instant,
+}
+
+#[derive(Default)]
+pub(crate) struct AuthState {
+    pub tokens: HashMap<String, IssuedToken>,
+    /// jti -> exp (seconds since epoch); kept until exp so a replay is caught.
+    pub seen_jti: HashMap<String, i64>,
+}
+
+pub(crate) struct Session {
+    pub ids: Vec<String>,
+    pub resource: &'static str,
+    pub created: Instant,
+}
+
+/// Stored resources, by type, in insertion order.
+#[derive(Default)]
+pub(crate) struct Store {
+    pub order: Vec<String>,
+    pub items: HashMap<String, Value>,
+}
+
+impl Store {
+    pub fn insert(&mut self, id: String, v: Value) {
+        if self.items.insert(id.clone(), v).is_none() {
+            self.order.push(id);
+        }
+    }
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Value)> {
+        self.order.iter().filter_map(|id| self.items.get(id).map(|v| (id, v)))
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct Data {
+    pub practitioners: Store,
+    pub roles: Store,
+    pub patients: Store,
+    pub sessions: HashMap<String, Session>,
+    /// Opaque page token -> (session id, offset).
+    pub page_tokens: HashMap<String, (String, usize)>,
+    pub counter: u64,
+}
+
+pub(crate) struct SandboxState {
+    pub origin: String,
+    secret: [u8; 32],
+    pub token_ttl: Duration,
+    pub paging_ttl: Duration,
+    pub default_page_size: usize,
+    pub max_page_size: usize,
+    pub clients: Vec<RegisteredClient>,
+    settings: RwLock<Settings>,
+    pub data: Mutex<Data>,
+    pub auth: Mutex<AuthState>,
+    pub stats: Stats,
+    /// (second, requests in it) for the server-wide rate limit.
+    pub rate_window: Mutex<(u64, u32)>,
+}
+
+/// Locks a mutex, recovering the data if a panicking thread poisoned it (the sandbox keeps
+/// serving; its data is plain values with no invariants spanning a panic).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl SandboxState {
+    pub fn new(origin: &str, config: &SandboxConfig, clients: Vec<RegisteredClient>) -> Self {
+        let mut secret = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut secret);
+        Self {
+            origin: origin.to_string(),
+            secret,
+            token_ttl: config.token_ttl,
+            paging_ttl: config.paging_ttl,
+            default_page_size: config.default_page_size.max(1),
+            max_page_size: config.max_page_size.max(1),
+            clients,
+            settings: RwLock::new(config.settings.clone()),
+            data: Mutex::new(Data::default()),
+            auth: Mutex::new(AuthState::default()),
+            stats: Stats::default(),
+            rate_window: Mutex::new((0, 0)),
+        }
+    }
+
+    pub fn settings(&self) -> Settings {
+        self.settings.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn set_settings(&self, s: Settings) {
+        *self.settings.write().unwrap_or_else(|p| p.into_inner()) = s;
+    }
+
+    pub fn fhir_base(&self) -> String {
+        format!("{}{}", self.origin, super::FHIR_PATH)
+    }
+
+    pub fn token_url(&self) -> String {
+        format!("{}{}", self.origin, super::TOKEN_PATH)
+    }
+
+    /// An opaque id derived from this instance's secret: the same seed gives different ids in
+    /// two sandboxes, as Epic ids differ between instances.
+    pub fn opaque(&self, label: &str) -> String {
+        let mut mac = match Hmac::<Sha256>::new_from_slice(&self.secret) {
+            Ok(m) => m,
+            Err(_) => return format!("e{label}"),
+        };
+        mac.update(label.as_bytes());
+        let bytes = mac.finalize().into_bytes();
+        format!("e{}", URL_SAFE_NO_PAD.encode(&bytes[..17]))
+    }
+
+    pub fn random_token(&self) -> String {
+        let mut b = [0u8; 24];
+        rand::rngs::OsRng.fill_bytes(&mut b);
+        URL_SAFE_NO_PAD.encode(b)
+    }
+
+    fn next_id(&self, data: &mut Data, kind: &str) -> String {
+        data.counter += 1;
+        self.opaque(&format!("{kind}:{}", data.counter))
+    }
+
+    pub fn new_practitioner_id(&self, data: &mut Data) -> String {
+        self.next_id(data, "Practitioner")
+    }
+
+    /// Loads a Bundle (collection or transaction) or an array of resources. Ids in the file are
+    /// local names: they are replaced by opaque ids, and references to them are rewritten.
+    pub fn load_seed(&self, text: &str) -> Result<(), SeedError> {
+        let doc: Value = serde_json::from_str(text).map_err(|e| SeedError::Json(e.to_string()))?;
+        let resources: Vec<Value> = match &doc {
+            Value::Array(a) => a.clone(),
+            Value::Object(o) if o.get("resourceType").and_then(Value::as_str) == Some("Bundle") => o
+                .get("entry")
+                .and_then(Value::as_array)
+                .map(|e| e.iter().filter_map(|e| e.get("resource").cloned()).collect())
+                .unwrap_or_default(),
+            other => {
+                let found = other.get("resourceType").and_then(Value::as_str).unwrap_or("not a Bundle").to_string();
+                return Err(SeedError::Shape(found));
+            }
+        };
+        let mut data = lock(&self.data);
+        let mut ids: HashMap<String, String> = HashMap::new();
+        let mut typed = Vec::new();
+        for (index, r) in resources.into_iter().enumerate() {
+            let rt = r.get("resourceType").and_then(Value::as_str).unwrap_or_default().to_string();
+            if !matches!(rt.as_str(), "Practitioner" | "PractitionerRole" | "Patient") {
+                return Err(SeedError::ResourceType { index, found: rt });
+            }
+            let new_id = self.next_id(&mut data, &rt);
+            if let Some(local) = r.get("id").and_then(Value::as_str) {
+                ids.insert(format!("{rt}/{local}"), format!("{rt}/{new_id}"));
+            }
+            typed.push((rt, new_id, r));
+        }
+        for (rt, id, mut r) in typed {
+            rewrite_references(&mut r, &ids);
+            r["id"] = json!(id);
+            match rt.as_str() {
+                "Practitioner" => data.practitioners.insert(id, r),
+                "PractitionerRole" => data.roles.insert(id, r),
+                _ => data.patients.insert(id, r),
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds `n` synthetic practitioners with valid, unique NPIs; every third gets a role.
+    pub fn generate(&self, n: usize) {
+        let mut data = lock(&self.data);
+        for i in 0..n {
+            let id = self.next_id(&mut data, "Practitioner");
+            let npi = npi_from_prefix(200_000_000 + i as u32);
+            let p = json!({
+                "resourceType": "Practitioner",
+                "id": id,
+                "identifier": [
+                    {"use": "usual", "system": NPI_SYSTEM, "value": npi},
+                    {"use": "usual", "system": "urn:oid:1.2.840.114350.1.13.0.1.7.5.737384.0", "value": format!("E{i:06}")}
+                ],
+                "active": true,
+                "name": [{"use": "official", "family": format!("Synthetic{i}"), "given": ["Clinician"]}],
+                "telecom": [{"system": "email", "value": format!("clinician{i}@example.org"), "use": "work"}],
+                "gender": if i % 2 == 0 { "female" } else { "male" }
+            });
+            if i % 3 == 0 {
+                let role_id = self.next_id(&mut data, "PractitionerRole");
+                data.roles.insert(role_id.clone(), json!({
+                    "resourceType": "PractitionerRole",
+                    "id": role_id,
+                    "practitioner": {"reference": format!("Practitioner/{id}")},
+                    "organization": {"display": "Synthetic Health"},
+                    "location": [{"display": format!("Clinic {}", i % 17)}],
+                    "specialty": [{"text": "Internal Medicine"}],
+                    "code": [{"text": "Physician"}]
+                }));
+            }
+            data.practitioners.insert(id, p);
+        }
+    }
+
+    /// Drops paging sessions older than the paging TTL.
+    pub fn expire_sessions(&self, data: &mut Data) {
+        let ttl = self.paging_ttl;
+        data.sessions.retain(|_, s| s.created.elapsed() < ttl);
+        let live: std::collections::HashSet<String> = data.sessions.keys().cloned().collect();
+        data.page_tokens.retain(|_, (sid, _)| live.contains(sid));
+    }
+
+    /// Server-wide rate limit: true when this request is over the limit.
+    pub fn over_rate_limit(&self, rps: u32) -> bool {
+        if rps == 0 {
+            return false;
+        }
+        let second = chrono::Utc::now().timestamp() as u64;
+        let mut w = lock(&self.rate_window);
+        if w.0 != second {
+            *w = (second, 0);
+        }
+        w.1 += 1;
+        w.1 > rps
+    }
+}
+
+fn rewrite_references(v: &mut Value, ids: &HashMap<String, String>) {
+    match v {
+        Value::Object(o) => {
+            for (k, child) in o.iter_mut() {
+                if k == "reference"
+                    && let Some(s) = child.as_str()
+                    && let Some(new) = ids.get(s)
+                {
+                    *child = json!(new);
+                } else {
+                    rewrite_references(child, ids);
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(|c| rewrite_references(c, ids)),
+        _ => {}
+    }
+}
