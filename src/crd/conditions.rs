@@ -29,7 +29,6 @@ pub struct Condition {
     /// A stable, CamelCase reason (for example WriteDisabled or NoDrift).
     pub reason: String,
     /// Human-readable detail; never contains names, contacts or birth dates.
-    #[serde(default)]
     pub message: String,
     /// When the status last changed (RFC 3339).
     pub last_transition_time: String,

@@ -20,12 +20,41 @@ pub use practitioner::{
     PAUSED_ANNOTATION,
 };
 
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
+
+/// Both CRDs, ready to install.
+pub fn crds() -> Vec<CustomResourceDefinition> {
+    [EpicConnection::crd(), EpicPractitioner::crd()].into_iter().map(tidy).collect()
+}
+
+/// schemars lists `null` among the values of an optional enum; the field is already
+/// `nullable`, and API servers (and kubectl's validation) reject a null enum member.
+fn tidy(crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    fn walk(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(o) => {
+                if let Some(serde_json::Value::Array(values)) = o.get_mut("enum") {
+                    values.retain(|x| !x.is_null());
+                }
+                o.values_mut().for_each(walk);
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    let mut value = match serde_json::to_value(&crd) {
+        Ok(v) => v,
+        Err(_) => return crd,
+    };
+    walk(&mut value);
+    serde_json::from_value(value).unwrap_or(crd)
+}
 
 /// Both CRDs as one multi-document YAML stream, in a stable order.
 pub fn crds_yaml() -> Result<String, serde_saphyr::SerializeError> {
     let mut out = String::new();
-    for crd in [EpicConnection::crd(), EpicPractitioner::crd()] {
+    for crd in crds() {
         out.push_str("---\n");
         out.push_str(&serde_saphyr::to_string(&crd)?);
     }
@@ -34,7 +63,7 @@ pub fn crds_yaml() -> Result<String, serde_saphyr::SerializeError> {
 
 /// The file name each CRD is checked in under, paired with its YAML.
 pub fn crd_files() -> Result<Vec<(String, String)>, serde_saphyr::SerializeError> {
-    [EpicConnection::crd(), EpicPractitioner::crd()]
+    crds()
         .into_iter()
         .map(|crd| {
             let name = format!("{}.yaml", crd.metadata.name.clone().unwrap_or_default());

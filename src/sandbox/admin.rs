@@ -25,6 +25,7 @@ pub(crate) fn routes() -> Router<Arc<SandboxState>> {
         .route("/settings", get(get_settings).put(put_settings))
         .route("/practitioners", get(list).post(add))
         .route("/practitioners/{id}", get(show).patch(edit))
+        .route("/patients", get(patients))
         .layer(middleware::from_fn(loopback_only))
 }
 
@@ -82,6 +83,12 @@ async fn list(State(state): St) -> Json<Value> {
         })
         .collect();
     Json(json!(items))
+}
+
+/// Patient ids (portal users), for tests of Patient read.
+async fn patients(State(state): St) -> Json<Value> {
+    let data = lock(&state.data);
+    Json(json!(data.patients.iter().map(|(id, _)| json!({"id": id})).collect::<Vec<_>>()))
 }
 
 async fn show(State(state): St, Path(id): Path<String>) -> Response {
