@@ -23,6 +23,7 @@ use kube::runtime::controller::Config as ControllerConfig;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Controller, Predicate, WatchStreamExt, predicates, watcher};
+use kube::api::ListParams;
 use kube::{Api, ResourceExt};
 
 pub use connections::Connections;
@@ -65,6 +66,9 @@ pub struct Context {
     pub mode: DriftDetection,
     failures: Mutex<HashMap<String, u32>>,
     drifted: Mutex<HashSet<String>>,
+    /// When Epic last refused a write per object. Status records it too, but the informer
+    /// cache can lag behind the operator's own status write; this cannot.
+    refused: Mutex<HashMap<String, std::time::Instant>>,
 }
 
 fn object_key(p: &EpicPractitioner) -> String {
@@ -82,6 +86,16 @@ impl Context {
 
     pub fn forget_failures(&self, p: &EpicPractitioner) {
         self.failures.lock().unwrap_or_else(|e| e.into_inner()).remove(&object_key(p));
+    }
+
+    /// Remembers that Epic refused a write for this object now.
+    pub fn note_refused(&self, p: &EpicPractitioner) {
+        self.refused.lock().unwrap_or_else(|e| e.into_inner()).insert(object_key(p), std::time::Instant::now());
+    }
+
+    /// Whether Epic refused a write for this object less than `window` ago.
+    pub fn refused_within(&self, p: &EpicPractitioner, window: Duration) -> bool {
+        self.refused.lock().unwrap_or_else(|e| e.into_inner()).get(&object_key(p)).is_some_and(|t| t.elapsed() < window)
     }
 
     pub fn set_drifted(&self, p: &EpicPractitioner, drifted: bool) {
@@ -147,6 +161,14 @@ pub async fn run(config: OperatorConfig) -> Result<(), String> {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
+    // Fail loudly at start-up, not silently in a watch loop, when the CRDs are missing or the
+    // RBAC does not allow what the operator needs.
+    for (what, result) in [
+        ("epicpractitioners", practitioner_api.list(&ListParams::default().limit(1)).await.map(|_| ())),
+        ("epicconnections", connection_api.list(&ListParams::default().limit(1)).await.map(|_| ())),
+    ] {
+        result.map_err(|e| format!("cannot list {what} (are the CRDs installed and the RBAC applied?): {e}"))?;
+    }
     let watch_config = watcher::Config::default().page_size(500);
 
     // Practitioners: a reflector store (managedFields stripped to save memory) feeding a
@@ -179,6 +201,7 @@ pub async fn run(config: OperatorConfig) -> Result<(), String> {
         mode: config.drift_detection,
         failures: Mutex::new(HashMap::new()),
         drifted: Mutex::new(HashSet::new()),
+        refused: Mutex::new(HashMap::new()),
     });
 
     // Practitioners are reconciled again when their connection's spec changes.
@@ -229,13 +252,7 @@ pub async fn run(config: OperatorConfig) -> Result<(), String> {
             }
         });
 
-    let ready_store = practitioners.clone();
-    let ready_flag = readiness.clone();
-    tokio::spawn(async move {
-        if ready_store.wait_until_ready().await.is_ok() {
-            ready_flag.set(true);
-        }
-    });
+    readiness.set(true);
     let roster_task = {
         let ctx = ctx.clone();
         async move {

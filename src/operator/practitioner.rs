@@ -122,9 +122,13 @@ async fn sync(obj: &EpicPractitioner, ctx: &Context, old: &EpicPractitionerStatu
         _ => String::new(),
     };
     // A refused write is retried no more often than the resync interval.
-    if let Some(t) = old.last_refused_write_time.as_deref().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()) {
-        let since = chrono::Utc::now().signed_duration_since(t).to_std().unwrap_or_default();
-        if since < conn.resync {
+    let refused_in_status = old
+        .last_refused_write_time
+        .as_deref()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .is_some_and(|t| chrono::Utc::now().signed_duration_since(t).to_std().unwrap_or_default() < conn.resync);
+    {
+        if refused_in_status || ctx.refused_within(obj, conn.resync) {
             writes = WriteCapability::Disabled;
             write_disabled_message = format!(
                 "Epic refused the last write ({}); it is retried after the resync interval",
@@ -148,6 +152,7 @@ async fn sync(obj: &EpicPractitioner, ctx: &Context, old: &EpicPractitionerStatu
     .await?;
     if let WriteOutcome::Refused(_) = outcome.write {
         conn.mark_refused();
+        ctx.note_refused(obj);
     }
     let new_status = status::from_outcome(obj, old, &outcome, conn.base_url(), &write_disabled_message);
     let done = deleting && deletion_done(&obj.spec, &outcome);

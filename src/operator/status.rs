@@ -135,6 +135,10 @@ pub fn from_outcome(
                     outcome.ambiguous_ids.join(", ")
                 ),
             };
+            // A held write keeps the refusal Epic gave last time: it is still the reason.
+            if h == HoldReason::WriteDisabled {
+                s.last_error = old.last_error.clone().filter(|e| e.reason == "WriteDisabled");
+            }
             // Observe is a choice, not a failure: Synced stays True and InSync tells the drift.
             let ok = h == HoldReason::ObserveOnly;
             set_synced(&mut s, ok, h.reason(), message, generation);

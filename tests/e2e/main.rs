@@ -34,7 +34,8 @@ impl Operator {
         let log = cp.dir.path().join(format!("operator-{ns}-{}.log", rand_suffix()));
         let file = std::fs::File::create(&log).expect("log");
         let child = Command::new(env!("CARGO_BIN_EXE_epic-operator"))
-            .args(["run", "--namespace", ns, "--metrics-addr", "127.0.0.1:0"])
+            .args(["run", "--namespace", ns])
+            .args(if extra.contains(&"--metrics-addr") { &[][..] } else { &["--metrics-addr", "127.0.0.1:0"][..] })
             .args(extra)
             .env("KUBECONFIG", &cp.operator_kubeconfig)
             .env("RUST_LOG", "info,epic_operator=debug")
