@@ -14,7 +14,11 @@ use crate::operator::{self, DriftDetection, OperatorConfig};
 use crate::sandbox::{RegisteredClient, Sandbox, SandboxConfig, Settings, default_scopes};
 
 #[derive(Parser, Debug)]
-#[command(name = "epic-operator", version, about = "Keeps Epic Practitioner records in the state declared in Git")]
+#[command(
+    name = "epic-operator",
+    version,
+    about = "Keeps Epic Practitioner records in the state declared in Git"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -218,7 +222,11 @@ pub struct RunArgs {
     #[arg(long, env = "EPIC_OPERATOR_NAMESPACE")]
     pub namespace: Option<String>,
     /// Address of /metrics, /healthz and /readyz.
-    #[arg(long, default_value = "0.0.0.0:8080", env = "EPIC_OPERATOR_METRICS_ADDR")]
+    #[arg(
+        long,
+        default_value = "0.0.0.0:8080",
+        env = "EPIC_OPERATOR_METRICS_ADDR"
+    )]
     pub metrics_addr: SocketAddr,
     /// Take a coordination.k8s.io Lease before reconciling (needed with more than one replica).
     #[arg(long, env = "EPIC_OPERATOR_LEADER_ELECTION")]
@@ -366,29 +374,65 @@ async fn token(args: TokenArgs) -> ExitCode {
     println!("FHIR base URL : {}", target.client.base_url());
     println!("token URL     : {}", tokens.token_url());
     println!("client id     : {}", target.spec.client_id);
-    println!("requested     : {}", target.spec.effective_scopes().join(" "));
+    println!(
+        "requested     : {}",
+        target.spec.effective_scopes().join(" ")
+    );
     let code = match tokens.token().await {
         Err(e) => {
             eprintln!("error: no token: {e}");
             ExitCode::from(1)
         }
         Ok(t) => {
-            println!("token         : obtained (not shown), expires {}", t.expires_at.to_rfc3339());
+            println!(
+                "token         : obtained (not shown), expires {}",
+                t.expires_at.to_rfc3339()
+            );
             println!("granted       : {}", t.scopes.join(" "));
-            let missing: Vec<String> =
-                target.spec.effective_scopes().into_iter().filter(|s| !t.scopes.contains(s)).collect();
+            let missing: Vec<String> = target
+                .spec
+                .effective_scopes()
+                .into_iter()
+                .filter(|s| !t.scopes.contains(s))
+                .collect();
             if !missing.is_empty() {
-                println!("note          : Epic granted fewer scopes than requested; missing: {}", missing.join(" "));
+                println!(
+                    "note          : Epic granted fewer scopes than requested; missing: {}",
+                    missing.join(" ")
+                );
             }
             match target.client.capability().await {
                 Ok(c) => {
-                    println!("writes        : {}", if c.can_update() { "Practitioner update listed in the CapabilityStatement" } else { "no Practitioner update in the CapabilityStatement (read-only instance: drift will be reported, not fixed)" });
-                    println!("create        : {}", if c.can_create() { "listed" } else { "not listed" });
-                    println!("NPI search    : {}", if c.npi_search() { "identifier search supported" } else { "identifier search NOT listed: NPI resolution may fail" });
+                    println!(
+                        "writes        : {}",
+                        if c.can_update() {
+                            "Practitioner update listed in the CapabilityStatement"
+                        } else {
+                            "no Practitioner update in the CapabilityStatement (read-only instance: drift will be reported, not fixed)"
+                        }
+                    );
+                    println!(
+                        "create        : {}",
+                        if c.can_create() {
+                            "listed"
+                        } else {
+                            "not listed"
+                        }
+                    );
+                    println!(
+                        "NPI search    : {}",
+                        if c.npi_search() {
+                            "identifier search supported"
+                        } else {
+                            "identifier search NOT listed: NPI resolution may fail"
+                        }
+                    );
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
-                    eprintln!("error: token works but the CapabilityStatement could not be read: {e}");
+                    eprintln!(
+                        "error: token works but the CapabilityStatement could not be read: {e}"
+                    );
                     ExitCode::from(1)
                 }
             }
@@ -410,7 +454,10 @@ fn keygen(args: KeygenArgs) -> ExitCode {
     let key_path = args.out.join("private-key.pem");
     let jwks_path = args.out.join("jwks.json");
     if key_path.exists() {
-        return fail(&format!("{} exists; refusing to overwrite a private key", key_path.display()));
+        return fail(&format!(
+            "{} exists; refusing to overwrite a private key",
+            key_path.display()
+        ));
     }
     if let Err(e) = write_private(&key_path, &pem) {
         return fail(&format!("{}: {e}", key_path.display()));
@@ -419,8 +466,14 @@ fn keygen(args: KeygenArgs) -> ExitCode {
     if let Err(e) = std::fs::write(&jwks_path, format!("{jwks}\n")) {
         return fail(&format!("{}: {e}", jwks_path.display()));
     }
-    println!("private key : {} (mode 0600; keep it secret, store it in a Kubernetes Secret)", key_path.display());
-    println!("JWK Set     : {} (register it with Epic, or host it at your JWK Set URL)", jwks_path.display());
+    println!(
+        "private key : {} (mode 0600; keep it secret, store it in a Kubernetes Secret)",
+        key_path.display()
+    );
+    println!(
+        "JWK Set     : {} (register it with Epic, or host it at your JWK Set URL)",
+        jwks_path.display()
+    );
     println!("kid         : {}   algorithm: {alg:?}", args.kid);
     ExitCode::SUCCESS
 }
@@ -430,12 +483,19 @@ fn write_private(path: &std::path::Path, pem: &str) -> std::io::Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)?;
         f.write_all(pem.as_bytes())
     }
     #[cfg(not(unix))]
     {
-        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(path)?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)?;
         f.write_all(pem.as_bytes())
     }
 }
@@ -456,7 +516,10 @@ async fn sandbox(args: SandboxArgs) -> ExitCode {
         let Some((id, file)) = spec.split_once('=') else {
             return fail(&format!("--client {spec:?}: use ID=JWKS_FILE"));
         };
-        let jwks = match std::fs::read_to_string(file).map_err(|e| e.to_string()).and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string())) {
+        let jwks = match std::fs::read_to_string(file)
+            .map_err(|e| e.to_string())
+            .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
+        {
             Ok(v) => v,
             Err(e) => return fail(&format!("{file}: cannot read the JWK Set: {e}")),
         };
@@ -470,8 +533,18 @@ async fn sandbox(args: SandboxArgs) -> ExitCode {
             return fail(&format!("--client-scopes {spec:?}: use ID=scope1,scope2"));
         };
         match clients.iter_mut().find(|c| c.client_id == id) {
-            Some(c) => c.approved_scopes = scopes.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
-            None => return fail(&format!("--client-scopes names {id:?}, which no --client registers")),
+            Some(c) => {
+                c.approved_scopes = scopes
+                    .split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            }
+            None => {
+                return fail(&format!(
+                    "--client-scopes names {id:?}, which no --client registers"
+                ));
+            }
         }
     }
     let config = SandboxConfig {
@@ -501,13 +574,30 @@ async fn sandbox(args: SandboxArgs) -> ExitCode {
     println!("  FHIR base URL : {}", sandbox.fhir_base_url());
     println!("  token URL     : {}", sandbox.token_url());
     println!("  admin         : {}/stats", sandbox.admin_url());
-    println!("  writes        : {}", if args.writes == WritesFlag::Enabled { "enabled" } else { "disabled (403, Epic code 4118)" });
+    println!(
+        "  writes        : {}",
+        if args.writes == WritesFlag::Enabled {
+            "enabled"
+        } else {
+            "disabled (403, Epic code 4118)"
+        }
+    );
     if let Some(pem) = &sandbox.dev_key_pem {
         if let Err(e) = write_private_overwrite(&args.dev_key_out, pem) {
-            return fail(&format!("{}: cannot write the development key: {e}", args.dev_key_out.display()));
+            return fail(&format!(
+                "{}: cannot write the development key: {e}",
+                args.dev_key_out.display()
+            ));
         }
-        println!("  client id     : {}   kid: {}   alg: RS384", crate::sandbox::DEV_CLIENT_ID, crate::sandbox::DEV_KEY_ID);
-        println!("  private key   : {} (development key generated for this run)", args.dev_key_out.display());
+        println!(
+            "  client id     : {}   kid: {}   alg: RS384",
+            crate::sandbox::DEV_CLIENT_ID,
+            crate::sandbox::DEV_KEY_ID
+        );
+        println!(
+            "  private key   : {} (development key generated for this run)",
+            args.dev_key_out.display()
+        );
     }
     tokio::select! {
         _ = sandbox_wait(&sandbox) => {}

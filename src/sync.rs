@@ -8,10 +8,15 @@ use serde_json::Value;
 
 use crate::auth::{ClientKey, TokenSource, discover_token_url};
 use crate::crd::{
-    DeletionPolicy, EpicConnectionSpec, EpicPractitionerSpec, ManagementPolicy, RoleSummary, WriteMode,
+    DeletionPolicy, EpicConnectionSpec, EpicPractitionerSpec, ManagementPolicy, RoleSummary,
+    WriteMode,
 };
-use crate::fhir::{Capability, ConnectionSettings, FhirClient, FhirError, NpiLookup, RequestObserver};
-use crate::reconcile::{Action, DriftReport, PlanInput, Resolution, WriteCapability, drift, new_resource, overlay, plan};
+use crate::fhir::{
+    Capability, ConnectionSettings, FhirClient, FhirError, NpiLookup, RequestObserver,
+};
+use crate::reconcile::{
+    Action, DriftReport, PlanInput, Resolution, WriteCapability, drift, new_resource, overlay, plan,
+};
 
 /// Builds the HTTP client every connection uses: rustls with certificate verification, and
 /// timeouts so a silent server cannot hang a reconcile.
@@ -35,17 +40,26 @@ pub async fn connect(
     private_key_pem: &str,
     observer: Option<RequestObserver>,
 ) -> Result<FhirClient, FhirError> {
-    let key = ClientKey::from_pem(private_key_pem, spec.algorithm, &spec.key_id).map_err(crate::auth::AuthError::from)?;
+    let key = ClientKey::from_pem(private_key_pem, spec.algorithm, &spec.key_id)
+        .map_err(crate::auth::AuthError::from)?;
     let token_url = match &spec.token_url {
         Some(u) => u.clone(),
         None => discover_token_url(http, &spec.fhir_base_url).await?,
     };
-    let tokens = TokenSource::new(http.clone(), key, spec.client_id.clone(), token_url, spec.effective_scopes())?;
+    let tokens = TokenSource::new(
+        http.clone(),
+        key,
+        spec.client_id.clone(),
+        token_url,
+        spec.effective_scopes(),
+    )?;
     let mut settings = ConnectionSettings::new(spec.fhir_base_url.clone());
     if let Some(r) = spec.requests_per_second {
         settings.requests_per_second = r;
     }
-    settings.burst = spec.burst.unwrap_or(settings.requests_per_second.saturating_mul(2));
+    settings.burst = spec
+        .burst
+        .unwrap_or(settings.requests_per_second.saturating_mul(2));
     if let Some(p) = spec.page_size {
         settings.page_size = p;
     }
@@ -115,7 +129,10 @@ pub struct SyncOutcome {
 }
 
 /// Resolves, observes, plans and (when asked) writes one practitioner.
-pub async fn sync_practitioner(client: &FhirClient, req: SyncRequest<'_>) -> Result<SyncOutcome, FhirError> {
+pub async fn sync_practitioner(
+    client: &FhirClient,
+    req: SyncRequest<'_>,
+) -> Result<SyncOutcome, FhirError> {
     let spec = req.spec;
     let mut searched = false;
     let mut ambiguous_ids = Vec::new();
@@ -145,10 +162,15 @@ pub async fn sync_practitioner(client: &FhirClient, req: SyncRequest<'_>) -> Res
             }
         }
     };
-    let fhir_id = live.as_ref().and_then(|(b, _)| b.get("id").and_then(Value::as_str).map(str::to_string));
+    let fhir_id = live
+        .as_ref()
+        .and_then(|(b, _)| b.get("id").and_then(Value::as_str).map(str::to_string));
     let report = match &live {
         Some((body, _)) => drift(spec, body),
-        None => DriftReport { entries: Vec::new(), diff: String::new() },
+        None => DriftReport {
+            entries: Vec::new(),
+            diff: String::new(),
+        },
     };
     let mut deleting_spec;
     let effective_spec = if req.deleting {
@@ -167,7 +189,9 @@ pub async fn sync_practitioner(client: &FhirClient, req: SyncRequest<'_>) -> Res
         writes: req.writes,
         resolution,
         drifted: !report.is_empty(),
-        live_active: live.as_ref().and_then(|(b, _)| b.get("active").and_then(Value::as_bool)),
+        live_active: live
+            .as_ref()
+            .and_then(|(b, _)| b.get("active").and_then(Value::as_bool)),
     });
     let mut outcome = SyncOutcome {
         resolution,
@@ -185,10 +209,15 @@ pub async fn sync_practitioner(client: &FhirClient, req: SyncRequest<'_>) -> Res
         let result = match (action, &live, &fhir_id) {
             (Action::Update | Action::Deactivate, Some((body, etag)), Some(id)) => {
                 let put = overlay(effective_spec, body);
-                client.update_practitioner(id, &put, etag.as_deref()).await.map(|b| (id.clone(), b))
+                client
+                    .update_practitioner(id, &put, etag.as_deref())
+                    .await
+                    .map(|b| (id.clone(), b))
             }
             (Action::Create, None, _) => client.create_practitioner(&new_resource(spec)).await,
-            _ => Err(FhirError::Malformed("internal: planned write without a record".into())),
+            _ => Err(FhirError::Malformed(
+                "internal: planned write without a record".into(),
+            )),
         };
         match result {
             Ok((id, mut body)) => {
@@ -216,7 +245,12 @@ pub async fn sync_practitioner(client: &FhirClient, req: SyncRequest<'_>) -> Res
     if req.fetch_roles
         && let Some(id) = &outcome.fhir_id
     {
-        outcome.roles = client.practitioner_roles(id).await?.iter().map(role_summary).collect();
+        outcome.roles = client
+            .practitioner_roles(id)
+            .await?
+            .iter()
+            .map(role_summary)
+            .collect();
     }
     Ok(outcome)
 }
@@ -237,7 +271,10 @@ fn display_of(v: Option<&Value>) -> Option<String> {
         .and_then(Value::as_str)
         .map(str::to_string)
         .or_else(|| {
-            v.pointer("/coding/0/display").or_else(|| v.pointer("/coding/0/code")).and_then(Value::as_str).map(str::to_string)
+            v.pointer("/coding/0/display")
+                .or_else(|| v.pointer("/coding/0/code"))
+                .and_then(Value::as_str)
+                .map(str::to_string)
         })
 }
 
@@ -252,7 +289,8 @@ fn first(v: &Value, key: &str) -> Option<Value> {
 pub fn role_summary(role: &Value) -> RoleSummary {
     RoleSummary {
         organization: display_of(role.get("organization")),
-        location: display_of(first(role, "location").as_ref()).or_else(|| display_of(first(role, "healthcareService").as_ref())),
+        location: display_of(first(role, "location").as_ref())
+            .or_else(|| display_of(first(role, "healthcareService").as_ref())),
         specialty: display_of(first(role, "specialty").as_ref()),
         code: display_of(first(role, "code").as_ref()),
     }

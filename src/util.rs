@@ -4,7 +4,11 @@ use std::time::Duration;
 
 /// Parses durations such as `90s`, `10m`, `1h30m` or `250ms`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let err = || format!("invalid duration {text:?}: use digits followed by ms, s, m or h, e.g. 10m or 1h30m");
+    let err = || {
+        format!(
+            "invalid duration {text:?}: use digits followed by ms, s, m or h, e.g. 10m or 1h30m"
+        )
+    };
     if text.is_empty() {
         return Err(err());
     }
@@ -45,7 +49,11 @@ pub fn truncate_with_note(text: &str, max: usize) -> String {
     while !text.is_char_boundary(end) {
         end -= 1;
     }
-    format!("{}\n... ({} more bytes not shown)\n", &text[..end], text.len() - end)
+    format!(
+        "{}\n... ({} more bytes not shown)\n",
+        &text[..end],
+        text.len() - end
+    )
 }
 
 #[cfg(test)]

@@ -1,5 +1,7 @@
 //! Tier 2: SMART Backend Services auth and the FHIR client against the sandbox, over HTTP.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::sync::Arc;
@@ -10,22 +12,38 @@ use axum::routing::{get, post};
 use common::*;
 use epic_operator::auth::{AuthError, TokenSource};
 use epic_operator::fhir::{ConnectionSettings, FhirClient, FhirError, NpiLookup};
-use epic_operator::sandbox::{DEV_CLIENT_ID, DEV_KEY_ID, RegisteredClient, SandboxConfig, Settings, default_scopes};
+use epic_operator::sandbox::{
+    DEV_CLIENT_ID, DEV_KEY_ID, RegisteredClient, SandboxConfig, Settings, default_scopes,
+};
 use epic_operator::sync::http_client;
 use jsonwebtoken::{EncodingKey, Header};
 use serde_json::{Value, json};
 
 /// Posts a hand-made assertion (to test each rule the server enforces).
-async fn post_assertion(s: &epic_operator::sandbox::Sandbox, header: Header, claims: Value, key_pem: &str) -> (u16, Value) {
+async fn post_assertion(
+    s: &epic_operator::sandbox::Sandbox,
+    header: Header,
+    claims: Value,
+    key_pem: &str,
+) -> (u16, Value) {
     let key = EncodingKey::from_rsa_pem(key_pem.as_bytes()).expect("pem");
     let jwt = jsonwebtoken::encode(&header, &claims, &key).expect("sign");
     let form = [
         ("grant_type", "client_credentials"),
-        ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+        (
+            "client_assertion_type",
+            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        ),
         ("client_assertion", jwt.as_str()),
         ("scope", "system/Practitioner.read"),
     ];
-    let r = epic_operator::sync::http_client().unwrap().post(s.token_url()).form(&form).send().await.expect("post");
+    let r = epic_operator::sync::http_client()
+        .unwrap()
+        .post(s.token_url())
+        .form(&form)
+        .send()
+        .await
+        .expect("post");
     let status = r.status().as_u16();
     (status, r.json().await.unwrap_or(Value::Null))
 }
@@ -48,34 +66,80 @@ async fn token_success_and_each_assertion_rule() {
     let pem = s.dev_key_pem.clone().unwrap();
     let token_url = s.token_url();
 
-    let (status, body) = post_assertion(&s, header(DEV_KEY_ID), claims(&token_url, 240, "jti-ok"), &pem).await;
+    let (status, body) = post_assertion(
+        &s,
+        header(DEV_KEY_ID),
+        claims(&token_url, 240, "jti-ok"),
+        &pem,
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["token_type"], "bearer");
     assert_eq!(body["scope"], "system/Practitioner.read");
     assert!(body["expires_in"].as_u64().unwrap() > 0);
 
     let cases: Vec<(&str, Header, Value, &str)> = vec![
-        ("wrong aud", header(DEV_KEY_ID), claims("http://127.0.0.1:1/oauth2/token", 240, "jti-1"), "aud"),
-        ("expired exp", header(DEV_KEY_ID), claims(&token_url, -30, "jti-2"), "expired"),
-        ("far-future exp", header(DEV_KEY_ID), claims(&token_url, 3600, "jti-3"), "5 minutes"),
-        ("reused jti", header(DEV_KEY_ID), claims(&token_url, 240, "jti-ok"), "already been used"),
-        ("unknown kid", header("other-kid"), claims(&token_url, 240, "jti-4"), "unknown kid"),
-        ("iss != sub", header(DEV_KEY_ID), {
-            let mut c = claims(&token_url, 240, "jti-5");
-            c["sub"] = json!("someone-else");
-            c
-        }, "iss and sub"),
-        ("unknown client", header(DEV_KEY_ID), {
-            let mut c = claims(&token_url, 240, "jti-6");
-            c["iss"] = json!("nobody");
-            c["sub"] = json!("nobody");
-            c
-        }, "unknown client"),
-        ("no jti", header(DEV_KEY_ID), {
-            let mut c = claims(&token_url, 240, "x");
-            c.as_object_mut().unwrap().remove("jti");
-            c
-        }, "jti"),
+        (
+            "wrong aud",
+            header(DEV_KEY_ID),
+            claims("http://127.0.0.1:1/oauth2/token", 240, "jti-1"),
+            "aud",
+        ),
+        (
+            "expired exp",
+            header(DEV_KEY_ID),
+            claims(&token_url, -30, "jti-2"),
+            "expired",
+        ),
+        (
+            "far-future exp",
+            header(DEV_KEY_ID),
+            claims(&token_url, 3600, "jti-3"),
+            "5 minutes",
+        ),
+        (
+            "reused jti",
+            header(DEV_KEY_ID),
+            claims(&token_url, 240, "jti-ok"),
+            "already been used",
+        ),
+        (
+            "unknown kid",
+            header("other-kid"),
+            claims(&token_url, 240, "jti-4"),
+            "unknown kid",
+        ),
+        (
+            "iss != sub",
+            header(DEV_KEY_ID),
+            {
+                let mut c = claims(&token_url, 240, "jti-5");
+                c["sub"] = json!("someone-else");
+                c
+            },
+            "iss and sub",
+        ),
+        (
+            "unknown client",
+            header(DEV_KEY_ID),
+            {
+                let mut c = claims(&token_url, 240, "jti-6");
+                c["iss"] = json!("nobody");
+                c["sub"] = json!("nobody");
+                c
+            },
+            "unknown client",
+        ),
+        (
+            "no jti",
+            header(DEV_KEY_ID),
+            {
+                let mut c = claims(&token_url, 240, "x");
+                c.as_object_mut().unwrap().remove("jti");
+                c
+            },
+            "jti",
+        ),
     ];
     for (what, h, c, needle) in cases {
         let (status, body) = post_assertion(&s, h, c, &pem).await;
@@ -87,28 +151,58 @@ async fn token_success_and_each_assertion_rule() {
     // HS256 is not on the allow-list.
     let mut hs = Header::new(jsonwebtoken::Algorithm::HS256);
     hs.kid = Some(DEV_KEY_ID.into());
-    let jwt = jsonwebtoken::encode(&hs, &claims(&token_url, 240, "jti-hs"), &EncodingKey::from_secret(b"k")).unwrap();
-    let r = epic_operator::sync::http_client().unwrap()
+    let jwt = jsonwebtoken::encode(
+        &hs,
+        &claims(&token_url, 240, "jti-hs"),
+        &EncodingKey::from_secret(b"k"),
+    )
+    .unwrap();
+    let r = epic_operator::sync::http_client()
+        .unwrap()
         .post(&token_url)
-        .form(&[("grant_type", "client_credentials"), ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"), ("client_assertion", jwt.as_str())])
+        .form(&[
+            ("grant_type", "client_credentials"),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            ("client_assertion", jwt.as_str()),
+        ])
         .send()
         .await
         .unwrap();
     let body: Value = r.json().await.unwrap();
-    assert!(body["error_description"].as_str().unwrap().contains("not allowed"), "{body}");
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("not allowed"),
+        "{body}"
+    );
     s.stop().await;
 }
 
 #[tokio::test]
 async fn token_is_reused_and_renewed_after_expiry() {
-    let s = sandbox_with(SandboxConfig { token_ttl: Duration::from_secs(2), ..SandboxConfig::default() }).await;
+    let s = sandbox_with(SandboxConfig {
+        token_ttl: Duration::from_secs(2),
+        ..SandboxConfig::default()
+    })
+    .await;
     let c = client(&s);
     let t1 = c.tokens().token().await.unwrap();
     let t2 = c.tokens().token().await.unwrap();
     c.capability().await.unwrap();
     assert_eq!(t1.expires_at, t2.expires_at);
-    assert_eq!(stat(&stats(&s).await, "token"), 1, "one token for several calls");
-    assert!(!format!("{t1:?}").contains(t1.expires_at.timestamp().to_string().as_str()) || !format!("{t1:?}").is_empty());
+    assert_eq!(
+        stat(&stats(&s).await, "token"),
+        1,
+        "one token for several calls"
+    );
+    assert!(
+        !format!("{t1:?}").contains(t1.expires_at.timestamp().to_string().as_str())
+            || !format!("{t1:?}").is_empty()
+    );
     tokio::time::sleep(Duration::from_millis(2100)).await;
     c.capability().await.unwrap();
     assert_eq!(stat(&stats(&s).await, "token"), 2, "renewed after expiry");
@@ -132,21 +226,37 @@ async fn single_flight_under_50_concurrent_callers() {
     let mut tasks = Vec::new();
     for _ in 0..50 {
         let c = c.clone();
-        tasks.push(tokio::spawn(async move { c.tokens().token().await.map(|_| ()) }));
+        tasks.push(tokio::spawn(
+            async move { c.tokens().token().await.map(|_| ()) },
+        ));
     }
     for t in tasks {
         t.await.unwrap().unwrap();
     }
-    assert_eq!(stat(&stats(&s).await, "token"), 1, "exactly one token request");
+    assert_eq!(
+        stat(&stats(&s).await, "token"),
+        1,
+        "exactly one token request"
+    );
     s.stop().await;
 }
 
 #[tokio::test]
 async fn oauth_errors_are_typed() {
     let s = sandbox().await;
-    let c = client_with(&s, vec!["system/Practitioner.read".into(), "system/Observation.read".into()], fast_retry());
+    let c = client_with(
+        &s,
+        vec![
+            "system/Practitioner.read".into(),
+            "system/Observation.read".into(),
+        ],
+        fast_retry(),
+    );
     let err = c.tokens().token().await.unwrap_err();
-    assert!(matches!(&err, AuthError::OAuth { error, .. } if error == "invalid_scope"), "{err:?}");
+    assert!(
+        matches!(&err, AuthError::OAuth { error, .. } if error == "invalid_scope"),
+        "{err:?}"
+    );
     assert_eq!(err.reason(), "InvalidScope");
     assert!(err.to_string().contains("not approved"), "{err}");
     // A request through the client carries the same typed error.
@@ -154,8 +264,17 @@ async fn oauth_errors_are_typed() {
     assert_eq!(e.reason(), "InvalidScope");
 
     // A key the server does not know: invalid_client.
-    let (other, _) = epic_operator::auth::generate_key(epic_operator::crd::Algorithm::RS384, DEV_KEY_ID).unwrap();
-    let tokens = TokenSource::new(http_client().unwrap(), other, DEV_CLIENT_ID, s.token_url(), scopes()).unwrap();
+    let (other, _) =
+        epic_operator::auth::generate_key(epic_operator::crd::Algorithm::RS384, DEV_KEY_ID)
+            .unwrap();
+    let tokens = TokenSource::new(
+        http_client().unwrap(),
+        other,
+        DEV_CLIENT_ID,
+        s.token_url(),
+        scopes(),
+    )
+    .unwrap();
     let e = tokens.token().await.unwrap_err();
     assert_eq!(e.reason(), "Unauthorized");
     assert!(e.to_string().contains("invalid_client"), "{e}");
@@ -165,9 +284,16 @@ async fn oauth_errors_are_typed() {
 #[tokio::test]
 async fn token_url_discovery() {
     let s = sandbox().await;
-    let url = epic_operator::auth::discover_token_url(&http_client().unwrap(), &s.fhir_base_url()).await.unwrap();
+    let url = epic_operator::auth::discover_token_url(&http_client().unwrap(), &s.fhir_base_url())
+        .await
+        .unwrap();
     assert_eq!(url, s.token_url());
-    let err = epic_operator::auth::discover_token_url(&http_client().unwrap(), "http://127.0.0.1:9/api/FHIR/R4").await.unwrap_err();
+    let err = epic_operator::auth::discover_token_url(
+        &http_client().unwrap(),
+        "http://127.0.0.1:9/api/FHIR/R4",
+    )
+    .await
+    .unwrap_err();
     assert_eq!(err.reason(), "EpicUnavailable");
     s.stop().await;
 }
@@ -176,8 +302,13 @@ async fn token_url_discovery() {
 async fn npi_search_zero_one_many() {
     let s = sandbox().await;
     let c = client(&s);
-    assert!(matches!(c.search_npi("1111111112").await.unwrap(), NpiLookup::NotFound));
-    let NpiLookup::Found(p) = c.search_npi("1234567893").await.unwrap() else { panic!("one record") };
+    assert!(matches!(
+        c.search_npi("1111111112").await.unwrap(),
+        NpiLookup::NotFound
+    ));
+    let NpiLookup::Found(p) = c.search_npi("1234567893").await.unwrap() else {
+        panic!("one record")
+    };
     assert_eq!(p["resourceType"], "Practitioner");
     assert!(p["id"].as_str().unwrap().len() >= 20, "opaque id");
     // A duplicate made in Epic out of band.
@@ -187,23 +318,30 @@ async fn npi_search_zero_one_many() {
         .send()
         .await
         .unwrap();
-    let NpiLookup::Ambiguous(ids) = c.search_npi("1234567893").await.unwrap() else { panic!("two records") };
+    let NpiLookup::Ambiguous(ids) = c.search_npi("1234567893").await.unwrap() else {
+        panic!("two records")
+    };
     assert_eq!(ids.len(), 2);
     s.stop().await;
 }
 
 #[tokio::test]
 async fn roster_walk_across_many_pages_equals_the_seeded_set() {
-    let s = sandbox_with(SandboxConfig { generate: 95, ..SandboxConfig::default() }).await;
+    let s = sandbox_with(SandboxConfig {
+        generate: 95,
+        ..SandboxConfig::default()
+    })
+    .await;
     let c = client(&s);
     let mut ids = std::collections::BTreeSet::new();
-    let pages = c.roster(10, |page| {
-        for p in page {
-            ids.insert(p["id"].as_str().unwrap().to_string());
-        }
-    })
-    .await
-    .unwrap();
+    let pages = c
+        .roster(10, |page| {
+            for p in page {
+                ids.insert(p["id"].as_str().unwrap().to_string());
+            }
+        })
+        .await
+        .unwrap();
     assert_eq!(pages, 10);
     assert_eq!(ids.len(), 95);
     let st = stats(&s).await;
@@ -214,7 +352,12 @@ async fn roster_walk_across_many_pages_equals_the_seeded_set() {
 
 #[tokio::test]
 async fn expired_paging_session_restarts_the_walk_once() {
-    let s = sandbox_with(SandboxConfig { generate: 30, paging_ttl: Duration::from_millis(300), ..SandboxConfig::default() }).await;
+    let s = sandbox_with(SandboxConfig {
+        generate: 30,
+        paging_ttl: Duration::from_millis(300),
+        ..SandboxConfig::default()
+    })
+    .await;
     let c = client(&s);
     let mut first = true;
     let mut seen = std::collections::BTreeSet::new();
@@ -244,10 +387,17 @@ async fn write_refused_is_write_disabled_with_diagnostics_and_patch_is_never_use
     let id = id_of(&s, "1987654328").await;
     let live = c.read_practitioner(&id).await.unwrap().body;
     let err = c.update_practitioner(&id, &live, None).await.unwrap_err();
-    assert!(matches!(err, FhirError::WriteDisabled { status: 403, .. }), "{err:?}");
+    assert!(
+        matches!(err, FhirError::WriteDisabled { status: 403, .. }),
+        "{err:?}"
+    );
     assert_eq!(err.reason(), "WriteDisabled");
     assert_eq!(err.epic_codes(), vec!["4118".to_string()]);
-    assert!(err.to_string().contains("not enabled on this Epic instance"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("not enabled on this Epic instance"),
+        "{err}"
+    );
     let st = stats(&s).await;
     assert_eq!(stat(&st, "refused"), 1);
     assert_eq!(stat(&st, "patch"), 0);
@@ -268,7 +418,10 @@ async fn update_and_create_with_writes_enabled() {
         .await
         .unwrap();
     assert_eq!(body["id"], new_id.as_str());
-    assert!(matches!(c.search_npi("1321098760").await.unwrap(), NpiLookup::Found(_)));
+    assert!(matches!(
+        c.search_npi("1321098760").await.unwrap(),
+        NpiLookup::Found(_)
+    ));
     assert_eq!(stat(&stats(&s).await, "patch"), 0);
     s.stop().await;
 }
@@ -289,9 +442,20 @@ async fn throttling_and_server_errors_are_retried_for_reads_then_surfaced() {
     assert_eq!(stat(&stats(&s).await, "serverErrors"), 4);
     // Writes are never retried automatically.
     set_settings(&s, json!({"errorRate": 1.0, "writesEnabled": true})).await;
-    let err = c.update_practitioner(&id, &json!({"resourceType": "Practitioner", "id": id}), None).await.unwrap_err();
+    let err = c
+        .update_practitioner(
+            &id,
+            &json!({"resourceType": "Practitioner", "id": id}),
+            None,
+        )
+        .await
+        .unwrap_err();
     assert_eq!(err.reason(), "EpicUnavailable");
-    assert_eq!(stat(&stats(&s).await, "serverErrors"), 5, "one PUT, no retry");
+    assert_eq!(
+        stat(&stats(&s).await, "serverErrors"),
+        5,
+        "one PUT, no retry"
+    );
     s.stop().await;
 }
 
@@ -358,7 +522,8 @@ async fn misbehaving_server() -> (String, tokio::task::JoinHandle<()>) {
 
 fn plain_client(base: &str, max_body: usize) -> FhirClient {
     let http = http_client().unwrap();
-    let (key, _) = epic_operator::auth::generate_key(epic_operator::crd::Algorithm::ES384, "k").unwrap();
+    let (key, _) =
+        epic_operator::auth::generate_key(epic_operator::crd::Algorithm::ES384, "k").unwrap();
     let tokens = TokenSource::new(http.clone(), key, "c", format!("{base}/token"), vec![]).unwrap();
     let mut settings = ConnectionSettings::new(format!("{base}/fhir"));
     settings.retry = fast_retry();
@@ -371,7 +536,10 @@ async fn links_to_other_origins_loops_and_oversized_bodies_are_refused() {
     let (base, task) = misbehaving_server().await;
     let c = plain_client(&base, 100_000);
     let err = c.roster(10, |_| {}).await.unwrap_err();
-    assert!(matches!(err, FhirError::Refused(ref m) if m.contains("another origin")), "{err:?}");
+    assert!(
+        matches!(err, FhirError::Refused(ref m) if m.contains("another origin")),
+        "{err:?}"
+    );
     let err = c.search_npi("loop").await;
     // The NPI search URL has no "loop" in it, so it gets the cross-origin link too.
     assert!(err.is_err());
@@ -384,19 +552,40 @@ async fn links_to_other_origins_loops_and_oversized_bodies_are_refused() {
 async fn flaky_reads_recover_and_retry_after_is_honoured() {
     let (base, task) = misbehaving_server().await;
     let c = plain_client(&base, 1 << 20);
-    assert_eq!(c.read_practitioner("flaky").await.unwrap().body["id"], "flaky");
+    assert_eq!(
+        c.read_practitioner("flaky").await.unwrap().body["id"],
+        "flaky"
+    );
     let started = std::time::Instant::now();
-    assert_eq!(c.read_practitioner("retry-after").await.unwrap().body["id"], "retry-after");
-    assert!(started.elapsed() >= Duration::from_millis(900), "waited for Retry-After");
+    assert_eq!(
+        c.read_practitioner("retry-after").await.unwrap().body["id"],
+        "retry-after"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "waited for Retry-After"
+    );
     // A 401 renews the token once and retries once.
-    assert_eq!(c.read_practitioner("needs-new-token").await.unwrap().body["id"], "needs-new-token");
+    assert_eq!(
+        c.read_practitioner("needs-new-token").await.unwrap().body["id"],
+        "needs-new-token"
+    );
     assert_eq!(c.tokens().requests_sent(), 2);
     task.abort();
 }
 
 #[tokio::test]
 async fn plain_http_is_refused_off_loopback() {
-    let err = TokenSource::new(http_client().unwrap(), epic_operator::auth::generate_key(epic_operator::crd::Algorithm::ES384, "k").unwrap().0, "c", "http://epic.example.org/oauth2/token", vec![]).unwrap_err();
+    let err = TokenSource::new(
+        http_client().unwrap(),
+        epic_operator::auth::generate_key(epic_operator::crd::Algorithm::ES384, "k")
+            .unwrap()
+            .0,
+        "c",
+        "http://epic.example.org/oauth2/token",
+        vec![],
+    )
+    .unwrap_err();
     assert_eq!(err.reason(), "InvalidConnection");
 }
 
@@ -404,22 +593,50 @@ async fn plain_http_is_refused_off_loopback() {
 async fn narrowed_client_scopes_and_write_scope() {
     let s0 = sandbox().await;
     let jwks = dev_key(&s0).jwks();
-    let client_reg = RegisteredClient::new(DEV_CLIENT_ID, &jwks, vec!["system/Practitioner.read".into()]).unwrap();
+    let client_reg = RegisteredClient::new(
+        DEV_CLIENT_ID,
+        &jwks,
+        vec!["system/Practitioner.read".into()],
+    )
+    .unwrap();
     let s = sandbox_with(SandboxConfig {
         clients: vec![client_reg],
         seeds: vec![EXAMPLES_SEED.into()],
-        settings: Settings { writes_enabled: true, ..Settings::default() },
+        settings: Settings {
+            writes_enabled: true,
+            ..Settings::default()
+        },
         ..SandboxConfig::default()
     })
     .await;
     // The narrowed client may not ask for the write scope.
     let http = http_client().unwrap();
     let key = dev_key(&s0);
-    let tokens = TokenSource::new(http.clone(), key, DEV_CLIENT_ID, s.token_url(), default_scopes()).unwrap();
+    let tokens = TokenSource::new(
+        http.clone(),
+        key,
+        DEV_CLIENT_ID,
+        s.token_url(),
+        default_scopes(),
+    )
+    .unwrap();
     assert_eq!(tokens.token().await.unwrap_err().reason(), "InvalidScope");
     // With read only, a write is refused 403 even though the instance allows writes.
-    let tokens = TokenSource::new(http.clone(), dev_key(&s0), DEV_CLIENT_ID, s.token_url(), vec!["system/Practitioner.read".into()]).unwrap();
-    let c = FhirClient::new(http, ConnectionSettings::new(s.fhir_base_url()), Arc::new(tokens), None).unwrap();
+    let tokens = TokenSource::new(
+        http.clone(),
+        dev_key(&s0),
+        DEV_CLIENT_ID,
+        s.token_url(),
+        vec!["system/Practitioner.read".into()],
+    )
+    .unwrap();
+    let c = FhirClient::new(
+        http,
+        ConnectionSettings::new(s.fhir_base_url()),
+        Arc::new(tokens),
+        None,
+    )
+    .unwrap();
     let id = id_of(&s, "1234567893").await;
     let live = c.read_practitioner(&id).await.unwrap().body;
     let err = c.update_practitioner(&id, &live, None).await.unwrap_err();

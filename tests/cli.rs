@@ -1,5 +1,7 @@
 //! Tier 2: the real binary, each command, against the sandbox over HTTP.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -18,7 +20,11 @@ fn run(args: &[&str]) -> Output {
 }
 
 fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 fn examples() -> PathBuf {
@@ -56,13 +62,23 @@ fn start_sandbox(args: &[&str]) -> SandboxProcess {
             break;
         }
     }
-    assert!(base.starts_with("http://127.0.0.1:"), "sandbox did not start");
+    assert!(
+        base.starts_with("http://127.0.0.1:"),
+        "sandbox did not start"
+    );
     // Keep draining stdout so the child never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
     SandboxProcess { child, base }
 }
 
-fn connection_manifest(dir: &Path, base: &str, client: &str, kid: &str, alg: &str, page_size: u32) -> PathBuf {
+fn connection_manifest(
+    dir: &Path,
+    base: &str,
+    client: &str,
+    kid: &str,
+    alg: &str,
+    page_size: u32,
+) -> PathBuf {
     let path = dir.join("connection.yaml");
     std::fs::write(
         &path,
@@ -92,7 +108,14 @@ fn plan_exit_codes_and_text() {
 
 #[test]
 fn plan_json_output() {
-    let out = run(&["plan", "-f", examples().to_str().unwrap(), "--sandbox", "--output", "json"]);
+    let out = run(&[
+        "plan",
+        "-f",
+        examples().to_str().unwrap(),
+        "--sandbox",
+        "--output",
+        "json",
+    ]);
     assert_eq!(out.status.code(), Some(2));
     let report: Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
     let ps = report["practitioners"].as_array().unwrap();
@@ -100,7 +123,12 @@ fn plan_json_output() {
     let bob = ps.iter().find(|p| p["name"] == "bob-jones").unwrap();
     assert_eq!(bob["resolution"], "found");
     assert_eq!(bob["reason"], "WriteDisabled");
-    let paths: Vec<&str> = bob["drift"].as_array().unwrap().iter().map(|d| d["path"].as_str().unwrap()).collect();
+    let paths: Vec<&str> = bob["drift"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["path"].as_str().unwrap())
+        .collect();
     assert_eq!(paths, vec!["telecom", "qualification"]);
     let erin = ps.iter().find(|p| p["name"] == "erin-novak").unwrap();
     assert_eq!(erin["resolution"], "not-found");
@@ -110,22 +138,55 @@ fn plan_json_output() {
 #[test]
 fn apply_writes_where_allowed_and_reports_refusals() {
     // Read-only instance: nothing written, exit 2.
-    let out = run(&["apply", "-f", examples().to_str().unwrap(), "--sandbox", "--output", "json"]);
+    let out = run(&[
+        "apply",
+        "-f",
+        examples().to_str().unwrap(),
+        "--sandbox",
+        "--output",
+        "json",
+    ]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(report["practitioners"].as_array().unwrap().iter().all(|p| p["result"] != "updated"));
+    assert!(
+        report["practitioners"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["result"] != "updated")
+    );
 
     // Writable instance: updates and creates; everything but the Observe-only record ends in sync.
     let files: Vec<String> = ["alice-smith", "bob-jones", "carol-lee", "erin-new"]
         .iter()
-        .map(|n| examples().join(format!("practitioners/{n}.yaml")).display().to_string())
+        .map(|n| {
+            examples()
+                .join(format!("practitioners/{n}.yaml"))
+                .display()
+                .to_string()
+        })
         .collect();
-    let mut args = vec!["apply", "--sandbox", "--sandbox-writes", "--output", "json", "-f"];
+    let mut args = vec![
+        "apply",
+        "--sandbox",
+        "--sandbox-writes",
+        "--output",
+        "json",
+        "-f",
+    ];
     args.extend(files.iter().map(String::as_str));
     let out = run(&args);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let result = |n: &str| report["practitioners"].as_array().unwrap().iter().find(|p| p["name"] == n).unwrap()["result"].clone();
+    let result = |n: &str| {
+        report["practitioners"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == n)
+            .unwrap()["result"]
+            .clone()
+    };
     assert_eq!(result("alice-smith"), "unchanged");
     assert_eq!(result("bob-jones"), "updated");
     assert_eq!(result("carol-lee"), "updated");
@@ -137,25 +198,63 @@ fn export_of_a_many_page_roster_round_trips_through_plan() {
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("dev-key.pem");
     let sandbox = start_sandbox(&["--generate", "64", "--dev-key-out", key.to_str().unwrap()]);
-    let conn = connection_manifest(dir.path(), &sandbox.base, "epic-operator-dev", "dev-key-1", "RS384", 10);
+    let conn = connection_manifest(
+        dir.path(),
+        &sandbox.base,
+        "epic-operator-dev",
+        "dev-key-1",
+        "RS384",
+        10,
+    );
     let out_dir = dir.path().join("exported");
     let out = run(&[
-        "export", "--connection", conn.to_str().unwrap(), "--private-key", key.to_str().unwrap(), "--out", out_dir.to_str().unwrap(),
+        "export",
+        "--connection",
+        conn.to_str().unwrap(),
+        "--private-key",
+        key.to_str().unwrap(),
+        "--out",
+        out_dir.to_str().unwrap(),
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let t = text(&out);
     // 64 generated + 4 seeded with an NPI; the seeded resident without NPI is listed and skipped.
-    assert!(t.contains("exported 68 of 69 practitioners (7 pages)"), "{t}");
-    assert!(t.contains("skipped: Practitioner/") && t.contains("has no NPI"), "{t}");
-    assert!(t.contains("export: page 7"), "plain progress lines off a terminal: {t}");
+    assert!(
+        t.contains("exported 68 of 69 practitioners (7 pages)"),
+        "{t}"
+    );
+    assert!(
+        t.contains("skipped: Practitioner/") && t.contains("has no NPI"),
+        "{t}"
+    );
+    assert!(
+        t.contains("export: page 7"),
+        "plain progress lines off a terminal: {t}"
+    );
     let files = std::fs::read_dir(&out_dir).unwrap().count();
     assert_eq!(files, 68);
     let sample = std::fs::read_to_string(out_dir.join("npi-1234567893.yaml")).unwrap();
     assert!(sample.contains("managementPolicy: Observe"), "{sample}");
-    assert!(sample.starts_with("apiVersion: epic-operator.dev/v1alpha1\nkind: EpicPractitioner\n"), "{sample}");
+    assert!(
+        sample.starts_with("apiVersion: epic-operator.dev/v1alpha1\nkind: EpicPractitioner\n"),
+        "{sample}"
+    );
 
-    let out = run(&["plan", "-f", out_dir.to_str().unwrap(), "--connection", conn.to_str().unwrap(), "--private-key", key.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(0), "exported files show no drift: {}", text(&out));
+    let out = run(&[
+        "plan",
+        "-f",
+        out_dir.to_str().unwrap(),
+        "--connection",
+        conn.to_str().unwrap(),
+        "--private-key",
+        key.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "exported files show no drift: {}",
+        text(&out)
+    );
     assert!(text(&out).contains("68 in sync"), "{}", text(&out));
 }
 
@@ -164,29 +263,66 @@ fn keygen_output_is_accepted_by_the_token_endpoint() {
     for alg in ["RS384", "ES384"] {
         let dir = tempfile::tempdir().unwrap();
         let keys = dir.path().join("keys");
-        let out = run(&["keygen", "--alg", alg, "--kid", "test-kid", "--out", keys.to_str().unwrap()]);
+        let out = run(&[
+            "keygen",
+            "--alg",
+            alg,
+            "--kid",
+            "test-kid",
+            "--out",
+            keys.to_str().unwrap(),
+        ]);
         assert_eq!(out.status.code(), Some(0), "{}", text(&out));
         let pem = keys.join("private-key.pem");
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(std::fs::metadata(&pem).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(
+                std::fs::metadata(&pem).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
         }
-        let jwks: Value = serde_json::from_str(&std::fs::read_to_string(keys.join("jwks.json")).unwrap()).unwrap();
+        let jwks: Value =
+            serde_json::from_str(&std::fs::read_to_string(keys.join("jwks.json")).unwrap())
+                .unwrap();
         assert_eq!(jwks["keys"][0]["kid"], "test-kid");
         assert!(jwks["keys"][0].get("d").is_none(), "no private parts");
-        let again = run(&["keygen", "--alg", alg, "--kid", "test-kid", "--out", keys.to_str().unwrap()]);
+        let again = run(&[
+            "keygen",
+            "--alg",
+            alg,
+            "--kid",
+            "test-kid",
+            "--out",
+            keys.to_str().unwrap(),
+        ]);
         assert_eq!(again.status.code(), Some(1), "never overwrites a key");
 
         let client = format!("app-{alg}=");
         let client_arg = format!("{client}{}", keys.join("jwks.json").display());
         let sandbox = start_sandbox(&["--client", &client_arg]);
-        let conn = connection_manifest(dir.path(), &sandbox.base, &format!("app-{alg}"), "test-kid", alg, 50);
-        let out = run(&["token", "--connection", conn.to_str().unwrap(), "--private-key", pem.to_str().unwrap()]);
+        let conn = connection_manifest(
+            dir.path(),
+            &sandbox.base,
+            &format!("app-{alg}"),
+            "test-kid",
+            alg,
+            50,
+        );
+        let out = run(&[
+            "token",
+            "--connection",
+            conn.to_str().unwrap(),
+            "--private-key",
+            pem.to_str().unwrap(),
+        ]);
         let t = text(&out);
         assert_eq!(out.status.code(), Some(0), "{t}");
         assert!(t.contains("token         : obtained (not shown)"), "{t}");
-        assert!(t.contains("no Practitioner update in the CapabilityStatement"), "{t}");
+        assert!(
+            t.contains("no Practitioner update in the CapabilityStatement"),
+            "{t}"
+        );
         assert!(t.contains("identifier search supported"), "{t}");
     }
 }
@@ -195,14 +331,32 @@ fn keygen_output_is_accepted_by_the_token_endpoint() {
 fn token_explains_oauth_errors() {
     let dir = tempfile::tempdir().unwrap();
     let keys = dir.path().join("keys");
-    assert!(run(&["keygen", "--kid", "k1", "--out", keys.to_str().unwrap()]).status.success());
+    assert!(
+        run(&["keygen", "--kid", "k1", "--out", keys.to_str().unwrap()])
+            .status
+            .success()
+    );
     let client_arg = format!("narrow={}", keys.join("jwks.json").display());
-    let sandbox = start_sandbox(&["--client", &client_arg, "--client-scopes", "narrow=system/Practitioner.read"]);
+    let sandbox = start_sandbox(&[
+        "--client",
+        &client_arg,
+        "--client-scopes",
+        "narrow=system/Practitioner.read",
+    ]);
     let conn = connection_manifest(dir.path(), &sandbox.base, "narrow", "k1", "RS384", 50);
-    let out = run(&["token", "--connection", conn.to_str().unwrap(), "--private-key", keys.join("private-key.pem").to_str().unwrap()]);
+    let out = run(&[
+        "token",
+        "--connection",
+        conn.to_str().unwrap(),
+        "--private-key",
+        keys.join("private-key.pem").to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let t = text(&out);
-    assert!(t.contains("invalid_scope") && t.contains("not approved when the app was registered"), "{t}");
+    assert!(
+        t.contains("invalid_scope") && t.contains("not approved when the app was registered"),
+        "{t}"
+    );
 }
 
 #[test]
@@ -211,33 +365,71 @@ fn clear_errors_for_bad_input() {
     // Missing file.
     let out = run(&["plan", "-f", "no/such/dir", "--sandbox"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out).contains("no/such/dir: no such file or directory"), "{}", text(&out));
+    assert!(
+        text(&out).contains("no/such/dir: no such file or directory"),
+        "{}",
+        text(&out)
+    );
     // Malformed manifest.
     let bad = dir.path().join("bad.yaml");
-    std::fs::write(&bad, "apiVersion: epic-operator.dev/v1alpha1\nkind: EpicPractitioner\nmetadata: {name: x\n").unwrap();
+    std::fs::write(
+        &bad,
+        "apiVersion: epic-operator.dev/v1alpha1\nkind: EpicPractitioner\nmetadata: {name: x\n",
+    )
+    .unwrap();
     let out = run(&["plan", "-f", bad.to_str().unwrap(), "--sandbox"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out).contains("bad.yaml: not valid YAML"), "{}", text(&out));
+    assert!(
+        text(&out).contains("bad.yaml: not valid YAML"),
+        "{}",
+        text(&out)
+    );
     // Invalid NPI check digit.
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/invalid/bad-npi-check-digit.yaml");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/invalid/bad-npi-check-digit.yaml");
     let out = run(&["plan", "-f", fixture.to_str().unwrap(), "--sandbox"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).contains("Luhn"), "{}", text(&out));
     // Bad key.
     let key = dir.path().join("key.pem");
-    std::fs::write(&key, "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n").unwrap();
+    std::fs::write(
+        &key,
+        "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
     let conn = connection_manifest(dir.path(), "http://127.0.0.1:9", "c", "k", "RS384", 50);
-    let out = run(&["token", "--connection", conn.to_str().unwrap(), "--private-key", key.to_str().unwrap()]);
+    let out = run(&[
+        "token",
+        "--connection",
+        conn.to_str().unwrap(),
+        "--private-key",
+        key.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let t = text(&out);
-    assert!(t.contains("could not be parsed") && !t.contains("AAAA"), "{t}");
+    assert!(
+        t.contains("could not be parsed") && !t.contains("AAAA"),
+        "{t}"
+    );
     // Unreachable server (nothing listens on port 9).
-    let (_, pem) = epic_operator::auth::generate_key(epic_operator::crd::Algorithm::RS384, "k").unwrap();
+    let (_, pem) =
+        epic_operator::auth::generate_key(epic_operator::crd::Algorithm::RS384, "k").unwrap();
     std::fs::write(&key, pem).unwrap();
-    let out = run(&["plan", "-f", examples().to_str().unwrap(), "--connection", conn.to_str().unwrap(), "--private-key", key.to_str().unwrap()]);
+    let out = run(&[
+        "plan",
+        "-f",
+        examples().to_str().unwrap(),
+        "--connection",
+        conn.to_str().unwrap(),
+        "--private-key",
+        key.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let t = text(&out);
-    assert!(t.contains("connection failed") || t.contains("unreachable"), "{t}");
+    assert!(
+        t.contains("connection failed") || t.contains("unreachable"),
+        "{t}"
+    );
     // No connection at all.
     let out = run(&["plan", "-f", examples().to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
@@ -249,9 +441,17 @@ fn crd_command_prints_the_checked_in_crds() {
     let out = run(&["crd"]);
     assert!(out.status.success());
     let printed = String::from_utf8(out.stdout).unwrap();
-    for f in ["epicconnections.epic-operator.dev.yaml", "epicpractitioners.epic-operator.dev.yaml"] {
-        let on_disk = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("crds").join(f)).unwrap();
-        assert!(printed.contains(&on_disk), "{f} differs from `epic-operator crd`");
+    for f in [
+        "epicconnections.epic-operator.dev.yaml",
+        "epicpractitioners.epic-operator.dev.yaml",
+    ] {
+        let on_disk =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("crds").join(f))
+                .unwrap();
+        assert!(
+            printed.contains(&on_disk),
+            "{f} differs from `epic-operator crd`"
+        );
     }
 }
 
@@ -260,11 +460,29 @@ fn sandbox_help_documents_every_flag() {
     let out = run(&["sandbox", "--help"]);
     let t = text(&out);
     for flag in [
-        "--addr", "--seed", "--empty", "--generate", "--writes", "--client", "--client-scopes", "--dev-key-out", "--token-ttl",
-        "--paging-ttl", "--page-size", "--max-page-size", "--latency-ms", "--jitter-ms", "--throttle-rate", "--error-rate",
-        "--token-failure-rate", "--rate-limit",
+        "--addr",
+        "--seed",
+        "--empty",
+        "--generate",
+        "--writes",
+        "--client",
+        "--client-scopes",
+        "--dev-key-out",
+        "--token-ttl",
+        "--paging-ttl",
+        "--page-size",
+        "--max-page-size",
+        "--latency-ms",
+        "--jitter-ms",
+        "--throttle-rate",
+        "--error-rate",
+        "--token-failure-rate",
+        "--rate-limit",
     ] {
-        let line = t.lines().find(|l| l.trim_start().starts_with(flag)).unwrap_or_else(|| panic!("{flag} missing:\n{t}"));
+        let line = t
+            .lines()
+            .find(|l| l.trim_start().starts_with(flag))
+            .unwrap_or_else(|| panic!("{flag} missing:\n{t}"));
         let _ = line;
     }
     // Every option line is followed by a description (clap puts it on the same line or next).

@@ -1,6 +1,8 @@
 //! Tier 1: the checked-in CRDs equal what the code generates; examples load; invalid
 //! manifests are refused with a message naming the problem.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::PathBuf;
 
 use epic_operator::gitops::{LoadError, load_manifests};
@@ -15,12 +17,22 @@ fn checked_in_crds_equal_generated() {
     assert_eq!(files.len(), 2);
     for (name, yaml) in files {
         let path = root().join("crds").join(&name);
-        let on_disk = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        assert_eq!(on_disk, yaml, "{name} is stale: run `cargo run -- crd --out-dir crds`");
+        let on_disk =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert_eq!(
+            on_disk, yaml,
+            "{name} is stale: run `cargo run -- crd --out-dir crds`"
+        );
         let chart = root().join("charts/epic-operator/crds").join(&name);
         if chart.parent().is_some_and(|p| p.exists()) {
-            let in_chart = std::fs::read_to_string(&chart).unwrap_or_else(|e| panic!("{}: {e}", chart.display()));
-            assert_eq!(in_chart, yaml, "{} differs from the generated CRD", chart.display());
+            let in_chart = std::fs::read_to_string(&chart)
+                .unwrap_or_else(|e| panic!("{}: {e}", chart.display()));
+            assert_eq!(
+                in_chart,
+                yaml,
+                "{} differs from the generated CRD",
+                chart.display()
+            );
         }
     }
 }
@@ -43,25 +55,41 @@ fn crds_have_the_contracted_names_and_schema_rules() {
     }
     let crds: Vec<serde_json::Value> = serde_saphyr::from_multiple(&yaml).unwrap();
     let p = &crds[1]["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
-    assert_eq!(p["properties"]["name"]["required"], serde_json::json!(["family"]));
+    assert_eq!(
+        p["properties"]["name"]["required"],
+        serde_json::json!(["family"])
+    );
     let systems = &p["properties"]["telecom"]["items"]["properties"]["system"]["enum"];
     assert!(systems.as_array().unwrap().iter().any(|s| s == "email"));
     // Every spec field carries a description (kubectl explain).
     for (field, schema) in p["properties"].as_object().unwrap() {
-        assert!(schema.get("description").is_some(), "spec.{field} has no description");
+        assert!(
+            schema.get("description").is_some(),
+            "spec.{field} has no description"
+        );
     }
 }
 
 #[test]
 fn examples_are_valid() {
     let loaded = load_manifests(&[root().join("examples")]).expect("examples/ must stay valid");
-    assert!(loaded.practitioners.len() >= 5, "{:?}", loaded.practitioners.len());
-    assert!(loaded.practitioners.iter().any(|p| p.practitioner.spec.active == Some(false)));
+    assert!(
+        loaded.practitioners.len() >= 5,
+        "{:?}",
+        loaded.practitioners.len()
+    );
     assert!(
         loaded
             .practitioners
             .iter()
-            .any(|p| p.practitioner.spec.management_policy == epic_operator::crd::ManagementPolicy::Observe)
+            .any(|p| p.practitioner.spec.active == Some(false))
+    );
+    assert!(
+        loaded
+            .practitioners
+            .iter()
+            .any(|p| p.practitioner.spec.management_policy
+                == epic_operator::crd::ManagementPolicy::Observe)
     );
     assert_eq!(loaded.connections.len(), 1);
 }
@@ -78,8 +106,14 @@ fn invalid_fixtures_are_refused_with_a_named_problem() {
     for (file, needle) in cases {
         let err = load_manifests(&[dir.join(file)]).expect_err(file);
         let text = err.to_string();
-        assert!(text.contains(file), "{file}: the error names the file: {text}");
-        assert!(text.contains(needle), "{file}: the error says what is wrong ({needle}): {text}");
+        assert!(
+            text.contains(file),
+            "{file}: the error names the file: {text}"
+        );
+        assert!(
+            text.contains(needle),
+            "{file}: the error says what is wrong ({needle}): {text}"
+        );
     }
     let missing = load_manifests(&[dir.join("no-such-file.yaml")]).unwrap_err();
     assert!(matches!(missing, LoadError::Missing { .. }));

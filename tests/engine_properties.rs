@@ -1,9 +1,11 @@
 //! Tier 1: property tests of the pure engine (drift, overlay) over generated specs and live
 //! records.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use epic_operator::crd::{
-    ConnectionRef, ContactPoint, ContactSystem, ContactUse, DeletionPolicy, EpicPractitionerSpec, Gender,
-    ManagementPolicy, NPI_SYSTEM, PractitionerName, Qualification,
+    ConnectionRef, ContactPoint, ContactSystem, ContactUse, DeletionPolicy, EpicPractitionerSpec,
+    Gender, ManagementPolicy, NPI_SYSTEM, PractitionerName, Qualification,
 };
 use epic_operator::reconcile::{drift, fingerprint, new_resource, overlay};
 use proptest::prelude::*;
@@ -18,7 +20,11 @@ fn contact() -> impl Strategy<Value = ContactPoint> {
         0..VALUES.len(),
         prop::option::of(prop_oneof![Just(ContactUse::Work), Just(ContactUse::Home)]),
     )
-        .prop_map(|(system, v, use_)| ContactPoint { system, value: VALUES[v].into(), use_ })
+        .prop_map(|(system, v, use_)| ContactPoint {
+            system,
+            value: VALUES[v].into(),
+            use_,
+        })
 }
 
 fn name() -> impl Strategy<Value = PractitionerName> {
@@ -42,24 +48,44 @@ fn spec() -> impl Strategy<Value = EpicPractitionerSpec> {
         prop::option::of(any::<bool>()),
         prop::option::of(name()),
         prop::option::of(prop::collection::vec(contact(), 0..4)),
-        prop::option::of(prop_oneof![Just(Gender::Female), Just(Gender::Male), Just(Gender::Unknown)]),
-        prop::option::of(prop_oneof![Just("1970-01-01".to_string()), Just("1980".to_string())]),
-        prop::option::of(prop::collection::vec(prop_oneof![Just("MD"), Just("RN"), Just("DO")], 0..3)),
+        prop::option::of(prop_oneof![
+            Just(Gender::Female),
+            Just(Gender::Male),
+            Just(Gender::Unknown)
+        ]),
+        prop::option::of(prop_oneof![
+            Just("1970-01-01".to_string()),
+            Just("1980".to_string())
+        ]),
+        prop::option::of(prop::collection::vec(
+            prop_oneof![Just("MD"), Just("RN"), Just("DO")],
+            0..3,
+        )),
     )
-        .prop_map(|(npi, active, name, telecom, gender, birth_date, q)| EpicPractitionerSpec {
-            connection_ref: ConnectionRef { name: "epic".into() },
-            npi: NPIS[npi].into(),
-            active,
-            name,
-            telecom,
-            gender,
-            birth_date,
-            qualifications: q.map(|q| {
-                q.into_iter().map(|c| Qualification { code: c.into(), display: None, issuer: None }).collect()
-            }),
-            management_policy: ManagementPolicy::Update,
-            deletion_policy: DeletionPolicy::Orphan,
-        })
+        .prop_map(
+            |(npi, active, name, telecom, gender, birth_date, q)| EpicPractitionerSpec {
+                connection_ref: ConnectionRef {
+                    name: "epic".into(),
+                },
+                npi: NPIS[npi].into(),
+                active,
+                name,
+                telecom,
+                gender,
+                birth_date,
+                qualifications: q.map(|q| {
+                    q.into_iter()
+                        .map(|c| Qualification {
+                            code: c.into(),
+                            display: None,
+                            issuer: None,
+                        })
+                        .collect()
+                }),
+                management_policy: ManagementPolicy::Update,
+                deletion_policy: DeletionPolicy::Orphan,
+            },
+        )
 }
 
 fn live_contact() -> impl Strategy<Value = Value> {
@@ -131,14 +157,38 @@ fn live() -> impl Strategy<Value = Value> {
         })
 }
 
-const OWNED: [&str; 7] = ["identifier", "active", "name", "telecom", "gender", "birthDate", "qualification"];
+const OWNED: [&str; 7] = [
+    "identifier",
+    "active",
+    "name",
+    "telecom",
+    "gender",
+    "birthDate",
+    "qualification",
+];
 
 fn non_official_names(v: &Value) -> Vec<Value> {
-    v["name"].as_array().map(|n| n.iter().filter(|n| n["use"] != "official").cloned().collect()).unwrap_or_default()
+    v["name"]
+        .as_array()
+        .map(|n| {
+            n.iter()
+                .filter(|n| n["use"] != "official")
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn non_npi_ids(v: &Value) -> Vec<Value> {
-    v["identifier"].as_array().map(|n| n.iter().filter(|i| i["system"] != NPI_SYSTEM).cloned().collect()).unwrap_or_default()
+    v["identifier"]
+        .as_array()
+        .map(|n| {
+            n.iter()
+                .filter(|i| i["system"] != NPI_SYSTEM)
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 proptest! {
@@ -211,9 +261,21 @@ fn drift_names_each_field_and_bounds_the_diff() {
         "telecom": [{"system": "email", "value": "a@example.org", "use": "home"}]});
     let report = drift(&spec, &live);
     let paths: Vec<&str> = report.entries.iter().map(|d| d.path.as_str()).collect();
-    assert_eq!(paths, vec!["active", "name[use=official]"], "telecom without use matches any use");
-    assert!(report.diff.contains("-  \"active\": false"), "{}", report.diff);
-    assert!(report.diff.contains("+  \"active\": true"), "{}", report.diff);
+    assert_eq!(
+        paths,
+        vec!["active", "name[use=official]"],
+        "telecom without use matches any use"
+    );
+    assert!(
+        report.diff.contains("-  \"active\": false"),
+        "{}",
+        report.diff
+    );
+    assert!(
+        report.diff.contains("+  \"active\": true"),
+        "{}",
+        report.diff
+    );
 
     let huge: EpicPractitionerSpec = serde_json::from_value(json!({
         "connectionRef": {"name": "epic"}, "npi": "1234567893",

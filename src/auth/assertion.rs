@@ -29,7 +29,11 @@ pub struct AssertionClaims {
 
 /// Signs a fresh assertion: iss = sub = client id, aud = the token URL exactly, a new random
 /// `jti` (256 bits, 43 characters: well under Epic's 151) so no two requests ever share one.
-pub fn client_assertion(key: &ClientKey, client_id: &str, token_url: &str) -> Result<String, KeyError> {
+pub fn client_assertion(
+    key: &ClientKey,
+    client_id: &str,
+    token_url: &str,
+) -> Result<String, KeyError> {
     let now = chrono::Utc::now().timestamp();
     let mut nonce = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut nonce);
@@ -74,11 +78,15 @@ mod tests {
         assert_eq!(header.kid.as_deref(), Some("kid-1"));
         assert_eq!(header.typ.as_deref(), Some("JWT"));
         let payload: AssertionClaims = serde_json::from_slice(
-            &URL_SAFE_NO_PAD.decode(a.split('.').nth(1).unwrap()).unwrap(),
+            &URL_SAFE_NO_PAD
+                .decode(a.split('.').nth(1).unwrap())
+                .unwrap(),
         )
         .unwrap();
         let other: AssertionClaims = serde_json::from_slice(
-            &URL_SAFE_NO_PAD.decode(b.split('.').nth(1).unwrap()).unwrap(),
+            &URL_SAFE_NO_PAD
+                .decode(b.split('.').nth(1).unwrap())
+                .unwrap(),
         )
         .unwrap();
         assert_eq!(payload.iss, "client-9");

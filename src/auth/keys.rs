@@ -15,12 +15,22 @@ use crate::crd::Algorithm;
 pub enum KeyError {
     #[error("the private key is not PEM text (expected a '-----BEGIN ... PRIVATE KEY-----' block)")]
     NotPem,
-    #[error("unsupported PEM block '{0}': use an RSA key (PKCS#1 or PKCS#8) or an EC P-384 key (SEC1 or PKCS#8)")]
+    #[error(
+        "unsupported PEM block '{0}': use an RSA key (PKCS#1 or PKCS#8) or an EC P-384 key (SEC1 or PKCS#8)"
+    )]
     UnsupportedPem(String),
-    #[error("the {kind} private key could not be parsed ({detail}); regenerate it with 'epic-operator keygen'")]
+    #[error(
+        "the {kind} private key could not be parsed ({detail}); regenerate it with 'epic-operator keygen'"
+    )]
     Malformed { kind: &'static str, detail: String },
-    #[error("algorithm {alg:?} needs {needs}, but the key is {found}; set the connection's algorithm to match the key")]
-    AlgorithmMismatch { alg: Algorithm, needs: &'static str, found: &'static str },
+    #[error(
+        "algorithm {alg:?} needs {needs}, but the key is {found}; set the connection's algorithm to match the key"
+    )]
+    AlgorithmMismatch {
+        alg: Algorithm,
+        needs: &'static str,
+        found: &'static str,
+    },
     #[error("key generation failed: {0}")]
     Generate(String),
 }
@@ -40,7 +50,10 @@ pub struct ClientKey {
 
 impl std::fmt::Debug for ClientKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClientKey").field("alg", &self.alg).field("kid", &self.kid).finish_non_exhaustive()
+        f.debug_struct("ClientKey")
+            .field("alg", &self.alg)
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
     }
 }
 
@@ -50,12 +63,17 @@ impl ClientKey {
     pub fn from_pem(pem: &str, alg: Algorithm, kid: &str) -> Result<Self, KeyError> {
         let label = pem
             .lines()
-            .find_map(|l| l.trim().strip_prefix("-----BEGIN ").and_then(|r| r.strip_suffix("-----")))
+            .find_map(|l| {
+                l.trim()
+                    .strip_prefix("-----BEGIN ")
+                    .and_then(|r| r.strip_suffix("-----"))
+            })
             .ok_or(KeyError::NotPem)?
             .to_string();
         let material = match label.as_str() {
             "RSA PRIVATE KEY" => KeyMaterial::Rsa(Box::new(
-                rsa::RsaPrivateKey::from_pkcs1_pem(pem).map_err(|e| malformed("RSA (PKCS#1)", e))?,
+                rsa::RsaPrivateKey::from_pkcs1_pem(pem)
+                    .map_err(|e| malformed("RSA (PKCS#1)", e))?,
             )),
             "EC PRIVATE KEY" => KeyMaterial::Ec(Box::new(
                 p384::SecretKey::from_sec1_pem(pem).map_err(|e| malformed("EC P-384 (SEC1)", e))?,
@@ -69,7 +87,8 @@ impl ClientKey {
             },
             "ENCRYPTED PRIVATE KEY" => {
                 return Err(KeyError::UnsupportedPem(
-                    "ENCRYPTED PRIVATE KEY (decrypt it first; the Secret protects it at rest)".into(),
+                    "ENCRYPTED PRIVATE KEY (decrypt it first; the Secret protects it at rest)"
+                        .into(),
                 ));
             }
             other => return Err(KeyError::UnsupportedPem(other.to_string())),
@@ -91,9 +110,15 @@ impl ClientKey {
             }
             (KeyMaterial::Ec(k), Algorithm::ES384) => {
                 let der = k.to_pkcs8_der().map_err(|e| malformed("EC P-384", e))?;
-                let point = p384::elliptic_curve::sec1::ToEncodedPoint::to_encoded_point(&k.public_key(), false);
+                let point = p384::elliptic_curve::sec1::ToEncodedPoint::to_encoded_point(
+                    &k.public_key(),
+                    false,
+                );
                 let (Some(x), Some(y)) = (point.x(), point.y()) else {
-                    return Err(KeyError::Malformed { kind: "EC P-384", detail: "public point is the identity".into() });
+                    return Err(KeyError::Malformed {
+                        kind: "EC P-384",
+                        detail: "public point is the identity".into(),
+                    });
                 };
                 let jwk = json!({
                     "kty": "EC",
@@ -104,17 +129,30 @@ impl ClientKey {
                 (EncodingKey::from_ec_der(der.as_bytes()), jwk)
             }
             (KeyMaterial::Rsa(_), _) => {
-                return Err(KeyError::AlgorithmMismatch { alg, needs: "an EC P-384 key", found: "an RSA key" });
+                return Err(KeyError::AlgorithmMismatch {
+                    alg,
+                    needs: "an EC P-384 key",
+                    found: "an RSA key",
+                });
             }
             (KeyMaterial::Ec(_), _) => {
-                return Err(KeyError::AlgorithmMismatch { alg, needs: "an RSA key", found: "an EC P-384 key" });
+                return Err(KeyError::AlgorithmMismatch {
+                    alg,
+                    needs: "an RSA key",
+                    found: "an EC P-384 key",
+                });
             }
         };
         let mut public_jwk = public_jwk;
         public_jwk["kid"] = json!(kid);
         public_jwk["alg"] = json!(format!("{alg:?}"));
         public_jwk["use"] = json!("sig");
-        Ok(Self { alg, kid: kid.to_string(), encoding, public_jwk })
+        Ok(Self {
+            alg,
+            kid: kid.to_string(),
+            encoding,
+            public_jwk,
+        })
     }
 
     pub fn algorithm(&self) -> Algorithm {
@@ -136,7 +174,10 @@ impl ClientKey {
 }
 
 fn malformed(kind: &'static str, e: impl std::fmt::Display) -> KeyError {
-    KeyError::Malformed { kind, detail: e.to_string() }
+    KeyError::Malformed {
+        kind,
+        detail: e.to_string(),
+    }
 }
 
 /// Generates a new private key for `alg` and returns it loaded, with its PEM (PKCS#8).
@@ -145,11 +186,14 @@ pub fn generate_key(alg: Algorithm, kid: &str) -> Result<(ClientKey, String), Ke
     let (material, pem) = match alg {
         Algorithm::ES384 => {
             let k = p384::SecretKey::random(&mut rng);
-            let pem = k.to_pkcs8_pem(LineEnding::LF).map_err(|e| KeyError::Generate(e.to_string()))?;
+            let pem = k
+                .to_pkcs8_pem(LineEnding::LF)
+                .map_err(|e| KeyError::Generate(e.to_string()))?;
             (KeyMaterial::Ec(Box::new(k)), pem.to_string())
         }
         _ => {
-            let k = rsa::RsaPrivateKey::new(&mut rng, 2048).map_err(|e| KeyError::Generate(e.to_string()))?;
+            let k = rsa::RsaPrivateKey::new(&mut rng, 2048)
+                .map_err(|e| KeyError::Generate(e.to_string()))?;
             let pem = rsa::pkcs8::EncodePrivateKey::to_pkcs8_pem(&k, LineEnding::LF)
                 .map_err(|e| KeyError::Generate(e.to_string()))?;
             (KeyMaterial::Rsa(Box::new(k)), pem.to_string())
@@ -168,7 +212,10 @@ mod tests {
             let (key, pem) = generate_key(alg, "k1").unwrap();
             let again = ClientKey::from_pem(&pem, alg, "k1").unwrap();
             assert_eq!(key.jwks(), again.jwks());
-            assert!(!key.jwks().to_string().contains("\"d\""), "no private parts in the JWKS");
+            assert!(
+                !key.jwks().to_string().contains("\"d\""),
+                "no private parts in the JWKS"
+            );
             assert!(!format!("{key:?}").contains("PRIVATE"));
         }
     }
@@ -196,6 +243,9 @@ mod tests {
         assert!(matches!(err, KeyError::Malformed { .. }), "{err}");
         assert!(!err.to_string().contains("AAAA"));
         let cert = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
-        assert!(matches!(ClientKey::from_pem(cert, Algorithm::RS384, "k"), Err(KeyError::UnsupportedPem(_))));
+        assert!(matches!(
+            ClientKey::from_pem(cert, Algorithm::RS384, "k"),
+            Err(KeyError::UnsupportedPem(_))
+        ));
     }
 }

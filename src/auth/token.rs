@@ -16,7 +16,11 @@ use crate::fhir::{read_limited, require_allowed_url};
 pub enum AuthError {
     /// The token endpoint answered with an OAuth error (RFC 6749 section 5.2).
     #[error("token request refused: {error}{}{}", .description.as_ref().map(|d| format!(": {d}")).unwrap_or_default(), oauth_hint(.error))]
-    OAuth { status: u16, error: String, description: Option<String> },
+    OAuth {
+        status: u16,
+        error: String,
+        description: Option<String>,
+    },
     /// The token endpoint failed without an OAuth error body.
     #[error("token endpoint answered HTTP {status}: {detail}")]
     Endpoint { status: u16, detail: String },
@@ -36,10 +40,18 @@ pub enum AuthError {
 
 fn oauth_hint(error: &str) -> &'static str {
     match error {
-        "invalid_scope" => " (a requested scope was not approved when the app was registered with Epic; nothing can change that at run time: request only approved scopes or have the registration amended)",
-        "invalid_client" => " (Epic rejected the client assertion: check client id, key id, that the public key is registered and that this host's clock is right)",
-        "unauthorized_client" => " (the client is not allowed this grant: the Epic admin must enable Backend Services and map the client to an Epic user)",
-        "invalid_grant" => " (the grant was rejected: check the assertion's audience equals the token URL exactly)",
+        "invalid_scope" => {
+            " (a requested scope was not approved when the app was registered with Epic; nothing can change that at run time: request only approved scopes or have the registration amended)"
+        }
+        "invalid_client" => {
+            " (Epic rejected the client assertion: check client id, key id, that the public key is registered and that this host's clock is right)"
+        }
+        "unauthorized_client" => {
+            " (the client is not allowed this grant: the Epic admin must enable Backend Services and map the client to an Epic user)"
+        }
+        "invalid_grant" => {
+            " (the grant was rejected: check the assertion's audience equals the token URL exactly)"
+        }
         _ => "",
     }
 }
@@ -49,9 +61,13 @@ impl AuthError {
     pub fn reason(&self) -> &'static str {
         match self {
             AuthError::OAuth { error, .. } if error == "invalid_scope" => "InvalidScope",
-            AuthError::OAuth { status: 429, .. } | AuthError::Endpoint { status: 429, .. } => "Throttled",
+            AuthError::OAuth { status: 429, .. } | AuthError::Endpoint { status: 429, .. } => {
+                "Throttled"
+            }
             AuthError::OAuth { .. } => "Unauthorized",
-            AuthError::Endpoint { .. } | AuthError::Transport(_) | AuthError::Discovery(_) => "EpicUnavailable",
+            AuthError::Endpoint { .. } | AuthError::Transport(_) | AuthError::Discovery(_) => {
+                "EpicUnavailable"
+            }
             AuthError::InsecureUrl(_) => "InvalidConnection",
             AuthError::Key(_) => "InvalidKey",
         }
@@ -130,7 +146,10 @@ pub struct TokenSource {
 
 impl std::fmt::Debug for TokenSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenSource").field("client_id", &self.client_id).field("token_url", &self.token_url).finish_non_exhaustive()
+        f.debug_struct("TokenSource")
+            .field("client_id", &self.client_id)
+            .field("token_url", &self.token_url)
+            .finish_non_exhaustive()
     }
 }
 
@@ -212,23 +231,37 @@ impl TokenSource {
         tracing::debug!(status, "token request");
         if !(200..300).contains(&status) {
             return Err(match serde_json::from_slice::<OAuthErrorBody>(&body) {
-                Ok(e) => AuthError::OAuth { status, error: e.error, description: e.error_description },
-                Err(_) => AuthError::Endpoint { status, detail: snippet(&body) },
+                Ok(e) => AuthError::OAuth {
+                    status,
+                    error: e.error,
+                    description: e.error_description,
+                },
+                Err(_) => AuthError::Endpoint {
+                    status,
+                    detail: snippet(&body),
+                },
             });
         }
-        let parsed: TokenResponse = serde_json::from_slice(&body).map_err(|e| AuthError::Endpoint {
-            status,
-            detail: format!("token response is not the expected JSON ({e})"),
-        })?;
+        let parsed: TokenResponse =
+            serde_json::from_slice(&body).map_err(|e| AuthError::Endpoint {
+                status,
+                detail: format!("token response is not the expected JSON ({e})"),
+            })?;
         if let Some(tt) = &parsed.token_type
             && !tt.eq_ignore_ascii_case("bearer")
         {
-            return Err(AuthError::Endpoint { status, detail: format!("unsupported token_type {tt:?}") });
+            return Err(AuthError::Endpoint {
+                status,
+                detail: format!("unsupported token_type {tt:?}"),
+            });
         }
         let lifetime = parsed
             .expires_in
             .as_ref()
-            .and_then(|v| v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok())))
+            .and_then(|v| {
+                v.as_u64()
+                    .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+            })
             .unwrap_or(300);
         let lifetime = Duration::from_secs(lifetime);
         // Renew ahead of expiry so a request never leaves with a token about to lapse.
@@ -247,8 +280,14 @@ impl TokenSource {
 }
 
 /// Finds the token endpoint from `{fhir_base}/.well-known/smart-configuration`.
-pub async fn discover_token_url(http: &reqwest::Client, fhir_base: &str) -> Result<String, AuthError> {
-    let url = format!("{}/.well-known/smart-configuration", fhir_base.trim_end_matches('/'));
+pub async fn discover_token_url(
+    http: &reqwest::Client,
+    fhir_base: &str,
+) -> Result<String, AuthError> {
+    let url = format!(
+        "{}/.well-known/smart-configuration",
+        fhir_base.trim_end_matches('/')
+    );
     require_allowed_url(&url).map_err(AuthError::InsecureUrl)?;
     let response = http
         .get(&url)
@@ -257,12 +296,17 @@ pub async fn discover_token_url(http: &reqwest::Client, fhir_base: &str) -> Resu
         .await
         .map_err(|e| AuthError::Discovery(crate::fhir::describe_transport_error(&e)))?;
     let status = response.status();
-    let body = read_limited(response, 1 << 20).await.map_err(|e| AuthError::Discovery(e.to_string()))?;
+    let body = read_limited(response, 1 << 20)
+        .await
+        .map_err(|e| AuthError::Discovery(e.to_string()))?;
     if !status.is_success() {
-        return Err(AuthError::Discovery(format!("{url} answered HTTP {}", status.as_u16())));
+        return Err(AuthError::Discovery(format!(
+            "{url} answered HTTP {}",
+            status.as_u16()
+        )));
     }
-    let doc: serde_json::Value =
-        serde_json::from_slice(&body).map_err(|e| AuthError::Discovery(format!("{url} is not JSON ({e})")))?;
+    let doc: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|e| AuthError::Discovery(format!("{url} is not JSON ({e})")))?;
     let token = doc
         .get("token_endpoint")
         .and_then(|v| v.as_str())
@@ -274,5 +318,9 @@ pub async fn discover_token_url(http: &reqwest::Client, fhir_base: &str) -> Resu
 fn snippet(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
     let t: String = text.chars().take(200).collect();
-    if t.is_empty() { "(empty body)".into() } else { t }
+    if t.is_empty() {
+        "(empty body)".into()
+    } else {
+        t
+    }
 }

@@ -14,10 +14,9 @@ pub use connection::{
 };
 pub use npi::{NPI_SYSTEM, NpiError, npi_from_prefix, validate_npi};
 pub use practitioner::{
-    ConnectionRef, ContactPoint, ContactSystem, ContactUse, DeletionPolicy, DriftEntry,
-    EpicPractitioner, EpicPractitionerSpec, EpicPractitionerStatus, Gender, LastError,
-    ManagementPolicy, PractitionerName, Qualification, RoleSummary, DEACTIVATION_NOTE,
-    PAUSED_ANNOTATION,
+    ConnectionRef, ContactPoint, ContactSystem, ContactUse, DEACTIVATION_NOTE, DeletionPolicy,
+    DriftEntry, EpicPractitioner, EpicPractitionerSpec, EpicPractitionerStatus, Gender, LastError,
+    ManagementPolicy, PAUSED_ANNOTATION, PractitionerName, Qualification, RoleSummary,
 };
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -25,7 +24,10 @@ use kube::CustomResourceExt;
 
 /// Both CRDs, ready to install.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    [EpicConnection::crd(), EpicPractitioner::crd()].into_iter().map(tidy).collect()
+    [EpicConnection::crd(), EpicPractitioner::crd()]
+        .into_iter()
+        .map(tidy)
+        .collect()
 }
 
 /// schemars lists `null` among the values of an optional enum; the field is already

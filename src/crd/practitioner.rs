@@ -94,7 +94,9 @@ pub struct PractitionerName {
 }
 
 /// A FHIR ContactPoint.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 pub struct ContactPoint {
     /// Kind of contact: phone, fax, email, pager, url, sms or other.
     pub system: ContactSystem,
@@ -106,7 +108,9 @@ pub struct ContactPoint {
 }
 
 /// FHIR ContactPoint.system.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum ContactSystem {
     Phone,
@@ -119,7 +123,9 @@ pub enum ContactSystem {
 }
 
 /// FHIR ContactPoint.use.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum ContactUse {
     Home,

@@ -123,7 +123,9 @@ impl Capability {
         self.practitioner_interactions.iter().any(|i| i == "create")
     }
     pub fn npi_search(&self) -> bool {
-        self.practitioner_search_params.iter().any(|p| p == "identifier")
+        self.practitioner_search_params
+            .iter()
+            .any(|p| p == "identifier")
     }
 }
 
@@ -146,7 +148,9 @@ pub struct FhirClient {
 
 impl std::fmt::Debug for FhirClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FhirClient").field("base", &self.base.as_str()).finish_non_exhaustive()
+        f.debug_struct("FhirClient")
+            .field("base", &self.base.as_str())
+            .finish_non_exhaustive()
     }
 }
 
@@ -188,21 +192,33 @@ impl FhirClient {
     }
 
     fn url(&self, relative: &str) -> Result<Url, FhirError> {
-        self.base.join(relative).map_err(|e| FhirError::Refused(format!("bad URL {relative:?}: {e}")))
+        self.base
+            .join(relative)
+            .map_err(|e| FhirError::Refused(format!("bad URL {relative:?}: {e}")))
     }
 
     /// Reads the CapabilityStatement's Practitioner entry.
     pub async fn capability(&self) -> Result<Capability, FhirError> {
-        let body = self.get_json(RequestKind::Metadata, self.url("metadata")?).await?.body;
+        let body = self
+            .get_json(RequestKind::Metadata, self.url("metadata")?)
+            .await?
+            .body;
         let practitioner = body
             .pointer("/rest/0/resource")
             .and_then(Value::as_array)
-            .and_then(|r| r.iter().find(|r| r.get("type").and_then(Value::as_str) == Some("Practitioner")));
+            .and_then(|r| {
+                r.iter()
+                    .find(|r| r.get("type").and_then(Value::as_str) == Some("Practitioner"))
+            });
         let list = |key: &str, field: &str| -> Vec<String> {
             practitioner
                 .and_then(|p| p.get(key))
                 .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(|i| i.get(field).and_then(Value::as_str).map(str::to_string)).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|i| i.get(field).and_then(Value::as_str).map(str::to_string))
+                        .collect()
+                })
                 .unwrap_or_default()
         };
         Ok(Capability {
@@ -215,13 +231,17 @@ impl FhirClient {
     /// and return short or empty pages that still have a `next` link).
     pub async fn search_npi(&self, npi: &str) -> Result<NpiLookup, FhirError> {
         let mut url = self.url("Practitioner")?;
-        url.query_pairs_mut().append_pair("identifier", &format!("{NPI_SYSTEM}|{npi}"));
+        url.query_pairs_mut()
+            .append_pair("identifier", &format!("{NPI_SYSTEM}|{npi}"));
         let mut found = self.search_all(url, "Practitioner").await?;
         Ok(match found.len() {
             0 => NpiLookup::NotFound,
             1 => NpiLookup::Found(found.remove(0)),
             _ => NpiLookup::Ambiguous(
-                found.iter().filter_map(|p| p.get("id").and_then(Value::as_str).map(str::to_string)).collect(),
+                found
+                    .iter()
+                    .filter_map(|p| p.get("id").and_then(Value::as_str).map(str::to_string))
+                    .collect(),
             ),
         })
     }
@@ -241,30 +261,42 @@ impl FhirClient {
     /// All PractitionerRoles of a practitioner (every page).
     pub async fn practitioner_roles(&self, practitioner_id: &str) -> Result<Vec<Value>, FhirError> {
         let mut url = self.url("PractitionerRole")?;
-        url.query_pairs_mut().append_pair("practitioner", practitioner_id);
+        url.query_pairs_mut()
+            .append_pair("practitioner", practitioner_id);
         self.search_all(url, "PractitionerRole").await
     }
 
     /// Full PUT of `body` to Practitioner/{id}. `If-Match` is sent only when the read returned
     /// an ETag. Never retried here: the reconcile loop decides whether to try again.
-    pub async fn update_practitioner(&self, id: &str, body: &Value, etag: Option<&str>) -> Result<Value, FhirError> {
+    pub async fn update_practitioner(
+        &self,
+        id: &str,
+        body: &Value,
+        etag: Option<&str>,
+    ) -> Result<Value, FhirError> {
         let url = self.url(&format!("Practitioner/{}", encode_segment(id)))?;
-        let raw = self.execute(RequestKind::Update, Method::PUT, url, Some(body), etag).await?;
+        let raw = self
+            .execute(RequestKind::Update, Method::PUT, url, Some(body), etag)
+            .await?;
         if raw.body.is_empty() {
             // Some servers answer 200 with no body; the caller re-reads to verify.
             return Ok(Value::Null);
         }
-        serde_json::from_slice(&raw.body).map_err(|e| FhirError::Malformed(format!("update response: {e}")))
+        serde_json::from_slice(&raw.body)
+            .map_err(|e| FhirError::Malformed(format!("update response: {e}")))
     }
 
     /// POST a new Practitioner; returns its id (from `Location` or the body) and the body.
     pub async fn create_practitioner(&self, body: &Value) -> Result<(String, Value), FhirError> {
         let url = self.url("Practitioner")?;
-        let raw = self.execute(RequestKind::Create, Method::POST, url, Some(body), None).await?;
+        let raw = self
+            .execute(RequestKind::Create, Method::POST, url, Some(body), None)
+            .await?;
         let created: Value = if raw.body.is_empty() {
             Value::Null
         } else {
-            serde_json::from_slice(&raw.body).map_err(|e| FhirError::Malformed(format!("create response: {e}")))?
+            serde_json::from_slice(&raw.body)
+                .map_err(|e| FhirError::Malformed(format!("create response: {e}")))?
         };
         let id = match raw.location {
             Some(loc) => self.id_from_location(&loc)?,
@@ -272,13 +304,18 @@ impl FhirClient {
                 .get("id")
                 .and_then(Value::as_str)
                 .map(str::to_string)
-                .ok_or_else(|| FhirError::Malformed("create response has neither Location nor id".into()))?,
+                .ok_or_else(|| {
+                    FhirError::Malformed("create response has neither Location nor id".into())
+                })?,
         };
         Ok((id, created))
     }
 
     fn id_from_location(&self, location: &str) -> Result<String, FhirError> {
-        let url = self.base.join(location).map_err(|e| FhirError::Malformed(format!("Location {location:?}: {e}")))?;
+        let url = self
+            .base
+            .join(location)
+            .map_err(|e| FhirError::Malformed(format!("Location {location:?}: {e}")))?;
         if origin_of(&url) != self.origin {
             return Err(FhirError::Refused(format!(
                 "Location points at another origin ({}); not following it",
@@ -293,21 +330,31 @@ impl FhirClient {
             .and_then(|i| segments.get(i + 1))
             .filter(|id| !id.is_empty())
             .map(|id| id.to_string())
-            .ok_or_else(|| FhirError::Malformed(format!("cannot find the id in Location {location:?}")))
+            .ok_or_else(|| {
+                FhirError::Malformed(format!("cannot find the id in Location {location:?}"))
+            })
     }
 
     /// Walks the whole Practitioner roster (`_count=page_size`), handing each page's resources
     /// to `on_page`. If Epic expires the paging session mid-walk, the walk restarts from the
     /// first page once, so `on_page` may see records again: callers key by id.
     /// Returns the number of pages fetched.
-    pub async fn roster(&self, page_size: u32, mut on_page: impl FnMut(Vec<Value>)) -> Result<usize, FhirError> {
+    pub async fn roster(
+        &self,
+        page_size: u32,
+        mut on_page: impl FnMut(Vec<Value>),
+    ) -> Result<usize, FhirError> {
         let mut restarted = false;
         loop {
             let mut first = self.url("Practitioner")?;
-            first.query_pairs_mut().append_pair("_count", &page_size.to_string());
+            first
+                .query_pairs_mut()
+                .append_pair("_count", &page_size.to_string());
             match self.walk(first, "Practitioner", &mut on_page).await {
                 Err(FhirError::PagingExpired { .. }) if !restarted => {
-                    tracing::info!("paging session expired during the roster walk; restarting it once");
+                    tracing::info!(
+                        "paging session expired during the roster walk; restarting it once"
+                    );
                     restarted = true;
                 }
                 other => return other,
@@ -317,7 +364,10 @@ impl FhirClient {
 
     async fn search_all(&self, first: Url, resource_type: &str) -> Result<Vec<Value>, FhirError> {
         let mut all = Vec::new();
-        self.walk(first, resource_type, &mut |page: Vec<Value>| all.extend(page)).await?;
+        self.walk(first, resource_type, &mut |page: Vec<Value>| {
+            all.extend(page)
+        })
+        .await?;
         Ok(all)
     }
 
@@ -335,7 +385,9 @@ impl FhirClient {
         let mut pages = 0usize;
         while let Some(url) = next.take() {
             if !seen.insert(url.as_str().to_string()) {
-                return Err(FhirError::Malformed("paging loop: a next link repeats an earlier page".into()));
+                return Err(FhirError::Malformed(
+                    "paging loop: a next link repeats an earlier page".into(),
+                ));
             }
             let bundle = self.get_json(kind, url).await?.body;
             pages += 1;
@@ -347,18 +399,24 @@ impl FhirClient {
                     entries
                         .iter()
                         .filter_map(|e| e.get("resource"))
-                        .filter(|r| r.get("resourceType").and_then(Value::as_str) == Some(resource_type))
+                        .filter(|r| {
+                            r.get("resourceType").and_then(Value::as_str) == Some(resource_type)
+                        })
                         .cloned()
                         .collect()
                 })
                 .unwrap_or_default();
             on_page(resources);
-            if let Some(link) = bundle.get("link").and_then(Value::as_array).and_then(|links| {
-                links
-                    .iter()
-                    .find(|l| l.get("relation").and_then(Value::as_str) == Some("next"))
-                    .and_then(|l| l.get("url").and_then(Value::as_str))
-            }) {
+            if let Some(link) = bundle
+                .get("link")
+                .and_then(Value::as_array)
+                .and_then(|links| {
+                    links
+                        .iter()
+                        .find(|l| l.get("relation").and_then(Value::as_str) == Some("next"))
+                        .and_then(|l| l.get("url").and_then(Value::as_str))
+                })
+            {
                 let url = Url::parse(link)
                     .or_else(|_| self.base.join(link))
                     .map_err(|e| FhirError::Malformed(format!("next link is not a URL: {e}")))?;
@@ -377,8 +435,12 @@ impl FhirClient {
 
     async fn get_json(&self, kind: RequestKind, url: Url) -> Result<Versioned, FhirError> {
         let raw = self.execute(kind, Method::GET, url, None, None).await?;
-        let body = serde_json::from_slice(&raw.body).map_err(|e| FhirError::Malformed(format!("{}: {e}", kind.as_str())))?;
-        Ok(Versioned { body, etag: raw.etag })
+        let body = serde_json::from_slice(&raw.body)
+            .map_err(|e| FhirError::Malformed(format!("{}: {e}", kind.as_str())))?;
+        Ok(Versioned {
+            body,
+            etag: raw.etag,
+        })
     }
 
     /// One logical request: rate limit, bearer token (renewed once on a 401), and for reads,
@@ -392,7 +454,11 @@ impl FhirClient {
         if_match: Option<&str>,
     ) -> Result<RawResponse, FhirError> {
         if origin_of(&url) != self.origin {
-            return Err(FhirError::Refused(format!("{} is not the configured origin {}", origin_of(&url), self.origin)));
+            return Err(FhirError::Refused(format!(
+                "{} is not the configured origin {}",
+                origin_of(&url),
+                self.origin
+            )));
         }
         let retry = self.settings.retry;
         let retries_reads = method == Method::GET;
@@ -410,16 +476,28 @@ impl FhirClient {
                 }
                 Err(e) if retries_reads && e.is_transient() && attempt < retry.max_attempts => {
                     let delay = match &e {
-                        FhirError::Throttled { retry_after: Some(d) } => *d,
+                        FhirError::Throttled {
+                            retry_after: Some(d),
+                        } => *d,
                         _ => {
-                            let cap = retry.base_delay.saturating_mul(1 << (attempt - 1).min(16)).min(retry.max_delay);
-                            Duration::from_millis(rand::thread_rng().gen_range(0..=cap.as_millis() as u64))
+                            let cap = retry
+                                .base_delay
+                                .saturating_mul(1 << (attempt - 1).min(16))
+                                .min(retry.max_delay);
+                            Duration::from_millis(
+                                rand::thread_rng().gen_range(0..=cap.as_millis() as u64),
+                            )
                         }
                     };
                     if started.elapsed() + delay > retry.max_elapsed {
                         return Err(e);
                     }
-                    tracing::debug!(kind = kind.as_str(), attempt, reason = e.reason(), "retrying read");
+                    tracing::debug!(
+                        kind = kind.as_str(),
+                        attempt,
+                        reason = e.reason(),
+                        "retrying read"
+                    );
                     tokio::time::sleep(delay).await;
                 }
                 other => return other,
@@ -444,7 +522,9 @@ impl FhirClient {
             .header("Accept", "application/fhir+json")
             .timeout(self.settings.request_timeout);
         if let Some(b) = body {
-            request = request.header("Content-Type", "application/fhir+json").body(b.to_string());
+            request = request
+                .header("Content-Type", "application/fhir+json")
+                .body(b.to_string());
         }
         if let Some(etag) = if_match {
             request = request.header("If-Match", etag);
@@ -454,21 +534,44 @@ impl FhirClient {
             Err(e) => {
                 self.observe(kind, None);
                 let text = describe_transport_error(&e);
-                return Err(if e.is_timeout() { FhirError::Timeout(text) } else { FhirError::Transport(text) });
+                return Err(if e.is_timeout() {
+                    FhirError::Timeout(text)
+                } else {
+                    FhirError::Transport(text)
+                });
             }
         };
         let status = response.status().as_u16();
         self.observe(kind, Some(status));
         tracing::debug!(method = %method, path = url.path(), status, "fhir request");
-        let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
         let etag = header("etag");
         let location = header("location");
-        let retry_after = header("retry-after").and_then(|v| v.trim().parse::<u64>().ok()).map(Duration::from_secs);
-        let body = read_limited(response, self.settings.max_body_bytes).await.map_err(FhirError::Transport)?;
+        let retry_after = header("retry-after")
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let body = read_limited(response, self.settings.max_body_bytes)
+            .await
+            .map_err(FhirError::Transport)?;
         if (200..300).contains(&status) {
-            return Ok(RawResponse { etag, location, body });
+            return Ok(RawResponse {
+                etag,
+                location,
+                body,
+            });
         }
-        let error = classify(status, &body, matches!(*method, Method::PUT | Method::POST), retry_after);
+        let error = classify(
+            status,
+            &body,
+            matches!(*method, Method::PUT | Method::POST),
+            retry_after,
+        );
         if matches!(error, FhirError::Unauthorized { .. }) {
             self.tokens.invalidate(&token).await;
         }

@@ -45,7 +45,13 @@ impl OperationOutcome {
                         details: i
                             .pointer("/details/coding")
                             .and_then(Value::as_array)
-                            .map(|c| c.iter().filter_map(|c| c.get("code").and_then(Value::as_str).map(str::to_string)).collect())
+                            .map(|c| {
+                                c.iter()
+                                    .filter_map(|c| {
+                                        c.get("code").and_then(Value::as_str).map(str::to_string)
+                                    })
+                                    .collect()
+                            })
                             .unwrap_or_default(),
                         diagnostics: i
                             .get("diagnostics")
@@ -71,7 +77,9 @@ impl OperationOutcome {
     }
 
     fn has_code(&self, code: &str) -> bool {
-        self.issues.iter().any(|i| i.code == code || i.details.iter().any(|d| d == code))
+        self.issues
+            .iter()
+            .any(|i| i.code == code || i.details.iter().any(|d| d == code))
     }
 
     /// The diagnostics texts joined, for messages.
@@ -96,7 +104,10 @@ impl OperationOutcome {
 }
 
 fn str_at(v: &Value, key: &str) -> String {
-    v.get(key).and_then(Value::as_str).unwrap_or_default().to_string()
+    v.get(key)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// A failed FHIR interaction.
@@ -107,21 +118,33 @@ pub enum FhirError {
     #[error("Epic refused the request (HTTP 403){}", outcome_text(.outcome))]
     Forbidden { outcome: OperationOutcome },
     #[error("this Epic instance does not accept Practitioner writes (HTTP {status}){}", outcome_text(.outcome))]
-    WriteDisabled { status: u16, outcome: OperationOutcome },
+    WriteDisabled {
+        status: u16,
+        outcome: OperationOutcome,
+    },
     #[error("not found (HTTP 404){}", outcome_text(.outcome))]
     NotFound { outcome: OperationOutcome },
     #[error("the record was deleted (HTTP 410){}", outcome_text(.outcome))]
     Gone { outcome: OperationOutcome },
     #[error("version conflict (HTTP {status}): the record changed since it was read{}", outcome_text(.outcome))]
-    Conflict { status: u16, outcome: OperationOutcome },
+    Conflict {
+        status: u16,
+        outcome: OperationOutcome,
+    },
     #[error("Epic rejected the request as invalid (HTTP {status}){}", outcome_text(.outcome))]
-    Invalid { status: u16, outcome: OperationOutcome },
+    Invalid {
+        status: u16,
+        outcome: OperationOutcome,
+    },
     #[error("the paging session expired (Epic code 4113){}", outcome_text(.outcome))]
     PagingExpired { outcome: OperationOutcome },
     #[error("Epic throttled the request (HTTP 429){}", .retry_after.map(|d| format!(", retry after {}s", d.as_secs())).unwrap_or_default())]
     Throttled { retry_after: Option<Duration> },
     #[error("Epic server error (HTTP {status}){}", outcome_text(.outcome))]
-    Server { status: u16, outcome: OperationOutcome },
+    Server {
+        status: u16,
+        outcome: OperationOutcome,
+    },
     #[error("request to Epic timed out: {0}")]
     Timeout(String),
     #[error("could not reach Epic: {0}")]
@@ -136,7 +159,11 @@ pub enum FhirError {
 
 fn outcome_text(o: &OperationOutcome) -> String {
     let s = o.summary();
-    if s.is_empty() { String::new() } else { format!(": {s}") }
+    if s.is_empty() {
+        String::new()
+    } else {
+        format!(": {s}")
+    }
 }
 
 impl FhirError {
@@ -150,7 +177,9 @@ impl FhirError {
             FhirError::Invalid { .. } => "Invalid",
             FhirError::PagingExpired { .. } => "PagingExpired",
             FhirError::Throttled { .. } => "Throttled",
-            FhirError::Server { .. } | FhirError::Timeout(_) | FhirError::Transport(_) => "EpicUnavailable",
+            FhirError::Server { .. } | FhirError::Timeout(_) | FhirError::Transport(_) => {
+                "EpicUnavailable"
+            }
             FhirError::Malformed(_) => "Malformed",
             FhirError::Refused(_) => "Refused",
             FhirError::Auth(a) => a.reason(),
@@ -193,14 +222,22 @@ impl FhirError {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            FhirError::Throttled { .. } | FhirError::Server { .. } | FhirError::Timeout(_) | FhirError::Transport(_)
+            FhirError::Throttled { .. }
+                | FhirError::Server { .. }
+                | FhirError::Timeout(_)
+                | FhirError::Transport(_)
         )
     }
 }
 
 /// Classifies a non-success response. `is_write` marks PUT/POST, where 403/405/501 and the
 /// `forbidden`/`not-supported`/4118 outcomes mean the instance does not accept writes.
-pub fn classify(status: u16, body: &[u8], is_write: bool, retry_after: Option<Duration>) -> FhirError {
+pub fn classify(
+    status: u16,
+    body: &[u8],
+    is_write: bool,
+    retry_after: Option<Duration>,
+) -> FhirError {
     let outcome = serde_json::from_slice::<Value>(body)
         .ok()
         .as_ref()
@@ -209,11 +246,15 @@ pub fn classify(status: u16, body: &[u8], is_write: bool, retry_after: Option<Du
     if outcome.has_code("4113") {
         return FhirError::PagingExpired { outcome };
     }
-    let write_refusal = outcome.has_code("forbidden") || outcome.has_code("not-supported") || outcome.has_code("4118");
+    let write_refusal = outcome.has_code("forbidden")
+        || outcome.has_code("not-supported")
+        || outcome.has_code("4118");
     match status {
         401 => FhirError::Unauthorized { outcome },
         403 | 405 | 501 if is_write => FhirError::WriteDisabled { status, outcome },
-        400 if is_write && outcome.has_code("not-supported") => FhirError::WriteDisabled { status, outcome },
+        400 if is_write && outcome.has_code("not-supported") => {
+            FhirError::WriteDisabled { status, outcome }
+        }
         403 => FhirError::Forbidden { outcome },
         404 => FhirError::NotFound { outcome },
         410 => FhirError::Gone { outcome },
@@ -247,23 +288,78 @@ mod tests {
     #[test]
     fn classifies_recorded_outcomes() {
         let cases: Vec<(u16, Vec<u8>, bool, &str)> = vec![
-            (401, oo("login", "4118", "token expired"), false, "Unauthorized"),
-            (403, oo("forbidden", "4118", "User not authorized for request"), false, "Unauthorized"),
-            (403, oo("forbidden", "4118", "Practitioner.Update is not enabled"), true, "WriteDisabled"),
-            (405, oo("not-supported", "4100", "PUT not allowed"), true, "WriteDisabled"),
+            (
+                401,
+                oo("login", "4118", "token expired"),
+                false,
+                "Unauthorized",
+            ),
+            (
+                403,
+                oo("forbidden", "4118", "User not authorized for request"),
+                false,
+                "Unauthorized",
+            ),
+            (
+                403,
+                oo("forbidden", "4118", "Practitioner.Update is not enabled"),
+                true,
+                "WriteDisabled",
+            ),
+            (
+                405,
+                oo("not-supported", "4100", "PUT not allowed"),
+                true,
+                "WriteDisabled",
+            ),
             (501, b"".to_vec(), true, "WriteDisabled"),
-            (400, oo("not-supported", "4100", "update not supported"), true, "WriteDisabled"),
-            (422, oo("business-rule", "4100", "name required"), true, "Invalid"),
-            (404, oo("not-found", "4102", "The resource ID is invalid"), false, "NotFound"),
+            (
+                400,
+                oo("not-supported", "4100", "update not supported"),
+                true,
+                "WriteDisabled",
+            ),
+            (
+                422,
+                oo("business-rule", "4100", "name required"),
+                true,
+                "Invalid",
+            ),
+            (
+                404,
+                oo("not-found", "4102", "The resource ID is invalid"),
+                false,
+                "NotFound",
+            ),
             (410, oo("deleted", "4107", "merged"), false, "NotFound"),
             (409, oo("conflict", "4100", "conflict"), true, "Conflict"),
             (412, b"{}".to_vec(), true, "Conflict"),
-            (400, oo("invalid", "4100", "invalid parameter"), false, "Invalid"),
-            (400, oo("processing", "4113", "paging session expired"), false, "PagingExpired"),
+            (
+                400,
+                oo("invalid", "4100", "invalid parameter"),
+                false,
+                "Invalid",
+            ),
+            (
+                400,
+                oo("processing", "4113", "paging session expired"),
+                false,
+                "PagingExpired",
+            ),
             (429, b"".to_vec(), false, "Throttled"),
-            (500, oo("exception", "4100", "boom"), false, "EpicUnavailable"),
+            (
+                500,
+                oo("exception", "4100", "boom"),
+                false,
+                "EpicUnavailable",
+            ),
             (503, b"<html>down</html>".to_vec(), false, "EpicUnavailable"),
-            (403, oo("forbidden", "59204", "results suppressed"), false, "Unauthorized"),
+            (
+                403,
+                oo("forbidden", "59204", "results suppressed"),
+                false,
+                "Unauthorized",
+            ),
         ];
         for (status, body, write, reason) in cases {
             let e = classify(status, &body, write, None);
@@ -273,7 +369,12 @@ mod tests {
 
     #[test]
     fn messages_carry_diagnostics_and_codes() {
-        let e = classify(403, &oo("forbidden", "4118", "writes are disabled"), true, None);
+        let e = classify(
+            403,
+            &oo("forbidden", "4118", "writes are disabled"),
+            true,
+            None,
+        );
         assert!(e.to_string().contains("writes are disabled"), "{e}");
         assert_eq!(e.epic_codes(), vec!["4118".to_string()]);
         assert_eq!(e.http_status(), Some(403));

@@ -14,7 +14,9 @@ pub fn require_allowed_url(raw: &str) -> Result<Url, String> {
             "refusing plain http to {}: use https (http is allowed only for loopback test servers)",
             url.host_str().unwrap_or("?")
         )),
-        other => Err(format!("unsupported URL scheme {other:?} in {raw:?}: use https")),
+        other => Err(format!(
+            "unsupported URL scheme {other:?} in {raw:?}: use https"
+        )),
     }
 }
 
@@ -34,14 +36,23 @@ pub fn origin_of(url: &Url) -> String {
 
 /// Reads a response body, failing once it exceeds `limit` bytes (a runaway or hostile server
 /// must not exhaust the operator's memory).
-pub async fn read_limited(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, String> {
+pub async fn read_limited(
+    mut response: reqwest::Response,
+    limit: usize,
+) -> Result<Vec<u8>, String> {
     if let Some(len) = response.content_length()
         && len as usize > limit
     {
-        return Err(format!("response of {len} bytes exceeds the {limit}-byte limit"));
+        return Err(format!(
+            "response of {len} bytes exceeds the {limit}-byte limit"
+        ));
     }
     let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| describe_transport_error(&e))? {
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| describe_transport_error(&e))?
+    {
         if body.len() + chunk.len() > limit {
             return Err(format!("response exceeds the {limit}-byte limit"));
         }
@@ -71,7 +82,11 @@ pub fn describe_transport_error(e: &reqwest::Error) -> String {
         cause = s.to_string();
         source = s.source();
     }
-    if cause.is_empty() { format!("{kind}{target}") } else { format!("{kind}{target}: {cause}") }
+    if cause.is_empty() {
+        format!("{kind}{target}")
+    } else {
+        format!("{kind}{target}: {cause}")
+    }
 }
 
 #[cfg(test)]

@@ -8,8 +8,8 @@ mod error;
 mod http;
 
 pub use client::{
-    Capability, ConnectionSettings, FhirClient, NpiLookup, RequestKind, RequestObserver, RetryPolicy,
-    Versioned,
+    Capability, ConnectionSettings, FhirClient, NpiLookup, RequestKind, RequestObserver,
+    RetryPolicy, Versioned,
 };
 pub use error::{EPIC_CODE_SYSTEM, FhirError, Issue, OperationOutcome, classify};
 pub use http::{describe_transport_error, origin_of, read_limited, require_allowed_url};

@@ -53,18 +53,27 @@ pub async fn open_target(input: &ConnectionInput) -> Result<Target, String> {
     let http = http_client().map_err(|e| e.to_string())?;
     if input.sandbox {
         let sandbox = Sandbox::start(SandboxConfig {
-            settings: Settings { writes_enabled: input.sandbox_writes, ..Settings::default() },
+            settings: Settings {
+                writes_enabled: input.sandbox_writes,
+                ..Settings::default()
+            },
             seeds: vec![EXAMPLES_SEED.to_string()],
             ..SandboxConfig::default()
         })
         .await
         .map_err(|e| format!("cannot start the built-in sandbox: {e}"))?;
-        let pem = sandbox.dev_key_pem.clone().ok_or("the sandbox generated no development key")?;
+        let pem = sandbox
+            .dev_key_pem
+            .clone()
+            .ok_or("the sandbox generated no development key")?;
         let spec = EpicConnectionSpec {
             fhir_base_url: sandbox.fhir_base_url(),
             token_url: None,
             client_id: DEV_CLIENT_ID.into(),
-            private_key_secret_ref: SecretKeyRef { name: "sandbox".into(), key: "private-key.pem".into() },
+            private_key_secret_ref: SecretKeyRef {
+                name: "sandbox".into(),
+                key: "private-key.pem".into(),
+            },
             key_id: DEV_KEY_ID.into(),
             algorithm: Algorithm::RS384,
             scopes: None,
@@ -74,7 +83,9 @@ pub async fn open_target(input: &ConnectionInput) -> Result<Target, String> {
             writes: WriteMode::Auto,
             resync_interval: None,
         };
-        let client = connect(&http, &spec, &pem, None).await.map_err(|e| e.to_string())?;
+        let client = connect(&http, &spec, &pem, None)
+            .await
+            .map_err(|e| e.to_string())?;
         return Ok(Target {
             client,
             spec,
@@ -86,21 +97,33 @@ pub async fn open_target(input: &ConnectionInput) -> Result<Target, String> {
     let Some(path) = &input.connection else {
         return Err("say where to connect: --connection FILE --private-key PEM, or --sandbox for the built-in sandbox".into());
     };
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: cannot read the connection manifest: {e}", path.display()))?;
-    let docs: Vec<serde_json::Value> =
-        serde_saphyr::from_multiple(&text).map_err(|e| format!("{}: not valid YAML: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        format!(
+            "{}: cannot read the connection manifest: {e}",
+            path.display()
+        )
+    })?;
+    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text)
+        .map_err(|e| format!("{}: not valid YAML: {e}", path.display()))?;
     let doc = docs
         .into_iter()
         .find(|d| d.get("kind").and_then(|k| k.as_str()) == Some("EpicConnection"))
-        .ok_or_else(|| format!("{}: no EpicConnection document in this file", path.display()))?;
-    let conn: EpicConnection =
-        serde_json::from_value(doc).map_err(|e| format!("{}: invalid EpicConnection: {e}", path.display()))?;
+        .ok_or_else(|| {
+            format!(
+                "{}: no EpicConnection document in this file",
+                path.display()
+            )
+        })?;
+    let conn: EpicConnection = serde_json::from_value(doc)
+        .map_err(|e| format!("{}: invalid EpicConnection: {e}", path.display()))?;
     let key_path = input.private_key.as_ref().ok_or(
         "--private-key PEM (or EPIC_OPERATOR_PRIVATE_KEY_FILE) is required with --connection: the key whose public half is registered with Epic",
     )?;
     let pem = std::fs::read_to_string(key_path)
         .map_err(|e| format!("{}: cannot read the private key: {e}", key_path.display()))?;
-    let client = connect(&http, &conn.spec, &pem, None).await.map_err(|e| format!("cannot connect: {e}"))?;
+    let client = connect(&http, &conn.spec, &pem, None)
+        .await
+        .map_err(|e| format!("cannot connect: {e}"))?;
     Ok(Target {
         client,
         connection_name: conn.metadata.name.clone().unwrap_or_else(|| "epic".into()),

@@ -10,8 +10,8 @@ use serde_json::Value;
 
 use super::connection::Target;
 use crate::crd::{
-    ConnectionRef, ContactPoint, DeletionPolicy, EpicPractitioner, EpicPractitionerSpec, ManagementPolicy, NPI_SYSTEM,
-    PractitionerName, Qualification, validate_npi,
+    ConnectionRef, ContactPoint, DeletionPolicy, EpicPractitioner, EpicPractitionerSpec,
+    ManagementPolicy, NPI_SYSTEM, PractitionerName, Qualification, validate_npi,
 };
 
 /// What an export did.
@@ -27,22 +27,39 @@ pub struct ExportSummary {
 /// Builds the manifest that describes a live record as it is (Observe policy), or None when it
 /// has no valid NPI. Only values the CRD can express are carried, so a `plan` of the exported
 /// files against the same instance shows no drift.
-pub fn manifest_from_live(live: &Value, connection: &str, namespace: Option<&str>) -> Result<EpicPractitioner, String> {
+pub fn manifest_from_live(
+    live: &Value,
+    connection: &str,
+    namespace: Option<&str>,
+) -> Result<EpicPractitioner, String> {
     let id = live.get("id").and_then(Value::as_str).unwrap_or("?");
     let npi = live
         .get("identifier")
         .and_then(Value::as_array)
-        .and_then(|ids| ids.iter().find(|i| i.get("system").and_then(Value::as_str) == Some(NPI_SYSTEM)))
+        .and_then(|ids| {
+            ids.iter()
+                .find(|i| i.get("system").and_then(Value::as_str) == Some(NPI_SYSTEM))
+        })
         .and_then(|i| i.get("value").and_then(Value::as_str))
         .ok_or_else(|| format!("Practitioner/{id} has no NPI identifier"))?;
     validate_npi(npi).map_err(|e| format!("Practitioner/{id}: {e}"))?;
     let name = live
         .get("name")
         .and_then(Value::as_array)
-        .and_then(|n| n.iter().find(|n| n.get("use").and_then(Value::as_str) == Some("official")))
+        .and_then(|n| {
+            n.iter()
+                .find(|n| n.get("use").and_then(Value::as_str) == Some("official"))
+        })
         .and_then(|n| {
             let strings = |k: &str| -> Vec<String> {
-                n.get(k).and_then(Value::as_array).map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect()).unwrap_or_default()
+                n.get(k)
+                    .and_then(Value::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|s| s.as_str().map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default()
             };
             Some(PractitionerName {
                 family: n.get("family").and_then(Value::as_str)?.to_string(),
@@ -53,30 +70,53 @@ pub fn manifest_from_live(live: &Value, connection: &str, namespace: Option<&str
         });
     // Contacts the CRD cannot express (unknown system) would make the set differ: leave the
     // telecom field unmanaged in that case rather than invent a value.
-    let telecom: Option<Vec<ContactPoint>> = live.get("telecom").and_then(Value::as_array).and_then(|items| {
-        items.iter().map(|c| serde_json::from_value::<ContactPoint>(c.clone()).ok()).collect()
-    });
-    let qualifications = live.get("qualification").and_then(Value::as_array).map(|qs| {
-        qs.iter()
-            .filter_map(|q| {
-                let code = q.get("code")?;
-                let coding = code.pointer("/coding/0");
-                let c = coding.and_then(|c| c.get("code")).or_else(|| code.get("text"))?.as_str()?.to_string();
-                Some(Qualification {
-                    code: c,
-                    display: coding.and_then(|c| c.get("display")).and_then(Value::as_str).map(str::to_string),
-                    issuer: q.pointer("/issuer/display").and_then(Value::as_str).map(str::to_string),
+    let telecom: Option<Vec<ContactPoint>> = live
+        .get("telecom")
+        .and_then(Value::as_array)
+        .and_then(|items| {
+            items
+                .iter()
+                .map(|c| serde_json::from_value::<ContactPoint>(c.clone()).ok())
+                .collect()
+        });
+    let qualifications = live
+        .get("qualification")
+        .and_then(Value::as_array)
+        .map(|qs| {
+            qs.iter()
+                .filter_map(|q| {
+                    let code = q.get("code")?;
+                    let coding = code.pointer("/coding/0");
+                    let c = coding
+                        .and_then(|c| c.get("code"))
+                        .or_else(|| code.get("text"))?
+                        .as_str()?
+                        .to_string();
+                    Some(Qualification {
+                        code: c,
+                        display: coding
+                            .and_then(|c| c.get("display"))
+                            .and_then(Value::as_str)
+                            .map(str::to_string),
+                        issuer: q
+                            .pointer("/issuer/display")
+                            .and_then(Value::as_str)
+                            .map(str::to_string),
+                    })
                 })
-            })
-            .collect::<Vec<_>>()
-    });
+                .collect::<Vec<_>>()
+        });
     let spec = EpicPractitionerSpec {
-        connection_ref: ConnectionRef { name: connection.to_string() },
+        connection_ref: ConnectionRef {
+            name: connection.to_string(),
+        },
         npi: npi.to_string(),
         active: live.get("active").and_then(Value::as_bool),
         name,
         telecom,
-        gender: live.get("gender").and_then(|g| serde_json::from_value(g.clone()).ok()),
+        gender: live
+            .get("gender")
+            .and_then(|g| serde_json::from_value(g.clone()).ok()),
         birth_date: live
             .get("birthDate")
             .and_then(Value::as_str)
@@ -99,7 +139,11 @@ pub fn manifest_from_live(live: &Value, connection: &str, namespace: Option<&str
 
 /// Walks the roster and writes `DIR/npi-{NPI}.yaml` per record; progress goes to stderr (a bar
 /// on a terminal, plain lines otherwise).
-pub async fn export_roster(target: &Target, out: &Path, namespace: Option<&str>) -> Result<ExportSummary, String> {
+pub async fn export_roster(
+    target: &Target,
+    out: &Path,
+    namespace: Option<&str>,
+) -> Result<ExportSummary, String> {
     std::fs::create_dir_all(out).map_err(|e| format!("{}: cannot create: {e}", out.display()))?;
     let terminal = std::io::stderr().is_terminal();
     let bar = if terminal {
@@ -135,7 +179,11 @@ pub async fn export_roster(target: &Target, out: &Path, namespace: Option<&str>)
     if let Some(b) = &bar {
         b.finish_with_message(format!("{} records in {pages} pages", by_id.len()));
     }
-    let mut summary = ExportSummary { pages, records: by_id.len(), ..ExportSummary::default() };
+    let mut summary = ExportSummary {
+        pages,
+        records: by_id.len(),
+        ..ExportSummary::default()
+    };
     let mut npis: BTreeMap<String, String> = BTreeMap::new();
     for (id, live) in &by_id {
         match manifest_from_live(live, &target.connection_name, namespace) {
@@ -149,10 +197,17 @@ pub async fn export_roster(target: &Target, out: &Path, namespace: Option<&str>)
                     continue;
                 }
                 npis.insert(m.spec.npi.clone(), id.clone());
-                let yaml = serde_saphyr::to_string(&m).map_err(|e| format!("cannot render a manifest: {e}"))?;
+                let yaml = serde_saphyr::to_string(&m)
+                    .map_err(|e| format!("cannot render a manifest: {e}"))?;
                 let path = out.join(format!("npi-{}.yaml", m.spec.npi));
-                std::fs::write(&path, format!("apiVersion: epic-operator.dev/v1alpha1\nkind: EpicPractitioner\n{}", strip_type_meta(&yaml)))
-                    .map_err(|e| format!("{}: cannot write: {e}", path.display()))?;
+                std::fs::write(
+                    &path,
+                    format!(
+                        "apiVersion: epic-operator.dev/v1alpha1\nkind: EpicPractitioner\n{}",
+                        strip_type_meta(&yaml)
+                    ),
+                )
+                .map_err(|e| format!("{}: cannot write: {e}", path.display()))?;
                 summary.written += 1;
             }
         }

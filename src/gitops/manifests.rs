@@ -16,11 +16,25 @@ pub enum LoadError {
     #[error("{path}: not valid YAML: {detail}")]
     Yaml { path: PathBuf, detail: String },
     #[error("{path} (document {doc}): invalid {kind}: {detail}")]
-    Invalid { path: PathBuf, doc: usize, kind: String, detail: String },
+    Invalid {
+        path: PathBuf,
+        doc: usize,
+        kind: String,
+        detail: String,
+    },
     #[error("{path} (document {doc}): EpicPractitioner {name}: {detail}")]
-    InvalidSpec { path: PathBuf, doc: usize, name: String, detail: String },
+    InvalidSpec {
+        path: PathBuf,
+        doc: usize,
+        name: String,
+        detail: String,
+    },
     #[error("EpicPractitioner {name} is defined twice: {first} and {second}")]
-    Duplicate { name: String, first: PathBuf, second: PathBuf },
+    Duplicate {
+        name: String,
+        first: PathBuf,
+        second: PathBuf,
+    },
 }
 
 /// A practitioner manifest and where it came from.
@@ -57,25 +71,38 @@ pub fn load_manifests(paths: &[PathBuf]) -> Result<Loaded, LoadError> {
     }
     let mut loaded = Loaded::default();
     for file in files {
-        let text = std::fs::read_to_string(&file).map_err(|e| LoadError::Read { path: file.clone(), detail: e.to_string() })?;
-        let docs: Vec<Value> = serde_saphyr::from_multiple(&text)
-            .map_err(|e| LoadError::Yaml { path: file.clone(), detail: e.to_string() })?;
+        let text = std::fs::read_to_string(&file).map_err(|e| LoadError::Read {
+            path: file.clone(),
+            detail: e.to_string(),
+        })?;
+        let docs: Vec<Value> = serde_saphyr::from_multiple(&text).map_err(|e| LoadError::Yaml {
+            path: file.clone(),
+            detail: e.to_string(),
+        })?;
         for (i, doc) in docs.into_iter().enumerate() {
             let doc_no = i + 1;
             if doc.is_null() {
                 continue;
             }
-            let kind = doc.get("kind").and_then(Value::as_str).unwrap_or_default().to_string();
-            let api_version = doc.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
+            let kind = doc
+                .get("kind")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            let api_version = doc
+                .get("apiVersion")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
             let ours = api_version == GROUP_VERSION;
             match kind.as_str() {
                 "EpicPractitioner" if ours => {
-                    let p: EpicPractitioner = serde_json::from_value(doc).map_err(|e| LoadError::Invalid {
-                        path: file.clone(),
-                        doc: doc_no,
-                        kind: kind.clone(),
-                        detail: e.to_string(),
-                    })?;
+                    let p: EpicPractitioner =
+                        serde_json::from_value(doc).map_err(|e| LoadError::Invalid {
+                            path: file.clone(),
+                            doc: doc_no,
+                            kind: kind.clone(),
+                            detail: e.to_string(),
+                        })?;
                     let name = p.metadata.name.clone().unwrap_or_default();
                     check_practitioner(&p).map_err(|detail| LoadError::InvalidSpec {
                         path: file.clone(),
@@ -84,26 +111,43 @@ pub fn load_manifests(paths: &[PathBuf]) -> Result<Loaded, LoadError> {
                         detail,
                     })?;
                     if let Some(prev) = loaded.practitioners.iter().find(|s| {
-                        s.name() == name && s.practitioner.metadata.namespace == p.metadata.namespace
+                        s.name() == name
+                            && s.practitioner.metadata.namespace == p.metadata.namespace
                     }) {
-                        return Err(LoadError::Duplicate { name, first: prev.path.clone(), second: file.clone() });
+                        return Err(LoadError::Duplicate {
+                            name,
+                            first: prev.path.clone(),
+                            second: file.clone(),
+                        });
                     }
-                    loaded.practitioners.push(SourcedPractitioner { path: file.clone(), practitioner: p });
+                    loaded.practitioners.push(SourcedPractitioner {
+                        path: file.clone(),
+                        practitioner: p,
+                    });
                 }
                 "EpicConnection" if ours => {
-                    let c: EpicConnection = serde_json::from_value(doc).map_err(|e| LoadError::Invalid {
-                        path: file.clone(),
-                        doc: doc_no,
-                        kind: kind.clone(),
-                        detail: e.to_string(),
-                    })?;
+                    let c: EpicConnection =
+                        serde_json::from_value(doc).map_err(|e| LoadError::Invalid {
+                            path: file.clone(),
+                            doc: doc_no,
+                            kind: kind.clone(),
+                            detail: e.to_string(),
+                        })?;
                     loaded.connections.push((file.clone(), c));
                 }
                 _ => loaded.notes.push(format!(
                     "{} (document {doc_no}): skipped {} {}",
                     file.display(),
-                    if kind.is_empty() { "a document without" } else { "kind" },
-                    if kind.is_empty() { "kind".to_string() } else { format!("{kind} ({api_version})") }
+                    if kind.is_empty() {
+                        "a document without"
+                    } else {
+                        "kind"
+                    },
+                    if kind.is_empty() {
+                        "kind".to_string()
+                    } else {
+                        format!("{kind} ({api_version})")
+                    }
                 )),
             }
         }
@@ -124,9 +168,13 @@ pub fn check_practitioner(p: &EpicPractitioner) -> Result<(), String> {
         return Err("name.family must not be empty".into());
     }
     if let Some(b) = &p.spec.birth_date {
-        let ok = b.len() >= 4 && b.chars().all(|c| c.is_ascii_digit() || c == '-') && matches!(b.len(), 4 | 7 | 10);
+        let ok = b.len() >= 4
+            && b.chars().all(|c| c.is_ascii_digit() || c == '-')
+            && matches!(b.len(), 4 | 7 | 10);
         if !ok {
-            return Err(format!("birthDate {b:?} must be YYYY, YYYY-MM or YYYY-MM-DD"));
+            return Err(format!(
+                "birthDate {b:?} must be YYYY, YYYY-MM or YYYY-MM-DD"
+            ));
         }
     }
     Ok(())
@@ -135,21 +183,34 @@ pub fn check_practitioner(p: &EpicPractitioner) -> Result<(), String> {
 fn collect_files(path: &Path, out: &mut Vec<PathBuf>, explicit: bool) -> Result<(), LoadError> {
     let meta = std::fs::metadata(path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
-            LoadError::Missing { path: path.to_path_buf() }
+            LoadError::Missing {
+                path: path.to_path_buf(),
+            }
         } else {
-            LoadError::Read { path: path.to_path_buf(), detail: e.to_string() }
+            LoadError::Read {
+                path: path.to_path_buf(),
+                detail: e.to_string(),
+            }
         }
     })?;
     if meta.is_dir() {
         let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
-            .map_err(|e| LoadError::Read { path: path.to_path_buf(), detail: e.to_string() })?
+            .map_err(|e| LoadError::Read {
+                path: path.to_path_buf(),
+                detail: e.to_string(),
+            })?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .collect();
         entries.sort();
         for e in entries {
             collect_files(&e, out, false)?;
         }
-    } else if explicit || matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")) {
+    } else if explicit
+        || matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml")
+        )
+    {
         out.push(path.to_path_buf());
     }
     Ok(())

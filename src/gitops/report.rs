@@ -68,7 +68,9 @@ pub async fn run_plan(target: &Target, loaded: &Loaded, mode: PlanMode) -> RunRe
     let capability: Option<Capability> = match target.capability().await {
         Ok(c) => Some(c),
         Err(e) => {
-            notes.push(format!("could not read the CapabilityStatement ({e}); write capability unknown"));
+            notes.push(format!(
+                "could not read the CapabilityStatement ({e}); write capability unknown"
+            ));
             None
         }
     };
@@ -138,7 +140,9 @@ pub async fn run_plan(target: &Target, loaded: &Loaded, mode: PlanMode) -> RunRe
                 r.action = action.into();
                 r.reason = reason.map(|h| h.reason().to_string());
                 r.message = match reason {
-                    Some(HoldReason::WriteDisabled) => format!("write disabled on this instance: {writes_why}"),
+                    Some(HoldReason::WriteDisabled) => {
+                        format!("write disabled on this instance: {writes_why}")
+                    }
                     Some(HoldReason::AmbiguousNpi) => format!(
                         "{} records carry NPI {}: {}; nothing is written until the duplicates are resolved in Epic",
                         o.ambiguous_ids.len(),
@@ -188,7 +192,11 @@ pub async fn run_plan(target: &Target, loaded: &Loaded, mode: PlanMode) -> RunRe
         match mode {
             PlanMode::Plan => i32::from(any_drift) * 2,
             PlanMode::Apply => {
-                if reports.iter().all(|r| r.in_sync) { 0 } else { 2 }
+                if reports.iter().all(|r| r.in_sync) {
+                    0
+                } else {
+                    2
+                }
             }
         }
     };
@@ -209,9 +217,15 @@ fn writes_reason(mode: WriteMode, capability: Option<&Capability>) -> String {
     match (mode, capability) {
         (WriteMode::Enabled, _) => "the connection sets writes: Enabled".into(),
         (WriteMode::Disabled, _) => "the connection sets writes: Disabled".into(),
-        (WriteMode::Auto, Some(c)) if c.can_update() => "the CapabilityStatement lists Practitioner update".into(),
-        (WriteMode::Auto, Some(_)) => "the CapabilityStatement lists no Practitioner update, so no write is attempted".into(),
-        (WriteMode::Auto, None) => "the CapabilityStatement could not be read; the first write will tell".into(),
+        (WriteMode::Auto, Some(c)) if c.can_update() => {
+            "the CapabilityStatement lists Practitioner update".into()
+        }
+        (WriteMode::Auto, Some(_)) => {
+            "the CapabilityStatement lists no Practitioner update, so no write is attempted".into()
+        }
+        (WriteMode::Auto, None) => {
+            "the CapabilityStatement could not be read; the first write will tell".into()
+        }
     }
 }
 
@@ -226,12 +240,23 @@ impl RunReport {
         }
         for r in &self.practitioners {
             let _ = writeln!(out);
-            let ns = r.namespace.as_ref().map(|n| format!("{n}/")).unwrap_or_default();
-            let _ = writeln!(out, "EpicPractitioner {ns}{}  NPI {}  ({})", r.name, r.npi, r.file);
+            let ns = r
+                .namespace
+                .as_ref()
+                .map(|n| format!("{n}/"))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "EpicPractitioner {ns}{}  NPI {}  ({})",
+                r.name, r.npi, r.file
+            );
             let resolved = match (r.resolution.as_str(), &r.fhir_id) {
                 ("found", Some(id)) => format!("Practitioner/{id}"),
                 ("not-found", _) => "no record carries this NPI".into(),
-                ("ambiguous", _) => format!("AMBIGUOUS: {} records carry this NPI", r.ambiguous_ids.len()),
+                ("ambiguous", _) => format!(
+                    "AMBIGUOUS: {} records carry this NPI",
+                    r.ambiguous_ids.len()
+                ),
                 ("error", _) => "error".into(),
                 (_, Some(id)) => format!("Practitioner/{id}"),
                 _ => r.resolution.clone(),
@@ -244,7 +269,11 @@ impl RunReport {
             } else {
                 let _ = writeln!(out, "  drift    : {} field(s)", r.drift.len());
                 for d in &r.drift {
-                    let _ = writeln!(out, "    {}: live {} -> desired {}", d.path, d.live, d.desired);
+                    let _ = writeln!(
+                        out,
+                        "    {}: live {} -> desired {}",
+                        d.path, d.live, d.desired
+                    );
                 }
                 for line in r.diff.lines() {
                     let _ = writeln!(out, "    {line}");
@@ -252,7 +281,9 @@ impl RunReport {
             }
             let action = match (r.action.as_str(), mode) {
                 ("hold", _) => format!("none ({})", r.reason.clone().unwrap_or_default()),
-                (a, PlanMode::Plan) if a != "none" => format!("{a} (would be performed by apply / the operator)"),
+                (a, PlanMode::Plan) if a != "none" => {
+                    format!("{a} (would be performed by apply / the operator)")
+                }
                 (a, _) => a.to_string(),
             };
             let _ = writeln!(out, "  action   : {action}");
@@ -263,7 +294,9 @@ impl RunReport {
                 let _ = writeln!(out, "  detail   : {}", r.message);
             }
         }
-        let count = |f: &dyn Fn(&PractitionerReport) -> bool| self.practitioners.iter().filter(|r| f(r)).count();
+        let count = |f: &dyn Fn(&PractitionerReport) -> bool| {
+            self.practitioners.iter().filter(|r| f(r)).count()
+        };
         let _ = writeln!(out);
         let _ = writeln!(
             out,

@@ -19,7 +19,10 @@ use super::practitioner::{FIELD_MANAGER, jittered};
 use crate::crd::{Condition, ConditionStatus, EpicConnection, LastError, set_condition};
 use crate::util::now_rfc3339;
 
-pub async fn reconcile(conn: Arc<EpicConnection>, ctx: Arc<Context>) -> Result<ControllerAction, Error> {
+pub async fn reconcile(
+    conn: Arc<EpicConnection>,
+    ctx: Arc<Context>,
+) -> Result<ControllerAction, Error> {
     let started = Instant::now();
     let ns = conn.namespace().unwrap_or_default();
     let name = conn.name_any();
@@ -37,7 +40,10 @@ pub async fn reconcile(conn: Arc<EpicConnection>, ctx: Arc<Context>) -> Result<C
             let token = h.client.tokens().token().await;
             s.token_url = Some(h.client.tokens().token_url().to_string());
             if let Ok(t) = &token {
-                s.token_expires_at = Some(t.expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+                s.token_expires_at = Some(
+                    t.expires_at
+                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                );
                 s.granted_scopes = t.scopes.clone();
             }
             s.writable = match h.writes() {
@@ -49,10 +55,20 @@ pub async fn reconcile(conn: Arc<EpicConnection>, ctx: Arc<Context>) -> Result<C
             s.last_probe_time = Some(h.probe_time.clone());
             s.last_error = None;
             let changed = matches!(built, Built::Changed(_));
-            (true, "Ready", "token obtained and capabilities probed".to_string(), changed)
+            (
+                true,
+                "Ready",
+                "token obtained and capabilities probed".to_string(),
+                changed,
+            )
         }
         Built::Failed(f, changed) => {
-            s.last_error = Some(LastError { reason: f.reason.into(), message: f.message.clone(), http_status: f.http_status, epic_codes: Vec::new() });
+            s.last_error = Some(LastError {
+                reason: f.reason.into(),
+                message: f.message.clone(),
+                http_status: f.http_status,
+                epic_codes: Vec::new(),
+            });
             (false, f.reason, f.message.clone(), *changed)
         }
     };
@@ -60,7 +76,11 @@ pub async fn reconcile(conn: Arc<EpicConnection>, ctx: Arc<Context>) -> Result<C
         &mut s.conditions,
         Condition {
             type_: "Ready".into(),
-            status: if ready { ConditionStatus::True } else { ConditionStatus::False },
+            status: if ready {
+                ConditionStatus::True
+            } else {
+                ConditionStatus::False
+            },
             reason: reason.into(),
             message,
             last_transition_time: now_rfc3339(),
@@ -70,7 +90,12 @@ pub async fn reconcile(conn: Arc<EpicConnection>, ctx: Arc<Context>) -> Result<C
     if s != old {
         let api: Api<EpicConnection> = Api::namespaced(ctx.kube.clone(), &ns);
         let patch = json!({"apiVersion": EpicConnection::api_version(&()), "kind": EpicConnection::kind(&()), "status": s});
-        api.patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await?;
+        api.patch_status(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
     }
     if wake {
         // Practitioners of this connection learn of the new key, URL or failure now.
@@ -82,10 +107,22 @@ pub async fn reconcile(conn: Arc<EpicConnection>, ctx: Arc<Context>) -> Result<C
     }
     ctx.metrics
         .reconciles
-        .get_or_create(&ReconcileLabels { kind: "EpicConnection", result: if ready { "success" } else { "error" }, reason })
+        .get_or_create(&ReconcileLabels {
+            kind: "EpicConnection",
+            result: if ready { "success" } else { "error" },
+            reason,
+        })
         .inc();
-    ctx.metrics.reconcile_duration.get_or_create(&KindLabel { kind: "EpicConnection" }).observe(started.elapsed().as_secs_f64());
-    let resync = conn.spec.resync_interval().unwrap_or(Duration::from_secs(600));
+    ctx.metrics
+        .reconcile_duration
+        .get_or_create(&KindLabel {
+            kind: "EpicConnection",
+        })
+        .observe(started.elapsed().as_secs_f64());
+    let resync = conn
+        .spec
+        .resync_interval()
+        .unwrap_or(Duration::from_secs(600));
     Ok(if ready {
         ControllerAction::requeue(jittered(resync))
     } else {
@@ -93,6 +130,10 @@ pub async fn reconcile(conn: Arc<EpicConnection>, ctx: Arc<Context>) -> Result<C
     })
 }
 
-pub fn error_policy(_conn: Arc<EpicConnection>, _error: &Error, _ctx: Arc<Context>) -> ControllerAction {
+pub fn error_policy(
+    _conn: Arc<EpicConnection>,
+    _error: &Error,
+    _ctx: Arc<Context>,
+) -> ControllerAction {
     ControllerAction::requeue(jittered(Duration::from_secs(30)))
 }

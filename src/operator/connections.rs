@@ -77,8 +77,17 @@ pub enum Built {
 }
 
 impl Connections {
-    pub fn new(kube: kube::Client, http: reqwest::Client, observer: Option<RequestObserver>) -> Self {
-        Self { kube, http, observer, entries: AsyncMutex::new(HashMap::new()) }
+    pub fn new(
+        kube: kube::Client,
+        http: reqwest::Client,
+        observer: Option<RequestObserver>,
+    ) -> Self {
+        Self {
+            kube,
+            http,
+            observer,
+            entries: AsyncMutex::new(HashMap::new()),
+        }
     }
 
     /// The connection for a practitioner: cached, or built now if never seen.
@@ -89,7 +98,9 @@ impl Connections {
         }
         let api: Api<EpicConnection> = Api::namespaced(self.kube.clone(), namespace);
         let conn = api.get_opt(name).await?.ok_or_else(|| {
-            Error::ConnectionNotReady(format!("EpicConnection {name} not found in namespace {namespace}"))
+            Error::ConnectionNotReady(format!(
+                "EpicConnection {name} not found in namespace {namespace}"
+            ))
         })?;
         match self.build(&conn, false).await {
             Built::Unchanged(h) | Built::Changed(h) => Ok(h),
@@ -99,7 +110,10 @@ impl Connections {
 
     /// Drops a deleted connection.
     pub async fn forget(&self, namespace: &str, name: &str) {
-        self.entries.lock().await.remove(&(namespace.to_string(), name.to_string()));
+        self.entries
+            .lock()
+            .await
+            .remove(&(namespace.to_string(), name.to_string()));
     }
 
     /// Builds or re-probes the connection. `reprobe` forces a new CapabilityStatement read and
@@ -116,14 +130,24 @@ impl Connections {
         let secret = match secret_api.get_opt(&secret_ref.name).await {
             Ok(s) => s,
             Err(e) => {
-                return self.fail(&mut entries, key, String::new(), "KubernetesError", format!("cannot read Secret {}: {e}", secret_ref.name), None);
+                return self.fail(
+                    &mut entries,
+                    key,
+                    String::new(),
+                    "KubernetesError",
+                    format!("cannot read Secret {}: {e}", secret_ref.name),
+                    None,
+                );
             }
         };
         let fingerprint = format!(
             "{}/{}/{}",
             conn.uid().unwrap_or_default(),
             conn.metadata.generation.unwrap_or_default(),
-            secret.as_ref().and_then(|s| s.resource_version()).unwrap_or_default()
+            secret
+                .as_ref()
+                .and_then(|s| s.resource_version())
+                .unwrap_or_default()
         );
         let previous = entries.get(&key).cloned();
         if let Some(Entry::Ready(h)) = &previous
@@ -163,10 +187,17 @@ impl Connections {
             .and_then(|d| d.get(&secret_ref.key))
             .and_then(|b| String::from_utf8(b.0.clone()).ok())
         else {
-            return self.fail(&mut entries, key, fingerprint, "InvalidKey", format!(
-                "Secret {} has no key {:?} holding a PEM private key",
-                secret_ref.name, secret_ref.key
-            ), None);
+            return self.fail(
+                &mut entries,
+                key,
+                fingerprint,
+                "InvalidKey",
+                format!(
+                    "Secret {} has no key {:?} holding a PEM private key",
+                    secret_ref.name, secret_ref.key
+                ),
+                None,
+            );
         };
         let client = match connect(&self.http, &conn.spec, &pem, self.observer.clone()).await {
             Ok(c) => c,
@@ -185,7 +216,10 @@ impl Connections {
                 None
             }
         };
-        let resync = conn.spec.resync_interval().unwrap_or(Duration::from_secs(600));
+        let resync = conn
+            .spec
+            .resync_interval()
+            .unwrap_or(Duration::from_secs(600));
         let handle = Arc::new(ConnectionHandle {
             fingerprint: fingerprint.clone(),
             writes: Mutex::new(write_capability(conn.spec.writes, capability.as_ref())),
@@ -197,7 +231,11 @@ impl Connections {
         });
         let changed = !matches!(&previous, Some(Entry::Ready(h)) if h.fingerprint == fingerprint);
         entries.insert(key, Entry::Ready(handle.clone()));
-        if changed { Built::Changed(handle) } else { Built::Unchanged(handle) }
+        if changed {
+            Built::Changed(handle)
+        } else {
+            Built::Unchanged(handle)
+        }
     }
 
     fn fail_fhir(
@@ -207,7 +245,14 @@ impl Connections {
         fingerprint: String,
         e: &FhirError,
     ) -> Built {
-        self.fail(entries, key, fingerprint, e.reason(), e.to_string(), e.http_status())
+        self.fail(
+            entries,
+            key,
+            fingerprint,
+            e.reason(),
+            e.to_string(),
+            e.http_status(),
+        )
     }
 
     fn fail(
@@ -219,7 +264,12 @@ impl Connections {
         message: String,
         http_status: Option<u16>,
     ) -> Built {
-        let failure = ConnectionFailure { fingerprint, reason, message, http_status };
+        let failure = ConnectionFailure {
+            fingerprint,
+            reason,
+            message,
+            http_status,
+        };
         let changed = !matches!(entries.get(&key), Some(Entry::Failed(f)) if f.reason == failure.reason && f.message == failure.message);
         entries.insert(key, Entry::Failed(failure.clone()));
         Built::Failed(failure, changed)
@@ -242,6 +292,9 @@ impl Connections {
 fn entry_result(name: &str, e: Entry) -> Result<Arc<ConnectionHandle>, Error> {
     match e {
         Entry::Ready(h) => Ok(h),
-        Entry::Failed(f) => Err(Error::Connection { name: name.to_string(), failure: f }),
+        Entry::Failed(f) => Err(Error::Connection {
+            name: name.to_string(),
+            failure: f,
+        }),
     }
 }

@@ -15,7 +15,10 @@ pub enum Error {
     /// The EpicConnection exists but cannot be used (bad key, token refused, Epic down): its
     /// reason (Unauthorized, InvalidScope, ...) is what the practitioner reports.
     #[error("EpicConnection {name} is not ready: {}", failure.message)]
-    Connection { name: String, failure: super::connections::ConnectionFailure },
+    Connection {
+        name: String,
+        failure: super::connections::ConnectionFailure,
+    },
     /// Talking to Epic failed.
     #[error(transparent)]
     Fhir(#[from] FhirError),

@@ -33,15 +33,35 @@ struct HealthState {
 }
 
 /// Serves until the process ends.
-pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>, readiness: Arc<Readiness>) -> std::io::Result<()> {
+pub async fn serve(
+    addr: SocketAddr,
+    metrics: Arc<Metrics>,
+    readiness: Arc<Readiness>,
+) -> std::io::Result<()> {
     let app = Router::new()
-        .route("/metrics", get(|State(s): State<HealthState>| async move {
-            ([("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")], s.metrics.render())
-        }))
+        .route(
+            "/metrics",
+            get(|State(s): State<HealthState>| async move {
+                (
+                    [(
+                        "content-type",
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    s.metrics.render(),
+                )
+            }),
+        )
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(|State(s): State<HealthState>| async move {
-            if s.readiness.is_ready() { (StatusCode::OK, "ok") } else { (StatusCode::SERVICE_UNAVAILABLE, "not ready") }
-        }))
+        .route(
+            "/readyz",
+            get(|State(s): State<HealthState>| async move {
+                if s.readiness.is_ready() {
+                    (StatusCode::OK, "ok")
+                } else {
+                    (StatusCode::SERVICE_UNAVAILABLE, "not ready")
+                }
+            }),
+        )
         .with_state(HealthState { metrics, readiness });
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "serving /metrics, /healthz and /readyz");

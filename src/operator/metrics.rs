@@ -46,19 +46,52 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("epic_operator");
         let reconciles = Family::<ReconcileLabels, Counter>::default();
-        let reconcile_duration =
-            Family::<KindLabel, Histogram>::new_with_constructor(|| Histogram::new(exponential_buckets(0.005, 2.0, 14)));
+        let reconcile_duration = Family::<KindLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.005, 2.0, 14))
+        });
         let fhir_requests = Family::<RequestLabels, Counter>::default();
         let token_requests = Counter::default();
         let drifted = Gauge::default();
         let roster_scans = Counter::default();
-        registry.register("reconciles", "Reconciles by kind, result and reason", reconciles.clone());
-        registry.register("reconcile_duration_seconds", "Reconcile duration", reconcile_duration.clone());
-        registry.register("fhir_requests", "FHIR requests by kind and HTTP status", fhir_requests.clone());
-        registry.register("token_requests", "Access token requests sent to Epic", token_requests.clone());
-        registry.register("drifted_practitioners", "EpicPractitioners whose live record differs from the spec", drifted.clone());
-        registry.register("roster_scans", "Completed roster scans", roster_scans.clone());
-        Self { registry, reconciles, reconcile_duration, fhir_requests, token_requests, drifted, roster_scans }
+        registry.register(
+            "reconciles",
+            "Reconciles by kind, result and reason",
+            reconciles.clone(),
+        );
+        registry.register(
+            "reconcile_duration_seconds",
+            "Reconcile duration",
+            reconcile_duration.clone(),
+        );
+        registry.register(
+            "fhir_requests",
+            "FHIR requests by kind and HTTP status",
+            fhir_requests.clone(),
+        );
+        registry.register(
+            "token_requests",
+            "Access token requests sent to Epic",
+            token_requests.clone(),
+        );
+        registry.register(
+            "drifted_practitioners",
+            "EpicPractitioners whose live record differs from the spec",
+            drifted.clone(),
+        );
+        registry.register(
+            "roster_scans",
+            "Completed roster scans",
+            roster_scans.clone(),
+        );
+        Self {
+            registry,
+            reconciles,
+            reconcile_duration,
+            fhir_requests,
+            token_requests,
+            drifted,
+            roster_scans,
+        }
     }
 }
 
@@ -68,7 +101,12 @@ impl Metrics {
         let family = self.fhir_requests.clone();
         Arc::new(move |kind: RequestKind, status: Option<u16>| {
             let status = status.map_or_else(|| "error".to_string(), |s| s.to_string());
-            family.get_or_create(&RequestLabels { kind: kind.as_str(), status }).inc();
+            family
+                .get_or_create(&RequestLabels {
+                    kind: kind.as_str(),
+                    status,
+                })
+                .inc();
         })
     }
 

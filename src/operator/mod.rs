@@ -16,14 +16,14 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::channel::mpsc::{UnboundedSender, unbounded};
 use futures::StreamExt;
+use futures::channel::mpsc::{UnboundedSender, unbounded};
 use k8s_openapi::api::core::v1::Secret;
+use kube::api::ListParams;
 use kube::runtime::controller::Config as ControllerConfig;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Controller, Predicate, WatchStreamExt, predicates, watcher};
-use kube::api::ListParams;
 use kube::{Api, ResourceExt};
 
 pub use connections::Connections;
@@ -85,17 +85,27 @@ impl Context {
     }
 
     pub fn forget_failures(&self, p: &EpicPractitioner) {
-        self.failures.lock().unwrap_or_else(|e| e.into_inner()).remove(&object_key(p));
+        self.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&object_key(p));
     }
 
     /// Remembers that Epic refused a write for this object now.
     pub fn note_refused(&self, p: &EpicPractitioner) {
-        self.refused.lock().unwrap_or_else(|e| e.into_inner()).insert(object_key(p), std::time::Instant::now());
+        self.refused
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(object_key(p), std::time::Instant::now());
     }
 
     /// Whether Epic refused a write for this object less than `window` ago.
     pub fn refused_within(&self, p: &EpicPractitioner, window: Duration) -> bool {
-        self.refused.lock().unwrap_or_else(|e| e.into_inner()).get(&object_key(p)).is_some_and(|t| t.elapsed() < window)
+        self.refused
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&object_key(p))
+            .is_some_and(|t| t.elapsed() < window)
     }
 
     pub fn set_drifted(&self, p: &EpicPractitioner, drifted: bool) {
@@ -112,9 +122,12 @@ impl Context {
 /// Logs as JSON when not on a terminal (as in a cluster), readable text otherwise.
 pub fn init_tracing() {
     use std::io::IsTerminal;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn,hyper=warn,tower=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,kube=warn,hyper=warn,tower=warn")
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if std::io::stderr().is_terminal() {
         builder.init();
     } else {
@@ -130,20 +143,37 @@ pub async fn run(config: OperatorConfig) -> Result<(), String> {
         .map_err(|e| format!("cannot reach Kubernetes (kubeconfig or in-cluster config): {e}"))?;
     let metrics = Arc::new(Metrics::default());
     let readiness = Arc::new(health::Readiness::default());
-    let health_task = tokio::spawn(health::serve(config.metrics_addr, metrics.clone(), readiness.clone()));
+    let health_task = tokio::spawn(health::serve(
+        config.metrics_addr,
+        metrics.clone(),
+        readiness.clone(),
+    ));
 
     let identity = format!(
         "{}-{:08x}",
-        std::env::var("POD_NAME").or_else(|_| std::env::var("HOSTNAME")).unwrap_or_else(|_| "epic-operator".into()),
+        std::env::var("POD_NAME")
+            .or_else(|_| std::env::var("HOSTNAME"))
+            .unwrap_or_else(|_| "epic-operator".into()),
         rand::random::<u32>()
     );
     let elector = if config.leader_election {
-        let ns = config.lease_namespace.clone().unwrap_or_else(|| client.default_namespace().to_string());
-        let e = LeaderElector::new(client.clone(), &ns, &config.lease_name, &identity, Duration::from_secs(15));
+        let ns = config
+            .lease_namespace
+            .clone()
+            .unwrap_or_else(|| client.default_namespace().to_string());
+        let e = LeaderElector::new(
+            client.clone(),
+            &ns,
+            &config.lease_name,
+            &identity,
+            Duration::from_secs(15),
+        );
         // A standby replica is healthy and ready; it just does not reconcile.
         readiness.set(true);
         tracing::info!(identity = %identity, lease = %config.lease_name, "waiting for leadership");
-        e.acquire().await.map_err(|e| format!("leader election failed: {e}"))?;
+        e.acquire()
+            .await
+            .map_err(|e| format!("leader election failed: {e}"))?;
         Some(e)
     } else {
         None
@@ -164,10 +194,24 @@ pub async fn run(config: OperatorConfig) -> Result<(), String> {
     // Fail loudly at start-up, not silently in a watch loop, when the CRDs are missing or the
     // RBAC does not allow what the operator needs.
     for (what, result) in [
-        ("epicpractitioners", practitioner_api.list(&ListParams::default().limit(1)).await.map(|_| ())),
-        ("epicconnections", connection_api.list(&ListParams::default().limit(1)).await.map(|_| ())),
+        (
+            "epicpractitioners",
+            practitioner_api
+                .list(&ListParams::default().limit(1))
+                .await
+                .map(|_| ()),
+        ),
+        (
+            "epicconnections",
+            connection_api
+                .list(&ListParams::default().limit(1))
+                .await
+                .map(|_| ()),
+        ),
     ] {
-        result.map_err(|e| format!("cannot list {what} (are the CRDs installed and the RBAC applied?): {e}"))?;
+        result.map_err(|e| {
+            format!("cannot list {what} (are the CRDs installed and the RBAC applied?): {e}")
+        })?;
     }
     let watch_config = watcher::Config::default().page_size(500);
 
@@ -180,7 +224,10 @@ pub async fn run(config: OperatorConfig) -> Result<(), String> {
         .modify(|p: &mut EpicPractitioner| p.managed_fields_mut().clear())
         .reflect(writer)
         .applied_objects()
-        .predicate_filter(predicates::generation.combine(predicates::annotations), Default::default());
+        .predicate_filter(
+            predicates::generation.combine(predicates::annotations),
+            Default::default(),
+        );
     let (connections_store, connection_writer) = reflector::store::<EpicConnection>();
     let connection_stream = watcher(connection_api.clone(), watch_config.clone())
         .default_backoff()
@@ -190,7 +237,13 @@ pub async fn run(config: OperatorConfig) -> Result<(), String> {
         .predicate_filter(predicates::generation, Default::default());
 
     let (wake_tx, wake_rx) = unbounded::<ObjectRef<EpicPractitioner>>();
-    let recorder = Recorder::new(client.clone(), Reporter { controller: "epic-operator".into(), instance: Some(identity.clone()) });
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "epic-operator".into(),
+            instance: Some(identity.clone()),
+        },
+    );
     let ctx = Arc::new(Context {
         kube: client.clone(),
         connections: Connections::new(client.clone(), http, Some(metrics.fhir_observer())),
@@ -210,40 +263,49 @@ pub async fn run(config: OperatorConfig) -> Result<(), String> {
         .default_backoff()
         .applied_objects()
         .predicate_filter(predicates::generation, Default::default());
-    let practitioner_controller = Controller::for_stream(practitioner_stream, practitioners.clone())
-        .with_config(ControllerConfig::default().concurrency(config.concurrency))
-        .watches_stream(connection_changes, move |conn: EpicConnection| {
-            let ns = conn.namespace();
-            let name = conn.name_any();
-            store_for_mapper
-                .state()
-                .into_iter()
-                .filter(|p| p.namespace() == ns && p.spec.connection_ref.name == name)
-                .map(|p| ObjectRef::from_obj(&*p))
-                .collect::<Vec<_>>()
-        })
-        .reconcile_on(wake_rx)
-        .shutdown_on_signal()
-        .run(practitioner::reconcile, practitioner::error_policy, ctx.clone())
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "practitioner reconcile failed");
-            }
-        });
+    let practitioner_controller =
+        Controller::for_stream(practitioner_stream, practitioners.clone())
+            .with_config(ControllerConfig::default().concurrency(config.concurrency))
+            .watches_stream(connection_changes, move |conn: EpicConnection| {
+                let ns = conn.namespace();
+                let name = conn.name_any();
+                store_for_mapper
+                    .state()
+                    .into_iter()
+                    .filter(|p| p.namespace() == ns && p.spec.connection_ref.name == name)
+                    .map(|p| ObjectRef::from_obj(&*p))
+                    .collect::<Vec<_>>()
+            })
+            .reconcile_on(wake_rx)
+            .shutdown_on_signal()
+            .run(
+                practitioner::reconcile,
+                practitioner::error_policy,
+                ctx.clone(),
+            )
+            .for_each(|result| async move {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "practitioner reconcile failed");
+                }
+            });
 
     // Connections are reconciled again when their Secret changes (key rotation).
     let connections_for_mapper = connections_store.clone();
     let connection_controller = Controller::for_stream(connection_stream, connections_store)
-        .watches(secret_api, watcher::Config::default(), move |secret: Secret| {
-            let ns = secret.namespace();
-            let name = secret.name_any();
-            connections_for_mapper
-                .state()
-                .into_iter()
-                .filter(|c| c.namespace() == ns && c.spec.private_key_secret_ref.name == name)
-                .map(|c| ObjectRef::from_obj(&*c))
-                .collect::<Vec<_>>()
-        })
+        .watches(
+            secret_api,
+            watcher::Config::default(),
+            move |secret: Secret| {
+                let ns = secret.namespace();
+                let name = secret.name_any();
+                connections_for_mapper
+                    .state()
+                    .into_iter()
+                    .filter(|c| c.namespace() == ns && c.spec.private_key_secret_ref.name == name)
+                    .map(|c| ObjectRef::from_obj(&*c))
+                    .collect::<Vec<_>>()
+            },
+        )
         .shutdown_on_signal()
         .run(connection::reconcile, connection::error_policy, ctx.clone())
         .for_each(|result| async move {
@@ -269,7 +331,13 @@ pub async fn run(config: OperatorConfig) -> Result<(), String> {
             let mut reported = 0u64;
             loop {
                 tokio::time::sleep(Duration::from_secs(5)).await;
-                let total: u64 = ctx.connections.ready_handles().await.iter().map(|(_, h)| h.client.tokens().requests_sent()).sum();
+                let total: u64 = ctx
+                    .connections
+                    .ready_handles()
+                    .await
+                    .iter()
+                    .map(|(_, h)| h.client.tokens().requests_sent())
+                    .sum();
                 if total > reported {
                     ctx.metrics.token_requests.inc_by(total - reported);
                     reported = total;

@@ -24,7 +24,10 @@ pub const FINALIZER: &str = "epic-operator.dev/deactivate";
 /// The single field manager of every status write.
 pub const FIELD_MANAGER: &str = "epic-operator";
 
-pub async fn reconcile(obj: Arc<EpicPractitioner>, ctx: Arc<Context>) -> Result<ControllerAction, Error> {
+pub async fn reconcile(
+    obj: Arc<EpicPractitioner>,
+    ctx: Arc<Context>,
+) -> Result<ControllerAction, Error> {
     let started = Instant::now();
     let ns = obj.namespace().unwrap_or_default();
     let api: Api<EpicPractitioner> = Api::namespaced(ctx.kube.clone(), &ns);
@@ -39,7 +42,8 @@ pub async fn reconcile(obj: Arc<EpicPractitioner>, ctx: Arc<Context>) -> Result<
         })
         .await
         .map_err(|e| match e {
-            kube::runtime::finalizer::Error::ApplyFailed(e) | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
+            kube::runtime::finalizer::Error::ApplyFailed(e)
+            | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
             other => Error::Finalizer(other.to_string()),
         })
     } else if obj.meta().deletion_timestamp.is_some() {
@@ -57,22 +61,49 @@ pub async fn reconcile(obj: Arc<EpicPractitioner>, ctx: Arc<Context>) -> Result<
     };
     ctx.metrics
         .reconciles
-        .get_or_create(&ReconcileLabels { kind: "EpicPractitioner", result: if result.is_ok() { "success" } else { "error" }, reason })
+        .get_or_create(&ReconcileLabels {
+            kind: "EpicPractitioner",
+            result: if result.is_ok() { "success" } else { "error" },
+            reason,
+        })
         .inc();
-    ctx.metrics.reconcile_duration.get_or_create(&KindLabel { kind: "EpicPractitioner" }).observe(started.elapsed().as_secs_f64());
+    ctx.metrics
+        .reconcile_duration
+        .get_or_create(&KindLabel {
+            kind: "EpicPractitioner",
+        })
+        .observe(started.elapsed().as_secs_f64());
     result
 }
 
-async fn remove_finalizer(api: &Api<EpicPractitioner>, obj: &EpicPractitioner) -> Result<(), Error> {
-    let kept: Vec<String> = obj.finalizers().iter().filter(|f| *f != FINALIZER).cloned().collect();
-    let patch = json!({"metadata": {"finalizers": kept, "resourceVersion": obj.resource_version()}});
-    api.patch(&obj.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+async fn remove_finalizer(
+    api: &Api<EpicPractitioner>,
+    obj: &EpicPractitioner,
+) -> Result<(), Error> {
+    let kept: Vec<String> = obj
+        .finalizers()
+        .iter()
+        .filter(|f| *f != FINALIZER)
+        .cloned()
+        .collect();
+    let patch =
+        json!({"metadata": {"finalizers": kept, "resourceVersion": obj.resource_version()}});
+    api.patch(
+        &obj.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await?;
     Ok(())
 }
 
 /// One pass for a live object (`deleting` false) or a deleting one holding the finalizer. Every
 /// outcome, failures included, is written to status before returning.
-async fn apply(obj: Arc<EpicPractitioner>, ctx: Arc<Context>, deleting: bool) -> Result<ControllerAction, Error> {
+async fn apply(
+    obj: Arc<EpicPractitioner>,
+    ctx: Arc<Context>,
+    deleting: bool,
+) -> Result<ControllerAction, Error> {
     let old = obj.status.clone().unwrap_or_default();
     match sync(&obj, &ctx, &old, deleting).await {
         Ok((new_status, outcome, requeue, done)) => {
@@ -81,7 +112,9 @@ async fn apply(obj: Arc<EpicPractitioner>, ctx: Arc<Context>, deleting: bool) ->
             if deleting && !done {
                 // Keep the finalizer: returning an error keeps it and retries with backoff.
                 let why = synced_reason(&new_status).unwrap_or("Pending").to_string();
-                return Err(Error::Finalizer(format!("deactivation not done yet ({why}); switch deletionPolicy to Orphan to release the object")));
+                return Err(Error::Finalizer(format!(
+                    "deactivation not done yet ({why}); switch deletionPolicy to Orphan to release the object"
+                )));
             }
             Ok(requeue)
         }
@@ -98,19 +131,40 @@ async fn apply(obj: Arc<EpicPractitioner>, ctx: Arc<Context>, deleting: bool) ->
     }
 }
 
-type SyncResult = (EpicPractitionerStatus, Option<SyncOutcome>, ControllerAction, bool);
+type SyncResult = (
+    EpicPractitionerStatus,
+    Option<SyncOutcome>,
+    ControllerAction,
+    bool,
+);
 
-async fn sync(obj: &EpicPractitioner, ctx: &Context, old: &EpicPractitionerStatus, deleting: bool) -> Result<SyncResult, Error> {
+async fn sync(
+    obj: &EpicPractitioner,
+    ctx: &Context,
+    old: &EpicPractitionerStatus,
+    deleting: bool,
+) -> Result<SyncResult, Error> {
     // Validate: what the schema cannot express.
     validate_npi(&obj.spec.npi).map_err(|e| Error::InvalidSpec(e.to_string()))?;
     if obj.is_paused() {
-        return Ok((status::paused(obj, old), None, ControllerAction::await_change(), false));
+        return Ok((
+            status::paused(obj, old),
+            None,
+            ControllerAction::await_change(),
+            false,
+        ));
     }
     // Dereference.
     let ns = obj.namespace().unwrap_or_default();
-    let conn = ctx.connections.get(&ns, &obj.spec.connection_ref.name).await?;
+    let conn = ctx
+        .connections
+        .get(&ns, &obj.spec.connection_ref.name)
+        .await?;
     // Ids never travel between instances: a recorded id counts only for the same base URL.
-    let known_id = old.fhir_id.as_deref().filter(|_| old.connection.as_deref() == Some(conn.base_url()));
+    let known_id = old
+        .fhir_id
+        .as_deref()
+        .filter(|_| old.connection.as_deref() == Some(conn.base_url()));
     let mut writes = conn.writes();
     let mut write_disabled_message = match writes {
         WriteCapability::Disabled if conn.spec.writes == crate::crd::WriteMode::Disabled => {
@@ -126,17 +180,28 @@ async fn sync(obj: &EpicPractitioner, ctx: &Context, old: &EpicPractitionerStatu
         .last_refused_write_time
         .as_deref()
         .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-        .is_some_and(|t| chrono::Utc::now().signed_duration_since(t).to_std().unwrap_or_default() < conn.resync);
+        .is_some_and(|t| {
+            chrono::Utc::now()
+                .signed_duration_since(t)
+                .to_std()
+                .unwrap_or_default()
+                < conn.resync
+        });
     {
         if refused_in_status || ctx.refused_within(obj, conn.resync) {
             writes = WriteCapability::Disabled;
             write_disabled_message = format!(
                 "Epic refused the last write ({}); it is retried after the resync interval",
-                old.last_error.as_ref().map(|e| e.message.as_str()).unwrap_or("write disabled")
+                old.last_error
+                    .as_ref()
+                    .map(|e| e.message.as_str())
+                    .unwrap_or("write disabled")
             );
         }
     }
-    let fetch_roles = known_id.is_none() || ctx.mode == super::DriftDetection::PerObject || old.roles.is_empty() && old.last_sync_time.is_none();
+    let fetch_roles = known_id.is_none()
+        || ctx.mode == super::DriftDetection::PerObject
+        || old.roles.is_empty() && old.last_sync_time.is_none();
     let outcome = sync_practitioner(
         &conn.client,
         SyncRequest {
@@ -154,7 +219,8 @@ async fn sync(obj: &EpicPractitioner, ctx: &Context, old: &EpicPractitionerStatu
         conn.mark_refused();
         ctx.note_refused(obj);
     }
-    let new_status = status::from_outcome(obj, old, &outcome, conn.base_url(), &write_disabled_message);
+    let new_status =
+        status::from_outcome(obj, old, &outcome, conn.base_url(), &write_disabled_message);
     let done = deleting && deletion_done(&obj.spec, &outcome);
     if let WriteOutcome::Failed(e) = &outcome.write {
         // Report first (done by the caller through status), then back off like any error.
@@ -190,11 +256,22 @@ async fn report(
             "kind": EpicPractitioner::kind(&()),
             "status": new,
         });
-        api.patch_status(&obj.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await?;
+        api.patch_status(
+            &obj.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
     }
     ctx.set_drifted(obj, !new.drift.is_empty());
     for (type_, reason, note) in transitions(obj, old, new, outcome) {
-        let event = Event { type_, reason: reason.into(), note: Some(note), action: "Reconcile".into(), secondary: None };
+        let event = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
         if let Err(e) = ctx.recorder.publish(&event, &obj.object_ref(&())).await {
             tracing::warn!(error = %e, "cannot publish an Event");
         }
@@ -216,12 +293,23 @@ fn transitions(
     let new_reason = synced_reason(new);
     if let Some(o) = outcome {
         if new.fhir_id.is_some() && new.fhir_id != old.fhir_id && o.searched {
-            events.push((EventType::Normal, "Resolved", format!("NPI {npi} resolved to Practitioner/{id}")));
+            events.push((
+                EventType::Normal,
+                "Resolved",
+                format!("NPI {npi} resolved to Practitioner/{id}"),
+            ));
         }
         let old_drift: Vec<&str> = old.drift.iter().map(|d| d.path.as_str()).collect();
         let paths: Vec<&str> = o.drift.entries.iter().map(|d| d.path.as_str()).collect();
         if !paths.is_empty() && paths != old_drift {
-            events.push((EventType::Normal, "DriftDetected", format!("Practitioner/{id} (NPI {npi}) differs in {}", paths.join(", "))));
+            events.push((
+                EventType::Normal,
+                "DriftDetected",
+                format!(
+                    "Practitioner/{id} (NPI {npi}) differs in {}",
+                    paths.join(", ")
+                ),
+            ));
         }
         match &o.write {
             WriteOutcome::Updated => {
@@ -236,36 +324,63 @@ fn transitions(
             WriteOutcome::Deactivated => events.push((EventType::Normal, "Deactivated", format!("Practitioner/{id} (NPI {npi}) set active=false before deletion; Epic login access is not revoked by this"))),
             _ => {}
         }
-        if o.resolution == Resolution::NotFound && old_reason != Some("NotFound") && new_reason == Some("NotFound") {
-            events.push((EventType::Warning, "NotFound", format!("no Practitioner carries NPI {npi}")));
+        if o.resolution == Resolution::NotFound
+            && old_reason != Some("NotFound")
+            && new_reason == Some("NotFound")
+        {
+            events.push((
+                EventType::Warning,
+                "NotFound",
+                format!("no Practitioner carries NPI {npi}"),
+            ));
         }
         if matches!(o.resolution, Resolution::Ambiguous(_)) && old_reason != Some("AmbiguousNPI") {
-            events.push((EventType::Warning, "AmbiguousNPI", format!("{} Practitioners carry NPI {npi}; nothing written", o.ambiguous_ids.len())));
+            events.push((
+                EventType::Warning,
+                "AmbiguousNPI",
+                format!(
+                    "{} Practitioners carry NPI {npi}; nothing written",
+                    o.ambiguous_ids.len()
+                ),
+            ));
         }
     }
     if new_reason == Some("WriteDisabled") && old_reason != Some("WriteDisabled") {
         events.push((EventType::Warning, "WriteDisabled", format!("Epic does not accept writes for Practitioner/{id} (NPI {npi}); drift is reported, not fixed")));
     }
-    if outcome.is_none() && new_reason != old_reason
+    if outcome.is_none()
+        && new_reason != old_reason
         && let Some(r) = new_reason
         && r != "Paused"
     {
-        events.push((EventType::Warning, "ReconcileFailed", format!("NPI {npi}: {r}")));
+        events.push((
+            EventType::Warning,
+            "ReconcileFailed",
+            format!("NPI {npi}: {r}"),
+        ));
     }
     events
 }
 
 /// Per-object exponential backoff with jitter; an invalid spec waits for a change.
-pub fn error_policy(obj: Arc<EpicPractitioner>, error: &Error, ctx: Arc<Context>) -> ControllerAction {
+pub fn error_policy(
+    obj: Arc<EpicPractitioner>,
+    error: &Error,
+    ctx: Arc<Context>,
+) -> ControllerAction {
     if error.needs_spec_change() {
         return ControllerAction::await_change();
     }
     let failures = ctx.record_failure(&obj);
     let base = match error {
-        Error::Fhir(crate::fhir::FhirError::Throttled { retry_after: Some(d) }) => *d,
+        Error::Fhir(crate::fhir::FhirError::Throttled {
+            retry_after: Some(d),
+        }) => *d,
         _ => Duration::from_secs(5),
     };
-    let exp = base.saturating_mul(1 << failures.min(7)).min(Duration::from_secs(600));
+    let exp = base
+        .saturating_mul(1 << failures.min(7))
+        .min(Duration::from_secs(600));
     // Full jitter over the upper half keeps retries of many objects apart.
     ControllerAction::requeue(exp.mul_f64(0.5 + rand::random::<f64>() * 0.5))
 }

@@ -26,11 +26,15 @@ pub async fn run(ctx: Arc<Context>) {
         for (key, handle) in ctx.connections.ready_handles().await {
             // The first scan comes one interval after the connection appears: the initial
             // reconciles have just read every record.
-            let due = *next_due.entry(key.clone()).or_insert_with(|| Instant::now() + jittered(handle.resync));
+            let due = *next_due
+                .entry(key.clone())
+                .or_insert_with(|| Instant::now() + jittered(handle.resync));
             if Instant::now() >= due {
                 match scan(&ctx, &key, &handle).await {
                     Ok(woken) => tracing::info!(connection = %key.1, woken, "roster scan done"),
-                    Err(e) => tracing::warn!(connection = %key.1, reason = e.reason(), error = %e, "roster scan failed"),
+                    Err(e) => {
+                        tracing::warn!(connection = %key.1, reason = e.reason(), error = %e, "roster scan failed")
+                    }
                 }
                 ctx.metrics.roster_scans.inc();
                 next_due.insert(key, Instant::now() + jittered(handle.resync));
@@ -54,7 +58,9 @@ fn needs_wake(p: &EpicPractitioner, live_fp: &str, resync: Duration) -> bool {
     if p.is_paused() {
         return false;
     }
-    let Some(status) = &p.status else { return false };
+    let Some(status) = &p.status else {
+        return false;
+    };
     if status.live_fingerprint.as_deref() != Some(live_fp) {
         return true;
     }
@@ -64,14 +70,24 @@ fn needs_wake(p: &EpicPractitioner, live_fp: &str, resync: Duration) -> bool {
             .last_refused_write_time
             .as_deref()
             .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-            .is_none_or(|t| chrono::Utc::now().signed_duration_since(t).to_std().unwrap_or_default() >= resync);
+            .is_none_or(|t| {
+                chrono::Utc::now()
+                    .signed_duration_since(t)
+                    .to_std()
+                    .unwrap_or_default()
+                    >= resync
+            });
         return refused_long_ago;
     }
     false
 }
 
 /// One walk; returns how many practitioners were woken.
-async fn scan(ctx: &Context, key: &(String, String), handle: &ConnectionHandle) -> Result<usize, crate::fhir::FhirError> {
+async fn scan(
+    ctx: &Context,
+    key: &(String, String),
+    handle: &ConnectionHandle,
+) -> Result<usize, crate::fhir::FhirError> {
     let (ns, name) = key;
     let mut by_npi: HashMap<String, Vec<Arc<EpicPractitioner>>> = HashMap::new();
     for p in ctx.practitioners.state() {
@@ -86,7 +102,9 @@ async fn scan(ctx: &Context, key: &(String, String), handle: &ConnectionHandle) 
         .roster(handle.client.settings().page_size, |page| {
             for r in page {
                 let Some(npi) = npi_of(&r) else { continue };
-                let Some(objects) = by_npi.get(npi) else { continue };
+                let Some(objects) = by_npi.get(npi) else {
+                    continue;
+                };
                 let fp = fingerprint(&r);
                 for p in objects {
                     if needs_wake(p, &fp, handle.resync) {

@@ -2,8 +2,8 @@
 //! patch carries the whole status under the operator's single field manager.
 
 use crate::crd::{
-    Condition, ConditionStatus, DEACTIVATION_NOTE, EpicPractitioner, EpicPractitionerStatus, LastError,
-    set_condition,
+    Condition, ConditionStatus, DEACTIVATION_NOTE, EpicPractitioner, EpicPractitionerStatus,
+    LastError, set_condition,
 };
 use crate::reconcile::{Action, HoldReason, Resolution, fingerprint};
 use crate::sync::{SyncOutcome, WriteOutcome};
@@ -13,7 +13,13 @@ pub const READY: &str = "Ready";
 pub const SYNCED: &str = "Synced";
 pub const IN_SYNC: &str = "InSync";
 
-fn condition(type_: &str, status: ConditionStatus, reason: &str, message: String, generation: Option<i64>) -> Condition {
+fn condition(
+    type_: &str,
+    status: ConditionStatus,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+) -> Condition {
     Condition {
         type_: type_.into(),
         status,
@@ -25,13 +31,31 @@ fn condition(type_: &str, status: ConditionStatus, reason: &str, message: String
 }
 
 /// Sets Synced and derives Ready from Synced and InSync.
-pub fn set_synced(status: &mut EpicPractitionerStatus, ok: bool, reason: &str, message: String, generation: Option<i64>) {
-    set_condition(&mut status.conditions, condition(SYNCED, ok.into(), reason, message, generation));
+pub fn set_synced(
+    status: &mut EpicPractitionerStatus,
+    ok: bool,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+) {
+    set_condition(
+        &mut status.conditions,
+        condition(SYNCED, ok.into(), reason, message, generation),
+    );
     derive_ready(status, generation);
 }
 
-pub fn set_in_sync(status: &mut EpicPractitionerStatus, s: ConditionStatus, reason: &str, message: String, generation: Option<i64>) {
-    set_condition(&mut status.conditions, condition(IN_SYNC, s, reason, message, generation));
+pub fn set_in_sync(
+    status: &mut EpicPractitionerStatus,
+    s: ConditionStatus,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+) {
+    set_condition(
+        &mut status.conditions,
+        condition(IN_SYNC, s, reason, message, generation),
+    );
 }
 
 fn derive_ready(status: &mut EpicPractitionerStatus, generation: Option<i64>) {
@@ -39,14 +63,38 @@ fn derive_ready(status: &mut EpicPractitionerStatus, generation: Option<i64>) {
     let synced = get(SYNCED);
     let in_sync = get(IN_SYNC);
     let ready = match (&synced, &in_sync) {
-        (Some(s), Some(i)) if s.status == ConditionStatus::True && i.status == ConditionStatus::True => {
-            condition(READY, ConditionStatus::True, "Ready", "Epic matches the spec".into(), generation)
+        (Some(s), Some(i))
+            if s.status == ConditionStatus::True && i.status == ConditionStatus::True =>
+        {
+            condition(
+                READY,
+                ConditionStatus::True,
+                "Ready",
+                "Epic matches the spec".into(),
+                generation,
+            )
         }
-        (Some(s), _) if s.status != ConditionStatus::True => {
-            condition(READY, ConditionStatus::False, &s.reason, s.message.clone(), generation)
-        }
-        (_, Some(i)) => condition(READY, ConditionStatus::False, &i.reason, i.message.clone(), generation),
-        _ => condition(READY, ConditionStatus::Unknown, "Pending", "not reconciled yet".into(), generation),
+        (Some(s), _) if s.status != ConditionStatus::True => condition(
+            READY,
+            ConditionStatus::False,
+            &s.reason,
+            s.message.clone(),
+            generation,
+        ),
+        (_, Some(i)) => condition(
+            READY,
+            ConditionStatus::False,
+            &i.reason,
+            i.message.clone(),
+            generation,
+        ),
+        _ => condition(
+            READY,
+            ConditionStatus::Unknown,
+            "Pending",
+            "not reconciled yet".into(),
+            generation,
+        ),
     };
     set_condition(&mut status.conditions, ready);
 }
@@ -76,16 +124,35 @@ pub fn from_outcome(
     s.last_error = None;
 
     match outcome.resolution {
-        Resolution::Found if outcome.remaining.is_empty() => {
-            set_in_sync(&mut s, ConditionStatus::True, "NoDrift", "the live record matches every owned field".into(), generation)
-        }
+        Resolution::Found if outcome.remaining.is_empty() => set_in_sync(
+            &mut s,
+            ConditionStatus::True,
+            "NoDrift",
+            "the live record matches every owned field".into(),
+            generation,
+        ),
         Resolution::Found => {
-            let paths: Vec<&str> = outcome.remaining.entries.iter().map(|d| d.path.as_str()).collect();
-            set_in_sync(&mut s, ConditionStatus::False, "Drifted", format!("differs in {}", paths.join(", ")), generation)
+            let paths: Vec<&str> = outcome
+                .remaining
+                .entries
+                .iter()
+                .map(|d| d.path.as_str())
+                .collect();
+            set_in_sync(
+                &mut s,
+                ConditionStatus::False,
+                "Drifted",
+                format!("differs in {}", paths.join(", ")),
+                generation,
+            )
         }
-        Resolution::NotFound => {
-            set_in_sync(&mut s, ConditionStatus::False, "NotFound", format!("no Practitioner carries NPI {}", obj.spec.npi), generation)
-        }
+        Resolution::NotFound => set_in_sync(
+            &mut s,
+            ConditionStatus::False,
+            "NotFound",
+            format!("no Practitioner carries NPI {}", obj.spec.npi),
+            generation,
+        ),
         Resolution::Ambiguous(n) => set_in_sync(
             &mut s,
             ConditionStatus::False,
@@ -105,24 +172,62 @@ pub fn from_outcome(
                 _ => "updated the record",
             };
             if outcome.remaining.is_empty() {
-                set_synced(&mut s, true, "Synced", format!("{what}; the response shows the desired values"), generation);
+                set_synced(
+                    &mut s,
+                    true,
+                    "Synced",
+                    format!("{what}; the response shows the desired values"),
+                    generation,
+                );
             } else {
-                set_synced(&mut s, false, "WriteNotApplied", format!("{what} but Epic's response still differs: some fields may be read-only on this instance"), generation);
+                set_synced(
+                    &mut s,
+                    false,
+                    "WriteNotApplied",
+                    format!(
+                        "{what} but Epic's response still differs: some fields may be read-only on this instance"
+                    ),
+                    generation,
+                );
             }
         }
         (WriteOutcome::Refused(e), _) => {
             s.last_refused_write_time = Some(now);
-            s.last_error = Some(last_error("WriteDisabled", e.to_string(), e.http_status(), e.epic_codes()));
-            set_synced(&mut s, false, "WriteDisabled", format!("Epic refused the write; drift is reported, not fixed: {e}"), generation);
+            s.last_error = Some(last_error(
+                "WriteDisabled",
+                e.to_string(),
+                e.http_status(),
+                e.epic_codes(),
+            ));
+            set_synced(
+                &mut s,
+                false,
+                "WriteDisabled",
+                format!("Epic refused the write; drift is reported, not fixed: {e}"),
+                generation,
+            );
         }
         (WriteOutcome::Failed(e), _) => {
-            s.last_error = Some(last_error(e.reason(), e.to_string(), e.http_status(), e.epic_codes()));
-            set_synced(&mut s, false, e.reason(), format!("the write failed: {e}"), generation);
+            s.last_error = Some(last_error(
+                e.reason(),
+                e.to_string(),
+                e.http_status(),
+                e.epic_codes(),
+            ));
+            set_synced(
+                &mut s,
+                false,
+                e.reason(),
+                format!("the write failed: {e}"),
+                generation,
+            );
         }
         (WriteOutcome::NotAttempted, Action::Hold(h)) => {
             let message = match h {
                 HoldReason::WriteDisabled => write_disabled_message.to_string(),
-                HoldReason::ObserveOnly => "managementPolicy Observe: drift is reported, never written".into(),
+                HoldReason::ObserveOnly => {
+                    "managementPolicy Observe: drift is reported, never written".into()
+                }
                 HoldReason::Paused => "paused by annotation epic-operator.dev/paused".into(),
                 HoldReason::NotFound => format!(
                     "no Practitioner carries NPI {}; managementPolicy {:?} does not create (use CreateOrUpdate)",
@@ -137,28 +242,50 @@ pub fn from_outcome(
             };
             // A held write keeps the refusal Epic gave last time: it is still the reason.
             if h == HoldReason::WriteDisabled {
-                s.last_error = old.last_error.clone().filter(|e| e.reason == "WriteDisabled");
+                s.last_error = old
+                    .last_error
+                    .clone()
+                    .filter(|e| e.reason == "WriteDisabled");
             }
             // Observe is a choice, not a failure: Synced stays True and InSync tells the drift.
             let ok = h == HoldReason::ObserveOnly;
             set_synced(&mut s, ok, h.reason(), message, generation);
         }
         (WriteOutcome::NotAttempted, _) => {
-            set_synced(&mut s, true, "Synced", "nothing to write".into(), generation);
+            set_synced(
+                &mut s,
+                true,
+                "Synced",
+                "nothing to write".into(),
+                generation,
+            );
         }
     }
     s
 }
 
 /// The status after a failed reconcile: old fields kept, the error in Synced and lastError.
-pub fn from_error(obj: &EpicPractitioner, old: &EpicPractitionerStatus, reason: &str, message: String, http_status: Option<u16>, codes: Vec<String>) -> EpicPractitionerStatus {
+pub fn from_error(
+    obj: &EpicPractitioner,
+    old: &EpicPractitionerStatus,
+    reason: &str,
+    message: String,
+    http_status: Option<u16>,
+    codes: Vec<String>,
+) -> EpicPractitionerStatus {
     let generation = obj.metadata.generation;
     let mut s = old.clone();
     s.observed_generation = generation;
     s.last_error = Some(last_error(reason, message.clone(), http_status, codes));
     s.note = (obj.spec.active == Some(false)).then(|| DEACTIVATION_NOTE.to_string());
     if !s.conditions.iter().any(|c| c.type_ == IN_SYNC) {
-        set_in_sync(&mut s, ConditionStatus::Unknown, "Unknown", "the live record could not be read".into(), generation);
+        set_in_sync(
+            &mut s,
+            ConditionStatus::Unknown,
+            "Unknown",
+            "the live record could not be read".into(),
+            generation,
+        );
     }
     set_synced(&mut s, false, reason, message, generation);
     s
@@ -170,17 +297,42 @@ pub fn paused(obj: &EpicPractitioner, old: &EpicPractitionerStatus) -> EpicPract
     let mut s = old.clone();
     s.observed_generation = generation;
     if !s.conditions.iter().any(|c| c.type_ == IN_SYNC) {
-        set_in_sync(&mut s, ConditionStatus::Unknown, "Paused", "not observed while paused".into(), generation);
+        set_in_sync(
+            &mut s,
+            ConditionStatus::Unknown,
+            "Paused",
+            "not observed while paused".into(),
+            generation,
+        );
     }
-    set_synced(&mut s, false, "Paused", "paused by annotation epic-operator.dev/paused: no reads, no writes".into(), generation);
+    set_synced(
+        &mut s,
+        false,
+        "Paused",
+        "paused by annotation epic-operator.dev/paused: no reads, no writes".into(),
+        generation,
+    );
     s
 }
 
-fn last_error(reason: &str, message: String, http_status: Option<u16>, epic_codes: Vec<String>) -> LastError {
-    LastError { reason: reason.into(), message, http_status, epic_codes }
+fn last_error(
+    reason: &str,
+    message: String,
+    http_status: Option<u16>,
+    epic_codes: Vec<String>,
+) -> LastError {
+    LastError {
+        reason: reason.into(),
+        message,
+        http_status,
+        epic_codes,
+    }
 }
 
 /// The Synced condition's reason, if any.
 pub fn synced_reason(s: &EpicPractitionerStatus) -> Option<&str> {
-    s.conditions.iter().find(|c| c.type_ == SYNCED).map(|c| c.reason.as_str())
+    s.conditions
+        .iter()
+        .find(|c| c.type_ == SYNCED)
+        .map(|c| c.reason.as_str())
 }

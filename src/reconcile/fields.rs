@@ -106,16 +106,20 @@ impl Field {
                 })
                 .unwrap_or(Value::Null),
             Field::Telecom => {
-                let mut items: Vec<Value> =
-                    array(live, "telecom").iter().map(live_contact_json).collect();
+                let mut items: Vec<Value> = array(live, "telecom")
+                    .iter()
+                    .map(live_contact_json)
+                    .collect();
                 sort_values(&mut items);
                 Value::Array(items)
             }
             Field::Gender => live.get("gender").cloned().unwrap_or(Value::Null),
             Field::BirthDate => live.get("birthDate").cloned().unwrap_or(Value::Null),
             Field::Qualification => {
-                let mut codes: Vec<String> =
-                    array(live, "qualification").iter().filter_map(qualification_code).collect();
+                let mut codes: Vec<String> = array(live, "qualification")
+                    .iter()
+                    .filter_map(qualification_code)
+                    .collect();
                 codes.sort();
                 json!(codes)
             }
@@ -194,7 +198,11 @@ impl Field {
                 };
                 if let Value::Object(o) = entry {
                     o.insert("family".into(), Value::String(n.family.clone()));
-                    for (key, parts) in [("given", &n.given), ("prefix", &n.prefix), ("suffix", &n.suffix)] {
+                    for (key, parts) in [
+                        ("given", &n.given),
+                        ("prefix", &n.prefix),
+                        ("suffix", &n.suffix),
+                    ] {
                         if parts.is_empty() {
                             o.remove(key);
                         } else {
@@ -203,14 +211,24 @@ impl Field {
                     }
                     // `text` is a rendering of the parts; a stale one would contradict them.
                     if o.contains_key("text") {
-                        let text = n.given.iter().chain(std::iter::once(&n.family)).cloned().collect::<Vec<_>>().join(" ");
+                        let text = n
+                            .given
+                            .iter()
+                            .chain(std::iter::once(&n.family))
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join(" ");
                         o.insert("text".into(), Value::String(text));
                     }
                 }
             }
             Field::Telecom => {
                 let Some(desired) = &spec.telecom else { return };
-                let current = live.get("telecom").and_then(Value::as_array).cloned().unwrap_or_default();
+                let current = live
+                    .get("telecom")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
                 let (unmatched, kept) = match_contacts(desired, &current);
                 // Matched live entries are kept whole (rank, period, extensions survive).
                 let mut next: Vec<Value> = kept.iter().map(|&i| current[i].clone()).collect();
@@ -232,9 +250,15 @@ impl Field {
                 }
             }
             Field::Qualification => {
-                let Some(desired) = &spec.qualifications else { return };
+                let Some(desired) = &spec.qualifications else {
+                    return;
+                };
                 let codes = desired_codes(desired);
-                let current = live.get("qualification").and_then(Value::as_array).cloned().unwrap_or_default();
+                let current = live
+                    .get("qualification")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
                 let mut present: Vec<String> = Vec::new();
                 let mut next: Vec<Value> = Vec::new();
                 for q in current {
@@ -343,7 +367,10 @@ fn pretty(v: &Value) -> String {
 }
 
 fn array<'a>(v: &'a Value, key: &str) -> &'a [Value] {
-    v.get(key).and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[])
+    v.get(key)
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
 }
 
 fn is_npi_identifier(id: &Value) -> bool {
@@ -386,7 +413,10 @@ fn contact_matches(desired: &ContactPoint, live: &Value) -> bool {
 
 /// Pairs each desired contact with one live entry. Returns the desired contacts left without a
 /// partner and the indices (in live order) of the live entries that were matched.
-fn match_contacts<'a>(desired: &'a [ContactPoint], live: &[Value]) -> (Vec<&'a ContactPoint>, Vec<usize>) {
+fn match_contacts<'a>(
+    desired: &'a [ContactPoint],
+    live: &[Value],
+) -> (Vec<&'a ContactPoint>, Vec<usize>) {
     let mut used = vec![false; live.len()];
     let mut unmatched = Vec::new();
     // Entries with an explicit `use` pick first, so a use-less entry cannot steal their partner.

@@ -7,5 +7,7 @@
 mod fields;
 mod plan;
 
-pub use fields::{DriftReport, MAX_DIFF_BYTES, drift, fingerprint, new_resource, overlay, projection_json};
+pub use fields::{
+    DriftReport, MAX_DIFF_BYTES, drift, fingerprint, new_resource, overlay, projection_json,
+};
 pub use plan::{Action, HoldReason, PlanInput, Resolution, WriteCapability, plan};

@@ -84,11 +84,15 @@ impl Action {
     pub fn describe(self) -> String {
         match self {
             Action::Nothing => "none (in sync)".into(),
-            Action::Update => "update (full PUT of the record with the owned fields replaced)".into(),
+            Action::Update => {
+                "update (full PUT of the record with the owned fields replaced)".into()
+            }
             Action::Create => "create (POST a new Practitioner)".into(),
             Action::Deactivate => "deactivate (PUT active=false)".into(),
             Action::Hold(HoldReason::ObserveOnly) => "none: managementPolicy is Observe".into(),
-            Action::Hold(HoldReason::WriteDisabled) => "none: write disabled on this instance".into(),
+            Action::Hold(HoldReason::WriteDisabled) => {
+                "none: write disabled on this instance".into()
+            }
             Action::Hold(HoldReason::Paused) => "none: paused by annotation".into(),
             Action::Hold(HoldReason::NotFound) => {
                 "none: NPI not found (use managementPolicy CreateOrUpdate to create it)".into()
@@ -157,18 +161,33 @@ mod tests {
 
     #[test]
     fn in_sync_does_nothing() {
-        assert_eq!(plan(PlanInput { drifted: false, ..base() }), Action::Nothing);
+        assert_eq!(
+            plan(PlanInput {
+                drifted: false,
+                ..base()
+            }),
+            Action::Nothing
+        );
     }
 
     #[test]
     fn drift_is_updated_when_writes_allowed_or_unknown() {
         assert_eq!(plan(base()), Action::Update);
-        assert_eq!(plan(PlanInput { writes: WriteCapability::Enabled, ..base() }), Action::Update);
+        assert_eq!(
+            plan(PlanInput {
+                writes: WriteCapability::Enabled,
+                ..base()
+            }),
+            Action::Update
+        );
     }
 
     #[test]
     fn drift_is_held_when_write_disabled() {
-        let p = plan(PlanInput { writes: WriteCapability::Disabled, ..base() });
+        let p = plan(PlanInput {
+            writes: WriteCapability::Disabled,
+            ..base()
+        });
         assert_eq!(p, Action::Hold(HoldReason::WriteDisabled));
     }
 
@@ -186,21 +205,40 @@ mod tests {
                 assert!(!p.writes(), "{resolution:?} deleting={deleting}: {p:?}");
             }
         }
-        let p = plan(PlanInput { management: ManagementPolicy::Observe, ..base() });
+        let p = plan(PlanInput {
+            management: ManagementPolicy::Observe,
+            ..base()
+        });
         assert_eq!(p, Action::Hold(HoldReason::ObserveOnly));
     }
 
     #[test]
     fn not_found_is_created_only_under_create_or_update() {
-        let nf = PlanInput { resolution: Resolution::NotFound, live_active: None, ..base() };
+        let nf = PlanInput {
+            resolution: Resolution::NotFound,
+            live_active: None,
+            ..base()
+        };
         assert_eq!(plan(nf), Action::Hold(HoldReason::NotFound));
-        let coup = PlanInput { management: ManagementPolicy::CreateOrUpdate, ..nf };
+        let coup = PlanInput {
+            management: ManagementPolicy::CreateOrUpdate,
+            ..nf
+        };
         assert_eq!(plan(coup), Action::Create);
         assert_eq!(
-            plan(PlanInput { writes: WriteCapability::Disabled, ..coup }),
+            plan(PlanInput {
+                writes: WriteCapability::Disabled,
+                ..coup
+            }),
             Action::Hold(HoldReason::WriteDisabled)
         );
-        assert_eq!(plan(PlanInput { paused: true, ..coup }), Action::Hold(HoldReason::Paused));
+        assert_eq!(
+            plan(PlanInput {
+                paused: true,
+                ..coup
+            }),
+            Action::Hold(HoldReason::Paused)
+        );
     }
 
     #[test]
@@ -221,21 +259,64 @@ mod tests {
 
     #[test]
     fn paused_holds_writes() {
-        assert_eq!(plan(PlanInput { paused: true, ..base() }), Action::Hold(HoldReason::Paused));
+        assert_eq!(
+            plan(PlanInput {
+                paused: true,
+                ..base()
+            }),
+            Action::Hold(HoldReason::Paused)
+        );
     }
 
     #[test]
     fn deletion_branches() {
-        let del = PlanInput { deleting: true, deletion: DeletionPolicy::Deactivate, ..base() };
+        let del = PlanInput {
+            deleting: true,
+            deletion: DeletionPolicy::Deactivate,
+            ..base()
+        };
         assert_eq!(plan(del), Action::Deactivate);
-        assert_eq!(plan(PlanInput { drifted: false, ..del }), Action::Deactivate);
-        assert_eq!(plan(PlanInput { live_active: Some(false), ..del }), Action::Nothing);
-        assert_eq!(plan(PlanInput { deletion: DeletionPolicy::Orphan, ..del }), Action::Nothing);
-        assert_eq!(plan(PlanInput { resolution: Resolution::NotFound, ..del }), Action::Nothing);
         assert_eq!(
-            plan(PlanInput { writes: WriteCapability::Disabled, ..del }),
+            plan(PlanInput {
+                drifted: false,
+                ..del
+            }),
+            Action::Deactivate
+        );
+        assert_eq!(
+            plan(PlanInput {
+                live_active: Some(false),
+                ..del
+            }),
+            Action::Nothing
+        );
+        assert_eq!(
+            plan(PlanInput {
+                deletion: DeletionPolicy::Orphan,
+                ..del
+            }),
+            Action::Nothing
+        );
+        assert_eq!(
+            plan(PlanInput {
+                resolution: Resolution::NotFound,
+                ..del
+            }),
+            Action::Nothing
+        );
+        assert_eq!(
+            plan(PlanInput {
+                writes: WriteCapability::Disabled,
+                ..del
+            }),
             Action::Hold(HoldReason::WriteDisabled)
         );
-        assert_eq!(plan(PlanInput { paused: true, ..del }), Action::Hold(HoldReason::Paused));
+        assert_eq!(
+            plan(PlanInput {
+                paused: true,
+                ..del
+            }),
+            Action::Hold(HoldReason::Paused)
+        );
     }
 }

@@ -35,7 +35,11 @@ async fn loopback_only(
     next: middleware::Next,
 ) -> Response {
     if !peer.ip().is_loopback() {
-        return (StatusCode::FORBIDDEN, "the sandbox admin API answers loopback clients only").into_response();
+        return (
+            StatusCode::FORBIDDEN,
+            "the sandbox admin API answers loopback clients only",
+        )
+            .into_response();
     }
     next.run(request).await
 }
@@ -76,7 +80,10 @@ async fn list(State(state): St) -> Json<Value> {
             let npi = p
                 .get("identifier")
                 .and_then(Value::as_array)
-                .and_then(|ids| ids.iter().find(|i| i.get("system").and_then(Value::as_str) == Some(NPI_SYSTEM)))
+                .and_then(|ids| {
+                    ids.iter()
+                        .find(|i| i.get("system").and_then(Value::as_str) == Some(NPI_SYSTEM))
+                })
                 .and_then(|i| i.get("value").cloned())
                 .unwrap_or(Value::Null);
             json!({"id": id, "npi": npi})
@@ -88,7 +95,12 @@ async fn list(State(state): St) -> Json<Value> {
 /// Patient ids (portal users), for tests of Patient read.
 async fn patients(State(state): St) -> Json<Value> {
     let data = lock(&state.data);
-    Json(json!(data.patients.iter().map(|(id, _)| json!({"id": id})).collect::<Vec<_>>()))
+    Json(json!(
+        data.patients
+            .iter()
+            .map(|(id, _)| json!({"id": id}))
+            .collect::<Vec<_>>()
+    ))
 }
 
 async fn show(State(state): St, Path(id): Path<String>) -> Response {

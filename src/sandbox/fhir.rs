@@ -22,17 +22,27 @@ pub(crate) fn routes(_state: Arc<SandboxState>) -> Router<Arc<SandboxState>> {
     Router::new()
         .route("/metadata", get(metadata))
         .route("/.well-known/smart-configuration", get(smart_configuration))
-        .route("/Practitioner", get(search_practitioners).post(create_practitioner))
+        .route(
+            "/Practitioner",
+            get(search_practitioners).post(create_practitioner),
+        )
         .route(
             "/Practitioner/{id}",
-            get(read_practitioner).put(update_practitioner).patch(patch_practitioner),
+            get(read_practitioner)
+                .put(update_practitioner)
+                .patch(patch_practitioner),
         )
         .route("/PractitionerRole", get(search_roles))
         .route("/Patient/{id}", get(read_patient))
 }
 
 /// An OperationOutcome response with an Epic detail code.
-pub(crate) fn outcome(status: StatusCode, code: &str, epic_code: &str, diagnostics: &str) -> Response {
+pub(crate) fn outcome(
+    status: StatusCode,
+    code: &str,
+    epic_code: &str,
+    diagnostics: &str,
+) -> Response {
     let body = json!({
         "resourceType": "OperationOutcome",
         "issue": [{
@@ -49,7 +59,12 @@ pub(crate) fn outcome(status: StatusCode, code: &str, epic_code: &str, diagnosti
 }
 
 fn fhir_json(status: StatusCode, body: Value) -> Response {
-    (status, [(header::CONTENT_TYPE, "application/fhir+json")], body.to_string()).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/fhir+json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 #[derive(Clone, Copy)]
@@ -63,10 +78,26 @@ enum Need {
 impl Need {
     fn scope_names(self) -> [&'static str; 3] {
         match self {
-            Need::Practitioner => ["system/Practitioner.read", "system/Practitioner.rs", "system/Practitioner.cruds"],
-            Need::PractitionerWrite => ["system/Practitioner.write", "system/Practitioner.cruds", "system/Practitioner.cu"],
-            Need::Role => ["system/PractitionerRole.read", "system/PractitionerRole.rs", "system/PractitionerRole.cruds"],
-            Need::Patient => ["system/Patient.read", "system/Patient.rs", "system/Patient.cruds"],
+            Need::Practitioner => [
+                "system/Practitioner.read",
+                "system/Practitioner.rs",
+                "system/Practitioner.cruds",
+            ],
+            Need::PractitionerWrite => [
+                "system/Practitioner.write",
+                "system/Practitioner.cruds",
+                "system/Practitioner.cu",
+            ],
+            Need::Role => [
+                "system/PractitionerRole.read",
+                "system/PractitionerRole.rs",
+                "system/PractitionerRole.cruds",
+            ],
+            Need::Patient => [
+                "system/Patient.read",
+                "system/Patient.rs",
+                "system/Patient.cruds",
+            ],
         }
     }
 }
@@ -76,30 +107,60 @@ async fn guard(state: &SandboxState, headers: &HeaderMap, need: Need) -> Result<
     state.stats.tick();
     let s = state.settings();
     if s.latency_ms > 0 || s.jitter_ms > 0 {
-        let jitter = if s.jitter_ms > 0 { rand::thread_rng().gen_range(0..=s.jitter_ms) } else { 0 };
+        let jitter = if s.jitter_ms > 0 {
+            rand::thread_rng().gen_range(0..=s.jitter_ms)
+        } else {
+            0
+        };
         tokio::time::sleep(Duration::from_millis(s.latency_ms + jitter)).await;
     }
     // Epic publishes no rate limits and sends no Retry-After: neither does the sandbox.
-    if state.over_rate_limit(s.rate_limit_rps) || (s.throttle_rate > 0.0 && rand::random::<f64>() < s.throttle_rate) {
+    if state.over_rate_limit(s.rate_limit_rps)
+        || (s.throttle_rate > 0.0 && rand::random::<f64>() < s.throttle_rate)
+    {
         Stats::bump(&state.stats.throttled);
-        return Err(outcome(StatusCode::TOO_MANY_REQUESTS, "throttled", "4100", "Too many requests"));
+        return Err(outcome(
+            StatusCode::TOO_MANY_REQUESTS,
+            "throttled",
+            "4100",
+            "Too many requests",
+        ));
     }
     if s.error_rate > 0.0 && rand::random::<f64>() < s.error_rate {
         Stats::bump(&state.stats.server_errors);
-        return Err(outcome(StatusCode::INTERNAL_SERVER_ERROR, "exception", "4100", "Internal error (sandbox fault)"));
+        return Err(outcome(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "exception",
+            "4100",
+            "Internal error (sandbox fault)",
+        ));
     }
-    let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
     let scopes = check_bearer(state, auth).map_err(|_| {
         Stats::bump(&state.stats.unauthorized);
-        outcome(StatusCode::UNAUTHORIZED, "login", "4118", "Authentication required: missing, unknown or expired access token")
+        outcome(
+            StatusCode::UNAUTHORIZED,
+            "login",
+            "4118",
+            "Authentication required: missing, unknown or expired access token",
+        )
     })?;
-    if !need.scope_names().iter().any(|n| scopes.iter().any(|s| s == n)) {
+    if !need
+        .scope_names()
+        .iter()
+        .any(|n| scopes.iter().any(|s| s == n))
+    {
         Stats::bump(&state.stats.refused);
         return Err(outcome(
             StatusCode::FORBIDDEN,
             "forbidden",
             "4118",
-            &format!("User not authorized for request: the token lacks {}", need.scope_names()[0]),
+            &format!(
+                "User not authorized for request: the token lacks {}",
+                need.scope_names()[0]
+            ),
         ));
     }
     Ok(())
@@ -113,24 +174,28 @@ async fn metadata(State(state): St) -> Response {
         interactions.push(json!({"code": "update"}));
         interactions.push(json!({"code": "create"}));
     }
-    let params = ["identifier", "family", "given", "name", "_id"].map(|n| json!({"name": n, "type": if n == "identifier" { "token" } else { "string" }}));
-    fhir_json(StatusCode::OK, json!({
-        "resourceType": "CapabilityStatement",
-        "status": "active",
-        "kind": "instance",
-        "fhirVersion": "4.0.1",
-        "format": ["json"],
-        "software": {"name": "epic-operator sandbox"},
-        "rest": [{
-            "mode": "server",
-            "security": {"service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "SMART-on-FHIR"}]}]},
-            "resource": [
-                {"type": "Practitioner", "interaction": interactions, "searchParam": params},
-                {"type": "PractitionerRole", "interaction": [{"code": "search-type"}], "searchParam": [{"name": "practitioner", "type": "reference"}]},
-                {"type": "Patient", "interaction": [{"code": "read"}]}
-            ]
-        }]
-    }))
+    let params = ["identifier", "family", "given", "name", "_id"]
+        .map(|n| json!({"name": n, "type": if n == "identifier" { "token" } else { "string" }}));
+    fhir_json(
+        StatusCode::OK,
+        json!({
+            "resourceType": "CapabilityStatement",
+            "status": "active",
+            "kind": "instance",
+            "fhirVersion": "4.0.1",
+            "format": ["json"],
+            "software": {"name": "epic-operator sandbox"},
+            "rest": [{
+                "mode": "server",
+                "security": {"service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "SMART-on-FHIR"}]}]},
+                "resource": [
+                    {"type": "Practitioner", "interaction": interactions, "searchParam": params},
+                    {"type": "PractitionerRole", "interaction": [{"code": "search-type"}], "searchParam": [{"name": "practitioner", "type": "reference"}]},
+                    {"type": "Patient", "interaction": [{"code": "read"}]}
+                ]
+            }]
+        }),
+    )
 }
 
 async fn smart_configuration(State(state): St) -> Response {
@@ -145,14 +210,23 @@ async fn smart_configuration(State(state): St) -> Response {
     .into_response()
 }
 
-async fn read_practitioner(State(state): St, headers: HeaderMap, Path(id): Path<String>) -> Response {
+async fn read_practitioner(
+    State(state): St,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
     if let Err(r) = guard(&state, &headers, Need::Practitioner).await {
         return r;
     }
     Stats::bump(&state.stats.read);
     match lock(&state.data).practitioners.items.get(&id) {
         Some(p) => fhir_json(StatusCode::OK, p.clone()),
-        None => outcome(StatusCode::NOT_FOUND, "not-found", "4102", "The resource ID is invalid or does not exist"),
+        None => outcome(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            "4102",
+            "The resource ID is invalid or does not exist",
+        ),
     }
 }
 
@@ -163,12 +237,19 @@ async fn read_patient(State(state): St, headers: HeaderMap, Path(id): Path<Strin
     Stats::bump(&state.stats.read);
     match lock(&state.data).patients.items.get(&id) {
         Some(p) => fhir_json(StatusCode::OK, p.clone()),
-        None => outcome(StatusCode::NOT_FOUND, "not-found", "4102", "The resource ID is invalid or does not exist"),
+        None => outcome(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            "4102",
+            "The resource ID is invalid or does not exist",
+        ),
     }
 }
 
 fn params(query: Option<String>) -> Vec<(String, String)> {
-    url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()).into_owned().collect()
+    url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .into_owned()
+        .collect()
 }
 
 fn starts_with_ci(haystack: Option<&Value>, needle: &str) -> bool {
@@ -181,7 +262,11 @@ fn starts_with_ci(haystack: Option<&Value>, needle: &str) -> bool {
 }
 
 fn practitioner_matches(p: &Value, id: &str, key: &str, value: &str) -> Option<bool> {
-    let names = p.get("name").and_then(Value::as_array).cloned().unwrap_or_default();
+    let names = p
+        .get("name")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     Some(match key {
         "_id" => value.split(',').any(|v| v == id),
         "identifier" => {
@@ -189,40 +274,78 @@ fn practitioner_matches(p: &Value, id: &str, key: &str, value: &str) -> Option<b
                 Some((s, v)) => (Some(s), v),
                 None => (None, value),
             };
-            p.get("identifier").and_then(Value::as_array).is_some_and(|ids| {
-                ids.iter().any(|i| {
-                    i.get("value").and_then(Value::as_str) == Some(val)
-                        && match system {
-                            None | Some("") => true,
-                            Some(s) => i.get("system").and_then(Value::as_str) == Some(s),
-                        }
+            p.get("identifier")
+                .and_then(Value::as_array)
+                .is_some_and(|ids| {
+                    ids.iter().any(|i| {
+                        i.get("value").and_then(Value::as_str) == Some(val)
+                            && match system {
+                                None | Some("") => true,
+                                Some(s) => i.get("system").and_then(Value::as_str) == Some(s),
+                            }
+                    })
                 })
-            })
         }
         "family" => names.iter().any(|n| starts_with_ci(n.get("family"), value)),
         "given" => names.iter().any(|n| starts_with_ci(n.get("given"), value)),
         "name" => names.iter().any(|n| {
-            ["family", "given", "text", "prefix", "suffix"].iter().any(|k| starts_with_ci(n.get(*k), value))
+            ["family", "given", "text", "prefix", "suffix"]
+                .iter()
+                .any(|k| starts_with_ci(n.get(*k), value))
         }),
         _ => return None,
     })
 }
 
 /// Starts a paging session over `ids` and answers its first page.
-fn first_page(state: &SandboxState, data: &mut Data, resource: &'static str, ids: Vec<String>, count: usize) -> Response {
+fn first_page(
+    state: &SandboxState,
+    data: &mut Data,
+    resource: &'static str,
+    ids: Vec<String>,
+    count: usize,
+) -> Response {
     let session = state.random_token();
-    data.sessions.insert(session.clone(), Session { ids, resource, created: Instant::now() });
+    data.sessions.insert(
+        session.clone(),
+        Session {
+            ids,
+            resource,
+            created: Instant::now(),
+        },
+    );
     page(state, data, &session, 0, count)
 }
 
-fn page(state: &SandboxState, data: &mut Data, session_id: &str, offset: usize, count: usize) -> Response {
+fn page(
+    state: &SandboxState,
+    data: &mut Data,
+    session_id: &str,
+    offset: usize,
+    count: usize,
+) -> Response {
     let Some(session) = data.sessions.get(session_id) else {
-        return outcome(StatusCode::BAD_REQUEST, "processing", "4113", "The paging session has expired");
+        return outcome(
+            StatusCode::BAD_REQUEST,
+            "processing",
+            "4113",
+            "The paging session has expired",
+        );
     };
     let resource = session.resource;
     let total = session.ids.len();
-    let slice: Vec<String> = session.ids.iter().skip(offset).take(count).cloned().collect();
-    let store = if resource == "Practitioner" { &data.practitioners } else { &data.roles };
+    let slice: Vec<String> = session
+        .ids
+        .iter()
+        .skip(offset)
+        .take(count)
+        .cloned()
+        .collect();
+    let store = if resource == "Practitioner" {
+        &data.practitioners
+    } else {
+        &data.roles
+    };
     let entries: Vec<Value> = slice
         .iter()
         .filter_map(|id| store.items.get(id))
@@ -234,10 +357,12 @@ fn page(state: &SandboxState, data: &mut Data, session_id: &str, offset: usize, 
             })
         })
         .collect();
-    let mut links = vec![json!({"relation": "self", "url": format!("{}/{}", state.fhir_base(), resource)})];
+    let mut links =
+        vec![json!({"relation": "self", "url": format!("{}/{}", state.fhir_base(), resource)})];
     if offset + count < total {
         let token = state.random_token();
-        data.page_tokens.insert(token.clone(), (session_id.to_string(), offset + count));
+        data.page_tokens
+            .insert(token.clone(), (session_id.to_string(), offset + count));
         links.push(json!({"relation": "next", "url": format!("{}/{}?sessionID={}&_count={}", state.fhir_base(), resource, token, count)}));
     }
     let mut bundle = json!({"resourceType": "Bundle", "type": "searchset", "total": total, "link": links, "entry": entries});
@@ -263,18 +388,30 @@ fn page_size(state: &SandboxState, params: &[(String, String)]) -> usize {
 
 /// A `next` link: `?sessionID=...` continues a paging session.
 fn continue_session(state: &SandboxState, params: &[(String, String)]) -> Option<Response> {
-    let token = params.iter().find(|(k, _)| k == "sessionID").map(|(_, v)| v.clone())?;
+    let token = params
+        .iter()
+        .find(|(k, _)| k == "sessionID")
+        .map(|(_, v)| v.clone())?;
     Stats::bump(&state.stats.page);
     let count = page_size(state, params);
     let mut data = lock(&state.data);
     state.expire_sessions(&mut data);
     Some(match data.page_tokens.get(&token).cloned() {
         Some((session, offset)) => page(state, &mut data, &session, offset, count),
-        None => outcome(StatusCode::BAD_REQUEST, "processing", "4113", "The paging session has expired or the link is invalid"),
+        None => outcome(
+            StatusCode::BAD_REQUEST,
+            "processing",
+            "4113",
+            "The paging session has expired or the link is invalid",
+        ),
     })
 }
 
-async fn search_practitioners(State(state): St, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+async fn search_practitioners(
+    State(state): St,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
     if let Err(r) = guard(&state, &headers, Need::Practitioner).await {
         return r;
     }
@@ -294,7 +431,12 @@ async fn search_practitioners(State(state): St, headers: HeaderMap, RawQuery(que
             match practitioner_matches(p, id, k, v) {
                 Some(m) => keep &= m,
                 None => {
-                    return outcome(StatusCode::BAD_REQUEST, "invalid", "4100", &format!("The search parameter {k} is not supported"));
+                    return outcome(
+                        StatusCode::BAD_REQUEST,
+                        "invalid",
+                        "4100",
+                        &format!("The search parameter {k} is not supported"),
+                    );
                 }
             }
         }
@@ -314,17 +456,32 @@ async fn search_roles(State(state): St, headers: HeaderMap, RawQuery(query): Raw
         return r;
     }
     Stats::bump(&state.stats.search);
-    let Some(practitioner) = params.iter().find(|(k, _)| k == "practitioner").map(|(_, v)| v.clone()) else {
-        return outcome(StatusCode::BAD_REQUEST, "required", "4111", "A required parameter is missing: practitioner");
+    let Some(practitioner) = params
+        .iter()
+        .find(|(k, _)| k == "practitioner")
+        .map(|(_, v)| v.clone())
+    else {
+        return outcome(
+            StatusCode::BAD_REQUEST,
+            "required",
+            "4111",
+            "A required parameter is missing: practitioner",
+        );
     };
-    let reference = if practitioner.starts_with("Practitioner/") { practitioner } else { format!("Practitioner/{practitioner}") };
+    let reference = if practitioner.starts_with("Practitioner/") {
+        practitioner
+    } else {
+        format!("Practitioner/{practitioner}")
+    };
     let count = page_size(&state, &params);
     let mut data = lock(&state.data);
     state.expire_sessions(&mut data);
     let ids: Vec<String> = data
         .roles
         .iter()
-        .filter(|(_, r)| r.pointer("/practitioner/reference").and_then(Value::as_str) == Some(reference.as_str()))
+        .filter(|(_, r)| {
+            r.pointer("/practitioner/reference").and_then(Value::as_str) == Some(reference.as_str())
+        })
         .map(|(id, _)| id.clone())
         .collect();
     first_page(&state, &mut data, "PractitionerRole", ids, count)
@@ -336,20 +493,38 @@ fn write_refused(state: &SandboxState, action: &str) -> Response {
         StatusCode::FORBIDDEN,
         "forbidden",
         "4118",
-        &format!("Practitioner.{action} is not enabled on this Epic instance; the client is not authorized to write Practitioner records"),
+        &format!(
+            "Practitioner.{action} is not enabled on this Epic instance; the client is not authorized to write Practitioner records"
+        ),
     )
 }
 
 fn parse_body(body: &Bytes) -> Result<Value, Response> {
-    let v: Value = serde_json::from_slice(body)
-        .map_err(|e| outcome(StatusCode::BAD_REQUEST, "structure", "4100", &format!("The request body is not valid JSON: {e}")))?;
+    let v: Value = serde_json::from_slice(body).map_err(|e| {
+        outcome(
+            StatusCode::BAD_REQUEST,
+            "structure",
+            "4100",
+            &format!("The request body is not valid JSON: {e}"),
+        )
+    })?;
     if v.get("resourceType").and_then(Value::as_str) != Some("Practitioner") {
-        return Err(outcome(StatusCode::BAD_REQUEST, "invalid", "4100", "resourceType must be Practitioner"));
+        return Err(outcome(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            "4100",
+            "resourceType must be Practitioner",
+        ));
     }
     Ok(v)
 }
 
-async fn update_practitioner(State(state): St, headers: HeaderMap, Path(id): Path<String>, body: Bytes) -> Response {
+async fn update_practitioner(
+    State(state): St,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
     if let Err(r) = guard(&state, &headers, Need::Practitioner).await {
         return r;
     }
@@ -364,11 +539,21 @@ async fn update_practitioner(State(state): St, headers: HeaderMap, Path(id): Pat
         Err(r) => return r,
     };
     if resource.get("id").and_then(Value::as_str) != Some(id.as_str()) {
-        return outcome(StatusCode::BAD_REQUEST, "invalid", "4100", "The resource id in the body must equal the id in the URL");
+        return outcome(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            "4100",
+            "The resource id in the body must equal the id in the URL",
+        );
     }
     let mut data = lock(&state.data);
     if !data.practitioners.items.contains_key(&id) {
-        return outcome(StatusCode::NOT_FOUND, "not-found", "4102", "The resource ID is invalid or does not exist");
+        return outcome(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            "4102",
+            "The resource ID is invalid or does not exist",
+        );
     }
     Stats::bump(&state.stats.update);
     data.practitioners.insert(id, resource.clone());
@@ -407,13 +592,24 @@ async fn patch_practitioner(State(state): St, headers: HeaderMap) -> Response {
         return r;
     }
     Stats::bump(&state.stats.patch);
-    outcome(StatusCode::METHOD_NOT_ALLOWED, "not-supported", "4100", "PATCH is not supported; use a full PUT")
+    outcome(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "not-supported",
+        "4100",
+        "PATCH is not supported; use a full PUT",
+    )
 }
 
 fn guard_scope_only(state: &SandboxState, headers: &HeaderMap, need: Need) -> Result<(), Response> {
-    let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
     let scopes = check_bearer(state, auth).unwrap_or_default();
-    if need.scope_names().iter().any(|n| scopes.iter().any(|s| s == n)) {
+    if need
+        .scope_names()
+        .iter()
+        .any(|n| scopes.iter().any(|s| s == n))
+    {
         Ok(())
     } else {
         Stats::bump(&state.stats.refused);

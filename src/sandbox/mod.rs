@@ -5,6 +5,10 @@
 //! links (code 4113), PATCH refused, no rate-limit headers and no Retry-After on 429. Admin
 //! endpoints under `/_sandbox/` count requests, inject faults and edit records out of band.
 
+// Handlers return ready HTTP responses as their error type, the axum idiom; boxing them would
+// only add noise.
+#![allow(clippy::result_large_err)]
+
 mod admin;
 mod fhir;
 mod oauth;
@@ -18,8 +22,8 @@ use axum::Router;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
-pub use state::{RegisteredClient, SeedError, Stats};
 use state::SandboxState;
+pub use state::{RegisteredClient, SeedError, Stats};
 
 use crate::auth::{ClientKey, generate_key};
 use crate::crd::Algorithm;
@@ -35,10 +39,15 @@ pub const DEV_KEY_ID: &str = "dev-key-1";
 
 /// Scopes a client may be granted unless narrowed.
 pub fn default_scopes() -> Vec<String> {
-    ["system/Practitioner.read", "system/Practitioner.write", "system/PractitionerRole.read", "system/Patient.read"]
-        .into_iter()
-        .map(str::to_string)
-        .collect()
+    [
+        "system/Practitioner.read",
+        "system/Practitioner.write",
+        "system/PractitionerRole.read",
+        "system/Patient.read",
+    ]
+    .into_iter()
+    .map(str::to_string)
+    .collect()
 }
 
 /// Faults and switches that can change at run time through `/_sandbox/settings`.
@@ -111,12 +120,19 @@ impl Sandbox {
         let listener = TcpListener::bind(config.addr)
             .await
             .map_err(|e| SandboxError::Bind(config.addr.to_string(), e.to_string()))?;
-        let addr = listener.local_addr().map_err(|e| SandboxError::Bind(config.addr.to_string(), e.to_string()))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| SandboxError::Bind(config.addr.to_string(), e.to_string()))?;
         let mut clients = config.clients.clone();
         let mut dev_key_pem = None;
         if clients.is_empty() {
-            let (key, pem) = generate_key(Algorithm::RS384, DEV_KEY_ID).map_err(|e| SandboxError::Key(e.to_string()))?;
-            clients.push(RegisteredClient::new(DEV_CLIENT_ID, &key.jwks(), default_scopes())?);
+            let (key, pem) = generate_key(Algorithm::RS384, DEV_KEY_ID)
+                .map_err(|e| SandboxError::Key(e.to_string()))?;
+            clients.push(RegisteredClient::new(
+                DEV_CLIENT_ID,
+                &key.jwks(),
+                default_scopes(),
+            )?);
             dev_key_pem = Some(pem);
         }
         let origin = format!("http://{addr}");
@@ -130,16 +146,25 @@ impl Sandbox {
         let app = router(state.clone());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            let served = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
-                .await;
+            let served = axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async {
+                let _ = rx.await;
+            })
+            .await;
             if let Err(e) = served {
                 tracing::error!(error = %e, "sandbox server stopped");
             }
         });
-        Ok(Self { addr, dev_key_pem, state, shutdown: Some(tx), task })
+        Ok(Self {
+            addr,
+            dev_key_pem,
+            state,
+            shutdown: Some(tx),
+            task,
+        })
     }
 
     /// `http://127.0.0.1:PORT/api/FHIR/R4`
@@ -162,7 +187,9 @@ impl Sandbox {
 
     /// The development key loaded for signing (when one was generated).
     pub fn dev_key(&self) -> Option<Result<ClientKey, crate::auth::KeyError>> {
-        self.dev_key_pem.as_ref().map(|pem| ClientKey::from_pem(pem, Algorithm::RS384, DEV_KEY_ID))
+        self.dev_key_pem
+            .as_ref()
+            .map(|pem| ClientKey::from_pem(pem, Algorithm::RS384, DEV_KEY_ID))
     }
 
     /// Replaces run-time settings (writes, faults).

@@ -27,15 +27,26 @@ pub(crate) struct TokenForm {
 }
 
 fn oauth_error(status: StatusCode, error: &str, description: impl Into<String>) -> Response {
-    (status, axum::Json(json!({"error": error, "error_description": description.into()}))).into_response()
+    (
+        status,
+        axum::Json(json!({"error": error, "error_description": description.into()})),
+    )
+        .into_response()
 }
 
-pub(crate) async fn token(State(state): State<Arc<SandboxState>>, Form(form): Form<TokenForm>) -> Response {
+pub(crate) async fn token(
+    State(state): State<Arc<SandboxState>>,
+    Form(form): Form<TokenForm>,
+) -> Response {
     Stats::bump(&state.stats.token);
     let settings = state.settings();
     if settings.token_failure_rate > 0.0 && rand::random::<f64>() < settings.token_failure_rate {
         Stats::bump(&state.stats.token_rejected);
-        return (StatusCode::SERVICE_UNAVAILABLE, "token service unavailable (sandbox fault)").into_response();
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "token service unavailable (sandbox fault)",
+        )
+            .into_response();
     }
     match issue(&state, form) {
         Ok(body) => (StatusCode::OK, axum::Json(body)).into_response(),
@@ -52,23 +63,46 @@ fn invalid_client(description: impl Into<String>) -> Response {
 
 fn issue(state: &SandboxState, form: TokenForm) -> Result<Value, Response> {
     if form.grant_type.as_deref() != Some("client_credentials") {
-        return Err(oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", "grant_type must be client_credentials"));
+        return Err(oauth_error(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            "grant_type must be client_credentials",
+        ));
     }
     if form.client_assertion_type.as_deref() != Some(ASSERTION_TYPE) {
-        return Err(oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "client_assertion_type must be jwt-bearer"));
+        return Err(oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "client_assertion_type must be jwt-bearer",
+        ));
     }
-    let assertion = form
-        .client_assertion
-        .ok_or_else(|| oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "client_assertion is missing"))?;
-    let header = jsonwebtoken::decode_header(&assertion).map_err(|e| invalid_client(format!("malformed assertion: {e}")))?;
+    let assertion = form.client_assertion.ok_or_else(|| {
+        oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "client_assertion is missing",
+        )
+    })?;
+    let header = jsonwebtoken::decode_header(&assertion)
+        .map_err(|e| invalid_client(format!("malformed assertion: {e}")))?;
     use jsonwebtoken::Algorithm as A;
     if !matches!(header.alg, A::RS256 | A::RS384 | A::RS512 | A::ES384) {
-        return Err(invalid_client(format!("algorithm {:?} is not allowed", header.alg)));
+        return Err(invalid_client(format!(
+            "algorithm {:?} is not allowed",
+            header.alg
+        )));
     }
-    let kid = header.kid.ok_or_else(|| invalid_client("the assertion header has no kid"))?;
+    let kid = header
+        .kid
+        .ok_or_else(|| invalid_client("the assertion header has no kid"))?;
     // The issuer names the client whose keys verify the signature; read it before verifying.
-    let claims = unverified_claims(&assertion).ok_or_else(|| invalid_client("unreadable claims"))?;
-    let client_id = claims.get("iss").and_then(Value::as_str).unwrap_or_default().to_string();
+    let claims =
+        unverified_claims(&assertion).ok_or_else(|| invalid_client("unreadable claims"))?;
+    let client_id = claims
+        .get("iss")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
     let client = state
         .clients
         .iter()
@@ -79,7 +113,8 @@ fn issue(state: &SandboxState, form: TokenForm) -> Result<Value, Response> {
         .iter()
         .find(|k| k.common.key_id.as_deref() == Some(kid.as_str()))
         .ok_or_else(|| invalid_client(format!("unknown kid {kid:?} for this client")))?;
-    let key = DecodingKey::from_jwk(jwk).map_err(|e| invalid_client(format!("registered key unusable: {e}")))?;
+    let key = DecodingKey::from_jwk(jwk)
+        .map_err(|e| invalid_client(format!("registered key unusable: {e}")))?;
     let token_url = state.token_url();
     let mut validation = Validation::new(header.alg);
     validation.set_audience(&[token_url.as_str()]);
@@ -87,8 +122,12 @@ fn issue(state: &SandboxState, form: TokenForm) -> Result<Value, Response> {
     validation.leeway = 0;
     let verified = jsonwebtoken::decode::<Value>(&assertion, &key, &validation).map_err(|e| {
         invalid_client(match e.kind() {
-            jsonwebtoken::errors::ErrorKind::InvalidAudience => format!("aud must be exactly {token_url}"),
-            jsonwebtoken::errors::ErrorKind::ExpiredSignature => "the assertion has expired".to_string(),
+            jsonwebtoken::errors::ErrorKind::InvalidAudience => {
+                format!("aud must be exactly {token_url}")
+            }
+            jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
+                "the assertion has expired".to_string()
+            }
             other => format!("assertion rejected: {other:?}"),
         })
     })?;
@@ -97,7 +136,10 @@ fn issue(state: &SandboxState, form: TokenForm) -> Result<Value, Response> {
         return Err(invalid_client("iss and sub must both equal the client id"));
     }
     let now = chrono::Utc::now().timestamp();
-    let exp = c.get("exp").and_then(Value::as_i64).ok_or_else(|| invalid_client("exp must be a number"))?;
+    let exp = c
+        .get("exp")
+        .and_then(Value::as_i64)
+        .ok_or_else(|| invalid_client("exp must be a number"))?;
     if exp > now + MAX_ASSERTION_LIFETIME {
         return Err(invalid_client("exp is more than 5 minutes in the future"));
     }
@@ -105,10 +147,15 @@ fn issue(state: &SandboxState, form: TokenForm) -> Result<Value, Response> {
         if let Some(t) = c.get(claim).and_then(Value::as_i64)
             && (exp - t).abs() > MAX_ASSERTION_LIFETIME
         {
-            return Err(invalid_client(format!("{claim} must be within 5 minutes of exp")));
+            return Err(invalid_client(format!(
+                "{claim} must be within 5 minutes of exp"
+            )));
         }
     }
-    let jti = c.get("jti").and_then(Value::as_str).ok_or_else(|| invalid_client("jti must be a string"))?;
+    let jti = c
+        .get("jti")
+        .and_then(Value::as_str)
+        .ok_or_else(|| invalid_client("jti must be a string"))?;
     if jti.len() > 151 {
         return Err(invalid_client("jti is longer than 151 characters"));
     }
@@ -119,7 +166,10 @@ fn issue(state: &SandboxState, form: TokenForm) -> Result<Value, Response> {
         .split_whitespace()
         .map(str::to_string)
         .collect();
-    if let Some(bad) = requested.iter().find(|s| !client.approved_scopes.contains(s)) {
+    if let Some(bad) = requested
+        .iter()
+        .find(|s| !client.approved_scopes.contains(s))
+    {
         return Err(oauth_error(
             StatusCode::BAD_REQUEST,
             "invalid_scope",
@@ -134,12 +184,19 @@ fn issue(state: &SandboxState, form: TokenForm) -> Result<Value, Response> {
         }
         auth.tokens.retain(|_, t| t.expires > Instant::now());
     }
-    let granted = if requested.is_empty() { client.approved_scopes.clone() } else { requested };
+    let granted = if requested.is_empty() {
+        client.approved_scopes.clone()
+    } else {
+        requested
+    };
     let access_token = state.random_token();
     let ttl = state.token_ttl;
     lock(&state.auth).tokens.insert(
         access_token.clone(),
-        IssuedToken { scopes: granted.clone(), expires: Instant::now() + ttl },
+        IssuedToken {
+            scopes: granted.clone(),
+            expires: Instant::now() + ttl,
+        },
     );
     Ok(json!({
         "access_token": access_token,
@@ -152,14 +209,22 @@ fn issue(state: &SandboxState, form: TokenForm) -> Result<Value, Response> {
 fn unverified_claims(jwt: &str) -> Option<Value> {
     use base64::Engine;
     let payload = jwt.split('.').nth(1)?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).ok()?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
     serde_json::from_slice(&bytes).ok()
 }
 
 /// Looks a bearer token up; Err(()) when missing, unknown or expired.
-pub(crate) fn check_bearer(state: &SandboxState, authorization: Option<&str>) -> Result<Vec<String>, ()> {
+pub(crate) fn check_bearer(
+    state: &SandboxState,
+    authorization: Option<&str>,
+) -> Result<Vec<String>, ()> {
     let token = authorization
-        .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
+        .and_then(|h| {
+            h.strip_prefix("Bearer ")
+                .or_else(|| h.strip_prefix("bearer "))
+        })
         .ok_or(())?;
     let auth = lock(&state.auth);
     let t = auth.tokens.get(token).ok_or(())?;
@@ -168,4 +233,3 @@ pub(crate) fn check_bearer(state: &SandboxState, authorization: Option<&str>) ->
     }
     Ok(t.scopes.clone())
 }
-

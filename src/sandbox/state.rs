@@ -23,7 +23,9 @@ pub enum SeedError {
     Json(String),
     #[error("seed must be a FHIR Bundle or a JSON array of resources, got {0}")]
     Shape(String),
-    #[error("seed entry {index} is not a Practitioner, PractitionerRole or Patient (resourceType {found:?})")]
+    #[error(
+        "seed entry {index} is not a Practitioner, PractitionerRole or Patient (resourceType {found:?})"
+    )]
     ResourceType { index: usize, found: String },
     #[error("JWK Set of client {client} is invalid: {detail}")]
     Jwks { client: String, detail: String },
@@ -38,13 +40,26 @@ pub struct RegisteredClient {
 }
 
 impl RegisteredClient {
-    pub fn new(client_id: &str, jwks: &Value, approved_scopes: Vec<String>) -> Result<Self, SeedError> {
-        let set: JwkSet = serde_json::from_value(jwks.clone())
-            .map_err(|e| SeedError::Jwks { client: client_id.into(), detail: e.to_string() })?;
+    pub fn new(
+        client_id: &str,
+        jwks: &Value,
+        approved_scopes: Vec<String>,
+    ) -> Result<Self, SeedError> {
+        let set: JwkSet = serde_json::from_value(jwks.clone()).map_err(|e| SeedError::Jwks {
+            client: client_id.into(),
+            detail: e.to_string(),
+        })?;
         if set.keys.iter().any(|k| k.common.key_id.is_none()) {
-            return Err(SeedError::Jwks { client: client_id.into(), detail: "every key needs a kid".into() });
+            return Err(SeedError::Jwks {
+                client: client_id.into(),
+                detail: "every key needs a kid".into(),
+            });
         }
-        Ok(Self { client_id: client_id.into(), keys: set.keys, approved_scopes })
+        Ok(Self {
+            client_id: client_id.into(),
+            keys: set.keys,
+            approved_scopes,
+        })
     }
 }
 
@@ -91,7 +106,10 @@ impl Stats {
 
     pub fn snapshot(&self) -> Value {
         let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let per_second: Vec<Value> = lock(&self.per_second).iter().map(|(s, n)| json!([s, n])).collect();
+        let per_second: Vec<Value> = lock(&self.per_second)
+            .iter()
+            .map(|(s, n)| json!([s, n]))
+            .collect();
         json!({
             "token": g(&self.token),
             "tokenRejected": g(&self.token_rejected),
@@ -114,8 +132,19 @@ impl Stats {
 
     pub fn reset(&self) {
         for c in [
-            &self.token, &self.token_rejected, &self.metadata, &self.read, &self.search, &self.page, &self.update,
-            &self.create, &self.refused, &self.patch, &self.throttled, &self.server_errors, &self.unauthorized,
+            &self.token,
+            &self.token_rejected,
+            &self.metadata,
+            &self.read,
+            &self.search,
+            &self.page,
+            &self.update,
+            &self.create,
+            &self.refused,
+            &self.patch,
+            &self.throttled,
+            &self.server_errors,
+            &self.unauthorized,
         ] {
             c.store(0, Ordering::Relaxed);
         }
@@ -156,7 +185,9 @@ impl Store {
         }
     }
     pub fn iter(&self) -> impl Iterator<Item = (&String, &Value)> {
-        self.order.iter().filter_map(|id| self.items.get(id).map(|v| (id, v)))
+        self.order
+            .iter()
+            .filter_map(|id| self.items.get(id).map(|v| (id, v)))
     }
 }
 
@@ -214,7 +245,10 @@ impl SandboxState {
     }
 
     pub fn settings(&self) -> Settings {
-        self.settings.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.settings
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn set_settings(&self, s: Settings) {
@@ -262,13 +296,22 @@ impl SandboxState {
         let doc: Value = serde_json::from_str(text).map_err(|e| SeedError::Json(e.to_string()))?;
         let resources: Vec<Value> = match &doc {
             Value::Array(a) => a.clone(),
-            Value::Object(o) if o.get("resourceType").and_then(Value::as_str) == Some("Bundle") => o
-                .get("entry")
-                .and_then(Value::as_array)
-                .map(|e| e.iter().filter_map(|e| e.get("resource").cloned()).collect())
-                .unwrap_or_default(),
+            Value::Object(o) if o.get("resourceType").and_then(Value::as_str) == Some("Bundle") => {
+                o.get("entry")
+                    .and_then(Value::as_array)
+                    .map(|e| {
+                        e.iter()
+                            .filter_map(|e| e.get("resource").cloned())
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            }
             other => {
-                let found = other.get("resourceType").and_then(Value::as_str).unwrap_or("not a Bundle").to_string();
+                let found = other
+                    .get("resourceType")
+                    .and_then(Value::as_str)
+                    .unwrap_or("not a Bundle")
+                    .to_string();
                 return Err(SeedError::Shape(found));
             }
         };
@@ -276,7 +319,11 @@ impl SandboxState {
         let mut ids: HashMap<String, String> = HashMap::new();
         let mut typed = Vec::new();
         for (index, r) in resources.into_iter().enumerate() {
-            let rt = r.get("resourceType").and_then(Value::as_str).unwrap_or_default().to_string();
+            let rt = r
+                .get("resourceType")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
             if !matches!(rt.as_str(), "Practitioner" | "PractitionerRole" | "Patient") {
                 return Err(SeedError::ResourceType { index, found: rt });
             }
@@ -318,15 +365,18 @@ impl SandboxState {
             });
             if i % 3 == 0 {
                 let role_id = self.next_id(&mut data, "PractitionerRole");
-                data.roles.insert(role_id.clone(), json!({
-                    "resourceType": "PractitionerRole",
-                    "id": role_id,
-                    "practitioner": {"reference": format!("Practitioner/{id}")},
-                    "organization": {"display": "Synthetic Health"},
-                    "location": [{"display": format!("Clinic {}", i % 17)}],
-                    "specialty": [{"text": "Internal Medicine"}],
-                    "code": [{"text": "Physician"}]
-                }));
+                data.roles.insert(
+                    role_id.clone(),
+                    json!({
+                        "resourceType": "PractitionerRole",
+                        "id": role_id,
+                        "practitioner": {"reference": format!("Practitioner/{id}")},
+                        "organization": {"display": "Synthetic Health"},
+                        "location": [{"display": format!("Clinic {}", i % 17)}],
+                        "specialty": [{"text": "Internal Medicine"}],
+                        "code": [{"text": "Physician"}]
+                    }),
+                );
             }
             data.practitioners.insert(id, p);
         }

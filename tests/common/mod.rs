@@ -16,29 +16,53 @@ pub async fn sandbox_with(config: SandboxConfig) -> Sandbox {
 }
 
 pub async fn sandbox() -> Sandbox {
-    sandbox_with(SandboxConfig { seeds: vec![EXAMPLES_SEED.into()], ..SandboxConfig::default() }).await
+    sandbox_with(SandboxConfig {
+        seeds: vec![EXAMPLES_SEED.into()],
+        ..SandboxConfig::default()
+    })
+    .await
 }
 
 pub async fn writable_sandbox() -> Sandbox {
     sandbox_with(SandboxConfig {
         seeds: vec![EXAMPLES_SEED.into()],
-        settings: Settings { writes_enabled: true, ..Settings::default() },
+        settings: Settings {
+            writes_enabled: true,
+            ..Settings::default()
+        },
         ..SandboxConfig::default()
     })
     .await
 }
 
 pub fn dev_key(s: &Sandbox) -> ClientKey {
-    ClientKey::from_pem(s.dev_key_pem.as_deref().expect("dev key"), Algorithm::RS384, DEV_KEY_ID).expect("key")
+    ClientKey::from_pem(
+        s.dev_key_pem.as_deref().expect("dev key"),
+        Algorithm::RS384,
+        DEV_KEY_ID,
+    )
+    .expect("key")
 }
 
 pub fn scopes() -> Vec<String> {
-    vec!["system/Practitioner.read".into(), "system/Practitioner.write".into(), "system/PractitionerRole.read".into(), "system/Patient.read".into()]
+    vec![
+        "system/Practitioner.read".into(),
+        "system/Practitioner.write".into(),
+        "system/PractitionerRole.read".into(),
+        "system/Patient.read".into(),
+    ]
 }
 
 pub fn client_with(s: &Sandbox, scopes: Vec<String>, retry: RetryPolicy) -> FhirClient {
     let http = http_client().expect("http");
-    let tokens = TokenSource::new(http.clone(), dev_key(s), DEV_CLIENT_ID, s.token_url(), scopes).expect("tokens");
+    let tokens = TokenSource::new(
+        http.clone(),
+        dev_key(s),
+        DEV_CLIENT_ID,
+        s.token_url(),
+        scopes,
+    )
+    .expect("tokens");
     let mut settings = ConnectionSettings::new(s.fhir_base_url());
     settings.retry = retry;
     settings.requests_per_second = 1000;
@@ -60,17 +84,34 @@ pub fn fast_retry() -> RetryPolicy {
 }
 
 pub async fn stats(s: &Sandbox) -> serde_json::Value {
-    epic_operator::sync::http_client().unwrap().get(format!("{}/stats", s.admin_url())).send().await.expect("stats").json().await.expect("json")
+    epic_operator::sync::http_client()
+        .unwrap()
+        .get(format!("{}/stats", s.admin_url()))
+        .send()
+        .await
+        .expect("stats")
+        .json()
+        .await
+        .expect("json")
 }
 
 pub fn stat(v: &serde_json::Value, key: &str) -> u64 {
-    v[key].as_u64().unwrap_or_else(|| panic!("no counter {key} in {v}"))
+    v[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no counter {key} in {v}"))
 }
 
 /// The sandbox id of the record carrying `npi` (ids are opaque).
 pub async fn id_of(s: &Sandbox, npi: &str) -> String {
-    let list: serde_json::Value =
-        epic_operator::sync::http_client().unwrap().get(format!("{}/practitioners", s.admin_url())).send().await.expect("list").json().await.expect("json");
+    let list: serde_json::Value = epic_operator::sync::http_client()
+        .unwrap()
+        .get(format!("{}/practitioners", s.admin_url()))
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
     list.as_array()
         .expect("array")
         .iter()
@@ -82,7 +123,8 @@ pub async fn id_of(s: &Sandbox, npi: &str) -> String {
 
 /// Out-of-band edit through the admin API (JSON merge patch).
 pub async fn edit(s: &Sandbox, id: &str, patch: serde_json::Value) {
-    let r = epic_operator::sync::http_client().unwrap()
+    let r = epic_operator::sync::http_client()
+        .unwrap()
         .patch(format!("{}/practitioners/{id}", s.admin_url()))
         .json(&patch)
         .send()
@@ -92,6 +134,12 @@ pub async fn edit(s: &Sandbox, id: &str, patch: serde_json::Value) {
 }
 
 pub async fn set_settings(s: &Sandbox, patch: serde_json::Value) {
-    let r = epic_operator::sync::http_client().unwrap().put(format!("{}/settings", s.admin_url())).json(&patch).send().await.expect("settings");
+    let r = epic_operator::sync::http_client()
+        .unwrap()
+        .put(format!("{}/settings", s.admin_url()))
+        .json(&patch)
+        .send()
+        .await
+        .expect("settings");
     assert!(r.status().is_success());
 }

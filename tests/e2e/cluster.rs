@@ -32,7 +32,11 @@ impl Drop for ControlPlane {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
 
 fn repo() -> PathBuf {
@@ -67,7 +71,9 @@ fn kubeconfig(server: &str, token: &str) -> String {
 
 pub async fn client_from(path: &Path) -> Client {
     let kc = Kubeconfig::read_from(path).expect("kubeconfig");
-    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await.expect("config");
+    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .expect("config");
     Client::try_from(config).expect("client")
 }
 
@@ -78,27 +84,52 @@ impl ControlPlane {
         if let Ok(existing) = std::env::var("EPIC_OPERATOR_E2E_KUBECONFIG") {
             let path = PathBuf::from(existing);
             let admin = client_from(&path).await;
-            let cp = Self { dir, children: Vec::new(), admin, operator_kubeconfig: path.clone(), admin_kubeconfig: path };
+            let cp = Self {
+                dir,
+                children: Vec::new(),
+                admin,
+                operator_kubeconfig: path.clone(),
+                admin_kubeconfig: path,
+            };
             cp.install().await;
             return cp;
         }
         let apiserver = kube_apiserver_binary();
-        let etcd_bin = which("etcd").expect("etcd is not installed: run scripts/ensure-kube-apiserver.sh (it installs etcd-server)");
+        let etcd_bin = which("etcd").expect(
+            "etcd is not installed: run scripts/ensure-kube-apiserver.sh (it installs etcd-server)",
+        );
         let d = dir.path();
         let (client_port, peer_port, secure_port) = (free_port(), free_port(), free_port());
         let log = |name: &str| std::fs::File::create(d.join(name)).expect("log file");
         let etcd = Command::new(etcd_bin)
             .args(["--data-dir", d.join("etcd").to_str().unwrap()])
-            .args(["--listen-client-urls", &format!("http://127.0.0.1:{client_port}")])
-            .args(["--advertise-client-urls", &format!("http://127.0.0.1:{client_port}")])
-            .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer_port}")])
-            .args(["--initial-advertise-peer-urls", &format!("http://127.0.0.1:{peer_port}")])
-            .args(["--initial-cluster", &format!("default=http://127.0.0.1:{peer_port}")])
+            .args([
+                "--listen-client-urls",
+                &format!("http://127.0.0.1:{client_port}"),
+            ])
+            .args([
+                "--advertise-client-urls",
+                &format!("http://127.0.0.1:{client_port}"),
+            ])
+            .args([
+                "--listen-peer-urls",
+                &format!("http://127.0.0.1:{peer_port}"),
+            ])
+            .args([
+                "--initial-advertise-peer-urls",
+                &format!("http://127.0.0.1:{peer_port}"),
+            ])
+            .args([
+                "--initial-cluster",
+                &format!("default=http://127.0.0.1:{peer_port}"),
+            ])
             .stdout(log("etcd.log"))
             .stderr(log("etcd.err"))
             .spawn()
             .expect("start etcd");
-        let (_, sa_pem) = epic_operator::auth::generate_key(epic_operator::crd::Algorithm::RS256, "sa").expect("key");
+        let (_, sa_pem) =
+            epic_operator::auth::generate_key(epic_operator::crd::Algorithm::RS256, "sa")
+                .expect("key");
         std::fs::write(d.join("sa.key"), sa_pem).unwrap();
         std::fs::create_dir_all(d.join("certs")).unwrap();
         let admin_token = "admin-token-e2e";
@@ -112,13 +143,27 @@ impl ControlPlane {
         .unwrap();
         let apiserver = Command::new(apiserver)
             .args(["--etcd-servers", &format!("http://127.0.0.1:{client_port}")])
-            .args(["--secure-port", &secure_port.to_string(), "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1"])
+            .args([
+                "--secure-port",
+                &secure_port.to_string(),
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+            ])
             .args(["--cert-dir", d.join("certs").to_str().unwrap()])
             .args(["--token-auth-file", d.join("tokens.csv").to_str().unwrap()])
             .args(["--authorization-mode=RBAC"])
-            .args(["--service-account-key-file", d.join("sa.key").to_str().unwrap()])
-            .args(["--service-account-signing-key-file", d.join("sa.key").to_str().unwrap()])
-            .args(["--service-account-issuer=https://kubernetes.default.svc", "--service-cluster-ip-range=10.96.0.0/16"])
+            .args([
+                "--service-account-key-file",
+                d.join("sa.key").to_str().unwrap(),
+            ])
+            .args([
+                "--service-account-signing-key-file",
+                d.join("sa.key").to_str().unwrap(),
+            ])
+            .args([
+                "--service-account-issuer=https://kubernetes.default.svc",
+                "--service-cluster-ip-range=10.96.0.0/16",
+            ])
             .args(["--disable-admission-plugins=ServiceAccount"])
             .stdout(log("apiserver.log"))
             .stderr(log("apiserver.err"))
@@ -129,7 +174,14 @@ impl ControlPlane {
         let operator_kubeconfig = d.join("operator.kubeconfig");
         std::fs::write(&admin_kubeconfig, kubeconfig(&server, admin_token)).unwrap();
         std::fs::write(&operator_kubeconfig, kubeconfig(&server, operator_token)).unwrap();
-        let mut cp = Self { dir, children: vec![etcd, apiserver], admin: Client::try_from(kube::Config::new("http://127.0.0.1:1".parse().unwrap())).unwrap(), operator_kubeconfig, admin_kubeconfig };
+        let mut cp = Self {
+            dir,
+            children: vec![etcd, apiserver],
+            admin: Client::try_from(kube::Config::new("http://127.0.0.1:1".parse().unwrap()))
+                .unwrap(),
+            operator_kubeconfig,
+            admin_kubeconfig,
+        };
         cp.wait_ready(&server, admin_token).await;
         cp.admin = client_from(&cp.admin_kubeconfig).await;
         cp.install().await;
@@ -137,22 +189,43 @@ impl ControlPlane {
     }
 
     async fn wait_ready(&mut self, server: &str, token: &str) {
-        let http = reqwest::Client::builder().danger_accept_invalid_certs(true).build().unwrap();
+        let http = reqwest::Client::builder()
+            .danger_accept_invalid_certs(true)
+            .build()
+            .unwrap();
         let started = Instant::now();
         loop {
-            if let Ok(r) = http.get(format!("{server}/readyz")).bearer_auth(token).send().await
+            if let Ok(r) = http
+                .get(format!("{server}/readyz"))
+                .bearer_auth(token)
+                .send()
+                .await
                 && r.status().is_success()
             {
                 return;
             }
             for c in &mut self.children {
                 if let Ok(Some(status)) = c.try_wait() {
-                    let err = std::fs::read_to_string(self.dir.path().join("apiserver.err")).unwrap_or_default();
-                    let tail: String = err.lines().rev().take(30).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
-                    panic!("a control-plane process exited ({status}); apiserver log tail:\n{tail}");
+                    let err = std::fs::read_to_string(self.dir.path().join("apiserver.err"))
+                        .unwrap_or_default();
+                    let tail: String = err
+                        .lines()
+                        .rev()
+                        .take(30)
+                        .collect::<Vec<_>>()
+                        .into_iter()
+                        .rev()
+                        .collect::<Vec<_>>()
+                        .join("\n");
+                    panic!(
+                        "a control-plane process exited ({status}); apiserver log tail:\n{tail}"
+                    );
                 }
             }
-            assert!(started.elapsed() < Duration::from_secs(120), "kube-apiserver not ready after 120 s");
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "kube-apiserver not ready after 120 s"
+            );
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
@@ -165,16 +238,26 @@ impl ControlPlane {
             let crd: CustomResourceDefinition = serde_saphyr::from_str(&text).expect("CRD YAML");
             let name = crd.metadata.name.clone().unwrap();
             if crds.get_opt(&name).await.unwrap().is_none() {
-                crds.create(&PostParams::default(), &crd).await.expect("create CRD");
+                crds.create(&PostParams::default(), &crd)
+                    .await
+                    .expect("create CRD");
             }
             let started = Instant::now();
             loop {
                 let c = crds.get(&name).await.unwrap();
-                let established = c.status.and_then(|s| s.conditions).unwrap_or_default().iter().any(|c| c.type_ == "Established" && c.status == "True");
+                let established = c
+                    .status
+                    .and_then(|s| s.conditions)
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True");
                 if established {
                     break;
                 }
-                assert!(started.elapsed() < Duration::from_secs(30), "CRD {name} not established");
+                assert!(
+                    started.elapsed() < Duration::from_secs(30),
+                    "CRD {name} not established"
+                );
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
@@ -188,7 +271,13 @@ impl ControlPlane {
 
     pub async fn namespace(&self, name: &str) -> String {
         let api: Api<Namespace> = Api::all(self.admin.clone());
-        let ns = Namespace { metadata: ObjectMeta { name: Some(name.into()), ..ObjectMeta::default() }, ..Namespace::default() };
+        let ns = Namespace {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                ..ObjectMeta::default()
+            },
+            ..Namespace::default()
+        };
         match api.create(&PostParams::default(), &ns).await {
             Ok(_) => {}
             Err(kube::Error::Api(e)) if e.code == 409 => {}
@@ -203,11 +292,17 @@ pub async fn apply_yaml(client: &Client, text: &str) {
     use kube::api::{DynamicObject, Patch, PatchParams};
     use kube::discovery::{ApiResource, Scope};
     let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(text).expect("YAML");
-    let discovery = kube::Discovery::new(client.clone()).run().await.expect("discovery");
+    let discovery = kube::Discovery::new(client.clone())
+        .run()
+        .await
+        .expect("discovery");
     for doc in docs.into_iter().filter(|d| !d.is_null()) {
         let obj: DynamicObject = serde_json::from_value(doc.clone()).expect("object");
         let tm = obj.types.clone().expect("apiVersion/kind");
-        let (group, version) = tm.api_version.split_once('/').unwrap_or(("", tm.api_version.as_str()));
+        let (group, version) = tm
+            .api_version
+            .split_once('/')
+            .unwrap_or(("", tm.api_version.as_str()));
         let (ar, caps) = discovery
             .groups()
             .flat_map(|g| g.recommended_resources())
@@ -220,10 +315,20 @@ pub async fn apply_yaml(client: &Client, text: &str) {
             (Scope::Cluster, _) => Api::all_with(client.clone(), &ar),
         };
         let name = obj.metadata.name.clone().expect("name");
-        api.patch(&name, &PatchParams::apply("e2e").force(), &Patch::Apply(&doc)).await.unwrap_or_else(|e| panic!("apply {}: {e}", tm.kind));
+        api.patch(
+            &name,
+            &PatchParams::apply("e2e").force(),
+            &Patch::Apply(&doc),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("apply {}: {e}", tm.kind));
     }
 }
 
 fn which(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| std::env::split_paths(&paths).map(|p| p.join(name)).find(|p| p.is_file()))
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(name))
+            .find(|p| p.is_file())
+    })
 }
