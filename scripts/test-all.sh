@@ -10,6 +10,9 @@ echo "==> preparing the end-to-end control plane (cached after the first run)"
 EPIC_OPERATOR_KUBE_APISERVER="$(bash scripts/ensure-kube-apiserver.sh)"
 export EPIC_OPERATOR_KUBE_APISERVER
 
+echo "==> preparing Helm's Go SDK for the chart tests (a Python virtual environment)"
+bash scripts/ensure-helm.sh >/dev/null
+
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 

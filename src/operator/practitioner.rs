@@ -29,6 +29,7 @@ pub async fn reconcile(
     ctx: Arc<Context>,
 ) -> Result<ControllerAction, Error> {
     let started = Instant::now();
+    tracing::debug!(npi = %obj.spec.npi, generation = ?obj.metadata.generation, "reconciling practitioner");
     let ns = obj.namespace().unwrap_or_default();
     let api: Api<EpicPractitioner> = Api::namespaced(ctx.kube.clone(), &ns);
     let has_finalizer = obj.finalizers().iter().any(|f| f == FINALIZER);

@@ -234,7 +234,11 @@ impl ControlPlane {
     async fn install(&self) {
         let crds: Api<CustomResourceDefinition> = Api::all(self.admin.clone());
         for entry in std::fs::read_dir(repo().join("crds")).unwrap() {
-            let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+            let path = entry.unwrap().path();
+            if !path.to_string_lossy().ends_with(".epic-operator.dev.yaml") {
+                continue;
+            }
+            let text = std::fs::read_to_string(path).unwrap();
             let crd: CustomResourceDefinition = serde_saphyr::from_str(&text).expect("CRD YAML");
             let name = crd.metadata.name.clone().unwrap();
             if crds.get_opt(&name).await.unwrap().is_none() {

@@ -47,7 +47,7 @@ impl Operator {
             })
             .args(extra)
             .env("KUBECONFIG", &cp.operator_kubeconfig)
-            .env("RUST_LOG", "info,epic_operator=debug")
+            .env("RUST_LOG", "info,epic_operator=debug,kube_runtime=debug")
             .env_remove("POD_NAMESPACE")
             .stdout(Stdio::null())
             .stderr(file)
@@ -67,7 +67,18 @@ impl Drop for Operator {
         self.kill();
         if std::thread::panicking() {
             let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-            let tail: Vec<&str> = text.lines().rev().take(40).collect();
+            // The periodic lines (scans, probes) would hide what matters.
+            let tail: Vec<&str> = text
+                .lines()
+                .filter(|l| {
+                    !l.contains("roster scan")
+                        && !l.contains("/metadata")
+                        && !l.contains("Server cert")
+                        && !l.contains("\"path\":\"/api/FHIR/R4/Practitioner\"")
+                })
+                .rev()
+                .take(40)
+                .collect();
             eprintln!("--- operator log tail ({}) ---", self.log.display());
             for l in tail.into_iter().rev() {
                 eprintln!("{l}");
@@ -305,6 +316,7 @@ async fn operator_end_to_end() {
         Box::pin(wrong_key_and_wrong_scope(&cp)),
         Box::pin(restart_mid_flight_writes_once(&cp)),
         Box::pin(pause_stops_writes(&cp)),
+        Box::pin(packaging_applies_to_the_api_server(&cp)),
     ])
     .await;
     eprintln!("end-to-end scenarios took {:?}", started.elapsed());
@@ -890,4 +902,96 @@ async fn pause_stops_writes(cp: &ControlPlane) {
     })
     .await;
     assert_eq!(stats(&w).await["update"], 1);
+}
+
+/// The chart (default and non-default values) and the kustomize base, applied with
+/// `kubectl apply --dry-run=server` to this API server.
+async fn packaging_applies_to_the_api_server(cp: &ControlPlane) {
+    cp.namespace("epic-system").await;
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let kubectl = kubectl();
+    let python = {
+        let out = Command::new("bash")
+            .arg(repo.join("scripts/ensure-helm.sh"))
+            .output()
+            .expect("ensure-helm");
+        assert!(
+            out.status.success(),
+            "scripts/ensure-helm.sh failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    for values in [
+        json!({}),
+        json!({"replicaCount": 2, "watchNamespace": "team-a", "networkPolicy": {"enabled": true}, "metrics": {"port": 9090}}),
+    ] {
+        let out = Command::new(&python)
+            .arg(repo.join("scripts/helm_render.py"))
+            .arg(repo.join("charts/epic-operator"))
+            .arg(values.to_string())
+            .args(["epic", "epic-system"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "render: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        dry_run(&kubectl, cp, &out.stdout, true);
+    }
+    let kustomized = Command::new(&kubectl)
+        .args(["kustomize"])
+        .arg(repo.join("config"))
+        .output()
+        .unwrap();
+    assert!(
+        kustomized.status.success(),
+        "kustomize: {}",
+        String::from_utf8_lossy(&kustomized.stderr)
+    );
+    // Client-side validation uses the 1.20 server's OpenAPI, which predates the CEL rule in the
+    // CRD; the server itself ignores the rule, so validate there only.
+    dry_run(&kubectl, cp, &kustomized.stdout, false);
+}
+
+fn kubectl() -> PathBuf {
+    let real = Command::new("bash")
+        .args(["-c", "readlink -f \"$(command -v kubectl)\""])
+        .output()
+        .expect("bash");
+    let real = PathBuf::from(String::from_utf8_lossy(&real.stdout).trim());
+    assert!(
+        real.is_file(),
+        "kubectl is needed for the packaging dry-run: install kubectl (the google-cloud-cli packages ship it)"
+    );
+    // The client closest to the 1.20 test server, when the machine has it.
+    let closest = real.with_file_name("kubectl.1.27");
+    if closest.is_file() { closest } else { real }
+}
+
+fn dry_run(kubectl: &PathBuf, cp: &ControlPlane, manifests: &[u8], validate: bool) {
+    use std::io::Write;
+    let mut child = Command::new(kubectl)
+        .arg("--kubeconfig")
+        .arg(&cp.admin_kubeconfig)
+        .args(["apply", "--dry-run=server", "-f", "-"])
+        .arg(format!("--validate={validate}"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl");
+    child.stdin.take().unwrap().write_all(manifests).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "kubectl apply --dry-run=server failed:\n{text}"
+    );
+    assert!(text.contains("(server dry run)"), "{text}");
 }
