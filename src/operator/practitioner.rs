@@ -34,7 +34,16 @@ pub async fn reconcile(
     let api: Api<EpicPractitioner> = Api::namespaced(ctx.kube.clone(), &ns);
     let has_finalizer = obj.finalizers().iter().any(|f| f == FINALIZER);
     let wants_finalizer = obj.spec.deletion_policy == DeletionPolicy::Deactivate;
-    let result = if wants_finalizer || has_finalizer && obj.meta().deletion_timestamp.is_some() {
+    let deleting = obj.meta().deletion_timestamp.is_some();
+    let result = if wants_finalizer && !has_finalizer && !deleting {
+        // Add the finalizer and carry on in this same pass. Waiting for the watch event of our
+        // own patch costs a round trip, and that event can arrive while this reconcile is still
+        // running and then sit unprocessed until something else triggers the object.
+        match set_finalizers(&api, &obj, true).await {
+            Ok(()) => apply(obj.clone(), ctx.clone(), false).await,
+            Err(e) => Err(e),
+        }
+    } else if wants_finalizer || has_finalizer && deleting {
         finalizer(&api, FINALIZER, obj.clone(), |event| async {
             match event {
                 FinalizerEvent::Apply(o) => apply(o, ctx.clone(), false).await,
@@ -47,12 +56,12 @@ pub async fn reconcile(
             | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
             other => Error::Finalizer(other.to_string()),
         })
-    } else if obj.meta().deletion_timestamp.is_some() {
+    } else if deleting {
         Ok(ControllerAction::await_change())
     } else {
         if has_finalizer {
             // deletionPolicy went back to Orphan: the finalizer is no longer needed.
-            remove_finalizer(&api, &obj).await?;
+            set_finalizers(&api, &obj, false).await?;
         }
         apply(obj.clone(), ctx.clone(), false).await
     };
@@ -60,6 +69,7 @@ pub async fn reconcile(
         Ok(_) => "Ok",
         Err(e) => e.reason(),
     };
+    tracing::debug!(npi = %obj.spec.npi, reason, elapsed_ms = started.elapsed().as_millis() as u64, "reconciled practitioner");
     ctx.metrics
         .reconciles
         .get_or_create(&ReconcileLabels {
@@ -77,16 +87,22 @@ pub async fn reconcile(
     result
 }
 
-async fn remove_finalizer(
+/// Adds or removes our finalizer, keeping everyone else's. The resourceVersion makes the patch
+/// fail (and the reconcile retry) if the list changed meanwhile.
+async fn set_finalizers(
     api: &Api<EpicPractitioner>,
     obj: &EpicPractitioner,
+    ours: bool,
 ) -> Result<(), Error> {
-    let kept: Vec<String> = obj
+    let mut kept: Vec<String> = obj
         .finalizers()
         .iter()
         .filter(|f| *f != FINALIZER)
         .cloned()
         .collect();
+    if ours {
+        kept.push(FINALIZER.to_string());
+    }
     let patch =
         json!({"metadata": {"finalizers": kept, "resourceVersion": obj.resource_version()}});
     api.patch(

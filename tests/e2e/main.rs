@@ -210,8 +210,9 @@ async fn wait_for(
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+    let finalizers = last.as_ref().map(|p| p.finalizers().to_vec());
     panic!(
-        "[{}] {name}: timed out waiting for {what}; last status: {:#?}",
+        "[{}] {name}: timed out waiting for {what}; finalizers {finalizers:?}; last status: {:#?}",
         w.ns,
         last.and_then(|p| p.status)
     );
