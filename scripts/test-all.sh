@@ -20,4 +20,4 @@ echo "==> cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --locked -- -D warnings
 
 echo "==> cargo test (unit, property, integration, end-to-end)"
-cargo test --all-targets --locked --no-fail-fast
+cargo test --lib --bins --tests --locked --no-fail-fast

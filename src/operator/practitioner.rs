@@ -216,9 +216,9 @@ async fn sync(
             );
         }
     }
-    let fetch_roles = known_id.is_none()
-        || ctx.mode == super::DriftDetection::PerObject
-        || old.roles.is_empty() && old.last_sync_time.is_none();
+    // Roles are read when the record is (re)resolved; they change far less often than the
+    // record and would otherwise double the requests of every resync.
+    let fetch_roles = known_id.is_none();
     let outcome = sync_practitioner(
         &conn.client,
         SyncRequest {
