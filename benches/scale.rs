@@ -305,6 +305,17 @@ async fn run(cp: &ControlPlane, n: usize, mode: &str) -> Result_ {
     if window_start.elapsed() < window {
         tokio::time::sleep(window - window_start.elapsed()).await;
     }
+    // In roster mode the window also covers the whole (paced) walk.
+    let expected_pages = ((n + 20) as u64)
+        .div_ceil(PAGE_SIZE as u64)
+        .saturating_sub(1);
+    while mode == "roster" && stats(&sandbox).await["page"].as_u64().unwrap_or(0) < expected_pages {
+        assert!(
+            window_start.elapsed() < Duration::from_secs(RESYNC_SECS * 4),
+            "roster scan did not complete"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     let steady = stats(&sandbox).await;
     r.steady = kinds(&steady);
     r.steady_total = fhir_total(&steady);

@@ -272,6 +272,22 @@ pub struct LastError {
     pub epic_codes: Vec<String>,
 }
 
+impl EpicPractitionerStatus {
+    /// Whether Epic refused a write for this record less than `window` ago.
+    pub fn refused_within(&self, window: std::time::Duration) -> bool {
+        self.last_refused_write_time
+            .as_deref()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .is_some_and(|t| {
+                chrono::Utc::now()
+                    .signed_duration_since(t)
+                    .to_std()
+                    .unwrap_or_default()
+                    < window
+            })
+    }
+}
+
 impl EpicPractitioner {
     /// True when the paused annotation is set to "true".
     pub fn is_paused(&self) -> bool {

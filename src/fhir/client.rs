@@ -342,6 +342,17 @@ impl FhirClient {
     pub async fn roster(
         &self,
         page_size: u32,
+        on_page: impl FnMut(Vec<Value>),
+    ) -> Result<usize, FhirError> {
+        self.roster_paced(page_size, Duration::ZERO, on_page).await
+    }
+
+    /// Like [`roster`](Self::roster), waiting `pace` between pages so that a periodic scan
+    /// spreads its requests over the interval instead of spending them in one burst.
+    pub async fn roster_paced(
+        &self,
+        page_size: u32,
+        pace: Duration,
         mut on_page: impl FnMut(Vec<Value>),
     ) -> Result<usize, FhirError> {
         let mut restarted = false;
@@ -350,7 +361,7 @@ impl FhirClient {
             first
                 .query_pairs_mut()
                 .append_pair("_count", &page_size.to_string());
-            match self.walk(first, "Practitioner", &mut on_page).await {
+            match self.walk(first, "Practitioner", pace, &mut on_page).await {
                 Err(FhirError::PagingExpired { .. }) if !restarted => {
                     tracing::info!(
                         "paging session expired during the roster walk; restarting it once"
@@ -364,7 +375,9 @@ impl FhirClient {
 
     async fn search_all(&self, first: Url, resource_type: &str) -> Result<Vec<Value>, FhirError> {
         let mut all = Vec::new();
-        self.walk(first, resource_type, &mut |page: Vec<Value>| {
+        self.walk(first, resource_type, Duration::ZERO, &mut |page: Vec<
+            Value,
+        >| {
             all.extend(page)
         })
         .await?;
@@ -377,6 +390,7 @@ impl FhirClient {
         &self,
         first: Url,
         resource_type: &str,
+        pace: Duration,
         on_page: &mut impl FnMut(Vec<Value>),
     ) -> Result<usize, FhirError> {
         let mut seen: HashSet<String> = HashSet::new();
@@ -388,6 +402,9 @@ impl FhirClient {
                 return Err(FhirError::Malformed(
                     "paging loop: a next link repeats an earlier page".into(),
                 ));
+            }
+            if pages > 0 && !pace.is_zero() {
+                tokio::time::sleep(pace).await;
             }
             let bundle = self.get_json(kind, url).await?.body;
             pages += 1;

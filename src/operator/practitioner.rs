@@ -193,17 +193,7 @@ async fn sync(
         _ => String::new(),
     };
     // A refused write is retried no more often than the resync interval.
-    let refused_in_status = old
-        .last_refused_write_time
-        .as_deref()
-        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-        .is_some_and(|t| {
-            chrono::Utc::now()
-                .signed_duration_since(t)
-                .to_std()
-                .unwrap_or_default()
-                < conn.resync
-        });
+    let refused_in_status = old.refused_within(conn.resync);
     {
         if refused_in_status || ctx.refused_within(obj, conn.resync) {
             writes = WriteCapability::Disabled;

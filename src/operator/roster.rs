@@ -22,6 +22,8 @@ use crate::reconcile::fingerprint;
 /// ends.
 pub async fn run(ctx: Arc<Context>) {
     let mut next_due: HashMap<(String, String), Instant> = HashMap::new();
+    // Records seen by the last scan per connection: the next one paces its pages by it.
+    let mut last_size: HashMap<(String, String), usize> = HashMap::new();
     loop {
         for (key, handle) in ctx.connections.ready_handles().await {
             // The first scan comes one interval after the connection appears: the initial
@@ -30,8 +32,12 @@ pub async fn run(ctx: Arc<Context>) {
                 .entry(key.clone())
                 .or_insert_with(|| Instant::now() + jittered(handle.resync));
             if Instant::now() >= due {
-                match scan(&ctx, &key, &handle).await {
-                    Ok(woken) => tracing::info!(connection = %key.1, woken, "roster scan done"),
+                let expected = *last_size.get(&key).unwrap_or(&0);
+                match scan(&ctx, &key, &handle, expected).await {
+                    Ok((woken, records)) => {
+                        last_size.insert(key.clone(), records);
+                        tracing::info!(connection = %key.1, woken, records, "roster scan done")
+                    }
                     Err(e) => {
                         tracing::warn!(connection = %key.1, reason = e.reason(), error = %e, "roster scan failed")
                     }
@@ -66,17 +72,7 @@ fn needs_wake(p: &EpicPractitioner, live_fp: &str, resync: Duration) -> bool {
     }
     // Drift held by a refused write is retried once per resync interval.
     if !status.drift.is_empty() && synced_reason(status) == Some("WriteDisabled") {
-        let refused_long_ago = status
-            .last_refused_write_time
-            .as_deref()
-            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-            .is_none_or(|t| {
-                chrono::Utc::now()
-                    .signed_duration_since(t)
-                    .to_std()
-                    .unwrap_or_default()
-                    >= resync
-            });
+        let refused_long_ago = !status.refused_within(resync);
         return refused_long_ago;
     }
     false
@@ -87,7 +83,8 @@ async fn scan(
     ctx: &Context,
     key: &(String, String),
     handle: &ConnectionHandle,
-) -> Result<usize, crate::fhir::FhirError> {
+    expected_records: usize,
+) -> Result<(usize, usize), crate::fhir::FhirError> {
     let (ns, name) = key;
     let mut by_npi: HashMap<String, Vec<Arc<EpicPractitioner>>> = HashMap::new();
     for p in ctx.practitioners.state() {
@@ -97,9 +94,15 @@ async fn scan(
     }
     let mut seen: HashSet<String> = HashSet::new();
     let mut wake: HashSet<ObjectRef<EpicPractitioner>> = HashSet::new();
+    // Spread the walk over half the interval: the budget is the same, the busiest second is not.
+    let page_size = handle.client.settings().page_size.max(1) as usize;
+    let expected_pages = (expected_records.max(by_npi.len()) / page_size).max(1) as u32;
+    let pace = (handle.resync / 2 / expected_pages).min(Duration::from_secs(5));
+    let mut records = 0usize;
     handle
         .client
-        .roster(handle.client.settings().page_size, |page| {
+        .roster_paced(page_size as u32, pace, |page| {
+            records += page.len();
             for r in page {
                 let Some(npi) = npi_of(&r) else { continue };
                 let Some(objects) = by_npi.get(npi) else {
@@ -108,7 +111,11 @@ async fn scan(
                 let fp = fingerprint(&r);
                 for p in objects {
                     if needs_wake(p, &fp, handle.resync) {
-                        wake.insert(ObjectRef::from_obj(&**p));
+                        // Woken as found, so the reads and writes follow the paced walk.
+                        let r = ObjectRef::from_obj(&**p);
+                        if wake.insert(r.clone()) {
+                            let _ = ctx.wake.unbounded_send(r);
+                        }
                     }
                 }
                 seen.insert(npi.to_string());
@@ -120,14 +127,14 @@ async fn scan(
         if !seen.contains(npi) {
             for p in objects {
                 if p.status.as_ref().is_some_and(|s| s.fhir_id.is_some()) && !p.is_paused() {
-                    wake.insert(ObjectRef::from_obj(&**p));
+                    let r = ObjectRef::from_obj(&**p);
+                    if wake.insert(r.clone()) {
+                        let _ = ctx.wake.unbounded_send(r);
+                    }
                 }
             }
         }
     }
     let n = wake.len();
-    for r in wake {
-        let _ = ctx.wake.unbounded_send(r);
-    }
-    Ok(n)
+    Ok((n, records))
 }

@@ -219,15 +219,7 @@ async fn read_practitioner(
         return r;
     }
     Stats::bump(&state.stats.read);
-    match lock(&state.data).practitioners.items.get(&id) {
-        Some(p) => fhir_json(StatusCode::OK, p.clone()),
-        None => outcome(
-            StatusCode::NOT_FOUND,
-            "not-found",
-            "4102",
-            "The resource ID is invalid or does not exist",
-        ),
-    }
+    read_one(&lock(&state.data).practitioners, &id)
 }
 
 async fn read_patient(State(state): St, headers: HeaderMap, Path(id): Path<String>) -> Response {
@@ -235,8 +227,12 @@ async fn read_patient(State(state): St, headers: HeaderMap, Path(id): Path<Strin
         return r;
     }
     Stats::bump(&state.stats.read);
-    match lock(&state.data).patients.items.get(&id) {
-        Some(p) => fhir_json(StatusCode::OK, p.clone()),
+    read_one(&lock(&state.data).patients, &id)
+}
+
+fn read_one(store: &super::state::Store, id: &str) -> Response {
+    match store.items.get(id) {
+        Some(r) => fhir_json(StatusCode::OK, r.clone()),
         None => outcome(
             StatusCode::NOT_FOUND,
             "not-found",
