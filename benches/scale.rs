@@ -125,6 +125,8 @@ struct Result_ {
     tokens_per_lifetime: f64,
     busiest_second: u64,
     average_rate: f64,
+    /// Average over the seconds from the first to the last request of the window.
+    active_rate: f64,
 }
 
 async fn run(cp: &ControlPlane, n: usize, mode: &str) -> Result_ {
@@ -329,6 +331,15 @@ async fn run(cp: &ControlPlane, n: usize, mode: &str) -> Result_ {
         .map(|p| p[1].as_u64().unwrap_or(0))
         .collect();
     r.busiest_second = per_second.iter().copied().max().unwrap_or(0);
+    let seconds: Vec<u64> = steady["perSecond"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p[0].as_u64().unwrap_or(0))
+        .collect();
+    if let (Some(first), Some(last)) = (seconds.first(), seconds.last()) {
+        r.active_rate = per_second.iter().sum::<u64>() as f64 / ((last - first + 1) as f64);
+    }
     r.average_rate = r.steady_total as f64 / window_start.elapsed().as_secs_f64();
 
     // New objects while N exist: create -> Ready, 20 tries.
@@ -391,7 +402,7 @@ async fn main() {
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for r in &results {
         println!(
-            "| {} | {} | {} ({}) | {:.0} s | {:.0}/s | {} ({}) | {:.1} s | {:.0} / {:.0} MiB | {} / {} ms | {:.2} | {} / {:.1} ({:.1}x) |",
+            "| {} | {} | {} ({}) | {:.0} s | {:.0}/s | {} ({}) | {:.1} s | {:.0} / {:.0} MiB | {} / {} ms | {:.2} | {} / {:.1} ({:.1}x) / {:.1} ({:.1}x) |",
             r.n,
             r.mode,
             r.initial_total,

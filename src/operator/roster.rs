@@ -94,10 +94,11 @@ async fn scan(
     }
     let mut seen: HashSet<String> = HashSet::new();
     let mut wake: HashSet<ObjectRef<EpicPractitioner>> = HashSet::new();
-    // Spread the walk over half the interval: the budget is the same, the busiest second is not.
+    // Spread the walk over most of the interval: the budget is the same, the busiest second is
+    // not. The rest of the interval absorbs a roster that grew since the last walk.
     let page_size = handle.client.settings().page_size.max(1) as usize;
     let expected_pages = (expected_records.max(by_npi.len()) / page_size).max(1) as u32;
-    let pace = (handle.resync / 2 / expected_pages).min(Duration::from_secs(5));
+    let pace = (handle.resync.mul_f64(0.8) / expected_pages).min(Duration::from_secs(5));
     let mut records = 0usize;
     handle
         .client
