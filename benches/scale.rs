@@ -1,7 +1,7 @@
 //! Scale benchmark: the operator at N practitioners against a real kube-apiserver and the
 //! sandbox, in per-object and roster drift-detection modes. See BENCHMARKS.md.
 //!
-//! cargo bench --bench scale -- [N,N,...]        (default 1000,10000)
+//! cargo bench --bench scale -- [N,N,...] [per-object,roster]   (default 1000,10000 and both)
 //!
 //! Everything runs on 127.0.0.1; every wait is bounded.
 
@@ -386,10 +386,17 @@ async fn main() {
         .find(|a| !a.starts_with('-'))
         .map(|a| a.split(',').filter_map(|n| n.parse().ok()).collect())
         .unwrap_or_else(|| vec![1000, 10000]);
+    // Optional second argument: the modes to run (default both).
+    let modes: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .nth(1)
+        .map(|m| m.split(',').map(str::to_string).collect())
+        .unwrap_or_else(|| vec!["per-object".into(), "roster".into()]);
     let cp = ControlPlane::start().await;
     let mut results = Vec::new();
     for &n in &sizes {
-        for mode in ["per-object", "roster"] {
+        for mode in modes.iter().map(String::as_str) {
             eprintln!("bench: N={n} mode={mode} ...");
             let r = run(&cp, n, mode).await;
             eprintln!("{r:#?}");

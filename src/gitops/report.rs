@@ -149,6 +149,7 @@ pub async fn run_plan(target: &Target, loaded: &Loaded, mode: PlanMode) -> RunRe
                         r.npi,
                         o.ambiguous_ids.join(", ")
                     ),
+                    _ if o.action == Action::Nothing => String::new(),
                     _ => o.action.describe(),
                 };
                 let found_in_sync = o.resolution == Resolution::Found && o.remaining.is_empty();
