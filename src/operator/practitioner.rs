@@ -235,8 +235,11 @@ async fn sync(
     }
     let requeue = match ctx.mode {
         super::DriftDetection::PerObject => ControllerAction::requeue(jittered(conn.resync)),
-        // The roster scan wakes changed records; this long requeue is only a safety net.
-        super::DriftDetection::Roster => ControllerAction::requeue(jittered(conn.resync * 6)),
+        // The roster scan wakes changed records; this long requeue (an hour at least) is only a
+        // safety net for a scan that keeps failing.
+        super::DriftDetection::Roster => {
+            ControllerAction::requeue(jittered((conn.resync * 6).max(Duration::from_secs(3600))))
+        }
     };
     Ok((new_status, Some(outcome), requeue, done))
 }
