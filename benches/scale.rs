@@ -17,10 +17,9 @@ use std::time::{Duration, Instant};
 
 use cluster::ControlPlane;
 use epic_operator::crd::{
-    Algorithm, EpicConnection, EpicConnectionSpec, EpicPractitioner, EpicPractitionerSpec,
-    SecretKeyRef, WriteMode, npi_from_prefix,
+    EpicConnection, EpicConnectionSpec, EpicPractitioner, EpicPractitionerSpec, npi_from_prefix,
 };
-use epic_operator::sandbox::{DEV_CLIENT_ID, DEV_KEY_ID, Sandbox, SandboxConfig, Settings};
+use epic_operator::sandbox::{Sandbox, SandboxConfig, Settings};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
@@ -164,21 +163,11 @@ async fn run(cp: &ControlPlane, n: usize, mode: &str) -> Result_ {
         )
         .await;
     let conn = EpicConnectionSpec {
-        fhir_base_url: sandbox.fhir_base_url(),
-        token_url: None,
-        client_id: DEV_CLIENT_ID.into(),
-        private_key_secret_ref: SecretKeyRef {
-            name: "epic-key".into(),
-            key: "private-key.pem".into(),
-        },
-        key_id: DEV_KEY_ID.into(),
-        algorithm: Algorithm::RS384,
-        scopes: None,
         requests_per_second: Some(RATE_LIMIT),
         burst: Some(RATE_LIMIT),
         page_size: Some(PAGE_SIZE),
-        writes: WriteMode::Auto,
         resync_interval: Some(format!("{RESYNC_SECS}s")),
+        ..sandbox.connection_spec("epic-key")
     };
     let connections: Api<EpicConnection> = Api::namespaced(cp.admin.clone(), &ns);
     connections

@@ -3,9 +3,9 @@
 
 use std::path::PathBuf;
 
-use crate::crd::{Algorithm, EpicConnection, EpicConnectionSpec, SecretKeyRef, WriteMode};
+use crate::crd::{EpicConnection, EpicConnectionSpec};
 use crate::fhir::{Capability, FhirClient};
-use crate::sandbox::{DEV_CLIENT_ID, DEV_KEY_ID, Sandbox, SandboxConfig, Settings};
+use crate::sandbox::{Sandbox, SandboxConfig, Settings};
 use crate::sync::{connect, http_client};
 
 /// The seed the `--sandbox` option loads: the records behind the manifests in `examples/`.
@@ -66,23 +66,7 @@ pub async fn open_target(input: &ConnectionInput) -> Result<Target, String> {
             .dev_key_pem
             .clone()
             .ok_or("the sandbox generated no development key")?;
-        let spec = EpicConnectionSpec {
-            fhir_base_url: sandbox.fhir_base_url(),
-            token_url: None,
-            client_id: DEV_CLIENT_ID.into(),
-            private_key_secret_ref: SecretKeyRef {
-                name: "sandbox".into(),
-                key: "private-key.pem".into(),
-            },
-            key_id: DEV_KEY_ID.into(),
-            algorithm: Algorithm::RS384,
-            scopes: None,
-            requests_per_second: None,
-            burst: None,
-            page_size: None,
-            writes: WriteMode::Auto,
-            resync_interval: None,
-        };
+        let spec = sandbox.connection_spec("sandbox");
         let client = connect(&http, &spec, &pem, None)
             .await
             .map_err(|e| e.to_string())?;

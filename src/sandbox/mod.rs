@@ -180,6 +180,28 @@ impl Sandbox {
         format!("http://{}/_sandbox", self.addr)
     }
 
+    /// An EpicConnection spec for this sandbox's development client, its key in Secret
+    /// `secret_name` under `private-key.pem`; defaults everywhere else.
+    pub fn connection_spec(&self, secret_name: &str) -> crate::crd::EpicConnectionSpec {
+        crate::crd::EpicConnectionSpec {
+            fhir_base_url: self.fhir_base_url(),
+            token_url: None,
+            client_id: DEV_CLIENT_ID.into(),
+            private_key_secret_ref: crate::crd::SecretKeyRef {
+                name: secret_name.into(),
+                key: "private-key.pem".into(),
+            },
+            key_id: DEV_KEY_ID.into(),
+            algorithm: Algorithm::RS384,
+            scopes: None,
+            requests_per_second: None,
+            burst: None,
+            page_size: None,
+            writes: crate::crd::WriteMode::Auto,
+            resync_interval: None,
+        }
+    }
+
     /// Request counters.
     pub fn stats(&self) -> serde_json::Value {
         self.state.stats.snapshot()

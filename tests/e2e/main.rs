@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 use cluster::ControlPlane;
 use epic_operator::crd::{
     Algorithm, DeletionPolicy, EpicConnection, EpicConnectionSpec, EpicPractitioner,
-    EpicPractitionerSpec, ManagementPolicy, SecretKeyRef, WriteMode, npi_from_prefix,
+    EpicPractitionerSpec, ManagementPolicy, WriteMode, npi_from_prefix,
 };
-use epic_operator::sandbox::{DEV_CLIENT_ID, DEV_KEY_ID, Sandbox, SandboxConfig, Settings};
+use epic_operator::sandbox::{DEV_KEY_ID, Sandbox, SandboxConfig, Settings};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{DeleteParams, DynamicObject, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::core::ApiResource;
@@ -128,21 +128,11 @@ async fn world(
         .await
         .expect("secret");
     let mut spec = EpicConnectionSpec {
-        fhir_base_url: sandbox.fhir_base_url(),
-        token_url: None,
-        client_id: DEV_CLIENT_ID.into(),
-        private_key_secret_ref: SecretKeyRef {
-            name: "epic-key".into(),
-            key: "private-key.pem".into(),
-        },
-        key_id: DEV_KEY_ID.into(),
-        algorithm: Algorithm::RS384,
-        scopes: None,
         requests_per_second: Some(50),
         burst: Some(50),
         page_size: Some(50),
-        writes: WriteMode::Auto,
         resync_interval: Some("1h".into()),
+        ..sandbox.connection_spec("epic-key")
     };
     tweak(&mut spec);
     let connections: Api<EpicConnection> = Api::namespaced(cp.admin.clone(), &ns);
