@@ -599,16 +599,10 @@ async fn sandbox(args: SandboxArgs) -> ExitCode {
             args.dev_key_out.display()
         );
     }
-    tokio::select! {
-        _ = sandbox_wait(&sandbox) => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
+    // Serves until interrupted.
+    let _ = tokio::signal::ctrl_c().await;
     sandbox.stop().await;
     ExitCode::SUCCESS
-}
-
-async fn sandbox_wait(_s: &Sandbox) {
-    std::future::pending::<()>().await
 }
 
 fn write_private_overwrite(path: &std::path::Path, pem: &str) -> std::io::Result<()> {

@@ -172,15 +172,18 @@ pub async fn sync_practitioner(
             diff: String::new(),
         },
     };
-    let mut deleting_spec;
-    let effective_spec = if req.deleting {
-        // Deletion with Deactivate owns exactly one field: active=false.
-        deleting_spec = spec.clone();
-        deleting_spec.active = Some(false);
-        &deleting_spec
-    } else {
-        spec
-    };
+    // Deletion with Deactivate owns exactly one field, active=false: other drift is left alone
+    // on the way out.
+    let deleting_spec = req.deleting.then(|| EpicPractitionerSpec {
+        active: Some(false),
+        name: None,
+        telecom: None,
+        gender: None,
+        birth_date: None,
+        qualifications: None,
+        ..spec.clone()
+    });
+    let effective_spec = deleting_spec.as_ref().unwrap_or(spec);
     let action = plan(PlanInput {
         management: spec.management_policy,
         deletion: spec.deletion_policy,

@@ -96,13 +96,7 @@ pub fn load_manifests(paths: &[PathBuf]) -> Result<Loaded, LoadError> {
             let ours = api_version == GROUP_VERSION;
             match kind.as_str() {
                 "EpicPractitioner" if ours => {
-                    let p: EpicPractitioner =
-                        serde_json::from_value(doc).map_err(|e| LoadError::Invalid {
-                            path: file.clone(),
-                            doc: doc_no,
-                            kind: kind.clone(),
-                            detail: e.to_string(),
-                        })?;
+                    let p: EpicPractitioner = decode(doc, &file, doc_no, &kind)?;
                     let name = p.metadata.name.clone().unwrap_or_default();
                     check_practitioner(&p).map_err(|detail| LoadError::InvalidSpec {
                         path: file.clone(),
@@ -126,13 +120,7 @@ pub fn load_manifests(paths: &[PathBuf]) -> Result<Loaded, LoadError> {
                     });
                 }
                 "EpicConnection" if ours => {
-                    let c: EpicConnection =
-                        serde_json::from_value(doc).map_err(|e| LoadError::Invalid {
-                            path: file.clone(),
-                            doc: doc_no,
-                            kind: kind.clone(),
-                            detail: e.to_string(),
-                        })?;
+                    let c: EpicConnection = decode(doc, &file, doc_no, &kind)?;
                     loaded.connections.push((file.clone(), c));
                 }
                 _ => loaded.notes.push(format!(
@@ -153,6 +141,20 @@ pub fn load_manifests(paths: &[PathBuf]) -> Result<Loaded, LoadError> {
         }
     }
     Ok(loaded)
+}
+
+fn decode<T: serde::de::DeserializeOwned>(
+    doc: Value,
+    path: &Path,
+    doc_no: usize,
+    kind: &str,
+) -> Result<T, LoadError> {
+    serde_json::from_value(doc).map_err(|e| LoadError::Invalid {
+        path: path.to_path_buf(),
+        doc: doc_no,
+        kind: kind.to_string(),
+        detail: e.to_string(),
+    })
 }
 
 /// Checks the schema cannot express (it is enforced by the API server for the rest, but the

@@ -226,11 +226,6 @@ impl Sandbox {
         }
         let _ = (&mut self.task).await;
     }
-
-    /// Serves until the process is interrupted.
-    pub async fn wait(self) {
-        let _ = self.task.await;
-    }
 }
 
 /// Why the sandbox could not start.
