@@ -8,14 +8,16 @@ use serde_json::Value;
 
 use crate::auth::{ClientKey, TokenSource, discover_token_url};
 use crate::crd::{
-    DeletionPolicy, EpicConnectionSpec, EpicPractitionerSpec, ManagementPolicy, RoleSummary,
-    WriteMode,
+    DeletionPolicy, EpicConnectionSpec, EpicPractitionerSpec, ManagementPolicy, NPI_SYSTEMS,
+    RoleSummary, WriteMode,
 };
 use crate::fhir::{
     Capability, ConnectionSettings, FhirClient, FhirError, NpiLookup, RequestObserver,
 };
+use crate::reconcile::identity::{carries_npi, is_subsetted, npi_values, version_precondition};
 use crate::reconcile::{
-    Action, DriftReport, PlanInput, Resolution, WriteCapability, drift, new_resource, overlay, plan,
+    Action, DriftReport, Normalizer, PlanInput, Resolution, WriteCapability, drift, new_resource,
+    overlay, plan,
 };
 
 /// Builds the HTTP client every connection uses: rustls with certificate verification, and
@@ -40,6 +42,7 @@ pub async fn connect(
     private_key_pem: &str,
     observer: Option<RequestObserver>,
 ) -> Result<FhirClient, FhirError> {
+    Normalizer::for_connection(spec).map_err(FhirError::Refused)?;
     let key = ClientKey::from_pem(private_key_pem, spec.algorithm, &spec.key_id)
         .map_err(crate::auth::AuthError::from)?;
     let token_url = match &spec.token_url {
@@ -92,18 +95,30 @@ pub struct SyncRequest<'a> {
     pub perform_writes: bool,
     /// Also list the practitioner's PractitionerRoles.
     pub fetch_roles: bool,
+    /// How contact values of this connection are compared.
+    pub normalizer: &'a Normalizer,
+    /// The CapabilityStatement lists conditional create: POST carries `If-None-Exist`.
+    pub conditional_create: bool,
 }
+
+/// Attempts of one conditional write before a version conflict is reported.
+pub const MAX_WRITE_ATTEMPTS: u32 = 3;
 
 /// What happened to a planned write.
 #[derive(Clone, Debug)]
 pub enum WriteOutcome {
-    /// Not attempted (nothing to write, held, or plan only).
+    /// Not attempted (nothing to write, held, plan only, or in sync when re-read).
     NotAttempted,
     Updated,
     Created,
     Deactivated,
     /// Epic refused the write (write-disabled instance).
     Refused(FhirError),
+    /// The record kept changing between read and write (412/409 on every attempt).
+    Conflict {
+        attempts: u32,
+        last: FhirError,
+    },
     /// The write failed for another reason.
     Failed(FhirError),
 }
@@ -117,15 +132,62 @@ pub struct SyncOutcome {
     pub searched: bool,
     /// Ids of every record carrying the NPI when ambiguous.
     pub ambiguous_ids: Vec<String>,
+    /// Warnings Epic attached to the search, and notes from best-effort reads after a write.
+    pub warnings: Vec<String>,
     /// Drift before any write.
     pub drift: DriftReport,
     pub action: Action,
+    /// The `If-Match` the write sends (or, in plan mode, would send first).
+    pub if_match: Option<String>,
     pub write: WriteOutcome,
+    /// PUT or POST requests sent.
+    pub write_attempts: u32,
     /// Drift after the write (equal to `drift` when nothing was written).
     pub remaining: DriftReport,
     /// The live record after the sync, when one exists.
     pub live: Option<Value>,
     pub roles: Vec<RoleSummary>,
+}
+
+/// A record as read, with the version it was read at.
+#[derive(Clone, Debug)]
+struct Observed {
+    id: String,
+    body: Value,
+    etag: Option<String>,
+    /// Read by id (a whole record at a known version), not copied from a search Bundle.
+    by_id: bool,
+}
+
+/// Reads a record by id and checks that it still carries the NPI: a saved or searched id is
+/// never trusted to name the same clinician by itself.
+async fn read_verified(client: &FhirClient, id: &str, npi: &str) -> Result<Observed, FhirError> {
+    let v = client.read_practitioner(id).await?;
+    if !carries_npi(&v.body, npi) {
+        let found = npi_values(&v.body);
+        return Err(FhirError::IdentityMismatch {
+            id: id.to_string(),
+            npi: npi.to_string(),
+            found: if found.is_empty() {
+                "no NPI".into()
+            } else {
+                found.join(", ")
+            },
+        });
+    }
+    Ok(Observed {
+        id: id.to_string(),
+        body: v.body,
+        etag: v.etag,
+        by_id: true,
+    })
+}
+
+fn empty_report() -> DriftReport {
+    DriftReport {
+        entries: Vec::new(),
+        diff: String::new(),
+    }
 }
 
 /// Resolves, observes, plans and (when asked) writes one practitioner.
@@ -134,25 +196,36 @@ pub async fn sync_practitioner(
     req: SyncRequest<'_>,
 ) -> Result<SyncOutcome, FhirError> {
     let spec = req.spec;
+    let norm = req.normalizer;
     let mut searched = false;
     let mut ambiguous_ids = Vec::new();
-    // Resolve: a recorded id costs one read; otherwise (or if it vanished) search by NPI.
-    let mut live: Option<(Value, Option<String>)> = None;
+    let mut warnings = Vec::new();
+    // Resolve: a recorded id costs one read; if it is gone or merged, the NPI is searched once.
+    let mut current: Option<Observed> = None;
     if let Some(id) = req.known_id {
-        match client.read_practitioner(id).await {
-            Ok(v) => live = Some((v.body, v.etag)),
-            Err(FhirError::NotFound { .. }) => {}
+        match read_verified(client, id, &spec.npi).await {
+            Ok(o) => current = Some(o),
+            Err(e) if matches!(e, FhirError::NotFound { .. }) || e.is_gone_or_merged() => {
+                tracing::info!(npi = %spec.npi, id, reason = e.reason(), "saved id no longer answers; resolving the NPI again");
+            }
             Err(e) => return Err(e),
         }
     }
-    let resolution = if live.is_some() {
+    let resolution = if current.is_some() {
         Resolution::Found
     } else {
         searched = true;
-        match client.search_npi(&spec.npi).await? {
+        let found = client.search_npi(&spec.npi).await?;
+        warnings = found.warnings;
+        match found.lookup {
             NpiLookup::NotFound => Resolution::NotFound,
-            NpiLookup::Found(body) => {
-                live = Some((body, None));
+            NpiLookup::Found { id, record } => {
+                current = Some(Observed {
+                    id,
+                    body: record,
+                    etag: None,
+                    by_id: false,
+                });
                 Resolution::Found
             }
             NpiLookup::Ambiguous(ids) => {
@@ -160,18 +233,22 @@ pub async fn sync_practitioner(
                 ambiguous_ids = ids;
                 Resolution::Ambiguous(n)
             }
+            NpiLookup::Incomplete(why) => {
+                warnings.push(format!("search incomplete: {why}"));
+                Resolution::Incomplete
+            }
         }
     };
-    let fhir_id = live
+    // Observe: a SUBSETTED search copy lacks fields, so drift is computed on the whole record.
+    if let Some(o) = &current
+        && !o.by_id
+        && is_subsetted(&o.body)
+    {
+        current = Some(read_verified(client, &o.id.clone(), &spec.npi).await?);
+    }
+    let report = current
         .as_ref()
-        .and_then(|(b, _)| b.get("id").and_then(Value::as_str).map(str::to_string));
-    let report = match &live {
-        Some((body, _)) => drift(spec, body),
-        None => DriftReport {
-            entries: Vec::new(),
-            diff: String::new(),
-        },
-    };
+        .map_or_else(empty_report, |o| drift(spec, &o.body, norm));
     // Deletion with Deactivate owns exactly one field, active=false: other drift is left alone
     // on the way out.
     let deleting_spec = req.deleting.then(|| EpicPractitionerSpec {
@@ -192,70 +269,195 @@ pub async fn sync_practitioner(
         writes: req.writes,
         resolution,
         drifted: !report.is_empty(),
-        live_active: live
+        live_active: current
             .as_ref()
-            .and_then(|(b, _)| b.get("active").and_then(Value::as_bool)),
+            .and_then(|o| o.body.get("active").and_then(Value::as_bool)),
     });
     let mut outcome = SyncOutcome {
         resolution,
-        fhir_id: fhir_id.clone(),
+        fhir_id: current.as_ref().map(|o| o.id.clone()),
         searched,
         ambiguous_ids,
+        warnings,
         remaining: report.clone(),
         drift: report,
         action,
+        if_match: current
+            .as_ref()
+            .and_then(|o| version_precondition(o.etag.as_deref(), &o.body)),
         write: WriteOutcome::NotAttempted,
-        live: live.as_ref().map(|(b, _)| b.clone()),
+        write_attempts: 0,
+        live: current.as_ref().map(|o| o.body.clone()),
         roles: Vec::new(),
     };
     if req.perform_writes && action.writes() {
-        let result = match (action, &live, &fhir_id) {
-            (Action::Update | Action::Deactivate, Some((body, etag)), Some(id)) => {
-                let put = overlay(effective_spec, body);
-                client
-                    .update_practitioner(id, &put, etag.as_deref())
-                    .await
-                    .map(|b| (id.clone(), b))
+        match (action, current) {
+            (Action::Create, None) => create(client, &req, &mut outcome).await,
+            (Action::Update | Action::Deactivate, Some(observed)) => {
+                update(client, effective_spec, norm, observed, &mut outcome).await
             }
-            (Action::Create, None, _) => client.create_practitioner(&new_resource(spec)).await,
-            _ => Err(FhirError::Malformed(
-                "internal: planned write without a record".into(),
-            )),
-        };
-        match result {
-            Ok((id, mut body)) => {
-                if body.is_null() || body.get("id").is_none() {
-                    // No usable body came back: read the record to verify the write.
-                    body = client.read_practitioner(&id).await?.body;
-                }
-                // Verify against what was written (for deletion: active=false only).
-                outcome.remaining = drift(effective_spec, &body);
-                outcome.fhir_id = Some(id);
-                outcome.live = Some(body);
-                outcome.write = match action {
-                    Action::Create => WriteOutcome::Created,
-                    Action::Deactivate => WriteOutcome::Deactivated,
-                    _ => WriteOutcome::Updated,
-                };
-                if action == Action::Create {
-                    outcome.resolution = Resolution::Found;
-                }
+            _ => {
+                outcome.write = WriteOutcome::Failed(FhirError::Malformed(
+                    "internal: planned write without a record".into(),
+                ))
             }
-            Err(e @ FhirError::WriteDisabled { .. }) => outcome.write = WriteOutcome::Refused(e),
-            Err(e) => outcome.write = WriteOutcome::Failed(e),
         }
     }
     if req.fetch_roles
         && let Some(id) = &outcome.fhir_id
     {
-        outcome.roles = client
-            .practitioner_roles(id)
-            .await?
-            .iter()
-            .map(role_summary)
-            .collect();
+        match client.practitioner_roles(id).await {
+            Ok(roles) => outcome.roles = roles.iter().map(role_summary).collect(),
+            // After a write, a failed read must not erase what was done.
+            Err(e) if outcome.wrote() => outcome
+                .warnings
+                .push(format!("PractitionerRoles not read after the write: {e}")),
+            Err(e) => return Err(e),
+        }
     }
     Ok(outcome)
+}
+
+impl SyncOutcome {
+    /// A PUT or POST succeeded.
+    pub fn wrote(&self) -> bool {
+        matches!(
+            self.write,
+            WriteOutcome::Updated | WriteOutcome::Created | WriteOutcome::Deactivated
+        )
+    }
+}
+
+/// POST a new record (conditional on the NPI where the instance supports it). Reads after it
+/// are best-effort: the create is recorded whatever follows.
+async fn create(client: &FhirClient, req: &SyncRequest<'_>, outcome: &mut SyncOutcome) {
+    let spec = req.spec;
+    let if_none_exist = req.conditional_create.then(|| {
+        let tokens: Vec<String> = NPI_SYSTEMS
+            .iter()
+            .map(|s| format!("{s}|{}", spec.npi))
+            .collect();
+        format!("identifier={}", tokens.join(","))
+    });
+    let sent = new_resource(spec, req.normalizer);
+    outcome.write_attempts = 1;
+    match client
+        .create_practitioner(&sent, if_none_exist.as_deref())
+        .await
+    {
+        Ok((id, body)) => {
+            let body = settle(client, &id, body, &sent, outcome).await;
+            outcome.remaining = drift(spec, &body, req.normalizer);
+            outcome.fhir_id = Some(id);
+            outcome.live = Some(body);
+            outcome.resolution = Resolution::Found;
+            outcome.write = WriteOutcome::Created;
+        }
+        Err(e @ FhirError::WriteDisabled { .. }) => outcome.write = WriteOutcome::Refused(e),
+        Err(e) => outcome.write = WriteOutcome::Failed(e),
+    }
+}
+
+/// Read-then-write: every PUT is built from a by-id read of the record (never from a search
+/// copy), carries `If-Match` when a version is known, and on 412/409 the record is read again
+/// and the write re-planned, up to [`MAX_WRITE_ATTEMPTS`] times.
+async fn update(
+    client: &FhirClient,
+    spec: &EpicPractitionerSpec,
+    norm: &Normalizer,
+    mut observed: Observed,
+    outcome: &mut SyncOutcome,
+) {
+    let mut last_conflict = None;
+    for _ in 0..MAX_WRITE_ATTEMPTS {
+        if !observed.by_id {
+            observed = match read_verified(client, &observed.id, &spec.npi).await {
+                Ok(o) => o,
+                Err(e) => {
+                    outcome.write = WriteOutcome::Failed(e);
+                    return;
+                }
+            };
+        }
+        if is_subsetted(&observed.body) {
+            outcome.write = WriteOutcome::Failed(FhirError::Refused(format!(
+                "Practitioner/{} was read tagged SUBSETTED (not the whole resource); writing it back would erase fields",
+                observed.id
+            )));
+            return;
+        }
+        // Re-plan on the fresh copy: someone may have fixed the drift meanwhile.
+        if drift(spec, &observed.body, norm).is_empty() {
+            outcome.action = Action::Nothing;
+            outcome.remaining = empty_report();
+            outcome.live = Some(observed.body);
+            return;
+        }
+        let body = overlay(spec, &observed.body, norm);
+        let if_match = version_precondition(observed.etag.as_deref(), &observed.body);
+        outcome.if_match = if_match.clone();
+        outcome.write_attempts += 1;
+        match client
+            .update_practitioner(&observed.id, &body, if_match.as_deref())
+            .await
+        {
+            Ok(v) => {
+                let written = settle(client, &observed.id, v.body, &body, outcome).await;
+                outcome.remaining = drift(spec, &written, norm);
+                outcome.live = Some(written);
+                outcome.write = if outcome.action == Action::Deactivate {
+                    WriteOutcome::Deactivated
+                } else {
+                    WriteOutcome::Updated
+                };
+                return;
+            }
+            Err(e @ FhirError::Conflict { .. }) => {
+                tracing::info!(id = %observed.id, "version conflict on write; reading the record again");
+                observed.by_id = false;
+                last_conflict = Some(e);
+            }
+            Err(e @ FhirError::WriteDisabled { .. }) => {
+                outcome.write = WriteOutcome::Refused(e);
+                return;
+            }
+            Err(e) => {
+                outcome.write = WriteOutcome::Failed(e);
+                return;
+            }
+        }
+    }
+    if let Some(last) = last_conflict {
+        outcome.write = WriteOutcome::Conflict {
+            attempts: MAX_WRITE_ATTEMPTS,
+            last,
+        };
+    }
+}
+
+/// The record as it stands after a successful write: the server's answer when it is the
+/// resource, else a best-effort read, else what was sent (with a warning). Never fails.
+async fn settle(
+    client: &FhirClient,
+    id: &str,
+    answered: Value,
+    sent: &Value,
+    outcome: &mut SyncOutcome,
+) -> Value {
+    if answered.get("resourceType").and_then(Value::as_str) == Some("Practitioner") {
+        return answered;
+    }
+    match client.read_practitioner(id).await {
+        Ok(v) => v.body,
+        Err(e) => {
+            outcome.warnings.push(format!(
+                "the write succeeded but the record could not be read back: {e}"
+            ));
+            let mut s = sent.clone();
+            s["id"] = Value::String(id.to_string());
+            s
+        }
+    }
 }
 
 /// Whether a deleting object may drop its finalizer given what happened.

@@ -303,10 +303,11 @@ async fn npi_search_zero_one_many() {
     let s = sandbox().await;
     let c = client(&s);
     assert!(matches!(
-        c.search_npi("1111111112").await.unwrap(),
+        c.search_npi("1111111112").await.unwrap().lookup,
         NpiLookup::NotFound
     ));
-    let NpiLookup::Found(p) = c.search_npi("1234567893").await.unwrap() else {
+    let NpiLookup::Found { record: p, .. } = c.search_npi("1234567893").await.unwrap().lookup
+    else {
         panic!("one record")
     };
     assert_eq!(p["resourceType"], "Practitioner");
@@ -318,7 +319,7 @@ async fn npi_search_zero_one_many() {
         .send()
         .await
         .unwrap();
-    let NpiLookup::Ambiguous(ids) = c.search_npi("1234567893").await.unwrap() else {
+    let NpiLookup::Ambiguous(ids) = c.search_npi("1234567893").await.unwrap().lookup else {
         panic!("two records")
     };
     assert_eq!(ids.len(), 2);
@@ -412,15 +413,15 @@ async fn update_and_create_with_writes_enabled() {
     let mut live = c.read_practitioner(&id).await.unwrap().body;
     live["active"] = json!(false);
     let stored = c.update_practitioner(&id, &live, None).await.unwrap();
-    assert_eq!(stored["active"], false);
+    assert_eq!(stored.body["active"], false);
     let (new_id, body) = c
-        .create_practitioner(&json!({"resourceType": "Practitioner", "identifier": [{"system": "http://hl7.org/fhir/sid/us-npi", "value": "1321098760"}]}))
+        .create_practitioner(&json!({"resourceType": "Practitioner", "name": [{"use": "official", "family": "New"}], "identifier": [{"system": "http://hl7.org/fhir/sid/us-npi", "value": "1321098760"}]}), None)
         .await
         .unwrap();
     assert_eq!(body["id"], new_id.as_str());
     assert!(matches!(
-        c.search_npi("1321098760").await.unwrap(),
-        NpiLookup::Found(_)
+        c.search_npi("1321098760").await.unwrap().lookup,
+        NpiLookup::Found { .. }
     ));
     assert_eq!(stat(&stats(&s).await, "patch"), 0);
     s.stop().await;

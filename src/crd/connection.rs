@@ -61,6 +61,11 @@ pub struct EpicConnectionSpec {
     /// Disabled: never write (observe drift only).
     #[serde(default)]
     pub writes: WriteMode,
+    /// Region (ISO 3166 alpha-2, for example US or GB) that phone numbers without a country
+    /// code belong to; they are compared as E.164 numbers. Absent: US.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Z]{2}$"))]
+    pub default_phone_region: Option<String>,
     /// How often records are re-read to detect drift, for example 10m or 1h30m.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]

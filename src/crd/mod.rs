@@ -12,11 +12,11 @@ pub use conditions::{Condition, ConditionStatus, set_condition};
 pub use connection::{
     Algorithm, EpicConnection, EpicConnectionSpec, EpicConnectionStatus, SecretKeyRef, WriteMode,
 };
-pub use npi::{NPI_SYSTEM, NpiError, npi_from_prefix, validate_npi};
+pub use npi::{NPI_OID_SYSTEM, NPI_SYSTEM, NPI_SYSTEMS, NpiError, npi_from_prefix, validate_npi};
 pub use practitioner::{
     ConnectionRef, ContactPoint, ContactSystem, ContactUse, DEACTIVATION_NOTE, DeletionPolicy,
     DriftEntry, EpicPractitioner, EpicPractitionerSpec, EpicPractitionerStatus, Gender, LastError,
-    ManagementPolicy, PAUSED_ANNOTATION, PractitionerName, Qualification, RoleSummary,
+    ListPolicy, ManagementPolicy, PAUSED_ANNOTATION, PractitionerName, Qualification, RoleSummary,
 };
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;

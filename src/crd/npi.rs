@@ -2,6 +2,10 @@
 
 /// The FHIR identifier system of the US NPI.
 pub const NPI_SYSTEM: &str = "http://hl7.org/fhir/sid/us-npi";
+/// The OID form of the NPI system that many Epic instances and feeds carry instead.
+pub const NPI_OID_SYSTEM: &str = "urn:oid:2.16.840.1.113883.4.6";
+/// Both systems an NPI is found under; the first is the one written on create.
+pub const NPI_SYSTEMS: [&str; 2] = [NPI_SYSTEM, NPI_OID_SYSTEM];
 
 /// Why an NPI is not valid.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

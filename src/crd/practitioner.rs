@@ -44,12 +44,20 @@ pub struct EpicPractitionerSpec {
     /// revoke Epic login access.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active: Option<bool>,
-    /// The official name (FHIR `name` entry with use=official). Other names are left untouched.
+    /// The name Epic shows for the clinician: compared with the record's official name or, when
+    /// it has none, with its usual (else first) name; a write replaces that same entry and never
+    /// adds a second one. Other names are left untouched.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<PractitionerName>,
-    /// Contact points, compared as a set. Absent: not managed; present (even empty): owned.
+    /// Contact points, owned per declared key (system + use): live entries of a declared key are
+    /// made equal to the declared values (compared after normalisation: phone numbers as E.164,
+    /// e-mail domains case-insensitive); entries of undeclared keys stay. Absent: not managed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub telecom: Option<Vec<ContactPoint>>,
+    /// Merge (default): only the declared keys of `telecom` are owned. Exclusive: the whole list
+    /// is owned, and live entries not declared are removed.
+    #[serde(default, skip_serializing_if = "ListPolicy::is_merge")]
+    pub telecom_policy: ListPolicy,
     /// Administrative gender.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gender: Option<Gender>,
@@ -57,9 +65,13 @@ pub struct EpicPractitionerSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[0-9]{4}(-(0[1-9]|1[0-2])(-(0[1-9]|[12][0-9]|3[01]))?)?$"))]
     pub birth_date: Option<String>,
-    /// Qualifications, compared by code. Absent: not managed.
+    /// Qualifications, matched by code system + code (or by text when only `display` is
+    /// given); declared ones are added when missing, undeclared ones stay. Absent: not managed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub qualifications: Option<Vec<Qualification>>,
+    /// Merge (default): undeclared qualifications stay. Exclusive: they are removed.
+    #[serde(default, skip_serializing_if = "ListPolicy::is_merge")]
+    pub qualification_policy: ListPolicy,
     /// Observe only reports drift; Update writes existing records; CreateOrUpdate also creates a
     /// record when the NPI is not found.
     #[serde(default)]
@@ -85,12 +97,29 @@ pub struct PractitionerName {
     /// Given names, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub given: Vec<String>,
-    /// Prefixes such as Dr.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub prefix: Vec<String>,
-    /// Suffixes such as MD or Jr.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub suffix: Vec<String>,
+    /// Prefixes such as Dr. Absent: the record's prefixes are kept; present (even empty): owned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<Vec<String>>,
+    /// Suffixes such as MD or Jr. Absent: the record's suffixes are kept; present (even empty):
+    /// owned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suffix: Option<Vec<String>>,
+}
+
+/// How much of a list field the spec owns.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum ListPolicy {
+    /// Only the declared entries (by key) are owned; every other live entry stays.
+    #[default]
+    Merge,
+    /// The whole list is owned: live entries that are not declared are removed.
+    Exclusive,
+}
+
+impl ListPolicy {
+    fn is_merge(&self) -> bool {
+        *self == ListPolicy::Merge
+    }
 }
 
 /// A FHIR ContactPoint.
@@ -145,12 +174,18 @@ pub enum Gender {
     Unknown,
 }
 
-/// A qualification (credential), matched by code.
+/// A qualification (credential), matched by code system + code, or by text when only
+/// `display` is given.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Qualification {
-    /// The qualification code, for example MD or RN.
-    pub code: String,
-    /// Display text for the code.
+    /// Code system of `code`. Absent: any system matches, and a new entry is written with
+    /// http://terminology.hl7.org/CodeSystem/v2-0360 (degree/license/certificate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
+    /// The qualification code, for example MD or RN. Absent: matched by `display` text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// Display text for the code (the qualification's text when there is no code).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub display: Option<String>,
     /// Issuing organisation, as display text.
@@ -222,6 +257,9 @@ pub struct EpicPractitionerStatus {
     /// wake only records that changed in Epic.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub live_fingerprint: Option<String>,
+    /// Warnings Epic attached to the last NPI search (OperationOutcome entries in the Bundle).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     /// Notes for people reading the status (for example what deactivation does not do).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
@@ -230,7 +268,7 @@ pub struct EpicPractitionerStatus {
 /// One owned field that differs between the spec and Epic.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct DriftEntry {
-    /// FHIR path of the field, for example `active` or `name[use=official]`.
+    /// FHIR path of the field, for example `active`, `name[use=usual]` or `telecom[phone/work]`.
     pub path: String,
     /// Desired value, as compact JSON (contact values are not shown in full).
     pub desired: String,

@@ -1,8 +1,8 @@
 //! The FHIR client used by the operator and the command line alike.
 
-use std::collections::HashSet;
 use std::num::NonZeroU32;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
@@ -14,7 +14,8 @@ use url::Url;
 use super::error::{FhirError, classify};
 use super::http::{describe_transport_error, origin_of, read_limited, require_allowed_url};
 use crate::auth::TokenSource;
-use crate::crd::NPI_SYSTEM;
+use crate::crd::NPI_SYSTEMS;
+use crate::reconcile::identity::{carries_npi, check_fhir_id};
 
 /// What kind of request, for metrics and sandbox-style accounting.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -98,14 +99,29 @@ pub struct Versioned {
     pub etag: Option<String>,
 }
 
-/// Result of looking an NPI up.
+/// Result of looking an NPI up. Only records that carry the NPI (under either system) count:
+/// a loosely matched record returned by the server is never taken for the clinician.
 #[derive(Clone, Debug)]
 pub enum NpiLookup {
     NotFound,
-    /// Exactly one record; the search result is the live record (no extra read needed).
-    Found(Value),
+    /// Exactly one record carries the NPI: its id, and the search's copy of it (which may be
+    /// SUBSETTED or stale: read the record by id before writing).
+    Found {
+        id: String,
+        record: Value,
+    },
     /// Several records carry the NPI: their ids, never one picked.
     Ambiguous(Vec<String>),
+    /// No record carries it, but Epic marked the answer incomplete (error or suppression
+    /// entries): NotFound cannot be concluded. Holds Epic's explanation.
+    Incomplete(String),
+}
+
+/// An NPI lookup with the warnings Epic attached to the search.
+#[derive(Clone, Debug)]
+pub struct NpiSearch {
+    pub lookup: NpiLookup,
+    pub warnings: Vec<String>,
 }
 
 /// What the CapabilityStatement says about Practitioner.
@@ -113,6 +129,8 @@ pub enum NpiLookup {
 pub struct Capability {
     pub practitioner_interactions: Vec<String>,
     pub practitioner_search_params: Vec<String>,
+    /// `conditionalCreate` on Practitioner: POST may carry `If-None-Exist`.
+    pub conditional_create: bool,
 }
 
 impl Capability {
@@ -144,6 +162,9 @@ pub struct FhirClient {
     limiter: DefaultDirectRateLimiter,
     settings: ConnectionSettings,
     observer: Option<RequestObserver>,
+    /// Set once the instance refused an identifier search with two tokens (`a|x,b|x`): from
+    /// then on each NPI system is searched on its own.
+    no_or_search: AtomicBool,
 }
 
 impl std::fmt::Debug for FhirClient {
@@ -175,6 +196,7 @@ impl FhirClient {
             limiter: RateLimiter::direct(Quota::per_second(rps).allow_burst(burst)),
             settings,
             observer,
+            no_or_search: AtomicBool::new(false),
         })
     }
 
@@ -191,7 +213,15 @@ impl FhirClient {
         &self.settings
     }
 
-    fn url(&self, relative: &str) -> Result<Url, FhirError> {
+    pub(super) fn base(&self) -> &Url {
+        &self.base
+    }
+
+    pub(super) fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    pub(super) fn url(&self, relative: &str) -> Result<Url, FhirError> {
         self.base
             .join(relative)
             .map_err(|e| FhirError::Refused(format!("bad URL {relative:?}: {e}")))
@@ -224,73 +254,154 @@ impl FhirClient {
         Ok(Capability {
             practitioner_interactions: list("interaction", "code"),
             practitioner_search_params: list("searchParam", "name"),
+            conditional_create: practitioner
+                .and_then(|p| p.get("conditionalCreate"))
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
         })
     }
 
-    /// Finds the Practitioner records carrying `npi` (following every page: Epic may post-filter
-    /// and return short or empty pages that still have a `next` link).
-    pub async fn search_npi(&self, npi: &str) -> Result<NpiLookup, FhirError> {
+    /// Finds the Practitioner records carrying `npi` under either NPI system, following every
+    /// page. One search with both tokens (FHIR's OR) is tried first; an instance that rejects it
+    /// as invalid gets one search per system from then on.
+    pub async fn search_npi(&self, npi: &str) -> Result<NpiSearch, FhirError> {
+        let mut result = super::SearchResult::default();
+        let mut done = false;
+        if !self.no_or_search.load(Ordering::Relaxed) {
+            let tokens: Vec<String> = NPI_SYSTEMS.iter().map(|s| format!("{s}|{npi}")).collect();
+            match self.search_identifier(&tokens.join(",")).await {
+                Ok(r) => {
+                    result = r;
+                    done = true;
+                }
+                Err(FhirError::Invalid { .. }) => {
+                    tracing::info!(
+                        "identifier search with two NPI systems refused; searching each system on its own"
+                    );
+                    self.no_or_search.store(true, Ordering::Relaxed);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if !done {
+            for system in NPI_SYSTEMS {
+                let r = self.search_identifier(&format!("{system}|{npi}")).await?;
+                result.resources.extend(r.resources);
+                result.outcomes.extend(r.outcomes);
+            }
+        }
+        let mut ids: Vec<String> = Vec::new();
+        let mut first: Option<Value> = None;
+        let mut loose = 0usize;
+        for r in result.resources.iter() {
+            if !carries_npi(r, npi) {
+                loose += 1;
+                continue;
+            }
+            let id = r.get("id").and_then(Value::as_str).unwrap_or_default();
+            check_fhir_id(id).map_err(FhirError::Malformed)?;
+            if !ids.iter().any(|i| i == id) {
+                ids.push(id.to_string());
+                first.get_or_insert_with(|| r.clone());
+            }
+        }
+        if loose > 0 {
+            tracing::debug!(
+                npi,
+                loose,
+                "the NPI search returned records that do not carry the NPI; ignored"
+            );
+        }
+        let incomplete = result.incomplete();
+        let mut warnings = result.warnings();
+        let lookup = match (ids.len(), first, incomplete) {
+            (0, _, Some(why)) => NpiLookup::Incomplete(why),
+            (0, _, None) => NpiLookup::NotFound,
+            (1, Some(record), why) => {
+                warnings.extend(why);
+                NpiLookup::Found {
+                    id: ids.remove(0),
+                    record,
+                }
+            }
+            (_, _, why) => {
+                warnings.extend(why);
+                NpiLookup::Ambiguous(ids)
+            }
+        };
+        Ok(NpiSearch { lookup, warnings })
+    }
+
+    async fn search_identifier(&self, token: &str) -> Result<super::SearchResult, FhirError> {
         let mut url = self.url("Practitioner")?;
-        url.query_pairs_mut()
-            .append_pair("identifier", &format!("{NPI_SYSTEM}|{npi}"));
-        let mut found = self.search_all(url, "Practitioner").await?;
-        Ok(match found.len() {
-            0 => NpiLookup::NotFound,
-            1 => NpiLookup::Found(found.remove(0)),
-            _ => NpiLookup::Ambiguous(
-                found
-                    .iter()
-                    .filter_map(|p| p.get("id").and_then(Value::as_str).map(str::to_string))
-                    .collect(),
-            ),
-        })
+        url.query_pairs_mut().append_pair("identifier", token);
+        self.search_all(url, "Practitioner").await
     }
 
     /// Reads one Practitioner as raw JSON.
     pub async fn read_practitioner(&self, id: &str) -> Result<Versioned, FhirError> {
-        let url = self.url(&format!("Practitioner/{}", encode_segment(id)))?;
+        let url = self.url(&resource_path("Practitioner", id)?)?;
         self.get_json(RequestKind::Read, url).await
     }
 
     /// Reads one Patient as raw JSON.
     pub async fn read_patient(&self, id: &str) -> Result<Value, FhirError> {
-        let url = self.url(&format!("Patient/{}", encode_segment(id)))?;
+        let url = self.url(&resource_path("Patient", id)?)?;
         Ok(self.get_json(RequestKind::Read, url).await?.body)
     }
 
     /// All PractitionerRoles of a practitioner (every page).
     pub async fn practitioner_roles(&self, practitioner_id: &str) -> Result<Vec<Value>, FhirError> {
         let mut url = self.url("PractitionerRole")?;
+        check_fhir_id(practitioner_id).map_err(FhirError::Refused)?;
         url.query_pairs_mut()
             .append_pair("practitioner", practitioner_id);
-        self.search_all(url, "PractitionerRole").await
+        Ok(self.search_all(url, "PractitionerRole").await?.resources)
     }
 
-    /// Full PUT of `body` to Practitioner/{id}. `If-Match` is sent only when the read returned
-    /// an ETag. Never retried here: the reconcile loop decides whether to try again.
+    /// Full PUT of `body` to Practitioner/{id}, conditional on `if_match` (the version read).
+    /// Never retried here: on 412/409 the caller re-reads and re-plans.
     pub async fn update_practitioner(
         &self,
         id: &str,
         body: &Value,
-        etag: Option<&str>,
-    ) -> Result<Value, FhirError> {
-        let url = self.url(&format!("Practitioner/{}", encode_segment(id)))?;
+        if_match: Option<&str>,
+    ) -> Result<Versioned, FhirError> {
+        let url = self.url(&resource_path("Practitioner", id)?)?;
+        let headers: Vec<(&str, &str)> = if_match.map(|v| ("If-Match", v)).into_iter().collect();
         let raw = self
-            .execute(RequestKind::Update, Method::PUT, url, Some(body), etag)
+            .execute(RequestKind::Update, Method::PUT, url, Some(body), &headers)
             .await?;
         if raw.body.is_empty() {
             // Some servers answer 200 with no body; the caller re-reads to verify.
-            return Ok(Value::Null);
+            return Ok(Versioned {
+                body: Value::Null,
+                etag: raw.etag,
+            });
         }
-        serde_json::from_slice(&raw.body)
-            .map_err(|e| FhirError::Malformed(format!("update response: {e}")))
+        let body = serde_json::from_slice(&raw.body)
+            .map_err(|e| FhirError::Malformed(format!("update response: {e}")))?;
+        Ok(Versioned {
+            body,
+            etag: raw.etag,
+        })
     }
 
     /// POST a new Practitioner; returns its id (from `Location` or the body) and the body.
-    pub async fn create_practitioner(&self, body: &Value) -> Result<(String, Value), FhirError> {
+    /// `if_none_exist` (a search query such as `identifier=system|npi`) makes the create
+    /// conditional where the instance supports it: a server that finds a match creates nothing.
+    pub async fn create_practitioner(
+        &self,
+        body: &Value,
+        if_none_exist: Option<&str>,
+    ) -> Result<(String, Value), FhirError> {
         let url = self.url("Practitioner")?;
+        let headers: Vec<(&str, &str)> = if_none_exist
+            .map(|v| ("If-None-Exist", v))
+            .into_iter()
+            .collect();
         let raw = self
-            .execute(RequestKind::Create, Method::POST, url, Some(body), None)
+            .execute(RequestKind::Create, Method::POST, url, Some(body), &headers)
             .await?;
         let created: Value = if raw.body.is_empty() {
             Value::Null
@@ -308,6 +419,7 @@ impl FhirClient {
                     FhirError::Malformed("create response has neither Location nor id".into())
                 })?,
         };
+        check_fhir_id(&id).map_err(FhirError::Malformed)?;
         Ok((id, created))
     }
 
@@ -335,123 +447,12 @@ impl FhirClient {
             })
     }
 
-    /// Walks the whole Practitioner roster (`_count=page_size`), handing each page's resources
-    /// to `on_page`. If Epic expires the paging session mid-walk, the walk restarts from the
-    /// first page once, so `on_page` may see records again: callers key by id.
-    /// Returns the number of pages fetched.
-    pub async fn roster(
+    pub(super) async fn get_json(
         &self,
-        page_size: u32,
-        on_page: impl FnMut(Vec<Value>),
-    ) -> Result<usize, FhirError> {
-        self.roster_paced(page_size, Duration::ZERO, on_page).await
-    }
-
-    /// Like [`roster`](Self::roster), waiting `pace` between pages so that a periodic scan
-    /// spreads its requests over the interval instead of spending them in one burst.
-    pub async fn roster_paced(
-        &self,
-        page_size: u32,
-        pace: Duration,
-        mut on_page: impl FnMut(Vec<Value>),
-    ) -> Result<usize, FhirError> {
-        let mut restarted = false;
-        loop {
-            let mut first = self.url("Practitioner")?;
-            first
-                .query_pairs_mut()
-                .append_pair("_count", &page_size.to_string());
-            match self.walk(first, "Practitioner", pace, &mut on_page).await {
-                Err(FhirError::PagingExpired { .. }) if !restarted => {
-                    tracing::info!(
-                        "paging session expired during the roster walk; restarting it once"
-                    );
-                    restarted = true;
-                }
-                other => return other,
-            }
-        }
-    }
-
-    async fn search_all(&self, first: Url, resource_type: &str) -> Result<Vec<Value>, FhirError> {
-        let mut all = Vec::new();
-        self.walk(first, resource_type, Duration::ZERO, &mut |page: Vec<
-            Value,
-        >| {
-            all.extend(page)
-        })
-        .await?;
-        Ok(all)
-    }
-
-    /// Follows Bundle `next` links verbatim (they are opaque and bound to a paging session),
-    /// refusing links to other origins and detecting loops.
-    async fn walk(
-        &self,
-        first: Url,
-        resource_type: &str,
-        pace: Duration,
-        on_page: &mut impl FnMut(Vec<Value>),
-    ) -> Result<usize, FhirError> {
-        let mut seen: HashSet<String> = HashSet::new();
-        let mut next = Some(first);
-        let mut kind = RequestKind::Search;
-        let mut pages = 0usize;
-        while let Some(url) = next.take() {
-            if !seen.insert(url.as_str().to_string()) {
-                return Err(FhirError::Malformed(
-                    "paging loop: a next link repeats an earlier page".into(),
-                ));
-            }
-            if pages > 0 && !pace.is_zero() {
-                tokio::time::sleep(pace).await;
-            }
-            let bundle = self.get_json(kind, url).await?.body;
-            pages += 1;
-            kind = RequestKind::Page;
-            let resources = bundle
-                .get("entry")
-                .and_then(Value::as_array)
-                .map(|entries| {
-                    entries
-                        .iter()
-                        .filter_map(|e| e.get("resource"))
-                        .filter(|r| {
-                            r.get("resourceType").and_then(Value::as_str) == Some(resource_type)
-                        })
-                        .cloned()
-                        .collect()
-                })
-                .unwrap_or_default();
-            on_page(resources);
-            if let Some(link) = bundle
-                .get("link")
-                .and_then(Value::as_array)
-                .and_then(|links| {
-                    links
-                        .iter()
-                        .find(|l| l.get("relation").and_then(Value::as_str) == Some("next"))
-                        .and_then(|l| l.get("url").and_then(Value::as_str))
-                })
-            {
-                let url = Url::parse(link)
-                    .or_else(|_| self.base.join(link))
-                    .map_err(|e| FhirError::Malformed(format!("next link is not a URL: {e}")))?;
-                if origin_of(&url) != self.origin {
-                    return Err(FhirError::Refused(format!(
-                        "a next link points at another origin ({}); the access token is only sent to {}",
-                        origin_of(&url),
-                        self.origin
-                    )));
-                }
-                next = Some(url);
-            }
-        }
-        Ok(pages)
-    }
-
-    async fn get_json(&self, kind: RequestKind, url: Url) -> Result<Versioned, FhirError> {
-        let raw = self.execute(kind, Method::GET, url, None, None).await?;
+        kind: RequestKind,
+        url: Url,
+    ) -> Result<Versioned, FhirError> {
+        let raw = self.execute(kind, Method::GET, url, None, &[]).await?;
         let body = serde_json::from_slice(&raw.body)
             .map_err(|e| FhirError::Malformed(format!("{}: {e}", kind.as_str())))?;
         Ok(Versioned {
@@ -468,7 +469,7 @@ impl FhirClient {
         method: Method,
         url: Url,
         body: Option<&Value>,
-        if_match: Option<&str>,
+        headers: &[(&str, &str)],
     ) -> Result<RawResponse, FhirError> {
         if origin_of(&url) != self.origin {
             return Err(FhirError::Refused(format!(
@@ -484,7 +485,7 @@ impl FhirClient {
         let mut renewed = false;
         loop {
             attempt += 1;
-            let result = self.send_once(kind, &method, &url, body, if_match).await;
+            let result = self.send_once(kind, &method, &url, body, headers).await;
             match result {
                 Err(FhirError::Unauthorized { .. }) if !renewed => {
                     // The token may have been revoked or expired early: renew once and retry once.
@@ -528,7 +529,7 @@ impl FhirClient {
         method: &Method,
         url: &Url,
         body: Option<&Value>,
-        if_match: Option<&str>,
+        headers: &[(&str, &str)],
     ) -> Result<RawResponse, FhirError> {
         self.limiter.until_ready().await;
         let token = self.tokens.token().await?;
@@ -543,8 +544,8 @@ impl FhirClient {
                 .header("Content-Type", "application/fhir+json")
                 .body(b.to_string());
         }
-        if let Some(etag) = if_match {
-            request = request.header("If-Match", etag);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
         }
         let response = match request.send().await {
             Ok(r) => r,
@@ -602,6 +603,9 @@ impl FhirClient {
     }
 }
 
-fn encode_segment(id: &str) -> String {
-    percent_encoding::utf8_percent_encode(id, percent_encoding::NON_ALPHANUMERIC).to_string()
+/// `Type/id` for a request path. The id must match the FHIR id grammar and goes in as it is:
+/// all its characters are unreserved, so nothing is percent-encoded.
+fn resource_path(resource_type: &str, id: &str) -> Result<String, FhirError> {
+    check_fhir_id(id).map_err(FhirError::Refused)?;
+    Ok(format!("{resource_type}/{id}"))
 }

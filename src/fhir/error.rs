@@ -76,10 +76,27 @@ impl OperationOutcome {
         out
     }
 
-    fn has_code(&self, code: &str) -> bool {
+    /// True when an issue's `code` or one of its detail codes is `code`.
+    pub fn has_code(&self, code: &str) -> bool {
         self.issues
             .iter()
             .any(|i| i.code == code || i.details.iter().any(|d| d == code))
+    }
+
+    /// Whether these issues, found inside a search Bundle, mean the result set is incomplete:
+    /// an error or fatal issue, or a suppression (Epic 59204) or not-authorized (4118) code.
+    /// Then a search that shows no record does not prove that none exists.
+    pub fn marks_incomplete(&self) -> bool {
+        self.issues
+            .iter()
+            .any(|i| matches!(i.severity.as_str(), "error" | "fatal"))
+            || self.has_code("59204")
+            || self.has_code("4118")
+    }
+
+    /// The record was merged into another (Epic 4107): its id must be resolved again.
+    pub fn is_merged(&self) -> bool {
+        self.has_code("4107")
     }
 
     /// The diagnostics texts joined, for messages.
@@ -153,6 +170,14 @@ pub enum FhirError {
     Malformed(String),
     #[error("refused for safety: {0}")]
     Refused(String),
+    #[error(
+        "Practitioner/{id} no longer carries NPI {npi} (it carries {found}); nothing is written to it. Check in Epic which record is this clinician's; deleting and re-applying this EpicPractitioner resolves the NPI afresh"
+    )]
+    IdentityMismatch {
+        id: String,
+        npi: String,
+        found: String,
+    },
     #[error(transparent)]
     Auth(#[from] AuthError),
 }
@@ -182,6 +207,7 @@ impl FhirError {
             }
             FhirError::Malformed(_) => "Malformed",
             FhirError::Refused(_) => "Refused",
+            FhirError::IdentityMismatch { .. } => "IdentityMismatch",
             FhirError::Auth(a) => a.reason(),
         }
     }
@@ -215,6 +241,18 @@ impl FhirError {
             | FhirError::Invalid { outcome, .. }
             | FhirError::Server { outcome, .. } => outcome.codes(),
             _ => Vec::new(),
+        }
+    }
+
+    /// The id no longer names a live record (410, or Epic's merged-record code): resolve the
+    /// NPI again instead of failing.
+    pub fn is_gone_or_merged(&self) -> bool {
+        match self {
+            FhirError::Gone { .. } => true,
+            FhirError::NotFound { outcome } | FhirError::Invalid { outcome, .. } => {
+                outcome.is_merged()
+            }
+            _ => false,
         }
     }
 

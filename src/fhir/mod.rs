@@ -3,12 +3,15 @@
 //! Resource bodies stay raw `serde_json::Value` so that every field Epic sends, understood or
 //! not, survives a read-modify-PUT.
 
+mod bundle;
 mod client;
 mod error;
 mod http;
+mod paging;
 
+pub use bundle::{SearchPage, SearchResult, parse_search_page};
 pub use client::{
-    Capability, ConnectionSettings, FhirClient, NpiLookup, RequestKind, RequestObserver,
+    Capability, ConnectionSettings, FhirClient, NpiLookup, NpiSearch, RequestKind, RequestObserver,
     RetryPolicy, Versioned,
 };
 pub use error::{EPIC_CODE_SYSTEM, FhirError, Issue, OperationOutcome, classify};

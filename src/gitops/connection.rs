@@ -41,6 +41,11 @@ impl Target {
         self.client.capability().await
     }
 
+    /// How contact values of this connection are compared (the region was checked on connect).
+    pub fn normalizer(&self) -> crate::reconcile::Normalizer {
+        crate::reconcile::Normalizer::for_connection(&self.spec).unwrap_or_default()
+    }
+
     pub async fn stop(self) {
         if let Some(s) = self.sandbox {
             s.stop().await;

@@ -11,8 +11,10 @@ use serde_json::Value;
 use super::connection::Target;
 use crate::crd::{
     ConnectionRef, ContactPoint, DeletionPolicy, EpicPractitioner, EpicPractitionerSpec,
-    ManagementPolicy, NPI_SYSTEM, PractitionerName, Qualification, validate_npi,
+    ListPolicy, ManagementPolicy, PractitionerName, Qualification, validate_npi,
 };
+use crate::reconcile::identity::current_npi;
+use crate::reconcile::shown_name;
 
 /// What an export did.
 #[derive(Debug, Default)]
@@ -33,87 +35,89 @@ pub fn manifest_from_live(
     namespace: Option<&str>,
 ) -> Result<EpicPractitioner, String> {
     let id = live.get("id").and_then(Value::as_str).unwrap_or("?");
-    let npi = live
-        .get("identifier")
-        .and_then(Value::as_array)
-        .and_then(|ids| {
-            ids.iter()
-                .find(|i| i.get("system").and_then(Value::as_str) == Some(NPI_SYSTEM))
+    // The current NPI (an ended entry is history), under either NPI system.
+    let npi =
+        current_npi(live).ok_or_else(|| format!("Practitioner/{id} has no NPI identifier"))?;
+    validate_npi(&npi).map_err(|e| format!("Practitioner/{id}: {e}"))?;
+    // The name Epic shows (official, else usual, else first): the one the spec is compared with.
+    let name = shown_name(live).and_then(|n| {
+        let strings = |k: &str| -> Vec<String> {
+            n.get(k)
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|s| s.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let declared = |v: Vec<String>| (!v.is_empty()).then_some(v);
+        Some(PractitionerName {
+            family: n.get("family").and_then(Value::as_str)?.to_string(),
+            given: strings("given"),
+            prefix: declared(strings("prefix")),
+            suffix: declared(strings("suffix")),
         })
-        .and_then(|i| i.get("value").and_then(Value::as_str))
-        .ok_or_else(|| format!("Practitioner/{id} has no NPI identifier"))?;
-    validate_npi(npi).map_err(|e| format!("Practitioner/{id}: {e}"))?;
-    let name = live
-        .get("name")
-        .and_then(Value::as_array)
-        .and_then(|n| {
-            n.iter()
-                .find(|n| n.get("use").and_then(Value::as_str) == Some("official"))
-        })
-        .and_then(|n| {
-            let strings = |k: &str| -> Vec<String> {
-                n.get(k)
-                    .and_then(Value::as_array)
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|s| s.as_str().map(str::to_string))
-                            .collect()
-                    })
-                    .unwrap_or_default()
-            };
-            Some(PractitionerName {
-                family: n.get("family").and_then(Value::as_str)?.to_string(),
-                given: strings("given"),
-                prefix: strings("prefix"),
-                suffix: strings("suffix"),
-            })
-        });
-    // Contacts the CRD cannot express (unknown system) would make the set differ: leave the
-    // telecom field unmanaged in that case rather than invent a value.
-    let telecom: Option<Vec<ContactPoint>> = live
+    });
+    // Telecom is owned per key, so entries the CRD cannot express (an unknown system or use)
+    // are simply left out: they stay untouched in Epic.
+    let telecom: Vec<ContactPoint> = live
         .get("telecom")
         .and_then(Value::as_array)
-        .and_then(|items| {
+        .map(|items| {
             items
                 .iter()
-                .map(|c| serde_json::from_value::<ContactPoint>(c.clone()).ok())
+                .filter_map(|c| serde_json::from_value::<ContactPoint>(c.clone()).ok())
                 .collect()
-        });
-    let qualifications = live
+        })
+        .unwrap_or_default();
+    let qualifications: Vec<Qualification> = live
         .get("qualification")
         .and_then(Value::as_array)
         .map(|qs| {
             qs.iter()
                 .filter_map(|q| {
                     let code = q.get("code")?;
-                    let coding = code.pointer("/coding/0");
-                    let c = coding
-                        .and_then(|c| c.get("code"))
-                        .or_else(|| code.get("text"))?
-                        .as_str()?
-                        .to_string();
-                    Some(Qualification {
-                        code: c,
-                        display: coding
-                            .and_then(|c| c.get("display"))
-                            .and_then(Value::as_str)
-                            .map(str::to_string),
-                        issuer: q
-                            .pointer("/issuer/display")
-                            .and_then(Value::as_str)
-                            .map(str::to_string),
-                    })
+                    let text = code.get("text").and_then(Value::as_str).map(str::to_string);
+                    let issuer = q
+                        .pointer("/issuer/display")
+                        .and_then(Value::as_str)
+                        .map(str::to_string);
+                    let coding = code.get("coding").and_then(Value::as_array).and_then(|c| {
+                        c.iter()
+                            .find(|c| c.get("code").and_then(Value::as_str).is_some())
+                    });
+                    match coding {
+                        Some(c) => Some(Qualification {
+                            system: c.get("system").and_then(Value::as_str).map(str::to_string),
+                            code: c.get("code").and_then(Value::as_str).map(str::to_string),
+                            display: c
+                                .get("display")
+                                .and_then(Value::as_str)
+                                .map(str::to_string)
+                                .or(text),
+                            issuer,
+                        }),
+                        None => text.map(|t| Qualification {
+                            system: None,
+                            code: None,
+                            display: Some(t),
+                            issuer,
+                        }),
+                    }
                 })
-                .collect::<Vec<_>>()
-        });
+                .collect()
+        })
+        .unwrap_or_default();
     let spec = EpicPractitionerSpec {
         connection_ref: ConnectionRef {
             name: connection.to_string(),
         },
-        npi: npi.to_string(),
+        npi: npi.clone(),
         active: live.get("active").and_then(Value::as_bool),
         name,
-        telecom,
+        telecom: (!telecom.is_empty()).then_some(telecom),
+        telecom_policy: ListPolicy::Merge,
         gender: live
             .get("gender")
             .and_then(|g| serde_json::from_value(g.clone()).ok()),
@@ -122,7 +126,8 @@ pub fn manifest_from_live(
             .and_then(Value::as_str)
             .filter(|b| matches!(b.len(), 4 | 7 | 10))
             .map(str::to_string),
-        qualifications: qualifications.filter(|q| !q.is_empty()),
+        qualifications: (!qualifications.is_empty()).then_some(qualifications),
+        qualification_policy: ListPolicy::Merge,
         management_policy: ManagementPolicy::Observe,
         deletion_policy: DeletionPolicy::Orphan,
     };

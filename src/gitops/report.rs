@@ -6,9 +6,9 @@ use serde::Serialize;
 
 use super::connection::Target;
 use super::manifests::Loaded;
-use crate::crd::{DriftEntry, WriteMode};
+use crate::crd::{DEACTIVATION_NOTE, DriftEntry, WriteMode};
 use crate::fhir::Capability;
-use crate::reconcile::{Action, HoldReason, Resolution, WriteCapability};
+use crate::reconcile::{Action, HoldReason, Resolution, WriteCapability, validate_spec};
 use crate::sync::{SyncRequest, WriteOutcome, sync_practitioner, write_capability};
 
 /// Plan only, or also write.
@@ -48,6 +48,15 @@ pub struct PractitionerReport {
     pub message: String,
     /// Live equals desired at the end.
     pub in_sync: bool,
+    /// The `If-Match` precondition the write sends (would send, for `plan`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub if_match: Option<String>,
+    /// Warnings Epic attached to the search, and notes from reads after a write.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+    /// Set when the record is (or would be) deactivated: what deactivation does not do.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// The whole run.
@@ -81,6 +90,7 @@ pub async fn run_plan(target: &Target, loaded: &Loaded, mode: PlanMode) -> RunRe
     {
         notes.push("the CapabilityStatement does not list the Practitioner identifier search; NPI lookups may fail".into());
     }
+    let normalizer = target.normalizer();
     let mut reports = Vec::new();
     let mut any_error = false;
     let mut any_drift = false;
@@ -101,7 +111,19 @@ pub async fn run_plan(target: &Target, loaded: &Loaded, mode: PlanMode) -> RunRe
             result: String::new(),
             message: String::new(),
             in_sync: false,
+            if_match: None,
+            warnings: Vec::new(),
+            note: None,
         };
+        if let Err(e) = validate_spec(&p.spec) {
+            any_error = true;
+            r.resolution = "error".into();
+            r.result = "error".into();
+            r.reason = Some("InvalidSpec".into());
+            r.message = e;
+            reports.push(r);
+            continue;
+        }
         let req = SyncRequest {
             spec: &p.spec,
             known_id: None,
@@ -110,6 +132,8 @@ pub async fn run_plan(target: &Target, loaded: &Loaded, mode: PlanMode) -> RunRe
             paused: p.is_paused(),
             perform_writes: mode == PlanMode::Apply,
             fetch_roles: false,
+            normalizer: &normalizer,
+            conditional_create: capability.as_ref().is_some_and(|c| c.conditional_create),
         };
         match sync_practitioner(&target.client, req).await {
             Err(e) => {
@@ -124,8 +148,20 @@ pub async fn run_plan(target: &Target, loaded: &Loaded, mode: PlanMode) -> RunRe
                     Resolution::Found => "found",
                     Resolution::NotFound => "not-found",
                     Resolution::Ambiguous(_) => "ambiguous",
+                    Resolution::Incomplete => "incomplete",
                 }
                 .into();
+                r.warnings = o.warnings.clone();
+                if o.action.writes() {
+                    r.if_match = o.if_match.clone();
+                }
+                let deactivates = o.action == Action::Deactivate
+                    || o.action == Action::Update
+                        && p.spec.active == Some(false)
+                        && o.drift.entries.iter().any(|d| d.path == "active");
+                if deactivates {
+                    r.note = Some(DEACTIVATION_NOTE.to_string());
+                }
                 r.fhir_id = o.fhir_id.clone();
                 r.ambiguous_ids = o.ambiguous_ids.clone();
                 r.drift = o.drift.entries.clone();
@@ -172,6 +208,13 @@ pub async fn run_plan(target: &Target, loaded: &Loaded, mode: PlanMode) -> RunRe
                         r.reason = Some(e.reason().into());
                         r.message = e.to_string();
                         "failed".into()
+                    }
+                    (WriteOutcome::Conflict { attempts, last }, _) => {
+                        r.reason = Some("Conflict".into());
+                        r.message = format!(
+                            "the record changed between read and write {attempts} times in a row; last answer: {last}"
+                        );
+                        "conflict".into()
                     }
                     (WriteOutcome::NotAttempted, Action::Nothing) => "unchanged".into(),
                     (WriteOutcome::NotAttempted, Action::Hold(_)) => "held".into(),
@@ -258,6 +301,9 @@ impl RunReport {
                     "AMBIGUOUS: {} records carry this NPI",
                     r.ambiguous_ids.len()
                 ),
+                ("incomplete", _) => {
+                    "unknown: Epic marked the search incomplete (see warning)".into()
+                }
                 ("error", _) => "error".into(),
                 (_, Some(id)) => format!("Practitioner/{id}"),
                 _ => r.resolution.clone(),
@@ -288,6 +334,15 @@ impl RunReport {
                 (a, _) => a.to_string(),
             };
             let _ = writeln!(out, "  action   : {action}");
+            if let Some(m) = &r.if_match {
+                let _ = writeln!(out, "  if-match : {m}");
+            }
+            for w in &r.warnings {
+                let _ = writeln!(out, "  warning  : {w}");
+            }
+            if let Some(n) = &r.note {
+                let _ = writeln!(out, "  note     : {n}");
+            }
             if mode == PlanMode::Apply || r.result == "error" {
                 let _ = writeln!(out, "  result   : {}", r.result);
             }
@@ -309,7 +364,7 @@ impl RunReport {
             count(&|r| r.resolution == "ambiguous"),
             count(&|r| matches!(r.result.as_str(), "updated" | "created" | "deactivated")),
             count(&|r| r.result == "refused"),
-            count(&|r| r.result == "error" || r.result == "failed"),
+            count(&|r| matches!(r.result.as_str(), "error" | "failed" | "conflict")),
         );
         out
     }

@@ -12,7 +12,7 @@ use tokio::sync::Mutex as AsyncMutex;
 use super::error::Error;
 use crate::crd::{EpicConnection, EpicConnectionSpec, WriteMode};
 use crate::fhir::{Capability, FhirClient, FhirError, RequestObserver};
-use crate::reconcile::WriteCapability;
+use crate::reconcile::{Normalizer, WriteCapability};
 use crate::sync::{connect, write_capability};
 
 /// A usable connection.
@@ -41,6 +41,18 @@ impl ConnectionHandle {
 
     pub fn base_url(&self) -> &str {
         self.client.base_url()
+    }
+
+    /// How contact values of this connection are compared (the region was checked on connect).
+    pub fn normalizer(&self) -> Normalizer {
+        Normalizer::for_connection(&self.spec).unwrap_or_default()
+    }
+
+    /// The CapabilityStatement lists conditional create for Practitioner.
+    pub fn conditional_create(&self) -> bool {
+        self.capability
+            .as_ref()
+            .is_some_and(|c| c.conditional_create)
     }
 }
 

@@ -15,8 +15,8 @@ use super::Context;
 use super::error::Error;
 use super::metrics::{KindLabel, ReconcileLabels};
 use super::status::{self, synced_reason};
-use crate::crd::{DeletionPolicy, EpicPractitioner, EpicPractitionerStatus, validate_npi};
-use crate::reconcile::{Resolution, WriteCapability};
+use crate::crd::{DeletionPolicy, EpicPractitioner, EpicPractitionerStatus};
+use crate::reconcile::{Resolution, WriteCapability, validate_spec};
 use crate::sync::{SyncOutcome, SyncRequest, WriteOutcome, deletion_done, sync_practitioner};
 
 /// Finalizer held while deletionPolicy is Deactivate.
@@ -162,7 +162,7 @@ async fn sync(
     deleting: bool,
 ) -> Result<SyncResult, Error> {
     // Validate: what the schema cannot express.
-    validate_npi(&obj.spec.npi).map_err(|e| Error::InvalidSpec(e.to_string()))?;
+    validate_spec(&obj.spec).map_err(Error::InvalidSpec)?;
     if obj.is_paused() {
         return Ok((
             status::paused(obj, old),
@@ -209,6 +209,7 @@ async fn sync(
     // Roles are read when the record is (re)resolved; they change far less often than the
     // record and would otherwise double the requests of every resync.
     let fetch_roles = known_id.is_none();
+    let normalizer = conn.normalizer();
     let outcome = sync_practitioner(
         &conn.client,
         SyncRequest {
@@ -219,6 +220,8 @@ async fn sync(
             paused: false,
             perform_writes: true,
             fetch_roles,
+            normalizer: &normalizer,
+            conditional_create: conn.conditional_create(),
         },
     )
     .await?;
@@ -226,8 +229,14 @@ async fn sync(
         conn.mark_refused();
         ctx.note_refused(obj);
     }
-    let new_status =
-        status::from_outcome(obj, old, &outcome, conn.base_url(), &write_disabled_message);
+    let new_status = status::from_outcome(
+        obj,
+        old,
+        &outcome,
+        conn.base_url(),
+        &write_disabled_message,
+        &normalizer,
+    );
     let done = deleting && deletion_done(&obj.spec, &outcome);
     if let WriteOutcome::Failed(e) = &outcome.write {
         // Report first (done by the caller through status), then back off like any error.

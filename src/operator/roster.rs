@@ -9,14 +9,14 @@ use std::time::{Duration, Instant};
 
 use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
-use serde_json::Value;
 
 use super::Context;
 use super::connections::ConnectionHandle;
 use super::practitioner::jittered;
 use super::status::synced_reason;
-use crate::crd::{EpicPractitioner, NPI_SYSTEM};
+use crate::crd::EpicPractitioner;
 use crate::reconcile::fingerprint;
+use crate::reconcile::identity::npi_values;
 
 /// Runs scans for every ready connection, each on its own jittered schedule, until the process
 /// ends.
@@ -48,15 +48,6 @@ pub async fn run(ctx: Arc<Context>) {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-}
-
-fn npi_of(r: &Value) -> Option<&str> {
-    r.get("identifier")?
-        .as_array()?
-        .iter()
-        .find(|i| i.get("system").and_then(Value::as_str) == Some(NPI_SYSTEM))?
-        .get("value")?
-        .as_str()
 }
 
 /// Whether a practitioner must be reconciled after the scan saw its record with `live_fp`.
@@ -100,26 +91,34 @@ async fn scan(
     let expected_pages = (expected_records.max(by_npi.len()) / page_size).max(1) as u32;
     let pace = (handle.resync.mul_f64(0.8) / expected_pages).min(Duration::from_secs(5));
     let mut records = 0usize;
+    let normalizer = handle.normalizer();
     handle
         .client
         .roster_paced(page_size as u32, pace, |page| {
             records += page.len();
             for r in page {
-                let Some(npi) = npi_of(&r) else { continue };
-                let Some(objects) = by_npi.get(npi) else {
+                // A record can carry several NPIs (an ended one and the current one, under
+                // either NPI system): it is seen under each.
+                let npis = npi_values(&r);
+                if !npis.iter().any(|n| by_npi.contains_key(n)) {
                     continue;
-                };
-                let fp = fingerprint(&r);
-                for p in objects {
-                    if needs_wake(p, &fp, handle.resync) {
-                        // Woken as found, so the reads and writes follow the paced walk.
-                        let r = ObjectRef::from_obj(&**p);
-                        if wake.insert(r.clone()) {
-                            let _ = ctx.wake.unbounded_send(r);
+                }
+                let fp = fingerprint(&r, &normalizer);
+                for npi in npis {
+                    let Some(objects) = by_npi.get(&npi) else {
+                        continue;
+                    };
+                    for p in objects {
+                        if needs_wake(p, &fp, handle.resync) {
+                            // Woken as found, so the reads and writes follow the paced walk.
+                            let r = ObjectRef::from_obj(&**p);
+                            if wake.insert(r.clone()) {
+                                let _ = ctx.wake.unbounded_send(r);
+                            }
                         }
                     }
+                    seen.insert(npi);
                 }
-                seen.insert(npi.to_string());
             }
         })
         .await?;

@@ -5,7 +5,7 @@ use crate::crd::{
     Condition, ConditionStatus, DEACTIVATION_NOTE, EpicPractitioner, EpicPractitionerStatus,
     LastError, set_condition,
 };
-use crate::reconcile::{Action, HoldReason, Resolution, fingerprint};
+use crate::reconcile::{Action, HoldReason, Normalizer, Resolution, fingerprint};
 use crate::sync::{SyncOutcome, WriteOutcome};
 use crate::util::now_rfc3339;
 
@@ -106,6 +106,7 @@ pub fn from_outcome(
     outcome: &SyncOutcome,
     base_url: &str,
     write_disabled_message: &str,
+    normalizer: &Normalizer,
 ) -> EpicPractitionerStatus {
     let generation = obj.metadata.generation;
     let mut s = old.clone();
@@ -119,7 +120,8 @@ pub fn from_outcome(
     }
     let now = now_rfc3339();
     s.last_sync_time = Some(now.clone());
-    s.live_fingerprint = outcome.live.as_ref().map(fingerprint);
+    s.live_fingerprint = outcome.live.as_ref().map(|l| fingerprint(l, normalizer));
+    s.warnings = outcome.warnings.clone();
     s.note = (obj.spec.active == Some(false)).then(|| DEACTIVATION_NOTE.to_string());
     s.last_error = None;
 
@@ -158,6 +160,16 @@ pub fn from_outcome(
             ConditionStatus::False,
             "AmbiguousNPI",
             format!("{n} Practitioners carry NPI {}", obj.spec.npi),
+            generation,
+        ),
+        Resolution::Incomplete => set_in_sync(
+            &mut s,
+            ConditionStatus::Unknown,
+            "SearchIncomplete",
+            format!(
+                "Epic marked the search for NPI {} incomplete; see status.warnings",
+                obj.spec.npi
+            ),
             generation,
         ),
     }
@@ -222,6 +234,25 @@ pub fn from_outcome(
                 generation,
             );
         }
+        (WriteOutcome::Conflict { attempts, last }, _) => {
+            s.last_error = Some(last_error(
+                "Conflict",
+                format!(
+                    "the record changed between read and write {attempts} times in a row; last answer: {last}"
+                ),
+                last.http_status(),
+                last.epic_codes(),
+            ));
+            set_synced(
+                &mut s,
+                false,
+                "Conflict",
+                format!(
+                    "Practitioner was changed in Epic while the operator wrote it ({attempts} attempts, each re-read first); it is tried again with backoff"
+                ),
+                generation,
+            );
+        }
         (WriteOutcome::NotAttempted, Action::Hold(h)) => {
             let message = match h {
                 HoldReason::WriteDisabled => write_disabled_message.to_string(),
@@ -232,6 +263,10 @@ pub fn from_outcome(
                 HoldReason::NotFound => format!(
                     "no Practitioner carries NPI {}; managementPolicy {:?} does not create (use CreateOrUpdate)",
                     obj.spec.npi, obj.spec.management_policy
+                ),
+                HoldReason::SearchIncomplete => format!(
+                    "Epic marked the search for NPI {} incomplete (suppressed or unauthorized results); nothing is created or written on an incomplete answer",
+                    obj.spec.npi
                 ),
                 HoldReason::AmbiguousNpi => format!(
                     "{} Practitioners carry NPI {} ({}); nothing is written until the duplicates are merged in Epic",

@@ -3,11 +3,21 @@
 //!
 //! Data flow: spec -> desired projection; live JSON -> live projection; the two -> [`drift`];
 //! drift + policy + capability -> [`plan`]; spec + live -> [`overlay`] (the full-PUT body).
+//! [`identity`] holds the checks that keep writes on the right record.
 
+mod contacts;
 mod fields;
+pub mod identity;
+mod names;
+mod normalize;
 mod plan;
+mod qualifications;
 
 pub use fields::{
     DriftReport, MAX_DIFF_BYTES, drift, fingerprint, new_resource, overlay, projection_json,
+    validate_spec,
 };
+pub use names::shown_name;
+pub use normalize::{DEFAULT_PHONE_REGION, Normalizer};
 pub use plan::{Action, HoldReason, PlanInput, Resolution, WriteCapability, plan};
+pub use qualifications::DEFAULT_QUALIFICATION_SYSTEM;

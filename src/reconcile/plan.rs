@@ -18,6 +18,9 @@ pub enum Resolution {
     NotFound,
     /// More than one record carries the NPI; the count is kept for the message.
     Ambiguous(usize),
+    /// No record was seen, but Epic said the search was incomplete (an error or suppression
+    /// OperationOutcome in the Bundle): NotFound cannot be concluded, so nothing is created.
+    Incomplete,
 }
 
 /// Everything the plan depends on.
@@ -49,6 +52,8 @@ pub enum HoldReason {
     NotFound,
     /// Several records have the NPI: never pick one.
     AmbiguousNpi,
+    /// The search answer was incomplete: never create on it.
+    SearchIncomplete,
 }
 
 impl HoldReason {
@@ -60,6 +65,7 @@ impl HoldReason {
             HoldReason::Paused => "Paused",
             HoldReason::NotFound => "NotFound",
             HoldReason::AmbiguousNpi => "AmbiguousNPI",
+            HoldReason::SearchIncomplete => "SearchIncomplete",
         }
     }
 }
@@ -100,6 +106,9 @@ impl Action {
             Action::Hold(HoldReason::AmbiguousNpi) => {
                 "none: several records carry this NPI; fix the duplicates in Epic".into()
             }
+            Action::Hold(HoldReason::SearchIncomplete) => {
+                "none: Epic marked the NPI search incomplete (suppressed or unauthorized results); nothing is created on it".into()
+            }
         }
     }
 
@@ -111,8 +120,10 @@ impl Action {
 /// Decides the action. Observe never writes; a missing record is created only under
 /// CreateOrUpdate; an ambiguous NPI never writes; deletion with Deactivate plans active=false.
 pub fn plan(input: PlanInput) -> Action {
-    if let Resolution::Ambiguous(_) = input.resolution {
-        return Action::Hold(HoldReason::AmbiguousNpi);
+    match input.resolution {
+        Resolution::Ambiguous(_) => return Action::Hold(HoldReason::AmbiguousNpi),
+        Resolution::Incomplete => return Action::Hold(HoldReason::SearchIncomplete),
+        _ => {}
     }
     let blocked = if input.paused {
         Some(HoldReason::Paused)
@@ -253,6 +264,24 @@ mod tests {
                     ..base()
                 });
                 assert_eq!(p, Action::Hold(HoldReason::AmbiguousNpi));
+            }
+        }
+    }
+
+    #[test]
+    fn incomplete_search_never_writes() {
+        for management in [ManagementPolicy::Update, ManagementPolicy::CreateOrUpdate] {
+            for deleting in [false, true] {
+                let p = plan(PlanInput {
+                    management,
+                    deleting,
+                    deletion: DeletionPolicy::Deactivate,
+                    resolution: Resolution::Incomplete,
+                    writes: WriteCapability::Enabled,
+                    live_active: None,
+                    ..base()
+                });
+                assert_eq!(p, Action::Hold(HoldReason::SearchIncomplete));
             }
         }
     }

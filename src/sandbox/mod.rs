@@ -184,6 +184,7 @@ impl Sandbox {
     /// `secret_name` under `private-key.pem`; defaults everywhere else.
     pub fn connection_spec(&self, secret_name: &str) -> crate::crd::EpicConnectionSpec {
         crate::crd::EpicConnectionSpec {
+            default_phone_region: None,
             fhir_base_url: self.fhir_base_url(),
             token_url: None,
             client_id: DEV_CLIENT_ID.into(),

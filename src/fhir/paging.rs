@@ -1,0 +1,123 @@
+//! Following search pages: Bundle `next` links are opaque and bound to a paging session, so
+//! they are used verbatim, only on the configured origin, and never twice (a loop).
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use serde_json::Value;
+use url::Url;
+
+use super::bundle::{SearchResult, parse_search_page};
+use super::client::{FhirClient, RequestKind};
+use super::error::FhirError;
+use super::http::origin_of;
+
+impl FhirClient {
+    /// Walks the whole Practitioner roster (`_count=page_size`), handing each page's resources
+    /// to `on_page`. If Epic expires the paging session mid-walk, the walk restarts from the
+    /// first page once, so `on_page` may see records again: callers key by id.
+    /// Returns the number of pages fetched.
+    pub async fn roster(
+        &self,
+        page_size: u32,
+        on_page: impl FnMut(Vec<Value>),
+    ) -> Result<usize, FhirError> {
+        self.roster_paced(page_size, Duration::ZERO, on_page).await
+    }
+
+    /// Like [`roster`](Self::roster), waiting `pace` between pages so that a periodic scan
+    /// spreads its requests over the interval instead of spending them in one burst.
+    pub async fn roster_paced(
+        &self,
+        page_size: u32,
+        pace: Duration,
+        mut on_page: impl FnMut(Vec<Value>),
+    ) -> Result<usize, FhirError> {
+        let mut restarted = false;
+        loop {
+            let mut first = self.url("Practitioner")?;
+            first
+                .query_pairs_mut()
+                .append_pair("_count", &page_size.to_string());
+            let mut on_search_page =
+                |resources: Vec<Value>, _: &[super::OperationOutcome]| on_page(resources);
+            match self
+                .walk(first, "Practitioner", pace, &mut on_search_page)
+                .await
+            {
+                Err(FhirError::PagingExpired { .. }) if !restarted => {
+                    tracing::info!(
+                        "paging session expired during the roster walk; restarting it once"
+                    );
+                    restarted = true;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Every page of a search, with the OperationOutcome entries found on the way.
+    pub(super) async fn search_all(
+        &self,
+        first: Url,
+        resource_type: &str,
+    ) -> Result<SearchResult, FhirError> {
+        let mut all = SearchResult::default();
+        self.walk(
+            first,
+            resource_type,
+            Duration::ZERO,
+            &mut |resources: Vec<Value>, outcomes: &[super::OperationOutcome]| {
+                all.resources.extend(resources);
+                all.outcomes.extend_from_slice(outcomes);
+            },
+        )
+        .await?;
+        Ok(all)
+    }
+
+    /// Follows Bundle `next` links verbatim (Epic may post-filter and return short or empty
+    /// pages that still have a `next` link, so the walk goes on until there is none), refusing
+    /// links to other origins and detecting loops.
+    async fn walk(
+        &self,
+        first: Url,
+        resource_type: &str,
+        pace: Duration,
+        on_page: &mut impl FnMut(Vec<Value>, &[super::OperationOutcome]),
+    ) -> Result<usize, FhirError> {
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut next = Some(first);
+        let mut kind = RequestKind::Search;
+        let mut pages = 0usize;
+        while let Some(url) = next.take() {
+            if !seen.insert(url.as_str().to_string()) {
+                return Err(FhirError::Malformed(
+                    "paging loop: a next link repeats an earlier page".into(),
+                ));
+            }
+            if pages > 0 && !pace.is_zero() {
+                tokio::time::sleep(pace).await;
+            }
+            let bundle = self.get_json(kind, url).await?.body;
+            pages += 1;
+            kind = RequestKind::Page;
+            let page = parse_search_page(&bundle, resource_type)?;
+            on_page(page.resources, &page.outcomes);
+            if let Some(link) = page.next {
+                let url = Url::parse(&link)
+                    .or_else(|_| self.base().join(&link))
+                    .map_err(|e| FhirError::Malformed(format!("next link is not a URL: {e}")))?;
+                if origin_of(&url) != self.origin() {
+                    return Err(FhirError::Refused(format!(
+                        "a next link points at another origin ({}); the access token is only sent to {}",
+                        origin_of(&url),
+                        self.origin()
+                    )));
+                }
+                next = Some(url);
+            }
+        }
+        Ok(pages)
+    }
+}
