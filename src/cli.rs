@@ -162,9 +162,15 @@ pub struct SandboxArgs {
     /// Start empty instead of loading the examples/ seed.
     #[arg(long)]
     pub empty: bool,
-    /// Add N synthetic practitioners with valid, unique NPIs (for benchmarks).
+    /// Add N synthetic practitioners with valid, unique NPIs. They take the shapes real Epic
+    /// data has (NPI under the OID system, ended + current NPI, usual-only names, text with
+    /// prefix/suffix, formatted phones, pagers, Epic-coded qualifications) unless
+    /// --clean-generated is given.
     #[arg(long, default_value_t = 0)]
     pub generate: usize,
+    /// Generate uniform, clean records instead of the realistic mix.
+    #[arg(long)]
+    pub clean_generated: bool,
     /// Whether Practitioner PUT/POST are accepted (most Epic instances refuse them).
     #[arg(long, value_enum, default_value = "disabled")]
     pub writes: WritesFlag,
@@ -557,6 +563,7 @@ async fn sandbox(args: SandboxArgs) -> ExitCode {
             error_rate: args.error_rate,
             token_failure_rate: args.token_failure_rate,
             rate_limit_rps: args.rate_limit,
+            ..Settings::default()
         },
         token_ttl: args.token_ttl,
         paging_ttl: args.paging_ttl,
@@ -565,6 +572,7 @@ async fn sandbox(args: SandboxArgs) -> ExitCode {
         clients,
         seeds,
         generate: args.generate,
+        realistic: !args.clean_generated,
     };
     let sandbox = match Sandbox::start(config).await {
         Ok(s) => s,

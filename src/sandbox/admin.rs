@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use super::Settings;
 use super::state::{SandboxState, lock};
-use crate::crd::NPI_SYSTEM;
+use crate::reconcile::identity::{current_npi, npi_values};
 
 type St = State<Arc<SandboxState>>;
 
@@ -25,6 +25,7 @@ pub(crate) fn routes() -> Router<Arc<SandboxState>> {
         .route("/settings", get(get_settings).put(put_settings))
         .route("/practitioners", get(list).post(add))
         .route("/practitioners/{id}", get(show).patch(edit))
+        .route("/practitioners/{id}/merge", post(merge))
         .route("/patients", get(patients))
         .layer(middleware::from_fn(loopback_only))
 }
@@ -76,18 +77,7 @@ async fn list(State(state): St) -> Json<Value> {
     let items: Vec<Value> = data
         .practitioners
         .iter()
-        .map(|(id, p)| {
-            let npi = p
-                .get("identifier")
-                .and_then(Value::as_array)
-                .and_then(|ids| {
-                    ids.iter()
-                        .find(|i| i.get("system").and_then(Value::as_str) == Some(NPI_SYSTEM))
-                })
-                .and_then(|i| i.get("value").cloned())
-                .unwrap_or(Value::Null);
-            json!({"id": id, "npi": npi})
-        })
+        .map(|(id, p)| json!({"id": id, "npi": current_npi(p), "npis": npi_values(p)}))
         .collect();
     Json(json!(items))
 }
@@ -120,21 +110,42 @@ async fn add(State(state): St, Json(mut p): Json<Value>) -> Response {
     (StatusCode::CREATED, Json(json!({"id": id}))).into_response()
 }
 
-/// Out-of-band edit with a JSON merge patch (RFC 7386), the way a person editing in Epic makes
-/// drift.
-async fn edit(State(state): St, Path(id): Path<String>, Json(patch): Json<Value>) -> Response {
+/// Merges a record away, as Epic merges duplicate records: from then on its id answers 410
+/// with Epic code 4107. The record's data goes with it (add the surviving record separately).
+async fn merge(State(state): St, Path(id): Path<String>) -> Response {
     let mut data = lock(&state.data);
-    match data.practitioners.items.get_mut(&id) {
-        Some(p) => {
-            merge_patch(p, &patch);
-            p["id"] = json!(id);
-            Json(p.clone()).into_response()
+    match data.practitioners.remove(&id) {
+        Some(_) => {
+            data.merged.insert(id);
+            StatusCode::NO_CONTENT.into_response()
         }
         None => StatusCode::NOT_FOUND.into_response(),
     }
 }
 
-fn merge_patch(target: &mut Value, patch: &Value) {
+/// Out-of-band edit with a JSON merge patch (RFC 7386), the way a person editing in Epic makes
+/// drift.
+async fn edit(State(state): St, Path(id): Path<String>, Json(patch): Json<Value>) -> Response {
+    let mut data = lock(&state.data);
+    match data.practitioners.items.get(&id).cloned() {
+        Some(mut p) => {
+            merge_patch(&mut p, &patch);
+            p["id"] = json!(id);
+            // An edit is a new version: a client holding the old one gets 412 on its PUT.
+            data.practitioners.insert(id.clone(), p);
+            let stored = data
+                .practitioners
+                .items
+                .get(&id)
+                .cloned()
+                .unwrap_or_default();
+            Json(stored).into_response()
+        }
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+pub(crate) fn merge_patch(target: &mut Value, patch: &Value) {
     match patch {
         Value::Object(p) => {
             if !target.is_object() {

@@ -58,6 +58,16 @@ pub(crate) fn outcome(
     fhir_json(status, body)
 }
 
+/// Adds `ETag: W/"<version>"`, as a versioning FHIR server does on reads and writes.
+fn with_etag(mut r: Response, version: Option<String>) -> Response {
+    if let Some(v) = version
+        && let Ok(h) = format!("W/\"{v}\"").parse()
+    {
+        r.headers_mut().insert(header::ETAG, h);
+    }
+    r
+}
+
 fn fhir_json(status: StatusCode, body: Value) -> Response {
     (
         status,
@@ -189,7 +199,8 @@ async fn metadata(State(state): St) -> Response {
                 "mode": "server",
                 "security": {"service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "SMART-on-FHIR"}]}]},
                 "resource": [
-                    {"type": "Practitioner", "interaction": interactions, "searchParam": params},
+                    {"type": "Practitioner", "interaction": interactions, "searchParam": params,
+                     "versioning": "versioned-update", "conditionalCreate": state.settings().writes_enabled},
                     {"type": "PractitionerRole", "interaction": [{"code": "search-type"}], "searchParam": [{"name": "practitioner", "type": "reference"}]},
                     {"type": "Patient", "interaction": [{"code": "read"}]}
                 ]
@@ -219,7 +230,21 @@ async fn read_practitioner(
         return r;
     }
     Stats::bump(&state.stats.read);
-    read_one(&lock(&state.data).practitioners, &id)
+    let data = lock(&state.data);
+    if data.merged.contains(&id) {
+        return merged(&id);
+    }
+    read_one(&data.practitioners, &id)
+}
+
+/// A record merged into another: 410 with Epic's merged-record code.
+fn merged(id: &str) -> Response {
+    outcome(
+        StatusCode::GONE,
+        "deleted",
+        "4107",
+        &format!("Practitioner {id} was merged into another record"),
+    )
 }
 
 async fn read_patient(State(state): St, headers: HeaderMap, Path(id): Path<String>) -> Response {
@@ -232,7 +257,7 @@ async fn read_patient(State(state): St, headers: HeaderMap, Path(id): Path<Strin
 
 fn read_one(store: &super::state::Store, id: &str) -> Response {
     match store.items.get(id) {
-        Some(r) => fhir_json(StatusCode::OK, r.clone()),
+        Some(r) => with_etag(fhir_json(StatusCode::OK, r.clone()), store.version(id)),
         None => outcome(
             StatusCode::NOT_FOUND,
             "not-found",
@@ -257,7 +282,32 @@ fn starts_with_ci(haystack: Option<&Value>, needle: &str) -> bool {
     }
 }
 
-fn practitioner_matches(p: &Value, id: &str, key: &str, value: &str) -> Option<bool> {
+/// `system|value` (or a bare value) against the record's identifiers. A loose server ignores
+/// the system and matches any identifier sharing the value's first six characters.
+fn identifier_matches(p: &Value, token: &str, loose: bool) -> bool {
+    let (system, val) = match token.split_once('|') {
+        Some((s, v)) => (Some(s), v),
+        None => (None, token),
+    };
+    p.get("identifier")
+        .and_then(Value::as_array)
+        .is_some_and(|ids| {
+            ids.iter().any(|i| {
+                let value = i.get("value").and_then(Value::as_str).map(str::trim);
+                if loose {
+                    let prefix: String = val.chars().take(6).collect();
+                    return value.is_some_and(|v| v.starts_with(&prefix));
+                }
+                value == Some(val)
+                    && match system {
+                        None | Some("") => true,
+                        Some(s) => i.get("system").and_then(Value::as_str) == Some(s),
+                    }
+            })
+        })
+}
+
+fn practitioner_matches(p: &Value, id: &str, key: &str, value: &str, loose: bool) -> Option<bool> {
     let names = p
         .get("name")
         .and_then(Value::as_array)
@@ -265,23 +315,10 @@ fn practitioner_matches(p: &Value, id: &str, key: &str, value: &str) -> Option<b
         .unwrap_or_default();
     Some(match key {
         "_id" => value.split(',').any(|v| v == id),
-        "identifier" => {
-            let (system, val) = match value.split_once('|') {
-                Some((s, v)) => (Some(s), v),
-                None => (None, value),
-            };
-            p.get("identifier")
-                .and_then(Value::as_array)
-                .is_some_and(|ids| {
-                    ids.iter().any(|i| {
-                        i.get("value").and_then(Value::as_str) == Some(val)
-                            && match system {
-                                None | Some("") => true,
-                                Some(s) => i.get("system").and_then(Value::as_str) == Some(s),
-                            }
-                    })
-                })
-        }
+        // Comma-separated tokens are alternatives (FHIR's OR).
+        "identifier" => value
+            .split(',')
+            .any(|token| identifier_matches(p, token, loose)),
         "family" => names.iter().any(|n| starts_with_ci(n.get("family"), value)),
         "given" => names.iter().any(|n| starts_with_ci(n.get("given"), value)),
         "name" => names.iter().any(|n| {
@@ -293,24 +330,73 @@ fn practitioner_matches(p: &Value, id: &str, key: &str, value: &str) -> Option<b
     })
 }
 
-/// Starts a paging session over `ids` and answers its first page.
+/// How a search's pages look beyond its matches.
+#[derive(Default)]
+struct PageShape {
+    /// OperationOutcome entries for the first page.
+    outcomes: Vec<Value>,
+    subsetted: bool,
+    sparse: bool,
+}
+
+/// Starts a paging session over `ids` and answers its first page (an empty one with a `next`
+/// link when the shape is sparse, as Epic's post-filtered searches do).
 fn first_page(
     state: &SandboxState,
     data: &mut Data,
     resource: &'static str,
     ids: Vec<String>,
     count: usize,
+    shape: PageShape,
 ) -> Response {
     let session = state.random_token();
+    let sparse = shape.sparse;
     data.sessions.insert(
         session.clone(),
         Session {
             ids,
             resource,
             created: Instant::now(),
+            outcomes: shape.outcomes,
+            subsetted: shape.subsetted,
         },
     );
+    if sparse {
+        let token = state.random_token();
+        data.page_tokens.insert(token.clone(), (session.clone(), 0));
+        let outcomes = data
+            .sessions
+            .get_mut(&session)
+            .map(|s| std::mem::take(&mut s.outcomes))
+            .unwrap_or_default();
+        let bundle = json!({"resourceType": "Bundle", "type": "searchset",
+            "link": [{"relation": "self", "url": format!("{}/{}", state.fhir_base(), resource)},
+                     {"relation": "next", "url": format!("{}/{}?sessionID={}&_count={}", state.fhir_base(), resource, token, count)}],
+            "entry": outcomes});
+        return fhir_json(StatusCode::OK, bundle);
+    }
     page(state, data, &session, 0, count)
+}
+
+/// A search copy of a record: tagged SUBSETTED and missing some elements.
+fn subsetted_copy(r: &Value) -> Value {
+    let mut r = r.clone();
+    if let Some(o) = r.as_object_mut() {
+        o.remove("active");
+        o.remove("photo");
+        let meta = o.entry("meta").or_insert_with(|| json!({}));
+        meta["tag"] = json!([{"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED"}]);
+    }
+    r
+}
+
+/// An OperationOutcome Bundle entry (`search.mode = outcome`).
+fn outcome_entry(severity: &str, epic_code: &str, text: &str) -> Value {
+    json!({
+        "resource": {"resourceType": "OperationOutcome", "issue": [{"severity": severity, "code": "suppressed",
+            "details": {"coding": [{"system": EPIC_CODE_SYSTEM, "code": epic_code, "display": text}], "text": text}}]},
+        "search": {"mode": "outcome"}
+    })
 }
 
 fn page(
@@ -329,6 +415,7 @@ fn page(
         );
     };
     let resource = session.resource;
+    let subsetted = session.subsetted;
     let total = session.ids.len();
     let slice: Vec<String> = session
         .ids
@@ -342,17 +429,20 @@ fn page(
     } else {
         &data.roles
     };
-    let entries: Vec<Value> = slice
+    let mut entries: Vec<Value> = slice
         .iter()
         .filter_map(|id| store.items.get(id))
         .map(|r| {
             json!({
                 "fullUrl": format!("{}/{}/{}", state.fhir_base(), resource, r.get("id").and_then(Value::as_str).unwrap_or_default()),
-                "resource": r,
+                "resource": if subsetted { subsetted_copy(r) } else { r.clone() },
                 "search": {"mode": "match"}
             })
         })
         .collect();
+    if let Some(s) = data.sessions.get_mut(session_id) {
+        entries.append(&mut s.outcomes);
+    }
     let mut links =
         vec![json!({"relation": "self", "url": format!("{}/{}", state.fhir_base(), resource)})];
     if offset + count < total {
@@ -362,7 +452,7 @@ fn page(
         links.push(json!({"relation": "next", "url": format!("{}/{}?sessionID={}&_count={}", state.fhir_base(), resource, token, count)}));
     }
     let mut bundle = json!({"resourceType": "Bundle", "type": "searchset", "total": total, "link": links, "entry": entries});
-    if total == 0 {
+    if total == 0 && bundle["entry"].as_array().is_none_or(Vec::is_empty) {
         // Epic adds a 4101 "no results" warning to empty searches.
         bundle["entry"] = json!([{
             "resource": {"resourceType": "OperationOutcome", "issue": [{"severity": "warning", "code": "processing",
@@ -416,15 +506,34 @@ async fn search_practitioners(
         return r;
     }
     Stats::bump(&state.stats.search);
+    let settings = state.settings();
     let count = page_size(&state, &params);
     let filters: Vec<&(String, String)> = params.iter().filter(|(k, _)| k != "_count").collect();
+    let identifier_search = filters.iter().any(|(k, _)| k == "identifier");
+    if settings.or_search_unsupported
+        && filters
+            .iter()
+            .any(|(k, v)| k == "identifier" && v.contains(','))
+    {
+        return outcome(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            "4100",
+            "The identifier parameter accepts a single token",
+        );
+    }
+    let mut shape = PageShape {
+        subsetted: identifier_search && settings.subsetted_search,
+        sparse: settings.sparse_pages,
+        ..PageShape::default()
+    };
     let mut data = lock(&state.data);
     state.expire_sessions(&mut data);
     let mut ids = Vec::new();
     for (id, p) in data.practitioners.iter() {
         let mut keep = true;
         for (k, v) in &filters {
-            match practitioner_matches(p, id, k, v) {
+            match practitioner_matches(p, id, k, v, settings.loose_identifier_search) {
                 Some(m) => keep &= m,
                 None => {
                     return outcome(
@@ -437,10 +546,27 @@ async fn search_practitioners(
             }
         }
         if keep {
+            // Suppressed results are hidden and announced, as Epic does (59204).
+            let suppressed = settings.suppressed_npis.iter().any(|npi| {
+                filters
+                    .iter()
+                    .any(|(k, v)| k == "identifier" && v.contains(npi.as_str()))
+                    && identifier_matches(p, npi, false)
+            });
+            if suppressed {
+                if shape.outcomes.is_empty() {
+                    shape.outcomes.push(outcome_entry(
+                        "warning",
+                        "59204",
+                        "Some results were suppressed: the client is not authorized for them",
+                    ));
+                }
+                continue;
+            }
             ids.push(id.clone());
         }
     }
-    first_page(&state, &mut data, "Practitioner", ids, count)
+    first_page(&state, &mut data, "Practitioner", ids, count, shape)
 }
 
 async fn search_roles(State(state): St, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
@@ -480,7 +606,14 @@ async fn search_roles(State(state): St, headers: HeaderMap, RawQuery(query): Raw
         })
         .map(|(id, _)| id.clone())
         .collect();
-    first_page(&state, &mut data, "PractitionerRole", ids, count)
+    first_page(
+        &state,
+        &mut data,
+        "PractitionerRole",
+        ids,
+        count,
+        PageShape::default(),
+    )
 }
 
 fn write_refused(state: &SandboxState, action: &str) -> Response {
@@ -542,7 +675,13 @@ async fn update_practitioner(
             "The resource id in the body must equal the id in the URL",
         );
     }
+    if let Err(r) = validate(&resource, false) {
+        return r;
+    }
     let mut data = lock(&state.data);
+    if data.merged.contains(&id) {
+        return merged(&id);
+    }
     if !data.practitioners.items.contains_key(&id) {
         return outcome(
             StatusCode::NOT_FOUND,
@@ -551,9 +690,90 @@ async fn update_practitioner(
             "The resource ID is invalid or does not exist",
         );
     }
+    // The race between a client's read and its write, on demand.
+    let mut s = state.settings();
+    if let Some(patch) = s.edit_before_put.take() {
+        state.set_settings(s);
+        if let Some(mut edited) = data.practitioners.items.get(&id).cloned() {
+            super::admin::merge_patch(&mut edited, &patch);
+            data.practitioners.insert(id.clone(), edited);
+        }
+    }
+    if let Some(wanted) = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()) {
+        let current = data.practitioners.version(&id).unwrap_or_default();
+        let wanted = wanted.trim().trim_start_matches("W/").trim_matches('"');
+        if wanted != current {
+            Stats::bump(&state.stats.conflicts);
+            return outcome(
+                StatusCode::PRECONDITION_FAILED,
+                "conflict",
+                "4100",
+                &format!(
+                    "Version conflict: If-Match names version {wanted}, the record is at version {current}"
+                ),
+            );
+        }
+    }
     Stats::bump(&state.stats.update);
-    data.practitioners.insert(id, resource.clone());
-    fhir_json(StatusCode::OK, resource)
+    data.practitioners.insert(id.clone(), resource);
+    let stored = data
+        .practitioners
+        .items
+        .get(&id)
+        .cloned()
+        .unwrap_or_default();
+    with_etag(
+        fhir_json(StatusCode::OK, stored),
+        data.practitioners.version(&id),
+    )
+}
+
+/// Basic validation Epic performs on a written Practitioner: 422 with an OperationOutcome.
+fn validate(resource: &Value, create: bool) -> Result<(), Response> {
+    let invalid = |code: &str, text: String| {
+        Err(outcome(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            code,
+            "4100",
+            &text,
+        ))
+    };
+    if create
+        && resource
+            .get("name")
+            .and_then(Value::as_array)
+            .is_none_or(Vec::is_empty)
+    {
+        return invalid(
+            "required",
+            "Practitioner.name is required to create a record".into(),
+        );
+    }
+    if let Some(g) = resource.get("gender")
+        && !matches!(g.as_str(), Some("male" | "female" | "other" | "unknown"))
+    {
+        return invalid(
+            "code-invalid",
+            format!("Practitioner.gender {g} is not a code of AdministrativeGender"),
+        );
+    }
+    if let Some(ids) = resource.get("identifier") {
+        let well_formed = ids.as_array().is_some_and(|ids| {
+            ids.iter().all(|i| {
+                i.get("value")
+                    .and_then(Value::as_str)
+                    .is_some_and(|v| !v.is_empty())
+                    && i.get("system").is_none_or(Value::is_string)
+            })
+        });
+        if !well_formed {
+            return invalid(
+                "structure",
+                "Practitioner.identifier entries need a string value and a string system".into(),
+            );
+        }
+    }
+    Ok(())
 }
 
 async fn create_practitioner(State(state): St, headers: HeaderMap, body: Bytes) -> Response {
@@ -570,13 +790,59 @@ async fn create_practitioner(State(state): St, headers: HeaderMap, body: Bytes) 
         Ok(v) => v,
         Err(r) => return r,
     };
+    if let Err(r) = validate(&resource, true) {
+        return r;
+    }
     let mut data = lock(&state.data);
+    // Conditional create: a match means nothing is created and the match is returned.
+    if let Some(query) = headers.get("if-none-exist").and_then(|v| v.to_str().ok()) {
+        let tokens = params(Some(query.to_string()));
+        let existing: Vec<String> = data
+            .practitioners
+            .iter()
+            .filter(|(id, p)| {
+                tokens
+                    .iter()
+                    .all(|(k, v)| practitioner_matches(p, id, k, v, false) == Some(true))
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        match existing.as_slice() {
+            [] => {}
+            [one] => {
+                let found = data
+                    .practitioners
+                    .items
+                    .get(one)
+                    .cloned()
+                    .unwrap_or_default();
+                return fhir_json(StatusCode::OK, found);
+            }
+            _ => {
+                return outcome(
+                    StatusCode::PRECONDITION_FAILED,
+                    "duplicate",
+                    "4100",
+                    "If-None-Exist matches several records",
+                );
+            }
+        }
+    }
     let id = state.new_practitioner_id(&mut data);
     resource["id"] = json!(id);
     Stats::bump(&state.stats.create);
-    data.practitioners.insert(id.clone(), resource.clone());
+    data.practitioners.insert(id.clone(), resource);
+    let stored = data
+        .practitioners
+        .items
+        .get(&id)
+        .cloned()
+        .unwrap_or_default();
     let location = format!("{}/Practitioner/{id}/_history/1", state.fhir_base());
-    let mut r = fhir_json(StatusCode::CREATED, resource);
+    let mut r = with_etag(
+        fhir_json(StatusCode::CREATED, stored),
+        data.practitioners.version(&id),
+    );
     if let Ok(v) = location.parse() {
         r.headers_mut().insert(header::LOCATION, v);
     }

@@ -68,6 +68,21 @@ pub struct Settings {
     pub token_failure_rate: f64,
     /// Server-wide FHIR requests per second; beyond it requests get 429 (0: unlimited).
     pub rate_limit_rps: u32,
+    /// Identifier searches match loosely, as some servers do: the system is ignored and any
+    /// identifier sharing the first six characters of the value matches.
+    pub loose_identifier_search: bool,
+    /// Identifier searches with several comma-separated tokens answer 400 (4100).
+    pub or_search_unsupported: bool,
+    /// NPIs whose search results are suppressed: the matches are hidden and the Bundle carries
+    /// an OperationOutcome entry with Epic code 59204.
+    pub suppressed_npis: Vec<String>,
+    /// Every search starts with an empty page that still carries `next` (Epic's post-filter).
+    pub sparse_pages: bool,
+    /// Identifier search entries are SUBSETTED copies (meta.tag SUBSETTED, no active, no photo).
+    pub subsetted_search: bool,
+    /// A JSON merge patch applied, as an out-of-band edit, to the target of the next PUT just
+    /// before its If-Match is checked (once): the race between a read and a write.
+    pub edit_before_put: Option<serde_json::Value>,
 }
 
 /// How to start a sandbox.
@@ -86,6 +101,9 @@ pub struct SandboxConfig {
     pub seeds: Vec<String>,
     /// Synthetic practitioners to add.
     pub generate: usize,
+    /// Generated records take the shapes real Epic data has (OID-system NPIs, ended NPIs,
+    /// usual-only names, formatted phones, pagers, Epic-coded qualifications, ...).
+    pub realistic: bool,
 }
 
 impl Default for SandboxConfig {
@@ -100,6 +118,7 @@ impl Default for SandboxConfig {
             clients: Vec::new(),
             seeds: Vec::new(),
             generate: 0,
+            realistic: true,
         }
     }
 }
@@ -141,7 +160,7 @@ impl Sandbox {
             state.load_seed(seed)?;
         }
         if config.generate > 0 {
-            state.generate(config.generate);
+            state.generate(config.generate, config.realistic);
         }
         let app = router(state.clone());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 
 use super::{SandboxConfig, Settings};
-use crate::crd::{NPI_SYSTEM, npi_from_prefix};
+use crate::crd::{NPI_OID_SYSTEM, NPI_SYSTEM, npi_from_prefix};
 
 /// A bad seed file or client registration.
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +73,8 @@ pub struct Stats {
     pub search: AtomicU64,
     pub page: AtomicU64,
     pub update: AtomicU64,
+    /// PUTs answered 412 because If-Match named an older version.
+    pub conflicts: AtomicU64,
     pub create: AtomicU64,
     pub refused: AtomicU64,
     pub patch: AtomicU64,
@@ -118,6 +120,7 @@ impl Stats {
             "search": g(&self.search),
             "page": g(&self.page),
             "update": g(&self.update),
+            "conflicts": g(&self.conflicts),
             "create": g(&self.create),
             "refused": g(&self.refused),
             "patch": g(&self.patch),
@@ -139,6 +142,7 @@ impl Stats {
             &self.search,
             &self.page,
             &self.update,
+            &self.conflicts,
             &self.create,
             &self.refused,
             &self.patch,
@@ -169,6 +173,10 @@ pub(crate) struct Session {
     pub ids: Vec<String>,
     pub resource: &'static str,
     pub created: Instant,
+    /// OperationOutcome entries put on the first page (suppressions, warnings).
+    pub outcomes: Vec<Value>,
+    /// Entries are SUBSETTED copies.
+    pub subsetted: bool,
 }
 
 /// Stored resources, by type, in insertion order.
@@ -179,10 +187,42 @@ pub(crate) struct Store {
 }
 
 impl Store {
-    pub fn insert(&mut self, id: String, v: Value) {
+    /// Stores a new version of a resource: `meta.versionId` counts up from the stored one
+    /// (every write and every out-of-band edit is a new version, as on a FHIR server).
+    pub fn insert(&mut self, id: String, mut v: Value) {
+        let previous = self
+            .items
+            .get(&id)
+            .and_then(|p| p.pointer("/meta/versionId"))
+            .and_then(Value::as_str)
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or(0);
+        if let Some(o) = v.as_object_mut() {
+            let meta = o.entry("meta").or_insert_with(|| json!({}));
+            if !meta.is_object() {
+                *meta = json!({});
+            }
+            meta["versionId"] = json!((previous + 1).to_string());
+            meta["lastUpdated"] = json!(crate::util::now_rfc3339());
+        }
         if self.items.insert(id.clone(), v).is_none() {
             self.order.push(id);
         }
+    }
+
+    /// The version a resource is at (its weak ETag is `W/"<version>"`).
+    pub fn version(&self, id: &str) -> Option<String> {
+        self.items
+            .get(id)
+            .and_then(|p| p.pointer("/meta/versionId"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    }
+
+    /// Takes a resource out (merged into another record, as Epic merges duplicates).
+    pub fn remove(&mut self, id: &str) -> Option<Value> {
+        self.order.retain(|i| i != id);
+        self.items.remove(id)
     }
     pub fn iter(&self) -> impl Iterator<Item = (&String, &Value)> {
         self.order
@@ -200,6 +240,8 @@ pub(crate) struct Data {
     /// Opaque page token -> (session id, offset).
     pub page_tokens: HashMap<String, (String, usize)>,
     pub counter: u64,
+    /// Ids of practitioners merged into another record: they answer 410 with Epic code 4107.
+    pub merged: std::collections::HashSet<String>,
 }
 
 pub(crate) struct SandboxState {
@@ -272,7 +314,11 @@ impl SandboxState {
         };
         mac.update(label.as_bytes());
         let bytes = mac.finalize().into_bytes();
-        format!("e{}", URL_SAFE_NO_PAD.encode(&bytes[..17]))
+        // Real Epic ids carry '-' and '.'; base64url's '_' is not a FHIR id character.
+        format!(
+            "e{}",
+            URL_SAFE_NO_PAD.encode(&bytes[..17]).replace('_', ".")
+        )
     }
 
     pub fn random_token(&self) -> String {
@@ -345,13 +391,14 @@ impl SandboxState {
         Ok(())
     }
 
-    /// Adds `n` synthetic practitioners with valid, unique NPIs; every third gets a role.
-    pub fn generate(&self, n: usize) {
+    /// Adds `n` synthetic practitioners with valid, unique NPIs; every third gets a role. With
+    /// `realistic`, records take the shapes real Epic data has (see [`realistic_practitioner`]).
+    pub fn generate(&self, n: usize, realistic: bool) {
         let mut data = lock(&self.data);
         for i in 0..n {
             let id = self.next_id(&mut data, "Practitioner");
             let npi = npi_from_prefix(200_000_000 + i as u32);
-            let p = json!({
+            let mut p = json!({
                 "resourceType": "Practitioner",
                 "id": id,
                 "identifier": [
@@ -363,6 +410,9 @@ impl SandboxState {
                 "telecom": [{"system": "email", "value": format!("clinician{i}@example.org"), "use": "work"}],
                 "gender": if i % 2 == 0 { "female" } else { "male" }
             });
+            if realistic {
+                realistic_practitioner(&mut p, i);
+            }
             if i % 3 == 0 {
                 let role_id = self.next_id(&mut data, "PractitionerRole");
                 data.roles.insert(
@@ -421,5 +471,64 @@ fn rewrite_references(v: &mut Value, ids: &HashMap<String, String>) {
         }
         Value::Array(a) => a.iter_mut().for_each(|c| rewrite_references(c, ids)),
         _ => {}
+    }
+}
+
+/// Gives record `i` one of the shapes real Epic data has, in rotation: the NPI under the OID
+/// system, an ended NPI beside the current one, a usual-only name, `text` with prefix and
+/// suffix, formatted phone numbers, pagers, Epic-coded qualifications and qualifications with a
+/// period. Every record stays a valid Practitioner with exactly one current NPI.
+pub fn realistic_practitioner(p: &mut Value, i: usize) {
+    let npi = p
+        .pointer("/identifier/0/value")
+        .cloned()
+        .unwrap_or(Value::Null);
+    let family = p.pointer("/name/0/family").cloned().unwrap_or(Value::Null);
+    match i % 8 {
+        0 => {
+            p["identifier"][0] = json!({"system": NPI_OID_SYSTEM, "value": npi});
+        }
+        1 => {
+            let old = npi_from_prefix(700_000_000 + i as u32);
+            if let Some(ids) = p["identifier"].as_array_mut() {
+                ids.insert(
+                    0,
+                    json!({"use": "old", "system": NPI_SYSTEM, "value": old, "period": {"end": "2019-06-30"}}),
+                );
+            }
+        }
+        2 => {
+            p["name"] = json!([{"use": "usual", "family": family, "given": ["Kim"]}]);
+        }
+        3 => {
+            let text = format!("Dr. Kim {} Jr.", family.as_str().unwrap_or_default());
+            p["name"] = json!([{"use": "official", "text": text, "family": family, "given": ["Kim"], "prefix": ["Dr."], "suffix": ["Jr."]}]);
+        }
+        4 => {
+            p["telecom"] = json!([
+                {"system": "phone", "value": format!("(608) 555-{:04}", i % 10_000), "use": "work"},
+                {"system": "pager", "value": format!("608-555-{:04}", (i + 1) % 10_000)}
+            ]);
+        }
+        5 => {
+            p["qualification"] = json!([
+                {"code": {"coding": [{"system": "urn:oid:1.2.840.114350.1.13.0.1.7.4.836982.1040", "code": "1", "display": "Board certified"}], "text": "Board certified"}},
+                {"code": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0360", "code": "MD", "display": "Doctor of Medicine"}]}, "period": {"start": "2004-05-01"}, "issuer": {"display": "Wisconsin Medical Examining Board"}}
+            ]);
+        }
+        6 => {
+            p["telecom"] = json!([
+                {"system": "email", "value": format!("Clinician{i}@Example.ORG"), "use": "work"},
+                {"system": "phone", "value": format!("+1 608.555.{:04}", i % 10_000), "use": "mobile", "rank": 1}
+            ]);
+            p["photo"] = json!([{"contentType": "image/png", "url": "https://example.org/p.png"}]);
+            p["extension"] = json!([{"url": "http://open.epic.com/FHIR/StructureDefinition/extension/clinician-title", "valueString": "Attending"}]);
+        }
+        _ => {
+            p["name"] = json!([
+                {"use": "usual", "family": family, "given": ["K."]},
+                {"use": "official", "family": family, "given": ["Kim"], "period": {"start": "2010"}}
+            ]);
+        }
     }
 }
