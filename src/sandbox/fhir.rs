@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, RawPathParams, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -225,8 +225,12 @@ async fn read_practitioner(
     State(state): St,
     headers: HeaderMap,
     Path(id): Path<String>,
+    raw: RawPathParams,
 ) -> Response {
     if let Err(r) = guard(&state, &headers, Need::Practitioner).await {
+        return r;
+    }
+    if let Err(r) = raw_id(&raw) {
         return r;
     }
     Stats::bump(&state.stats.read);
@@ -235,6 +239,20 @@ async fn read_practitioner(
         return merged(&id);
     }
     read_one(&data.practitioners, &id)
+}
+
+/// Like servers that compare the raw path segment, the sandbox does not decode ids: a
+/// percent-encoded id (`%2D` for `-`) names no record. FHIR ids need no encoding at all.
+fn raw_id(raw: &RawPathParams) -> Result<(), Response> {
+    if raw.iter().any(|(_, v)| v.contains('%')) {
+        return Err(outcome(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            "4102",
+            "Incorrect resource ID: ids are compared as sent and FHIR ids need no percent-encoding",
+        ));
+    }
+    Ok(())
 }
 
 /// A record merged into another: 410 with Epic's merged-record code.
@@ -652,9 +670,13 @@ async fn update_practitioner(
     State(state): St,
     headers: HeaderMap,
     Path(id): Path<String>,
+    raw: RawPathParams,
     body: Bytes,
 ) -> Response {
     if let Err(r) = guard(&state, &headers, Need::Practitioner).await {
+        return r;
+    }
+    if let Err(r) = raw_id(&raw) {
         return r;
     }
     if !state.settings().writes_enabled {
@@ -692,7 +714,11 @@ async fn update_practitioner(
     }
     // The race between a client's read and its write, on demand.
     let mut s = state.settings();
-    if let Some(patch) = s.edit_before_put.take() {
+    if let Some(patch) = s.edit_before_put.clone() {
+        s.edit_before_put_count = s.edit_before_put_count.saturating_sub(1);
+        if s.edit_before_put_count == 0 {
+            s.edit_before_put = None;
+        }
         state.set_settings(s);
         if let Some(mut edited) = data.practitioners.items.get(&id).cloned() {
             super::admin::merge_patch(&mut edited, &patch);

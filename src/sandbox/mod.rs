@@ -80,9 +80,11 @@ pub struct Settings {
     pub sparse_pages: bool,
     /// Identifier search entries are SUBSETTED copies (meta.tag SUBSETTED, no active, no photo).
     pub subsetted_search: bool,
-    /// A JSON merge patch applied, as an out-of-band edit, to the target of the next PUT just
-    /// before its If-Match is checked (once): the race between a read and a write.
+    /// A JSON merge patch applied, as an out-of-band edit, to the target of a PUT just before
+    /// its If-Match is checked: the race between a read and a write.
     pub edit_before_put: Option<serde_json::Value>,
+    /// How many PUTs in a row meet that edit (0 counts as 1); then it is cleared.
+    pub edit_before_put_count: u32,
 }
 
 /// How to start a sandbox.
