@@ -488,3 +488,142 @@ fn sandbox_help_documents_every_flag() {
     // Every option line is followed by a description (clap puts it on the same line or next).
     assert!(!t.contains("\n\n\n"));
 }
+
+#[test]
+fn deactivation_shows_the_login_access_note_and_plan_shows_the_if_match() {
+    let dir = tempfile::tempdir().unwrap();
+    let alice = std::fs::read_to_string(examples().join("practitioners/alice-smith.yaml"))
+        .unwrap()
+        .replace("active: true", "active: false");
+    let file = dir.path().join("alice.yaml");
+    std::fs::write(&file, alice).unwrap();
+    let f = file.to_str().unwrap();
+    let out = run(&["plan", "--sandbox", "--sandbox-writes", "-f", f]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let t = text(&out);
+    assert!(t.contains("if-match : W/\"1\""), "{t}");
+    assert!(t.contains("does not revoke Epic login access"), "{t}");
+    let out = run(&["apply", "--sandbox", "--sandbox-writes", "-f", f]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let t = text(&out);
+    assert!(t.contains("result   : updated"), "{t}");
+    assert!(t.contains("does not revoke Epic login access"), "{t}");
+}
+
+/// GET of a sandbox admin URL, as JSON.
+fn get(url: String) -> Value {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let r = epic_operator::sync::http_client()
+            .unwrap()
+            .get(&url)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "GET {url}: {}", r.status());
+        r.json().await.unwrap()
+    })
+}
+
+/// Identifiers of every record, by id, from the sandbox's admin API.
+fn identifiers(base: &str) -> std::collections::BTreeMap<String, String> {
+    let list = get(format!("{base}/_sandbox/practitioners"));
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let id = p["id"].as_str().unwrap().to_string();
+            let record = get(format!("{base}/_sandbox/practitioners/{id}"));
+            (id, record["identifier"].to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn a_realistic_roster_round_trips_export_apply_plan_without_creates_or_identifier_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("dev-key.pem");
+    let sandbox = start_sandbox(&[
+        "--generate",
+        "48",
+        "--writes",
+        "enabled",
+        "--dev-key-out",
+        key.to_str().unwrap(),
+    ]);
+    let conn = connection_manifest(
+        dir.path(),
+        &sandbox.base,
+        "epic-operator-dev",
+        "dev-key-1",
+        "RS384",
+        10,
+    );
+    let (conn, key) = (conn.to_str().unwrap(), key.to_str().unwrap());
+    let out_dir = dir.path().join("exported");
+    let out = run(&[
+        "export",
+        "--connection",
+        conn,
+        "--private-key",
+        key,
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // 48 generated (every shape of the realism mix) + 4 seeded with an NPI.
+    assert!(text(&out).contains("exported 52 of 53"), "{}", text(&out));
+    let before = identifiers(&sandbox.base);
+    // Take ownership and flip `active` on every record: every record gets a full PUT.
+    let mut flipped = 0;
+    for entry in std::fs::read_dir(&out_dir).unwrap() {
+        let path = entry.unwrap().path();
+        let yaml = std::fs::read_to_string(&path).unwrap();
+        let changed = yaml
+            .replace("managementPolicy: Observe", "managementPolicy: Update")
+            .replace("active: true", "active: false");
+        if changed.contains("active: false") {
+            flipped += 1;
+        }
+        std::fs::write(&path, changed).unwrap();
+    }
+    assert!(flipped >= 48, "{flipped}");
+    let dir_arg = out_dir.to_str().unwrap();
+    let args = |cmd: &'static str| {
+        vec![
+            cmd,
+            "-f",
+            dir_arg,
+            "--connection",
+            conn,
+            "--private-key",
+            key,
+        ]
+    };
+    let out = run(&args("apply"));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "apply ends in sync: {}",
+        text(&out)
+    );
+    let out = run(&args("plan"));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "no drift after apply: {}",
+        text(&out)
+    );
+    assert!(text(&out).contains("52 in sync"), "{}", text(&out));
+    let stats = get(format!("{}/_sandbox/stats", sandbox.base));
+    assert_eq!(stats["create"], 0, "no POST: {stats}");
+    assert!(stats["update"].as_u64().unwrap() >= 48, "{stats}");
+    assert_eq!(
+        identifiers(&sandbox.base),
+        before,
+        "every identifier array is byte-identical"
+    );
+}
