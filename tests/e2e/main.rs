@@ -307,6 +307,7 @@ async fn operator_end_to_end() {
         Box::pin(wrong_key_and_wrong_scope(&cp)),
         Box::pin(restart_mid_flight_writes_once(&cp)),
         Box::pin(pause_stops_writes(&cp)),
+        Box::pin(an_edit_between_read_and_write_is_kept(&cp)),
         Box::pin(packaging_applies_to_the_api_server(&cp)),
     ])
     .await;
@@ -397,6 +398,43 @@ async fn in_sync_record(cp: &ControlPlane) {
 
 /// Scenario 2: Drift made out of band with writes enabled: detected by the roster scan, PUT, back in
 /// sync, unmanaged fields unchanged.
+/// Scenario: someone edits the record in Epic between the operator's read and its PUT. The
+/// conditional PUT gets 412; the operator re-reads and writes again at once, keeping the edit.
+async fn an_edit_between_read_and_write_is_kept(cp: &ControlPlane) {
+    let w = world(cp, "s13-lost-update", writable(), |_| {}).await;
+    let r = epic_operator::sync::http_client()
+        .unwrap()
+        .put(format!("{}/settings", w.sandbox.admin_url()))
+        .json(&json!({"editBeforePut": {"address": [{"city": "Verona"}]}, "editBeforePutCount": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let _op = Operator::start(cp, &w.ns, &[]);
+    let mut spec = example("alice-smith.yaml");
+    spec.gender = Some(epic_operator::crd::Gender::Other);
+    create(&w, "alice-smith", spec).await;
+    let p = wait_for(&w, "alice-smith", "the write after a conflict", |p| {
+        p.status
+            .as_ref()
+            .is_some_and(|s| s.last_write_time.is_some())
+            && is(p, "Ready", "True", "Ready")
+    })
+    .await;
+    assert!(p.status.unwrap().drift.is_empty());
+    let st = stats(&w).await;
+    assert_eq!(st["conflicts"], 1, "{st}");
+    assert_eq!(st["update"], 1, "one successful PUT after the 412: {st}");
+    let after = live(&w, "1234567893").await;
+    assert_eq!(after["gender"], "other");
+    assert_eq!(
+        after["address"],
+        json!([{"city": "Verona"}]),
+        "the out-of-band edit survives"
+    );
+    wait_event(&w, "Updated").await;
+}
+
 async fn drift_is_fixed_when_writes_are_enabled(cp: &ControlPlane) {
     let w = world(cp, "s2-drift-fixed", writable(), |c| {
         c.resync_interval = Some("2s".into())
@@ -433,19 +471,22 @@ async fn drift_is_fixed_when_writes_are_enabled(cp: &ControlPlane) {
     .await;
     assert!(p.status.unwrap().drift.is_empty());
     let after = live(&w, "1234567893").await;
-    for field in [
-        "extension",
-        "address",
-        "photo",
-        "meta",
-        "gender",
-        "qualification",
-    ] {
+    for field in ["extension", "address", "photo", "gender", "qualification"] {
         assert_eq!(
             after[field], before[field],
             "unmanaged or unchanged field {field} was altered"
         );
     }
+    // meta changes only where the server versions the record (versionId, lastUpdated).
+    let unversioned = |v: &Value| {
+        let mut m = v["meta"].clone();
+        if let Some(o) = m.as_object_mut() {
+            o.remove("versionId");
+            o.remove("lastUpdated");
+        }
+        m
+    };
+    assert_eq!(unversioned(&after), unversioned(&before), "meta kept");
     assert_eq!(
         after["identifier"], before["identifier"],
         "Epic identifiers kept"
