@@ -79,6 +79,9 @@ fn practitioner_health_branches() {
         "NotFound",
         "AmbiguousNPI",
         "InvalidSpec",
+        "IdentityMismatch",
+        "SearchIncomplete",
+        "Conflict",
     ] {
         let conditions = json!([
             cond("Ready", "False", reason, "why"),

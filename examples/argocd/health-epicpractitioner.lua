@@ -18,6 +18,7 @@ end
 local degraded = {
   WriteDisabled = true, Unauthorized = true, InvalidScope = true, NotFound = true,
   AmbiguousNPI = true, InvalidSpec = true, WriteNotApplied = true, Invalid = true, Conflict = true,
+  IdentityMismatch = true, SearchIncomplete = true,
 }
 
 if obj.metadata ~= nil and obj.metadata.annotations ~= nil

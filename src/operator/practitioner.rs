@@ -123,9 +123,24 @@ async fn apply(
 ) -> Result<ControllerAction, Error> {
     let old = obj.status.clone().unwrap_or_default();
     match sync(&obj, &ctx, &old, deleting).await {
-        Ok((new_status, outcome, requeue, done)) => {
+        Ok((new_status, outcome, mut requeue, done)) => {
             report(&obj, &ctx, &old, &new_status, outcome.as_ref()).await?;
-            ctx.forget_failures(&obj);
+            let write_failed = outcome.as_ref().is_some_and(|o| {
+                matches!(
+                    o.write,
+                    WriteOutcome::Failed(_) | WriteOutcome::Conflict { .. }
+                )
+            });
+            if write_failed {
+                // Reported in status; tried again with the same per-object backoff as errors,
+                // not after the long resync interval.
+                requeue = ControllerAction::requeue(backoff(
+                    ctx.record_failure(&obj),
+                    Duration::from_secs(5),
+                ));
+            } else {
+                ctx.forget_failures(&obj);
+            }
             if deleting && !done {
                 // Keep the finalizer: returning an error keeps it and retries with backoff.
                 let why = synced_reason(&new_status).unwrap_or("Pending").to_string();
@@ -238,9 +253,14 @@ async fn sync(
         &normalizer,
     );
     let done = deleting && deletion_done(&obj.spec, &outcome);
-    if let WriteOutcome::Failed(e) = &outcome.write {
-        // Report first (done by the caller through status), then back off like any error.
-        tracing::warn!(npi = %obj.spec.npi, reason = e.reason(), "write failed");
+    match &outcome.write {
+        WriteOutcome::Failed(e) => {
+            tracing::warn!(npi = %obj.spec.npi, reason = e.reason(), "write failed")
+        }
+        WriteOutcome::Conflict { attempts, .. } => {
+            tracing::warn!(npi = %obj.spec.npi, attempts, "record kept changing between read and write")
+        }
+        _ => {}
     }
     let requeue = match ctx.mode {
         super::DriftDetection::PerObject => ControllerAction::requeue(jittered(conn.resync)),
@@ -341,7 +361,15 @@ fn transitions(
             }
             WriteOutcome::Created => events.push((EventType::Normal, "Created", format!("created Practitioner/{id} for NPI {npi}"))),
             WriteOutcome::Deactivated => events.push((EventType::Normal, "Deactivated", format!("Practitioner/{id} (NPI {npi}) set active=false before deletion; Epic login access is not revoked by this"))),
+            WriteOutcome::Conflict { attempts, .. } => events.push((EventType::Warning, "Conflict", format!("Practitioner/{id} (NPI {npi}) changed in Epic during each of {attempts} conditional writes; nothing was overwritten, retrying with backoff"))),
             _ => {}
+        }
+        if o.resolution == Resolution::Incomplete && old_reason != Some("SearchIncomplete") {
+            events.push((
+                EventType::Warning,
+                "SearchIncomplete",
+                format!("Epic marked the search for NPI {npi} incomplete (suppressed or unauthorized results); nothing is created on it"),
+            ));
         }
         if o.resolution == Resolution::NotFound
             && old_reason != Some("NotFound")
@@ -397,9 +425,14 @@ pub fn error_policy(
         }) => *d,
         _ => Duration::from_secs(5),
     };
+    ControllerAction::requeue(backoff(failures, base))
+}
+
+/// Exponential backoff after `failures` failures in a row, capped at 10 minutes, with jitter
+/// over the upper half so that retries of many objects stay apart.
+fn backoff(failures: u32, base: Duration) -> Duration {
     let exp = base
         .saturating_mul(1 << failures.min(7))
         .min(Duration::from_secs(600));
-    // Full jitter over the upper half keeps retries of many objects apart.
-    ControllerAction::requeue(exp.mul_f64(0.5 + rand::random::<f64>() * 0.5))
+    exp.mul_f64(0.5 + rand::random::<f64>() * 0.5)
 }
