@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-/// Parses durations such as `90s`, `10m`, `1h30m` or `250ms`.
+/// Parses durations such as `90s`, `10m`, `1h30m` or `250ms`. The text comes from manifests
+/// and flags, so every step is checked: a value too large for a clock is an error, not a panic
+/// or a silently saturated number.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let err = || {
         format!(
@@ -22,14 +24,15 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         let n: u64 = rest[..digits].parse().map_err(|_| err())?;
         rest = &rest[digits..];
         let unit_len = rest.chars().take_while(|c| c.is_ascii_alphabetic()).count();
+        let too_long = || format!("duration {text:?} is too long");
         let part = match &rest[..unit_len] {
             "ms" => Duration::from_millis(n),
             "s" => Duration::from_secs(n),
-            "m" => Duration::from_secs(n.saturating_mul(60)),
-            "h" => Duration::from_secs(n.saturating_mul(3600)),
+            "m" => Duration::from_secs(n.checked_mul(60).ok_or_else(too_long)?),
+            "h" => Duration::from_secs(n.checked_mul(3600).ok_or_else(too_long)?),
             _ => return Err(err()),
         };
-        total = total.saturating_add(part);
+        total = total.checked_add(part).ok_or_else(too_long)?;
         rest = &rest[unit_len..];
     }
     Ok(total)
@@ -68,6 +71,8 @@ mod tests {
         assert!(parse_duration("10").is_err());
         assert!(parse_duration("m").is_err());
         assert!(parse_duration("5d").is_err());
+        assert!(parse_duration("99999999999999999999s").is_err());
+        assert!(parse_duration("18446744073709551615s1s").is_err());
     }
 
     #[test]

@@ -7,4 +7,6 @@ mod token;
 
 pub use assertion::{ASSERTION_TYPE, AssertionClaims, client_assertion};
 pub use keys::{ClientKey, KeyError, generate_key};
-pub use token::{AccessToken, AuthError, TokenSource, discover_token_url};
+pub use token::{
+    AccessToken, AuthError, MAX_TOKEN_LIFETIME, TokenSource, discover_token_url, token_lifetime,
+};

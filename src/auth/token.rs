@@ -255,28 +255,45 @@ impl TokenSource {
                 detail: format!("unsupported token_type {tt:?}"),
             });
         }
-        let lifetime = parsed
-            .expires_in
-            .as_ref()
-            .and_then(|v| {
-                v.as_u64()
-                    .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-            })
-            .unwrap_or(300);
-        let lifetime = Duration::from_secs(lifetime);
+        let lifetime = token_lifetime(parsed.expires_in.as_ref());
         // Renew ahead of expiry so a request never leaves with a token about to lapse.
         let margin = (lifetime / 5).min(Duration::from_secs(60));
         let scopes = parsed
             .scope
             .map(|s| s.split_whitespace().map(str::to_string).collect())
             .unwrap_or_else(|| self.scopes.clone());
+        let now = chrono::Utc::now();
         Ok(AccessToken {
             secret: parsed.access_token,
-            expires_at: chrono::Utc::now() + lifetime,
-            renew_at: started + lifetime.saturating_sub(margin),
+            expires_at: chrono::TimeDelta::from_std(lifetime)
+                .ok()
+                .and_then(|d| now.checked_add_signed(d))
+                .unwrap_or(now),
+            renew_at: started
+                .checked_add(lifetime.saturating_sub(margin))
+                .unwrap_or(started),
             scopes,
         })
     }
+}
+
+/// Longest token lifetime believed: Epic issues hour-long tokens, and a server claiming more
+/// (or a number too large for a clock) must not keep a revoked token in use for years.
+pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+/// Lifetime assumed when the server gives none (or nonsense).
+const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(300);
+
+/// The lifetime of a token from the response's `expires_in` (a number or a numeric string),
+/// bounded to [1 s, 24 h].
+pub fn token_lifetime(expires_in: Option<&serde_json::Value>) -> Duration {
+    expires_in
+        .and_then(|v| {
+            v.as_u64()
+                .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+        })
+        .map_or(DEFAULT_TOKEN_LIFETIME, |secs| {
+            Duration::from_secs(secs.max(1)).min(MAX_TOKEN_LIFETIME)
+        })
 }
 
 /// Finds the token endpoint from `{fhir_base}/.well-known/smart-configuration`.
@@ -322,5 +339,34 @@ fn snippet(body: &[u8]) -> String {
         "(empty body)".into()
     } else {
         t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn hostile_lifetimes_are_bounded_not_panics() {
+        for v in [
+            json!(10_000_000_000_000u64),
+            json!(u64::MAX),
+            json!("18446744073709551615"),
+        ] {
+            assert_eq!(token_lifetime(Some(&v)), MAX_TOKEN_LIFETIME, "{v}");
+        }
+        assert_eq!(
+            token_lifetime(Some(&json!(3600))),
+            Duration::from_secs(3600)
+        );
+        assert_eq!(
+            token_lifetime(Some(&json!("3600"))),
+            Duration::from_secs(3600)
+        );
+        assert_eq!(token_lifetime(Some(&json!(0))), Duration::from_secs(1));
+        for v in [json!(-5), json!(1.5e300), json!("soon"), json!(null)] {
+            assert_eq!(token_lifetime(Some(&v)), DEFAULT_TOKEN_LIFETIME, "{v}");
+        }
     }
 }

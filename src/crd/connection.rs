@@ -66,9 +66,11 @@ pub struct EpicConnectionSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[A-Z]{2}$"))]
     pub default_phone_region: Option<String>,
-    /// How often records are re-read to detect drift, for example 10m or 1h30m.
+    /// How often records are re-read to detect drift, for example 10m or 1h30m: between 10s and
+    /// 24h. Absent: 10m.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^([0-9]+(ms|s|m|h))+$"))]
+    #[schemars(regex(pattern = r"^([0-9]{1,6}(ms|s|m|h)){1,4}$"))]
+    #[schemars(extend("x-kubernetes-validations" = [{"rule": "duration(self) >= duration('10s') && duration(self) <= duration('24h')", "message": "resyncInterval must be between 10s and 24h"}]))]
     pub resync_interval: Option<String>,
 }
 
@@ -141,6 +143,11 @@ pub struct EpicConnectionStatus {
     pub last_error: Option<LastError>,
 }
 
+/// Shortest resync interval accepted.
+pub const MIN_RESYNC: std::time::Duration = std::time::Duration::from_secs(10);
+/// Longest resync interval accepted.
+pub const MAX_RESYNC: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 impl EpicConnectionSpec {
     /// The scopes to request: configured, or the defaults for the write mode.
     pub fn effective_scopes(&self) -> Vec<String> {
@@ -155,11 +162,64 @@ impl EpicConnectionSpec {
         scopes
     }
 
-    /// The resync interval, defaulting to 10 minutes.
+    /// The resync interval, defaulting to 10 minutes, and refused outside
+    /// [`MIN_RESYNC`]..=[`MAX_RESYNC`] (the schema says so too, but older API servers ignore
+    /// the rule): `0s` would spend Epic's whole request budget on probes.
     pub fn resync_interval(&self) -> Result<std::time::Duration, String> {
+        let d = self.parsed_resync()?;
+        if (MIN_RESYNC..=MAX_RESYNC).contains(&d) {
+            Ok(d)
+        } else {
+            Err(format!(
+                "resyncInterval {:?} is outside 10s..24h: set a value in that range (10m is the default)",
+                self.resync_interval.as_deref().unwrap_or_default()
+            ))
+        }
+    }
+
+    fn parsed_resync(&self) -> Result<std::time::Duration, String> {
         match &self.resync_interval {
             None => Ok(std::time::Duration::from_secs(600)),
             Some(s) => crate::util::parse_duration(s),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_resync(r: Option<&str>) -> EpicConnectionSpec {
+        serde_json::from_value(serde_json::json!({
+            "fhirBaseUrl": "https://epic.example.org/api/FHIR/R4",
+            "clientId": "c", "keyId": "k", "privateKeySecretRef": {"name": "s"},
+            "resyncInterval": r,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn resync_interval_is_bounded_and_never_overflows() {
+        assert_eq!(
+            with_resync(None).resync_interval(),
+            Ok(std::time::Duration::from_secs(600))
+        );
+        assert_eq!(
+            with_resync(Some("1h30m")).resync_interval(),
+            Ok(std::time::Duration::from_secs(5400))
+        );
+        for bad in [
+            "0s",
+            "9s",
+            "25h",
+            "1000000000000000h",
+            "18446744073709551615s",
+        ] {
+            let e = with_resync(Some(bad)).resync_interval().unwrap_err();
+            assert!(
+                e.contains("resyncInterval") || e.contains("too long"),
+                "{bad}: {e}"
+            );
         }
     }
 }

@@ -6,13 +6,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use rand::Rng;
 use reqwest::Method;
 use serde_json::Value;
 use url::Url;
 
 use super::error::{FhirError, classify};
 use super::http::{describe_transport_error, origin_of, read_limited, require_allowed_url};
+use super::retry::{RetryPolicy, parse_retry_after};
 use crate::auth::TokenSource;
 use crate::crd::NPI_SYSTEMS;
 use crate::reconcile::identity::{carries_npi, check_fhir_id};
@@ -43,28 +43,6 @@ impl RequestKind {
 
 /// Called once per HTTP exchange with its kind and status (None: no response).
 pub type RequestObserver = Arc<dyn Fn(RequestKind, Option<u16>) + Send + Sync>;
-
-/// Automatic retries of reads on 429, 5xx and transport errors.
-#[derive(Clone, Copy, Debug)]
-pub struct RetryPolicy {
-    /// Attempts in all, the first included.
-    pub max_attempts: u32,
-    pub base_delay: Duration,
-    pub max_delay: Duration,
-    /// No retry starts after this much time since the first attempt.
-    pub max_elapsed: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self {
-            max_attempts: 4,
-            base_delay: Duration::from_millis(200),
-            max_delay: Duration::from_secs(5),
-            max_elapsed: Duration::from_secs(30),
-        }
-    }
-}
 
 /// Per-connection settings.
 #[derive(Clone, Debug)]
@@ -484,7 +462,7 @@ impl FhirClient {
         let mut attempt = 0u32;
         let mut renewed = false;
         loop {
-            attempt += 1;
+            attempt = attempt.saturating_add(1);
             let result = self.send_once(kind, &method, &url, body, headers).await;
             match result {
                 Err(FhirError::Unauthorized { .. }) if !renewed => {
@@ -493,23 +471,13 @@ impl FhirClient {
                     continue;
                 }
                 Err(e) if retries_reads && e.is_transient() && attempt < retry.max_attempts => {
-                    let delay = match &e {
-                        FhirError::Throttled {
-                            retry_after: Some(d),
-                        } => *d,
-                        _ => {
-                            let cap = retry
-                                .base_delay
-                                .saturating_mul(1 << (attempt - 1).min(16))
-                                .min(retry.max_delay);
-                            Duration::from_millis(
-                                rand::thread_rng().gen_range(0..=cap.as_millis() as u64),
-                            )
-                        }
+                    let retry_after = match &e {
+                        FhirError::Throttled { retry_after } => *retry_after,
+                        _ => None,
                     };
-                    if started.elapsed() + delay > retry.max_elapsed {
+                    let Some(delay) = retry.delay(attempt, retry_after, started.elapsed()) else {
                         return Err(e);
-                    }
+                    };
                     tracing::debug!(
                         kind = kind.as_str(),
                         attempt,
@@ -571,9 +539,7 @@ impl FhirClient {
         };
         let etag = header("etag");
         let location = header("location");
-        let retry_after = header("retry-after")
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+        let retry_after = header("retry-after").and_then(|v| parse_retry_after(&v));
         let body = read_limited(response, self.settings.max_body_bytes)
             .await
             .map_err(FhirError::Transport)?;

@@ -8,11 +8,13 @@ mod client;
 mod error;
 mod http;
 mod paging;
+mod retry;
 
 pub use bundle::{SearchPage, SearchResult, parse_search_page};
 pub use client::{
     Capability, ConnectionSettings, FhirClient, NpiLookup, NpiSearch, RequestKind, RequestObserver,
-    RetryPolicy, Versioned,
+    Versioned,
 };
 pub use error::{EPIC_CODE_SYSTEM, FhirError, Issue, OperationOutcome, classify};
 pub use http::{describe_transport_error, origin_of, read_limited, require_allowed_url};
+pub use retry::{MAX_RETRY_AFTER, RetryPolicy, parse_retry_after};

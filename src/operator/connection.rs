@@ -119,10 +119,11 @@ pub async fn reconcile(
             kind: "EpicConnection",
         })
         .observe(started.elapsed().as_secs_f64());
+    // An out-of-range interval already failed the build (status says so); retry at the cap.
     let resync = conn
         .spec
         .resync_interval()
-        .unwrap_or(Duration::from_secs(600));
+        .unwrap_or(Duration::from_secs(60));
     Ok(if ready {
         ControllerAction::requeue(jittered(resync))
     } else {

@@ -228,10 +228,19 @@ impl Connections {
                 None
             }
         };
-        let resync = conn
-            .spec
-            .resync_interval()
-            .unwrap_or(Duration::from_secs(600));
+        let resync = match conn.spec.resync_interval() {
+            Ok(r) => r,
+            Err(message) => {
+                return self.fail(
+                    &mut entries,
+                    key,
+                    fingerprint,
+                    "InvalidConnection",
+                    message,
+                    None,
+                );
+            }
+        };
         let handle = Arc::new(ConnectionHandle {
             fingerprint: fingerprint.clone(),
             writes: Mutex::new(write_capability(conn.spec.writes, capability.as_ref())),

@@ -266,17 +266,18 @@ async fn sync(
         super::DriftDetection::PerObject => ControllerAction::requeue(jittered(conn.resync)),
         // The roster scan wakes changed records; this long requeue (an hour at least) is only a
         // safety net for a scan that keeps failing.
-        super::DriftDetection::Roster => {
-            ControllerAction::requeue(jittered((conn.resync * 6).max(Duration::from_secs(3600))))
-        }
+        super::DriftDetection::Roster => ControllerAction::requeue(jittered(
+            conn.resync.saturating_mul(6).max(Duration::from_secs(3600)),
+        )),
     };
     Ok((new_status, Some(outcome), requeue, done))
 }
 
-/// A duration with +-10% jitter, so objects created together do not poll together.
+/// A duration with +-10% jitter, so objects created together do not poll together. Never
+/// panics: a duration too large to scale is returned as it is.
 pub fn jittered(d: Duration) -> Duration {
     let factor = 0.9 + rand::random::<f64>() * 0.2;
-    d.mul_f64(factor)
+    Duration::try_from_secs_f64(d.as_secs_f64() * factor).unwrap_or(d)
 }
 
 /// Writes status (server-side apply, one field manager) and publishes Events on transitions.
@@ -435,4 +436,19 @@ fn backoff(failures: u32, base: Duration) -> Duration {
         .saturating_mul(1 << failures.min(7))
         .min(Duration::from_secs(600));
     exp.mul_f64(0.5 + rand::random::<f64>() * 0.5)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_and_backoff_never_panic() {
+        assert!(jittered(Duration::MAX) > Duration::from_secs(3600));
+        let d = jittered(Duration::from_secs(100));
+        assert!(d >= Duration::from_secs(90) && d <= Duration::from_secs(110));
+        for failures in [0, 1, 7, u32::MAX] {
+            assert!(backoff(failures, Duration::MAX) <= Duration::from_secs(600));
+        }
+    }
 }

@@ -30,7 +30,7 @@ pub async fn run(ctx: Arc<Context>) {
             // reconciles have just read every record.
             let due = *next_due
                 .entry(key.clone())
-                .or_insert_with(|| Instant::now() + jittered(handle.resync));
+                .or_insert_with(|| later(jittered(handle.resync)));
             if Instant::now() >= due {
                 let expected = *last_size.get(&key).unwrap_or(&0);
                 match scan(&ctx, &key, &handle, expected).await {
@@ -43,11 +43,19 @@ pub async fn run(ctx: Arc<Context>) {
                     }
                 }
                 ctx.metrics.roster_scans.inc();
-                next_due.insert(key, Instant::now() + jittered(handle.resync));
+                next_due.insert(key, later(jittered(handle.resync)));
             }
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// `now + d`, or a day from now when that would overflow the clock.
+fn later(d: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d)
+        .or_else(|| now.checked_add(Duration::from_secs(86_400)))
+        .unwrap_or(now)
 }
 
 /// Whether a practitioner must be reconciled after the scan saw its record with `live_fp`.

@@ -437,7 +437,7 @@ async fn an_edit_between_read_and_write_is_kept(cp: &ControlPlane) {
 
 async fn drift_is_fixed_when_writes_are_enabled(cp: &ControlPlane) {
     let w = world(cp, "s2-drift-fixed", writable(), |c| {
-        c.resync_interval = Some("2s".into())
+        c.resync_interval = Some("10s".into())
     })
     .await;
     let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -671,7 +671,7 @@ async fn deactivation_notes_login_access(cp: &ControlPlane) {
 async fn deletion_with_deactivate_holds_the_finalizer(cp: &ControlPlane) {
     let w = world(cp, "s7-deletion", SandboxConfig::default(), |c| {
         c.writes = WriteMode::Enabled;
-        c.resync_interval = Some("2s".into());
+        c.resync_interval = Some("10s".into());
     })
     .await;
     let _op = Operator::start(cp, &w.ns, &[]);
