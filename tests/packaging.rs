@@ -154,3 +154,87 @@ fn values_outside_the_schema_are_refused() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Rules that grant `verb` on `resource` (any group).
+fn grants(doc: &Value, resource: &str, verb: &str) -> bool {
+    doc["rules"].as_array().into_iter().flatten().any(|r| {
+        r["resources"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|x| x == resource))
+            && r["verbs"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|x| x == verb || x == "*"))
+    })
+}
+
+fn roles(docs: &[Value]) -> Vec<&Value> {
+    docs.iter()
+        .filter(|d| d["kind"] == "Role" || d["kind"] == "ClusterRole")
+        .collect()
+}
+
+fn assert_least_privilege(docs: &[Value], release_ns: &str) {
+    for role in roles(docs) {
+        for verb in ["list", "watch"] {
+            assert!(!grants(role, "secrets", verb), "{verb} on Secrets: {role}");
+        }
+        if grants(role, "leases", "update") {
+            assert_eq!(role["kind"], "Role", "Leases only through a Role: {role}");
+            assert_eq!(
+                role["metadata"]["namespace"], release_ns,
+                "Leases only in the operator's own namespace"
+            );
+        }
+    }
+}
+
+#[test]
+fn rbac_is_cluster_wide_or_per_namespace_and_never_lists_secrets_or_touches_foreign_leases() {
+    let base: Value = serde_saphyr::from_str(
+        &std::fs::read_to_string(repo().join("config/rbac/role.yaml")).unwrap(),
+    )
+    .unwrap();
+    // Cluster-wide mode (no watchNamespace).
+    let docs = render(&json!({}));
+    assert_least_privilege(&docs, "epic-system");
+    let cluster_role = find(&docs, "ClusterRole").unwrap();
+    assert_eq!(rules(cluster_role), rules(&base));
+    assert!(grants(cluster_role, "secrets", "get"));
+    assert!(!grants(cluster_role, "leases", "update"));
+
+    // Namespaced mode: a Role and RoleBinding in the watched namespace, nothing cluster-wide.
+    let docs = render(&json!({"watchNamespace": "team-a"}));
+    assert_least_privilege(&docs, "epic-system");
+    assert!(find(&docs, "ClusterRole").is_none());
+    assert!(find(&docs, "ClusterRoleBinding").is_none());
+    let role = docs
+        .iter()
+        .find(|d| d["kind"] == "Role" && d["metadata"]["namespace"] == "team-a")
+        .expect("a Role in team-a");
+    assert_eq!(rules(role), rules(&base));
+    let binding = docs
+        .iter()
+        .find(|d| d["kind"] == "RoleBinding" && d["metadata"]["namespace"] == "team-a")
+        .expect("a RoleBinding in team-a");
+    assert_eq!(binding["subjects"][0]["namespace"], "epic-system");
+
+    // The kustomize base: the same ClusterRole, Leases in epic-system only.
+    let out = Command::new("kubectl")
+        .args(["kustomize"])
+        .arg(repo().join("config"))
+        .output()
+        .expect("kubectl kustomize");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let docs: Vec<Value> =
+        serde_saphyr::from_multiple(&String::from_utf8(out.stdout).unwrap()).unwrap();
+    assert_least_privilege(&docs, "epic-system");
+    assert_eq!(rules(find(&docs, "ClusterRole").unwrap()), rules(&base));
+    assert!(
+        roles(&docs).iter().any(|r| grants(r, "leases", "update")),
+        "leader election still has its Lease rights"
+    );
+}

@@ -140,8 +140,27 @@ pub struct TokenSource {
     client_id: String,
     token_url: String,
     scopes: Vec<String>,
-    cached: Mutex<Option<AccessToken>>,
+    cached: Mutex<Cached>,
     requests: AtomicU64,
+}
+
+/// The token in use, and the last failure while it is being backed off.
+#[derive(Default)]
+struct Cached {
+    token: Option<AccessToken>,
+    failure: Option<Failure>,
+}
+
+struct Failure {
+    error: AuthError,
+    failures: u32,
+    retry_at: Instant,
+}
+
+/// Waits after a failed token request: 1 s, doubling, at most a minute. A dead or hanging token
+/// endpoint then costs one attempt per step for the whole connection, not one per request.
+fn failure_backoff(failures: u32) -> Duration {
+    Duration::from_secs(1u64 << failures.saturating_sub(1).min(6)).min(Duration::from_secs(60))
 }
 
 impl std::fmt::Debug for TokenSource {
@@ -169,7 +188,7 @@ impl TokenSource {
             client_id: client_id.into(),
             token_url,
             scopes,
-            cached: Mutex::new(None),
+            cached: Mutex::new(Cached::default()),
             requests: AtomicU64::new(0),
         })
     }
@@ -185,24 +204,51 @@ impl TokenSource {
 
     /// A valid token: the cached one, or a new one. Concurrent callers wait for the one request
     /// in flight instead of each sending their own (each would burn a `jti` and Epic's budget).
+    /// After a failure, callers get that failure back until its backoff step has passed.
     pub async fn token(&self) -> Result<AccessToken, AuthError> {
         let mut cached = self.cached.lock().await;
-        if let Some(t) = cached.as_ref()
+        if let Some(t) = cached.token.as_ref()
             && Instant::now() < t.renew_at
         {
             return Ok(t.clone());
         }
-        let fresh = self.request_token().await?;
-        *cached = Some(fresh.clone());
-        Ok(fresh)
+        if let Some(f) = &cached.failure
+            && Instant::now() < f.retry_at
+        {
+            return Err(f.error.clone());
+        }
+        match self.request_token().await {
+            Ok(fresh) => {
+                cached.token = Some(fresh.clone());
+                cached.failure = None;
+                Ok(fresh)
+            }
+            Err(error) => {
+                let failures = cached
+                    .failure
+                    .as_ref()
+                    .map_or(1, |f| f.failures.saturating_add(1));
+                let now = Instant::now();
+                cached.failure = Some(Failure {
+                    error: error.clone(),
+                    failures,
+                    retry_at: now.checked_add(failure_backoff(failures)).unwrap_or(now),
+                });
+                Err(error)
+            }
+        }
     }
 
     /// Forgets `rejected` (after a 401) so the next call gets a new token; a token that was
     /// already replaced by another caller is left alone.
     pub async fn invalidate(&self, rejected: &AccessToken) {
         let mut cached = self.cached.lock().await;
-        if cached.as_ref().is_some_and(|t| t.secret == rejected.secret) {
-            *cached = None;
+        if cached
+            .token
+            .as_ref()
+            .is_some_and(|t| t.secret == rejected.secret)
+        {
+            cached.token = None;
         }
     }
 
@@ -346,6 +392,14 @@ fn snippet(body: &[u8]) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn failure_backoff_doubles_to_a_minute() {
+        assert_eq!(failure_backoff(1), Duration::from_secs(1));
+        assert_eq!(failure_backoff(2), Duration::from_secs(2));
+        assert_eq!(failure_backoff(7), Duration::from_secs(60));
+        assert_eq!(failure_backoff(u32::MAX), Duration::from_secs(60));
+    }
 
     #[test]
     fn hostile_lifetimes_are_bounded_not_panics() {

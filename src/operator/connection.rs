@@ -27,11 +27,28 @@ pub async fn reconcile(
     let ns = conn.namespace().unwrap_or_default();
     let name = conn.name_any();
     if conn.meta().deletion_timestamp.is_some() {
-        ctx.connections.forget(&ns, &name).await;
+        deleted(&ctx, &conn).await;
         return Ok(ControllerAction::await_change());
     }
-    let built = ctx.connections.build(&conn, true).await;
     let old = conn.status.clone().unwrap_or_default();
+    // The Secret is read every pass (about a minute apart); Epic is probed again only once the
+    // resync interval has passed since the last probe.
+    let resync = conn
+        .spec
+        .resync_interval()
+        .unwrap_or(Duration::from_secs(600));
+    let probe_due = old
+        .last_probe_time
+        .as_deref()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .is_none_or(|t| {
+            chrono::Utc::now()
+                .signed_duration_since(t)
+                .to_std()
+                .unwrap_or_default()
+                >= resync
+        });
+    let built = ctx.connections.build(&conn, probe_due).await;
     let mut s = old.clone();
     s.observed_generation = conn.metadata.generation;
     let generation = conn.metadata.generation;
@@ -119,16 +136,27 @@ pub async fn reconcile(
             kind: "EpicConnection",
         })
         .observe(started.elapsed().as_secs_f64());
-    // An out-of-range interval already failed the build (status says so); retry at the cap.
-    let resync = conn
-        .spec
-        .resync_interval()
-        .unwrap_or(Duration::from_secs(60));
-    Ok(if ready {
-        ControllerAction::requeue(jittered(resync))
-    } else {
-        ControllerAction::requeue(jittered(Duration::from_secs(60).min(resync)))
-    })
+    let _ = ready;
+    Ok(ControllerAction::requeue(jittered(
+        SECRET_RECHECK.min(resync),
+    )))
+}
+
+/// How often a connection re-reads its Secret (a rotated or deleted key takes effect then).
+const SECRET_RECHECK: Duration = Duration::from_secs(60);
+
+/// A connection is gone: drop its client and token, and wake its practitioners so they report
+/// ConnectionNotReady and send nothing more.
+pub async fn deleted(ctx: &Context, conn: &EpicConnection) {
+    let ns = conn.namespace().unwrap_or_default();
+    let name = conn.name_any();
+    ctx.connections.forget(&ns, &name).await;
+    tracing::info!(connection = %name, namespace = %ns, "EpicConnection deleted; its client and token are dropped");
+    for p in ctx.practitioners.state() {
+        if p.namespace().as_deref() == Some(ns.as_str()) && p.spec.connection_ref.name == name {
+            let _ = ctx.wake.unbounded_send(ObjectRef::from_obj(&*p));
+        }
+    }
 }
 
 pub fn error_policy(

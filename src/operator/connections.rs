@@ -71,12 +71,23 @@ enum Entry {
     Failed(ConnectionFailure),
 }
 
-/// The cache, keyed by (namespace, name).
+type Key = (String, String);
+
+/// One connection's cache entry. Its lock is held while the connection is built (discovery,
+/// token, CapabilityStatement), so concurrent first uses of one connection wait for one build,
+/// while other connections (other tenants) never wait for it.
+#[derive(Default)]
+struct Slot {
+    entry: AsyncMutex<Option<Entry>>,
+}
+
+/// The cache, keyed by (namespace, name). The map's own lock is only held to find a slot,
+/// never across network I/O.
 pub struct Connections {
     kube: kube::Client,
     http: reqwest::Client,
     observer: Option<RequestObserver>,
-    entries: AsyncMutex<HashMap<(String, String), Entry>>,
+    slots: Mutex<HashMap<Key, Arc<Slot>>>,
 }
 
 /// The outcome of (re)building a connection.
@@ -98,14 +109,23 @@ impl Connections {
             kube,
             http,
             observer,
-            entries: AsyncMutex::new(HashMap::new()),
+            slots: Mutex::new(HashMap::new()),
         }
+    }
+
+    fn slot(&self, key: &Key) -> Arc<Slot> {
+        self.slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(key.clone())
+            .or_default()
+            .clone()
     }
 
     /// The connection for a practitioner: cached, or built now if never seen.
     pub async fn get(&self, namespace: &str, name: &str) -> Result<Arc<ConnectionHandle>, Error> {
         let key = (namespace.to_string(), name.to_string());
-        if let Some(e) = self.entries.lock().await.get(&key).cloned() {
+        if let Some(e) = self.slot(&key).entry.lock().await.clone() {
             return entry_result(name, e);
         }
         let api: Api<EpicConnection> = Api::namespaced(self.kube.clone(), namespace);
@@ -120,12 +140,20 @@ impl Connections {
         }
     }
 
-    /// Drops a deleted connection.
+    /// Drops a deleted connection: its client, token and rate limiter go at once, and the next
+    /// practitioner that asks finds no EpicConnection (ConnectionNotReady) instead of a cached
+    /// client that would keep writing.
     pub async fn forget(&self, namespace: &str, name: &str) {
-        self.entries
+        let key = (namespace.to_string(), name.to_string());
+        let slot = self
+            .slots
             .lock()
-            .await
-            .remove(&(namespace.to_string(), name.to_string()));
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&key);
+        if let Some(slot) = slot {
+            // A reconcile holding the old slot sees the connection gone too.
+            *slot.entry.lock().await = None;
+        }
     }
 
     /// Builds or re-probes the connection. `reprobe` forces a new CapabilityStatement read and
@@ -134,9 +162,10 @@ impl Connections {
         let namespace = conn.namespace().unwrap_or_default();
         let name = conn.name_any();
         let key = (namespace.clone(), name.clone());
-        // Holding the lock across the build makes concurrent first uses wait for one build
-        // instead of each requesting a token.
-        let mut entries = self.entries.lock().await;
+        // This connection's slot is held across the build: concurrent first uses wait for one
+        // build instead of each requesting a token. Other connections are not held up.
+        let slot = self.slot(&key);
+        let mut entries = slot.entry.lock().await;
         let secret_api: Api<Secret> = Api::namespaced(self.kube.clone(), &namespace);
         let secret_ref = &conn.spec.private_key_secret_ref;
         let secret = match secret_api.get_opt(&secret_ref.name).await {
@@ -144,7 +173,6 @@ impl Connections {
             Err(e) => {
                 return self.fail(
                     &mut entries,
-                    key,
                     String::new(),
                     "KubernetesError",
                     format!("cannot read Secret {}: {e}", secret_ref.name),
@@ -161,7 +189,7 @@ impl Connections {
                 .and_then(|s| s.resource_version())
                 .unwrap_or_default()
         );
-        let previous = entries.get(&key).cloned();
+        let previous = entries.clone();
         if let Some(Entry::Ready(h)) = &previous
             && h.fingerprint == fingerprint
         {
@@ -181,14 +209,14 @@ impl Connections {
                         capability: Some(c),
                         probe_time: crate::util::now_rfc3339(),
                     });
-                    entries.insert(key, Entry::Ready(handle.clone()));
+                    *entries = Some(Entry::Ready(handle.clone()));
                     Built::Unchanged(handle)
                 }
-                Err(e) => self.fail_fhir(&mut entries, key, fingerprint, &e),
+                Err(e) => self.fail_fhir(&mut entries, fingerprint, &e),
             };
         }
         let Some(secret) = secret else {
-            return self.fail(&mut entries, key, fingerprint, "InvalidKey", format!(
+            return self.fail(&mut entries, fingerprint, "InvalidKey", format!(
                 "Secret {} not found in namespace {namespace}: create it with the private key PEM under key {}",
                 secret_ref.name, secret_ref.key
             ), None);
@@ -201,7 +229,6 @@ impl Connections {
         else {
             return self.fail(
                 &mut entries,
-                key,
                 fingerprint,
                 "InvalidKey",
                 format!(
@@ -213,15 +240,15 @@ impl Connections {
         };
         let client = match connect(&self.http, &conn.spec, &pem, self.observer.clone()).await {
             Ok(c) => c,
-            Err(e) => return self.fail_fhir(&mut entries, key, fingerprint, &e),
+            Err(e) => return self.fail_fhir(&mut entries, fingerprint, &e),
         };
         if let Err(e) = client.tokens().token().await {
-            return self.fail_fhir(&mut entries, key, fingerprint, &FhirError::Auth(e));
+            return self.fail_fhir(&mut entries, fingerprint, &FhirError::Auth(e));
         }
         let capability = match client.capability().await {
             Ok(c) => Some(c),
             Err(e) if e.reason() == "EpicUnavailable" || e.reason() == "Throttled" => {
-                return self.fail_fhir(&mut entries, key, fingerprint, &e);
+                return self.fail_fhir(&mut entries, fingerprint, &e);
             }
             Err(e) => {
                 tracing::warn!(connection = %name, reason = e.reason(), "CapabilityStatement unreadable; write capability unknown");
@@ -233,7 +260,6 @@ impl Connections {
             Err(message) => {
                 return self.fail(
                     &mut entries,
-                    key,
                     fingerprint,
                     "InvalidConnection",
                     message,
@@ -251,7 +277,7 @@ impl Connections {
             probe_time: crate::util::now_rfc3339(),
         });
         let changed = !matches!(&previous, Some(Entry::Ready(h)) if h.fingerprint == fingerprint);
-        entries.insert(key, Entry::Ready(handle.clone()));
+        *entries = Some(Entry::Ready(handle.clone()));
         if changed {
             Built::Changed(handle)
         } else {
@@ -259,16 +285,9 @@ impl Connections {
         }
     }
 
-    fn fail_fhir(
-        &self,
-        entries: &mut HashMap<(String, String), Entry>,
-        key: (String, String),
-        fingerprint: String,
-        e: &FhirError,
-    ) -> Built {
+    fn fail_fhir(&self, entries: &mut Option<Entry>, fingerprint: String, e: &FhirError) -> Built {
         self.fail(
             entries,
-            key,
             fingerprint,
             e.reason(),
             e.to_string(),
@@ -278,8 +297,7 @@ impl Connections {
 
     fn fail(
         &self,
-        entries: &mut HashMap<(String, String), Entry>,
-        key: (String, String),
+        entries: &mut Option<Entry>,
         fingerprint: String,
         reason: &'static str,
         message: String,
@@ -291,19 +309,25 @@ impl Connections {
             message,
             http_status,
         };
-        let changed = !matches!(entries.get(&key), Some(Entry::Failed(f)) if f.reason == failure.reason && f.message == failure.message);
-        entries.insert(key, Entry::Failed(failure.clone()));
+        let changed = !matches!(entries, Some(Entry::Failed(f)) if f.reason == failure.reason && f.message == failure.message);
+        *entries = Some(Entry::Failed(failure.clone()));
         Built::Failed(failure, changed)
     }
 
-    /// Every ready handle (for roster scans and token metrics).
-    pub async fn ready_handles(&self) -> Vec<((String, String), Arc<ConnectionHandle>)> {
-        self.entries
+    /// Every ready handle (for roster scans and token metrics). A connection being built
+    /// right now is skipped, not waited for.
+    pub async fn ready_handles(&self) -> Vec<(Key, Arc<ConnectionHandle>)> {
+        let slots: Vec<(Key, Arc<Slot>)> = self
+            .slots
             .lock()
-            .await
+            .unwrap_or_else(|p| p.into_inner())
             .iter()
-            .filter_map(|(k, e)| match e {
-                Entry::Ready(h) => Some((k.clone(), h.clone())),
+            .map(|(k, s)| (k.clone(), s.clone()))
+            .collect();
+        slots
+            .into_iter()
+            .filter_map(|(k, s)| match s.entry.try_lock().ok()?.as_ref()? {
+                Entry::Ready(h) => Some((k, h.clone())),
                 Entry::Failed(_) => None,
             })
             .collect()

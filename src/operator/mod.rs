@@ -18,7 +18,6 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use futures::channel::mpsc::{UnboundedSender, unbounded};
-use k8s_openapi::api::core::v1::Secret;
 use kube::api::ListParams;
 use kube::runtime::controller::Config as ControllerConfig;
 use kube::runtime::events::{Recorder, Reporter};
@@ -187,10 +186,6 @@ pub async fn run(config: OperatorConfig) -> Result<(), String> {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
-    let secret_api: Api<Secret> = match &config.namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
     // Fail loudly at start-up, not silently in a watch loop, when the CRDs are missing or the
     // RBAC does not allow what the operator needs.
     for (what, result) in [
@@ -229,10 +224,18 @@ pub async fn run(config: OperatorConfig) -> Result<(), String> {
             Default::default(),
         );
     let (connections_store, connection_writer) = reflector::store::<EpicConnection>();
+    // Deletions never reach a reconcile (no finalizer on connections): they are taken from the
+    // watch itself, so a deleted connection's client and token are dropped at once.
+    let (deleted_tx, deleted_rx) = unbounded::<EpicConnection>();
     let connection_stream = watcher(connection_api.clone(), watch_config.clone())
         .default_backoff()
         .modify(|c: &mut EpicConnection| c.managed_fields_mut().clear())
         .reflect(connection_writer)
+        .inspect(move |event| {
+            if let Ok(watcher::Event::Delete(conn)) = event {
+                let _ = deleted_tx.unbounded_send(conn.clone());
+            }
+        })
         .applied_objects()
         .predicate_filter(predicates::generation, Default::default());
 
@@ -289,23 +292,9 @@ pub async fn run(config: OperatorConfig) -> Result<(), String> {
                 }
             });
 
-    // Connections are reconciled again when their Secret changes (key rotation).
-    let connections_for_mapper = connections_store.clone();
+    // Secrets are not watched (the operator may only `get` them): each connection re-reads its
+    // Secret every minute, so a rotated or deleted key takes effect within a minute.
     let connection_controller = Controller::for_stream(connection_stream, connections_store)
-        .watches(
-            secret_api,
-            watcher::Config::default(),
-            move |secret: Secret| {
-                let ns = secret.namespace();
-                let name = secret.name_any();
-                connections_for_mapper
-                    .state()
-                    .into_iter()
-                    .filter(|c| c.namespace() == ns && c.spec.private_key_secret_ref.name == name)
-                    .map(|c| ObjectRef::from_obj(&*c))
-                    .collect::<Vec<_>>()
-            },
-        )
         .shutdown_on_signal()
         .run(connection::reconcile, connection::error_policy, ctx.clone())
         .for_each(|result| async move {
@@ -313,6 +302,14 @@ pub async fn run(config: OperatorConfig) -> Result<(), String> {
                 tracing::debug!(error = %e, "connection reconcile failed");
             }
         });
+
+    let deletions = {
+        let ctx = ctx.clone();
+        deleted_rx.for_each(move |conn| {
+            let ctx = ctx.clone();
+            async move { connection::deleted(&ctx, &conn).await }
+        })
+    };
 
     readiness.set(true);
     let roster_task = {
@@ -353,7 +350,7 @@ pub async fn run(config: OperatorConfig) -> Result<(), String> {
     };
     tracing::info!(mode = ?config.drift_detection, namespace = ?config.namespace, "controllers started");
     let outcome = tokio::select! {
-        _ = futures::future::join(practitioner_controller, connection_controller) => Ok(()),
+        _ = futures::future::join3(practitioner_controller, connection_controller, deletions) => Ok(()),
         _ = roster_task => Ok(()),
         _ = token_metrics => Ok(()),
         why = lost_leadership => Err(format!("lost leadership: {why}")),

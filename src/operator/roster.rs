@@ -18,14 +18,43 @@ use crate::crd::EpicPractitioner;
 use crate::reconcile::fingerprint;
 use crate::reconcile::identity::npi_values;
 
-/// Runs scans for every ready connection, each on its own jittered schedule, until the process
-/// ends.
+type Key = (String, String);
+type ScanResult = Result<(usize, usize), crate::fhir::FhirError>;
+
+/// Runs scans for every ready connection, each on its own jittered schedule and in its own
+/// task, until the process ends: one connection's long walk never delays another's.
 pub async fn run(ctx: Arc<Context>) {
-    let mut next_due: HashMap<(String, String), Instant> = HashMap::new();
+    let mut next_due: HashMap<Key, Instant> = HashMap::new();
     // Records seen by the last scan per connection: the next one paces its pages by it.
-    let mut last_size: HashMap<(String, String), usize> = HashMap::new();
+    let mut last_size: HashMap<Key, usize> = HashMap::new();
+    let mut running: HashMap<Key, tokio::task::JoinHandle<ScanResult>> = HashMap::new();
     loop {
+        // Collect finished scans.
+        let finished: Vec<Key> = running
+            .iter()
+            .filter(|(_, task)| task.is_finished())
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in finished {
+            let Some(task) = running.remove(&key) else {
+                continue;
+            };
+            match task.await {
+                Ok(Ok((woken, records))) => {
+                    last_size.insert(key.clone(), records);
+                    tracing::info!(connection = %key.1, woken, records, "roster scan done")
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(connection = %key.1, reason = e.reason(), error = %e, "roster scan failed")
+                }
+                Err(e) => tracing::warn!(connection = %key.1, error = %e, "roster scan task ended"),
+            }
+            ctx.metrics.roster_scans.inc();
+        }
         for (key, handle) in ctx.connections.ready_handles().await {
+            if running.contains_key(&key) {
+                continue;
+            }
             // The first scan comes one interval after the connection appears: the initial
             // reconciles have just read every record.
             let due = *next_due
@@ -33,17 +62,12 @@ pub async fn run(ctx: Arc<Context>) {
                 .or_insert_with(|| later(jittered(handle.resync)));
             if Instant::now() >= due {
                 let expected = *last_size.get(&key).unwrap_or(&0);
-                match scan(&ctx, &key, &handle, expected).await {
-                    Ok((woken, records)) => {
-                        last_size.insert(key.clone(), records);
-                        tracing::info!(connection = %key.1, woken, records, "roster scan done")
-                    }
-                    Err(e) => {
-                        tracing::warn!(connection = %key.1, reason = e.reason(), error = %e, "roster scan failed")
-                    }
-                }
-                ctx.metrics.roster_scans.inc();
-                next_due.insert(key, later(jittered(handle.resync)));
+                next_due.insert(key.clone(), later(jittered(handle.resync)));
+                let (ctx, scan_key) = (ctx.clone(), key.clone());
+                running.insert(
+                    key,
+                    tokio::spawn(async move { scan(&ctx, &scan_key, &handle, expected).await }),
+                );
             }
         }
         tokio::time::sleep(Duration::from_millis(500)).await;

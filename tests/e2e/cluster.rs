@@ -13,6 +13,9 @@ use kube::{Api, Client};
 
 /// The identity the operator runs as: a ServiceAccount user bound by the shipped RBAC.
 pub const OPERATOR_USER: &str = "system:serviceaccount:epic-system:epic-operator";
+/// A second operator identity, bound only by the namespaced RBAC (the chart's watchNamespace
+/// mode) of one scenario.
+pub const TENANT_OPERATOR_USER: &str = "system:serviceaccount:epic-tenant:epic-operator";
 
 pub struct ControlPlane {
     pub dir: tempfile::TempDir,
@@ -20,6 +23,8 @@ pub struct ControlPlane {
     pub admin: Client,
     pub operator_kubeconfig: PathBuf,
     pub admin_kubeconfig: PathBuf,
+    /// Kubeconfig of [`TENANT_OPERATOR_USER`] (the admin's on an existing cluster).
+    pub tenant_kubeconfig: PathBuf,
 }
 
 impl Drop for ControlPlane {
@@ -89,6 +94,7 @@ impl ControlPlane {
                 children: Vec::new(),
                 admin,
                 operator_kubeconfig: path.clone(),
+                tenant_kubeconfig: path.clone(),
                 admin_kubeconfig: path,
             };
             cp.install().await;
@@ -134,10 +140,11 @@ impl ControlPlane {
         std::fs::create_dir_all(d.join("certs")).unwrap();
         let admin_token = "admin-token-e2e";
         let operator_token = "operator-token-e2e";
+        let tenant_token = "tenant-operator-token-e2e";
         std::fs::write(
             d.join("tokens.csv"),
             format!(
-                "{admin_token},admin,admin-uid,\"system:masters\"\n{operator_token},{OPERATOR_USER},op-uid,\"system:serviceaccounts,system:serviceaccounts:epic-system,system:authenticated\"\n"
+                "{admin_token},admin,admin-uid,\"system:masters\"\n{operator_token},{OPERATOR_USER},op-uid,\"system:serviceaccounts,system:serviceaccounts:epic-system,system:authenticated\"\n{tenant_token},{TENANT_OPERATOR_USER},tenant-uid,\"system:serviceaccounts,system:serviceaccounts:epic-tenant,system:authenticated\"\n"
             ),
         )
         .unwrap();
@@ -172,8 +179,10 @@ impl ControlPlane {
         let server = format!("https://127.0.0.1:{secure_port}");
         let admin_kubeconfig = d.join("admin.kubeconfig");
         let operator_kubeconfig = d.join("operator.kubeconfig");
+        let tenant_kubeconfig = d.join("tenant.kubeconfig");
         std::fs::write(&admin_kubeconfig, kubeconfig(&server, admin_token)).unwrap();
         std::fs::write(&operator_kubeconfig, kubeconfig(&server, operator_token)).unwrap();
+        std::fs::write(&tenant_kubeconfig, kubeconfig(&server, tenant_token)).unwrap();
         let mut cp = Self {
             dir,
             children: vec![etcd, apiserver],
@@ -181,6 +190,7 @@ impl ControlPlane {
                 .unwrap(),
             operator_kubeconfig,
             admin_kubeconfig,
+            tenant_kubeconfig,
         };
         cp.wait_ready(&server, admin_token).await;
         cp.admin = client_from(&cp.admin_kubeconfig).await;
@@ -265,7 +275,12 @@ impl ControlPlane {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
-        for file in ["role.yaml", "role_binding.yaml"] {
+        self.namespace("epic-system").await;
+        for file in [
+            "role.yaml",
+            "role_binding.yaml",
+            "leader_election_role.yaml",
+        ] {
             let text = std::fs::read_to_string(repo().join("config/rbac").join(file)).unwrap();
             apply_yaml(&self.admin, &text).await;
         }

@@ -6,7 +6,7 @@
 
 mod cluster;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -33,6 +33,11 @@ struct Operator {
 
 impl Operator {
     fn start(cp: &ControlPlane, ns: &str, extra: &[&str]) -> Self {
+        Self::start_as(cp, &cp.operator_kubeconfig, ns, extra)
+    }
+
+    /// Runs the operator with the identity of `kubeconfig`.
+    fn start_as(cp: &ControlPlane, kubeconfig: &Path, ns: &str, extra: &[&str]) -> Self {
         let log = cp
             .dir
             .path()
@@ -46,7 +51,7 @@ impl Operator {
                 &["--metrics-addr", "127.0.0.1:0"][..]
             })
             .args(extra)
-            .env("KUBECONFIG", &cp.operator_kubeconfig)
+            .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "info,epic_operator=debug,kube_runtime=debug")
             .env_remove("POD_NAMESPACE")
             .stdout(Stdio::null())
@@ -308,6 +313,7 @@ async fn operator_end_to_end() {
         Box::pin(restart_mid_flight_writes_once(&cp)),
         Box::pin(pause_stops_writes(&cp)),
         Box::pin(an_edit_between_read_and_write_is_kept(&cp)),
+        Box::pin(namespaced_rbac_is_enough_and_confines(&cp)),
         Box::pin(packaging_applies_to_the_api_server(&cp)),
     ])
     .await;
@@ -398,6 +404,69 @@ async fn in_sync_record(cp: &ControlPlane) {
 
 /// Scenario 2: Drift made out of band with writes enabled: detected by the roster scan, PUT, back in
 /// sync, unmanaged fields unchanged.
+/// Scenario: the chart's namespaced mode (watchNamespace). The operator runs as an identity bound
+/// only by the RBAC the chart renders for that mode, reconciles its namespace, and can neither
+/// read a Secret nor touch a Lease anywhere else.
+async fn namespaced_rbac_is_enough_and_confines(cp: &ControlPlane) {
+    let w = world(cp, "s14-namespaced", SandboxConfig::default(), |_| {}).await;
+    cp.namespace("epic-tenant").await;
+    let rendered = render_chart(
+        &json!({"watchNamespace": w.ns, "replicaCount": 2}),
+        "epic-operator",
+        "epic-tenant",
+    );
+    let docs: Vec<Value> =
+        serde_saphyr::from_multiple(&String::from_utf8(rendered.stdout).unwrap()).unwrap();
+    let rbac: Vec<String> = docs
+        .into_iter()
+        .filter(|d| {
+            d["apiVersion"]
+                .as_str()
+                .is_some_and(|v| v.starts_with("rbac.authorization.k8s.io/"))
+        })
+        .map(|d| d.to_string())
+        .collect();
+    assert!(
+        rbac.len() >= 4,
+        "Role, RoleBinding and the Lease pair: {rbac:?}"
+    );
+    cluster::apply_yaml(&w.client, &rbac.join("\n---\n")).await;
+    let tenant = &cp.tenant_kubeconfig;
+    let _op = Operator::start_as(
+        cp,
+        tenant,
+        &w.ns,
+        &[
+            "--leader-election",
+            "--lease-namespace",
+            "epic-tenant",
+            "--lease-name",
+            "s14",
+        ],
+    );
+    create(&w, "alice-smith", example("alice-smith.yaml")).await;
+    wait_for(&w, "alice-smith", "Ready under namespaced RBAC", |p| {
+        is(p, "Ready", "True", "Ready")
+    })
+    .await;
+    assert!(can_i(tenant, "get", "secrets", &w.ns));
+    assert!(can_i(tenant, "update", "leases", "epic-tenant"));
+    for (verb, resource, ns) in [
+        ("list", "secrets", w.ns.as_str()),
+        ("watch", "secrets", w.ns.as_str()),
+        ("get", "secrets", "default"),
+        ("get", "secrets", "epic-system"),
+        ("update", "leases", "kube-system"),
+        ("update", "leases", w.ns.as_str()),
+        ("list", "epicpractitioners", "default"),
+    ] {
+        assert!(
+            !can_i(tenant, verb, resource, ns),
+            "the namespaced operator may not {verb} {resource} in {ns}"
+        );
+    }
+}
+
 /// Scenario: someone edits the record in Epic between the operator's read and its PUT. The
 /// conditional PUT gets 412; the operator re-reads and writes again at once, keeping the edit.
 async fn an_edit_between_read_and_write_is_kept(cp: &ControlPlane) {
@@ -879,7 +948,14 @@ async fn restart_mid_flight_writes_once(cp: &ControlPlane) {
         .unwrap();
         create(&w, &format!("synthetic-{i}"), spec).await;
     }
-    let lease = ["--leader-election", "--lease-namespace", "s10-restart"];
+    // Leases live in the operator's own namespace (the only place its RBAC allows them).
+    let lease = [
+        "--leader-election",
+        "--lease-namespace",
+        "epic-system",
+        "--lease-name",
+        "s10-restart",
+    ];
     let mut first = Operator::start(cp, &w.ns, &lease);
     let started = Instant::now();
     while stats(&w).await["update"].as_u64().unwrap_or(0) == 0 {
@@ -942,34 +1018,13 @@ async fn packaging_applies_to_the_api_server(cp: &ControlPlane) {
     cp.namespace("epic-system").await;
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let kubectl = kubectl();
-    let python = {
-        let out = Command::new("bash")
-            .arg(repo.join("scripts/ensure-helm.sh"))
-            .output()
-            .expect("ensure-helm");
-        assert!(
-            out.status.success(),
-            "scripts/ensure-helm.sh failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    };
+    // The chart's namespaced mode renders a Role in the watched namespace: it must exist.
+    cp.namespace("team-a").await;
     for values in [
         json!({}),
         json!({"replicaCount": 2, "watchNamespace": "team-a", "networkPolicy": {"enabled": true}, "metrics": {"port": 9090}}),
     ] {
-        let out = Command::new(&python)
-            .arg(repo.join("scripts/helm_render.py"))
-            .arg(repo.join("charts/epic-operator"))
-            .arg(values.to_string())
-            .args(["epic", "epic-system"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "render: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = render_chart(&values, "epic", "epic-system");
         dry_run(&kubectl, cp, &out.stdout, true);
     }
     let kustomized = Command::new(&kubectl)
@@ -985,6 +1040,53 @@ async fn packaging_applies_to_the_api_server(cp: &ControlPlane) {
     // Client-side validation uses the 1.20 server's OpenAPI, which predates the CEL rule in the
     // CRD; the server itself ignores the rule, so validate there only.
     dry_run(&kubectl, cp, &kustomized.stdout, false);
+}
+
+/// The Helm chart rendered with `values` (Helm's Go SDK through scripts/helm_render.py).
+fn render_chart(values: &Value, release: &str, namespace: &str) -> std::process::Output {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let python = {
+        let out = Command::new("bash")
+            .arg(repo.join("scripts/ensure-helm.sh"))
+            .output()
+            .expect("ensure-helm");
+        assert!(
+            out.status.success(),
+            "scripts/ensure-helm.sh failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let out = Command::new(&python)
+        .arg(repo.join("scripts/helm_render.py"))
+        .arg(repo.join("charts/epic-operator"))
+        .arg(values.to_string())
+        .args([release, namespace])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "render: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// `kubectl auth can-i VERB RESOURCE -n NS` as the identity of `kubeconfig`.
+fn can_i(kubeconfig: &Path, verb: &str, resource: &str, ns: &str) -> bool {
+    let out = Command::new(kubectl())
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(["auth", "can-i", verb, resource, "-n", ns])
+        .output()
+        .expect("kubectl auth can-i");
+    let answer = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(
+        answer == "yes" || answer == "no",
+        "kubectl auth can-i {verb} {resource} -n {ns}: {answer} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    answer == "yes"
 }
 
 fn kubectl() -> PathBuf {
