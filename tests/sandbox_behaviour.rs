@@ -299,10 +299,27 @@ async fn writes_refused_by_default_and_accepted_when_enabled() {
             .as_u16(),
         404
     );
+    // Epic-like validation: a create without a name, or with a bad gender code, is 422.
+    for bad in [
+        json!({"resourceType": "Practitioner"}),
+        json!({"resourceType": "Practitioner", "name": [{"family": "X"}], "gender": "f"}),
+        json!({"resourceType": "Practitioner", "name": [{"family": "X"}], "identifier": [{"system": "urn:x"}]}),
+    ] {
+        let r = http
+            .post(format!("{}/Practitioner", s.fhir_base_url()))
+            .bearer_auth(&t)
+            .body(bad.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 422, "{bad}");
+        let oo: Value = r.json().await.unwrap();
+        assert_eq!(oo["resourceType"], "OperationOutcome");
+    }
     let r = http
         .post(format!("{}/Practitioner", s.fhir_base_url()))
         .bearer_auth(&t)
-        .body(json!({"resourceType": "Practitioner"}).to_string())
+        .body(json!({"resourceType": "Practitioner", "name": [{"family": "New"}]}).to_string())
         .send()
         .await
         .unwrap();

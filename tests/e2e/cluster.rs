@@ -23,7 +23,9 @@ pub struct ControlPlane {
     pub admin: Client,
     pub operator_kubeconfig: PathBuf,
     pub admin_kubeconfig: PathBuf,
-    /// Kubeconfig of [`TENANT_OPERATOR_USER`] (the admin's on an existing cluster).
+    /// Kubeconfig of [`TENANT_OPERATOR_USER`] (the admin's on an existing cluster). The scale
+    /// benchmark shares this file and does not use it.
+    #[allow(dead_code)]
     pub tenant_kubeconfig: PathBuf,
 }
 

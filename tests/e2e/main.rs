@@ -314,6 +314,8 @@ async fn operator_end_to_end() {
         Box::pin(pause_stops_writes(&cp)),
         Box::pin(an_edit_between_read_and_write_is_kept(&cp)),
         Box::pin(namespaced_rbac_is_enough_and_confines(&cp)),
+        Box::pin(a_hanging_tenant_does_not_stall_another(&cp)),
+        Box::pin(deleting_a_connection_stops_writes(&cp)),
         Box::pin(packaging_applies_to_the_api_server(&cp)),
     ])
     .await;
@@ -404,6 +406,102 @@ async fn in_sync_record(cp: &ControlPlane) {
 
 /// Scenario 2: Drift made out of band with writes enabled: detected by the roster scan, PUT, back in
 /// sync, unmanaged fields unchanged.
+/// Scenario: two connections in one operator; B's token endpoint accepts connections and never
+/// answers. A practitioner of A still converges within seconds.
+async fn a_hanging_tenant_does_not_stall_another(cp: &ControlPlane) {
+    let w = world(cp, "s15-tenants", SandboxConfig::default(), |_| {}).await;
+    // A token endpoint that hangs: it accepts and holds connections, answering nothing.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hang_url = format!("http://{}/oauth2/token", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for (n, stream) in listener.incoming().enumerate() {
+            held.extend(stream.ok());
+            if n > 1000 {
+                break;
+            }
+        }
+    });
+    let hanging = EpicConnectionSpec {
+        token_url: Some(hang_url),
+        ..w.connections.get("epic").await.unwrap().spec
+    };
+    w.connections
+        .create(
+            &PostParams::default(),
+            &EpicConnection::new("hanging", hanging),
+        )
+        .await
+        .unwrap();
+    let _op = Operator::start(cp, &w.ns, &[]);
+    let mut b = example("bob-jones.yaml");
+    b.connection_ref.name = "hanging".into();
+    create(&w, "bob-on-hanging", b).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = Instant::now();
+    create(&w, "alice-smith", example("alice-smith.yaml")).await;
+    wait_for(
+        &w,
+        "alice-smith",
+        "Ready while the other tenant hangs",
+        |p| is(p, "Ready", "True", "Ready"),
+    )
+    .await;
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(15),
+        "tenant A took {took:?} while tenant B's token endpoint hangs"
+    );
+}
+
+/// Scenario: deleting an EpicConnection (and its Secret) stops writes at once: its
+/// practitioners report ConnectionNotReady and nothing more is sent to Epic.
+async fn deleting_a_connection_stops_writes(cp: &ControlPlane) {
+    let w = world(cp, "s16-conn-deleted", writable(), |c| {
+        c.resync_interval = Some("10s".into())
+    })
+    .await;
+    let _op = Operator::start(cp, &w.ns, &[]);
+    create(&w, "alice-smith", example("alice-smith.yaml")).await;
+    wait_for(&w, "alice-smith", "Ready", |p| {
+        is(p, "Ready", "True", "Ready")
+    })
+    .await;
+    w.connections
+        .delete("epic", &DeleteParams::default())
+        .await
+        .unwrap();
+    let secrets: Api<Secret> = Api::namespaced(w.client.clone(), &w.ns);
+    secrets
+        .delete("epic-key", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for(&w, "alice-smith", "ConnectionNotReady", |p| {
+        is(p, "Synced", "False", "ConnectionNotReady")
+    })
+    .await;
+    // Drift made in Epic now is not written back: the cached client is gone.
+    let id = live(&w, "1234567893").await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let writes_before = stats(&w).await["update"].clone();
+    let r = epic_operator::sync::http_client()
+        .unwrap()
+        .patch(format!("{}/practitioners/{id}", w.sandbox.admin_url()))
+        .json(&json!({"active": false}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    // Wake the object: a spec change that would otherwise be written.
+    annotate(&w, "alice-smith", "example.org/touch", Some("1")).await;
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let st = stats(&w).await;
+    assert_eq!(st["update"], writes_before, "no write after deletion: {st}");
+    assert_eq!(live(&w, "1234567893").await["active"], false);
+}
+
 /// Scenario: the chart's namespaced mode (watchNamespace). The operator runs as an identity bound
 /// only by the RBAC the chart renders for that mode, reconciles its namespace, and can neither
 /// read a Secret nor touch a Lease anywhere else.
