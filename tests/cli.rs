@@ -627,3 +627,66 @@ fn a_realistic_roster_round_trips_export_apply_plan_without_creates_or_identifie
         "every identifier array is byte-identical"
     );
 }
+
+#[test]
+fn plan_reads_only_regular_files_inside_the_tree_and_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let case = |name: &str, setup: &dyn Fn(&Path)| -> String {
+        let d = dir.path().join(name);
+        std::fs::create_dir(&d).unwrap();
+        setup(&d);
+        let started = std::time::Instant::now();
+        let out = run(&["plan", "--sandbox", "-f", d.to_str().unwrap()]);
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "{name}: took {:?}",
+            started.elapsed()
+        );
+        assert_eq!(out.status.code(), Some(1), "{name}: {}", text(&out));
+        text(&out)
+    };
+    let t = case("link-out", &|d| {
+        std::os::unix::fs::symlink("/etc/passwd", d.join("users.yaml")).unwrap()
+    });
+    assert!(t.contains("outside"), "{t}");
+    assert!(
+        !t.contains("root:"),
+        "no line of the linked file is printed: {t}"
+    );
+    let t = case("dev-zero", &|d| {
+        std::os::unix::fs::symlink("/dev/zero", d.join("zero.yaml")).unwrap()
+    });
+    assert!(t.contains("outside"), "{t}");
+    let t = case("fifo", &|d| {
+        let st = Command::new("mkfifo")
+            .arg(d.join("pipe.yaml"))
+            .status()
+            .unwrap();
+        assert!(st.success());
+    });
+    assert!(t.contains("not a regular file"), "{t}");
+    let t = case("huge", &|d| {
+        std::fs::write(d.join("big.yaml"), vec![b'#'; 5 << 20]).unwrap()
+    });
+    assert!(t.contains("larger than 4 MiB"), "{t}");
+    // Given explicitly, a device is refused too.
+    let out = run(&["plan", "--sandbox", "-f", "/dev/zero"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("not a regular file"), "{}", text(&out));
+    // A link that stays inside the tree is fine.
+    let d = dir.path().join("link-in");
+    std::fs::create_dir_all(d.join("real")).unwrap();
+    std::fs::copy(
+        examples().join("practitioners/alice-smith.yaml"),
+        d.join("real/alice.yaml"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(d.join("real/alice.yaml"), d.join("alice-link.yaml")).unwrap();
+    let out = run(&[
+        "plan",
+        "--sandbox",
+        "-f",
+        d.join("alice-link.yaml").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}

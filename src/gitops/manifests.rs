@@ -13,6 +13,8 @@ pub enum LoadError {
     Missing { path: PathBuf },
     #[error("{path}: cannot read: {detail}")]
     Read { path: PathBuf, detail: String },
+    #[error("{path}: not read: {detail}")]
+    Refused { path: PathBuf, detail: String },
     #[error("{path}: not valid YAML: {detail}")]
     Yaml { path: PathBuf, detail: String },
     #[error("{path} (document {doc}): invalid {kind}: {detail}")]
@@ -67,14 +69,17 @@ const GROUP_VERSION: &str = "epic-operator.dev/v1alpha1";
 pub fn load_manifests(paths: &[PathBuf]) -> Result<Loaded, LoadError> {
     let mut files = Vec::new();
     for p in paths {
-        collect_files(p, &mut files, true)?;
+        let root = std::fs::canonicalize(p).map_err(|e| missing_or_unreadable(p, e))?;
+        let root = if root.is_dir() {
+            root
+        } else {
+            root.parent().map(Path::to_path_buf).unwrap_or(root)
+        };
+        collect_files(p, &root, &mut files, true)?;
     }
     let mut loaded = Loaded::default();
     for file in files {
-        let text = std::fs::read_to_string(&file).map_err(|e| LoadError::Read {
-            path: file.clone(),
-            detail: e.to_string(),
-        })?;
+        let text = read_bounded(&file)?;
         let docs: Vec<Value> = serde_saphyr::from_multiple(&text).map_err(|e| LoadError::Yaml {
             path: file.clone(),
             detail: e.to_string(),
@@ -182,19 +187,71 @@ pub fn check_practitioner(p: &EpicPractitioner) -> Result<(), String> {
     Ok(())
 }
 
-fn collect_files(path: &Path, out: &mut Vec<PathBuf>, explicit: bool) -> Result<(), LoadError> {
-    let meta = std::fs::metadata(path).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            LoadError::Missing {
-                path: path.to_path_buf(),
-            }
-        } else {
-            LoadError::Read {
-                path: path.to_path_buf(),
-                detail: e.to_string(),
-            }
+/// Largest manifest file read (a pull request's YAML is kilobytes; a runaway file must not
+/// exhaust memory).
+pub const MAX_MANIFEST_BYTES: u64 = 4 << 20;
+
+fn missing_or_unreadable(path: &Path, e: std::io::Error) -> LoadError {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        LoadError::Missing {
+            path: path.to_path_buf(),
         }
-    })?;
+    } else {
+        LoadError::Read {
+            path: path.to_path_buf(),
+            detail: e.to_string(),
+        }
+    }
+}
+
+/// Reads a regular file of at most [`MAX_MANIFEST_BYTES`] as UTF-8.
+fn read_bounded(path: &Path) -> Result<String, LoadError> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| missing_or_unreadable(path, e))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_MANIFEST_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| missing_or_unreadable(path, e))?;
+    if bytes.len() as u64 > MAX_MANIFEST_BYTES {
+        return Err(LoadError::Refused {
+            path: path.to_path_buf(),
+            detail: format!(
+                "larger than {} MiB; manifests are small YAML files",
+                MAX_MANIFEST_BYTES >> 20
+            ),
+        });
+    }
+    String::from_utf8(bytes).map_err(|_| LoadError::Read {
+        path: path.to_path_buf(),
+        detail: "not UTF-8 text".into(),
+    })
+}
+
+/// Collects manifest files. Only regular files and directories are read: a FIFO would hang
+/// the command and a device (`/dev/zero`) would never end. Symbolic links are followed only
+/// when they stay inside `root` (the directory given on the command line), so a link cannot
+/// pull in a file from elsewhere on the machine (and echo its lines in an error).
+fn collect_files(
+    path: &Path,
+    root: &Path,
+    out: &mut Vec<PathBuf>,
+    explicit: bool,
+) -> Result<(), LoadError> {
+    let link = std::fs::symlink_metadata(path).map_err(|e| missing_or_unreadable(path, e))?;
+    if link.file_type().is_symlink() && !explicit {
+        let target = std::fs::canonicalize(path).map_err(|e| missing_or_unreadable(path, e))?;
+        if !target.starts_with(root) {
+            return Err(LoadError::Refused {
+                path: path.to_path_buf(),
+                detail: format!(
+                    "a symbolic link to {} outside {}; copy the file into the tree instead",
+                    target.display(),
+                    root.display()
+                ),
+            });
+        }
+    }
+    let meta = std::fs::metadata(path).map_err(|e| missing_or_unreadable(path, e))?;
     if meta.is_dir() {
         let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
             .map_err(|e| LoadError::Read {
@@ -205,15 +262,25 @@ fn collect_files(path: &Path, out: &mut Vec<PathBuf>, explicit: bool) -> Result<
             .collect();
         entries.sort();
         for e in entries {
-            collect_files(&e, out, false)?;
+            collect_files(&e, root, out, false)?;
         }
-    } else if explicit
+        return Ok(());
+    }
+    let wanted = explicit
         || matches!(
             path.extension().and_then(|e| e.to_str()),
             Some("yaml" | "yml")
-        )
-    {
-        out.push(path.to_path_buf());
+        );
+    if !wanted {
+        return Ok(());
     }
+    if !meta.is_file() {
+        return Err(LoadError::Refused {
+            path: path.to_path_buf(),
+            detail: "not a regular file (a device, FIFO or socket); give YAML files or directories"
+                .into(),
+        });
+    }
+    out.push(path.to_path_buf());
     Ok(())
 }
