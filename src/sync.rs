@@ -63,6 +63,16 @@ pub async fn connect(
     settings.burst = spec
         .burst
         .unwrap_or(settings.requests_per_second.saturating_mul(2));
+    if let Some(n) = spec.max_walk_pages {
+        settings.walk_limits.max_pages = n;
+    }
+    if let Some(n) = spec.max_walk_records {
+        settings.walk_limits.max_records = n;
+    }
+    if let Some(d) = &spec.max_walk_duration {
+        settings.walk_limits.max_duration = crate::util::parse_duration(d)
+            .map_err(|e| FhirError::Refused(format!("maxWalkDuration: {e}")))?;
+    }
     if let Some(p) = spec.page_size {
         settings.page_size = p;
     }

@@ -59,6 +59,25 @@ pub fn truncate_with_note(text: &str, max: usize) -> String {
     )
 }
 
+/// Cuts a one-line message to at most `max` bytes (on a character boundary), ending it with a
+/// marker that says how much was left out.
+/// The result is itself at most `max` bytes, so cutting again changes nothing.
+pub fn bounded_message(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    // Room for the marker (at most 40 bytes), so the result never exceeds `max`.
+    let mut end = max.saturating_sub(40);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!(
+        "{} [... {} more bytes not shown]",
+        &text[..end],
+        text.len() - end
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,7 +11,7 @@ use axum::Router;
 use axum::routing::{get, post};
 use common::*;
 use epic_operator::auth::{AuthError, TokenSource};
-use epic_operator::fhir::{ConnectionSettings, FhirClient, FhirError, NpiLookup};
+use epic_operator::fhir::{ConnectionSettings, FhirClient, FhirError, NpiLookup, WalkLimits};
 use epic_operator::sandbox::{
     DEV_CLIENT_ID, DEV_KEY_ID, RegisteredClient, SandboxConfig, Settings, default_scopes,
 };
@@ -645,4 +645,91 @@ async fn narrowed_client_scopes_and_write_scope() {
     assert!(err.to_string().contains("Practitioner.write"), "{err}");
     s.stop().await;
     s0.stop().await;
+}
+
+/// A server whose Practitioner search never ends: every page has one record and a new,
+/// distinct `next` link.
+async fn endless_server() -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let b = base.clone();
+    let app = Router::new()
+        .route(
+            "/token",
+            post(|| async {
+                axum::Json(json!({"access_token": "t", "token_type": "Bearer", "expires_in": 3600}))
+            }),
+        )
+        .route(
+            "/fhir/Practitioner",
+            get(move |q: axum::extract::RawQuery| {
+                let b = b.clone();
+                async move {
+                    let n: u64 = q
+                        .0
+                        .unwrap_or_default()
+                        .split('&')
+                        .find_map(|kv| kv.strip_prefix("page=").and_then(|v| v.parse().ok()))
+                        .unwrap_or(0);
+                    axum::Json(json!({"resourceType": "Bundle", "type": "searchset",
+                        "entry": [{"resource": {"resourceType": "Practitioner", "id": format!("p{n}")}}],
+                        "link": [{"relation": "next", "url": format!("{b}/fhir/Practitioner?page={}", n + 1)}]}))
+                }
+            }),
+        );
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (base, task)
+}
+
+#[tokio::test]
+async fn endless_walks_stop_at_their_page_record_and_time_limits() {
+    let (base, task) = endless_server().await;
+    for (limits, expect) in [
+        (
+            WalkLimits {
+                max_pages: 25,
+                ..WalkLimits::default()
+            },
+            "25 pages (maxWalkPages)",
+        ),
+        (
+            WalkLimits {
+                max_records: 40,
+                ..WalkLimits::default()
+            },
+            "40 records (maxWalkRecords)",
+        ),
+        (
+            WalkLimits {
+                max_duration: std::time::Duration::from_millis(300),
+                ..WalkLimits::default()
+            },
+            "(maxWalkDuration)",
+        ),
+    ] {
+        let http = http_client().unwrap();
+        let (key, _) =
+            epic_operator::auth::generate_key(epic_operator::crd::Algorithm::ES384, "k").unwrap();
+        let tokens =
+            TokenSource::new(http.clone(), key, "c", format!("{base}/token"), vec![]).unwrap();
+        let mut settings = ConnectionSettings::new(format!("{base}/fhir"));
+        settings.requests_per_second = 1000;
+        settings.burst = 1000;
+        settings.walk_limits = limits;
+        let c = FhirClient::new(http, settings, Arc::new(tokens), None).unwrap();
+        let started = std::time::Instant::now();
+        let mut seen = 0usize;
+        let err = c.roster(1, |page| seen += page.len()).await.unwrap_err();
+        assert!(
+            matches!(&err, FhirError::Refused(m) if m.contains(expect)),
+            "{expect}: {err}"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(20));
+        // A search walks under the same limits (plan and the operator's NPI lookups).
+        assert!(c.search_npi("1234567893").await.is_err(), "{expect}");
+        assert!(seen <= 40 || limits.max_duration < std::time::Duration::from_secs(1));
+    }
+    task.abort();
 }

@@ -61,6 +61,19 @@ pub struct EpicConnectionSpec {
     /// Disabled: never write (observe drift only).
     #[serde(default)]
     pub writes: WriteMode,
+    /// Most pages one walk (roster or search) may follow before it stops with an error.
+    /// Absent: 10000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000000))]
+    pub max_walk_pages: Option<u32>,
+    /// Most records one walk may collect. Absent: 500000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 10000000))]
+    pub max_walk_records: Option<u32>,
+    /// Longest time one walk may take, for example 2h. Absent: 6h.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]{1,6}(ms|s|m|h)){1,4}$"))]
+    pub max_walk_duration: Option<String>,
     /// Region (ISO 3166 alpha-2, for example US or GB) that phone numbers without a country
     /// code belong to; they are compared as E.164 numbers. Absent: US.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -54,6 +54,26 @@ pub struct ConnectionSettings {
     pub request_timeout: Duration,
     pub max_body_bytes: usize,
     pub retry: RetryPolicy,
+    pub walk_limits: WalkLimits,
+}
+
+/// Caps on one paged walk (a roster walk, a search): a server that sends endless distinct
+/// `next` links must not keep the operator walking, or its memory growing, forever.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WalkLimits {
+    pub max_pages: u32,
+    pub max_records: u32,
+    pub max_duration: Duration,
+}
+
+impl Default for WalkLimits {
+    fn default() -> Self {
+        Self {
+            max_pages: 10_000,
+            max_records: 500_000,
+            max_duration: Duration::from_secs(6 * 3600),
+        }
+    }
 }
 
 impl ConnectionSettings {
@@ -66,6 +86,7 @@ impl ConnectionSettings {
             request_timeout: Duration::from_secs(30),
             max_body_bytes: 10 << 20,
             retry: RetryPolicy::default(),
+            walk_limits: WalkLimits::default(),
         }
     }
 }

@@ -13,7 +13,7 @@ mod retry;
 pub use bundle::{SearchPage, SearchResult, parse_search_page};
 pub use client::{
     Capability, ConnectionSettings, FhirClient, NpiLookup, NpiSearch, RequestKind, RequestObserver,
-    Versioned,
+    Versioned, WalkLimits,
 };
 pub use error::{EPIC_CODE_SYSTEM, FhirError, Issue, OperationOutcome, classify};
 pub use http::{describe_transport_error, origin_of, read_limited, require_allowed_url};

@@ -90,7 +90,27 @@ impl FhirClient {
         let mut next = Some(first);
         let mut kind = RequestKind::Search;
         let mut pages = 0usize;
+        let mut records = 0usize;
+        let limits = self.settings().walk_limits;
+        let started = std::time::Instant::now();
         while let Some(url) = next.take() {
+            let over = if pages >= limits.max_pages as usize {
+                Some(format!("{pages} pages (maxWalkPages)"))
+            } else if records >= limits.max_records as usize {
+                Some(format!("{records} records (maxWalkRecords)"))
+            } else if started.elapsed() >= limits.max_duration {
+                Some(format!(
+                    "{}s (maxWalkDuration)",
+                    started.elapsed().as_secs()
+                ))
+            } else {
+                None
+            };
+            if let Some(limit) = over {
+                return Err(FhirError::Refused(format!(
+                    "the {resource_type} walk stopped at its limit of {limit} with a next link still present; raise the limit on the EpicConnection if the roster really is that large"
+                )));
+            }
             if !seen.insert(url.as_str().to_string()) {
                 return Err(FhirError::Malformed(
                     "paging loop: a next link repeats an earlier page".into(),
@@ -103,6 +123,7 @@ impl FhirClient {
             pages += 1;
             kind = RequestKind::Page;
             let page = parse_search_page(&bundle, resource_type)?;
+            records = records.saturating_add(page.resources.len());
             on_page(page.resources, &page.outcomes);
             if let Some(link) = page.next {
                 let url = Url::parse(&link)

@@ -16,8 +16,9 @@ use super::connections::Built;
 use super::error::Error;
 use super::metrics::{KindLabel, ReconcileLabels};
 use super::practitioner::{FIELD_MANAGER, jittered};
+use super::status::MAX_MESSAGE_BYTES;
 use crate::crd::{Condition, ConditionStatus, EpicConnection, LastError, set_condition};
-use crate::util::now_rfc3339;
+use crate::util::{bounded_message, now_rfc3339};
 
 pub async fn reconcile(
     conn: Arc<EpicConnection>,
@@ -82,11 +83,16 @@ pub async fn reconcile(
         Built::Failed(f, changed) => {
             s.last_error = Some(LastError {
                 reason: f.reason.into(),
-                message: f.message.clone(),
+                message: bounded_message(&f.message, MAX_MESSAGE_BYTES),
                 http_status: f.http_status,
                 epic_codes: Vec::new(),
             });
-            (false, f.reason, f.message.clone(), *changed)
+            (
+                false,
+                f.reason,
+                bounded_message(&f.message, MAX_MESSAGE_BYTES),
+                *changed,
+            )
         }
     };
     set_condition(

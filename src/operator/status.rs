@@ -7,7 +7,7 @@ use crate::crd::{
 };
 use crate::reconcile::{Action, HoldReason, Normalizer, Resolution, fingerprint};
 use crate::sync::{SyncOutcome, WriteOutcome};
-use crate::util::now_rfc3339;
+use crate::util::{bounded_message, now_rfc3339};
 
 pub const READY: &str = "Ready";
 pub const SYNCED: &str = "Synced";
@@ -296,6 +296,56 @@ pub fn from_outcome(
             );
         }
     }
+    bounded(s)
+}
+
+/// Longest message kept in a condition or `lastError` (Epic's diagnostics and OAuth
+/// `error_description` come from outside and can be any size).
+pub const MAX_MESSAGE_BYTES: usize = 1024;
+/// Longest desired or live value kept in a drift entry.
+pub const MAX_DRIFT_VALUE_BYTES: usize = 512;
+/// Most roles, warnings and Epic codes kept.
+pub const MAX_LIST_ITEMS: usize = 20;
+/// The size a status stays under whatever Epic sends (etcd's object limit is 1.5 MiB; a
+/// practitioner's status is a few KiB).
+pub const STATUS_BUDGET_BYTES: usize = 32 * 1024;
+
+/// Cuts every field that carries outside text to its documented size, with a marker.
+pub fn bounded(mut s: EpicPractitionerStatus) -> EpicPractitionerStatus {
+    let cut = |t: &mut String, max: usize| *t = bounded_message(t, max);
+    for c in &mut s.conditions {
+        cut(&mut c.message, MAX_MESSAGE_BYTES);
+    }
+    if let Some(e) = &mut s.last_error {
+        cut(&mut e.message, MAX_MESSAGE_BYTES);
+        e.epic_codes.truncate(MAX_LIST_ITEMS);
+        for c in &mut e.epic_codes {
+            cut(c, 64);
+        }
+    }
+    for d in &mut s.drift {
+        cut(&mut d.desired, MAX_DRIFT_VALUE_BYTES);
+        cut(&mut d.live, MAX_DRIFT_VALUE_BYTES);
+        cut(&mut d.path, 128);
+    }
+    s.warnings.truncate(MAX_LIST_ITEMS);
+    for w in &mut s.warnings {
+        cut(w, MAX_DRIFT_VALUE_BYTES);
+    }
+    s.roles.truncate(MAX_LIST_ITEMS);
+    for r in &mut s.roles {
+        for f in [
+            &mut r.organization,
+            &mut r.location,
+            &mut r.specialty,
+            &mut r.code,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            cut(f, 256);
+        }
+    }
     s
 }
 
@@ -323,7 +373,7 @@ pub fn from_error(
         );
     }
     set_synced(&mut s, false, reason, message, generation);
-    s
+    bounded(s)
 }
 
 /// The status of a paused object.
@@ -347,7 +397,7 @@ pub fn paused(obj: &EpicPractitioner, old: &EpicPractitionerStatus) -> EpicPract
         "paused by annotation epic-operator.dev/paused: no reads, no writes".into(),
         generation,
     );
-    s
+    bounded(s)
 }
 
 fn last_error(
@@ -370,4 +420,59 @@ pub fn synced_reason(s: &EpicPractitionerStatus) -> Option<&str> {
         .iter()
         .find(|c| c.type_ == SYNCED)
         .map(|c| c.reason.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{DriftEntry, RoleSummary};
+
+    #[test]
+    fn a_status_stays_within_its_budget_whatever_epic_sends() {
+        let spec = serde_json::from_value(serde_json::json!({
+            "connectionRef": {"name": "epic"}, "npi": "1234567893"
+        }))
+        .unwrap();
+        let obj = EpicPractitioner::new("p", spec);
+        let huge = "x".repeat(500 * 1024);
+        let old = EpicPractitionerStatus {
+            drift: (0..6)
+                .map(|i| DriftEntry {
+                    path: format!("f{i}"),
+                    desired: huge.clone(),
+                    live: huge.clone(),
+                })
+                .collect(),
+            roles: (0..500)
+                .map(|_| RoleSummary {
+                    organization: Some(huge.clone()),
+                    location: None,
+                    specialty: None,
+                    code: None,
+                })
+                .collect(),
+            warnings: vec![huge.clone(); 100],
+            ..EpicPractitionerStatus::default()
+        };
+        let s = from_error(
+            &obj,
+            &old,
+            "Unauthorized",
+            huge.clone(),
+            Some(400),
+            vec![huge.clone(); 100],
+        );
+        let size = serde_json::to_string(&s).unwrap().len();
+        assert!(size < STATUS_BUDGET_BYTES, "{size} bytes");
+        let message = &s.last_error.as_ref().unwrap().message;
+        assert!(
+            message.ends_with("more bytes not shown]"),
+            "a marker says it was cut"
+        );
+        assert!(
+            bounded(s.clone()) == s,
+            "bounding is stable (no status write loop)"
+        );
+        assert!(message.len() <= MAX_MESSAGE_BYTES);
+    }
 }

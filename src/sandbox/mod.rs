@@ -206,6 +206,9 @@ impl Sandbox {
     pub fn connection_spec(&self, secret_name: &str) -> crate::crd::EpicConnectionSpec {
         crate::crd::EpicConnectionSpec {
             default_phone_region: None,
+            max_walk_pages: None,
+            max_walk_records: None,
+            max_walk_duration: None,
             fhir_base_url: self.fhir_base_url(),
             token_url: None,
             client_id: DEV_CLIENT_ID.into(),
