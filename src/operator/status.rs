@@ -306,9 +306,6 @@ pub const MAX_MESSAGE_BYTES: usize = 1024;
 pub const MAX_DRIFT_VALUE_BYTES: usize = 512;
 /// Most roles, warnings and Epic codes kept.
 pub const MAX_LIST_ITEMS: usize = 20;
-/// The size a status stays under whatever Epic sends (etcd's object limit is 1.5 MiB; a
-/// practitioner's status is a few KiB).
-pub const STATUS_BUDGET_BYTES: usize = 32 * 1024;
 
 /// Cuts every field that carries outside text to its documented size, with a marker.
 pub fn bounded(mut s: EpicPractitionerStatus) -> EpicPractitionerStatus {
@@ -426,6 +423,10 @@ pub fn synced_reason(s: &EpicPractitionerStatus) -> Option<&str> {
 mod tests {
     use super::*;
     use crate::crd::{DriftEntry, RoleSummary};
+
+    /// The size a status stays under whatever Epic sends (etcd's object limit is 1.5 MiB; a
+    /// practitioner's status is a few KiB).
+    const STATUS_BUDGET_BYTES: usize = 32 * 1024;
 
     #[test]
     fn a_status_stays_within_its_budget_whatever_epic_sends() {
