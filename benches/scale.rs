@@ -204,6 +204,7 @@ async fn run(cp: &ControlPlane, n: usize, mode: &str) -> Result_ {
     let child = Command::new(env!("CARGO_BIN_EXE_epic-operator"))
         .args([
             "run",
+            "--insecure-allow-loopback-http",
             "--namespace",
             &ns,
             "--metrics-addr",

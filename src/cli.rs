@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::auth::{TokenSource, generate_key};
 use crate::crd::Algorithm;
+use crate::fhir::EndpointPolicy;
 use crate::gitops::{self, ConnectionInput, PlanMode};
 use crate::operator::{self, DriftDetection, OperatorConfig};
 use crate::sandbox::{RegisteredClient, Sandbox, SandboxConfig, Settings, default_scopes};
@@ -63,6 +64,30 @@ pub struct ConnectionArgs {
     /// With --sandbox: let the sandbox accept writes (most Epic instances do not).
     #[arg(long, requires = "sandbox")]
     pub sandbox_writes: bool,
+    #[command(flatten)]
+    pub endpoints: EndpointArgs,
+}
+
+/// Where credentials may go (the same flags for the command line and the operator).
+#[derive(Args, Debug, Clone, Default)]
+pub struct EndpointArgs {
+    /// Allow plain http to loopback hosts (a local sandbox or test server). Development only:
+    /// without it every Epic URL must be https.
+    #[arg(long)]
+    pub insecure_allow_loopback_http: bool,
+    /// A host, besides the FHIR base URL's own, that may serve tokens (repeatable). The
+    /// client assertion is sent to no other host.
+    #[arg(long = "allowed-token-host", value_name = "HOST")]
+    pub allowed_token_hosts: Vec<String>,
+}
+
+impl From<&EndpointArgs> for EndpointPolicy {
+    fn from(a: &EndpointArgs) -> Self {
+        EndpointPolicy {
+            allow_loopback_http: a.insecure_allow_loopback_http,
+            allowed_token_hosts: a.allowed_token_hosts.clone(),
+        }
+    }
 }
 
 impl From<&ConnectionArgs> for ConnectionInput {
@@ -72,6 +97,7 @@ impl From<&ConnectionArgs> for ConnectionInput {
             private_key: a.private_key.clone(),
             sandbox: a.sandbox,
             sandbox_writes: a.sandbox_writes,
+            endpoints: EndpointPolicy::from(&a.endpoints),
         }
     }
 }
@@ -249,6 +275,8 @@ pub struct RunArgs {
     /// Practitioners reconciled at once.
     #[arg(long, default_value_t = 16)]
     pub concurrency: u16,
+    #[command(flatten)]
+    pub endpoints: EndpointArgs,
 }
 
 fn parse_duration_arg(s: &str) -> Result<Duration, String> {
@@ -270,6 +298,7 @@ pub async fn run(cli: Cli) -> ExitCode {
                     DriftDetectionFlag::Roster => DriftDetection::Roster,
                 },
                 concurrency: args.concurrency,
+                endpoints: EndpointPolicy::from(&args.endpoints),
             };
             match operator::run(config).await {
                 Ok(()) => ExitCode::SUCCESS,

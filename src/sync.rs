@@ -12,7 +12,8 @@ use crate::crd::{
     RoleSummary, WriteMode,
 };
 use crate::fhir::{
-    Capability, ConnectionSettings, FhirClient, FhirError, NpiLookup, RequestObserver,
+    Capability, ConnectionSettings, EndpointPolicy, FhirClient, FhirError, NpiLookup,
+    RequestObserver,
 };
 use crate::reconcile::identity::{carries_npi, is_subsetted, npi_values, version_precondition};
 use crate::reconcile::{
@@ -36,19 +37,27 @@ pub fn http_client() -> Result<reqwest::Client, FhirError> {
 
 /// Connects to the instance an EpicConnection describes: loads the key, finds the token URL,
 /// and builds the client. No request is sent except token URL discovery.
+/// `policy` decides which hosts may receive the client assertion and the bearer token.
 pub async fn connect(
     http: &reqwest::Client,
     spec: &EpicConnectionSpec,
     private_key_pem: &str,
     observer: Option<RequestObserver>,
+    policy: &EndpointPolicy,
 ) -> Result<FhirClient, FhirError> {
     Normalizer::for_connection(spec).map_err(FhirError::Refused)?;
+    policy
+        .check_fhir_base(&spec.fhir_base_url)
+        .map_err(FhirError::Refused)?;
     let key = ClientKey::from_pem(private_key_pem, spec.algorithm, &spec.key_id)
         .map_err(crate::auth::AuthError::from)?;
-    let token_url = match &spec.token_url {
-        Some(u) => u.clone(),
-        None => discover_token_url(http, &spec.fhir_base_url).await?,
+    let (token_url, discovered) = match &spec.token_url {
+        Some(u) => (u.clone(), false),
+        None => (discover_token_url(http, &spec.fhir_base_url).await?, true),
     };
+    policy
+        .check_token_url(&spec.fhir_base_url, &token_url, discovered)
+        .map_err(FhirError::Refused)?;
     let tokens = TokenSource::new(
         http.clone(),
         key,

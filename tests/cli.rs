@@ -209,6 +209,7 @@ fn export_of_a_many_page_roster_round_trips_through_plan() {
     let out_dir = dir.path().join("exported");
     let out = run(&[
         "export",
+        "--insecure-allow-loopback-http",
         "--connection",
         conn.to_str().unwrap(),
         "--private-key",
@@ -244,6 +245,7 @@ fn export_of_a_many_page_roster_round_trips_through_plan() {
         "plan",
         "-f",
         out_dir.to_str().unwrap(),
+        "--insecure-allow-loopback-http",
         "--connection",
         conn.to_str().unwrap(),
         "--private-key",
@@ -311,6 +313,7 @@ fn keygen_output_is_accepted_by_the_token_endpoint() {
         );
         let out = run(&[
             "token",
+            "--insecure-allow-loopback-http",
             "--connection",
             conn.to_str().unwrap(),
             "--private-key",
@@ -346,6 +349,7 @@ fn token_explains_oauth_errors() {
     let conn = connection_manifest(dir.path(), &sandbox.base, "narrow", "k1", "RS384", 50);
     let out = run(&[
         "token",
+        "--insecure-allow-loopback-http",
         "--connection",
         conn.to_str().unwrap(),
         "--private-key",
@@ -400,6 +404,7 @@ fn clear_errors_for_bad_input() {
     let conn = connection_manifest(dir.path(), "http://127.0.0.1:9", "c", "k", "RS384", 50);
     let out = run(&[
         "token",
+        "--insecure-allow-loopback-http",
         "--connection",
         conn.to_str().unwrap(),
         "--private-key",
@@ -419,6 +424,7 @@ fn clear_errors_for_bad_input() {
         "plan",
         "-f",
         examples().to_str().unwrap(),
+        "--insecure-allow-loopback-http",
         "--connection",
         conn.to_str().unwrap(),
         "--private-key",
@@ -566,6 +572,7 @@ fn a_realistic_roster_round_trips_export_apply_plan_without_creates_or_identifie
     let out_dir = dir.path().join("exported");
     let out = run(&[
         "export",
+        "--insecure-allow-loopback-http",
         "--connection",
         conn,
         "--private-key",
@@ -597,6 +604,7 @@ fn a_realistic_roster_round_trips_export_apply_plan_without_creates_or_identifie
             cmd,
             "-f",
             dir_arg,
+            "--insecure-allow-loopback-http",
             "--connection",
             conn,
             "--private-key",
@@ -689,4 +697,32 @@ fn plan_reads_only_regular_files_inside_the_tree_and_bounded() {
         d.join("alice-link.yaml").to_str().unwrap(),
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}
+
+#[test]
+fn loopback_http_needs_the_development_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("dev-key.pem");
+    let sandbox = start_sandbox(&["--dev-key-out", key.to_str().unwrap()]);
+    let conn = connection_manifest(
+        dir.path(),
+        &sandbox.base,
+        "epic-operator-dev",
+        "dev-key-1",
+        "RS384",
+        10,
+    );
+    let out = run(&[
+        "token",
+        "--connection",
+        conn.to_str().unwrap(),
+        "--private-key",
+        key.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("--insecure-allow-loopback-http"),
+        "{}",
+        text(&out)
+    );
 }

@@ -111,7 +111,8 @@ fn non_default_values_enable_leader_election_monitoring_and_network_policy() {
         "driftDetection": "per-object",
         "metrics": {"port": 9090, "serviceMonitor": {"enabled": true, "labels": {"release": "prom"}}},
         "networkPolicy": {"enabled": true, "egressCidrs": ["192.0.2.0/24"]},
-        "image": {"repository": "registry.example.org/epic-operator", "tag": "1.2.3"}
+        "image": {"repository": "registry.example.org/epic-operator", "tag": "1.2.3"},
+        "allowedTokenHosts": ["login.epic.example.org"]
     }));
     let c = &find(&docs, "Deployment").unwrap()["spec"]["template"]["spec"]["containers"][0];
     let args: Vec<&str> = c["args"]
@@ -125,6 +126,7 @@ fn non_default_values_enable_leader_election_monitoring_and_network_policy() {
         "--namespace=team-a",
         "--drift-detection=per-object",
         "--metrics-addr=0.0.0.0:9090",
+        "--allowed-token-host=login.epic.example.org",
     ] {
         assert!(args.contains(&a), "{a} missing from {args:?}");
     }

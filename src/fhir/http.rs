@@ -20,6 +20,78 @@ pub fn require_allowed_url(raw: &str) -> Result<Url, String> {
     }
 }
 
+/// Where an EpicConnection may send credentials. Whoever can edit an EpicConnection chooses
+/// its URLs, so the operator, not the manifest, decides which hosts may receive a client
+/// assertion (the token URL) and a bearer token (the FHIR base URL).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EndpointPolicy {
+    /// Plain http to loopback hosts (the built-in sandbox, local test servers). Development
+    /// only: in a cluster, loopback can be a sidecar's admin port.
+    pub allow_loopback_http: bool,
+    /// Token hosts allowed besides the FHIR base URL's own host.
+    pub allowed_token_hosts: Vec<String>,
+}
+
+impl EndpointPolicy {
+    /// The policy of the built-in sandbox flow: loopback http allowed.
+    pub fn development() -> Self {
+        Self {
+            allow_loopback_http: true,
+            allowed_token_hosts: Vec::new(),
+        }
+    }
+
+    fn check_scheme(&self, what: &str, raw: &str) -> Result<Url, String> {
+        let url = Url::parse(raw).map_err(|e| format!("{what} {raw:?} is not a URL: {e}"))?;
+        match url.scheme() {
+            "https" => Ok(url),
+            "http" if is_loopback(&url) && self.allow_loopback_http => Ok(url),
+            "http" if is_loopback(&url) => Err(format!(
+                "{what} {raw} uses plain http: refused outside development (start with --insecure-allow-loopback-http to reach a local test server)"
+            )),
+            "http" => Err(format!("{what} {raw} uses plain http: use https")),
+            other => Err(format!("{what} {raw} has scheme {other:?}: use https")),
+        }
+    }
+
+    /// The FHIR base URL (where bearer tokens go) must be https (or allowed loopback http).
+    pub fn check_fhir_base(&self, raw: &str) -> Result<Url, String> {
+        self.check_scheme("fhirBaseUrl", raw)
+    }
+
+    /// A token URL (configured, or `discovered` from smart-configuration) must pass the scheme
+    /// rule and be on the FHIR base URL's host or an allowed token host: otherwise a manifest
+    /// could pair its own FHIR server with Epic's token endpoint and collect live tokens.
+    pub fn check_token_url(
+        &self,
+        fhir_base: &str,
+        token_url: &str,
+        discovered: bool,
+    ) -> Result<Url, String> {
+        let what = if discovered {
+            "the discovered token_endpoint"
+        } else {
+            "tokenUrl"
+        };
+        let base = self.check_fhir_base(fhir_base)?;
+        let token = self.check_scheme(what, token_url)?;
+        let host = |u: &Url| u.host_str().unwrap_or_default().to_ascii_lowercase();
+        let (base_host, token_host) = (host(&base), host(&token));
+        let allowed = token_host == base_host
+            || self
+                .allowed_token_hosts
+                .iter()
+                .any(|h| h.eq_ignore_ascii_case(&token_host));
+        if allowed {
+            Ok(token)
+        } else {
+            Err(format!(
+                "{what} {token_url} is on host {token_host}, which is neither the FHIR base URL's host ({base_host}) nor an allowed token host; client assertions are only sent there. If Epic really serves tokens from that host, start the operator with --allowed-token-host {token_host} (chart value allowedTokenHosts)"
+            ))
+        }
+    }
+}
+
 fn is_loopback(url: &Url) -> bool {
     match url.host() {
         Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
@@ -104,5 +176,78 @@ mod tests {
         assert!(require_allowed_url("http://10.0.0.1/api").is_err());
         assert!(require_allowed_url("ftp://x/").is_err());
         assert!(require_allowed_url("not a url").is_err());
+    }
+}
+
+#[cfg(test)]
+mod endpoint_policy_tests {
+    use super::*;
+
+    #[test]
+    fn tokens_go_only_to_the_fhir_host_or_an_allowed_one() {
+        let strict = EndpointPolicy::default();
+        let base = "https://fhir.hospital.example.org/api/FHIR/R4";
+        assert!(
+            strict
+                .check_token_url(
+                    base,
+                    "https://fhir.hospital.example.org/oauth2/token",
+                    false
+                )
+                .is_ok()
+        );
+        // One's own FHIR server paired with the hospital's token endpoint: refused.
+        let e = strict
+            .check_token_url(
+                "https://attacker.example/fhir",
+                "https://fhir.hospital.example.org/oauth2/token",
+                false,
+            )
+            .unwrap_err();
+        assert!(
+            e.contains("tokenUrl")
+                && e.contains("attacker.example")
+                && e.contains("--allowed-token-host"),
+            "{e}"
+        );
+        let e = strict
+            .check_token_url(base, "https://elsewhere.example/token", true)
+            .unwrap_err();
+        assert!(e.contains("discovered token_endpoint"), "{e}");
+        let allowing = EndpointPolicy {
+            allowed_token_hosts: vec!["Login.Hospital.Example.org".into()],
+            ..EndpointPolicy::default()
+        };
+        assert!(
+            allowing
+                .check_token_url(base, "https://login.hospital.example.org/token", false)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn plain_http_only_to_loopback_and_only_in_development() {
+        let strict = EndpointPolicy::default();
+        let e = strict
+            .check_fhir_base("http://127.0.0.1:8080/api/FHIR/R4")
+            .unwrap_err();
+        assert!(e.contains("--insecure-allow-loopback-http"), "{e}");
+        assert!(
+            strict
+                .check_fhir_base("http://epic.example.org/fhir")
+                .is_err()
+        );
+        assert!(
+            strict
+                .check_fhir_base("ftp://epic.example.org/fhir")
+                .is_err()
+        );
+        let dev = EndpointPolicy::development();
+        assert!(
+            dev.check_fhir_base("http://127.0.0.1:8080/api/FHIR/R4")
+                .is_ok()
+        );
+        assert!(dev.check_fhir_base("http://[::1]:8080/api/FHIR/R4").is_ok());
+        assert!(dev.check_fhir_base("http://epic.example.org/fhir").is_err());
     }
 }

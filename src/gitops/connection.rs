@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use crate::crd::{EpicConnection, EpicConnectionSpec};
+use crate::fhir::EndpointPolicy;
 use crate::fhir::{Capability, FhirClient};
 use crate::sandbox::{Sandbox, SandboxConfig, Settings};
 use crate::sync::{connect, http_client};
@@ -22,6 +23,8 @@ pub struct ConnectionInput {
     pub sandbox: bool,
     /// Let the sandbox accept writes.
     pub sandbox_writes: bool,
+    /// Where credentials may go (the built-in sandbox flow always allows its loopback http).
+    pub endpoints: EndpointPolicy,
 }
 
 /// A connected instance.
@@ -72,7 +75,7 @@ pub async fn open_target(input: &ConnectionInput) -> Result<Target, String> {
             .clone()
             .ok_or("the sandbox generated no development key")?;
         let spec = sandbox.connection_spec("sandbox");
-        let client = connect(&http, &spec, &pem, None)
+        let client = connect(&http, &spec, &pem, None, &EndpointPolicy::development())
             .await
             .map_err(|e| e.to_string())?;
         return Ok(Target {
@@ -110,7 +113,7 @@ pub async fn open_target(input: &ConnectionInput) -> Result<Target, String> {
     )?;
     let pem = std::fs::read_to_string(key_path)
         .map_err(|e| format!("{}: cannot read the private key: {e}", key_path.display()))?;
-    let client = connect(&http, &conn.spec, &pem, None)
+    let client = connect(&http, &conn.spec, &pem, None, &input.endpoints)
         .await
         .map_err(|e| format!("cannot connect: {e}"))?;
     Ok(Target {

@@ -11,7 +11,7 @@ use tokio::sync::Mutex as AsyncMutex;
 
 use super::error::Error;
 use crate::crd::{EpicConnection, EpicConnectionSpec, WriteMode};
-use crate::fhir::{Capability, FhirClient, FhirError, RequestObserver};
+use crate::fhir::{Capability, EndpointPolicy, FhirClient, FhirError, RequestObserver};
 use crate::reconcile::{Normalizer, WriteCapability};
 use crate::sync::{connect, write_capability};
 
@@ -87,6 +87,7 @@ pub struct Connections {
     kube: kube::Client,
     http: reqwest::Client,
     observer: Option<RequestObserver>,
+    endpoints: EndpointPolicy,
     slots: Mutex<HashMap<Key, Arc<Slot>>>,
 }
 
@@ -104,11 +105,13 @@ impl Connections {
         kube: kube::Client,
         http: reqwest::Client,
         observer: Option<RequestObserver>,
+        endpoints: EndpointPolicy,
     ) -> Self {
         Self {
             kube,
             http,
             observer,
+            endpoints,
             slots: Mutex::new(HashMap::new()),
         }
     }
@@ -238,7 +241,15 @@ impl Connections {
                 None,
             );
         };
-        let client = match connect(&self.http, &conn.spec, &pem, self.observer.clone()).await {
+        let client = match connect(
+            &self.http,
+            &conn.spec,
+            &pem,
+            self.observer.clone(),
+            &self.endpoints,
+        )
+        .await
+        {
             Ok(c) => c,
             Err(e) => return self.fail_fhir(&mut entries, fingerprint, &e),
         };

@@ -52,6 +52,8 @@ pub struct OperatorConfig {
     pub lease_namespace: Option<String>,
     pub drift_detection: DriftDetection,
     pub concurrency: u16,
+    /// Where EpicConnections may send credentials.
+    pub endpoints: crate::fhir::EndpointPolicy,
 }
 
 /// What every reconcile shares.
@@ -249,7 +251,12 @@ pub async fn run(config: OperatorConfig) -> Result<(), String> {
     );
     let ctx = Arc::new(Context {
         kube: client.clone(),
-        connections: Connections::new(client.clone(), http, Some(metrics.fhir_observer())),
+        connections: Connections::new(
+            client.clone(),
+            http,
+            Some(metrics.fhir_observer()),
+            config.endpoints.clone(),
+        ),
         metrics: metrics.clone(),
         recorder,
         practitioners: practitioners.clone(),

@@ -45,6 +45,8 @@ impl Operator {
         let file = std::fs::File::create(&log).expect("log");
         let child = Command::new(env!("CARGO_BIN_EXE_epic-operator"))
             .args(["run", "--namespace", ns])
+            // The sandbox serves plain http on loopback: a development-only permission.
+            .arg("--insecure-allow-loopback-http")
             .args(if extra.contains(&"--metrics-addr") {
                 &[][..]
             } else {
