@@ -140,6 +140,16 @@ async fn token_success_and_each_assertion_rule() {
             },
             "jti",
         ),
+        (
+            "nbf in the future",
+            header(DEV_KEY_ID),
+            {
+                let mut c = claims(&token_url, 240, "jti-7");
+                c["nbf"] = json!(chrono::Utc::now().timestamp() + 120);
+                c
+            },
+            "not valid yet",
+        ),
     ];
     for (what, h, c, needle) in cases {
         let (status, body) = post_assertion(&s, h, c, &pem).await;
@@ -179,6 +189,32 @@ async fn token_success_and_each_assertion_rule() {
             .contains("not allowed"),
         "{body}"
     );
+    // A request without `scope` is refused (SMART makes it required), never widened to every
+    // approved scope.
+    let jwt = jsonwebtoken::encode(
+        &header(DEV_KEY_ID),
+        &claims(&token_url, 240, "jti-noscope"),
+        &EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap(),
+    )
+    .unwrap();
+    let r = epic_operator::sync::http_client()
+        .unwrap()
+        .post(&token_url)
+        .form(&[
+            ("grant_type", "client_credentials"),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            ("client_assertion", jwt.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_request", "{body}");
+    assert!(body.get("access_token").is_none());
     s.stop().await;
 }
 

@@ -2,6 +2,10 @@
 //! Epic. The holder renews every `lease_duration / 3`; a replica takes over only after the
 //! holder failed to renew for a whole `lease_duration`. Replacing the Lease is conditional on
 //! its resourceVersion, so two candidates cannot both win.
+//!
+//! The holder gives up at its renew deadline (two thirds of the lease), before anyone else may
+//! take over: a renew that hangs (an API server that accepts and never answers) counts as a
+//! failed one, so an old leader never keeps writing after its Lease could have passed on.
 
 use std::time::Duration;
 
@@ -50,20 +54,33 @@ impl LeaderElector {
         }
     }
 
-    /// Keeps renewing; returns when leadership is lost (the caller must stop writing).
+    /// The time after the last successful renewal at which this replica stops holding.
+    pub fn renew_deadline(&self) -> Duration {
+        self.lease_duration.saturating_mul(2) / 3
+    }
+
+    /// Keeps renewing; returns when leadership is lost (the caller must stop writing): the
+    /// Lease went to another replica, or no renewal succeeded within the renew deadline
+    /// (including one that never answered).
     pub async fn hold(&self) -> String {
-        let deadline = self.lease_duration;
+        let deadline = self.renew_deadline();
         let mut last_ok = std::time::Instant::now();
         loop {
             tokio::time::sleep(self.lease_duration / 3).await;
-            match self.try_acquire_or_renew().await {
-                Ok(true) => last_ok = std::time::Instant::now(),
-                Ok(false) => return "another replica holds the Lease".into(),
-                Err(e) => {
+            let left = deadline.saturating_sub(last_ok.elapsed());
+            match tokio::time::timeout(left, self.try_acquire_or_renew()).await {
+                Ok(Ok(true)) => last_ok = std::time::Instant::now(),
+                Ok(Ok(false)) => return "another replica holds the Lease".into(),
+                Ok(Err(e)) => {
                     tracing::warn!(error = %e, "lease renewal failed");
                     if last_ok.elapsed() >= deadline {
-                        return format!("could not renew the Lease for {deadline:?}: {e}");
+                        return format!("could not renew the Lease within {deadline:?}: {e}");
                     }
+                }
+                Err(_) => {
+                    return format!(
+                        "the Lease renewal did not finish within the renew deadline ({deadline:?})"
+                    );
                 }
             }
         }

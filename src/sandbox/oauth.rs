@@ -143,6 +143,14 @@ fn issue(state: &SandboxState, form: TokenForm) -> Result<Value, Response> {
     if exp > now + MAX_ASSERTION_LIFETIME {
         return Err(invalid_client("exp is more than 5 minutes in the future"));
     }
+    // An assertion is not valid before its nbf (no leeway: client and sandbox share a clock).
+    if let Some(nbf) = c.get("nbf").and_then(Value::as_i64)
+        && nbf > now
+    {
+        return Err(invalid_client(
+            "the assertion is not valid yet (nbf is in the future)",
+        ));
+    }
     for claim in ["nbf", "iat"] {
         if let Some(t) = c.get(claim).and_then(Value::as_i64)
             && (exp - t).abs() > MAX_ASSERTION_LIFETIME
@@ -166,6 +174,16 @@ fn issue(state: &SandboxState, form: TokenForm) -> Result<Value, Response> {
         .split_whitespace()
         .map(str::to_string)
         .collect();
+    // SMART Backend Services makes `scope` required, and Epic grants only what is asked for
+    // (within what was approved): a request without scopes is refused, never widened to every
+    // approved scope.
+    if requested.is_empty() {
+        return Err(oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "scope is required: list the system/... scopes to grant".to_string(),
+        ));
+    }
     if let Some(bad) = requested
         .iter()
         .find(|s| !client.approved_scopes.contains(s))
@@ -184,11 +202,7 @@ fn issue(state: &SandboxState, form: TokenForm) -> Result<Value, Response> {
         }
         auth.tokens.retain(|_, t| t.expires > Instant::now());
     }
-    let granted = if requested.is_empty() {
-        client.approved_scopes.clone()
-    } else {
-        requested
-    };
+    let granted = requested;
     let access_token = state.random_token();
     let ttl = state.token_ttl;
     lock(&state.auth).tokens.insert(
