@@ -1,5 +1,7 @@
 //! Small helpers shared by several modules.
 
+#![deny(clippy::arithmetic_side_effects)]
+
 use std::time::Duration;
 
 /// Parses durations such as `90s`, `10m`, `1h30m` or `250ms`. The text comes from manifests
@@ -50,12 +52,12 @@ pub fn truncate_with_note(text: &str, max: usize) -> String {
     }
     let mut end = max;
     while !text.is_char_boundary(end) {
-        end -= 1;
+        end = end.saturating_sub(1);
     }
     format!(
         "{}\n... ({} more bytes not shown)\n",
         &text[..end],
-        text.len() - end
+        text.len().saturating_sub(end)
     )
 }
 
@@ -69,12 +71,12 @@ pub fn bounded_message(text: &str, max: usize) -> String {
     // Room for the marker (at most 40 bytes), so the result never exceeds `max`.
     let mut end = max.saturating_sub(40);
     while !text.is_char_boundary(end) {
-        end -= 1;
+        end = end.saturating_sub(1);
     }
     format!(
         "{} [... {} more bytes not shown]",
         &text[..end],
-        text.len() - end
+        text.len().saturating_sub(end)
     )
 }
 

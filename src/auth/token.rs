@@ -1,6 +1,8 @@
 //! Access tokens: obtained with a client assertion, cached, renewed ahead of expiry, and fetched
 //! by one caller at a time (single flight) however many reconciles ask at once.
 
+#![deny(clippy::arithmetic_side_effects)]
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -303,7 +305,10 @@ impl TokenSource {
         }
         let lifetime = token_lifetime(parsed.expires_in.as_ref());
         // Renew ahead of expiry so a request never leaves with a token about to lapse.
-        let margin = (lifetime / 5).min(Duration::from_secs(60));
+        let margin = lifetime
+            .checked_div(5)
+            .unwrap_or_default()
+            .min(Duration::from_secs(60));
         let scopes = parsed
             .scope
             .map(|s| s.split_whitespace().map(str::to_string).collect())
