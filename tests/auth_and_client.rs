@@ -769,3 +769,27 @@ async fn endless_walks_stop_at_their_page_record_and_time_limits() {
     }
     task.abort();
 }
+
+#[tokio::test]
+async fn a_failing_token_endpoint_costs_one_attempt_per_backoff_step() {
+    let s = sandbox().await;
+    set_settings(&s, json!({"tokenFailureRate": 1.0})).await;
+    let c = client(&s);
+    // Many practitioners asking at once and one after another within the first backoff step.
+    let attempts = futures::future::join_all((0..10).map(|_| c.tokens().token())).await;
+    assert!(attempts.iter().all(Result::is_err));
+    for _ in 0..5 {
+        assert!(c.tokens().token().await.is_err());
+    }
+    assert_eq!(
+        c.tokens().requests_sent(),
+        1,
+        "one request for the connection, not one per caller"
+    );
+    // Once the step has passed and the endpoint is back, a token comes.
+    set_settings(&s, json!({"tokenFailureRate": 0.0})).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert!(c.tokens().token().await.is_ok());
+    assert_eq!(c.tokens().requests_sent(), 2);
+    s.stop().await;
+}
