@@ -24,7 +24,7 @@ async fn main() {
     })
     .await
     .unwrap();
-    let http = epic_operator::sync::http_client().unwrap();
+    let http = epic_operator::http::client().unwrap();
     let key = ClientKey::from_pem(
         sandbox.dev_key_pem.as_deref().unwrap(),
         Algorithm::RS384,

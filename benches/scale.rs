@@ -84,7 +84,7 @@ async fn stats(s: &Sandbox) -> Value {
 }
 
 async fn reset(s: &Sandbox) {
-    epic_operator::sync::http_client()
+    epic_operator::http::client()
         .unwrap()
         .post(format!("{}/stats/reset", s.admin_url()))
         .send()
@@ -248,7 +248,7 @@ async fn run(cp: &ControlPlane, n: usize, mode: &str) -> Result_ {
     // One steady interval with 1% drift made out of band.
     reset(&sandbox).await;
     let window_start = Instant::now();
-    let list: Value = epic_operator::sync::http_client()
+    let list: Value = epic_operator::http::client()
         .unwrap()
         .get(format!("{}/practitioners", sandbox.admin_url()))
         .send()
@@ -271,7 +271,7 @@ async fn run(cp: &ControlPlane, n: usize, mode: &str) -> Result_ {
     r.drifted = n / 100;
     for i in (0..n).step_by(100).take(r.drifted) {
         let id = &ids[&npi_from_prefix(200_000_000 + i as u32)];
-        epic_operator::sync::http_client()
+        epic_operator::http::client()
             .unwrap()
             .patch(format!("{}/practitioners/{id}", sandbox.admin_url()))
             .json(&json!({"active": false}))

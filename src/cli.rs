@@ -9,8 +9,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::auth::{TokenSource, generate_key};
 use crate::crd::Algorithm;
-use crate::fhir::EndpointPolicy;
 use crate::gitops::{self, ConnectionInput, PlanMode};
+use crate::http::EndpointPolicy;
 use crate::operator::{self, DriftDetection, OperatorConfig};
 use crate::sandbox::{RegisteredClient, Sandbox, SandboxConfig, Settings, default_scopes};
 

@@ -12,10 +12,10 @@ use axum::routing::{get, post};
 use common::*;
 use epic_operator::auth::{AuthError, TokenSource};
 use epic_operator::fhir::{ConnectionSettings, FhirClient, FhirError, NpiLookup, WalkLimits};
+use epic_operator::http::client as http_client;
 use epic_operator::sandbox::{
     DEV_CLIENT_ID, DEV_KEY_ID, RegisteredClient, SandboxConfig, Settings, default_scopes,
 };
-use epic_operator::sync::http_client;
 use jsonwebtoken::{EncodingKey, Header};
 use serde_json::{Value, json};
 
@@ -37,7 +37,7 @@ async fn post_assertion(
         ("client_assertion", jwt.as_str()),
         ("scope", "system/Practitioner.read"),
     ];
-    let r = epic_operator::sync::http_client()
+    let r = epic_operator::http::client()
         .unwrap()
         .post(s.token_url())
         .form(&form)
@@ -167,7 +167,7 @@ async fn token_success_and_each_assertion_rule() {
         &EncodingKey::from_secret(b"k"),
     )
     .unwrap();
-    let r = epic_operator::sync::http_client()
+    let r = epic_operator::http::client()
         .unwrap()
         .post(&token_url)
         .form(&[
@@ -197,7 +197,7 @@ async fn token_success_and_each_assertion_rule() {
         &EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap(),
     )
     .unwrap();
-    let r = epic_operator::sync::http_client()
+    let r = epic_operator::http::client()
         .unwrap()
         .post(&token_url)
         .form(&[
@@ -349,7 +349,7 @@ async fn npi_search_zero_one_many() {
     assert_eq!(p["resourceType"], "Practitioner");
     assert!(p["id"].as_str().unwrap().len() >= 20, "opaque id");
     // A duplicate made in Epic out of band.
-    epic_operator::sync::http_client().unwrap()
+    epic_operator::http::client().unwrap()
         .post(format!("{}/practitioners", s.admin_url()))
         .json(&json!({"identifier": [{"system": "http://hl7.org/fhir/sid/us-npi", "value": "1234567893"}]}))
         .send()

@@ -523,7 +523,7 @@ fn get(url: String) -> Value {
         .build()
         .unwrap();
     rt.block_on(async {
-        let r = epic_operator::sync::http_client()
+        let r = epic_operator::http::client()
             .unwrap()
             .get(&url)
             .send()

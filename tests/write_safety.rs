@@ -9,9 +9,9 @@ mod common;
 use common::*;
 use epic_operator::crd::{EpicPractitionerSpec, NPI_OID_SYSTEM, NPI_SYSTEM, npi_from_prefix};
 use epic_operator::fhir::FhirClient;
+use epic_operator::pipeline::{SyncOutcome, SyncRequest, WriteOutcome, sync_practitioner};
 use epic_operator::reconcile::{Action, HoldReason, Normalizer, Resolution, WriteCapability};
 use epic_operator::sandbox::{Sandbox, SandboxConfig, Settings};
-use epic_operator::sync::{SyncOutcome, SyncRequest, WriteOutcome, sync_practitioner};
 use serde_json::{Value, json};
 
 const NPI: &str = "1234567893";
@@ -65,7 +65,7 @@ async fn sync_with(
 
 /// Adds a record out of band (as someone working in Epic would); returns its opaque id.
 async fn add(s: &Sandbox, record: Value) -> String {
-    let r: Value = epic_operator::sync::http_client()
+    let r: Value = epic_operator::http::client()
         .unwrap()
         .post(format!("{}/practitioners", s.admin_url()))
         .json(&record)
@@ -79,7 +79,7 @@ async fn add(s: &Sandbox, record: Value) -> String {
 }
 
 async fn show(s: &Sandbox, id: &str) -> Value {
-    epic_operator::sync::http_client()
+    epic_operator::http::client()
         .unwrap()
         .get(format!("{}/practitioners/{id}", s.admin_url()))
         .send()
@@ -392,7 +392,7 @@ async fn ids_with_dash_and_dot_go_into_paths_as_they_are() {
         ..SandboxConfig::default()
     })
     .await;
-    let list: Value = epic_operator::sync::http_client()
+    let list: Value = epic_operator::http::client()
         .unwrap()
         .get(format!("{}/practitioners", s.admin_url()))
         .send()
@@ -427,7 +427,7 @@ async fn ids_with_dash_and_dot_go_into_paths_as_they_are() {
 async fn a_merged_record_resolves_again_by_npi() {
     let s = empty_writable().await;
     let old_id = add(&s, record(json!([{"system": NPI_SYSTEM, "value": NPI}]))).await;
-    let r = epic_operator::sync::http_client()
+    let r = epic_operator::http::client()
         .unwrap()
         .post(format!("{}/practitioners/{old_id}/merge", s.admin_url()))
         .send()
@@ -542,7 +542,7 @@ async fn instances_without_or_search_get_one_search_per_system() {
 }
 
 async fn stats_reset(s: &Sandbox) {
-    epic_operator::sync::http_client()
+    epic_operator::http::client()
         .unwrap()
         .post(format!("{}/stats/reset", s.admin_url()))
         .send()

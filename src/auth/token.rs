@@ -11,7 +11,7 @@ use tokio::sync::Mutex;
 
 use super::assertion::{ASSERTION_TYPE, client_assertion};
 use super::keys::{ClientKey, KeyError};
-use crate::fhir::{read_limited, require_allowed_url};
+use crate::http::{read_limited, require_allowed_url};
 
 /// Why no token could be had.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -271,7 +271,7 @@ impl TokenSource {
             .form(&form)
             .send()
             .await
-            .map_err(|e| AuthError::Transport(crate::fhir::describe_transport_error(&e)))?;
+            .map_err(|e| AuthError::Transport(crate::http::describe_transport_error(&e)))?;
         let status = response.status().as_u16();
         let body = read_limited(response, 1 << 20)
             .await
@@ -362,7 +362,7 @@ pub async fn discover_token_url(
         .header("Accept", "application/json")
         .send()
         .await
-        .map_err(|e| AuthError::Discovery(crate::fhir::describe_transport_error(&e)))?;
+        .map_err(|e| AuthError::Discovery(crate::http::describe_transport_error(&e)))?;
     let status = response.status();
     let body = read_limited(response, 1 << 20)
         .await

@@ -11,10 +11,10 @@ use serde_json::Value;
 use url::Url;
 
 use super::error::{FhirError, classify};
-use super::http::{describe_transport_error, origin_of, read_limited, require_allowed_url};
 use super::retry::{RetryPolicy, parse_retry_after};
 use crate::auth::TokenSource;
 use crate::crd::NPI_SYSTEMS;
+use crate::http::{describe_transport_error, origin_of, read_limited, require_allowed_url};
 use crate::reconcile::identity::{carries_npi, check_fhir_id};
 
 /// What kind of request, for metrics and sandbox-style accounting.

@@ -6,7 +6,6 @@
 mod bundle;
 mod client;
 mod error;
-mod http;
 mod paging;
 mod retry;
 
@@ -16,7 +15,4 @@ pub use client::{
     Versioned, WalkLimits,
 };
 pub use error::{EPIC_CODE_SYSTEM, FhirError, Issue, OperationOutcome, classify};
-pub use http::{
-    EndpointPolicy, describe_transport_error, origin_of, read_limited, require_allowed_url,
-};
 pub use retry::{MAX_RETRY_AFTER, RetryPolicy, parse_retry_after};

@@ -10,7 +10,7 @@ use url::Url;
 use super::bundle::{SearchResult, parse_search_page};
 use super::client::{FhirClient, RequestKind};
 use super::error::FhirError;
-use super::http::origin_of;
+use crate::http::origin_of;
 
 impl FhirClient {
     /// Walks the whole Practitioner roster (`_count=page_size`), handing each page's resources

@@ -4,10 +4,11 @@
 use std::path::PathBuf;
 
 use crate::crd::{EpicConnection, EpicConnectionSpec};
-use crate::fhir::EndpointPolicy;
 use crate::fhir::{Capability, FhirClient};
+use crate::http::EndpointPolicy;
+use crate::http::client as http_client;
+use crate::pipeline::connect;
 use crate::sandbox::{Sandbox, SandboxConfig, Settings};
-use crate::sync::{connect, http_client};
 
 /// The seed the `--sandbox` option loads: the records behind the manifests in `examples/`.
 pub const EXAMPLES_SEED: &str = include_str!("../../examples/sandbox/seed.json");
@@ -58,7 +59,7 @@ impl Target {
 
 /// Opens the connection the user asked for; errors are sentences for the terminal.
 pub async fn open_target(input: &ConnectionInput) -> Result<Target, String> {
-    let http = http_client().map_err(|e| e.to_string())?;
+    let http = http_client()?;
     if input.sandbox {
         let sandbox = Sandbox::start(SandboxConfig {
             settings: Settings {

@@ -8,8 +8,10 @@ use super::connection::Target;
 use super::manifests::Loaded;
 use crate::crd::{DEACTIVATION_NOTE, DriftEntry, WriteMode};
 use crate::fhir::Capability;
-use crate::reconcile::{Action, HoldReason, Resolution, WriteCapability, validate_spec};
-use crate::sync::{SyncRequest, WriteOutcome, sync_practitioner, write_capability};
+use crate::pipeline::{SyncRequest, WriteOutcome, sync_practitioner};
+use crate::reconcile::{
+    Action, HoldReason, Resolution, WriteCapability, validate_spec, write_capability,
+};
 
 /// Plan only, or also write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,7 +85,10 @@ pub async fn run_plan(target: &Target, loaded: &Loaded, mode: PlanMode) -> RunRe
             None
         }
     };
-    let mut writes = write_capability(target.spec.writes, capability.as_ref());
+    let mut writes = write_capability(
+        target.spec.writes,
+        capability.as_ref().map(Capability::can_update),
+    );
     let mut writes_why = writes_reason(target.spec.writes, capability.as_ref());
     if let Some(c) = &capability
         && !c.npi_search()

@@ -11,9 +11,10 @@ use tokio::sync::Mutex as AsyncMutex;
 
 use super::error::Error;
 use crate::crd::{EpicConnection, EpicConnectionSpec, WriteMode};
-use crate::fhir::{Capability, EndpointPolicy, FhirClient, FhirError, RequestObserver};
-use crate::reconcile::{Normalizer, WriteCapability};
-use crate::sync::{connect, write_capability};
+use crate::fhir::{Capability, FhirClient, FhirError, RequestObserver};
+use crate::http::EndpointPolicy;
+use crate::pipeline::connect;
+use crate::reconcile::{Normalizer, WriteCapability, write_capability};
 
 /// A usable connection.
 pub struct ConnectionHandle {
@@ -205,7 +206,7 @@ impl Connections {
                 Ok(c) => {
                     let handle = Arc::new(ConnectionHandle {
                         fingerprint: fingerprint.clone(),
-                        writes: Mutex::new(write_capability(h.spec.writes, Some(&c))),
+                        writes: Mutex::new(write_capability(h.spec.writes, Some(c.can_update()))),
                         client: h.client.clone(),
                         spec: h.spec.clone(),
                         resync: h.resync,
@@ -280,7 +281,10 @@ impl Connections {
         };
         let handle = Arc::new(ConnectionHandle {
             fingerprint: fingerprint.clone(),
-            writes: Mutex::new(write_capability(conn.spec.writes, capability.as_ref())),
+            writes: Mutex::new(write_capability(
+                conn.spec.writes,
+                capability.as_ref().map(Capability::can_update),
+            )),
             client: Arc::new(client),
             spec: conn.spec.clone(),
             resync,

@@ -53,7 +53,7 @@ pub struct OperatorConfig {
     pub drift_detection: DriftDetection,
     pub concurrency: u16,
     /// Where EpicConnections may send credentials.
-    pub endpoints: crate::fhir::EndpointPolicy,
+    pub endpoints: crate::http::EndpointPolicy,
 }
 
 /// What every reconcile shares.
@@ -138,7 +138,7 @@ pub fn init_tracing() {
 
 /// Runs the operator until SIGTERM/SIGINT or loss of leadership.
 pub async fn run(config: OperatorConfig) -> Result<(), String> {
-    let http = crate::sync::http_client().map_err(|e| e.to_string())?;
+    let http = crate::http::client()?;
     let client = kube::Client::try_default()
         .await
         .map_err(|e| format!("cannot reach Kubernetes (kubeconfig or in-cluster config): {e}"))?;

@@ -16,8 +16,8 @@ use super::error::Error;
 use super::metrics::{KindLabel, ReconcileLabels};
 use super::status::{self, synced_reason};
 use crate::crd::{DeletionPolicy, EpicPractitioner, EpicPractitionerStatus};
+use crate::pipeline::{SyncOutcome, SyncRequest, WriteOutcome, deletion_done, sync_practitioner};
 use crate::reconcile::{Resolution, WriteCapability, validate_spec};
-use crate::sync::{SyncOutcome, SyncRequest, WriteOutcome, deletion_done, sync_practitioner};
 
 /// Finalizer held while deletionPolicy is Deactivate.
 pub const FINALIZER: &str = "epic-operator.dev/deactivate";

@@ -5,8 +5,8 @@ use crate::crd::{
     Condition, ConditionStatus, DEACTIVATION_NOTE, EpicPractitioner, EpicPractitionerStatus,
     LastError, set_condition,
 };
+use crate::pipeline::{SyncOutcome, WriteOutcome};
 use crate::reconcile::{Action, HoldReason, Normalizer, Resolution, fingerprint};
-use crate::sync::{SyncOutcome, WriteOutcome};
 use crate::util::{bounded_message, now_rfc3339};
 
 pub const READY: &str = "Ready";

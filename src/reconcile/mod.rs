@@ -12,6 +12,7 @@ mod names;
 mod normalize;
 mod plan;
 mod qualifications;
+mod roles;
 
 pub use fields::{
     DriftReport, MAX_DIFF_BYTES, drift, fingerprint, new_resource, overlay, projection_json,
@@ -19,5 +20,8 @@ pub use fields::{
 };
 pub use names::shown_name;
 pub use normalize::{DEFAULT_PHONE_REGION, Normalizer};
-pub use plan::{Action, HoldReason, PlanInput, Resolution, WriteCapability, plan};
+pub use plan::{
+    Action, HoldReason, PlanInput, Resolution, WriteCapability, plan, write_capability,
+};
 pub use qualifications::DEFAULT_QUALIFICATION_SYSTEM;
+pub use roles::role_summary;

@@ -1,6 +1,6 @@
 //! What to do, decided from policy, capability, resolution and drift.
 
-use crate::crd::{DeletionPolicy, ManagementPolicy};
+use crate::crd::{DeletionPolicy, ManagementPolicy, WriteMode};
 
 /// Whether the Epic instance accepts Practitioner writes, as far as is known.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -9,6 +9,20 @@ pub enum WriteCapability {
     Disabled,
     /// Not known yet: a write is attempted and a refusal teaches the answer.
     Unknown,
+}
+
+/// What the connection's write setting plus the CapabilityStatement say about writes.
+/// `lists_update`: whether the CapabilityStatement lists Practitioner update (None: not read).
+pub fn write_capability(mode: WriteMode, lists_update: Option<bool>) -> WriteCapability {
+    match mode {
+        WriteMode::Enabled => WriteCapability::Enabled,
+        WriteMode::Disabled => WriteCapability::Disabled,
+        WriteMode::Auto => match lists_update {
+            Some(true) => WriteCapability::Enabled,
+            Some(false) => WriteCapability::Disabled,
+            None => WriteCapability::Unknown,
+        },
+    }
 }
 
 /// Outcome of looking the NPI up.

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use epic_operator::auth::{ClientKey, TokenSource};
 use epic_operator::crd::Algorithm;
 use epic_operator::fhir::{ConnectionSettings, FhirClient, RetryPolicy};
+use epic_operator::http::client as http_client;
 use epic_operator::sandbox::{DEV_CLIENT_ID, DEV_KEY_ID, Sandbox, SandboxConfig, Settings};
-use epic_operator::sync::http_client;
 
 pub const EXAMPLES_SEED: &str = include_str!("../../examples/sandbox/seed.json");
 
@@ -84,7 +84,7 @@ pub fn fast_retry() -> RetryPolicy {
 }
 
 pub async fn stats(s: &Sandbox) -> serde_json::Value {
-    epic_operator::sync::http_client()
+    epic_operator::http::client()
         .unwrap()
         .get(format!("{}/stats", s.admin_url()))
         .send()
@@ -103,7 +103,7 @@ pub fn stat(v: &serde_json::Value, key: &str) -> u64 {
 
 /// The sandbox id of the record carrying `npi` (ids are opaque).
 pub async fn id_of(s: &Sandbox, npi: &str) -> String {
-    let list: serde_json::Value = epic_operator::sync::http_client()
+    let list: serde_json::Value = epic_operator::http::client()
         .unwrap()
         .get(format!("{}/practitioners", s.admin_url()))
         .send()
@@ -123,7 +123,7 @@ pub async fn id_of(s: &Sandbox, npi: &str) -> String {
 
 /// Out-of-band edit through the admin API (JSON merge patch).
 pub async fn edit(s: &Sandbox, id: &str, patch: serde_json::Value) {
-    let r = epic_operator::sync::http_client()
+    let r = epic_operator::http::client()
         .unwrap()
         .patch(format!("{}/practitioners/{id}", s.admin_url()))
         .json(&patch)
@@ -134,7 +134,7 @@ pub async fn edit(s: &Sandbox, id: &str, patch: serde_json::Value) {
 }
 
 pub async fn set_settings(s: &Sandbox, patch: serde_json::Value) {
-    let r = epic_operator::sync::http_client()
+    let r = epic_operator::http::client()
         .unwrap()
         .put(format!("{}/settings", s.admin_url()))
         .json(&patch)

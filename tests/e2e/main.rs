@@ -216,7 +216,7 @@ async fn wait_for(
 }
 
 async fn stats(w: &World) -> Value {
-    epic_operator::sync::http_client()
+    epic_operator::http::client()
         .unwrap()
         .get(format!("{}/stats", w.sandbox.admin_url()))
         .send()
@@ -228,7 +228,7 @@ async fn stats(w: &World) -> Value {
 }
 
 async fn live(w: &World, npi: &str) -> Value {
-    let list: Value = epic_operator::sync::http_client()
+    let list: Value = epic_operator::http::client()
         .unwrap()
         .get(format!("{}/practitioners", w.sandbox.admin_url()))
         .send()
@@ -246,7 +246,7 @@ async fn live(w: &World, npi: &str) -> Value {
         .as_str()
         .unwrap()
         .to_string();
-    epic_operator::sync::http_client()
+    epic_operator::http::client()
         .unwrap()
         .get(format!("{}/practitioners/{id}", w.sandbox.admin_url()))
         .send()
@@ -488,7 +488,7 @@ async fn deleting_a_connection_stops_writes(cp: &ControlPlane) {
         .unwrap()
         .to_string();
     let writes_before = stats(&w).await["update"].clone();
-    let r = epic_operator::sync::http_client()
+    let r = epic_operator::http::client()
         .unwrap()
         .patch(format!("{}/practitioners/{id}", w.sandbox.admin_url()))
         .json(&json!({"active": false}))
@@ -571,7 +571,7 @@ async fn namespaced_rbac_is_enough_and_confines(cp: &ControlPlane) {
 /// conditional PUT gets 412; the operator re-reads and writes again at once, keeping the edit.
 async fn an_edit_between_read_and_write_is_kept(cp: &ControlPlane) {
     let w = world(cp, "s13-lost-update", writable(), |_| {}).await;
-    let r = epic_operator::sync::http_client()
+    let r = epic_operator::http::client()
         .unwrap()
         .put(format!("{}/settings", w.sandbox.admin_url()))
         .json(&json!({"editBeforePut": {"address": [{"city": "Verona"}]}, "editBeforePutCount": 1}))
@@ -624,7 +624,7 @@ async fn drift_is_fixed_when_writes_are_enabled(cp: &ControlPlane) {
     let before = live(&w, "1234567893").await;
     let id = before["id"].as_str().unwrap().to_string();
     // A person edits the record in Epic.
-    let r = epic_operator::sync::http_client().unwrap()
+    let r = epic_operator::http::client().unwrap()
         .patch(format!("{}/practitioners/{id}", w.sandbox.admin_url()))
         .json(&json!({"telecom": [{"system": "phone", "value": "+1 555 0000", "use": "work"}], "active": false}))
         .send()
@@ -668,7 +668,7 @@ async fn drift_is_fixed_when_writes_are_enabled(cp: &ControlPlane) {
     assert_eq!(st["patch"], 0);
     wait_event(&w, "DriftDetected").await;
     wait_event(&w, "Updated").await;
-    let metrics = epic_operator::sync::http_client()
+    let metrics = epic_operator::http::client()
         .unwrap()
         .get(format!("http://{metrics_addr}/metrics"))
         .send()
@@ -690,7 +690,7 @@ async fn drift_is_fixed_when_writes_are_enabled(cp: &ControlPlane) {
         "{metrics}"
     );
     assert_eq!(
-        epic_operator::sync::http_client()
+        epic_operator::http::client()
             .unwrap()
             .get(format!("http://{metrics_addr}/healthz"))
             .send()
@@ -700,7 +700,7 @@ async fn drift_is_fixed_when_writes_are_enabled(cp: &ControlPlane) {
         200
     );
     assert_eq!(
-        epic_operator::sync::http_client()
+        epic_operator::http::client()
             .unwrap()
             .get(format!("http://{metrics_addr}/readyz"))
             .send()
@@ -794,7 +794,7 @@ async fn unknown_npi_not_found_then_created(cp: &ControlPlane) {
 /// Scenario 5: Two records carry the NPI: AmbiguousNPI, nothing written.
 async fn ambiguous_npi_writes_nothing(cp: &ControlPlane) {
     let w = world(cp, "s5-ambiguous", writable(), |_| {}).await;
-    epic_operator::sync::http_client().unwrap()
+    epic_operator::http::client().unwrap()
         .post(format!("{}/practitioners", w.sandbox.admin_url()))
         .json(&json!({"identifier": [{"system": "http://hl7.org/fhir/sid/us-npi", "value": "1987654328"}], "active": true}))
         .send()

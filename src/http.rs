@@ -1,7 +1,21 @@
-//! HTTP rules shared by the FHIR client and the token source: which URLs may carry
-//! credentials, and bounded body reads.
+//! Transport shared by the FHIR client and the token source: the HTTP client, which URLs may
+//! carry credentials, and bounded body reads. It sits below both `auth` and `fhir`.
 
 use url::Url;
+
+/// Builds the HTTP client every connection uses: rustls with certificate verification, and
+/// timeouts so a silent server cannot hang a reconcile.
+pub fn client() -> Result<reqwest::Client, String> {
+    // A no-op when already installed; needed because reqwest is built without a default provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .timeout(std::time::Duration::from_secs(60))
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("epic-operator/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| e.to_string())
+}
 
 /// Credentials go only over https with certificate checks, except to loopback hosts, where the
 /// sandbox and local test servers run over plain http.

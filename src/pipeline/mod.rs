@@ -1,0 +1,277 @@
+//! The I/O steps both drivers share, for one practitioner: resolve -> observe -> (pure) drift
+//! and plan -> act -> verify. The operator and the GitOps command line call exactly this, so
+//! `plan` shows what the operator will do. [`connect`] turns an EpicConnection into a client;
+//! the writes themselves (read-then-conditional-write) are in `write`.
+
+mod connect;
+mod write;
+
+pub use connect::connect;
+
+use serde_json::Value;
+
+use crate::crd::{DeletionPolicy, EpicPractitionerSpec, ManagementPolicy, RoleSummary};
+use crate::fhir::{FhirClient, FhirError, NpiLookup};
+use crate::reconcile::identity::{carries_npi, is_subsetted, npi_values, version_precondition};
+use crate::reconcile::{
+    Action, DriftReport, Normalizer, PlanInput, Resolution, WriteCapability, drift, plan,
+    role_summary,
+};
+
+/// Inputs of one practitioner sync.
+#[derive(Clone, Debug)]
+pub struct SyncRequest<'a> {
+    pub spec: &'a EpicPractitionerSpec,
+    /// A FHIR id recorded earlier for this same connection (skips the NPI search).
+    pub known_id: Option<&'a str>,
+    pub writes: WriteCapability,
+    pub deleting: bool,
+    pub paused: bool,
+    /// False: plan only (the `plan` command); true: perform the planned write.
+    pub perform_writes: bool,
+    /// Also list the practitioner's PractitionerRoles.
+    pub fetch_roles: bool,
+    /// How contact values of this connection are compared.
+    pub normalizer: &'a Normalizer,
+    /// The CapabilityStatement lists conditional create: POST carries `If-None-Exist`.
+    pub conditional_create: bool,
+}
+
+/// Attempts of one conditional write before a version conflict is reported.
+pub const MAX_WRITE_ATTEMPTS: u32 = 3;
+
+/// What happened to a planned write.
+#[derive(Clone, Debug)]
+pub enum WriteOutcome {
+    /// Not attempted (nothing to write, held, plan only, or in sync when re-read).
+    NotAttempted,
+    Updated,
+    Created,
+    Deactivated,
+    /// Epic refused the write (write-disabled instance).
+    Refused(FhirError),
+    /// The record kept changing between read and write (412/409 on every attempt).
+    Conflict {
+        attempts: u32,
+        last: FhirError,
+    },
+    /// The write failed for another reason.
+    Failed(FhirError),
+}
+
+/// Everything one sync learned and did.
+#[derive(Clone, Debug)]
+pub struct SyncOutcome {
+    pub resolution: Resolution,
+    pub fhir_id: Option<String>,
+    /// The NPI search ran (no id was known, or the known one was gone).
+    pub searched: bool,
+    /// Ids of every record carrying the NPI when ambiguous.
+    pub ambiguous_ids: Vec<String>,
+    /// Warnings Epic attached to the search, and notes from best-effort reads after a write.
+    pub warnings: Vec<String>,
+    /// Drift before any write.
+    pub drift: DriftReport,
+    pub action: Action,
+    /// The `If-Match` the write sends (or, in plan mode, would send first).
+    pub if_match: Option<String>,
+    pub write: WriteOutcome,
+    /// PUT or POST requests sent.
+    pub write_attempts: u32,
+    /// Drift after the write (equal to `drift` when nothing was written).
+    pub remaining: DriftReport,
+    /// The live record after the sync, when one exists.
+    pub live: Option<Value>,
+    pub roles: Vec<RoleSummary>,
+}
+
+/// A record as read, with the version it was read at.
+#[derive(Clone, Debug)]
+pub(crate) struct Observed {
+    pub(crate) id: String,
+    pub(crate) body: Value,
+    pub(crate) etag: Option<String>,
+    /// Read by id (a whole record at a known version), not copied from a search Bundle.
+    pub(crate) by_id: bool,
+}
+
+/// Reads a record by id and checks that it still carries the NPI: a saved or searched id is
+/// never trusted to name the same clinician by itself.
+pub(crate) async fn read_verified(
+    client: &FhirClient,
+    id: &str,
+    npi: &str,
+) -> Result<Observed, FhirError> {
+    let v = client.read_practitioner(id).await?;
+    if !carries_npi(&v.body, npi) {
+        let found = npi_values(&v.body);
+        return Err(FhirError::IdentityMismatch {
+            id: id.to_string(),
+            npi: npi.to_string(),
+            found: if found.is_empty() {
+                "no NPI".into()
+            } else {
+                found.join(", ")
+            },
+        });
+    }
+    Ok(Observed {
+        id: id.to_string(),
+        body: v.body,
+        etag: v.etag,
+        by_id: true,
+    })
+}
+
+pub(crate) fn empty_report() -> DriftReport {
+    DriftReport {
+        entries: Vec::new(),
+        diff: String::new(),
+    }
+}
+
+/// Resolves, observes, plans and (when asked) writes one practitioner.
+pub async fn sync_practitioner(
+    client: &FhirClient,
+    req: SyncRequest<'_>,
+) -> Result<SyncOutcome, FhirError> {
+    let spec = req.spec;
+    let norm = req.normalizer;
+    let mut searched = false;
+    let mut ambiguous_ids = Vec::new();
+    let mut warnings = Vec::new();
+    // Resolve: a recorded id costs one read; if it is gone or merged, the NPI is searched once.
+    let mut current: Option<Observed> = None;
+    if let Some(id) = req.known_id {
+        match read_verified(client, id, &spec.npi).await {
+            Ok(o) => current = Some(o),
+            Err(e) if matches!(e, FhirError::NotFound { .. }) || e.is_gone_or_merged() => {
+                tracing::info!(npi = %spec.npi, id, reason = e.reason(), "saved id no longer answers; resolving the NPI again");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let resolution = if current.is_some() {
+        Resolution::Found
+    } else {
+        searched = true;
+        let found = client.search_npi(&spec.npi).await?;
+        warnings = found.warnings;
+        match found.lookup {
+            NpiLookup::NotFound => Resolution::NotFound,
+            NpiLookup::Found { id, record } => {
+                current = Some(Observed {
+                    id,
+                    body: record,
+                    etag: None,
+                    by_id: false,
+                });
+                Resolution::Found
+            }
+            NpiLookup::Ambiguous(ids) => {
+                let n = ids.len();
+                ambiguous_ids = ids;
+                Resolution::Ambiguous(n)
+            }
+            NpiLookup::Incomplete(why) => {
+                warnings.push(format!("search incomplete: {why}"));
+                Resolution::Incomplete
+            }
+        }
+    };
+    // Observe: a SUBSETTED search copy lacks fields, so drift is computed on the whole record.
+    if let Some(o) = &current
+        && !o.by_id
+        && is_subsetted(&o.body)
+    {
+        current = Some(read_verified(client, &o.id.clone(), &spec.npi).await?);
+    }
+    let report = current
+        .as_ref()
+        .map_or_else(empty_report, |o| drift(spec, &o.body, norm));
+    // Deletion with Deactivate owns exactly one field, active=false: other drift is left alone
+    // on the way out.
+    let deleting_spec = req.deleting.then(|| EpicPractitionerSpec {
+        active: Some(false),
+        name: None,
+        telecom: None,
+        gender: None,
+        birth_date: None,
+        qualifications: None,
+        ..spec.clone()
+    });
+    let effective_spec = deleting_spec.as_ref().unwrap_or(spec);
+    let action = plan(PlanInput {
+        management: spec.management_policy,
+        deletion: spec.deletion_policy,
+        deleting: req.deleting,
+        paused: req.paused,
+        writes: req.writes,
+        resolution,
+        drifted: !report.is_empty(),
+        live_active: current
+            .as_ref()
+            .and_then(|o| o.body.get("active").and_then(Value::as_bool)),
+    });
+    let mut outcome = SyncOutcome {
+        resolution,
+        fhir_id: current.as_ref().map(|o| o.id.clone()),
+        searched,
+        ambiguous_ids,
+        warnings,
+        remaining: report.clone(),
+        drift: report,
+        action,
+        if_match: current
+            .as_ref()
+            .and_then(|o| version_precondition(o.etag.as_deref(), &o.body)),
+        write: WriteOutcome::NotAttempted,
+        write_attempts: 0,
+        live: current.as_ref().map(|o| o.body.clone()),
+        roles: Vec::new(),
+    };
+    if req.perform_writes && action.writes() {
+        match (action, current) {
+            (Action::Create, None) => write::create(client, &req, &mut outcome).await,
+            (Action::Update | Action::Deactivate, Some(observed)) => {
+                write::update(client, effective_spec, norm, observed, &mut outcome).await
+            }
+            _ => {
+                outcome.write = WriteOutcome::Failed(FhirError::Malformed(
+                    "internal: planned write without a record".into(),
+                ))
+            }
+        }
+    }
+    if req.fetch_roles
+        && let Some(id) = &outcome.fhir_id
+    {
+        match client.practitioner_roles(id).await {
+            Ok(roles) => outcome.roles = roles.iter().map(role_summary).collect(),
+            // After a write, a failed read must not erase what was done.
+            Err(e) if outcome.wrote() => outcome
+                .warnings
+                .push(format!("PractitionerRoles not read after the write: {e}")),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(outcome)
+}
+
+impl SyncOutcome {
+    /// A PUT or POST succeeded.
+    pub fn wrote(&self) -> bool {
+        matches!(
+            self.write,
+            WriteOutcome::Updated | WriteOutcome::Created | WriteOutcome::Deactivated
+        )
+    }
+}
+
+/// Whether a deleting object may drop its finalizer given what happened.
+pub fn deletion_done(spec: &EpicPractitionerSpec, outcome: &SyncOutcome) -> bool {
+    spec.deletion_policy == DeletionPolicy::Orphan
+        || spec.management_policy == ManagementPolicy::Observe
+        || matches!(outcome.action, Action::Nothing)
+        || matches!(outcome.write, WriteOutcome::Deactivated) && outcome.remaining.is_empty()
+}
