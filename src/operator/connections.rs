@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, ResourceExt};
 use tokio::sync::Mutex as AsyncMutex;
 
-use super::error::Error;
+use super::error::{ConnectionFailure, Error};
 use crate::crd::{EpicConnection, EpicConnectionSpec, WriteMode};
 use crate::fhir::{Capability, FhirClient, FhirError, RequestObserver};
 use crate::http::EndpointPolicy;
@@ -55,15 +55,6 @@ impl ConnectionHandle {
             .as_ref()
             .is_some_and(|c| c.conditional_create)
     }
-}
-
-/// Why a connection is not usable, as practitioners report it.
-#[derive(Clone, Debug)]
-pub struct ConnectionFailure {
-    pub fingerprint: String,
-    pub reason: &'static str,
-    pub message: String,
-    pub http_status: Option<u16>,
 }
 
 #[derive(Clone)]

@@ -3,6 +3,15 @@
 
 use crate::fhir::FhirError;
 
+/// Why a connection is not usable, as practitioners report it.
+#[derive(Clone, Debug)]
+pub struct ConnectionFailure {
+    pub fingerprint: String,
+    pub reason: &'static str,
+    pub message: String,
+    pub http_status: Option<u16>,
+}
+
 /// Why a reconcile could not finish.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -17,7 +26,7 @@ pub enum Error {
     #[error("EpicConnection {name} is not ready: {}", failure.message)]
     Connection {
         name: String,
-        failure: super::connections::ConnectionFailure,
+        failure: ConnectionFailure,
     },
     /// Talking to Epic failed.
     #[error(transparent)]
