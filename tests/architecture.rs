@@ -48,7 +48,10 @@ fn module_of(file: &Path) -> Vec<String> {
         .components()
         .map(|c| c.as_os_str().to_string_lossy().to_string())
         .collect();
-    if parts.last().is_some_and(|l| l == "mod" || l == "lib" || l == "main") {
+    if parts
+        .last()
+        .is_some_and(|l| l == "mod" || l == "lib" || l == "main")
+    {
         parts.pop();
     }
     parts
@@ -137,7 +140,11 @@ fn layers_point_one_way_and_no_module_cycle_exists() {
             edges.entry(me.clone()).or_default().insert(target);
         }
     }
-    assert!(violations.is_empty(), "layer violations:\n{}", violations.join("\n"));
+    assert!(
+        violations.is_empty(),
+        "layer violations:\n{}",
+        violations.join("\n")
+    );
     // No cycle among submodules (depth-first search with colours).
     fn visit(
         n: &Vec<String>,
@@ -180,12 +187,20 @@ fn architecture_md_names_only_files_that_exist() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let doc = std::fs::read_to_string(root.join("ARCHITECTURE.md")).expect("ARCHITECTURE.md");
     let mut named = 0;
-    for word in doc.split(|c: char| c.is_whitespace() || c == '`' || c == '(' || c == ')' || c == ',') {
+    for word in
+        doc.split(|c: char| c.is_whitespace() || c == '`' || c == '(' || c == ')' || c == ',')
+    {
         let word = word.trim_end_matches(['.', ':', ';']);
         if (word.starts_with("src/") || word.starts_with("tests/")) && word.len() > 4 {
             named += 1;
-            assert!(root.join(word).exists(), "ARCHITECTURE.md names {word}, which does not exist");
+            assert!(
+                root.join(word).exists(),
+                "ARCHITECTURE.md names {word}, which does not exist"
+            );
         }
     }
-    assert!(named >= 10, "ARCHITECTURE.md should point at the code ({named} paths)");
+    assert!(
+        named >= 10,
+        "ARCHITECTURE.md should point at the code ({named} paths)"
+    );
 }

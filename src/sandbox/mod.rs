@@ -12,7 +12,11 @@
 mod admin;
 mod fhir;
 mod oauth;
+mod realism;
+mod search;
 mod state;
+mod stats;
+mod writes;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,7 +27,8 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
 use state::SandboxState;
-pub use state::{RegisteredClient, SeedError, Stats};
+pub use state::{RegisteredClient, SeedError};
+pub use stats::Stats;
 
 use crate::auth::{ClientKey, generate_key};
 use crate::crd::Algorithm;

@@ -12,7 +12,8 @@ use jsonwebtoken::{DecodingKey, Validation};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::state::{IssuedToken, SandboxState, Stats, lock};
+use super::state::{IssuedToken, SandboxState, lock};
+use super::stats::Stats;
 use crate::auth::ASSERTION_TYPE;
 
 /// The assertion may not expire more than this far ahead.

@@ -1,7 +1,6 @@
 //! The sandbox's data: records, tokens, paging sessions, counters and settings.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
@@ -13,8 +12,9 @@ use rand::RngCore;
 use serde_json::{Value, json};
 use sha2::Sha256;
 
+use super::stats::Stats;
 use super::{SandboxConfig, Settings};
-use crate::crd::{NPI_OID_SYSTEM, NPI_SYSTEM, npi_from_prefix};
+use crate::crd::{NPI_SYSTEM, npi_from_prefix};
 
 /// A bad seed file or client registration.
 #[derive(Debug, thiserror::Error)]
@@ -60,99 +60,6 @@ impl RegisteredClient {
             keys: set.keys,
             approved_scopes,
         })
-    }
-}
-
-/// Request counters by kind, and requests per second for load analysis.
-#[derive(Default)]
-pub struct Stats {
-    pub token: AtomicU64,
-    pub token_rejected: AtomicU64,
-    pub metadata: AtomicU64,
-    pub read: AtomicU64,
-    pub search: AtomicU64,
-    pub page: AtomicU64,
-    pub update: AtomicU64,
-    /// PUTs answered 412 because If-Match named an older version.
-    pub conflicts: AtomicU64,
-    pub create: AtomicU64,
-    pub refused: AtomicU64,
-    pub patch: AtomicU64,
-    pub throttled: AtomicU64,
-    pub server_errors: AtomicU64,
-    pub unauthorized: AtomicU64,
-    per_second: Mutex<VecDeque<(u64, u64)>>,
-}
-
-const PER_SECOND_WINDOW: usize = 3600;
-
-impl Stats {
-    pub fn bump(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Counts one FHIR request in its wall-clock second.
-    pub fn tick(&self) {
-        let second = chrono::Utc::now().timestamp() as u64;
-        let mut window = lock(&self.per_second);
-        match window.back_mut() {
-            Some((s, n)) if *s == second => *n += 1,
-            _ => {
-                window.push_back((second, 1));
-                if window.len() > PER_SECOND_WINDOW {
-                    window.pop_front();
-                }
-            }
-        }
-    }
-
-    pub fn snapshot(&self) -> Value {
-        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let per_second: Vec<Value> = lock(&self.per_second)
-            .iter()
-            .map(|(s, n)| json!([s, n]))
-            .collect();
-        json!({
-            "token": g(&self.token),
-            "tokenRejected": g(&self.token_rejected),
-            "metadata": g(&self.metadata),
-            "read": g(&self.read),
-            "search": g(&self.search),
-            "page": g(&self.page),
-            "update": g(&self.update),
-            "conflicts": g(&self.conflicts),
-            "create": g(&self.create),
-            "refused": g(&self.refused),
-            "patch": g(&self.patch),
-            "throttled": g(&self.throttled),
-            "serverErrors": g(&self.server_errors),
-            "unauthorized": g(&self.unauthorized),
-            "fhirTotal": g(&self.metadata) + g(&self.read) + g(&self.search) + g(&self.page)
-                + g(&self.update) + g(&self.create) + g(&self.refused) + g(&self.patch),
-            "perSecond": per_second,
-        })
-    }
-
-    pub fn reset(&self) {
-        for c in [
-            &self.token,
-            &self.token_rejected,
-            &self.metadata,
-            &self.read,
-            &self.search,
-            &self.page,
-            &self.update,
-            &self.conflicts,
-            &self.create,
-            &self.refused,
-            &self.patch,
-            &self.throttled,
-            &self.server_errors,
-            &self.unauthorized,
-        ] {
-            c.store(0, Ordering::Relaxed);
-        }
-        lock(&self.per_second).clear();
     }
 }
 
@@ -392,7 +299,7 @@ impl SandboxState {
     }
 
     /// Adds `n` synthetic practitioners with valid, unique NPIs; every third gets a role. With
-    /// `realistic`, records take the shapes real Epic data has (see [`realistic_practitioner`]).
+    /// `realistic`, records take the shapes real Epic data has (see `realism`).
     pub fn generate(&self, n: usize, realistic: bool) {
         let mut data = lock(&self.data);
         for i in 0..n {
@@ -411,7 +318,7 @@ impl SandboxState {
                 "gender": if i % 2 == 0 { "female" } else { "male" }
             });
             if realistic {
-                realistic_practitioner(&mut p, i);
+                super::realism::realistic_practitioner(&mut p, i);
             }
             if i % 3 == 0 {
                 let role_id = self.next_id(&mut data, "PractitionerRole");
@@ -471,64 +378,5 @@ fn rewrite_references(v: &mut Value, ids: &HashMap<String, String>) {
         }
         Value::Array(a) => a.iter_mut().for_each(|c| rewrite_references(c, ids)),
         _ => {}
-    }
-}
-
-/// Gives record `i` one of the shapes real Epic data has, in rotation: the NPI under the OID
-/// system, an ended NPI beside the current one, a usual-only name, `text` with prefix and
-/// suffix, formatted phone numbers, pagers, Epic-coded qualifications and qualifications with a
-/// period. Every record stays a valid Practitioner with exactly one current NPI.
-pub fn realistic_practitioner(p: &mut Value, i: usize) {
-    let npi = p
-        .pointer("/identifier/0/value")
-        .cloned()
-        .unwrap_or(Value::Null);
-    let family = p.pointer("/name/0/family").cloned().unwrap_or(Value::Null);
-    match i % 8 {
-        0 => {
-            p["identifier"][0] = json!({"system": NPI_OID_SYSTEM, "value": npi});
-        }
-        1 => {
-            let old = npi_from_prefix(700_000_000 + i as u32);
-            if let Some(ids) = p["identifier"].as_array_mut() {
-                ids.insert(
-                    0,
-                    json!({"use": "old", "system": NPI_SYSTEM, "value": old, "period": {"end": "2019-06-30"}}),
-                );
-            }
-        }
-        2 => {
-            p["name"] = json!([{"use": "usual", "family": family, "given": ["Kim"]}]);
-        }
-        3 => {
-            let text = format!("Dr. Kim {} Jr.", family.as_str().unwrap_or_default());
-            p["name"] = json!([{"use": "official", "text": text, "family": family, "given": ["Kim"], "prefix": ["Dr."], "suffix": ["Jr."]}]);
-        }
-        4 => {
-            p["telecom"] = json!([
-                {"system": "phone", "value": format!("(608) 555-{:04}", i % 10_000), "use": "work"},
-                {"system": "pager", "value": format!("608-555-{:04}", (i + 1) % 10_000)}
-            ]);
-        }
-        5 => {
-            p["qualification"] = json!([
-                {"code": {"coding": [{"system": "urn:oid:1.2.840.114350.1.13.0.1.7.4.836982.1040", "code": "1", "display": "Board certified"}], "text": "Board certified"}},
-                {"code": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0360", "code": "MD", "display": "Doctor of Medicine"}]}, "period": {"start": "2004-05-01"}, "issuer": {"display": "Wisconsin Medical Examining Board"}}
-            ]);
-        }
-        6 => {
-            p["telecom"] = json!([
-                {"system": "email", "value": format!("Clinician{i}@Example.ORG"), "use": "work"},
-                {"system": "phone", "value": format!("+1 608.555.{:04}", i % 10_000), "use": "mobile", "rank": 1}
-            ]);
-            p["photo"] = json!([{"contentType": "image/png", "url": "https://example.org/p.png"}]);
-            p["extension"] = json!([{"url": "http://open.epic.com/FHIR/StructureDefinition/extension/clinician-title", "valueString": "Attending"}]);
-        }
-        _ => {
-            p["name"] = json!([
-                {"use": "usual", "family": family, "given": ["K."]},
-                {"use": "official", "family": family, "given": ["Kim"], "period": {"start": "2010"}}
-            ]);
-        }
     }
 }

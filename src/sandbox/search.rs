@@ -1,0 +1,374 @@
+//! Practitioner and PractitionerRole searches: matching (strict, OR tokens, or loose), paging
+//! sessions with opaque expiring links, and the awkward shapes Epic produces (OperationOutcome
+//! entries, empty pages that still have `next`, SUBSETTED copies).
+
+use std::time::Instant;
+
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use serde_json::{Value, json};
+
+use super::fhir::{Need, St, fhir_json, guard, outcome};
+use super::state::{Data, SandboxState, Session, lock};
+use super::stats::Stats;
+use crate::fhir::EPIC_CODE_SYSTEM;
+
+pub(super) fn params(query: Option<String>) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .into_owned()
+        .collect()
+}
+
+fn starts_with_ci(haystack: Option<&Value>, needle: &str) -> bool {
+    let needle = needle.to_lowercase();
+    match haystack {
+        Some(Value::String(s)) => s.to_lowercase().starts_with(&needle),
+        Some(Value::Array(a)) => a.iter().any(|v| starts_with_ci(Some(v), &needle)),
+        _ => false,
+    }
+}
+
+/// `system|value` (or a bare value) against the record's identifiers. A loose server ignores
+/// the system and matches any identifier sharing the value's first six characters.
+fn identifier_matches(p: &Value, token: &str, loose: bool) -> bool {
+    let (system, val) = match token.split_once('|') {
+        Some((s, v)) => (Some(s), v),
+        None => (None, token),
+    };
+    p.get("identifier")
+        .and_then(Value::as_array)
+        .is_some_and(|ids| {
+            ids.iter().any(|i| {
+                let value = i.get("value").and_then(Value::as_str).map(str::trim);
+                if loose {
+                    let prefix: String = val.chars().take(6).collect();
+                    return value.is_some_and(|v| v.starts_with(&prefix));
+                }
+                value == Some(val)
+                    && match system {
+                        None | Some("") => true,
+                        Some(s) => i.get("system").and_then(Value::as_str) == Some(s),
+                    }
+            })
+        })
+}
+
+pub(super) fn practitioner_matches(
+    p: &Value,
+    id: &str,
+    key: &str,
+    value: &str,
+    loose: bool,
+) -> Option<bool> {
+    let names = p
+        .get("name")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    Some(match key {
+        "_id" => value.split(',').any(|v| v == id),
+        // Comma-separated tokens are alternatives (FHIR's OR).
+        "identifier" => value
+            .split(',')
+            .any(|token| identifier_matches(p, token, loose)),
+        "family" => names.iter().any(|n| starts_with_ci(n.get("family"), value)),
+        "given" => names.iter().any(|n| starts_with_ci(n.get("given"), value)),
+        "name" => names.iter().any(|n| {
+            ["family", "given", "text", "prefix", "suffix"]
+                .iter()
+                .any(|k| starts_with_ci(n.get(*k), value))
+        }),
+        _ => return None,
+    })
+}
+
+/// How a search's pages look beyond its matches.
+#[derive(Default)]
+struct PageShape {
+    /// OperationOutcome entries for the first page.
+    outcomes: Vec<Value>,
+    subsetted: bool,
+    sparse: bool,
+}
+
+/// Starts a paging session over `ids` and answers its first page (an empty one with a `next`
+/// link when the shape is sparse, as Epic's post-filtered searches do).
+fn first_page(
+    state: &SandboxState,
+    data: &mut Data,
+    resource: &'static str,
+    ids: Vec<String>,
+    count: usize,
+    shape: PageShape,
+) -> Response {
+    let session = state.random_token();
+    let sparse = shape.sparse;
+    data.sessions.insert(
+        session.clone(),
+        Session {
+            ids,
+            resource,
+            created: Instant::now(),
+            outcomes: shape.outcomes,
+            subsetted: shape.subsetted,
+        },
+    );
+    if sparse {
+        let token = state.random_token();
+        data.page_tokens.insert(token.clone(), (session.clone(), 0));
+        let outcomes = data
+            .sessions
+            .get_mut(&session)
+            .map(|s| std::mem::take(&mut s.outcomes))
+            .unwrap_or_default();
+        let bundle = json!({"resourceType": "Bundle", "type": "searchset",
+            "link": [{"relation": "self", "url": format!("{}/{}", state.fhir_base(), resource)},
+                     {"relation": "next", "url": format!("{}/{}?sessionID={}&_count={}", state.fhir_base(), resource, token, count)}],
+            "entry": outcomes});
+        return fhir_json(StatusCode::OK, bundle);
+    }
+    page(state, data, &session, 0, count)
+}
+
+/// A search copy of a record: tagged SUBSETTED and missing some elements.
+fn subsetted_copy(r: &Value) -> Value {
+    let mut r = r.clone();
+    if let Some(o) = r.as_object_mut() {
+        o.remove("active");
+        o.remove("photo");
+        let meta = o.entry("meta").or_insert_with(|| json!({}));
+        meta["tag"] = json!([{"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED"}]);
+    }
+    r
+}
+
+/// An OperationOutcome Bundle entry (`search.mode = outcome`).
+fn outcome_entry(severity: &str, epic_code: &str, text: &str) -> Value {
+    json!({
+        "resource": {"resourceType": "OperationOutcome", "issue": [{"severity": severity, "code": "suppressed",
+            "details": {"coding": [{"system": EPIC_CODE_SYSTEM, "code": epic_code, "display": text}], "text": text}}]},
+        "search": {"mode": "outcome"}
+    })
+}
+
+fn page(
+    state: &SandboxState,
+    data: &mut Data,
+    session_id: &str,
+    offset: usize,
+    count: usize,
+) -> Response {
+    let Some(session) = data.sessions.get(session_id) else {
+        return outcome(
+            StatusCode::BAD_REQUEST,
+            "processing",
+            "4113",
+            "The paging session has expired",
+        );
+    };
+    let resource = session.resource;
+    let subsetted = session.subsetted;
+    let total = session.ids.len();
+    let slice: Vec<String> = session
+        .ids
+        .iter()
+        .skip(offset)
+        .take(count)
+        .cloned()
+        .collect();
+    let store = if resource == "Practitioner" {
+        &data.practitioners
+    } else {
+        &data.roles
+    };
+    let mut entries: Vec<Value> = slice
+        .iter()
+        .filter_map(|id| store.items.get(id))
+        .map(|r| {
+            json!({
+                "fullUrl": format!("{}/{}/{}", state.fhir_base(), resource, r.get("id").and_then(Value::as_str).unwrap_or_default()),
+                "resource": if subsetted { subsetted_copy(r) } else { r.clone() },
+                "search": {"mode": "match"}
+            })
+        })
+        .collect();
+    if let Some(s) = data.sessions.get_mut(session_id) {
+        entries.append(&mut s.outcomes);
+    }
+    let mut links =
+        vec![json!({"relation": "self", "url": format!("{}/{}", state.fhir_base(), resource)})];
+    if offset + count < total {
+        let token = state.random_token();
+        data.page_tokens
+            .insert(token.clone(), (session_id.to_string(), offset + count));
+        links.push(json!({"relation": "next", "url": format!("{}/{}?sessionID={}&_count={}", state.fhir_base(), resource, token, count)}));
+    }
+    let mut bundle = json!({"resourceType": "Bundle", "type": "searchset", "total": total, "link": links, "entry": entries});
+    if total == 0 && bundle["entry"].as_array().is_none_or(Vec::is_empty) {
+        // Epic adds a 4101 "no results" warning to empty searches.
+        bundle["entry"] = json!([{
+            "resource": {"resourceType": "OperationOutcome", "issue": [{"severity": "warning", "code": "processing",
+                "details": {"coding": [{"system": EPIC_CODE_SYSTEM, "code": "4101", "display": "Resource request returns no results."}]}}]},
+            "search": {"mode": "outcome"}
+        }]);
+    }
+    fhir_json(StatusCode::OK, bundle)
+}
+
+fn page_size(state: &SandboxState, params: &[(String, String)]) -> usize {
+    params
+        .iter()
+        .find(|(k, _)| k == "_count")
+        .and_then(|(_, v)| v.parse::<usize>().ok())
+        .unwrap_or(state.default_page_size)
+        .clamp(1, state.max_page_size)
+}
+
+/// A `next` link: `?sessionID=...` continues a paging session.
+fn continue_session(state: &SandboxState, params: &[(String, String)]) -> Option<Response> {
+    let token = params
+        .iter()
+        .find(|(k, _)| k == "sessionID")
+        .map(|(_, v)| v.clone())?;
+    Stats::bump(&state.stats.page);
+    let count = page_size(state, params);
+    let mut data = lock(&state.data);
+    state.expire_sessions(&mut data);
+    Some(match data.page_tokens.get(&token).cloned() {
+        Some((session, offset)) => page(state, &mut data, &session, offset, count),
+        None => outcome(
+            StatusCode::BAD_REQUEST,
+            "processing",
+            "4113",
+            "The paging session has expired or the link is invalid",
+        ),
+    })
+}
+
+pub(super) async fn search_practitioners(
+    State(state): St,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    if let Err(r) = guard(&state, &headers, Need::Practitioner).await {
+        return r;
+    }
+    let params = params(query);
+    if let Some(r) = continue_session(&state, &params) {
+        return r;
+    }
+    Stats::bump(&state.stats.search);
+    let settings = state.settings();
+    let count = page_size(&state, &params);
+    let filters: Vec<&(String, String)> = params.iter().filter(|(k, _)| k != "_count").collect();
+    let identifier_search = filters.iter().any(|(k, _)| k == "identifier");
+    if settings.or_search_unsupported
+        && filters
+            .iter()
+            .any(|(k, v)| k == "identifier" && v.contains(','))
+    {
+        return outcome(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            "4100",
+            "The identifier parameter accepts a single token",
+        );
+    }
+    let mut shape = PageShape {
+        subsetted: identifier_search && settings.subsetted_search,
+        sparse: settings.sparse_pages,
+        ..PageShape::default()
+    };
+    let mut data = lock(&state.data);
+    state.expire_sessions(&mut data);
+    let mut ids = Vec::new();
+    for (id, p) in data.practitioners.iter() {
+        let mut keep = true;
+        for (k, v) in &filters {
+            match practitioner_matches(p, id, k, v, settings.loose_identifier_search) {
+                Some(m) => keep &= m,
+                None => {
+                    return outcome(
+                        StatusCode::BAD_REQUEST,
+                        "invalid",
+                        "4100",
+                        &format!("The search parameter {k} is not supported"),
+                    );
+                }
+            }
+        }
+        if keep {
+            // Suppressed results are hidden and announced, as Epic does (59204).
+            let suppressed = settings.suppressed_npis.iter().any(|npi| {
+                filters
+                    .iter()
+                    .any(|(k, v)| k == "identifier" && v.contains(npi.as_str()))
+                    && identifier_matches(p, npi, false)
+            });
+            if suppressed {
+                if shape.outcomes.is_empty() {
+                    shape.outcomes.push(outcome_entry(
+                        "warning",
+                        "59204",
+                        "Some results were suppressed: the client is not authorized for them",
+                    ));
+                }
+                continue;
+            }
+            ids.push(id.clone());
+        }
+    }
+    first_page(&state, &mut data, "Practitioner", ids, count, shape)
+}
+
+pub(super) async fn search_roles(
+    State(state): St,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    if let Err(r) = guard(&state, &headers, Need::Role).await {
+        return r;
+    }
+    let params = params(query);
+    if let Some(r) = continue_session(&state, &params) {
+        return r;
+    }
+    Stats::bump(&state.stats.search);
+    let Some(practitioner) = params
+        .iter()
+        .find(|(k, _)| k == "practitioner")
+        .map(|(_, v)| v.clone())
+    else {
+        return outcome(
+            StatusCode::BAD_REQUEST,
+            "required",
+            "4111",
+            "A required parameter is missing: practitioner",
+        );
+    };
+    let reference = if practitioner.starts_with("Practitioner/") {
+        practitioner
+    } else {
+        format!("Practitioner/{practitioner}")
+    };
+    let count = page_size(&state, &params);
+    let mut data = lock(&state.data);
+    state.expire_sessions(&mut data);
+    let ids: Vec<String> = data
+        .roles
+        .iter()
+        .filter(|(_, r)| {
+            r.pointer("/practitioner/reference").and_then(Value::as_str) == Some(reference.as_str())
+        })
+        .map(|(id, _)| id.clone())
+        .collect();
+    first_page(
+        &state,
+        &mut data,
+        "PractitionerRole",
+        ids,
+        count,
+        PageShape::default(),
+    )
+}

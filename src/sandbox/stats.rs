@@ -1,0 +1,102 @@
+//! Request counters by kind (for tests and benchmarks), and requests per wall-clock second.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde_json::{Value, json};
+
+use super::state::lock;
+
+/// Request counters by kind, and requests per second for load analysis.
+#[derive(Default)]
+pub struct Stats {
+    pub token: AtomicU64,
+    pub token_rejected: AtomicU64,
+    pub metadata: AtomicU64,
+    pub read: AtomicU64,
+    pub search: AtomicU64,
+    pub page: AtomicU64,
+    pub update: AtomicU64,
+    /// PUTs answered 412 because If-Match named an older version.
+    pub conflicts: AtomicU64,
+    pub create: AtomicU64,
+    pub refused: AtomicU64,
+    pub patch: AtomicU64,
+    pub throttled: AtomicU64,
+    pub server_errors: AtomicU64,
+    pub unauthorized: AtomicU64,
+    per_second: Mutex<VecDeque<(u64, u64)>>,
+}
+
+const PER_SECOND_WINDOW: usize = 3600;
+
+impl Stats {
+    pub fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one FHIR request in its wall-clock second.
+    pub fn tick(&self) {
+        let second = chrono::Utc::now().timestamp() as u64;
+        let mut window = lock(&self.per_second);
+        match window.back_mut() {
+            Some((s, n)) if *s == second => *n += 1,
+            _ => {
+                window.push_back((second, 1));
+                if window.len() > PER_SECOND_WINDOW {
+                    window.pop_front();
+                }
+            }
+        }
+    }
+
+    pub fn snapshot(&self) -> Value {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let per_second: Vec<Value> = lock(&self.per_second)
+            .iter()
+            .map(|(s, n)| json!([s, n]))
+            .collect();
+        json!({
+            "token": g(&self.token),
+            "tokenRejected": g(&self.token_rejected),
+            "metadata": g(&self.metadata),
+            "read": g(&self.read),
+            "search": g(&self.search),
+            "page": g(&self.page),
+            "update": g(&self.update),
+            "conflicts": g(&self.conflicts),
+            "create": g(&self.create),
+            "refused": g(&self.refused),
+            "patch": g(&self.patch),
+            "throttled": g(&self.throttled),
+            "serverErrors": g(&self.server_errors),
+            "unauthorized": g(&self.unauthorized),
+            "fhirTotal": g(&self.metadata) + g(&self.read) + g(&self.search) + g(&self.page)
+                + g(&self.update) + g(&self.create) + g(&self.refused) + g(&self.patch),
+            "perSecond": per_second,
+        })
+    }
+
+    pub fn reset(&self) {
+        for c in [
+            &self.token,
+            &self.token_rejected,
+            &self.metadata,
+            &self.read,
+            &self.search,
+            &self.page,
+            &self.update,
+            &self.conflicts,
+            &self.create,
+            &self.refused,
+            &self.patch,
+            &self.throttled,
+            &self.server_errors,
+            &self.unauthorized,
+        ] {
+            c.store(0, Ordering::Relaxed);
+        }
+        lock(&self.per_second).clear();
+    }
+}
