@@ -1,0 +1,325 @@
+//! The command line: parses arguments and hands each command to its driver.
+
+mod crd;
+mod keygen;
+mod plan;
+mod sandbox;
+mod token;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::crd::Algorithm;
+use crate::gitops::{ConnectionInput, PlanMode};
+use crate::http::EndpointPolicy;
+use crate::operator::{self, DriftDetection, OperatorConfig};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "epic-operator",
+    version,
+    about = "Keeps Epic Practitioner records in the state declared in Git"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the operator: controllers, leader election, /metrics, /healthz and /readyz.
+    Run(RunArgs),
+    /// Print both CRDs as multi-document YAML (or write them to a directory).
+    Crd {
+        /// Write one file per CRD into this directory instead of printing.
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
+    },
+    /// Compare manifests with live Epic and print drift and the would-be action.
+    /// Exit code: 0 no drift, 2 drift, 1 error.
+    Plan(PlanArgs),
+    /// Like plan, then write where allowed. Exit code: 0 all in sync, 2 some not, 1 error.
+    Apply(PlanArgs),
+    /// Write one EpicPractitioner manifest per Practitioner in Epic (adoption).
+    Export(ExportArgs),
+    /// Obtain a token and probe capabilities: the first thing to run against a new Epic.
+    Token(TokenArgs),
+    /// Write a private key PEM and the public JWK Set to register with Epic.
+    Keygen(KeygenArgs),
+    /// Run the Epic-like sandbox server.
+    Sandbox(SandboxArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ConnectionArgs {
+    /// An EpicConnection manifest describing the Epic instance.
+    #[arg(long, value_name = "FILE", conflicts_with = "sandbox")]
+    pub connection: Option<PathBuf>,
+    /// The private key PEM registered with Epic for that connection.
+    #[arg(long, value_name = "PEM", env = "EPIC_OPERATOR_PRIVATE_KEY_FILE")]
+    pub private_key: Option<PathBuf>,
+    /// Use the built-in Epic sandbox (seeded from examples/), no Epic needed.
+    #[arg(long)]
+    pub sandbox: bool,
+    /// With --sandbox: let the sandbox accept writes (most Epic instances do not).
+    #[arg(long, requires = "sandbox")]
+    pub sandbox_writes: bool,
+    #[command(flatten)]
+    pub endpoints: EndpointArgs,
+}
+
+/// Where credentials may go (the same flags for the command line and the operator).
+#[derive(Args, Debug, Clone, Default)]
+pub struct EndpointArgs {
+    /// Allow plain http to loopback hosts (a local sandbox or test server). Development only:
+    /// without it every Epic URL must be https.
+    #[arg(long)]
+    pub insecure_allow_loopback_http: bool,
+    /// A host, besides the FHIR base URL's own, that may serve tokens (repeatable). The
+    /// client assertion is sent to no other host.
+    #[arg(long = "allowed-token-host", value_name = "HOST")]
+    pub allowed_token_hosts: Vec<String>,
+}
+
+impl From<&EndpointArgs> for EndpointPolicy {
+    fn from(a: &EndpointArgs) -> Self {
+        EndpointPolicy {
+            allow_loopback_http: a.insecure_allow_loopback_http,
+            allowed_token_hosts: a.allowed_token_hosts.clone(),
+        }
+    }
+}
+
+impl From<&ConnectionArgs> for ConnectionInput {
+    fn from(a: &ConnectionArgs) -> Self {
+        ConnectionInput {
+            connection: a.connection.clone(),
+            private_key: a.private_key.clone(),
+            sandbox: a.sandbox,
+            sandbox_writes: a.sandbox_writes,
+            endpoints: EndpointPolicy::from(&a.endpoints),
+        }
+    }
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub struct PlanArgs {
+    /// Manifest files or directories (searched recursively for .yaml/.yml).
+    #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
+    pub paths: Vec<PathBuf>,
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+    /// Directory for the manifests (created if missing).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// metadata.namespace to put in the manifests.
+    #[arg(long)]
+    pub namespace: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct TokenArgs {
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum KeyAlg {
+    RS384,
+    ES384,
+    RS256,
+    RS512,
+}
+
+impl From<KeyAlg> for Algorithm {
+    fn from(a: KeyAlg) -> Self {
+        match a {
+            KeyAlg::RS384 => Algorithm::RS384,
+            KeyAlg::ES384 => Algorithm::ES384,
+            KeyAlg::RS256 => Algorithm::RS256,
+            KeyAlg::RS512 => Algorithm::RS512,
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct KeygenArgs {
+    /// Signing algorithm (Epic accepts ES384 only with a registered JWK Set URL).
+    #[arg(long, value_enum, default_value = "RS384", ignore_case = true)]
+    pub alg: KeyAlg,
+    /// Key id (kid) to register.
+    #[arg(long)]
+    pub kid: String,
+    /// Directory for private-key.pem (mode 0600) and jwks.json.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WritesFlag {
+    Enabled,
+    Disabled,
+}
+
+#[derive(Args, Debug)]
+pub struct SandboxArgs {
+    /// Address to listen on (loopback by default).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub addr: SocketAddr,
+    /// Seed file: a FHIR Bundle or JSON array of Practitioner, PractitionerRole and Patient
+    /// (repeatable). Without any, the examples/ seed is loaded.
+    #[arg(long = "seed", value_name = "FILE")]
+    pub seeds: Vec<PathBuf>,
+    /// Start empty instead of loading the examples/ seed.
+    #[arg(long)]
+    pub empty: bool,
+    /// Add N synthetic practitioners with valid, unique NPIs. They take the shapes real Epic
+    /// data has (NPI under the OID system, ended + current NPI, usual-only names, text with
+    /// prefix/suffix, formatted phones, pagers, Epic-coded qualifications) unless
+    /// --clean-generated is given.
+    #[arg(long, default_value_t = 0)]
+    pub generate: usize,
+    /// Generate uniform, clean records instead of the realistic mix.
+    #[arg(long)]
+    pub clean_generated: bool,
+    /// Whether Practitioner PUT/POST are accepted (most Epic instances refuse them).
+    #[arg(long, value_enum, default_value = "disabled")]
+    pub writes: WritesFlag,
+    /// Register a client: ID=JWKS_FILE (repeatable). Without any, a development key is
+    /// generated and written to --dev-key-out.
+    #[arg(long = "client", value_name = "ID=JWKS_FILE")]
+    pub clients: Vec<String>,
+    /// Narrow a client's pre-approved scopes: ID=scope1,scope2 (repeatable).
+    #[arg(long = "client-scopes", value_name = "ID=SCOPES")]
+    pub client_scopes: Vec<String>,
+    /// Where to write the generated development private key.
+    #[arg(long, default_value = "epic-sandbox-dev-key.pem")]
+    pub dev_key_out: PathBuf,
+    /// Access token lifetime, e.g. 3600s or 1h.
+    #[arg(long, default_value = "3600s", value_parser = parse_duration_arg)]
+    pub token_ttl: Duration,
+    /// Paging sessions expire after this long (then next links answer Epic code 4113).
+    #[arg(long, default_value = "300s", value_parser = parse_duration_arg)]
+    pub paging_ttl: Duration,
+    /// Default page size of searches.
+    #[arg(long, default_value_t = 10)]
+    pub page_size: usize,
+    /// Largest page size a client may ask for with _count.
+    #[arg(long, default_value_t = 200)]
+    pub max_page_size: usize,
+    /// Fault: added latency per FHIR request, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub latency_ms: u64,
+    /// Fault: random extra latency up to this many milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub jitter_ms: u64,
+    /// Fault: fraction (0-1) of FHIR requests answered 429 without Retry-After.
+    #[arg(long, default_value_t = 0.0)]
+    pub throttle_rate: f64,
+    /// Fault: fraction (0-1) of FHIR requests answered 500.
+    #[arg(long, default_value_t = 0.0)]
+    pub error_rate: f64,
+    /// Fault: fraction (0-1) of token requests answered 503.
+    #[arg(long, default_value_t = 0.0)]
+    pub token_failure_rate: f64,
+    /// Fault: server-wide FHIR requests per second; beyond it 429 (0 = unlimited).
+    #[arg(long, default_value_t = 0)]
+    pub rate_limit: u32,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DriftDetectionFlag {
+    PerObject,
+    Roster,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Watch only this namespace (default: all namespaces).
+    #[arg(long, env = "EPIC_OPERATOR_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(
+        long,
+        default_value = "0.0.0.0:8080",
+        env = "EPIC_OPERATOR_METRICS_ADDR"
+    )]
+    pub metrics_addr: SocketAddr,
+    /// Take a coordination.k8s.io Lease before reconciling (needed with more than one replica).
+    #[arg(long, env = "EPIC_OPERATOR_LEADER_ELECTION")]
+    pub leader_election: bool,
+    /// Name of the Lease.
+    #[arg(long, default_value = "epic-operator-leader")]
+    pub lease_name: String,
+    /// Namespace of the Lease (default: the pod's namespace, or "default").
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+    /// How drift is found: per-object reads, or a paged roster scan per connection.
+    #[arg(long, value_enum, default_value = "roster")]
+    pub drift_detection: DriftDetectionFlag,
+    /// Practitioners reconciled at once.
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: u16,
+    #[command(flatten)]
+    pub endpoints: EndpointArgs,
+}
+
+fn parse_duration_arg(s: &str) -> Result<Duration, String> {
+    crate::util::parse_duration(s)
+}
+
+/// Runs the parsed command and returns the process exit code.
+pub async fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Run(args) => {
+            let config = OperatorConfig {
+                namespace: args.namespace,
+                metrics_addr: args.metrics_addr,
+                leader_election: args.leader_election,
+                lease_name: args.lease_name,
+                lease_namespace: args.lease_namespace,
+                drift_detection: match args.drift_detection {
+                    DriftDetectionFlag::PerObject => DriftDetection::PerObject,
+                    DriftDetectionFlag::Roster => DriftDetection::Roster,
+                },
+                concurrency: args.concurrency,
+                endpoints: EndpointPolicy::from(&args.endpoints),
+            };
+            match operator::run(config).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(&format!("operator stopped: {e}")),
+            }
+        }
+        Command::Crd { out_dir } => crd::crd(out_dir),
+        Command::Plan(args) => plan::plan(args, PlanMode::Plan).await,
+        Command::Apply(args) => plan::plan(args, PlanMode::Apply).await,
+        Command::Export(args) => plan::export(args).await,
+        Command::Token(args) => token::token(args).await,
+        Command::Keygen(args) => keygen::keygen(args),
+        Command::Sandbox(args) => sandbox::sandbox(args).await,
+    }
+}
+
+pub(crate) fn fail(message: &str) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(1)
+}
