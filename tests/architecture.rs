@@ -60,15 +60,8 @@ fn module_of(file: &Path) -> Vec<String> {
 /// The module paths a file refers to, resolved to absolute paths (first two segments).
 fn references(file: &Path, text: &str) -> BTreeSet<Vec<String>> {
     let me = module_of(file);
-    let is_mod_file = file
-        .file_name()
-        .is_some_and(|n| n == "mod.rs" || n == "lib.rs");
-    // `super` of a mod.rs is its parent's parent.
-    let parent: Vec<String> = if is_mod_file {
-        me[..me.len().saturating_sub(1)].to_vec()
-    } else {
-        me[..me.len().saturating_sub(1)].to_vec()
-    };
+    // `super` is the parent module, for `x/mod.rs` (module x) and `x/y.rs` (module x::y) alike.
+    let parent: Vec<String> = me[..me.len().saturating_sub(1)].to_vec();
     let mut out = BTreeSet::new();
     for line in text.lines() {
         let code = line.split("//").next().unwrap_or_default();
