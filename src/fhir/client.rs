@@ -2,7 +2,7 @@
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
@@ -13,9 +13,8 @@ use url::Url;
 use super::error::{FhirError, classify};
 use super::retry::{RetryPolicy, parse_retry_after};
 use crate::auth::TokenSource;
-use crate::crd::NPI_SYSTEMS;
 use crate::http::{describe_transport_error, origin_of, read_limited, require_allowed_url};
-use crate::reconcile::identity::{carries_npi, check_fhir_id};
+use crate::reconcile::identity::check_fhir_id;
 
 /// What kind of request, for metrics and sandbox-style accounting.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -98,54 +97,6 @@ pub struct Versioned {
     pub etag: Option<String>,
 }
 
-/// Result of looking an NPI up. Only records that carry the NPI (under either system) count:
-/// a loosely matched record returned by the server is never taken for the clinician.
-#[derive(Clone, Debug)]
-pub enum NpiLookup {
-    NotFound,
-    /// Exactly one record carries the NPI: its id, and the search's copy of it (which may be
-    /// SUBSETTED or stale: read the record by id before writing).
-    Found {
-        id: String,
-        record: Value,
-    },
-    /// Several records carry the NPI: their ids, never one picked.
-    Ambiguous(Vec<String>),
-    /// No record carries it, but Epic marked the answer incomplete (error or suppression
-    /// entries): NotFound cannot be concluded. Holds Epic's explanation.
-    Incomplete(String),
-}
-
-/// An NPI lookup with the warnings Epic attached to the search.
-#[derive(Clone, Debug)]
-pub struct NpiSearch {
-    pub lookup: NpiLookup,
-    pub warnings: Vec<String>,
-}
-
-/// What the CapabilityStatement says about Practitioner.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Capability {
-    pub practitioner_interactions: Vec<String>,
-    pub practitioner_search_params: Vec<String>,
-    /// `conditionalCreate` on Practitioner: POST may carry `If-None-Exist`.
-    pub conditional_create: bool,
-}
-
-impl Capability {
-    pub fn can_update(&self) -> bool {
-        self.practitioner_interactions.iter().any(|i| i == "update")
-    }
-    pub fn can_create(&self) -> bool {
-        self.practitioner_interactions.iter().any(|i| i == "create")
-    }
-    pub fn npi_search(&self) -> bool {
-        self.practitioner_search_params
-            .iter()
-            .any(|p| p == "identifier")
-    }
-}
-
 struct RawResponse {
     etag: Option<String>,
     location: Option<String>,
@@ -163,7 +114,7 @@ pub struct FhirClient {
     observer: Option<RequestObserver>,
     /// Set once the instance refused an identifier search with two tokens (`a|x,b|x`): from
     /// then on each NPI system is searched on its own.
-    no_or_search: AtomicBool,
+    pub(super) no_or_search: AtomicBool,
 }
 
 impl std::fmt::Debug for FhirClient {
@@ -224,117 +175,6 @@ impl FhirClient {
         self.base
             .join(relative)
             .map_err(|e| FhirError::Refused(format!("bad URL {relative:?}: {e}")))
-    }
-
-    /// Reads the CapabilityStatement's Practitioner entry.
-    pub async fn capability(&self) -> Result<Capability, FhirError> {
-        let body = self
-            .get_json(RequestKind::Metadata, self.url("metadata")?)
-            .await?
-            .body;
-        let practitioner = body
-            .pointer("/rest/0/resource")
-            .and_then(Value::as_array)
-            .and_then(|r| {
-                r.iter()
-                    .find(|r| r.get("type").and_then(Value::as_str) == Some("Practitioner"))
-            });
-        let list = |key: &str, field: &str| -> Vec<String> {
-            practitioner
-                .and_then(|p| p.get(key))
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|i| i.get(field).and_then(Value::as_str).map(str::to_string))
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
-        Ok(Capability {
-            practitioner_interactions: list("interaction", "code"),
-            practitioner_search_params: list("searchParam", "name"),
-            conditional_create: practitioner
-                .and_then(|p| p.get("conditionalCreate"))
-                .and_then(Value::as_bool)
-                .unwrap_or(false),
-        })
-    }
-
-    /// Finds the Practitioner records carrying `npi` under either NPI system, following every
-    /// page. One search with both tokens (FHIR's OR) is tried first; an instance that rejects it
-    /// as invalid gets one search per system from then on.
-    pub async fn search_npi(&self, npi: &str) -> Result<NpiSearch, FhirError> {
-        let mut result = super::SearchResult::default();
-        let mut done = false;
-        if !self.no_or_search.load(Ordering::Relaxed) {
-            let tokens: Vec<String> = NPI_SYSTEMS.iter().map(|s| format!("{s}|{npi}")).collect();
-            match self.search_identifier(&tokens.join(",")).await {
-                Ok(r) => {
-                    result = r;
-                    done = true;
-                }
-                Err(FhirError::Invalid { .. }) => {
-                    tracing::info!(
-                        "identifier search with two NPI systems refused; searching each system on its own"
-                    );
-                    self.no_or_search.store(true, Ordering::Relaxed);
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        if !done {
-            for system in NPI_SYSTEMS {
-                let r = self.search_identifier(&format!("{system}|{npi}")).await?;
-                result.resources.extend(r.resources);
-                result.outcomes.extend(r.outcomes);
-            }
-        }
-        let mut ids: Vec<String> = Vec::new();
-        let mut first: Option<Value> = None;
-        let mut loose = 0usize;
-        for r in result.resources.iter() {
-            if !carries_npi(r, npi) {
-                loose += 1;
-                continue;
-            }
-            let id = r.get("id").and_then(Value::as_str).unwrap_or_default();
-            check_fhir_id(id).map_err(FhirError::Malformed)?;
-            if !ids.iter().any(|i| i == id) {
-                ids.push(id.to_string());
-                first.get_or_insert_with(|| r.clone());
-            }
-        }
-        if loose > 0 {
-            tracing::debug!(
-                npi,
-                loose,
-                "the NPI search returned records that do not carry the NPI; ignored"
-            );
-        }
-        let incomplete = result.incomplete();
-        let mut warnings = result.warnings();
-        let lookup = match (ids.len(), first, incomplete) {
-            (0, _, Some(why)) => NpiLookup::Incomplete(why),
-            (0, _, None) => NpiLookup::NotFound,
-            (1, Some(record), why) => {
-                warnings.extend(why);
-                NpiLookup::Found {
-                    id: ids.remove(0),
-                    record,
-                }
-            }
-            (_, _, why) => {
-                warnings.extend(why);
-                NpiLookup::Ambiguous(ids)
-            }
-        };
-        Ok(NpiSearch { lookup, warnings })
-    }
-
-    async fn search_identifier(&self, token: &str) -> Result<super::SearchResult, FhirError> {
-        let mut url = self.url("Practitioner")?;
-        url.query_pairs_mut().append_pair("identifier", token);
-        self.search_all(url, "Practitioner").await
     }
 
     /// Reads one Practitioner as raw JSON.

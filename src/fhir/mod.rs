@@ -4,15 +4,18 @@
 //! not, survives a read-modify-PUT.
 
 mod bundle;
+mod capability;
 mod client;
 mod error;
+mod npi;
 mod paging;
 mod retry;
 
 pub use bundle::{SearchPage, SearchResult, parse_search_page};
+pub use capability::Capability;
 pub use client::{
-    Capability, ConnectionSettings, FhirClient, NpiLookup, NpiSearch, RequestKind, RequestObserver,
-    Versioned, WalkLimits,
+    ConnectionSettings, FhirClient, RequestKind, RequestObserver, Versioned, WalkLimits,
 };
 pub use error::{EPIC_CODE_SYSTEM, FhirError, Issue, OperationOutcome, classify};
+pub use npi::{NpiLookup, NpiSearch};
 pub use retry::{MAX_RETRY_AFTER, RetryPolicy, parse_retry_after};

@@ -1,0 +1,115 @@
+//! Finding a clinician's record by NPI: both NPI systems, every page, only records that really
+//! carry the NPI, and Epic's OperationOutcome entries taken into account.
+
+use std::sync::atomic::Ordering;
+
+use serde_json::Value;
+
+use super::client::FhirClient;
+use super::error::FhirError;
+use crate::crd::NPI_SYSTEMS;
+use crate::reconcile::identity::{carries_npi, check_fhir_id};
+
+/// Result of looking an NPI up. Only records that carry the NPI (under either system) count:
+/// a loosely matched record returned by the server is never taken for the clinician.
+#[derive(Clone, Debug)]
+pub enum NpiLookup {
+    NotFound,
+    /// Exactly one record carries the NPI: its id, and the search's copy of it (which may be
+    /// SUBSETTED or stale: read the record by id before writing).
+    Found {
+        id: String,
+        record: Value,
+    },
+    /// Several records carry the NPI: their ids, never one picked.
+    Ambiguous(Vec<String>),
+    /// No record carries it, but Epic marked the answer incomplete (error or suppression
+    /// entries): NotFound cannot be concluded. Holds Epic's explanation.
+    Incomplete(String),
+}
+
+/// An NPI lookup with the warnings Epic attached to the search.
+#[derive(Clone, Debug)]
+pub struct NpiSearch {
+    pub lookup: NpiLookup,
+    pub warnings: Vec<String>,
+}
+
+impl FhirClient {
+    /// Finds the Practitioner records carrying `npi` under either NPI system, following every
+    /// page. One search with both tokens (FHIR's OR) is tried first; an instance that rejects it
+    /// as invalid gets one search per system from then on.
+    pub async fn search_npi(&self, npi: &str) -> Result<NpiSearch, FhirError> {
+        let mut result = super::SearchResult::default();
+        let mut done = false;
+        if !self.no_or_search.load(Ordering::Relaxed) {
+            let tokens: Vec<String> = NPI_SYSTEMS.iter().map(|s| format!("{s}|{npi}")).collect();
+            match self.search_identifier(&tokens.join(",")).await {
+                Ok(r) => {
+                    result = r;
+                    done = true;
+                }
+                Err(FhirError::Invalid { .. }) => {
+                    tracing::info!(
+                        "identifier search with two NPI systems refused; searching each system on its own"
+                    );
+                    self.no_or_search.store(true, Ordering::Relaxed);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if !done {
+            for system in NPI_SYSTEMS {
+                let r = self.search_identifier(&format!("{system}|{npi}")).await?;
+                result.resources.extend(r.resources);
+                result.outcomes.extend(r.outcomes);
+            }
+        }
+        let mut ids: Vec<String> = Vec::new();
+        let mut first: Option<Value> = None;
+        let mut loose = 0usize;
+        for r in result.resources.iter() {
+            if !carries_npi(r, npi) {
+                loose += 1;
+                continue;
+            }
+            let id = r.get("id").and_then(Value::as_str).unwrap_or_default();
+            check_fhir_id(id).map_err(FhirError::Malformed)?;
+            if !ids.iter().any(|i| i == id) {
+                ids.push(id.to_string());
+                first.get_or_insert_with(|| r.clone());
+            }
+        }
+        if loose > 0 {
+            tracing::debug!(
+                npi,
+                loose,
+                "the NPI search returned records that do not carry the NPI; ignored"
+            );
+        }
+        let incomplete = result.incomplete();
+        let mut warnings = result.warnings();
+        let lookup = match (ids.len(), first, incomplete) {
+            (0, _, Some(why)) => NpiLookup::Incomplete(why),
+            (0, _, None) => NpiLookup::NotFound,
+            (1, Some(record), why) => {
+                warnings.extend(why);
+                NpiLookup::Found {
+                    id: ids.remove(0),
+                    record,
+                }
+            }
+            (_, _, why) => {
+                warnings.extend(why);
+                NpiLookup::Ambiguous(ids)
+            }
+        };
+        Ok(NpiSearch { lookup, warnings })
+    }
+
+    async fn search_identifier(&self, token: &str) -> Result<super::SearchResult, FhirError> {
+        let mut url = self.url("Practitioner")?;
+        url.query_pairs_mut().append_pair("identifier", token);
+        self.search_all(url, "Practitioner").await
+    }
+}
