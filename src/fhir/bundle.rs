@@ -4,7 +4,8 @@
 
 use serde_json::Value;
 
-use super::error::{FhirError, OperationOutcome};
+use super::error::FhirError;
+use super::outcome::OperationOutcome;
 
 /// One page of a searchset Bundle.
 #[derive(Debug, Default)]

@@ -8,6 +8,7 @@ mod capability;
 mod client;
 mod error;
 mod npi;
+mod outcome;
 mod paging;
 mod retry;
 
@@ -16,6 +17,7 @@ pub use capability::Capability;
 pub use client::{
     ConnectionSettings, FhirClient, RequestKind, RequestObserver, Versioned, WalkLimits,
 };
-pub use error::{EPIC_CODE_SYSTEM, FhirError, Issue, OperationOutcome, classify};
+pub use error::{EPIC_CODE_SYSTEM, FhirError, classify};
 pub use npi::{NpiLookup, NpiSearch};
+pub use outcome::{Issue, OperationOutcome};
 pub use retry::{MAX_RETRY_AFTER, RetryPolicy, parse_retry_after};

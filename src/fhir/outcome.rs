@@ -1,0 +1,121 @@
+//! OperationOutcome: what Epic says went wrong (or what a search left out), with its detail
+//! codes (Epic's are listed in EPIC-REFERENCE.md: 4101 no results, 4107 merged, 4113 paging
+//! session expired, 4118 not authorized, 59204 suppressed).
+
+use serde_json::Value;
+
+/// One OperationOutcome issue.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Issue {
+    pub severity: String,
+    pub code: String,
+    /// Epic detail codes (and any other coded details).
+    pub details: Vec<String>,
+    pub diagnostics: Option<String>,
+}
+
+/// The parts of an OperationOutcome the operator uses.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct OperationOutcome {
+    pub issues: Vec<Issue>,
+}
+
+impl OperationOutcome {
+    /// Parses an OperationOutcome; None when the body is something else.
+    pub fn parse(body: &Value) -> Option<Self> {
+        if body.get("resourceType").and_then(Value::as_str) != Some("OperationOutcome") {
+            return None;
+        }
+        let issues = body
+            .get("issue")
+            .and_then(Value::as_array)
+            .map(|issues| {
+                issues
+                    .iter()
+                    .map(|i| Issue {
+                        severity: str_at(i, "severity"),
+                        code: str_at(i, "code"),
+                        details: i
+                            .pointer("/details/coding")
+                            .and_then(Value::as_array)
+                            .map(|c| {
+                                c.iter()
+                                    .filter_map(|c| {
+                                        c.get("code").and_then(Value::as_str).map(str::to_string)
+                                    })
+                                    .collect()
+                            })
+                            .unwrap_or_default(),
+                        diagnostics: i
+                            .get("diagnostics")
+                            .and_then(Value::as_str)
+                            .or_else(|| i.pointer("/details/text").and_then(Value::as_str))
+                            .map(str::to_string),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Some(Self { issues })
+    }
+
+    /// All detail codes, in order, without repeats.
+    pub fn codes(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for c in self.issues.iter().flat_map(|i| i.details.iter()) {
+            if !out.contains(c) {
+                out.push(c.clone());
+            }
+        }
+        out
+    }
+
+    /// True when an issue's `code` or one of its detail codes is `code`.
+    pub fn has_code(&self, code: &str) -> bool {
+        self.issues
+            .iter()
+            .any(|i| i.code == code || i.details.iter().any(|d| d == code))
+    }
+
+    /// Whether these issues, found inside a search Bundle, mean the result set is incomplete:
+    /// an error or fatal issue, or a suppression (Epic 59204) or not-authorized (4118) code.
+    /// Then a search that shows no record does not prove that none exists.
+    pub fn marks_incomplete(&self) -> bool {
+        self.issues
+            .iter()
+            .any(|i| matches!(i.severity.as_str(), "error" | "fatal"))
+            || self.has_code("59204")
+            || self.has_code("4118")
+    }
+
+    /// The record was merged into another (Epic 4107): its id must be resolved again.
+    pub fn is_merged(&self) -> bool {
+        self.has_code("4107")
+    }
+
+    /// The diagnostics texts joined, for messages.
+    pub fn summary(&self) -> String {
+        self.issues
+            .iter()
+            .filter(|i| i.severity != "information")
+            .map(|i| {
+                let mut s = i.code.clone();
+                if !i.details.is_empty() {
+                    s.push_str(&format!(" [{}]", i.details.join(",")));
+                }
+                if let Some(d) = &i.diagnostics {
+                    s.push_str(": ");
+                    s.push_str(d);
+                }
+                s
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+fn str_at(v: &Value, key: &str) -> String {
+    v.get(key)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
