@@ -16,7 +16,7 @@ use super::connections::Built;
 use super::error::Error;
 use super::metrics::{KindLabel, ReconcileLabels};
 use super::practitioner::{FIELD_MANAGER, jittered};
-use super::status::MAX_MESSAGE_BYTES;
+use super::status_limits::MAX_MESSAGE_BYTES;
 use crate::crd::{Condition, ConditionStatus, EpicConnection, LastError, set_condition};
 use crate::util::{bounded_message, now_rfc3339};
 

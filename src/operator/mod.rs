@@ -4,12 +4,14 @@
 mod connection;
 mod connections;
 mod error;
+mod events;
 mod health;
 mod leader;
 mod metrics;
 mod practitioner;
 mod roster;
 mod status;
+mod status_limits;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;

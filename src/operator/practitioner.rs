@@ -6,18 +6,19 @@ use std::time::{Duration, Instant};
 
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action as ControllerAction;
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::Event;
 use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
 use super::Context;
 use super::error::Error;
+use super::events;
 use super::metrics::{KindLabel, ReconcileLabels};
 use super::status::{self, synced_reason};
 use crate::crd::{DeletionPolicy, EpicPractitioner, EpicPractitionerStatus};
 use crate::pipeline::{SyncOutcome, SyncRequest, WriteOutcome, deletion_done, sync_practitioner};
-use crate::reconcile::{Resolution, WriteCapability, validate_spec};
+use crate::reconcile::{validate_spec, write_policy};
 
 /// Finalizer held while deletionPolicy is Deactivate.
 pub const FINALIZER: &str = "epic-operator.dev/deactivate";
@@ -197,30 +198,14 @@ async fn sync(
         .fhir_id
         .as_deref()
         .filter(|_| old.connection.as_deref() == Some(conn.base_url()));
-    let mut writes = conn.writes();
-    let mut write_disabled_message = match writes {
-        WriteCapability::Disabled if conn.spec.writes == crate::crd::WriteMode::Disabled => {
-            "the EpicConnection sets writes: Disabled; drift is reported, not fixed".to_string()
-        }
-        WriteCapability::Disabled => {
-            "this Epic instance does not accept Practitioner writes (CapabilityStatement or an earlier refusal); drift is reported, not fixed".to_string()
-        }
-        _ => String::new(),
-    };
     // A refused write is retried no more often than the resync interval.
-    let refused_in_status = old.refused_within(conn.resync);
-    {
-        if refused_in_status || ctx.refused_within(obj, conn.resync) {
-            writes = WriteCapability::Disabled;
-            write_disabled_message = format!(
-                "Epic refused the last write ({}); it is retried after the resync interval",
-                old.last_error
-                    .as_ref()
-                    .map(|e| e.message.as_str())
-                    .unwrap_or("write disabled")
-            );
-        }
-    }
+    let policy = write_policy(
+        conn.writes(),
+        conn.spec.writes,
+        old.refused_within(conn.resync) || ctx.refused_within(obj, conn.resync),
+        old.last_error.as_ref().map(|e| e.message.as_str()),
+    );
+    let (writes, write_disabled_message) = (policy.writes, policy.held_message);
     // Roles are read when the record is (re)resolved; they change far less often than the
     // record and would otherwise double the requests of every resync.
     let fetch_roles = known_id.is_none();
@@ -304,7 +289,7 @@ async fn report(
         .await?;
     }
     ctx.set_drifted(obj, !new.drift.is_empty());
-    for (type_, reason, note) in transitions(obj, old, new, outcome) {
+    for (type_, reason, note) in events::transitions(obj, old, new, outcome) {
         let event = Event {
             type_,
             reason: reason.into(),
@@ -317,97 +302,6 @@ async fn report(
         }
     }
     Ok(())
-}
-
-/// Events for what changed. Notes name NPI, FHIR id and field paths only: never values.
-fn transitions(
-    obj: &EpicPractitioner,
-    old: &EpicPractitionerStatus,
-    new: &EpicPractitionerStatus,
-    outcome: Option<&SyncOutcome>,
-) -> Vec<(EventType, &'static str, String)> {
-    let npi = &obj.spec.npi;
-    let id = new.fhir_id.as_deref().unwrap_or("-");
-    let mut events = Vec::new();
-    let old_reason = synced_reason(old);
-    let new_reason = synced_reason(new);
-    if let Some(o) = outcome {
-        if new.fhir_id.is_some() && new.fhir_id != old.fhir_id && o.searched {
-            events.push((
-                EventType::Normal,
-                "Resolved",
-                format!("NPI {npi} resolved to Practitioner/{id}"),
-            ));
-        }
-        let old_drift: Vec<&str> = old.drift.iter().map(|d| d.path.as_str()).collect();
-        let paths: Vec<&str> = o.drift.entries.iter().map(|d| d.path.as_str()).collect();
-        if !paths.is_empty() && paths != old_drift {
-            events.push((
-                EventType::Normal,
-                "DriftDetected",
-                format!(
-                    "Practitioner/{id} (NPI {npi}) differs in {}",
-                    paths.join(", ")
-                ),
-            ));
-        }
-        match &o.write {
-            WriteOutcome::Updated => {
-                let deactivated = obj.spec.active == Some(false)
-                    && o.drift.entries.iter().any(|d| d.path == "active");
-                events.push((EventType::Normal, "Updated", format!("Practitioner/{id} (NPI {npi}) updated: {}", paths.join(", "))));
-                if deactivated {
-                    events.push((EventType::Normal, "Deactivated", format!("Practitioner/{id} (NPI {npi}) set active=false; Epic login access is not revoked by this")));
-                }
-            }
-            WriteOutcome::Created => events.push((EventType::Normal, "Created", format!("created Practitioner/{id} for NPI {npi}"))),
-            WriteOutcome::Deactivated => events.push((EventType::Normal, "Deactivated", format!("Practitioner/{id} (NPI {npi}) set active=false before deletion; Epic login access is not revoked by this"))),
-            WriteOutcome::Conflict { attempts, .. } => events.push((EventType::Warning, "Conflict", format!("Practitioner/{id} (NPI {npi}) changed in Epic during each of {attempts} conditional writes; nothing was overwritten, retrying with backoff"))),
-            _ => {}
-        }
-        if o.resolution == Resolution::Incomplete && old_reason != Some("SearchIncomplete") {
-            events.push((
-                EventType::Warning,
-                "SearchIncomplete",
-                format!("Epic marked the search for NPI {npi} incomplete (suppressed or unauthorized results); nothing is created on it"),
-            ));
-        }
-        if o.resolution == Resolution::NotFound
-            && old_reason != Some("NotFound")
-            && new_reason == Some("NotFound")
-        {
-            events.push((
-                EventType::Warning,
-                "NotFound",
-                format!("no Practitioner carries NPI {npi}"),
-            ));
-        }
-        if matches!(o.resolution, Resolution::Ambiguous(_)) && old_reason != Some("AmbiguousNPI") {
-            events.push((
-                EventType::Warning,
-                "AmbiguousNPI",
-                format!(
-                    "{} Practitioners carry NPI {npi}; nothing written",
-                    o.ambiguous_ids.len()
-                ),
-            ));
-        }
-    }
-    if new_reason == Some("WriteDisabled") && old_reason != Some("WriteDisabled") {
-        events.push((EventType::Warning, "WriteDisabled", format!("Epic does not accept writes for Practitioner/{id} (NPI {npi}); drift is reported, not fixed")));
-    }
-    if outcome.is_none()
-        && new_reason != old_reason
-        && let Some(r) = new_reason
-        && r != "Paused"
-    {
-        events.push((
-            EventType::Warning,
-            "ReconcileFailed",
-            format!("NPI {npi}: {r}"),
-        ));
-    }
-    events
 }
 
 /// Per-object exponential backoff with jitter; an invalid spec waits for a change.

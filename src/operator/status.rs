@@ -1,13 +1,14 @@
 //! Practitioner status: built from the old status and one sync's outcome (pure), so that every
 //! patch carries the whole status under the operator's single field manager.
 
+use super::status_limits::bounded;
 use crate::crd::{
     Condition, ConditionStatus, DEACTIVATION_NOTE, EpicPractitioner, EpicPractitionerStatus,
     LastError, set_condition,
 };
 use crate::pipeline::{SyncOutcome, WriteOutcome};
 use crate::reconcile::{Action, HoldReason, Normalizer, Resolution, fingerprint};
-use crate::util::{bounded_message, now_rfc3339};
+use crate::util::now_rfc3339;
 
 pub const READY: &str = "Ready";
 pub const SYNCED: &str = "Synced";
@@ -299,53 +300,6 @@ pub fn from_outcome(
     bounded(s)
 }
 
-/// Longest message kept in a condition or `lastError` (Epic's diagnostics and OAuth
-/// `error_description` come from outside and can be any size).
-pub const MAX_MESSAGE_BYTES: usize = 1024;
-/// Longest desired or live value kept in a drift entry.
-pub const MAX_DRIFT_VALUE_BYTES: usize = 512;
-/// Most roles, warnings and Epic codes kept.
-pub const MAX_LIST_ITEMS: usize = 20;
-
-/// Cuts every field that carries outside text to its documented size, with a marker.
-pub fn bounded(mut s: EpicPractitionerStatus) -> EpicPractitionerStatus {
-    let cut = |t: &mut String, max: usize| *t = bounded_message(t, max);
-    for c in &mut s.conditions {
-        cut(&mut c.message, MAX_MESSAGE_BYTES);
-    }
-    if let Some(e) = &mut s.last_error {
-        cut(&mut e.message, MAX_MESSAGE_BYTES);
-        e.epic_codes.truncate(MAX_LIST_ITEMS);
-        for c in &mut e.epic_codes {
-            cut(c, 64);
-        }
-    }
-    for d in &mut s.drift {
-        cut(&mut d.desired, MAX_DRIFT_VALUE_BYTES);
-        cut(&mut d.live, MAX_DRIFT_VALUE_BYTES);
-        cut(&mut d.path, 128);
-    }
-    s.warnings.truncate(MAX_LIST_ITEMS);
-    for w in &mut s.warnings {
-        cut(w, MAX_DRIFT_VALUE_BYTES);
-    }
-    s.roles.truncate(MAX_LIST_ITEMS);
-    for r in &mut s.roles {
-        for f in [
-            &mut r.organization,
-            &mut r.location,
-            &mut r.specialty,
-            &mut r.code,
-        ]
-        .into_iter()
-        .flatten()
-        {
-            cut(f, 256);
-        }
-    }
-    s
-}
-
 /// The status after a failed reconcile: old fields kept, the error in Synced and lastError.
 pub fn from_error(
     obj: &EpicPractitioner,
@@ -417,63 +371,4 @@ pub fn synced_reason(s: &EpicPractitionerStatus) -> Option<&str> {
         .iter()
         .find(|c| c.type_ == SYNCED)
         .map(|c| c.reason.as_str())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::crd::{DriftEntry, RoleSummary};
-
-    /// The size a status stays under whatever Epic sends (etcd's object limit is 1.5 MiB; a
-    /// practitioner's status is a few KiB).
-    const STATUS_BUDGET_BYTES: usize = 32 * 1024;
-
-    #[test]
-    fn a_status_stays_within_its_budget_whatever_epic_sends() {
-        let spec = serde_json::from_value(serde_json::json!({
-            "connectionRef": {"name": "epic"}, "npi": "1234567893"
-        }))
-        .unwrap();
-        let obj = EpicPractitioner::new("p", spec);
-        let huge = "x".repeat(500 * 1024);
-        let old = EpicPractitionerStatus {
-            drift: (0..6)
-                .map(|i| DriftEntry {
-                    path: format!("f{i}"),
-                    desired: huge.clone(),
-                    live: huge.clone(),
-                })
-                .collect(),
-            roles: (0..500)
-                .map(|_| RoleSummary {
-                    organization: Some(huge.clone()),
-                    location: None,
-                    specialty: None,
-                    code: None,
-                })
-                .collect(),
-            warnings: vec![huge.clone(); 100],
-            ..EpicPractitionerStatus::default()
-        };
-        let s = from_error(
-            &obj,
-            &old,
-            "Unauthorized",
-            huge.clone(),
-            Some(400),
-            vec![huge.clone(); 100],
-        );
-        let size = serde_json::to_string(&s).unwrap().len();
-        assert!(size < STATUS_BUDGET_BYTES, "{size} bytes");
-        let message = &s.last_error.as_ref().unwrap().message;
-        assert!(
-            message.ends_with("more bytes not shown]"),
-            "a marker says it was cut"
-        );
-        assert!(
-            bounded(s.clone()) == s,
-            "bounding is stable (no status write loop)"
-        );
-        assert!(message.len() <= MAX_MESSAGE_BYTES);
-    }
 }

@@ -21,7 +21,8 @@ pub use fields::{
 pub use names::shown_name;
 pub use normalize::{DEFAULT_PHONE_REGION, Normalizer};
 pub use plan::{
-    Action, HoldReason, PlanInput, Resolution, WriteCapability, plan, write_capability,
+    Action, HoldReason, PlanInput, Resolution, WriteCapability, WritePolicy, plan,
+    write_capability, write_policy,
 };
 pub use qualifications::DEFAULT_QUALIFICATION_SYSTEM;
 pub use roles::role_summary;

@@ -13,7 +13,8 @@ use axum::{Json, middleware};
 use serde_json::{Value, json};
 
 use super::Settings;
-use super::state::{SandboxState, lock};
+use super::lock;
+use super::state::SandboxState;
 use crate::reconcile::identity::{current_npi, npi_values};
 
 type St = State<Arc<SandboxState>>;

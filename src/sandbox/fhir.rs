@@ -11,8 +11,9 @@ use axum::routing::get;
 use rand::Rng;
 use serde_json::{Value, json};
 
+use super::lock;
 use super::oauth::check_bearer;
-use super::state::{SandboxState, lock};
+use super::state::SandboxState;
 use super::stats::Stats;
 use super::{search, writes};
 use crate::fhir::EPIC_CODE_SYSTEM;

@@ -19,7 +19,7 @@ mod stats;
 mod writes;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use axum::Router;
@@ -32,6 +32,12 @@ pub use stats::Stats;
 
 use crate::auth::{ClientKey, generate_key};
 use crate::crd::Algorithm;
+
+/// Locks a mutex, recovering the data if a panicking thread poisoned it (the sandbox keeps
+/// serving; its data is plain values with no invariants spanning a panic).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 /// Base path of the FHIR API, as on Epic.
 pub const FHIR_PATH: &str = "/api/FHIR/R4";

@@ -12,7 +12,8 @@ use jsonwebtoken::{DecodingKey, Validation};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::state::{IssuedToken, SandboxState, lock};
+use super::lock;
+use super::state::{IssuedToken, SandboxState};
 use super::stats::Stats;
 use crate::auth::ASSERTION_TYPE;
 

@@ -10,7 +10,8 @@ use axum::response::Response;
 use serde_json::{Value, json};
 
 use super::fhir::{Need, St, fhir_json, guard, outcome};
-use super::state::{Data, SandboxState, Session, lock};
+use super::lock;
+use super::state::{Data, SandboxState, Session};
 use super::stats::Stats;
 use crate::fhir::EPIC_CODE_SYSTEM;
 

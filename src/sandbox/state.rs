@@ -1,7 +1,7 @@
 //! The sandbox's data: records, tokens, paging sessions, counters and settings.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard, RwLock};
+use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -12,6 +12,7 @@ use rand::RngCore;
 use serde_json::{Value, json};
 use sha2::Sha256;
 
+use super::lock;
 use super::stats::Stats;
 use super::{SandboxConfig, Settings};
 use crate::crd::{NPI_SYSTEM, npi_from_prefix};
@@ -165,12 +166,6 @@ pub(crate) struct SandboxState {
     pub stats: Stats,
     /// (second, requests in it) for the server-wide rate limit.
     pub rate_window: Mutex<(u64, u32)>,
-}
-
-/// Locks a mutex, recovering the data if a panicking thread poisoned it (the sandbox keeps
-/// serving; its data is plain values with no invariants spanning a panic).
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl SandboxState {

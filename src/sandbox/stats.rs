@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::{Value, json};
 
-use super::state::lock;
+use super::lock;
 
 /// Request counters by kind, and requests per second for load analysis.
 #[derive(Default)]

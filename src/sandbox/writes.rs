@@ -8,9 +8,10 @@ use axum::response::Response;
 use serde_json::{Value, json};
 
 use super::fhir::{Need, St, fhir_json, guard, merged, outcome, raw_id, with_etag};
+use super::lock;
 use super::oauth::check_bearer;
 use super::search::{params, practitioner_matches};
-use super::state::{SandboxState, lock};
+use super::state::SandboxState;
 use super::stats::Stats;
 
 fn write_refused(state: &SandboxState, action: &str) -> Response {
