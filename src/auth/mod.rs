@@ -3,10 +3,10 @@
 
 mod assertion;
 mod keys;
+mod lifetime;
 mod token;
 
 pub use assertion::{ASSERTION_TYPE, AssertionClaims, client_assertion};
 pub use keys::{ClientKey, KeyError, generate_key};
-pub use token::{
-    AccessToken, AuthError, MAX_TOKEN_LIFETIME, TokenSource, discover_token_url, token_lifetime,
-};
+pub use lifetime::{MAX_TOKEN_LIFETIME, token_lifetime};
+pub use token::{AccessToken, AuthError, TokenSource, discover_token_url};

@@ -3,8 +3,9 @@
 
 use serde_json::Value;
 
-use super::client::{FhirClient, RequestKind};
+use super::client::FhirClient;
 use super::error::FhirError;
+use super::settings::RequestKind;
 
 /// What the CapabilityStatement says about Practitioner.
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -3,7 +3,7 @@
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use reqwest::Method;
@@ -11,91 +11,11 @@ use serde_json::Value;
 use url::Url;
 
 use super::error::{FhirError, classify};
-use super::retry::{RetryPolicy, parse_retry_after};
+use super::retry::parse_retry_after;
+use super::settings::{ConnectionSettings, RequestKind, RequestObserver, Versioned};
 use crate::auth::TokenSource;
 use crate::http::{describe_transport_error, origin_of, read_limited, require_allowed_url};
 use crate::reconcile::identity::check_fhir_id;
-
-/// What kind of request, for metrics and sandbox-style accounting.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum RequestKind {
-    Metadata,
-    Read,
-    Search,
-    Page,
-    Update,
-    Create,
-}
-
-impl RequestKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RequestKind::Metadata => "metadata",
-            RequestKind::Read => "read",
-            RequestKind::Search => "search",
-            RequestKind::Page => "page",
-            RequestKind::Update => "update",
-            RequestKind::Create => "create",
-        }
-    }
-}
-
-/// Called once per HTTP exchange with its kind and status (None: no response).
-pub type RequestObserver = Arc<dyn Fn(RequestKind, Option<u16>) + Send + Sync>;
-
-/// Per-connection settings.
-#[derive(Clone, Debug)]
-pub struct ConnectionSettings {
-    pub fhir_base_url: String,
-    pub requests_per_second: u32,
-    pub burst: u32,
-    pub page_size: u32,
-    pub request_timeout: Duration,
-    pub max_body_bytes: usize,
-    pub retry: RetryPolicy,
-    pub walk_limits: WalkLimits,
-}
-
-/// Caps on one paged walk (a roster walk, a search): a server that sends endless distinct
-/// `next` links must not keep the operator walking, or its memory growing, forever.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct WalkLimits {
-    pub max_pages: u32,
-    pub max_records: u32,
-    pub max_duration: Duration,
-}
-
-impl Default for WalkLimits {
-    fn default() -> Self {
-        Self {
-            max_pages: 10_000,
-            max_records: 500_000,
-            max_duration: Duration::from_secs(6 * 3600),
-        }
-    }
-}
-
-impl ConnectionSettings {
-    pub fn new(fhir_base_url: impl Into<String>) -> Self {
-        Self {
-            fhir_base_url: fhir_base_url.into(),
-            requests_per_second: 20,
-            burst: 40,
-            page_size: 50,
-            request_timeout: Duration::from_secs(30),
-            max_body_bytes: 10 << 20,
-            retry: RetryPolicy::default(),
-            walk_limits: WalkLimits::default(),
-        }
-    }
-}
-
-/// A resource with the ETag it was read with (Epic rarely sends one).
-#[derive(Clone, Debug)]
-pub struct Versioned {
-    pub body: Value,
-    pub etag: Option<String>,
-}
 
 struct RawResponse {
     etag: Option<String>,

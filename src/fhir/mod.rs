@@ -11,13 +11,13 @@ mod npi;
 mod outcome;
 mod paging;
 mod retry;
+mod settings;
 
 pub use bundle::{SearchPage, SearchResult, parse_search_page};
 pub use capability::Capability;
-pub use client::{
-    ConnectionSettings, FhirClient, RequestKind, RequestObserver, Versioned, WalkLimits,
-};
+pub use client::FhirClient;
 pub use error::{EPIC_CODE_SYSTEM, FhirError, classify};
 pub use npi::{NpiLookup, NpiSearch};
 pub use outcome::{Issue, OperationOutcome};
 pub use retry::{MAX_RETRY_AFTER, RetryPolicy, parse_retry_after};
+pub use settings::{ConnectionSettings, RequestKind, RequestObserver, Versioned, WalkLimits};

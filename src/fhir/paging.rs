@@ -8,8 +8,9 @@ use serde_json::Value;
 use url::Url;
 
 use super::bundle::{SearchResult, parse_search_page};
-use super::client::{FhirClient, RequestKind};
+use super::client::FhirClient;
 use super::error::FhirError;
+use super::settings::RequestKind;
 use crate::http::origin_of;
 
 impl FhirClient {

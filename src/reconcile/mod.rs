@@ -13,6 +13,7 @@ mod normalize;
 mod plan;
 mod qualifications;
 mod roles;
+mod write_policy;
 
 pub use fields::{
     DriftReport, MAX_DIFF_BYTES, drift, fingerprint, new_resource, overlay, projection_json,
@@ -20,9 +21,7 @@ pub use fields::{
 };
 pub use names::shown_name;
 pub use normalize::{DEFAULT_PHONE_REGION, Normalizer};
-pub use plan::{
-    Action, HoldReason, PlanInput, Resolution, WriteCapability, WritePolicy, plan,
-    write_capability, write_policy,
-};
+pub use plan::{Action, HoldReason, PlanInput, Resolution, WriteCapability, plan};
 pub use qualifications::DEFAULT_QUALIFICATION_SYSTEM;
 pub use roles::role_summary;
+pub use write_policy::{WritePolicy, write_capability, write_policy};
