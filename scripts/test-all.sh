@@ -17,7 +17,13 @@ echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 
 echo "==> cargo clippy --all-targets -- -D warnings"
-cargo clippy --all-targets --locked -- -D warnings
+cargo clippy --all-targets --features e2e --locked -- -D warnings
 
-echo "==> cargo test (unit, property, integration, end-to-end)"
-cargo test --lib --bins --tests --locked --no-fail-fast
+# One feature set for every step, so nothing is compiled twice.
+echo "==> cargo test (unit, property, integration)"
+cargo test --features e2e --lib --bins --tests --locked --no-fail-fast -- \
+  --skip ::scenario --skip packaging_applies_to_the_api_server
+
+echo "==> cargo test --test e2e (end-to-end: real kube-apiserver + etcd, one test per scenario)"
+# Scenarios wait on the operator more than they compute: run them side by side.
+cargo test --features e2e --test e2e --locked --no-fail-fast -- --test-threads 8

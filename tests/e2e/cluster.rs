@@ -18,7 +18,10 @@ pub const OPERATOR_USER: &str = "system:serviceaccount:epic-system:epic-operator
 pub const TENANT_OPERATOR_USER: &str = "system:serviceaccount:epic-tenant:epic-operator";
 
 pub struct ControlPlane {
-    pub dir: tempfile::TempDir,
+    /// Scratch directory (logs, kubeconfigs).
+    pub dir: PathBuf,
+    /// Owns `dir` when this value started the control plane.
+    _tmp: Option<tempfile::TempDir>,
     children: Vec<Child>,
     pub admin: Client,
     pub operator_kubeconfig: PathBuf,
@@ -84,7 +87,79 @@ pub async fn client_from(path: &Path) -> Client {
     Client::try_from(config).expect("client")
 }
 
+/// Kills `pid` once this process has exited: the shared control plane outlives every test
+/// but not the test binary.
+fn reap_on_exit(pid: u32) {
+    let me = std::process::id();
+    let _ = Command::new("sh")
+        .args([
+            "-c",
+            &format!(
+                "while kill -0 {me} 2>/dev/null; do sleep 0.5; done; kill {pid} 2>/dev/null; sleep 2; kill -9 {pid} 2>/dev/null"
+            ),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+}
+
 impl ControlPlane {
+    /// The control plane shared by every test of this binary: started by the first test that
+    /// asks (in its own thread and runtime), kept until the binary exits. Each caller gets its
+    /// own API client, bound to its own runtime.
+    #[allow(dead_code)]
+    pub async fn shared() -> Self {
+        static SHARED: std::sync::OnceLock<[PathBuf; 4]> = std::sync::OnceLock::new();
+        let paths = tokio::task::spawn_blocking(|| {
+            SHARED
+                .get_or_init(|| {
+                    std::thread::spawn(|| {
+                        let rt = tokio::runtime::Builder::new_current_thread()
+                            .enable_all()
+                            .build()
+                            .expect("runtime");
+                        let mut cp = rt.block_on(ControlPlane::start());
+                        for c in &cp.children {
+                            reap_on_exit(c.id());
+                        }
+                        // The processes and the directory outlive this value.
+                        cp.children.clear();
+                        if let Some(tmp) = cp._tmp.take() {
+                            let _ = tmp.keep();
+                        }
+                        [
+                            cp.dir.clone(),
+                            cp.admin_kubeconfig.clone(),
+                            cp.operator_kubeconfig.clone(),
+                            cp.tenant_kubeconfig.clone(),
+                        ]
+                    })
+                    .join()
+                    .expect("the shared control plane could not start (see the panic above)")
+                })
+                .clone()
+        })
+        .await
+        .expect("control plane thread");
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let [
+            dir,
+            admin_kubeconfig,
+            operator_kubeconfig,
+            tenant_kubeconfig,
+        ] = paths;
+        Self {
+            dir,
+            _tmp: None,
+            children: Vec::new(),
+            admin: client_from(&admin_kubeconfig).await,
+            admin_kubeconfig,
+            operator_kubeconfig,
+            tenant_kubeconfig,
+        }
+    }
+
     pub async fn start() -> Self {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let dir = tempfile::tempdir().expect("tempdir");
@@ -92,7 +167,8 @@ impl ControlPlane {
             let path = PathBuf::from(existing);
             let admin = client_from(&path).await;
             let cp = Self {
-                dir,
+                dir: dir.path().to_path_buf(),
+                _tmp: Some(dir),
                 children: Vec::new(),
                 admin,
                 operator_kubeconfig: path.clone(),
@@ -186,7 +262,8 @@ impl ControlPlane {
         std::fs::write(&operator_kubeconfig, kubeconfig(&server, operator_token)).unwrap();
         std::fs::write(&tenant_kubeconfig, kubeconfig(&server, tenant_token)).unwrap();
         let mut cp = Self {
-            dir,
+            dir: dir.path().to_path_buf(),
+            _tmp: Some(dir),
             children: vec![etcd, apiserver],
             admin: Client::try_from(kube::Config::new("http://127.0.0.1:1".parse().unwrap()))
                 .unwrap(),
@@ -218,8 +295,8 @@ impl ControlPlane {
             }
             for c in &mut self.children {
                 if let Ok(Some(status)) = c.try_wait() {
-                    let err = std::fs::read_to_string(self.dir.path().join("apiserver.err"))
-                        .unwrap_or_default();
+                    let err =
+                        std::fs::read_to_string(self.dir.join("apiserver.err")).unwrap_or_default();
                     let tail: String = err
                         .lines()
                         .rev()

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod cluster;
+mod packaging;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -38,10 +39,7 @@ impl Operator {
 
     /// Runs the operator with the identity of `kubeconfig`.
     fn start_as(cp: &ControlPlane, kubeconfig: &Path, ns: &str, extra: &[&str]) -> Self {
-        let log = cp
-            .dir
-            .path()
-            .join(format!("operator-{ns}-{}.log", rand_suffix()));
+        let log = cp.dir.join(format!("operator-{ns}-{}.log", rand_suffix()));
         let file = std::fs::File::create(&log).expect("log");
         let child = Command::new(env!("CARGO_BIN_EXE_epic-operator"))
             .args(["run", "--namespace", ns])
@@ -298,31 +296,36 @@ async fn annotate(w: &World, name: &str, key: &str, value: Option<&str>) {
         .expect("annotate");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn operator_end_to_end() {
-    let cp = ControlPlane::start().await;
-    let started = Instant::now();
-    futures::future::join_all(vec![
-        Box::pin(in_sync_record(&cp)) as std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>,
-        Box::pin(drift_is_fixed_when_writes_are_enabled(&cp)),
-        Box::pin(drift_is_reported_when_writes_are_disabled(&cp)),
-        Box::pin(unknown_npi_not_found_then_created(&cp)),
-        Box::pin(ambiguous_npi_writes_nothing(&cp)),
-        Box::pin(deactivation_notes_login_access(&cp)),
-        Box::pin(deletion_with_deactivate_holds_the_finalizer(&cp)),
-        Box::pin(invalid_manifests(&cp)),
-        Box::pin(wrong_key_and_wrong_scope(&cp)),
-        Box::pin(restart_mid_flight_writes_once(&cp)),
-        Box::pin(pause_stops_writes(&cp)),
-        Box::pin(an_edit_between_read_and_write_is_kept(&cp)),
-        Box::pin(namespaced_rbac_is_enough_and_confines(&cp)),
-        Box::pin(a_hanging_tenant_does_not_stall_another(&cp)),
-        Box::pin(deleting_a_connection_stops_writes(&cp)),
-        Box::pin(packaging_applies_to_the_api_server(&cp)),
-    ])
-    .await;
-    eprintln!("end-to-end scenarios took {:?}", started.elapsed());
+// Each scenario is its own test (filter by name: `cargo test --features e2e --test e2e -- deletion`),
+// in its own namespace, against the one control plane the binary shares.
+macro_rules! scenario {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn scenario() {
+                super::$name(&super::ControlPlane::shared().await).await;
+            }
+        }
+    )*};
 }
+
+scenario!(
+    in_sync_record,
+    drift_is_fixed_when_writes_are_enabled,
+    drift_is_reported_when_writes_are_disabled,
+    unknown_npi_not_found_then_created,
+    ambiguous_npi_writes_nothing,
+    deactivation_notes_login_access,
+    deletion_with_deactivate_holds_the_finalizer,
+    invalid_manifests,
+    wrong_key_and_wrong_scope,
+    restart_mid_flight_writes_once,
+    pause_stops_writes,
+    an_edit_between_read_and_write_is_kept,
+    namespaced_rbac_is_enough_and_confines,
+    a_hanging_tenant_does_not_stall_another,
+    deleting_a_connection_stops_writes,
+);
 
 /// Scenario 1: In sync: Ready, InSync, fhirId, roles, printer columns, a Resolved Event without PHI.
 async fn in_sync_record(cp: &ControlPlane) {
@@ -1112,36 +1115,6 @@ async fn pause_stops_writes(cp: &ControlPlane) {
     assert_eq!(stats(&w).await["update"], 1);
 }
 
-/// The chart (default and non-default values) and the kustomize base, applied with
-/// `kubectl apply --dry-run=server` to this API server.
-async fn packaging_applies_to_the_api_server(cp: &ControlPlane) {
-    cp.namespace("epic-system").await;
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let kubectl = kubectl();
-    // The chart's namespaced mode renders a Role in the watched namespace: it must exist.
-    cp.namespace("team-a").await;
-    for values in [
-        json!({}),
-        json!({"replicaCount": 2, "watchNamespace": "team-a", "networkPolicy": {"enabled": true}, "metrics": {"port": 9090}}),
-    ] {
-        let out = render_chart(&values, "epic", "epic-system");
-        dry_run(&kubectl, cp, &out.stdout, true);
-    }
-    let kustomized = Command::new(&kubectl)
-        .args(["kustomize"])
-        .arg(repo.join("config"))
-        .output()
-        .unwrap();
-    assert!(
-        kustomized.status.success(),
-        "kustomize: {}",
-        String::from_utf8_lossy(&kustomized.stderr)
-    );
-    // Client-side validation uses the 1.20 server's OpenAPI, which predates the CEL rule in the
-    // CRD; the server itself ignores the rule, so validate there only.
-    dry_run(&kubectl, cp, &kustomized.stdout, false);
-}
-
 /// The Helm chart rendered with `values` (Helm's Go SDK through scripts/helm_render.py).
 fn render_chart(values: &Value, release: &str, namespace: &str) -> std::process::Output {
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -1202,30 +1175,4 @@ fn kubectl() -> PathBuf {
     // The client closest to the 1.20 test server, when the machine has it.
     let closest = real.with_file_name("kubectl.1.27");
     if closest.is_file() { closest } else { real }
-}
-
-fn dry_run(kubectl: &PathBuf, cp: &ControlPlane, manifests: &[u8], validate: bool) {
-    use std::io::Write;
-    let mut child = Command::new(kubectl)
-        .arg("--kubeconfig")
-        .arg(&cp.admin_kubeconfig)
-        .args(["apply", "--dry-run=server", "-f", "-"])
-        .arg(format!("--validate={validate}"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("kubectl");
-    child.stdin.take().unwrap().write_all(manifests).unwrap();
-    let out = child.wait_with_output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success(),
-        "kubectl apply --dry-run=server failed:\n{text}"
-    );
-    assert!(text.contains("(server dry run)"), "{text}");
 }
