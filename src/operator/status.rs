@@ -372,3 +372,7 @@ pub fn synced_reason(s: &EpicPractitionerStatus) -> Option<&str> {
         .find(|c| c.type_ == SYNCED)
         .map(|c| c.reason.as_str())
 }
+
+#[cfg(test)]
+#[path = "status_tests.rs"]
+mod tests;
