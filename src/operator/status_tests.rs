@@ -56,6 +56,10 @@ fn outcome(
     }
 }
 
+/// What happened, the outcome, and the expected Synced, InSync and Ready (status, reason).
+type Expected = (ConditionStatus, &'static str);
+type Case = (&'static str, SyncOutcome, Expected, Expected, Expected);
+
 fn cond<'a>(s: &'a EpicPractitionerStatus, t: &str) -> (&'a ConditionStatus, &'a str) {
     let c = s.conditions.iter().find(|c| c.type_ == t).unwrap();
     (&c.status, c.reason.as_str())
@@ -89,13 +93,7 @@ fn each_outcome_sets_the_conditions_it_should() {
         outcome: OperationOutcome::default(),
     };
     use ConditionStatus::{False, True, Unknown};
-    let cases: Vec<(
-        &str,
-        SyncOutcome,
-        (ConditionStatus, &str),
-        (ConditionStatus, &str),
-        (ConditionStatus, &str),
-    )> = vec![
+    let cases: Vec<Case> = vec![
         (
             "in sync",
             outcome(
