@@ -269,25 +269,12 @@ pub async fn run(config: OperatorConfig) -> Result<(), String> {
         refused: Mutex::new(HashMap::new()),
     });
 
-    // Practitioners are reconciled again when their connection's spec changes.
-    let store_for_mapper = practitioners.clone();
-    let connection_changes = watcher(connection_api, watch_config.clone())
-        .default_backoff()
-        .applied_objects()
-        .predicate_filter(predicates::generation, Default::default());
+    // Practitioners are reconciled again when their connection changes: the connection
+    // controller wakes them once the new handle is built (not before, or they would use the
+    // old one), through the same channel as the roster walk. EpicConnection is watched once.
     let practitioner_controller =
         Controller::for_stream(practitioner_stream, practitioners.clone())
             .with_config(ControllerConfig::default().concurrency(config.concurrency))
-            .watches_stream(connection_changes, move |conn: EpicConnection| {
-                let ns = conn.namespace();
-                let name = conn.name_any();
-                store_for_mapper
-                    .state()
-                    .into_iter()
-                    .filter(|p| p.namespace() == ns && p.spec.connection_ref.name == name)
-                    .map(|p| ObjectRef::from_obj(&*p))
-                    .collect::<Vec<_>>()
-            })
             .reconcile_on(wake_rx)
             .shutdown_on_signal()
             .run(
