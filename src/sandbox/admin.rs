@@ -62,7 +62,7 @@ async fn get_settings(State(state): St) -> Json<Settings> {
 /// Merges the given fields into the current settings.
 async fn put_settings(State(state): St, Json(patch): Json<Value>) -> Response {
     let mut current = serde_json::to_value(state.settings()).unwrap_or_else(|_| json!({}));
-    merge_patch(&mut current, &patch);
+    json_patch::merge(&mut current, &patch);
     match serde_json::from_value::<Settings>(current) {
         Ok(s) => {
             state.set_settings(s.clone());
@@ -130,7 +130,7 @@ async fn edit(State(state): St, Path(id): Path<String>, Json(patch): Json<Value>
     let mut data = lock(&state.data);
     match data.practitioners.items.get(&id).cloned() {
         Some(mut p) => {
-            merge_patch(&mut p, &patch);
+            json_patch::merge(&mut p, &patch);
             p["id"] = json!(id);
             // An edit is a new version: a client holding the old one gets 412 on its PUT.
             data.practitioners.insert(id.clone(), p);
@@ -143,25 +143,5 @@ async fn edit(State(state): St, Path(id): Path<String>, Json(patch): Json<Value>
             Json(stored).into_response()
         }
         None => StatusCode::NOT_FOUND.into_response(),
-    }
-}
-
-pub(crate) fn merge_patch(target: &mut Value, patch: &Value) {
-    match patch {
-        Value::Object(p) => {
-            if !target.is_object() {
-                *target = json!({});
-            }
-            if let Value::Object(t) = target {
-                for (k, v) in p {
-                    if v.is_null() {
-                        t.remove(k);
-                    } else {
-                        merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
-                    }
-                }
-            }
-        }
-        other => *target = other.clone(),
     }
 }

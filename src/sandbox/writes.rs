@@ -101,7 +101,7 @@ pub(super) async fn update_practitioner(
         }
         state.set_settings(s);
         if let Some(mut edited) = data.practitioners.items.get(&id).cloned() {
-            super::admin::merge_patch(&mut edited, &patch);
+            json_patch::merge(&mut edited, &patch);
             data.practitioners.insert(id.clone(), edited);
         }
     }
