@@ -40,6 +40,17 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(total)
 }
 
+/// How long ago an RFC 3339 time was (zero for a time in the future); None when unparsable.
+pub fn age_of(rfc3339: &str) -> Option<Duration> {
+    let t = chrono::DateTime::parse_from_rfc3339(rfc3339).ok()?;
+    Some(
+        chrono::Utc::now()
+            .signed_duration_since(t)
+            .to_std()
+            .unwrap_or_default(),
+    )
+}
+
 /// Current time as RFC 3339 with second precision (the shape Kubernetes uses).
 pub fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)

@@ -39,24 +39,37 @@ async fn sync(c: &FhirClient, spec: &EpicPractitionerSpec, known_id: Option<&str
     sync_with(c, spec, known_id, true).await
 }
 
+/// A request that writes where the plan says so, with the defaults of these tests.
+fn request<'a>(
+    spec: &'a EpicPractitionerSpec,
+    known_id: Option<&'a str>,
+    normalizer: &'a Normalizer,
+) -> SyncRequest<'a> {
+    SyncRequest {
+        spec,
+        known_id,
+        writes: WriteCapability::Enabled,
+        deleting: false,
+        paused: false,
+        perform_writes: true,
+        fetch_roles: false,
+        normalizer,
+        conditional_create: true,
+    }
+}
+
 async fn sync_with(
     c: &FhirClient,
     spec: &EpicPractitionerSpec,
     known_id: Option<&str>,
     perform_writes: bool,
 ) -> SyncOutcome {
+    let norm = Normalizer::default();
     sync_practitioner(
         c,
         SyncRequest {
-            spec,
-            known_id,
-            writes: WriteCapability::Enabled,
-            deleting: false,
-            paused: false,
             perform_writes,
-            fetch_roles: false,
-            normalizer: &Normalizer::default(),
-            conditional_create: true,
+            ..request(spec, known_id, &norm)
         },
     )
     .await
@@ -464,18 +477,13 @@ async fn a_saved_id_that_no_longer_carries_the_npi_is_an_identity_error() {
     )
     .await;
     let c = client(&s);
+    let spec = spec(NPI, json!({"active": false}));
+    let norm = Normalizer::default();
     let err = sync_practitioner(
         &c,
         SyncRequest {
-            spec: &spec(NPI, json!({"active": false})),
-            known_id: Some(&id),
-            writes: WriteCapability::Enabled,
-            deleting: false,
-            paused: false,
-            perform_writes: true,
-            fetch_roles: false,
-            normalizer: &Normalizer::default(),
             conditional_create: false,
+            ..request(&spec, Some(&id), &norm)
         },
     )
     .await
@@ -502,18 +510,12 @@ async fn a_failed_read_after_a_create_keeps_the_create() {
         NPI,
         json!({"managementPolicy": "CreateOrUpdate", "name": {"family": "Lee"}}),
     );
+    let norm = Normalizer::default();
     let o = sync_practitioner(
         &c,
         SyncRequest {
-            spec: &spec,
-            known_id: None,
-            writes: WriteCapability::Enabled,
-            deleting: false,
-            paused: false,
-            perform_writes: true,
             fetch_roles: true,
-            normalizer: &Normalizer::default(),
-            conditional_create: true,
+            ..request(&spec, None, &norm)
         },
     )
     .await

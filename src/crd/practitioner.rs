@@ -315,14 +315,8 @@ impl EpicPractitionerStatus {
     pub fn refused_within(&self, window: std::time::Duration) -> bool {
         self.last_refused_write_time
             .as_deref()
-            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-            .is_some_and(|t| {
-                chrono::Utc::now()
-                    .signed_duration_since(t)
-                    .to_std()
-                    .unwrap_or_default()
-                    < window
-            })
+            .and_then(crate::util::age_of)
+            .is_some_and(|age| age < window)
     }
 }
 

@@ -41,14 +41,8 @@ pub async fn reconcile(
     let probe_due = old
         .last_probe_time
         .as_deref()
-        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-        .is_none_or(|t| {
-            chrono::Utc::now()
-                .signed_duration_since(t)
-                .to_std()
-                .unwrap_or_default()
-                >= resync
-        });
+        .and_then(crate::util::age_of)
+        .is_none_or(|age| age >= resync);
     let built = ctx.connections.build(&conn, probe_due).await;
     let mut s = old.clone();
     s.observed_generation = conn.metadata.generation;

@@ -127,21 +127,9 @@ async fn merge(State(state): St, Path(id): Path<String>) -> Response {
 /// Out-of-band edit with a JSON merge patch (RFC 7386), the way a person editing in Epic makes
 /// drift.
 async fn edit(State(state): St, Path(id): Path<String>, Json(patch): Json<Value>) -> Response {
-    let mut data = lock(&state.data);
-    match data.practitioners.items.get(&id).cloned() {
-        Some(mut p) => {
-            json_patch::merge(&mut p, &patch);
-            p["id"] = json!(id);
-            // An edit is a new version: a client holding the old one gets 412 on its PUT.
-            data.practitioners.insert(id.clone(), p);
-            let stored = data
-                .practitioners
-                .items
-                .get(&id)
-                .cloned()
-                .unwrap_or_default();
-            Json(stored).into_response()
-        }
+    // An edit is a new version: a client holding the old one gets 412 on its PUT.
+    match lock(&state.data).practitioners.edit(&id, &patch) {
+        Some(stored) => Json(stored).into_response(),
         None => StatusCode::NOT_FOUND.into_response(),
     }
 }

@@ -97,7 +97,8 @@ pub(crate) struct Store {
 impl Store {
     /// Stores a new version of a resource: `meta.versionId` counts up from the stored one
     /// (every write and every out-of-band edit is a new version, as on a FHIR server).
-    pub fn insert(&mut self, id: String, mut v: Value) {
+    /// Returns the stored resource (with its new version).
+    pub fn insert(&mut self, id: String, mut v: Value) -> Value {
         let previous = self
             .items
             .get(&id)
@@ -113,9 +114,19 @@ impl Store {
             meta["versionId"] = json!((previous + 1).to_string());
             meta["lastUpdated"] = json!(crate::util::now_rfc3339());
         }
-        if self.items.insert(id.clone(), v).is_none() {
+        if self.items.insert(id.clone(), v.clone()).is_none() {
             self.order.push(id);
         }
+        v
+    }
+
+    /// An out-of-band edit with a JSON merge patch (RFC 7386), as a person editing in Epic
+    /// makes one: a new version of the record. None when there is no such record.
+    pub fn edit(&mut self, id: &str, patch: &Value) -> Option<Value> {
+        let mut record = self.items.get(id)?.clone();
+        json_patch::merge(&mut record, patch);
+        record["id"] = json!(id);
+        Some(self.insert(id.to_string(), record))
     }
 
     /// The version a resource is at (its weak ETag is `W/"<version>"`).
@@ -284,11 +295,12 @@ impl SandboxState {
         for (rt, id, mut r) in typed {
             rewrite_references(&mut r, &ids);
             r["id"] = json!(id);
-            match rt.as_str() {
-                "Practitioner" => data.practitioners.insert(id, r),
-                "PractitionerRole" => data.roles.insert(id, r),
-                _ => data.patients.insert(id, r),
-            }
+            let store = match rt.as_str() {
+                "Practitioner" => &mut data.practitioners,
+                "PractitionerRole" => &mut data.roles,
+                _ => &mut data.patients,
+            };
+            store.insert(id, r);
         }
         Ok(())
     }

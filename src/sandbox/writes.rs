@@ -100,10 +100,7 @@ pub(super) async fn update_practitioner(
             s.edit_before_put = None;
         }
         state.set_settings(s);
-        if let Some(mut edited) = data.practitioners.items.get(&id).cloned() {
-            json_patch::merge(&mut edited, &patch);
-            data.practitioners.insert(id.clone(), edited);
-        }
+        data.practitioners.edit(&id, &patch);
     }
     if let Some(wanted) = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok()) {
         let current = data.practitioners.version(&id).unwrap_or_default();
@@ -121,13 +118,7 @@ pub(super) async fn update_practitioner(
         }
     }
     Stats::bump(&state.stats.update);
-    data.practitioners.insert(id.clone(), resource);
-    let stored = data
-        .practitioners
-        .items
-        .get(&id)
-        .cloned()
-        .unwrap_or_default();
+    let stored = data.practitioners.insert(id.clone(), resource);
     with_etag(
         fhir_json(StatusCode::OK, stored),
         data.practitioners.version(&id),
@@ -241,13 +232,7 @@ pub(super) async fn create_practitioner(
     let id = state.new_practitioner_id(&mut data);
     resource["id"] = json!(id);
     Stats::bump(&state.stats.create);
-    data.practitioners.insert(id.clone(), resource);
-    let stored = data
-        .practitioners
-        .items
-        .get(&id)
-        .cloned()
-        .unwrap_or_default();
+    let stored = data.practitioners.insert(id.clone(), resource);
     let location = format!("{}/Practitioner/{id}/_history/1", state.fhir_base());
     let mut r = with_etag(
         fhir_json(StatusCode::CREATED, stored),
