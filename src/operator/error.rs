@@ -34,9 +34,35 @@ pub enum Error {
     /// Talking to Kubernetes failed.
     #[error("Kubernetes API error: {0}")]
     Kube(#[from] kube::Error),
-    /// The finalizer helper failed.
+    /// The finalizer helper failed (adding or removing the finalizer).
     #[error("finalizer: {0}")]
     Finalizer(String),
+    /// Deletion waits for active=false to be written (deletionPolicy Deactivate), and it has
+    /// not been: `why` is the Synced reason that holds it.
+    #[error(
+        "deactivation not done yet ({why}); switch deletionPolicy to Orphan to release the object"
+    )]
+    DeletionBlocked { why: String },
+}
+
+/// Why `epic-operator run` stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot build the HTTP client: {0}")]
+    Http(String),
+    #[error("cannot reach Kubernetes (kubeconfig or in-cluster config): {0}")]
+    Kubernetes(#[source] kube::Error),
+    #[error("leader election failed: {0}")]
+    LeaderElection(#[source] kube::Error),
+    #[error("cannot list {what} (are the CRDs installed and the RBAC applied?): {source}")]
+    Startup {
+        what: &'static str,
+        source: kube::Error,
+    },
+    #[error("lost leadership: {0}")]
+    LostLeadership(String),
+    #[error("health server stopped: {0}")]
+    HealthServer(String),
 }
 
 impl Error {
@@ -49,6 +75,7 @@ impl Error {
             Error::Fhir(e) => e.reason(),
             Error::Kube(_) => "KubernetesError",
             Error::Finalizer(_) => "FinalizerError",
+            Error::DeletionBlocked { .. } => "DeletionBlocked",
         }
     }
 

@@ -28,7 +28,7 @@ use kube::runtime::{Controller, Predicate, WatchStreamExt, predicates, watcher};
 use kube::{Api, ResourceExt};
 
 pub use connections::Connections;
-pub use error::Error;
+pub use error::{Error, RunError};
 pub use leader::LeaderElector;
 pub use metrics::Metrics;
 pub use practitioner::{FIELD_MANAGER, FINALIZER};
@@ -139,11 +139,11 @@ pub fn init_tracing() {
 }
 
 /// Runs the operator until SIGTERM/SIGINT or loss of leadership.
-pub async fn run(config: OperatorConfig) -> Result<(), String> {
-    let http = crate::http::client()?;
+pub async fn run(config: OperatorConfig) -> Result<(), RunError> {
+    let http = crate::http::client().map_err(RunError::Http)?;
     let client = kube::Client::try_default()
         .await
-        .map_err(|e| format!("cannot reach Kubernetes (kubeconfig or in-cluster config): {e}"))?;
+        .map_err(RunError::Kubernetes)?;
     let metrics = Arc::new(Metrics::default());
     let readiness = Arc::new(health::Readiness::default());
     let health_task = tokio::spawn(health::serve(
@@ -174,9 +174,7 @@ pub async fn run(config: OperatorConfig) -> Result<(), String> {
         // A standby replica is healthy and ready; it just does not reconcile.
         readiness.set(true);
         tracing::info!(identity = %identity, lease = %config.lease_name, "waiting for leadership");
-        e.acquire()
-            .await
-            .map_err(|e| format!("leader election failed: {e}"))?;
+        e.acquire().await.map_err(RunError::LeaderElection)?;
         Some(e)
     } else {
         None
@@ -208,9 +206,7 @@ pub async fn run(config: OperatorConfig) -> Result<(), String> {
                 .map(|_| ()),
         ),
     ] {
-        result.map_err(|e| {
-            format!("cannot list {what} (are the CRDs installed and the RBAC applied?): {e}")
-        })?;
+        result.map_err(|source| RunError::Startup { what, source })?;
     }
     let watch_config = watcher::Config::default().page_size(500);
 
@@ -349,8 +345,8 @@ pub async fn run(config: OperatorConfig) -> Result<(), String> {
         _ = futures::future::join3(practitioner_controller, connection_controller, deletions) => Ok(()),
         _ = roster_task => Ok(()),
         _ = token_metrics => Ok(()),
-        why = lost_leadership => Err(format!("lost leadership: {why}")),
-        r = health_task => Err(format!("health server stopped: {r:?}")),
+        why = lost_leadership => Err(RunError::LostLeadership(why)),
+        r = health_task => Err(RunError::HealthServer(format!("{r:?}"))),
     };
     if let Some(e) = &elector {
         e.release().await;

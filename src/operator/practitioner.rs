@@ -145,9 +145,7 @@ async fn apply(
             if deleting && !done {
                 // Keep the finalizer: returning an error keeps it and retries with backoff.
                 let why = synced_reason(&new_status).unwrap_or("Pending").to_string();
-                return Err(Error::Finalizer(format!(
-                    "deactivation not done yet ({why}); switch deletionPolicy to Orphan to release the object"
-                )));
+                return Err(Error::DeletionBlocked { why });
             }
             Ok(requeue)
         }

@@ -175,8 +175,8 @@ pub(crate) struct SandboxState {
     pub data: Mutex<Data>,
     pub auth: Mutex<AuthState>,
     pub stats: Stats,
-    /// (second, requests in it) for the server-wide rate limit.
-    pub rate_window: Mutex<(u64, u32)>,
+    /// The server-wide rate limit, with the rate it was built for.
+    pub rate_limiter: Mutex<Option<(u32, governor::DefaultDirectRateLimiter)>>,
 }
 
 impl SandboxState {
@@ -195,7 +195,7 @@ impl SandboxState {
             data: Mutex::new(Data::default()),
             auth: Mutex::new(AuthState::default()),
             stats: Stats::default(),
-            rate_window: Mutex::new((0, 0)),
+            rate_limiter: Mutex::new(None),
         }
     }
 
@@ -354,18 +354,21 @@ impl SandboxState {
         data.page_tokens.retain(|_, (sid, _)| live.contains(sid));
     }
 
-    /// Server-wide rate limit: true when this request is over the limit.
+    /// Server-wide rate limit (governor's GCRA, burst = one second's worth): true when this
+    /// request is over the limit. The limit can change at run time through the settings; the
+    /// limiter is rebuilt when it does.
     pub fn over_rate_limit(&self, rps: u32) -> bool {
-        if rps == 0 {
+        let Some(rate) = std::num::NonZeroU32::new(rps) else {
             return false;
+        };
+        let mut limiter = lock(&self.rate_limiter);
+        if limiter.as_ref().is_none_or(|(r, _)| *r != rps) {
+            *limiter = Some((
+                rps,
+                governor::RateLimiter::direct(governor::Quota::per_second(rate)),
+            ));
         }
-        let second = chrono::Utc::now().timestamp() as u64;
-        let mut w = lock(&self.rate_window);
-        if w.0 != second {
-            *w = (second, 0);
-        }
-        w.1 += 1;
-        w.1 > rps
+        limiter.as_ref().is_some_and(|(_, l)| l.check().is_err())
     }
 }
 
