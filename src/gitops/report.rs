@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use super::connection::Target;
 use super::manifests::Loaded;
+use super::report_kinds::{ReportAction, ReportResolution, ReportResult};
 use crate::crd::{DEACTIVATION_NOTE, DriftEntry, WriteMode};
 use crate::fhir::Capability;
 use crate::pipeline::{SyncRequest, WriteOutcome, sync_practitioner};
@@ -29,8 +30,8 @@ pub struct PractitionerReport {
     pub namespace: Option<String>,
     pub file: String,
     pub npi: String,
-    /// found, not-found, ambiguous, or error.
-    pub resolution: String,
+    /// found, not-found, ambiguous, incomplete, or error.
+    pub resolution: ReportResolution,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fhir_id: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -38,13 +39,14 @@ pub struct PractitionerReport {
     pub drift: Vec<DriftEntry>,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub diff: String,
-    /// none, update, create, hold.
-    pub action: String,
+    /// none, update, create, deactivate, hold.
+    pub action: ReportAction,
     /// Stable reason when held (WriteDisabled, ObserveOnly, NotFound, AmbiguousNPI, Paused).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    /// What happened: unchanged, planned, held, updated, created, refused, failed, error.
-    pub result: String,
+    /// What happened: unchanged, planned, held, updated, created, deactivated, refused,
+    /// failed, conflict, error.
+    pub result: ReportResult,
     /// Human-readable detail (Epic's diagnostics on refusal).
     #[serde(skip_serializing_if = "String::is_empty")]
     pub message: String,
@@ -106,14 +108,14 @@ pub async fn run_plan(target: &Target, loaded: &Loaded, mode: PlanMode) -> RunRe
             namespace: p.metadata.namespace.clone(),
             file: sourced.path.display().to_string(),
             npi: p.spec.npi.clone(),
-            resolution: String::new(),
+            resolution: ReportResolution::Error,
             fhir_id: None,
             ambiguous_ids: Vec::new(),
             drift: Vec::new(),
             diff: String::new(),
-            action: String::new(),
+            action: ReportAction::None,
             reason: None,
-            result: String::new(),
+            result: ReportResult::Error,
             message: String::new(),
             in_sync: false,
             if_match: None,
@@ -122,8 +124,6 @@ pub async fn run_plan(target: &Target, loaded: &Loaded, mode: PlanMode) -> RunRe
         };
         if let Err(e) = validate_spec(&p.spec) {
             any_error = true;
-            r.resolution = "error".into();
-            r.result = "error".into();
             r.reason = Some("InvalidSpec".into());
             r.message = e;
             reports.push(r);
@@ -143,19 +143,11 @@ pub async fn run_plan(target: &Target, loaded: &Loaded, mode: PlanMode) -> RunRe
         match sync_practitioner(&target.client, req).await {
             Err(e) => {
                 any_error = true;
-                r.resolution = "error".into();
-                r.result = "error".into();
                 r.reason = Some(e.reason().into());
                 r.message = e.to_string();
             }
             Ok(o) => {
-                r.resolution = match o.resolution {
-                    Resolution::Found => "found",
-                    Resolution::NotFound => "not-found",
-                    Resolution::Ambiguous(_) => "ambiguous",
-                    Resolution::Incomplete => "incomplete",
-                }
-                .into();
+                r.resolution = o.resolution.into();
                 r.warnings = o.warnings.clone();
                 if o.action.writes() {
                     r.if_match = o.if_match.clone();
@@ -171,14 +163,11 @@ pub async fn run_plan(target: &Target, loaded: &Loaded, mode: PlanMode) -> RunRe
                 r.ambiguous_ids = o.ambiguous_ids.clone();
                 r.drift = o.drift.entries.clone();
                 r.diff = o.drift.diff.clone();
-                let (action, reason) = match o.action {
-                    Action::Nothing => ("none", None),
-                    Action::Update => ("update", None),
-                    Action::Create => ("create", None),
-                    Action::Deactivate => ("deactivate", None),
-                    Action::Hold(h) => ("hold", Some(h)),
+                let reason = match o.action {
+                    Action::Hold(h) => Some(h),
+                    _ => None,
                 };
-                r.action = action.into();
+                r.action = o.action.into();
                 r.reason = reason.map(|h| h.reason().to_string());
                 r.message = match reason {
                     Some(HoldReason::WriteDisabled) => {
@@ -195,11 +184,9 @@ pub async fn run_plan(target: &Target, loaded: &Loaded, mode: PlanMode) -> RunRe
                 };
                 let found_in_sync = o.resolution == Resolution::Found && o.remaining.is_empty();
                 r.in_sync = found_in_sync;
-                r.result = match (&o.write, o.action) {
-                    (WriteOutcome::Updated, _) => "updated".into(),
-                    (WriteOutcome::Created, _) => "created".into(),
-                    (WriteOutcome::Deactivated, _) => "deactivated".into(),
-                    (WriteOutcome::Refused(e), _) => {
+                r.result = ReportResult::of(&o.write, o.action);
+                match &o.write {
+                    WriteOutcome::Refused(e) => {
                         r.reason = Some(e.reason().into());
                         r.message = e.to_string();
                         if target.spec.writes == WriteMode::Auto {
@@ -207,28 +194,25 @@ pub async fn run_plan(target: &Target, loaded: &Loaded, mode: PlanMode) -> RunRe
                             writes = WriteCapability::Disabled;
                             writes_why = format!("a write was refused ({e})");
                         }
-                        "refused".into()
                     }
-                    (WriteOutcome::Failed(e), _) => {
+                    WriteOutcome::Failed(e) => {
                         r.reason = Some(e.reason().into());
                         r.message = e.to_string();
-                        "failed".into()
                     }
-                    (WriteOutcome::Conflict { attempts, last }, _) => {
+                    WriteOutcome::Conflict { attempts, last } => {
                         r.reason = Some("Conflict".into());
                         r.message = format!(
                             "the record changed between read and write {attempts} times in a row; last answer: {last}"
                         );
-                        "conflict".into()
                     }
-                    (WriteOutcome::NotAttempted, Action::Nothing) => "unchanged".into(),
-                    (WriteOutcome::NotAttempted, Action::Hold(_)) => "held".into(),
-                    (WriteOutcome::NotAttempted, _) => "planned".into(),
-                };
+                    _ => {}
+                }
                 if !(o.resolution == Resolution::Found && o.drift.is_empty()) {
                     any_drift = true;
                 }
-                if matches!(r.result.as_str(), "updated" | "created") && !o.remaining.is_empty() {
+                if matches!(r.result, ReportResult::Updated | ReportResult::Created)
+                    && !o.remaining.is_empty()
+                {
                     r.message = "Epic accepted the write but the record still differs: some fields may be read-only on this instance".into();
                 }
             }
@@ -299,23 +283,22 @@ impl RunReport {
                 "EpicPractitioner {ns}{}  NPI {}  ({})",
                 r.name, r.npi, r.file
             );
-            let resolved = match (r.resolution.as_str(), &r.fhir_id) {
-                ("found", Some(id)) => format!("Practitioner/{id}"),
-                ("not-found", _) => "no record carries this NPI".into(),
-                ("ambiguous", _) => format!(
+            let resolved = match (r.resolution, &r.fhir_id) {
+                (ReportResolution::Found, Some(id)) => format!("Practitioner/{id}"),
+                (ReportResolution::NotFound, _) => "no record carries this NPI".into(),
+                (ReportResolution::Ambiguous, _) => format!(
                     "AMBIGUOUS: {} records carry this NPI",
                     r.ambiguous_ids.len()
                 ),
-                ("incomplete", _) => {
+                (ReportResolution::Incomplete, _) => {
                     "unknown: Epic marked the search incomplete (see warning)".into()
                 }
-                ("error", _) => "error".into(),
-                (_, Some(id)) => format!("Practitioner/{id}"),
-                _ => r.resolution.clone(),
+                (ReportResolution::Error, _) => "error".into(),
+                (ReportResolution::Found, None) => "found".into(),
             };
             let _ = writeln!(out, "  resolved : {resolved}");
             if r.drift.is_empty() {
-                if r.resolution == "found" {
+                if r.resolution == ReportResolution::Found {
                     let _ = writeln!(out, "  drift    : none");
                 }
             } else {
@@ -331,12 +314,17 @@ impl RunReport {
                     let _ = writeln!(out, "    {line}");
                 }
             }
-            let action = match (r.action.as_str(), mode) {
-                ("hold", _) => format!("none ({})", r.reason.clone().unwrap_or_default()),
-                (a, PlanMode::Plan) if a != "none" => {
-                    format!("{a} (would be performed by apply / the operator)")
+            let action = match (r.action, mode) {
+                (ReportAction::Hold, _) => {
+                    format!("none ({})", r.reason.clone().unwrap_or_default())
                 }
-                (a, _) => a.to_string(),
+                (a, PlanMode::Plan) if a != ReportAction::None => {
+                    format!(
+                        "{} (would be performed by apply / the operator)",
+                        a.as_str()
+                    )
+                }
+                (a, _) => a.as_str().to_string(),
             };
             let _ = writeln!(out, "  action   : {action}");
             if let Some(m) = &r.if_match {
@@ -348,8 +336,8 @@ impl RunReport {
             if let Some(n) = &r.note {
                 let _ = writeln!(out, "  note     : {n}");
             }
-            if mode == PlanMode::Apply || r.result == "error" {
-                let _ = writeln!(out, "  result   : {}", r.result);
+            if mode == PlanMode::Apply || r.result == ReportResult::Error {
+                let _ = writeln!(out, "  result   : {}", r.result.as_str());
             }
             if !r.message.is_empty() {
                 let _ = writeln!(out, "  detail   : {}", r.message);
@@ -365,11 +353,11 @@ impl RunReport {
             self.practitioners.len(),
             count(&|r| r.in_sync),
             count(&|r| !r.drift.is_empty()),
-            count(&|r| r.resolution == "not-found"),
-            count(&|r| r.resolution == "ambiguous"),
-            count(&|r| matches!(r.result.as_str(), "updated" | "created" | "deactivated")),
-            count(&|r| r.result == "refused"),
-            count(&|r| matches!(r.result.as_str(), "error" | "failed" | "conflict")),
+            count(&|r| r.resolution == ReportResolution::NotFound),
+            count(&|r| r.resolution == ReportResolution::Ambiguous),
+            count(&|r| r.result.wrote()),
+            count(&|r| r.result == ReportResult::Refused),
+            count(&|r| r.result.failed()),
         );
         out
     }
