@@ -256,14 +256,7 @@ async fn live(w: &World, npi: &str) -> Value {
 }
 
 async fn events(w: &World) -> Vec<Value> {
-    let ar = ApiResource {
-        group: "events.k8s.io".into(),
-        version: "v1".into(),
-        api_version: "events.k8s.io/v1".into(),
-        kind: "Event".into(),
-        plural: "events".into(),
-    };
-    let api: Api<DynamicObject> = Api::namespaced_with(w.client.clone(), &w.ns, &ar);
+    let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(w.client.clone(), &w.ns);
     api.list(&Default::default())
         .await
         .unwrap()
