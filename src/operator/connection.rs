@@ -3,7 +3,7 @@
 //! changed.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action as ControllerAction;
@@ -14,7 +14,6 @@ use serde_json::json;
 use super::Context;
 use super::connections::Built;
 use super::error::Error;
-use super::metrics::{KindLabel, ReconcileLabels};
 use super::practitioner::{FIELD_MANAGER, jittered};
 use super::status_limits::MAX_MESSAGE_BYTES;
 use crate::crd::{Condition, ConditionStatus, EpicConnection, LastError, set_condition};
@@ -24,7 +23,7 @@ pub async fn reconcile(
     conn: Arc<EpicConnection>,
     ctx: Arc<Context>,
 ) -> Result<ControllerAction, Error> {
-    let started = Instant::now();
+    let timer = ctx.metrics.start_reconcile("EpicConnection");
     let ns = conn.namespace().unwrap_or_default();
     let name = conn.name_any();
     if conn.meta().deletion_timestamp.is_some() {
@@ -122,21 +121,7 @@ pub async fn reconcile(
             }
         }
     }
-    ctx.metrics
-        .reconciles
-        .get_or_create(&ReconcileLabels {
-            kind: "EpicConnection",
-            result: if ready { "success" } else { "error" },
-            reason,
-        })
-        .inc();
-    ctx.metrics
-        .reconcile_duration
-        .get_or_create(&KindLabel {
-            kind: "EpicConnection",
-        })
-        .observe(started.elapsed().as_secs_f64());
-    let _ = ready;
+    timer.finish(ready, reason);
     Ok(ControllerAction::requeue(jittered(
         SECRET_RECHECK.min(resync),
     )))

@@ -36,7 +36,7 @@ pub enum Error {
     Kube(#[from] kube::Error),
     /// The finalizer helper failed (adding or removing the finalizer).
     #[error("finalizer: {0}")]
-    Finalizer(String),
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
     /// Deletion waits for active=false to be written (deletionPolicy Deactivate), and it has
     /// not been: `why` is the Synced reason that holds it.
     #[error(

@@ -118,3 +118,48 @@ impl Metrics {
         out
     }
 }
+
+/// Measures one reconcile: its duration is observed when the guard is dropped (on every path,
+/// early returns and errors included); its result is counted by [`ReconcileTimer::finish`].
+pub struct ReconcileTimer<'a> {
+    metrics: &'a Metrics,
+    kind: &'static str,
+    started: std::time::Instant,
+}
+
+impl Metrics {
+    pub fn start_reconcile(&self, kind: &'static str) -> ReconcileTimer<'_> {
+        ReconcileTimer {
+            metrics: self,
+            kind,
+            started: std::time::Instant::now(),
+        }
+    }
+}
+
+impl ReconcileTimer<'_> {
+    /// Counts the reconcile under its result and reason.
+    pub fn finish(&self, success: bool, reason: &'static str) {
+        self.metrics
+            .reconciles
+            .get_or_create(&ReconcileLabels {
+                kind: self.kind,
+                result: if success { "success" } else { "error" },
+                reason,
+            })
+            .inc();
+    }
+
+    pub fn elapsed(&self) -> std::time::Duration {
+        self.started.elapsed()
+    }
+}
+
+impl Drop for ReconcileTimer<'_> {
+    fn drop(&mut self) {
+        self.metrics
+            .reconcile_duration
+            .get_or_create(&KindLabel { kind: self.kind })
+            .observe(self.started.elapsed().as_secs_f64());
+    }
+}

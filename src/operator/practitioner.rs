@@ -2,7 +2,7 @@
 //! observe, drift, plan, write, verify) -> report (status, Events, metrics).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action as ControllerAction;
@@ -14,7 +14,6 @@ use serde_json::json;
 use super::Context;
 use super::error::Error;
 use super::events;
-use super::metrics::{KindLabel, ReconcileLabels};
 use super::status::{self, synced_reason};
 use crate::crd::{DeletionPolicy, EpicPractitioner, EpicPractitionerStatus};
 use crate::pipeline::{SyncOutcome, SyncRequest, WriteOutcome, deletion_done, sync_practitioner};
@@ -29,7 +28,7 @@ pub async fn reconcile(
     obj: Arc<EpicPractitioner>,
     ctx: Arc<Context>,
 ) -> Result<ControllerAction, Error> {
-    let started = Instant::now();
+    let timer = ctx.metrics.start_reconcile("EpicPractitioner");
     tracing::debug!(npi = %obj.spec.npi, generation = ?obj.metadata.generation, "reconciling practitioner");
     let ns = obj.namespace().unwrap_or_default();
     let api: Api<EpicPractitioner> = Api::namespaced(ctx.kube.clone(), &ns);
@@ -55,7 +54,7 @@ pub async fn reconcile(
         .map_err(|e| match e {
             kube::runtime::finalizer::Error::ApplyFailed(e)
             | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
-            other => Error::Finalizer(other.to_string()),
+            other => Error::Finalizer(Box::new(other)),
         })
     } else if deleting {
         Ok(ControllerAction::await_change())
@@ -70,21 +69,8 @@ pub async fn reconcile(
         Ok(_) => "Ok",
         Err(e) => e.reason(),
     };
-    tracing::debug!(npi = %obj.spec.npi, reason, elapsed_ms = started.elapsed().as_millis() as u64, "reconciled practitioner");
-    ctx.metrics
-        .reconciles
-        .get_or_create(&ReconcileLabels {
-            kind: "EpicPractitioner",
-            result: if result.is_ok() { "success" } else { "error" },
-            reason,
-        })
-        .inc();
-    ctx.metrics
-        .reconcile_duration
-        .get_or_create(&KindLabel {
-            kind: "EpicPractitioner",
-        })
-        .observe(started.elapsed().as_secs_f64());
+    tracing::debug!(npi = %obj.spec.npi, reason, elapsed_ms = timer.elapsed().as_millis() as u64, "reconciled practitioner");
+    timer.finish(result.is_ok(), reason);
     result
 }
 
