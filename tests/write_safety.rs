@@ -405,15 +405,7 @@ async fn ids_with_dash_and_dot_go_into_paths_as_they_are() {
         ..SandboxConfig::default()
     })
     .await;
-    let list: Value = epic_operator::http::client()
-        .unwrap()
-        .get(format!("{}/practitioners", s.admin_url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = practitioners(&s).await;
     let c = client(&s);
     let mut used: Vec<String> = Vec::new();
     for ch in ['-', '.'] {

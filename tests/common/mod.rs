@@ -101,9 +101,9 @@ pub fn stat(v: &serde_json::Value, key: &str) -> u64 {
         .unwrap_or_else(|| panic!("no counter {key} in {v}"))
 }
 
-/// The sandbox id of the record carrying `npi` (ids are opaque).
-pub async fn id_of(s: &Sandbox, npi: &str) -> String {
-    let list: serde_json::Value = epic_operator::http::client()
+/// Every practitioner's id and NPIs, from the admin API.
+pub async fn practitioners(s: &Sandbox) -> serde_json::Value {
+    epic_operator::http::client()
         .unwrap()
         .get(format!("{}/practitioners", s.admin_url()))
         .send()
@@ -111,8 +111,14 @@ pub async fn id_of(s: &Sandbox, npi: &str) -> String {
         .expect("list")
         .json()
         .await
-        .expect("json");
-    list.as_array()
+        .expect("json")
+}
+
+/// The sandbox id of the record carrying `npi` (ids are opaque).
+pub async fn id_of(s: &Sandbox, npi: &str) -> String {
+    practitioners(s)
+        .await
+        .as_array()
         .expect("array")
         .iter()
         .find(|p| p["npi"] == npi)
