@@ -17,21 +17,11 @@ pub fn client() -> Result<reqwest::Client, String> {
         .map_err(|e| e.to_string())
 }
 
-/// Credentials go only over https with certificate checks, except to loopback hosts, where the
-/// sandbox and local test servers run over plain http.
+/// The floor every client keeps whatever the policy: credentials go only over https with
+/// certificate checks, or plain http to loopback (the sandbox, local test servers). Which of
+/// those an EpicConnection may use is decided by its [`EndpointPolicy`] in `pipeline::connect`.
 pub fn require_allowed_url(raw: &str) -> Result<Url, String> {
-    let url = Url::parse(raw).map_err(|e| format!("invalid URL {raw:?}: {e}"))?;
-    match url.scheme() {
-        "https" => Ok(url),
-        "http" if is_loopback(&url) => Ok(url),
-        "http" => Err(format!(
-            "refusing plain http to {}: use https (http is allowed only for loopback test servers)",
-            url.host_str().unwrap_or("?")
-        )),
-        other => Err(format!(
-            "unsupported URL scheme {other:?} in {raw:?}: use https"
-        )),
-    }
+    EndpointPolicy::development().check_scheme("URL", raw)
 }
 
 /// Where an EpicConnection may send credentials. Whoever can edit an EpicConnection chooses

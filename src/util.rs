@@ -56,20 +56,22 @@ pub fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
+/// `text` cut to at most `max` bytes on a character boundary, and how many bytes were left out.
+fn cut(text: &str, max: usize) -> (&str, usize) {
+    let mut end = max.min(text.len());
+    while !text.is_char_boundary(end) {
+        end = end.saturating_sub(1);
+    }
+    (&text[..end], text.len().saturating_sub(end))
+}
+
 /// Cuts `text` to at most `max` bytes on a character boundary, saying how much was left out.
 pub fn truncate_with_note(text: &str, max: usize) -> String {
     if text.len() <= max {
         return text.to_string();
     }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end = end.saturating_sub(1);
-    }
-    format!(
-        "{}\n... ({} more bytes not shown)\n",
-        &text[..end],
-        text.len().saturating_sub(end)
-    )
+    let (kept, left_out) = cut(text, max);
+    format!("{kept}\n... ({left_out} more bytes not shown)\n")
 }
 
 /// Cuts a one-line message to at most `max` bytes (on a character boundary), ending it with a
@@ -80,15 +82,8 @@ pub fn bounded_message(text: &str, max: usize) -> String {
         return text.to_string();
     }
     // Room for the marker (at most 40 bytes), so the result never exceeds `max`.
-    let mut end = max.saturating_sub(40);
-    while !text.is_char_boundary(end) {
-        end = end.saturating_sub(1);
-    }
-    format!(
-        "{} [... {} more bytes not shown]",
-        &text[..end],
-        text.len().saturating_sub(end)
-    )
+    let (kept, left_out) = cut(text, max.saturating_sub(40));
+    format!("{kept} [... {left_out} more bytes not shown]")
 }
 
 #[cfg(test)]

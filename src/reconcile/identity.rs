@@ -72,7 +72,7 @@ pub fn check_fhir_id(id: &str) -> Result<(), String> {
     } else {
         Err(format!(
             "{:?} is not a FHIR id (1-64 characters of A-Z, a-z, 0-9, '-' and '.'); refusing to use it in a URL",
-            crate::util::truncate_with_note(id, 80)
+            crate::util::bounded_message(id, 80)
         ))
     }
 }

@@ -145,9 +145,9 @@ fn subsetted_copy(r: &Value) -> Value {
 }
 
 /// An OperationOutcome Bundle entry (`search.mode = outcome`).
-fn outcome_entry(severity: &str, epic_code: &str, text: &str) -> Value {
+fn outcome_entry(severity: &str, code: &str, epic_code: &str, text: &str) -> Value {
     json!({
-        "resource": {"resourceType": "OperationOutcome", "issue": [{"severity": severity, "code": "suppressed",
+        "resource": {"resourceType": "OperationOutcome", "issue": [{"severity": severity, "code": code,
             "details": {"coding": [{"system": EPIC_CODE_SYSTEM, "code": epic_code, "display": text}], "text": text}}]},
         "search": {"mode": "outcome"}
     })
@@ -208,11 +208,12 @@ fn page(
     let mut bundle = json!({"resourceType": "Bundle", "type": "searchset", "total": total, "link": links, "entry": entries});
     if total == 0 && bundle["entry"].as_array().is_none_or(Vec::is_empty) {
         // Epic adds a 4101 "no results" warning to empty searches.
-        bundle["entry"] = json!([{
-            "resource": {"resourceType": "OperationOutcome", "issue": [{"severity": "warning", "code": "processing",
-                "details": {"coding": [{"system": EPIC_CODE_SYSTEM, "code": "4101", "display": "Resource request returns no results."}]}}]},
-            "search": {"mode": "outcome"}
-        }]);
+        bundle["entry"] = json!([outcome_entry(
+            "warning",
+            "processing",
+            "4101",
+            "Resource request returns no results."
+        )]);
     }
     fhir_json(StatusCode::OK, bundle)
 }
@@ -311,6 +312,7 @@ pub(super) async fn search_practitioners(
                 if shape.outcomes.is_empty() {
                     shape.outcomes.push(outcome_entry(
                         "warning",
+                        "suppressed",
                         "59204",
                         "Some results were suppressed: the client is not authorized for them",
                     ));
