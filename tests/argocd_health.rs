@@ -5,6 +5,7 @@
 
 use std::path::PathBuf;
 
+use epic_operator::crd::Reason;
 use mlua::{Lua, LuaSerdeExt, Table};
 use serde_json::{Value, json};
 
@@ -72,49 +73,59 @@ fn practitioner_health_branches() {
         health(&script, &practitioner(2, Some(2), ready, true)).0,
         "Suspended"
     );
-    for reason in [
-        "WriteDisabled",
-        "Unauthorized",
-        "InvalidScope",
-        "NotFound",
-        "AmbiguousNPI",
-        "InvalidSpec",
-        "IdentityMismatch",
-        "SearchIncomplete",
-        "Conflict",
-    ] {
+    // Every reason the operator can set, as the Synced reason: Degraded for lasting ones (and
+    // for anything not known to be transient), Progressing for transient ones.
+    for reason in Reason::ALL {
+        let r = reason.as_str();
         let conditions = json!([
-            cond("Ready", "False", reason, "why"),
-            cond("Synced", "False", reason, "Epic said no [4118]")
+            cond("Ready", "False", r, "why"),
+            cond("Synced", "False", r, "Epic said no [4118]")
         ]);
         let (status, message) = health(&script, &practitioner(1, Some(1), conditions, false));
-        assert_eq!(status, "Degraded", "{reason}");
+        let expected = if *reason == Reason::Paused {
+            "Suspended"
+        } else if reason.is_transient() {
+            "Progressing"
+        } else {
+            "Degraded"
+        };
+        assert_eq!(status, expected, "{r}");
+        if reason.is_lasting() {
+            assert_eq!(status, "Degraded", "{r} is lasting");
+        }
         assert!(
-            message.contains(reason) && message.contains("Epic said no [4118]"),
+            message.contains(r) && message.contains("Epic said no [4118]"),
             "{message}"
         );
     }
-    for (reason, expected) in [
-        ("EpicUnavailable", "Progressing"),
-        ("Throttled", "Progressing"),
-        ("Paused", "Suspended"),
-    ] {
-        let conditions = json!([cond("Synced", "False", reason, "m")]);
-        assert_eq!(
-            health(&script, &practitioner(1, Some(1), conditions, false)).0,
-            expected,
-            "{reason}"
-        );
-    }
-    // Observe-only drift: Synced True, InSync False, so not Healthy, not failing.
+    // Observe-only drift: Synced True, InSync False: Healthy, with the drift named.
     let observe = json!([
         cond("Ready", "False", "Drifted", "differs in active"),
         cond("Synced", "True", "ObserveOnly", "m"),
         cond("InSync", "False", "Drifted", "differs in active")
     ]);
     let (status, message) = health(&script, &practitioner(1, Some(1), observe, false));
-    assert_eq!(status, "Progressing");
-    assert!(message.contains("Drifted"), "{message}");
+    assert_eq!(status, "Healthy");
+    assert!(message.contains("differs in active"), "{message}");
+    // A blocked deletion (deletionPolicy Deactivate on a read-only instance) is Degraded with
+    // the way out in the message.
+    let blocked = json!([
+        cond(
+            "Ready",
+            "False",
+            "DeletionBlocked",
+            "set spec.deletionPolicy to Orphan"
+        ),
+        cond(
+            "Synced",
+            "False",
+            "DeletionBlocked",
+            "set spec.deletionPolicy to Orphan"
+        )
+    ]);
+    let (status, message) = health(&script, &practitioner(1, Some(1), blocked, false));
+    assert_eq!(status, "Degraded");
+    assert!(message.contains("Orphan"), "{message}");
 }
 
 #[test]
@@ -133,6 +144,16 @@ fn connection_health_branches() {
         health(&script, &json!({"metadata": {"name": "c"}})).0,
         "Progressing"
     );
+    // Every reason a connection can report: lasting ones are Degraded, never Progressing.
+    for reason in Reason::ALL {
+        let (s, _) = health(&script, &with("False", reason.as_str()));
+        if reason.is_lasting() {
+            assert_eq!(s, "Degraded", "{reason}");
+        }
+        if s == "Progressing" {
+            assert!(reason.is_transient(), "{reason} would stay Progressing");
+        }
+    }
 }
 
 #[test]

@@ -293,11 +293,11 @@ async fn oauth_errors_are_typed() {
         matches!(&err, AuthError::OAuth { error, .. } if error == "invalid_scope"),
         "{err:?}"
     );
-    assert_eq!(err.reason(), "InvalidScope");
+    assert_eq!(err.reason().as_str(), "InvalidScope");
     assert!(err.to_string().contains("not approved"), "{err}");
     // A request through the client carries the same typed error.
     let e = c.search_npi("1234567893").await.unwrap_err();
-    assert_eq!(e.reason(), "InvalidScope");
+    assert_eq!(e.reason().as_str(), "InvalidScope");
 
     // A key the server does not know: invalid_client.
     let (other, _) =
@@ -312,7 +312,7 @@ async fn oauth_errors_are_typed() {
     )
     .unwrap();
     let e = tokens.token().await.unwrap_err();
-    assert_eq!(e.reason(), "Unauthorized");
+    assert_eq!(e.reason().as_str(), "Unauthorized");
     assert!(e.to_string().contains("invalid_client"), "{e}");
     s.stop().await;
 }
@@ -330,7 +330,7 @@ async fn token_url_discovery() {
     )
     .await
     .unwrap_err();
-    assert_eq!(err.reason(), "EpicUnavailable");
+    assert_eq!(err.reason().as_str(), "EpicUnavailable");
     s.stop().await;
 }
 
@@ -428,7 +428,7 @@ async fn write_refused_is_write_disabled_with_diagnostics_and_patch_is_never_use
         matches!(err, FhirError::WriteDisabled { status: 403, .. }),
         "{err:?}"
     );
-    assert_eq!(err.reason(), "WriteDisabled");
+    assert_eq!(err.reason().as_str(), "WriteDisabled");
     assert_eq!(err.epic_codes(), vec!["4118".to_string()]);
     assert!(
         err.to_string()
@@ -471,11 +471,11 @@ async fn throttling_and_server_errors_are_retried_for_reads_then_surfaced() {
     c.tokens().token().await.unwrap();
     set_settings(&s, json!({"throttleRate": 1.0})).await;
     let err = c.read_practitioner(&id).await.unwrap_err();
-    assert_eq!(err.reason(), "Throttled");
+    assert_eq!(err.reason().as_str(), "Throttled");
     assert_eq!(stat(&stats(&s).await, "throttled"), 4, "max_attempts reads");
     set_settings(&s, json!({"throttleRate": 0.0, "errorRate": 1.0})).await;
     let err = c.read_practitioner(&id).await.unwrap_err();
-    assert_eq!(err.reason(), "EpicUnavailable");
+    assert_eq!(err.reason().as_str(), "EpicUnavailable");
     assert_eq!(stat(&stats(&s).await, "serverErrors"), 4);
     // Writes are never retried automatically.
     set_settings(&s, json!({"errorRate": 1.0, "writesEnabled": true})).await;
@@ -487,7 +487,7 @@ async fn throttling_and_server_errors_are_retried_for_reads_then_surfaced() {
         )
         .await
         .unwrap_err();
-    assert_eq!(err.reason(), "EpicUnavailable");
+    assert_eq!(err.reason().as_str(), "EpicUnavailable");
     assert_eq!(
         stat(&stats(&s).await, "serverErrors"),
         5,
@@ -623,7 +623,7 @@ async fn plain_http_is_refused_off_loopback() {
         vec![],
     )
     .unwrap_err();
-    assert_eq!(err.reason(), "InvalidConnection");
+    assert_eq!(err.reason().as_str(), "InvalidConnection");
 }
 
 #[tokio::test]
@@ -657,7 +657,10 @@ async fn narrowed_client_scopes_and_write_scope() {
         default_scopes(),
     )
     .unwrap();
-    assert_eq!(tokens.token().await.unwrap_err().reason(), "InvalidScope");
+    assert_eq!(
+        tokens.token().await.unwrap_err().reason().as_str(),
+        "InvalidScope"
+    );
     // With read only, a write is refused 403 even though the instance allows writes.
     let tokens = TokenSource::new(
         http.clone(),

@@ -386,7 +386,7 @@ async fn faults_latency_throttle_errors_token_failures_and_rate_limit() {
     set_settings(&s, json!({"errorRate": 0.0, "tokenFailureRate": 1.0})).await;
     let c = client(&s);
     let e = c.tokens().token().await.unwrap_err();
-    assert_eq!(e.reason(), "EpicUnavailable");
+    assert_eq!(e.reason().as_str(), "EpicUnavailable");
     assert!(e.to_string().contains("503"), "{e}");
 
     set_settings(&s, json!({"tokenFailureRate": 0.0, "rateLimitRps": 5})).await;

@@ -480,7 +480,7 @@ async fn a_saved_id_that_no_longer_carries_the_npi_is_an_identity_error() {
     )
     .await
     .unwrap_err();
-    assert_eq!(err.reason(), "IdentityMismatch");
+    assert_eq!(err.reason().as_str(), "IdentityMismatch");
     assert!(err.to_string().contains("1987654328"), "{err}");
     assert_eq!(stat(&stats(&s).await, "update"), 0);
     s.stop().await;

@@ -1,7 +1,10 @@
 -- Argo CD health check for epic-operator.dev/EpicPractitioner (Lua 5.1, reads obj, returns hs).
--- Healthy only when Ready=True for the current generation; Degraded when the operator cannot
--- sync (a refused write, bad credentials, a missing or ambiguous NPI, an invalid spec);
--- Suspended while paused; Progressing otherwise (not yet observed, or a transient Epic error).
+-- Healthy when Ready=True for the current generation, or when managementPolicy Observe reports
+-- drift it never writes (the drift is named in the message). Suspended while paused.
+-- Progressing while not yet observed or while a transient failure is retried (the reasons in
+-- `transient`). Degraded for every other failure: a reason this script does not know is a
+-- failure someone must look at, never an endless Progressing. A test checks this list against
+-- every reason the operator can set.
 local hs = {}
 
 local function condition(kind)
@@ -15,10 +18,9 @@ local function condition(kind)
   return nil
 end
 
-local degraded = {
-  WriteDisabled = true, Unauthorized = true, InvalidScope = true, NotFound = true,
-  AmbiguousNPI = true, InvalidSpec = true, WriteNotApplied = true, Invalid = true, Conflict = true,
-  IdentityMismatch = true, SearchIncomplete = true,
+local transient = {
+  Pending = true, Unknown = true, Drifted = true, Conflict = true, EpicUnavailable = true,
+  Throttled = true, PagingExpired = true, KubernetesError = true, FinalizerError = true,
 }
 
 if obj.metadata ~= nil and obj.metadata.annotations ~= nil
@@ -40,10 +42,10 @@ local synced = condition("Synced")
 if synced ~= nil and synced.status == "False" then
   if synced.reason == "Paused" then
     hs.status = "Suspended"
-  elseif degraded[synced.reason] then
-    hs.status = "Degraded"
-  else
+  elseif transient[synced.reason] then
     hs.status = "Progressing"
+  else
+    hs.status = "Degraded"
   end
   hs.message = synced.reason .. ": " .. (synced.message or "")
   return hs
@@ -53,6 +55,17 @@ local ready = condition("Ready")
 if ready ~= nil and ready.status == "True" then
   hs.status = "Healthy"
   hs.message = ready.message or "In sync with Epic"
+  return hs
+end
+
+if synced ~= nil and synced.status == "True" and synced.reason == "ObserveOnly" then
+  -- Observe is a choice: the operator did what was asked. The drift stays visible.
+  local in_sync = condition("InSync")
+  hs.status = "Healthy"
+  hs.message = "ObserveOnly: drift is reported, never written"
+  if in_sync ~= nil and in_sync.status ~= "True" then
+    hs.message = hs.message .. "; " .. in_sync.reason .. ": " .. (in_sync.message or "")
+  end
   return hs
 end
 

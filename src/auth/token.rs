@@ -12,6 +12,7 @@ use tokio::sync::Mutex;
 use super::assertion::{ASSERTION_TYPE, client_assertion};
 use super::keys::{ClientKey, KeyError};
 use super::lifetime::{failure_backoff, token_lifetime};
+use crate::crd::Reason;
 use crate::http::{read_limited, require_allowed_url};
 
 /// Why no token could be had.
@@ -61,18 +62,18 @@ fn oauth_hint(error: &str) -> &'static str {
 
 impl AuthError {
     /// Stable reason for conditions and metrics.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
-            AuthError::OAuth { error, .. } if error == "invalid_scope" => "InvalidScope",
+            AuthError::OAuth { error, .. } if error == "invalid_scope" => Reason::InvalidScope,
             AuthError::OAuth { status: 429, .. } | AuthError::Endpoint { status: 429, .. } => {
-                "Throttled"
+                Reason::Throttled
             }
-            AuthError::OAuth { .. } => "Unauthorized",
+            AuthError::OAuth { .. } => Reason::Unauthorized,
             AuthError::Endpoint { .. } | AuthError::Transport(_) | AuthError::Discovery(_) => {
-                "EpicUnavailable"
+                Reason::EpicUnavailable
             }
-            AuthError::InsecureUrl(_) => "InvalidConnection",
-            AuthError::Key(_) => "InvalidKey",
+            AuthError::InsecureUrl(_) => Reason::InvalidConnection,
+            AuthError::Key(_) => Reason::InvalidKey,
         }
     }
 

@@ -7,6 +7,7 @@ mod conditions;
 mod connection;
 mod npi;
 mod practitioner;
+mod reason;
 
 pub use conditions::{Condition, ConditionStatus, set_condition};
 pub use connection::{
@@ -18,6 +19,7 @@ pub use practitioner::{
     DriftEntry, EpicPractitioner, EpicPractitionerSpec, EpicPractitionerStatus, Gender, LastError,
     ListPolicy, ManagementPolicy, PAUSED_ANNOTATION, PractitionerName, Qualification, RoleSummary,
 };
+pub use reason::Reason;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;

@@ -12,7 +12,7 @@ use url::Url;
 
 use super::error::{FhirError, classify};
 use super::retry::parse_retry_after;
-use super::settings::{ConnectionSettings, RequestKind, RequestObserver, Versioned};
+use super::settings::{ConnectionSettings, RequestEvent, RequestKind, RequestObserver, Versioned};
 use crate::auth::TokenSource;
 use crate::http::{describe_transport_error, origin_of, read_limited, require_allowed_url};
 use crate::reconcile::identity::check_fhir_id;
@@ -244,7 +244,9 @@ impl FhirClient {
         let mut renewed = false;
         loop {
             attempt = attempt.saturating_add(1);
-            let result = self.send_once(kind, &method, &url, body, headers).await;
+            let result = self
+                .send_once(kind, &method, &url, body, headers, attempt)
+                .await;
             match result {
                 Err(FhirError::Unauthorized { .. }) if !renewed => {
                     // The token may have been revoked or expired early: renew once and retry once.
@@ -262,7 +264,7 @@ impl FhirClient {
                     tracing::debug!(
                         kind = kind.as_str(),
                         attempt,
-                        reason = e.reason(),
+                        reason = %e.reason(),
                         "retrying read"
                     );
                     tokio::time::sleep(delay).await;
@@ -279,6 +281,7 @@ impl FhirClient {
         url: &Url,
         body: Option<&Value>,
         headers: &[(&str, &str)],
+        attempt: u32,
     ) -> Result<RawResponse, FhirError> {
         self.limiter.until_ready().await;
         let token = self.tokens.token().await?;
@@ -296,10 +299,21 @@ impl FhirClient {
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
+        let sent = Instant::now();
+        let observe = |status: Option<u16>| {
+            if let Some(o) = &self.observer {
+                o(RequestEvent {
+                    kind,
+                    status,
+                    elapsed: sent.elapsed(),
+                    attempt,
+                });
+            }
+        };
         let response = match request.send().await {
             Ok(r) => r,
             Err(e) => {
-                self.observe(kind, None);
+                observe(None);
                 let text = describe_transport_error(&e);
                 return Err(if e.is_timeout() {
                     FhirError::Timeout(text)
@@ -309,7 +323,7 @@ impl FhirClient {
             }
         };
         let status = response.status().as_u16();
-        self.observe(kind, Some(status));
+        observe(Some(status));
         tracing::debug!(method = %method, path = url.path(), status, "fhir request");
         let header = |name: &str| {
             response
@@ -341,12 +355,6 @@ impl FhirClient {
             self.tokens.invalidate(&token).await;
         }
         Err(error)
-    }
-
-    fn observe(&self, kind: RequestKind, status: Option<u16>) {
-        if let Some(o) = &self.observer {
-            o(kind, status);
-        }
     }
 }
 

@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use super::outcome::OperationOutcome;
 use crate::auth::AuthError;
+use crate::crd::Reason;
 
 /// Code system of Epic's OperationOutcome detail codes.
 pub const EPIC_CODE_SYSTEM: &str = "urn:oid:1.2.840.114350.1.13.0.1.7.2.657369";
@@ -78,21 +79,21 @@ fn outcome_text(o: &OperationOutcome) -> String {
 
 impl FhirError {
     /// Stable, low-cardinality reason for conditions, Events and metric labels.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
-            FhirError::Unauthorized { .. } | FhirError::Forbidden { .. } => "Unauthorized",
-            FhirError::WriteDisabled { .. } => "WriteDisabled",
-            FhirError::NotFound { .. } | FhirError::Gone { .. } => "NotFound",
-            FhirError::Conflict { .. } => "Conflict",
-            FhirError::Invalid { .. } => "Invalid",
-            FhirError::PagingExpired { .. } => "PagingExpired",
-            FhirError::Throttled { .. } => "Throttled",
+            FhirError::Unauthorized { .. } | FhirError::Forbidden { .. } => Reason::Unauthorized,
+            FhirError::WriteDisabled { .. } => Reason::WriteDisabled,
+            FhirError::NotFound { .. } | FhirError::Gone { .. } => Reason::NotFound,
+            FhirError::Conflict { .. } => Reason::Conflict,
+            FhirError::Invalid { .. } => Reason::Invalid,
+            FhirError::PagingExpired { .. } => Reason::PagingExpired,
+            FhirError::Throttled { .. } => Reason::Throttled,
             FhirError::Server { .. } | FhirError::Timeout(_) | FhirError::Transport(_) => {
-                "EpicUnavailable"
+                Reason::EpicUnavailable
             }
-            FhirError::Malformed(_) => "Malformed",
-            FhirError::Refused(_) => "Refused",
-            FhirError::IdentityMismatch { .. } => "IdentityMismatch",
+            FhirError::Malformed(_) => Reason::Malformed,
+            FhirError::Refused(_) => Reason::Refused,
+            FhirError::IdentityMismatch { .. } => Reason::IdentityMismatch,
             FhirError::Auth(a) => a.reason(),
         }
     }
@@ -286,7 +287,11 @@ mod tests {
         ];
         for (status, body, write, reason) in cases {
             let e = classify(status, &body, write, None);
-            assert_eq!(e.reason(), reason, "HTTP {status} write={write}: {e:?}");
+            assert_eq!(
+                e.reason().as_str(),
+                reason,
+                "HTTP {status} write={write}: {e:?}"
+            );
         }
     }
 

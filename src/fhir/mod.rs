@@ -20,4 +20,6 @@ pub use error::{EPIC_CODE_SYSTEM, FhirError, classify};
 pub use npi::{NpiLookup, NpiSearch};
 pub use outcome::{Issue, OperationOutcome};
 pub use retry::{MAX_RETRY_AFTER, RetryPolicy, parse_retry_after};
-pub use settings::{ConnectionSettings, RequestKind, RequestObserver, Versioned, WalkLimits};
+pub use settings::{
+    ConnectionSettings, RequestEvent, RequestKind, RequestObserver, Versioned, WalkLimits,
+};

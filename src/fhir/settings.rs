@@ -32,8 +32,20 @@ impl RequestKind {
     }
 }
 
-/// Called once per HTTP exchange with its kind and status (None: no response).
-pub type RequestObserver = Arc<dyn Fn(RequestKind, Option<u16>) + Send + Sync>;
+/// One HTTP exchange with Epic, as metrics see it.
+#[derive(Clone, Copy, Debug)]
+pub struct RequestEvent {
+    pub kind: RequestKind,
+    /// The HTTP status; None when no response came (timeout, reset).
+    pub status: Option<u16>,
+    /// From sending the request to its response headers.
+    pub elapsed: std::time::Duration,
+    /// 1 for the first try of a logical request, more for its retries.
+    pub attempt: u32,
+}
+
+/// Called once per HTTP exchange.
+pub type RequestObserver = Arc<dyn Fn(RequestEvent) + Send + Sync>;
 
 /// Per-connection settings.
 #[derive(Clone, Debug)]

@@ -7,7 +7,7 @@ use serde::Serialize;
 use super::connection::Target;
 use super::manifests::Loaded;
 use super::report_kinds::{ReportAction, ReportResolution, ReportResult};
-use crate::crd::{DEACTIVATION_NOTE, DriftEntry, WriteMode};
+use crate::crd::{DEACTIVATION_NOTE, DriftEntry, Reason, WriteMode};
 use crate::fhir::Capability;
 use crate::pipeline::{SyncRequest, WriteOutcome, sync_practitioner};
 use crate::reconcile::{
@@ -43,7 +43,7 @@ pub struct PractitionerReport {
     pub action: ReportAction,
     /// Stable reason when held (WriteDisabled, ObserveOnly, NotFound, AmbiguousNPI, Paused).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+    pub reason: Option<Reason>,
     /// What happened: unchanged, planned, held, updated, created, deactivated, refused,
     /// failed, conflict, error.
     pub result: ReportResult,
@@ -124,7 +124,7 @@ pub async fn run_plan(target: &Target, loaded: &Loaded, mode: PlanMode) -> RunRe
         };
         if let Err(e) = validate_spec(&p.spec) {
             any_error = true;
-            r.reason = Some("InvalidSpec".into());
+            r.reason = Some(Reason::InvalidSpec);
             r.message = e;
             reports.push(r);
             continue;
@@ -143,7 +143,7 @@ pub async fn run_plan(target: &Target, loaded: &Loaded, mode: PlanMode) -> RunRe
         match sync_practitioner(&target.client, req).await {
             Err(e) => {
                 any_error = true;
-                r.reason = Some(e.reason().into());
+                r.reason = Some(e.reason());
                 r.message = e.to_string();
             }
             Ok(o) => {
@@ -168,7 +168,7 @@ pub async fn run_plan(target: &Target, loaded: &Loaded, mode: PlanMode) -> RunRe
                     _ => None,
                 };
                 r.action = o.action.into();
-                r.reason = reason.map(|h| h.reason().to_string());
+                r.reason = reason.map(|h| h.reason());
                 r.message = match reason {
                     Some(HoldReason::WriteDisabled) => {
                         format!("write disabled on this instance: {writes_why}")
@@ -187,7 +187,7 @@ pub async fn run_plan(target: &Target, loaded: &Loaded, mode: PlanMode) -> RunRe
                 r.result = ReportResult::of(&o.write, o.action);
                 match &o.write {
                     WriteOutcome::Refused(e) => {
-                        r.reason = Some(e.reason().into());
+                        r.reason = Some(e.reason());
                         r.message = e.to_string();
                         if target.spec.writes == WriteMode::Auto {
                             // The first refused write settles it: no more doomed writes this run.
@@ -196,11 +196,11 @@ pub async fn run_plan(target: &Target, loaded: &Loaded, mode: PlanMode) -> RunRe
                         }
                     }
                     WriteOutcome::Failed(e) => {
-                        r.reason = Some(e.reason().into());
+                        r.reason = Some(e.reason());
                         r.message = e.to_string();
                     }
                     WriteOutcome::Conflict { attempts, last } => {
-                        r.reason = Some("Conflict".into());
+                        r.reason = Some(Reason::Conflict);
                         r.message = format!(
                             "the record changed between read and write {attempts} times in a row; last answer: {last}"
                         );
@@ -316,7 +316,10 @@ impl RunReport {
             }
             let action = match (r.action, mode) {
                 (ReportAction::Hold, _) => {
-                    format!("none ({})", r.reason.clone().unwrap_or_default())
+                    format!(
+                        "none ({})",
+                        r.reason.map(Reason::as_str).unwrap_or_default()
+                    )
                 }
                 (a, PlanMode::Plan) if a != ReportAction::None => {
                     format!(

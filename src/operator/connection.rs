@@ -16,7 +16,7 @@ use super::connections::Built;
 use super::error::Error;
 use super::practitioner::{FIELD_MANAGER, jittered};
 use super::status_limits::MAX_MESSAGE_BYTES;
-use crate::crd::{Condition, ConditionStatus, EpicConnection, LastError, set_condition};
+use crate::crd::{Condition, ConditionStatus, EpicConnection, LastError, Reason, set_condition};
 use crate::util::{bounded_message, now_rfc3339};
 
 pub async fn reconcile(
@@ -68,14 +68,14 @@ pub async fn reconcile(
             let changed = matches!(built, Built::Changed(_));
             (
                 true,
-                "Ready",
+                Reason::Ready,
                 "token obtained and capabilities probed".to_string(),
                 changed,
             )
         }
         Built::Failed(f, changed) => {
             s.last_error = Some(LastError {
-                reason: f.reason.into(),
+                reason: f.reason.as_str().into(),
                 message: bounded_message(&f.message, MAX_MESSAGE_BYTES),
                 http_status: f.http_status,
                 epic_codes: Vec::new(),
@@ -97,7 +97,7 @@ pub async fn reconcile(
             } else {
                 ConditionStatus::False
             },
-            reason: reason.into(),
+            reason: reason.as_str().into(),
             message,
             last_transition_time: now_rfc3339(),
             observed_generation: generation,
@@ -121,7 +121,7 @@ pub async fn reconcile(
             }
         }
     }
-    timer.finish(ready, reason);
+    timer.finish((!ready).then_some(reason));
     Ok(ControllerAction::requeue(jittered(
         SECRET_RECHECK.min(resync),
     )))

@@ -10,7 +10,7 @@ use kube::{Api, ResourceExt};
 use tokio::sync::Mutex as AsyncMutex;
 
 use super::error::{ConnectionFailure, Error};
-use crate::crd::{EpicConnection, EpicConnectionSpec, WriteMode};
+use crate::crd::{EpicConnection, EpicConnectionSpec, Reason, WriteMode};
 use crate::fhir::{Capability, FhirClient, FhirError, RequestObserver};
 use crate::http::EndpointPolicy;
 use crate::pipeline::connect;
@@ -63,7 +63,15 @@ enum Entry {
     Failed(ConnectionFailure),
 }
 
-type Key = (String, String);
+pub type Key = (String, String);
+
+/// `namespace/name`: how metrics label a connection.
+pub fn connection_label(key: &Key) -> String {
+    format!("{}/{}", key.0, key.1)
+}
+
+/// Makes the FHIR request observer of one connection, given its label.
+pub type ObserverFactory = Arc<dyn Fn(&str) -> RequestObserver + Send + Sync>;
 
 /// One connection's cache entry. Its lock is held while the connection is built (discovery,
 /// token, CapabilityStatement), so concurrent first uses of one connection wait for one build,
@@ -78,7 +86,7 @@ struct Slot {
 pub struct Connections {
     kube: kube::Client,
     http: reqwest::Client,
-    observer: Option<RequestObserver>,
+    observer: Option<ObserverFactory>,
     endpoints: EndpointPolicy,
     slots: Mutex<HashMap<Key, Arc<Slot>>>,
 }
@@ -96,7 +104,7 @@ impl Connections {
     pub fn new(
         kube: kube::Client,
         http: reqwest::Client,
-        observer: Option<RequestObserver>,
+        observer: Option<ObserverFactory>,
         endpoints: EndpointPolicy,
     ) -> Self {
         Self {
@@ -169,7 +177,7 @@ impl Connections {
                 return self.fail(
                     &mut entries,
                     String::new(),
-                    "KubernetesError",
+                    Reason::KubernetesError,
                     format!("cannot read Secret {}: {e}", secret_ref.name),
                     None,
                 );
@@ -211,7 +219,7 @@ impl Connections {
             };
         }
         let Some(secret) = secret else {
-            return self.fail(&mut entries, fingerprint, "InvalidKey", format!(
+            return self.fail(&mut entries, fingerprint, Reason::InvalidKey, format!(
                 "Secret {} not found in namespace {namespace}: create it with the private key PEM under key {}",
                 secret_ref.name, secret_ref.key
             ), None);
@@ -225,7 +233,7 @@ impl Connections {
             return self.fail(
                 &mut entries,
                 fingerprint,
-                "InvalidKey",
+                Reason::InvalidKey,
                 format!(
                     "Secret {} has no key {:?} holding a PEM private key",
                     secret_ref.name, secret_ref.key
@@ -237,7 +245,9 @@ impl Connections {
             &self.http,
             &conn.spec,
             &pem,
-            self.observer.clone(),
+            self.observer
+                .as_ref()
+                .map(|make| make(&connection_label(&(namespace.clone(), name.clone())))),
             &self.endpoints,
         )
         .await
@@ -250,11 +260,11 @@ impl Connections {
         }
         let capability = match client.capability().await {
             Ok(c) => Some(c),
-            Err(e) if e.reason() == "EpicUnavailable" || e.reason() == "Throttled" => {
+            Err(e) if matches!(e.reason(), Reason::EpicUnavailable | Reason::Throttled) => {
                 return self.fail_fhir(&mut entries, fingerprint, &e);
             }
             Err(e) => {
-                tracing::warn!(connection = %name, reason = e.reason(), "CapabilityStatement unreadable; write capability unknown");
+                tracing::warn!(connection = %name, reason = %e.reason(), "CapabilityStatement unreadable; write capability unknown");
                 None
             }
         };
@@ -264,7 +274,7 @@ impl Connections {
                 return self.fail(
                     &mut entries,
                     fingerprint,
-                    "InvalidConnection",
+                    Reason::InvalidConnection,
                     message,
                     None,
                 );
@@ -305,7 +315,7 @@ impl Connections {
         &self,
         entries: &mut Option<Entry>,
         fingerprint: String,
-        reason: &'static str,
+        reason: Reason,
         message: String,
         http_status: Option<u16>,
     ) -> Built {

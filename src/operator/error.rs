@@ -1,13 +1,14 @@
 //! One error type for the controllers, with a stable `reason()` used for conditions, Events
 //! and metric labels.
 
+use crate::crd::Reason;
 use crate::fhir::FhirError;
 
 /// Why a connection is not usable, as practitioners report it.
 #[derive(Clone, Debug)]
 pub struct ConnectionFailure {
     pub fingerprint: String,
-    pub reason: &'static str,
+    pub reason: Reason,
     pub message: String,
     pub http_status: Option<u16>,
 }
@@ -38,11 +39,11 @@ pub enum Error {
     #[error("finalizer: {0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
     /// Deletion waits for active=false to be written (deletionPolicy Deactivate), and it has
-    /// not been: `why` is the Synced reason that holds it.
+    /// not been: `why` is the reason that holds it (status says the same, with the way out).
     #[error(
         "deactivation not done yet ({why}); switch deletionPolicy to Orphan to release the object"
     )]
-    DeletionBlocked { why: String },
+    DeletionBlocked { why: Reason },
 }
 
 /// Why `epic-operator run` stopped.
@@ -67,15 +68,15 @@ pub enum RunError {
 
 impl Error {
     /// Stable, low-cardinality reason.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
-            Error::InvalidSpec(_) => "InvalidSpec",
-            Error::ConnectionNotReady(_) => "ConnectionNotReady",
+            Error::InvalidSpec(_) => Reason::InvalidSpec,
+            Error::ConnectionNotReady(_) => Reason::ConnectionNotReady,
             Error::Connection { failure, .. } => failure.reason,
             Error::Fhir(e) => e.reason(),
-            Error::Kube(_) => "KubernetesError",
-            Error::Finalizer(_) => "FinalizerError",
-            Error::DeletionBlocked { .. } => "DeletionBlocked",
+            Error::Kube(_) => Reason::KubernetesError,
+            Error::Finalizer(_) => Reason::FinalizerError,
+            Error::DeletionBlocked { .. } => Reason::DeletionBlocked,
         }
     }
 

@@ -6,7 +6,7 @@
 use kube::runtime::events::EventType;
 
 use super::status::synced_reason;
-use crate::crd::{EpicPractitioner, EpicPractitionerStatus};
+use crate::crd::{EpicPractitioner, EpicPractitionerStatus, Reason};
 use crate::pipeline::{SyncOutcome, WriteOutcome};
 use crate::reconcile::Resolution;
 
@@ -16,9 +16,14 @@ pub fn transitions(
     old: &EpicPractitionerStatus,
     new: &EpicPractitionerStatus,
     outcome: Option<&SyncOutcome>,
-) -> Vec<(EventType, &'static str, String)> {
+) -> Vec<(EventType, Reason, String)> {
     let npi = &obj.spec.npi;
-    let id = new.fhir_id.as_deref().unwrap_or("-");
+    // "Practitioner/x (NPI n)" once resolved, "NPI n" before: never a placeholder id.
+    let subject = match new.fhir_id.as_deref() {
+        Some(id) => format!("Practitioner/{id} (NPI {npi})"),
+        None => format!("NPI {npi}"),
+    };
+    let id = new.fhir_id.as_deref().unwrap_or_default();
     let mut events = Vec::new();
     let old_reason = synced_reason(old);
     let new_reason = synced_reason(new);
@@ -26,7 +31,7 @@ pub fn transitions(
         if new.fhir_id.is_some() && new.fhir_id != old.fhir_id && o.searched {
             events.push((
                 EventType::Normal,
-                "Resolved",
+                Reason::Resolved,
                 format!("NPI {npi} resolved to Practitioner/{id}"),
             ));
         }
@@ -35,7 +40,7 @@ pub fn transitions(
         if !paths.is_empty() && paths != old_drift {
             events.push((
                 EventType::Normal,
-                "DriftDetected",
+                Reason::DriftDetected,
                 format!(
                     "Practitioner/{id} (NPI {npi}) differs in {}",
                     paths.join(", ")
@@ -46,56 +51,79 @@ pub fn transitions(
             WriteOutcome::Updated => {
                 let deactivated = obj.spec.active == Some(false)
                     && o.drift.entries.iter().any(|d| d.path == "active");
-                events.push((EventType::Normal, "Updated", format!("Practitioner/{id} (NPI {npi}) updated: {}", paths.join(", "))));
+                events.push((EventType::Normal, Reason::Updated, format!("{subject} updated: {}", paths.join(", "))));
                 if deactivated {
-                    events.push((EventType::Normal, "Deactivated", format!("Practitioner/{id} (NPI {npi}) set active=false; Epic login access is not revoked by this")));
+                    events.push((EventType::Normal, Reason::Deactivated, format!("{subject} set active=false; Epic login access is not revoked by this: end it in Epic's user records")));
                 }
             }
-            WriteOutcome::Created => events.push((EventType::Normal, "Created", format!("created Practitioner/{id} for NPI {npi}"))),
-            WriteOutcome::Deactivated => events.push((EventType::Normal, "Deactivated", format!("Practitioner/{id} (NPI {npi}) set active=false before deletion; Epic login access is not revoked by this"))),
-            WriteOutcome::Conflict { attempts, .. } => events.push((EventType::Warning, "Conflict", format!("Practitioner/{id} (NPI {npi}) changed in Epic during each of {attempts} conditional writes; nothing was overwritten, retrying with backoff"))),
+            WriteOutcome::Created => events.push((EventType::Normal, Reason::Created, format!("created Practitioner/{id} for NPI {npi}"))),
+            WriteOutcome::Deactivated => events.push((EventType::Normal, Reason::Deactivated, format!("{subject} set active=false before deletion; Epic login access is not revoked by this: end it in Epic's user records"))),
+            WriteOutcome::Conflict { attempts, .. } => events.push((EventType::Warning, Reason::Conflict, format!("{subject} changed in Epic during each of {attempts} conditional writes; nothing was overwritten, retrying with backoff"))),
             _ => {}
         }
-        if o.resolution == Resolution::Incomplete && old_reason != Some("SearchIncomplete") {
+        if o.resolution == Resolution::Incomplete && old_reason != Some(Reason::SearchIncomplete) {
             events.push((
                 EventType::Warning,
-                "SearchIncomplete",
-                format!("Epic marked the search for NPI {npi} incomplete (suppressed or unauthorized results); nothing is created on it"),
+                Reason::SearchIncomplete,
+                format!("Epic marked the search for NPI {npi} incomplete (suppressed or unauthorized results); nothing is created on it. {}", Reason::SearchIncomplete.remedy()),
             ));
         }
         if o.resolution == Resolution::NotFound
-            && old_reason != Some("NotFound")
-            && new_reason == Some("NotFound")
+            && old_reason != Some(Reason::NotFound)
+            && new_reason == Some(Reason::NotFound)
         {
             events.push((
                 EventType::Warning,
-                "NotFound",
-                format!("no Practitioner carries NPI {npi}"),
+                Reason::NotFound,
+                format!(
+                    "no Practitioner carries NPI {npi}. {}",
+                    Reason::NotFound.remedy()
+                ),
             ));
         }
-        if matches!(o.resolution, Resolution::Ambiguous(_)) && old_reason != Some("AmbiguousNPI") {
+        if matches!(o.resolution, Resolution::Ambiguous(_))
+            && old_reason != Some(Reason::AmbiguousNpi)
+        {
             events.push((
                 EventType::Warning,
-                "AmbiguousNPI",
+                Reason::AmbiguousNpi,
                 format!(
-                    "{} Practitioners carry NPI {npi}; nothing written",
-                    o.ambiguous_ids.len()
+                    "{} Practitioners carry NPI {npi}; nothing written. {}",
+                    o.ambiguous_ids.len(),
+                    Reason::AmbiguousNpi.remedy()
                 ),
             ));
         }
     }
-    if new_reason == Some("WriteDisabled") && old_reason != Some("WriteDisabled") {
-        events.push((EventType::Warning, "WriteDisabled", format!("Epic does not accept writes for Practitioner/{id} (NPI {npi}); drift is reported, not fixed")));
+    if new_reason == Some(Reason::WriteDisabled) && old_reason != Some(Reason::WriteDisabled) {
+        events.push((
+            EventType::Warning,
+            Reason::WriteDisabled,
+            format!(
+                "Epic does not accept writes for {subject}; drift is reported, not fixed. {}",
+                Reason::WriteDisabled.remedy()
+            ),
+        ));
     }
-    if outcome.is_none()
+    if new_reason == Some(Reason::DeletionBlocked) && old_reason != new_reason {
+        events.push((
+            EventType::Warning,
+            Reason::DeletionBlocked,
+            format!(
+                "deletion of {subject} waits: deletionPolicy Deactivate needs active=false written to Epic, and {} holds it. {}",
+                super::status::blocking_reason(new).unwrap_or(Reason::Pending),
+                Reason::DeletionBlocked.remedy()
+            ),
+        ));
+    } else if outcome.is_none()
         && new_reason != old_reason
         && let Some(r) = new_reason
-        && r != "Paused"
+        && r != Reason::Paused
     {
         events.push((
             EventType::Warning,
-            "ReconcileFailed",
-            format!("NPI {npi}: {r}"),
+            Reason::ReconcileFailed,
+            format!("{subject}: {r}. {}", r.remedy()),
         ));
     }
     events
@@ -170,8 +198,8 @@ mod tests {
         }
     }
 
-    fn reasons(events: &[(EventType, &'static str, String)]) -> Vec<&'static str> {
-        events.iter().map(|(_, r, _)| *r).collect()
+    fn reasons(events: &[(EventType, Reason, String)]) -> Vec<&'static str> {
+        events.iter().map(|(_, r, _)| r.as_str()).collect()
     }
 
     #[test]

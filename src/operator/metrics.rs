@@ -1,17 +1,23 @@
-//! Prometheus metrics: reconciles by result and reason, reconcile duration, FHIR requests by
-//! kind and status, token requests, and drifted objects.
+//! Prometheus metrics, all under `epic_operator_`: reconciles by kind, result
+//! (`success|held|error`) and reason; reconcile duration and reconciles in flight; FHIR
+//! requests, their latency and retries by connection, interaction and status class; token
+//! requests and roster walks by connection; `build_info`; process metrics; and gauges computed
+//! from the reflector store at scrape time (so a deleted object never leaves a stale entry).
 
-use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, OnceLock};
 
+use kube::runtime::reflector::Store;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
-use crate::fhir::{RequestKind, RequestObserver};
+use super::metrics_collectors::{ProcessCollector, StoreCollector};
+use crate::crd::{EpicPractitioner, Reason};
+use crate::fhir::{RequestEvent, RequestObserver};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReconcileLabels {
@@ -26,88 +32,157 @@ pub struct KindLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RequestLabels {
-    pub kind: &'static str,
-    pub status: String,
+pub struct FhirLabels {
+    pub connection: String,
+    pub interaction: &'static str,
+    /// 2xx, 3xx, 4xx, 5xx, or none when no response came.
+    pub status_class: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConnectionLabel {
+    pub connection: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WalkLabels {
+    pub connection: String,
+    pub result: &'static str,
 }
 
 /// The operator's metrics and their registry.
 pub struct Metrics {
     pub registry: Registry,
-    pub reconciles: Family<ReconcileLabels, Counter>,
-    pub reconcile_duration: Family<KindLabel, Histogram>,
-    pub fhir_requests: Family<RequestLabels, Counter>,
-    pub token_requests: Counter<u64, AtomicU64>,
-    pub drifted: Gauge,
-    pub roster_scans: Counter,
+    reconciles: Family<ReconcileLabels, Counter>,
+    reconcile_duration: Family<KindLabel, Histogram>,
+    in_flight: Family<KindLabel, Gauge>,
+    fhir_requests: Family<FhirLabels, Counter>,
+    fhir_duration: Family<FhirLabels, Histogram>,
+    fhir_retries: Family<ConnectionLabel, Counter>,
+    token_requests: Family<ConnectionLabel, Counter>,
+    roster_walks: Family<WalkLabels, Counter>,
+    store: Arc<OnceLock<Store<EpicPractitioner>>>,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("epic_operator");
-        let reconciles = Family::<ReconcileLabels, Counter>::default();
-        let reconcile_duration = Family::<KindLabel, Histogram>::new_with_constructor(|| {
-            Histogram::new(exponential_buckets(0.005, 2.0, 14))
-        });
-        let fhir_requests = Family::<RequestLabels, Counter>::default();
-        let token_requests = Counter::default();
-        let drifted = Gauge::default();
-        let roster_scans = Counter::default();
-        registry.register(
+        let m = Self {
+            reconciles: Family::default(),
+            reconcile_duration: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.005, 2.0, 14))
+            }),
+            in_flight: Family::default(),
+            fhir_requests: Family::default(),
+            fhir_duration: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.01, 2.0, 12))
+            }),
+            fhir_retries: Family::default(),
+            token_requests: Family::default(),
+            roster_walks: Family::default(),
+            store: Arc::new(OnceLock::new()),
+            registry: Registry::default(),
+        };
+        let r = &mut registry;
+        r.register(
             "reconciles",
-            "Reconciles by kind, result and reason",
-            reconciles.clone(),
+            "Reconciles by kind, result (success, held, error) and reason",
+            m.reconciles.clone(),
         );
-        registry.register(
+        r.register(
             "reconcile_duration_seconds",
-            "Reconcile duration",
-            reconcile_duration.clone(),
+            "Reconcile duration by kind",
+            m.reconcile_duration.clone(),
         );
-        registry.register(
+        r.register(
+            "reconciles_in_flight",
+            "Reconciles running now, by kind",
+            m.in_flight.clone(),
+        );
+        r.register(
             "fhir_requests",
-            "FHIR requests by kind and HTTP status",
-            fhir_requests.clone(),
+            "HTTP requests sent to Epic's FHIR API by connection, interaction and status class",
+            m.fhir_requests.clone(),
         );
-        registry.register(
+        r.register(
+            "fhir_request_duration_seconds",
+            "Latency of FHIR requests (to the response headers) by connection, interaction and status class",
+            m.fhir_duration.clone(),
+        );
+        r.register(
+            "fhir_retries",
+            "FHIR requests that were retries (transient errors, a renewed token) by connection",
+            m.fhir_retries.clone(),
+        );
+        r.register(
             "token_requests",
-            "Access token requests sent to Epic",
-            token_requests.clone(),
+            "Access token requests sent to Epic by connection",
+            m.token_requests.clone(),
         );
-        registry.register(
-            "drifted_practitioners",
-            "EpicPractitioners whose live record differs from the spec",
-            drifted.clone(),
+        r.register(
+            "roster_walks",
+            "Roster walks by connection and result (success, error)",
+            m.roster_walks.clone(),
         );
-        registry.register(
-            "roster_scans",
-            "Completed roster scans",
-            roster_scans.clone(),
+        r.register(
+            "build",
+            "The operator's version",
+            Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
         );
-        Self {
-            registry,
-            reconciles,
-            reconcile_duration,
-            fhir_requests,
-            token_requests,
-            drifted,
-            roster_scans,
-        }
+        r.register_collector(Box::new(StoreCollector::new(m.store.clone())));
+        r.register_collector(Box::new(ProcessCollector));
+        Self { registry, ..m }
     }
 }
 
 impl Metrics {
-    /// An observer for FHIR clients that counts requests here.
-    pub fn fhir_observer(self: &Arc<Self>) -> RequestObserver {
-        let family = self.fhir_requests.clone();
-        Arc::new(move |kind: RequestKind, status: Option<u16>| {
-            let status = status.map_or_else(|| "error".to_string(), |s| s.to_string());
-            family
-                .get_or_create(&RequestLabels {
-                    kind: kind.as_str(),
-                    status,
-                })
-                .inc();
+    /// Gauges computed from this store at scrape time (practitioners by Synced reason,
+    /// drifted practitioners).
+    pub fn watch_store(&self, store: Store<EpicPractitioner>) {
+        let _ = self.store.set(store);
+    }
+
+    /// An observer for one connection's FHIR client (`connection` is `namespace/name`).
+    pub fn fhir_observer(self: &Arc<Self>, connection: &str) -> RequestObserver {
+        let metrics = self.clone();
+        let connection = connection.to_string();
+        Arc::new(move |e: RequestEvent| {
+            let labels = FhirLabels {
+                connection: connection.clone(),
+                interaction: e.kind.as_str(),
+                status_class: status_class(e.status),
+            };
+            metrics.fhir_requests.get_or_create(&labels).inc();
+            metrics
+                .fhir_duration
+                .get_or_create(&labels)
+                .observe(e.elapsed.as_secs_f64());
+            if e.attempt > 1 {
+                metrics
+                    .fhir_retries
+                    .get_or_create(&ConnectionLabel {
+                        connection: connection.clone(),
+                    })
+                    .inc();
+            }
         })
+    }
+
+    pub fn tokens_sent(&self, connection: &str, n: u64) {
+        self.token_requests
+            .get_or_create(&ConnectionLabel {
+                connection: connection.to_string(),
+            })
+            .inc_by(n);
+    }
+
+    pub fn roster_walk(&self, connection: &str, ok: bool) {
+        self.roster_walks
+            .get_or_create(&WalkLabels {
+                connection: connection.to_string(),
+                result: if ok { "success" } else { "error" },
+            })
+            .inc();
     }
 
     pub fn render(&self) -> String {
@@ -117,35 +192,60 @@ impl Metrics {
         }
         out
     }
-}
 
-/// Measures one reconcile: its duration is observed when the guard is dropped (on every path,
-/// early returns and errors included); its result is counted by [`ReconcileTimer::finish`].
-pub struct ReconcileTimer<'a> {
-    metrics: &'a Metrics,
-    kind: &'static str,
-    started: std::time::Instant,
-}
-
-impl Metrics {
     pub fn start_reconcile(&self, kind: &'static str) -> ReconcileTimer<'_> {
+        self.in_flight.get_or_create(&KindLabel { kind }).inc();
         ReconcileTimer {
             metrics: self,
             kind,
             started: std::time::Instant::now(),
+            passed: Mutex::new(None),
         }
     }
 }
 
+fn status_class(status: Option<u16>) -> &'static str {
+    match status {
+        Some(200..=299) => "2xx",
+        Some(300..=399) => "3xx",
+        Some(400..=499) => "4xx",
+        Some(_) => "5xx",
+        None => "none",
+    }
+}
+
+/// Measures one reconcile: in flight while it lives, its duration observed when dropped (on
+/// every path, early returns and errors included); its result counted by
+/// [`ReconcileTimer::finish`].
+pub struct ReconcileTimer<'a> {
+    metrics: &'a Metrics,
+    kind: &'static str,
+    started: std::time::Instant,
+    passed: Mutex<Option<(bool, Reason)>>,
+}
+
 impl ReconcileTimer<'_> {
-    /// Counts the reconcile under its result and reason.
-    pub fn finish(&self, success: bool, reason: &'static str) {
+    /// What a finished pass came to: done (`ok`), or held by policy or Epic, and why.
+    pub fn note(&self, ok: bool, reason: Reason) {
+        *self.passed.lock().unwrap_or_else(|p| p.into_inner()) = Some((ok, reason));
+    }
+
+    /// Counts the reconcile: `error` when it failed, else what [`ReconcileTimer::note`] said
+    /// (success when nothing was noted).
+    pub fn finish(&self, error: Option<Reason>) {
+        let passed = *self.passed.lock().unwrap_or_else(|p| p.into_inner());
+        let (result, reason) = match (error, passed) {
+            (Some(e), _) => ("error", e),
+            (None, Some((false, h))) => ("held", h),
+            (None, Some((true, r))) => ("success", r),
+            (None, None) => ("success", Reason::Synced),
+        };
         self.metrics
             .reconciles
             .get_or_create(&ReconcileLabels {
                 kind: self.kind,
-                result: if success { "success" } else { "error" },
-                reason,
+                result,
+                reason: reason.as_str(),
             })
             .inc();
     }
@@ -157,9 +257,11 @@ impl ReconcileTimer<'_> {
 
 impl Drop for ReconcileTimer<'_> {
     fn drop(&mut self) {
+        let kind = KindLabel { kind: self.kind };
+        self.metrics.in_flight.get_or_create(&kind).dec();
         self.metrics
             .reconcile_duration
-            .get_or_create(&KindLabel { kind: self.kind })
+            .get_or_create(&kind)
             .observe(self.started.elapsed().as_secs_f64());
     }
 }

@@ -8,12 +8,13 @@ mod events;
 mod health;
 mod leader;
 mod metrics;
+mod metrics_collectors;
 mod practitioner;
 mod roster;
 mod status;
 mod status_limits;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -68,7 +69,6 @@ pub struct Context {
     pub wake: UnboundedSender<ObjectRef<EpicPractitioner>>,
     pub mode: DriftDetection,
     failures: Mutex<HashMap<String, u32>>,
-    drifted: Mutex<HashSet<String>>,
     /// When Epic last refused a write per object. Status records it too, but the informer
     /// cache can lag behind the operator's own status write; this cannot.
     refused: Mutex<HashMap<String, std::time::Instant>>,
@@ -109,16 +109,6 @@ impl Context {
             .unwrap_or_else(|e| e.into_inner())
             .get(&object_key(p))
             .is_some_and(|t| t.elapsed() < window)
-    }
-
-    pub fn set_drifted(&self, p: &EpicPractitioner, drifted: bool) {
-        let mut set = self.drifted.lock().unwrap_or_else(|e| e.into_inner());
-        if drifted {
-            set.insert(object_key(p));
-        } else {
-            set.remove(&object_key(p));
-        }
-        self.metrics.drifted.set(set.len() as i64);
     }
 }
 
@@ -214,6 +204,7 @@ pub async fn run(config: OperatorConfig) -> Result<(), RunError> {
     // trigger stream that ignores status-only changes, so the operator's own status writes do
     // not cause another round of Epic requests.
     let (practitioners, writer) = reflector::store::<EpicPractitioner>();
+    metrics.watch_store(practitioners.clone());
     let practitioner_stream = watcher(practitioner_api, watch_config.clone())
         .default_backoff()
         .modify(|p: &mut EpicPractitioner| p.managed_fields_mut().clear())
@@ -252,7 +243,10 @@ pub async fn run(config: OperatorConfig) -> Result<(), RunError> {
         connections: Connections::new(
             client.clone(),
             http,
-            Some(metrics.fhir_observer()),
+            Some({
+                let metrics = metrics.clone();
+                Arc::new(move |connection: &str| metrics.fhir_observer(connection))
+            }),
             config.endpoints.clone(),
         ),
         metrics: metrics.clone(),
@@ -261,7 +255,6 @@ pub async fn run(config: OperatorConfig) -> Result<(), RunError> {
         wake: wake_tx,
         mode: config.drift_detection,
         failures: Mutex::new(HashMap::new()),
-        drifted: Mutex::new(HashSet::new()),
         refused: Mutex::new(HashMap::new()),
     });
 
@@ -317,19 +310,22 @@ pub async fn run(config: OperatorConfig) -> Result<(), RunError> {
     let token_metrics = {
         let ctx = ctx.clone();
         async move {
-            let mut reported = 0u64;
+            // Per connection: what its token client reports as sent, less what was counted.
+            // A rebuilt connection starts a new client, so a smaller total starts afresh.
+            let mut reported: HashMap<connections::Key, u64> = HashMap::new();
             loop {
                 tokio::time::sleep(Duration::from_secs(5)).await;
-                let total: u64 = ctx
-                    .connections
-                    .ready_handles()
-                    .await
-                    .iter()
-                    .map(|(_, h)| h.client.tokens().requests_sent())
-                    .sum();
-                if total > reported {
-                    ctx.metrics.token_requests.inc_by(total - reported);
-                    reported = total;
+                for (key, h) in ctx.connections.ready_handles().await {
+                    let total = h.client.tokens().requests_sent();
+                    let seen = reported.entry(key.clone()).or_default();
+                    if total < *seen {
+                        *seen = 0;
+                    }
+                    if total > *seen {
+                        ctx.metrics
+                            .tokens_sent(&connections::connection_label(&key), total - *seen);
+                        *seen = total;
+                    }
                 }
             }
         }

@@ -14,8 +14,9 @@ use serde_json::json;
 use super::Context;
 use super::error::Error;
 use super::events;
-use super::status::{self, synced_reason};
-use crate::crd::{DeletionPolicy, EpicPractitioner, EpicPractitionerStatus};
+use super::metrics::ReconcileTimer;
+use super::status;
+use crate::crd::{DeletionPolicy, EpicPractitioner, EpicPractitionerStatus, Reason};
 use crate::pipeline::{SyncOutcome, SyncRequest, WriteOutcome, deletion_done, sync_practitioner};
 use crate::reconcile::{validate_spec, write_policy};
 
@@ -40,14 +41,14 @@ pub async fn reconcile(
         // own patch costs a round trip, and that event can arrive while this reconcile is still
         // running and then sit unprocessed until something else triggers the object.
         match set_finalizers(&api, &obj, true).await {
-            Ok(()) => apply(obj.clone(), ctx.clone(), false).await,
+            Ok(()) => apply(obj.clone(), ctx.clone(), false, &timer).await,
             Err(e) => Err(e),
         }
     } else if wants_finalizer || has_finalizer && deleting {
         finalizer(&api, FINALIZER, obj.clone(), |event| async {
             match event {
-                FinalizerEvent::Apply(o) => apply(o, ctx.clone(), false).await,
-                FinalizerEvent::Cleanup(o) => apply(o, ctx.clone(), true).await,
+                FinalizerEvent::Apply(o) => apply(o, ctx.clone(), false, &timer).await,
+                FinalizerEvent::Cleanup(o) => apply(o, ctx.clone(), true, &timer).await,
             }
         })
         .await
@@ -63,14 +64,11 @@ pub async fn reconcile(
             // deletionPolicy went back to Orphan: the finalizer is no longer needed.
             set_finalizers(&api, &obj, false).await?;
         }
-        apply(obj.clone(), ctx.clone(), false).await
+        apply(obj.clone(), ctx.clone(), false, &timer).await
     };
-    let reason = match &result {
-        Ok(_) => "Ok",
-        Err(e) => e.reason(),
-    };
-    tracing::debug!(npi = %obj.spec.npi, reason, elapsed_ms = timer.elapsed().as_millis() as u64, "reconciled practitioner");
-    timer.finish(result.is_ok(), reason);
+    let reason = result.as_ref().err().map(Error::reason);
+    tracing::debug!(npi = %obj.spec.npi, reason = ?reason, elapsed_ms = timer.elapsed().as_millis() as u64, "reconciled practitioner");
+    timer.finish(reason);
     result
 }
 
@@ -107,11 +105,26 @@ async fn apply(
     obj: Arc<EpicPractitioner>,
     ctx: Arc<Context>,
     deleting: bool,
+    timer: &ReconcileTimer<'_>,
 ) -> Result<ControllerAction, Error> {
     let old = obj.status.clone().unwrap_or_default();
     match sync(&obj, &ctx, &old, deleting).await {
-        Ok((new_status, outcome, mut requeue, done)) => {
+        Ok((mut new_status, outcome, mut requeue, done)) => {
+            let blocked = deleting && !done;
+            if blocked {
+                // The way out goes where people look (status, an Event, Argo CD), not only
+                // into a returned error.
+                new_status = status::deletion_blocked(&obj, new_status);
+            }
             report(&obj, &ctx, &old, &new_status, outcome.as_ref()).await?;
+            if let Some(synced) = new_status
+                .conditions
+                .iter()
+                .find(|c| c.type_ == status::SYNCED)
+            {
+                let reason = status::synced_reason(&new_status).unwrap_or(Reason::Unknown);
+                timer.note(synced.status == crate::crd::ConditionStatus::True, reason);
+            }
             let write_failed = outcome.as_ref().is_some_and(|o| {
                 matches!(
                     o.write,
@@ -128,9 +141,9 @@ async fn apply(
             } else {
                 ctx.forget_failures(&obj);
             }
-            if deleting && !done {
+            if blocked {
                 // Keep the finalizer: returning an error keeps it and retries with backoff.
-                let why = synced_reason(&new_status).unwrap_or("Pending").to_string();
+                let why = status::blocking_reason(&new_status).unwrap_or(Reason::Pending);
                 return Err(Error::DeletionBlocked { why });
             }
             Ok(requeue)
@@ -224,7 +237,7 @@ async fn sync(
     let done = deleting && deletion_done(&obj.spec, &outcome);
     match &outcome.write {
         WriteOutcome::Failed(e) => {
-            tracing::warn!(npi = %obj.spec.npi, reason = e.reason(), "write failed")
+            tracing::warn!(npi = %obj.spec.npi, reason = %e.reason(), "write failed")
         }
         WriteOutcome::Conflict { attempts, .. } => {
             tracing::warn!(npi = %obj.spec.npi, attempts, "record kept changing between read and write")
@@ -272,11 +285,10 @@ async fn report(
         )
         .await?;
     }
-    ctx.set_drifted(obj, !new.drift.is_empty());
     for (type_, reason, note) in events::transitions(obj, old, new, outcome) {
         let event = Event {
             type_,
-            reason: reason.into(),
+            reason: reason.as_str().into(),
             note: Some(note),
             action: "Reconcile".into(),
             secondary: None,

@@ -14,7 +14,7 @@ use super::Context;
 use super::connections::ConnectionHandle;
 use super::practitioner::jittered;
 use super::status::synced_reason;
-use crate::crd::EpicPractitioner;
+use crate::crd::{EpicPractitioner, Reason};
 use crate::reconcile::fingerprint;
 use crate::reconcile::identity::npi_values;
 
@@ -42,14 +42,21 @@ pub async fn run(ctx: Arc<Context>) {
             match task.await {
                 Ok(Ok((woken, records))) => {
                     last_size.insert(key.clone(), records);
+                    ctx.metrics
+                        .roster_walk(&super::connections::connection_label(&key), true);
                     tracing::info!(connection = %key.1, woken, records, "roster scan done")
                 }
                 Ok(Err(e)) => {
-                    tracing::warn!(connection = %key.1, reason = e.reason(), error = %e, "roster scan failed")
+                    ctx.metrics
+                        .roster_walk(&super::connections::connection_label(&key), false);
+                    tracing::warn!(connection = %key.1, reason = %e.reason(), error = %e, "roster scan failed")
                 }
-                Err(e) => tracing::warn!(connection = %key.1, error = %e, "roster scan task ended"),
+                Err(e) => {
+                    ctx.metrics
+                        .roster_walk(&super::connections::connection_label(&key), false);
+                    tracing::warn!(connection = %key.1, error = %e, "roster scan task ended")
+                }
             }
-            ctx.metrics.roster_scans.inc();
         }
         for (key, handle) in ctx.connections.ready_handles().await {
             if running.contains_key(&key) {
@@ -94,7 +101,7 @@ fn needs_wake(p: &EpicPractitioner, live_fp: &str, resync: Duration) -> bool {
         return true;
     }
     // Drift held by a refused write is retried once per resync interval.
-    if !status.drift.is_empty() && synced_reason(status) == Some("WriteDisabled") {
+    if !status.drift.is_empty() && synced_reason(status) == Some(Reason::WriteDisabled) {
         let refused_long_ago = !status.refused_within(resync);
         return refused_long_ago;
     }
@@ -210,7 +217,13 @@ mod tests {
             conditions: vec![Condition {
                 type_: "Synced".into(),
                 status: ConditionStatus::False,
-                reason: if held { "WriteDisabled" } else { "Synced" }.into(),
+                reason: if held {
+                    Reason::WriteDisabled
+                } else {
+                    Reason::Synced
+                }
+                .as_str()
+                .into(),
                 message: String::new(),
                 last_transition_time: String::new(),
                 observed_generation: None,

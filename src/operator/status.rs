@@ -4,7 +4,7 @@
 use super::status_limits::bounded;
 use crate::crd::{
     Condition, ConditionStatus, DEACTIVATION_NOTE, EpicPractitioner, EpicPractitionerStatus,
-    LastError, set_condition,
+    LastError, Reason, set_condition,
 };
 use crate::pipeline::{SyncOutcome, WriteOutcome};
 use crate::reconcile::{Action, HoldReason, Normalizer, Resolution, fingerprint};
@@ -17,14 +17,14 @@ pub const IN_SYNC: &str = "InSync";
 fn condition(
     type_: &str,
     status: ConditionStatus,
-    reason: &str,
+    reason: Reason,
     message: String,
     generation: Option<i64>,
 ) -> Condition {
     Condition {
         type_: type_.into(),
         status,
-        reason: reason.into(),
+        reason: reason.as_str().into(),
         message,
         last_transition_time: now_rfc3339(),
         observed_generation: generation,
@@ -35,7 +35,7 @@ fn condition(
 pub fn set_synced(
     status: &mut EpicPractitionerStatus,
     ok: bool,
-    reason: &str,
+    reason: Reason,
     message: String,
     generation: Option<i64>,
 ) {
@@ -49,7 +49,7 @@ pub fn set_synced(
 pub fn set_in_sync(
     status: &mut EpicPractitionerStatus,
     s: ConditionStatus,
-    reason: &str,
+    reason: Reason,
     message: String,
     generation: Option<i64>,
 ) {
@@ -70,7 +70,7 @@ fn derive_ready(status: &mut EpicPractitionerStatus, generation: Option<i64>) {
             condition(
                 READY,
                 ConditionStatus::True,
-                "Ready",
+                Reason::Ready,
                 "Epic matches the spec".into(),
                 generation,
             )
@@ -78,21 +78,21 @@ fn derive_ready(status: &mut EpicPractitionerStatus, generation: Option<i64>) {
         (Some(s), _) if s.status != ConditionStatus::True => condition(
             READY,
             ConditionStatus::False,
-            &s.reason,
+            reason_of(s),
             s.message.clone(),
             generation,
         ),
         (_, Some(i)) => condition(
             READY,
             ConditionStatus::False,
-            &i.reason,
+            reason_of(i),
             i.message.clone(),
             generation,
         ),
         _ => condition(
             READY,
             ConditionStatus::Unknown,
-            "Pending",
+            Reason::Pending,
             "not reconciled yet".into(),
             generation,
         ),
@@ -130,7 +130,7 @@ pub fn from_outcome(
         Resolution::Found if outcome.remaining.is_empty() => set_in_sync(
             &mut s,
             ConditionStatus::True,
-            "NoDrift",
+            Reason::NoDrift,
             "the live record matches every owned field".into(),
             generation,
         ),
@@ -144,7 +144,7 @@ pub fn from_outcome(
             set_in_sync(
                 &mut s,
                 ConditionStatus::False,
-                "Drifted",
+                Reason::Drifted,
                 format!("differs in {}", paths.join(", ")),
                 generation,
             )
@@ -152,21 +152,21 @@ pub fn from_outcome(
         Resolution::NotFound => set_in_sync(
             &mut s,
             ConditionStatus::False,
-            "NotFound",
+            Reason::NotFound,
             format!("no Practitioner carries NPI {}", obj.spec.npi),
             generation,
         ),
         Resolution::Ambiguous(n) => set_in_sync(
             &mut s,
             ConditionStatus::False,
-            "AmbiguousNPI",
+            Reason::AmbiguousNpi,
             format!("{n} Practitioners carry NPI {}", obj.spec.npi),
             generation,
         ),
         Resolution::Incomplete => set_in_sync(
             &mut s,
             ConditionStatus::Unknown,
-            "SearchIncomplete",
+            Reason::SearchIncomplete,
             format!(
                 "Epic marked the search for NPI {} incomplete; see status.warnings",
                 obj.spec.npi
@@ -188,7 +188,7 @@ pub fn from_outcome(
                 set_synced(
                     &mut s,
                     true,
-                    "Synced",
+                    Reason::Synced,
                     format!("{what}; the response shows the desired values"),
                     generation,
                 );
@@ -196,7 +196,7 @@ pub fn from_outcome(
                 set_synced(
                     &mut s,
                     false,
-                    "WriteNotApplied",
+                    Reason::WriteNotApplied,
                     format!(
                         "{what} but Epic's response still differs: some fields may be read-only on this instance"
                     ),
@@ -207,7 +207,7 @@ pub fn from_outcome(
         (WriteOutcome::Refused(e), _) => {
             s.last_refused_write_time = Some(now);
             s.last_error = Some(last_error(
-                "WriteDisabled",
+                Reason::WriteDisabled,
                 e.to_string(),
                 e.http_status(),
                 e.epic_codes(),
@@ -215,7 +215,7 @@ pub fn from_outcome(
             set_synced(
                 &mut s,
                 false,
-                "WriteDisabled",
+                Reason::WriteDisabled,
                 format!("Epic refused the write; drift is reported, not fixed: {e}"),
                 generation,
             );
@@ -237,7 +237,7 @@ pub fn from_outcome(
         }
         (WriteOutcome::Conflict { attempts, last }, _) => {
             s.last_error = Some(last_error(
-                "Conflict",
+                Reason::Conflict,
                 format!(
                     "the record changed between read and write {attempts} times in a row; last answer: {last}"
                 ),
@@ -247,7 +247,7 @@ pub fn from_outcome(
             set_synced(
                 &mut s,
                 false,
-                "Conflict",
+                Reason::Conflict,
                 format!(
                     "Practitioner was changed in Epic while the operator wrote it ({attempts} attempts, each re-read first); it is tried again with backoff"
                 ),
@@ -281,7 +281,7 @@ pub fn from_outcome(
                 s.last_error = old
                     .last_error
                     .clone()
-                    .filter(|e| e.reason == "WriteDisabled");
+                    .filter(|e| e.reason == Reason::WriteDisabled.as_str());
             }
             // Observe is a choice, not a failure: Synced stays True and InSync tells the drift.
             let ok = h == HoldReason::ObserveOnly;
@@ -291,7 +291,7 @@ pub fn from_outcome(
             set_synced(
                 &mut s,
                 true,
-                "Synced",
+                Reason::Synced,
                 "nothing to write".into(),
                 generation,
             );
@@ -304,7 +304,7 @@ pub fn from_outcome(
 pub fn from_error(
     obj: &EpicPractitioner,
     old: &EpicPractitionerStatus,
-    reason: &str,
+    reason: Reason,
     message: String,
     http_status: Option<u16>,
     codes: Vec<String>,
@@ -318,13 +318,58 @@ pub fn from_error(
         set_in_sync(
             &mut s,
             ConditionStatus::Unknown,
-            "Unknown",
+            Reason::Unknown,
             "the live record could not be read".into(),
             generation,
         );
     }
     set_synced(&mut s, false, reason, message, generation);
     bounded(s)
+}
+
+/// The status of a deleting object whose deactivation has not been written: Synced (and so
+/// Ready) says DeletionBlocked, why, and the exact way out. The reason that blocks it (for
+/// example WriteDisabled) stays in `lastError`.
+pub fn deletion_blocked(
+    obj: &EpicPractitioner,
+    new: EpicPractitionerStatus,
+) -> EpicPractitionerStatus {
+    let generation = obj.metadata.generation;
+    let why = synced_reason(&new).unwrap_or(Reason::Pending);
+    let mut s = new;
+    if why == Reason::DeletionBlocked {
+        return s;
+    }
+    let detail = s
+        .conditions
+        .iter()
+        .find(|c| c.type_ == SYNCED)
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    if s.last_error.is_none() && why != Reason::Synced {
+        s.last_error = Some(last_error(why, detail.clone(), None, Vec::new()));
+    }
+    let name = obj.metadata.name.as_deref().unwrap_or("NAME");
+    let ns = obj.metadata.namespace.as_deref().unwrap_or("default");
+    set_synced(
+        &mut s,
+        false,
+        Reason::DeletionBlocked,
+        format!(
+            "deletion waits for active=false to be written to Epic (deletionPolicy Deactivate), and it cannot be: {why}: {detail}. \
+To delete without writing, release the object: kubectl -n {ns} patch epicpractitioner {name} --type merge -p '{{\"spec\":{{\"deletionPolicy\":\"Orphan\"}}}}'"
+        ),
+        generation,
+    );
+    bounded(s)
+}
+
+/// What holds a blocked deletion: the reason in `lastError`, else the Synced reason.
+pub fn blocking_reason(s: &EpicPractitionerStatus) -> Option<Reason> {
+    s.last_error
+        .as_ref()
+        .and_then(|e| Reason::parse(&e.reason))
+        .or_else(|| synced_reason(s))
 }
 
 /// The status of a paused object.
@@ -336,7 +381,7 @@ pub fn paused(obj: &EpicPractitioner, old: &EpicPractitionerStatus) -> EpicPract
         set_in_sync(
             &mut s,
             ConditionStatus::Unknown,
-            "Paused",
+            Reason::Paused,
             "not observed while paused".into(),
             generation,
         );
@@ -344,7 +389,7 @@ pub fn paused(obj: &EpicPractitioner, old: &EpicPractitionerStatus) -> EpicPract
     set_synced(
         &mut s,
         false,
-        "Paused",
+        Reason::Paused,
         "paused by annotation epic-operator.dev/paused: no reads, no writes".into(),
         generation,
     );
@@ -352,13 +397,13 @@ pub fn paused(obj: &EpicPractitioner, old: &EpicPractitionerStatus) -> EpicPract
 }
 
 fn last_error(
-    reason: &str,
+    reason: Reason,
     message: String,
     http_status: Option<u16>,
     epic_codes: Vec<String>,
 ) -> LastError {
     LastError {
-        reason: reason.into(),
+        reason: reason.as_str().into(),
         message,
         http_status,
         epic_codes,
@@ -366,11 +411,17 @@ fn last_error(
 }
 
 /// The Synced condition's reason, if any.
-pub fn synced_reason(s: &EpicPractitionerStatus) -> Option<&str> {
+pub fn synced_reason(s: &EpicPractitionerStatus) -> Option<Reason> {
     s.conditions
         .iter()
         .find(|c| c.type_ == SYNCED)
-        .map(|c| c.reason.as_str())
+        .map(reason_of)
+}
+
+/// A stored condition's reason; one written by an older release that is no longer in the
+/// vocabulary reads as Unknown.
+fn reason_of(c: &Condition) -> Reason {
+    Reason::parse(&c.reason).unwrap_or(Reason::Unknown)
 }
 
 #[cfg(test)]

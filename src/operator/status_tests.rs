@@ -297,7 +297,7 @@ fn errors_and_pauses_keep_what_was_known() {
     let s = from_error(
         &p,
         &known,
-        "EpicUnavailable",
+        Reason::EpicUnavailable,
         "Epic is down".into(),
         Some(503),
         vec![],

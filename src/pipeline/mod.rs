@@ -146,7 +146,7 @@ pub async fn sync_practitioner(
         match read_verified(client, id, &spec.npi).await {
             Ok(o) => current = Some(o),
             Err(e) if matches!(e, FhirError::NotFound { .. }) || e.is_gone_or_merged() => {
-                tracing::info!(npi = %spec.npi, id, reason = e.reason(), "saved id no longer answers; resolving the NPI again");
+                tracing::info!(npi = %spec.npi, id, reason = %e.reason(), "saved id no longer answers; resolving the NPI again");
             }
             Err(e) => return Err(e),
         }

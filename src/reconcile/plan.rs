@@ -1,6 +1,6 @@
 //! What to do, decided from policy, capability, resolution and drift.
 
-use crate::crd::{DeletionPolicy, ManagementPolicy};
+use crate::crd::{DeletionPolicy, ManagementPolicy, Reason};
 
 /// Whether the Epic instance accepts Practitioner writes, as far as is known.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,14 +58,14 @@ pub enum HoldReason {
 
 impl HoldReason {
     /// Stable reason used for the Synced condition and metrics.
-    pub fn reason(self) -> &'static str {
+    pub fn reason(self) -> Reason {
         match self {
-            HoldReason::ObserveOnly => "ObserveOnly",
-            HoldReason::WriteDisabled => "WriteDisabled",
-            HoldReason::Paused => "Paused",
-            HoldReason::NotFound => "NotFound",
-            HoldReason::AmbiguousNpi => "AmbiguousNPI",
-            HoldReason::SearchIncomplete => "SearchIncomplete",
+            HoldReason::ObserveOnly => Reason::ObserveOnly,
+            HoldReason::WriteDisabled => Reason::WriteDisabled,
+            HoldReason::Paused => Reason::Paused,
+            HoldReason::NotFound => Reason::NotFound,
+            HoldReason::AmbiguousNpi => Reason::AmbiguousNpi,
+            HoldReason::SearchIncomplete => Reason::SearchIncomplete,
         }
     }
 }
