@@ -7,6 +7,17 @@ use clap::Parser;
 #[tokio::main]
 async fn main() -> ExitCode {
     epic_operator::operator::init_tracing();
-    let cli = epic_operator::cli::Cli::parse();
+    // Usage errors exit 1, like kubectl and Terraform: 2 means "drift found" to a CI gate.
+    let cli = match epic_operator::cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
     epic_operator::cli::run(cli).await
 }

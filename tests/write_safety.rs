@@ -10,7 +10,9 @@ use common::*;
 use epic_operator::crd::{EpicPractitionerSpec, NPI_OID_SYSTEM, NPI_SYSTEM, npi_from_prefix};
 use epic_operator::fhir::FhirClient;
 use epic_operator::pipeline::{SyncOutcome, SyncRequest, WriteOutcome, sync_practitioner};
-use epic_operator::reconcile::{Action, HoldReason, Normalizer, Resolution, WriteCapability};
+use epic_operator::reconcile::{
+    Action, Disclosure, HoldReason, Normalizer, Resolution, WriteCapability,
+};
 use epic_operator::sandbox::{Sandbox, SandboxConfig, Settings};
 use serde_json::{Value, json};
 
@@ -55,6 +57,7 @@ fn request<'a>(
         fetch_roles: false,
         normalizer,
         conditional_create: true,
+        disclosure: Disclosure::Masked,
     }
 }
 
@@ -475,6 +478,7 @@ async fn a_saved_id_that_no_longer_carries_the_npi_is_an_identity_error() {
         &c,
         SyncRequest {
             conditional_create: false,
+            disclosure: Disclosure::Masked,
             ..request(&spec, Some(&id), &norm)
         },
     )

@@ -40,7 +40,7 @@ pub enum Command {
         out_dir: Option<PathBuf>,
     },
     /// Compare manifests with live Epic and print drift and the would-be action.
-    /// Exit code: 0 no drift, 2 drift, 1 error.
+    /// Exit code: 0 no drift, 2 drift, 1 error (usage errors and invalid manifests included).
     Plan(PlanArgs),
     /// Like plan, then write where allowed. Exit code: 0 all in sync, 2 some not, 1 error.
     Apply(PlanArgs),
@@ -52,6 +52,13 @@ pub enum Command {
     Keygen(KeygenArgs),
     /// Run the Epic-like sandbox server.
     Sandbox(SandboxArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), for `man -l -` or a man directory.
+    Man,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -114,7 +121,9 @@ pub enum OutputFormat {
 
 #[derive(Args, Debug)]
 pub struct PlanArgs {
-    /// Manifest files or directories (searched recursively for .yaml/.yml).
+    /// Manifest files or directories (searched recursively for .yaml/.yml); `-` reads
+    /// standard input (e.g. `kubectl kustomize overlays/prod | epic-operator plan -f -`).
+    /// Repeatable.
     #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
     pub paths: Vec<PathBuf>,
     #[command(flatten)]
@@ -122,6 +131,13 @@ pub struct PlanArgs {
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
+    /// With --connection: accept manifests whose connectionRef names another EpicConnection
+    /// (by default that is an error: the plan would run against the wrong instance).
+    #[arg(long)]
+    pub any_connection: bool,
+    /// Show contact values and birth dates in full (default: masked, as in status).
+    #[arg(long)]
+    pub show_values: bool,
 }
 
 #[derive(Args, Debug)]
@@ -134,6 +150,10 @@ pub struct ExportArgs {
     /// metadata.namespace to put in the manifests.
     #[arg(long)]
     pub namespace: Option<String>,
+    /// Overwrite manifests that already exist in --out (by default export stops before
+    /// writing anything if one would be overwritten).
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Args, Debug)]
@@ -316,6 +336,18 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Token(args) => token::token(args).await,
         Command::Keygen(args) => keygen::keygen(args),
         Command::Sandbox(args) => sandbox::sandbox(args).await,
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "epic-operator", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            match clap_mangen::Man::new(cmd).render(&mut std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(&format!("cannot write the manual page: {e}")),
+            }
+        }
     }
 }
 

@@ -3,7 +3,8 @@
 use std::process::ExitCode;
 
 use super::{ExportArgs, OutputFormat, PlanArgs, fail};
-use crate::gitops::{self, ConnectionInput, PlanMode};
+use crate::gitops::{self, ConnectionInput, PlanMode, PlanOptions};
+use crate::reconcile::Disclosure;
 
 pub(super) async fn plan(args: PlanArgs, mode: PlanMode) -> ExitCode {
     let loaded = match gitops::load_manifests(&args.paths) {
@@ -20,7 +21,38 @@ pub(super) async fn plan(args: PlanArgs, mode: PlanMode) -> ExitCode {
         Ok(t) => t,
         Err(e) => return fail(&e),
     };
-    let report = gitops::run_plan(&target, &loaded, mode).await;
+    if args.connection.connection.is_some() && !args.any_connection {
+        let foreign: Vec<String> = loaded
+            .practitioners
+            .iter()
+            .filter(|s| s.practitioner.spec.connection_ref.name != target.connection_name)
+            .map(|s| {
+                format!(
+                    "{} (document {}): EpicPractitioner {}: spec.connectionRef.name is {:?}, not {:?}",
+                    s.path.display(),
+                    s.doc,
+                    s.name(),
+                    s.practitioner.spec.connection_ref.name,
+                    target.connection_name
+                )
+            })
+            .collect();
+        if !foreign.is_empty() {
+            target.stop().await;
+            return fail(&format!(
+                "{}\nthese manifests name another EpicConnection than --connection; plan them with their own connection, or pass --any-connection",
+                foreign.join("\n")
+            ));
+        }
+    }
+    let options = PlanOptions {
+        disclosure: if args.show_values {
+            Disclosure::Full
+        } else {
+            Disclosure::Masked
+        },
+    };
+    let report = gitops::run_plan(&target, &loaded, mode, options).await;
     target.stop().await;
     match args.output {
         OutputFormat::Json => match serde_json::to_string_pretty(&report) {
@@ -37,7 +69,8 @@ pub(super) async fn export(args: ExportArgs) -> ExitCode {
         Ok(t) => t,
         Err(e) => return fail(&e),
     };
-    let result = gitops::export_roster(&target, &args.out, args.namespace.as_deref()).await;
+    let result =
+        gitops::export_roster(&target, &args.out, args.namespace.as_deref(), args.force).await;
     target.stop().await;
     match result {
         Ok(s) => {

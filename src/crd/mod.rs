@@ -21,6 +21,9 @@ pub use practitioner::{
 };
 pub use reason::Reason;
 
+/// The API group of both kinds.
+pub const GROUP: &str = "epic-operator.dev";
+
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 

@@ -231,10 +231,12 @@ pub struct EpicPractitionerStatus {
     #[schemars(schema_with = "conditions_schema")]
     #[serde(default)]
     pub conditions: Vec<Condition>,
-    /// Owned fields whose live value differs from the desired one.
+    /// Owned fields whose live value differs from the desired one. Contact values show only
+    /// their last four characters (e-mail addresses only their domain) and birth dates only
+    /// the year; names, gender, active and qualifications are shown as they are.
     #[serde(default)]
     pub drift: Vec<DriftEntry>,
-    /// Unified diff of desired versus live owned fields (bounded length).
+    /// Unified diff of desired versus live owned fields (bounded length), masked as drift is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub diff: Option<String>,
     /// PractitionerRoles of the record in Epic.
@@ -270,9 +272,10 @@ pub struct EpicPractitionerStatus {
 pub struct DriftEntry {
     /// FHIR path of the field, for example `active`, `name[use=usual]` or `telecom[phone/work]`.
     pub path: String,
-    /// Desired value, as compact JSON (contact values are not shown in full).
+    /// Desired value, as compact JSON (contact values: last four characters, or the e-mail
+    /// domain; birth dates: the year).
     pub desired: String,
-    /// Live value, as compact JSON.
+    /// Live value, as compact JSON, masked the same way.
     pub live: String,
 }
 

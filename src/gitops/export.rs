@@ -142,12 +142,15 @@ pub fn manifest_from_live(
     })
 }
 
-/// Walks the roster and writes `DIR/npi-{NPI}.yaml` per record; progress goes to stderr (a bar
-/// on a terminal, plain lines otherwise).
+/// Walks the roster and writes `DIR/{metadata.name}.yaml` per record; progress goes to stderr
+/// (a bar on a terminal, plain lines otherwise). The names are `npi-{NPI}`: object names show
+/// up in Events and logs, so they carry no personal name. Nothing is written when a file
+/// would be overwritten, unless `force`.
 pub async fn export_roster(
     target: &Target,
     out: &Path,
     namespace: Option<&str>,
+    force: bool,
 ) -> Result<ExportSummary, String> {
     std::fs::create_dir_all(out).map_err(|e| format!("{}: cannot create: {e}", out.display()))?;
     let terminal = std::io::stderr().is_terminal();
@@ -190,6 +193,7 @@ pub async fn export_roster(
         ..ExportSummary::default()
     };
     let mut npis: BTreeMap<String, String> = BTreeMap::new();
+    let mut files: Vec<(std::path::PathBuf, String)> = Vec::new();
     for (id, live) in &by_id {
         match manifest_from_live(live, &target.connection_name, namespace) {
             Err(why) => summary.skipped.push(why),
@@ -204,18 +208,34 @@ pub async fn export_roster(
                 npis.insert(m.spec.npi.clone(), id.clone());
                 let yaml = serde_saphyr::to_string(&m)
                     .map_err(|e| format!("cannot render a manifest: {e}"))?;
-                let path = out.join(format!("npi-{}.yaml", m.spec.npi));
-                std::fs::write(
-                    &path,
+                let name = m.metadata.name.clone().unwrap_or_default();
+                files.push((
+                    out.join(format!("{name}.yaml")),
                     format!(
                         "apiVersion: epic-operator.dev/v1alpha1\nkind: EpicPractitioner\n{}",
                         strip_type_meta(&yaml)
                     ),
-                )
-                .map_err(|e| format!("{}: cannot write: {e}", path.display()))?;
-                summary.written += 1;
+                ));
             }
         }
+    }
+    let existing: Vec<String> = files
+        .iter()
+        .filter(|(p, _)| p.exists())
+        .map(|(p, _)| p.display().to_string())
+        .collect();
+    if !existing.is_empty() && !force {
+        let shown: Vec<&str> = existing.iter().take(5).map(String::as_str).collect();
+        return Err(format!(
+            "{} manifest(s) already exist ({}{}); nothing was written: pass --force to overwrite them, or export into an empty directory",
+            existing.len(),
+            shown.join(", "),
+            if existing.len() > shown.len() { ", ..." } else { "" }
+        ));
+    }
+    for (path, text) in files {
+        std::fs::write(&path, text).map_err(|e| format!("{}: cannot write: {e}", path.display()))?;
+        summary.written += 1;
     }
     Ok(summary)
 }

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+use super::schema::SchemaSet;
 use crate::crd::{EpicConnection, EpicPractitioner, validate_npi};
 
 /// A manifest problem, naming the file (and document) and what to fix.
@@ -17,6 +18,17 @@ pub enum LoadError {
     Refused { path: PathBuf, detail: String },
     #[error("{path}: not valid YAML: {detail}")]
     Yaml { path: PathBuf, detail: String },
+    #[error(
+        "{path} (document {doc}): {kind} {name} does not match the CRD schema (the API server would refuse it):\n  {}",
+        problems.join("\n  ")
+    )]
+    Schema {
+        path: PathBuf,
+        doc: usize,
+        kind: String,
+        name: String,
+        problems: Vec<String>,
+    },
     #[error("{path} (document {doc}): invalid {kind}: {detail}")]
     Invalid {
         path: PathBuf,
@@ -31,6 +43,18 @@ pub enum LoadError {
         name: String,
         detail: String,
     },
+    #[error(
+        "NPI {npi} is declared twice: {first} ({first_name}) and {second} ({second_name}); one clinician, one manifest"
+    )]
+    DuplicateNpi {
+        npi: String,
+        first: PathBuf,
+        first_name: String,
+        second: PathBuf,
+        second_name: String,
+    },
+    #[error("{path}: cannot compile the CRD schema: {detail}")]
+    SchemaUnavailable { path: PathBuf, detail: String },
     #[error("EpicPractitioner {name} is defined twice: {first} and {second}")]
     Duplicate {
         name: String,
@@ -43,6 +67,8 @@ pub enum LoadError {
 #[derive(Clone, Debug)]
 pub struct SourcedPractitioner {
     pub path: PathBuf,
+    /// Which YAML document of the file (1-based).
+    pub doc: usize,
     pub practitioner: EpicPractitioner,
 }
 
@@ -61,14 +87,21 @@ pub struct Loaded {
     pub notes: Vec<String>,
 }
 
-const GROUP_VERSION: &str = "epic-operator.dev/v1alpha1";
+/// The path that stands for standard input (`-f -`, e.g. `kubectl kustomize . | plan -f -`).
+pub const STDIN: &str = "-";
 
 /// Reads every `.yaml`/`.yml` file under the given paths (directories recursively, in name
-/// order), multi-document, keeping EpicPractitioners and EpicConnections. Every problem is an
-/// error naming the file: a partly loaded set must never be applied.
+/// order; `-` is standard input), multi-document, keeping EpicPractitioners and
+/// EpicConnections. Every document of our API group is checked against the CRD schema first.
+/// Every problem is an error naming the file and document: a partly loaded set must never be
+/// applied.
 pub fn load_manifests(paths: &[PathBuf]) -> Result<Loaded, LoadError> {
     let mut files = Vec::new();
     for p in paths {
+        if p.as_os_str() == STDIN {
+            files.push(p.clone());
+            continue;
+        }
         let root = std::fs::canonicalize(p).map_err(|e| missing_or_unreadable(p, e))?;
         let root = if root.is_dir() {
             root
@@ -77,9 +110,17 @@ pub fn load_manifests(paths: &[PathBuf]) -> Result<Loaded, LoadError> {
         };
         collect_files(p, &root, &mut files, true)?;
     }
+    let schemas = SchemaSet::new().map_err(|detail| LoadError::SchemaUnavailable {
+        path: paths.first().cloned().unwrap_or_default(),
+        detail,
+    })?;
     let mut loaded = Loaded::default();
     for file in files {
-        let text = read_bounded(&file)?;
+        let text = if file.as_os_str() == STDIN {
+            read_stdin()?
+        } else {
+            read_bounded(&file)?
+        };
         let docs: Vec<Value> = serde_saphyr::from_multiple(&text).map_err(|e| LoadError::Yaml {
             path: file.clone(),
             detail: e.to_string(),
@@ -98,7 +139,23 @@ pub fn load_manifests(paths: &[PathBuf]) -> Result<Loaded, LoadError> {
                 .get("apiVersion")
                 .and_then(Value::as_str)
                 .unwrap_or_default();
-            let ours = api_version == GROUP_VERSION;
+            let ours = SchemaSet::is_ours(api_version);
+            if ours {
+                let problems = schemas.check(&doc);
+                if !problems.is_empty() {
+                    return Err(LoadError::Schema {
+                        path: file.clone(),
+                        doc: doc_no,
+                        kind: kind.clone(),
+                        name: doc
+                            .pointer("/metadata/name")
+                            .and_then(Value::as_str)
+                            .unwrap_or("(no name)")
+                            .to_string(),
+                        problems,
+                    });
+                }
+            }
             match kind.as_str() {
                 "EpicPractitioner" if ours => {
                     let p: EpicPractitioner = decode(doc, &file, doc_no, &kind)?;
@@ -119,8 +176,22 @@ pub fn load_manifests(paths: &[PathBuf]) -> Result<Loaded, LoadError> {
                             second: file.clone(),
                         });
                     }
+                    if let Some(prev) = loaded
+                        .practitioners
+                        .iter()
+                        .find(|s| s.practitioner.spec.npi == p.spec.npi)
+                    {
+                        return Err(LoadError::DuplicateNpi {
+                            npi: p.spec.npi.clone(),
+                            first: prev.path.clone(),
+                            first_name: prev.name(),
+                            second: file.clone(),
+                            second_name: name,
+                        });
+                    }
                     loaded.practitioners.push(SourcedPractitioner {
                         path: file.clone(),
+                        doc: doc_no,
                         practitioner: p,
                     });
                 }
@@ -204,12 +275,22 @@ fn missing_or_unreadable(path: &Path, e: std::io::Error) -> LoadError {
     }
 }
 
+/// Reads standard input, at most [`MAX_MANIFEST_BYTES`], as UTF-8.
+fn read_stdin() -> Result<String, LoadError> {
+    bounded_text(Path::new(STDIN), std::io::stdin().lock())
+}
+
 /// Reads a regular file of at most [`MAX_MANIFEST_BYTES`] as UTF-8.
 fn read_bounded(path: &Path) -> Result<String, LoadError> {
-    use std::io::Read;
     let file = std::fs::File::open(path).map_err(|e| missing_or_unreadable(path, e))?;
+    bounded_text(path, file)
+}
+
+fn bounded_text(path: &Path, source: impl std::io::Read) -> Result<String, LoadError> {
+    use std::io::Read;
     let mut bytes = Vec::new();
-    file.take(MAX_MANIFEST_BYTES + 1)
+    source
+        .take(MAX_MANIFEST_BYTES + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| missing_or_unreadable(path, e))?;
     if bytes.len() as u64 > MAX_MANIFEST_BYTES {

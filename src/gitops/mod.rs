@@ -6,9 +6,10 @@ mod export;
 mod manifests;
 mod report;
 mod report_kinds;
+mod schema;
 
 pub use connection::{ConnectionInput, EXAMPLES_SEED, Target, open_target};
 pub use export::{ExportSummary, export_roster, manifest_from_live};
 pub use manifests::{LoadError, Loaded, SourcedPractitioner, load_manifests};
-pub use report::{PlanMode, PractitionerReport, RunReport, run_plan};
+pub use report::{PlanMode, PlanOptions, PractitionerReport, RunReport, run_plan};
 pub use report_kinds::{ReportAction, ReportResolution, ReportResult};

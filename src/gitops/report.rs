@@ -11,7 +11,7 @@ use crate::crd::{DEACTIVATION_NOTE, DriftEntry, Reason, WriteMode};
 use crate::fhir::Capability;
 use crate::pipeline::{SyncRequest, WriteOutcome, sync_practitioner};
 use crate::reconcile::{
-    Action, HoldReason, Resolution, WriteCapability, validate_spec, write_capability,
+    Action, Disclosure, HoldReason, Resolution, WriteCapability, validate_spec, write_capability,
 };
 
 /// Plan only, or also write.
@@ -36,6 +36,8 @@ pub struct PractitionerReport {
     pub fhir_id: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ambiguous_ids: Vec<String>,
+    /// Each entry's `desired` and `live` as JSON values (not JSON-encoded strings).
+    #[serde(serialize_with = "drift_values")]
     pub drift: Vec<DriftEntry>,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub diff: String,
@@ -75,8 +77,38 @@ pub struct RunReport {
     pub exit_code: i32,
 }
 
+/// Drift entries with their values as JSON: `{"path": "active", "desired": false, ...}`.
+fn drift_values<S: serde::Serializer>(drift: &[DriftEntry], s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeSeq;
+    let value = |text: &str| {
+        serde_json::from_str::<serde_json::Value>(text)
+            .unwrap_or_else(|_| serde_json::Value::String(text.to_string()))
+    };
+    let mut seq = s.serialize_seq(Some(drift.len()))?;
+    for d in drift {
+        seq.serialize_element(&serde_json::json!({
+            "path": d.path,
+            "desired": value(&d.desired),
+            "live": value(&d.live),
+        }))?;
+    }
+    seq.end()
+}
+
+/// How plan and apply run, besides the target.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PlanOptions {
+    /// Show contact values and birth dates in full (default: masked, as in status).
+    pub disclosure: Disclosure,
+}
+
 /// Runs plan or apply for every loaded practitioner against one target.
-pub async fn run_plan(target: &Target, loaded: &Loaded, mode: PlanMode) -> RunReport {
+pub async fn run_plan(
+    target: &Target,
+    loaded: &Loaded,
+    mode: PlanMode,
+    options: PlanOptions,
+) -> RunReport {
     let mut notes = loaded.notes.clone();
     let capability: Option<Capability> = match target.capability().await {
         Ok(c) => Some(c),
@@ -101,6 +133,9 @@ pub async fn run_plan(target: &Target, loaded: &Loaded, mode: PlanMode) -> RunRe
     let mut reports = Vec::new();
     let mut any_error = false;
     let mut any_drift = false;
+    // A failed token request fails every practitioner the same way: it is asked once per run,
+    // not once per practitioner.
+    let mut auth_failure: Option<(Reason, String)> = None;
     for sourced in &loaded.practitioners {
         let p = &sourced.practitioner;
         let mut r = PractitionerReport {
@@ -129,6 +164,13 @@ pub async fn run_plan(target: &Target, loaded: &Loaded, mode: PlanMode) -> RunRe
             reports.push(r);
             continue;
         }
+        if let Some((reason, message)) = &auth_failure {
+            any_error = true;
+            r.reason = Some(*reason);
+            r.message = format!("not attempted: no token ({message})");
+            reports.push(r);
+            continue;
+        }
         let req = SyncRequest {
             spec: &p.spec,
             known_id: None,
@@ -139,12 +181,16 @@ pub async fn run_plan(target: &Target, loaded: &Loaded, mode: PlanMode) -> RunRe
             fetch_roles: false,
             normalizer: &normalizer,
             conditional_create: capability.as_ref().is_some_and(|c| c.conditional_create),
+            disclosure: options.disclosure,
         };
         match sync_practitioner(&target.client, req).await {
             Err(e) => {
                 any_error = true;
                 r.reason = Some(e.reason());
                 r.message = e.to_string();
+                if matches!(e, crate::fhir::FhirError::Auth(_)) {
+                    auth_failure = Some((e.reason(), e.to_string()));
+                }
             }
             Ok(o) => {
                 r.resolution = o.resolution.into();
@@ -315,6 +361,10 @@ impl RunReport {
                 }
             }
             let action = match (r.action, mode) {
+                _ if r.resolution == ReportResolution::Error => format!(
+                    "none (not planned: {})",
+                    r.reason.map_or("error", Reason::as_str)
+                ),
                 (ReportAction::Hold, _) => {
                     format!(
                         "none ({})",
@@ -350,18 +400,43 @@ impl RunReport {
             self.practitioners.iter().filter(|r| f(r)).count()
         };
         let _ = writeln!(out);
+        // Before: what Epic held when read. Then what this run did (apply) or would do
+        // (plan). After (apply only): what Epic holds now.
         let _ = writeln!(
             out,
-            "Summary: {} practitioner(s): {} in sync, {} drifted, {} not found, {} ambiguous, {} written, {} refused, {} errors",
+            "Summary: {} practitioner(s). Before: {} in sync, {} drifted, {} not found, {} ambiguous, {} errors.",
             self.practitioners.len(),
-            count(&|r| r.in_sync),
-            count(&|r| !r.drift.is_empty()),
-            count(&|r| r.resolution == ReportResolution::NotFound),
+            count(&|r| r.resolution == ReportResolution::Found
+                && r.drift.is_empty()
+                && r.result != ReportResult::Created),
+            count(&|r| !r.drift.is_empty() && r.result != ReportResult::Created),
+            count(&|r| r.resolution == ReportResolution::NotFound
+                || r.result == ReportResult::Created),
             count(&|r| r.resolution == ReportResolution::Ambiguous),
-            count(&|r| r.result.wrote()),
-            count(&|r| r.result == ReportResult::Refused),
-            count(&|r| r.result.failed()),
+            count(&|r| r.resolution == ReportResolution::Error),
         );
+        match mode {
+            PlanMode::Plan => {
+                let _ = writeln!(
+                    out,
+                    "Plan: {} to write, {} held.",
+                    count(&|r| r.action.writes()),
+                    count(&|r| r.action == ReportAction::Hold),
+                );
+            }
+            PlanMode::Apply => {
+                let _ = writeln!(
+                    out,
+                    "Apply: {} written, {} refused, {} held, {} failed. After: {} in sync, {} not.",
+                    count(&|r| r.result.wrote()),
+                    count(&|r| r.result == ReportResult::Refused),
+                    count(&|r| r.result == ReportResult::Held),
+                    count(&|r| r.result.failed()),
+                    count(&|r| r.in_sync),
+                    count(&|r| !r.in_sync),
+                );
+            }
+        }
         out
     }
 }

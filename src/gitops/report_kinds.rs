@@ -65,6 +65,11 @@ impl ReportAction {
             Self::Hold => "hold",
         }
     }
+
+    /// A PUT or POST (update, create, deactivate).
+    pub fn writes(self) -> bool {
+        matches!(self, Self::Update | Self::Create | Self::Deactivate)
+    }
 }
 
 /// What happened to the record.

@@ -18,7 +18,7 @@ use super::metrics::ReconcileTimer;
 use super::status;
 use crate::crd::{DeletionPolicy, EpicPractitioner, EpicPractitionerStatus, Reason};
 use crate::pipeline::{SyncOutcome, SyncRequest, WriteOutcome, deletion_done, sync_practitioner};
-use crate::reconcile::{validate_spec, write_policy};
+use crate::reconcile::{Disclosure, validate_spec, write_policy};
 
 /// Finalizer held while deletionPolicy is Deactivate.
 pub const FINALIZER: &str = "epic-operator.dev/deactivate";
@@ -219,6 +219,7 @@ async fn sync(
             fetch_roles,
             normalizer: &normalizer,
             conditional_create: conn.conditional_create(),
+            disclosure: Disclosure::Masked,
         },
     )
     .await?;

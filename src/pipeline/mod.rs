@@ -14,8 +14,8 @@ use crate::crd::{DeletionPolicy, EpicPractitionerSpec, ManagementPolicy, RoleSum
 use crate::fhir::{FhirClient, FhirError, NpiLookup};
 use crate::reconcile::identity::{carries_npi, is_subsetted, npi_values, version_precondition};
 use crate::reconcile::{
-    Action, DriftReport, Normalizer, PlanInput, Resolution, WriteCapability, drift, plan,
-    role_summary,
+    Action, Disclosure, DriftReport, Normalizer, PlanInput, Resolution, WriteCapability,
+    drift_with, plan, role_summary,
 };
 
 /// Inputs of one practitioner sync.
@@ -35,6 +35,8 @@ pub struct SyncRequest<'a> {
     pub normalizer: &'a Normalizer,
     /// The CapabilityStatement lists conditional create: POST carries `If-None-Exist`.
     pub conditional_create: bool,
+    /// How much of personal values `drift` shows (status and Events: masked).
+    pub disclosure: Disclosure,
 }
 
 /// Attempts of one conditional write before a version conflict is reported.
@@ -188,7 +190,7 @@ pub async fn sync_practitioner(
     }
     let report = current
         .as_ref()
-        .map_or_else(empty_report, |o| drift(spec, &o.body, norm));
+        .map_or_else(empty_report, |o| drift_with(spec, &o.body, norm, req.disclosure));
     // Deletion with Deactivate owns exactly one field, active=false: other drift is left alone
     // on the way out.
     let deleting_spec = req.deleting.then(|| EpicPractitionerSpec {

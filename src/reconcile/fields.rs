@@ -11,6 +11,7 @@
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
+use super::disclosure::{Disclosure, disclose};
 use super::normalize::Normalizer;
 use super::{contacts, identity, names, qualifications};
 use crate::crd::{DriftEntry, EpicPractitionerSpec, NPI_SYSTEM, validate_npi};
@@ -160,8 +161,19 @@ pub fn validate_spec(spec: &EpicPractitionerSpec) -> Result<(), String> {
     Ok(())
 }
 
-/// Field-level drift and a bounded unified diff between the spec and a live record.
+/// Field-level drift and a bounded unified diff between the spec and a live record, with
+/// personal values masked (what status, Events and the default CLI output show).
 pub fn drift(spec: &EpicPractitionerSpec, live: &Value, norm: &Normalizer) -> DriftReport {
+    drift_with(spec, live, norm, Disclosure::Masked)
+}
+
+/// [`drift`], showing personal values as `disclosure` allows.
+pub fn drift_with(
+    spec: &EpicPractitionerSpec,
+    live: &Value,
+    norm: &Normalizer,
+    disclosure: Disclosure,
+) -> DriftReport {
     let entries: Vec<DriftEntry> = OWNABLE
         .iter()
         .filter_map(|&f| {
@@ -169,18 +181,19 @@ pub fn drift(spec: &EpicPractitionerSpec, live: &Value, norm: &Normalizer) -> Dr
             if f.in_sync(spec, live, norm) {
                 return None;
             }
+            let key = f.path(None);
             Some(DriftEntry {
                 path: f.path(Some(live)),
-                desired: desired.to_string(),
-                live: f.live(spec, live).to_string(),
+                desired: disclose(&key, desired, disclosure).to_string(),
+                live: disclose(&key, f.live(spec, live), disclosure).to_string(),
             })
         })
         .collect();
     let diff = if entries.is_empty() {
         String::new()
     } else {
-        let desired = pretty(&projection_json(spec, None));
-        let live_side = pretty(&projection_json(spec, Some(live)));
+        let desired = pretty(&projection_json(spec, None, disclosure));
+        let live_side = pretty(&projection_json(spec, Some(live), disclosure));
         let text = similar::TextDiff::from_lines(&live_side, &desired)
             .unified_diff()
             .context_radius(2)
@@ -193,7 +206,11 @@ pub fn drift(spec: &EpicPractitionerSpec, live: &Value, norm: &Normalizer) -> Dr
 
 /// The owned fields as one JSON object: desired ones from the spec, or (given a live record)
 /// the live values of the same fields. Used for diffs and `plan` output.
-pub fn projection_json(spec: &EpicPractitionerSpec, live: Option<&Value>) -> Value {
+pub fn projection_json(
+    spec: &EpicPractitionerSpec,
+    live: Option<&Value>,
+    disclosure: Disclosure,
+) -> Value {
     let mut out = Map::new();
     for f in OWNABLE {
         if let Some(desired) = f.desired(spec) {
@@ -201,7 +218,9 @@ pub fn projection_json(spec: &EpicPractitionerSpec, live: Option<&Value>) -> Val
                 Some(l) => f.live(spec, l),
                 None => desired,
             };
-            out.insert(f.path(None), v);
+            let key = f.path(None);
+            let v = disclose(&key, v, disclosure);
+            out.insert(key, v);
         }
     }
     Value::Object(out)

@@ -6,6 +6,7 @@
 //! [`identity`] holds the checks that keep writes on the right record.
 
 mod contacts;
+mod disclosure;
 mod fields;
 pub mod identity;
 mod names;
@@ -16,9 +17,10 @@ mod roles;
 mod write_policy;
 
 pub use fields::{
-    DriftReport, MAX_DIFF_BYTES, drift, fingerprint, new_resource, overlay, projection_json,
+    DriftReport, MAX_DIFF_BYTES, drift, drift_with, fingerprint, new_resource, overlay, projection_json,
     validate_spec,
 };
+pub use disclosure::{Disclosure, disclose, mask_contact};
 pub use names::shown_name;
 pub use normalize::{DEFAULT_PHONE_REGION, Normalizer};
 pub use plan::{Action, HoldReason, PlanInput, Resolution, WriteCapability, plan};

@@ -1,0 +1,270 @@
+//! Manifests checked against the generated CRD schemas, as the API server would (with
+//! kubectl's strict field validation): unknown fields, types, patterns, enums and required
+//! fields are errors, so `plan` refuses what the cluster refuses. The schema is the one the
+//! CRDs carry (`crate::crd::crds()`), made into plain JSON Schema (draft 4, which OpenAPI v3
+//! schemas follow) by the `jsonschema` crate.
+
+use serde_json::{Map, Value, json};
+
+use crate::crd::crds;
+
+/// The kinds of our group and the validator of each served version's schema.
+pub struct SchemaSet {
+    kinds: Vec<KindSchema>,
+}
+
+struct KindSchema {
+    kind: String,
+    api_versions: Vec<String>,
+    validator: jsonschema::Validator,
+}
+
+/// Metadata fields an API server accepts in a manifest (ObjectMeta's).
+const OBJECT_META_FIELDS: &[&str] = &[
+    "name",
+    "generateName",
+    "namespace",
+    "labels",
+    "annotations",
+    "finalizers",
+    "ownerReferences",
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "managedFields",
+    "selfLink",
+];
+
+impl SchemaSet {
+    /// Validators for every kind of our CRDs.
+    pub fn new() -> Result<Self, String> {
+        let mut kinds = Vec::new();
+        for crd in crds() {
+            let group = crd.spec.group.clone();
+            let kind = crd.spec.names.kind.clone();
+            for version in &crd.spec.versions {
+                let Some(schema) = version
+                    .schema
+                    .as_ref()
+                    .and_then(|s| s.open_api_v3_schema.as_ref())
+                else {
+                    continue;
+                };
+                let mut schema = serde_json::to_value(schema).map_err(|e| e.to_string())?;
+                strict(&mut schema);
+                if let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut)
+                {
+                    props.insert("metadata".into(), object_meta_schema());
+                    props.insert("apiVersion".into(), json!({"type": "string"}));
+                    props.insert("kind".into(), json!({"type": "string"}));
+                    // Status is the operator's: an API server ignores it in a manifest.
+                    props.insert("status".into(), json!({}));
+                }
+                let validator = jsonschema::options()
+                    .with_draft(jsonschema::Draft::Draft4)
+                    .build(&schema)
+                    .map_err(|e| format!("the {kind} schema does not compile: {e}"))?;
+                kinds.push(KindSchema {
+                    kind: kind.clone(),
+                    api_versions: vec![format!("{group}/{}", version.name)],
+                    validator,
+                });
+            }
+        }
+        Ok(Self { kinds })
+    }
+
+    /// Whether this document belongs to our API group (any version, any kind).
+    pub fn is_ours(api_version: &str) -> bool {
+        api_version
+            .split_once('/')
+            .is_some_and(|(group, _)| group == crate::crd::GROUP)
+    }
+
+    /// Every problem of one document of our group, each naming its field; empty when valid.
+    pub fn check(&self, doc: &Value) -> Vec<String> {
+        let kind = doc.get("kind").and_then(Value::as_str).unwrap_or_default();
+        let api_version = doc
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let Some(k) = self.kinds.iter().find(|k| k.kind == kind) else {
+            let known: Vec<&str> = self.kinds.iter().map(|k| k.kind.as_str()).collect();
+            return vec![format!(
+                "kind {kind:?} is not served by {api_version}: use one of {}",
+                known.join(", ")
+            )];
+        };
+        if !k.api_versions.iter().any(|v| v == api_version) {
+            return vec![format!(
+                "apiVersion {api_version} is not served for {kind}: use {}",
+                k.api_versions.join(" or ")
+            )];
+        }
+        let mut problems: Vec<String> = k
+            .validator
+            .iter_errors(doc)
+            .map(|e| {
+                let path = field_path(&e.instance_path().to_string());
+                format!("{path}: {}", describe(&e))
+            })
+            .collect();
+        problems.sort();
+        problems.dedup();
+        problems
+    }
+}
+
+/// `/spec/telecom/0/value` -> `spec.telecom[0].value`; the root is `(document)`.
+fn field_path(pointer: &str) -> String {
+    let mut out = String::new();
+    for part in pointer.split('/').skip(1) {
+        let part = part.replace("~1", "/").replace("~0", "~");
+        if part.chars().all(|c| c.is_ascii_digit()) && !part.is_empty() {
+            out.push_str(&format!("[{part}]"));
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(&part);
+        }
+    }
+    if out.is_empty() {
+        "(document)".into()
+    } else {
+        out
+    }
+}
+
+/// The validator's message, with unknown fields said the way kubectl says them.
+fn describe(e: &jsonschema::ValidationError<'_>) -> String {
+    let text = e.to_string();
+    if let Some(rest) = text.strip_prefix("Additional properties are not allowed (") {
+        let fields = rest.split(" were unexpected").next().unwrap_or(rest);
+        let fields = fields.split(" was unexpected").next().unwrap_or(fields);
+        return format!("unknown field {fields} (not in the CRD schema; check the spelling)");
+    }
+    text
+}
+
+/// Makes the schema strict where the API server is: an object with declared properties
+/// admits no others (they would be pruned, and rejected under strict field validation);
+/// `nullable` admits null; Kubernetes extensions are dropped.
+fn strict(v: &mut Value) {
+    match v {
+        Value::Object(o) => {
+            let preserve = o
+                .get("x-kubernetes-preserve-unknown-fields")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            if o.contains_key("properties") && !o.contains_key("additionalProperties") && !preserve
+            {
+                o.insert("additionalProperties".into(), Value::Bool(false));
+            }
+            if o.get("nullable").and_then(Value::as_bool) == Some(true) {
+                allow_null(o);
+            }
+            if o.get("x-kubernetes-int-or-string").and_then(Value::as_bool) == Some(true) {
+                o.insert("type".into(), json!(["integer", "string"]));
+            }
+            o.retain(|k, _| !k.starts_with("x-kubernetes-") && k != "nullable");
+            for (_, child) in o.iter_mut() {
+                strict(child);
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(strict),
+        _ => {}
+    }
+}
+
+fn allow_null(o: &mut Map<String, Value>) {
+    match o.get("type").cloned() {
+        Some(Value::String(t)) => {
+            o.insert("type".into(), json!([t, "null"]));
+        }
+        Some(_) | None => {}
+    }
+    if let Some(Value::Array(values)) = o.get_mut("enum") {
+        values.push(Value::Null);
+    }
+}
+
+fn object_meta_schema() -> Value {
+    let props: Map<String, Value> = OBJECT_META_FIELDS
+        .iter()
+        .map(|f| ((*f).to_string(), json!({})))
+        .collect();
+    let mut meta = json!({
+        "type": "object",
+        "properties": props,
+        "additionalProperties": false,
+    });
+    meta["properties"]["name"] = json!({
+        "type": "string",
+        "maxLength": 253,
+        "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
+    });
+    meta["properties"]["namespace"] = json!({
+        "type": "string",
+        "maxLength": 63,
+        "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+    });
+    meta["properties"]["labels"] =
+        json!({"type": "object", "additionalProperties": {"type": "string"}});
+    meta["properties"]["annotations"] =
+        json!({"type": "object", "additionalProperties": {"type": "string"}});
+    meta
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn practitioner(spec: Value) -> Value {
+        json!({"apiVersion": "epic-operator.dev/v1alpha1", "kind": "EpicPractitioner",
+            "metadata": {"name": "alice"}, "spec": spec})
+    }
+
+    #[test]
+    fn the_schema_refuses_what_the_api_server_refuses() {
+        let s = SchemaSet::new().unwrap();
+        let ok = practitioner(json!({"connectionRef": {"name": "epic"}, "npi": "1234567893"}));
+        assert_eq!(s.check(&ok), Vec::<String>::new());
+        let typo = practitioner(
+            json!({"connectionRef": {"name": "epic"}, "npi": "1234567893", "actve": true}),
+        );
+        let p = s.check(&typo);
+        assert!(
+            p.len() == 1 && p[0].starts_with("spec: unknown field") && p[0].contains("actve"),
+            "{p:?}"
+        );
+        let wrong_type = practitioner(
+            json!({"connectionRef": {"name": "epic"}, "npi": "1234567893", "active": "yes"}),
+        );
+        assert!(s.check(&wrong_type)[0].starts_with("spec.active:"));
+        let pattern = practitioner(json!({"connectionRef": {"name": "epic"}, "npi": "12345"}));
+        assert!(s.check(&pattern)[0].starts_with("spec.npi:"));
+        let enum_ = practitioner(
+            json!({"connectionRef": {"name": "epic"}, "npi": "1234567893", "telecom": [{"system": "fax2", "value": "x"}]}),
+        );
+        assert!(s.check(&enum_)[0].starts_with("spec.telecom[0].system:"));
+        let mut meta = ok.clone();
+        meta["metadata"]["lables"] = json!({});
+        assert!(s.check(&meta)[0].contains("lables"));
+        let mut version = ok.clone();
+        version["apiVersion"] = json!("epic-operator.dev/v1beta1");
+        assert!(s.check(&version)[0].contains("v1alpha1"));
+        let mut kind = ok;
+        kind["kind"] = json!("EpicPractitoner");
+        assert!(s.check(&kind)[0].contains("EpicPractitioner"));
+    }
+
+    #[test]
+    fn field_paths_read_like_kubectl() {
+        assert_eq!(field_path("/spec/telecom/0/value"), "spec.telecom[0].value");
+        assert_eq!(field_path(""), "(document)");
+    }
+}
