@@ -84,11 +84,7 @@ fn manifests_come_from_stdin_and_repeated_filenames() {
 #[test]
 fn plan_refuses_what_the_api_server_refuses() {
     let dir = tempfile::tempdir().unwrap();
-    let typo = write(
-        dir.path(),
-        "typo.yaml",
-        &format!("{ALICE}  actve: false\n"),
-    );
+    let typo = write(dir.path(), "typo.yaml", &format!("{ALICE}  actve: false\n"));
     let out = run(&["plan", "-f", &typo, "--sandbox"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let t = text(&out);
@@ -212,7 +208,8 @@ fn a_failed_token_is_asked_once_and_every_line_says_why() {
     let stats: Value = reqwest_get(&format!("{}/_sandbox/stats", sandbox.base));
     assert_eq!(stats["token"], 1, "one token request per run: {stats}\n{t}");
     assert_eq!(
-        t.matches("action   : none (not planned: Unauthorized)").count(),
+        t.matches("action   : none (not planned: Unauthorized)")
+            .count(),
         3,
         "every practitioner says why nothing is planned: {t}"
     );
@@ -231,7 +228,14 @@ fn reqwest_get(url: &str) -> Value {
 
 #[test]
 fn json_output_carries_values_as_json_and_personal_values_are_masked() {
-    let out = run(&["plan", "-f", &example("bob-jones.yaml"), "--sandbox", "-o", "json"]);
+    let out = run(&[
+        "plan",
+        "-f",
+        &example("bob-jones.yaml"),
+        "--sandbox",
+        "-o",
+        "json",
+    ]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     let drift = &report["practitioners"][0]["drift"];
@@ -246,7 +250,10 @@ fn json_output_carries_values_as_json_and_personal_values_are_masked() {
         "a JSON value, not a string: {telecom}"
     );
     let shown = telecom.to_string();
-    assert!(shown.contains("***0199") && !shown.contains("555 0199"), "{shown}");
+    assert!(
+        shown.contains("***0199") && !shown.contains("555 0199"),
+        "{shown}"
+    );
 
     let out = run(&[
         "plan",
@@ -318,12 +325,18 @@ fn export_refuses_to_overwrite_without_force() {
     assert_eq!(export(&[]).status.code(), Some(0));
     let file = out_dir.join("npi-1234567893.yaml");
     let manifest = std::fs::read_to_string(&file).unwrap();
-    assert!(manifest.contains("name: npi-1234567893"), "file named by metadata.name");
+    assert!(
+        manifest.contains("name: npi-1234567893"),
+        "file named by metadata.name"
+    );
     std::fs::write(&file, "# edited by hand\n").unwrap();
     let out = export(&[]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("--force"), "{}", text(&out));
-    assert_eq!(std::fs::read_to_string(&file).unwrap(), "# edited by hand\n");
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        "# edited by hand\n"
+    );
     assert_eq!(export(&["--force"]).status.code(), Some(0));
     assert_eq!(std::fs::read_to_string(&file).unwrap(), manifest);
 }
@@ -336,5 +349,8 @@ fn completions_and_man_page() {
     let out = run(&["man"]);
     assert_eq!(out.status.code(), Some(0));
     let man = String::from_utf8_lossy(&out.stdout);
-    assert!(man.contains(".TH") && man.contains("epic-operator"), "{man}");
+    assert!(
+        man.contains(".TH") && man.contains("epic-operator"),
+        "{man}"
+    );
 }

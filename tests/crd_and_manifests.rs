@@ -101,7 +101,11 @@ fn invalid_fixtures_are_refused_with_a_named_problem() {
         ("bad-npi-check-digit.yaml", "Luhn"),
         ("missing-family.yaml", "family"),
         ("unknown-policy.yaml", "Overwrite"),
-        ("npi-pattern.yaml", "10 digits"),
+        (
+            "npi-pattern.yaml",
+            "spec.npi: \"12345\" does not match \"^[0-9]{10}$\"",
+        ),
+        ("unknown-field.yaml", "unknown field \"spec.actve\""),
     ];
     for (file, needle) in cases {
         let err = load_manifests(&[dir.join(file)]).expect_err(file);

@@ -230,11 +230,16 @@ pub async fn export_roster(
             "{} manifest(s) already exist ({}{}); nothing was written: pass --force to overwrite them, or export into an empty directory",
             existing.len(),
             shown.join(", "),
-            if existing.len() > shown.len() { ", ..." } else { "" }
+            if existing.len() > shown.len() {
+                ", ..."
+            } else {
+                ""
+            }
         ));
     }
     for (path, text) in files {
-        std::fs::write(&path, text).map_err(|e| format!("{}: cannot write: {e}", path.display()))?;
+        std::fs::write(&path, text)
+            .map_err(|e| format!("{}: cannot write: {e}", path.display()))?;
         summary.written += 1;
     }
     Ok(summary)

@@ -55,8 +55,7 @@ impl SchemaSet {
                 };
                 let mut schema = serde_json::to_value(schema).map_err(|e| e.to_string())?;
                 strict(&mut schema);
-                if let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut)
-                {
+                if let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut) {
                     props.insert("metadata".into(), object_meta_schema());
                     props.insert("apiVersion".into(), json!({"type": "string"}));
                     props.insert("kind".into(), json!({"type": "string"}));
@@ -104,14 +103,25 @@ impl SchemaSet {
                 k.api_versions.join(" or ")
             )];
         }
-        let mut problems: Vec<String> = k
-            .validator
-            .iter_errors(doc)
-            .map(|e| {
-                let path = field_path(&e.instance_path().to_string());
-                format!("{path}: {}", describe(&e))
-            })
-            .collect();
+        let mut problems: Vec<String> =
+            k.validator
+                .iter_errors(doc)
+                .flat_map(|e| {
+                    let path = field_path(&e.instance_path().to_string());
+                    match unknown_fields(&e.to_string()) {
+                    Some(fields) => fields
+                        .into_iter()
+                        .map(|f| {
+                            format!(
+                                "unknown field \"{}\" (not in the CRD schema: check the spelling)",
+                                if path == "(document)" { f } else { format!("{path}.{f}") }
+                            )
+                        })
+                        .collect::<Vec<_>>(),
+                    None => vec![format!("{path}: {e}")],
+                }
+                })
+                .collect();
         problems.sort();
         problems.dedup();
         problems
@@ -139,15 +149,19 @@ fn field_path(pointer: &str) -> String {
     }
 }
 
-/// The validator's message, with unknown fields said the way kubectl says them.
-fn describe(e: &jsonschema::ValidationError<'_>) -> String {
-    let text = e.to_string();
-    if let Some(rest) = text.strip_prefix("Additional properties are not allowed (") {
-        let fields = rest.split(" were unexpected").next().unwrap_or(rest);
-        let fields = fields.split(" was unexpected").next().unwrap_or(fields);
-        return format!("unknown field {fields} (not in the CRD schema; check the spelling)");
-    }
-    text
+/// The field names of an "Additional properties are not allowed ('a', 'b' were unexpected)"
+/// message, or None for any other message.
+fn unknown_fields(message: &str) -> Option<Vec<String>> {
+    let rest = message.strip_prefix("Additional properties are not allowed (")?;
+    let list = rest
+        .rsplit_once(" were unexpected")
+        .or_else(|| rest.rsplit_once(" was unexpected"))?
+        .0;
+    Some(
+        list.split(", ")
+            .map(|f| f.trim_matches(|c| c == '\'' || c == '"').to_string())
+            .collect(),
+    )
 }
 
 /// Makes the schema strict where the API server is: an object with declared properties
@@ -238,7 +252,7 @@ mod tests {
         );
         let p = s.check(&typo);
         assert!(
-            p.len() == 1 && p[0].starts_with("spec: unknown field") && p[0].contains("actve"),
+            p.len() == 1 && p[0].starts_with("unknown field \"spec.actve\""),
             "{p:?}"
         );
         let wrong_type = practitioner(
@@ -253,13 +267,22 @@ mod tests {
         assert!(s.check(&enum_)[0].starts_with("spec.telecom[0].system:"));
         let mut meta = ok.clone();
         meta["metadata"]["lables"] = json!({});
-        assert!(s.check(&meta)[0].contains("lables"));
+        assert!(s.check(&meta)[0].contains("\"metadata.lables\""));
         let mut version = ok.clone();
         version["apiVersion"] = json!("epic-operator.dev/v1beta1");
         assert!(s.check(&version)[0].contains("v1alpha1"));
         let mut kind = ok;
         kind["kind"] = json!("EpicPractitoner");
         assert!(s.check(&kind)[0].contains("EpicPractitioner"));
+    }
+
+    #[test]
+    fn unknown_fields_are_named_one_by_one() {
+        assert_eq!(
+            unknown_fields("Additional properties are not allowed ('a', 'b' were unexpected)"),
+            Some(vec!["a".to_string(), "b".to_string()])
+        );
+        assert_eq!(unknown_fields("\"x\" is not of type \"boolean\""), None);
     }
 
     #[test]

@@ -188,9 +188,9 @@ pub async fn sync_practitioner(
     {
         current = Some(read_verified(client, &o.id.clone(), &spec.npi).await?);
     }
-    let report = current
-        .as_ref()
-        .map_or_else(empty_report, |o| drift_with(spec, &o.body, norm, req.disclosure));
+    let report = current.as_ref().map_or_else(empty_report, |o| {
+        drift_with(spec, &o.body, norm, req.disclosure)
+    });
     // Deletion with Deactivate owns exactly one field, active=false: other drift is left alone
     // on the way out.
     let deleting_spec = req.deleting.then(|| EpicPractitionerSpec {

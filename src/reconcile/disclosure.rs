@@ -83,16 +83,28 @@ mod tests {
         let telecom = json!([{"system": "phone", "use": "work", "value": "+1 (608) 555-0123"},
             {"system": "email", "value": "alice.smith@hospital.example.org"}]);
         let masked = disclose("telecom", telecom.clone(), Disclosure::Masked).to_string();
-        assert!(!masked.contains("555-0123") && !masked.contains("alice"), "{masked}");
+        assert!(
+            !masked.contains("555-0123") && !masked.contains("alice"),
+            "{masked}"
+        );
         assert!(masked.contains("***0123") && masked.contains("***@hospital.example.org"));
         assert!(masked.contains("\"work\""), "keys and uses stay: {masked}");
-        assert_eq!(disclose("telecom", telecom.clone(), Disclosure::Full), telecom);
+        assert_eq!(
+            disclose("telecom", telecom.clone(), Disclosure::Full),
+            telecom
+        );
         assert_eq!(
             disclose("birthDate", json!("1980-04-15"), Disclosure::Masked),
             json!("1980-**-**")
         );
-        assert_eq!(disclose("birthDate", json!("1980"), Disclosure::Masked), json!("1980"));
-        assert_eq!(disclose("active", json!(true), Disclosure::Masked), json!(true));
+        assert_eq!(
+            disclose("birthDate", json!("1980"), Disclosure::Masked),
+            json!("1980")
+        );
+        assert_eq!(
+            disclose("active", json!(true), Disclosure::Masked),
+            json!(true)
+        );
         assert_eq!(mask_contact("12345"), "***");
     }
 }

@@ -16,11 +16,11 @@ mod qualifications;
 mod roles;
 mod write_policy;
 
-pub use fields::{
-    DriftReport, MAX_DIFF_BYTES, drift, drift_with, fingerprint, new_resource, overlay, projection_json,
-    validate_spec,
-};
 pub use disclosure::{Disclosure, disclose, mask_contact};
+pub use fields::{
+    DriftReport, MAX_DIFF_BYTES, drift, drift_with, fingerprint, new_resource, overlay,
+    projection_json, validate_spec,
+};
 pub use names::shown_name;
 pub use normalize::{DEFAULT_PHONE_REGION, Normalizer};
 pub use plan::{Action, HoldReason, PlanInput, Resolution, WriteCapability, plan};

@@ -87,4 +87,3 @@ pub fn connection_manifest(
     .unwrap();
     path
 }
-
