@@ -23,17 +23,28 @@ fn checked_in_crds_equal_generated() {
             on_disk, yaml,
             "{name} is stale: run `cargo run -- crd --out-dir crds`"
         );
-        let chart = root().join("charts/epic-operator/crds").join(&name);
-        if chart.parent().is_some_and(|p| p.exists()) {
-            let in_chart = std::fs::read_to_string(&chart)
-                .unwrap_or_else(|e| panic!("{}: {e}", chart.display()));
+        for copy in ["charts/epic-operator/crds", "config/crd"] {
+            let path = root().join(copy).join(&name);
+            let text = std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             assert_eq!(
-                in_chart,
+                text,
                 yaml,
-                "{} differs from the generated CRD",
-                chart.display()
+                "{} differs from the generated CRD: run `cargo run -- crd --out-dir {copy}`",
+                path.display()
             );
         }
+    }
+    // `kubectl apply -f crds/` applies every file there: only CustomResourceDefinitions.
+    for entry in std::fs::read_dir(root().join("crds")).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.contains("kind: CustomResourceDefinition")
+                && !text.contains("kind: Kustomization"),
+            "{} is not a CRD: kubectl apply -f crds/ would fail on it",
+            path.display()
+        );
     }
 }
 
@@ -61,13 +72,37 @@ fn crds_have_the_contracted_names_and_schema_rules() {
     );
     let systems = &p["properties"]["telecom"]["items"]["properties"]["system"]["enum"];
     assert!(systems.as_array().unwrap().iter().any(|s| s == "email"));
-    // Every spec field carries a description (kubectl explain).
-    for (field, schema) in p["properties"].as_object().unwrap() {
+    // Every field of both kinds, at any depth, carries a description (kubectl explain).
+    fn described(path: &str, schema: &serde_json::Value, missing: &mut Vec<String>) {
+        if let Some(props) = schema.get("properties").and_then(|p| p.as_object()) {
+            for (field, child) in props {
+                let here = format!("{path}.{field}");
+                if child.get("description").is_none() {
+                    missing.push(here.clone());
+                }
+                described(&here, child, missing);
+            }
+        }
+        if let Some(items) = schema.get("items") {
+            described(&format!("{path}[]"), items, missing);
+        }
+    }
+    let mut missing = Vec::new();
+    for crd in &crds {
+        let kind = crd["spec"]["names"]["kind"].as_str().unwrap();
+        let root = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
         assert!(
-            schema.get("description").is_some(),
-            "spec.{field} has no description"
+            root.get("description").is_some(),
+            "{kind} has no description"
+        );
+        described(kind, root, &mut missing);
+        // Both kinds in one category: `kubectl get epic`.
+        assert_eq!(
+            crd["spec"]["names"]["categories"],
+            serde_json::json!(["epic"])
         );
     }
+    assert!(missing.is_empty(), "no description: {missing:#?}");
 }
 
 #[test]

@@ -240,3 +240,107 @@ fn rbac_is_cluster_wide_or_per_namespace_and_never_lists_secrets_or_touches_fore
         "leader election still has its Lease rights"
     );
 }
+
+/// Metric names a PromQL expression uses (words starting with `epic_operator_`).
+fn metric_names(expr: &str) -> Vec<String> {
+    expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("epic_operator_"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Whether the operator exports this series name (histograms as _bucket/_count/_sum, counters
+/// as _total), judged from the descriptors a fresh registry renders.
+fn exported(name: &str, exposition: &str) -> bool {
+    let base = ["_bucket", "_count", "_sum", "_total"]
+        .iter()
+        .find_map(|s| name.strip_suffix(s))
+        .unwrap_or(name);
+    exposition.lines().any(|l| {
+        l.starts_with(&format!("# TYPE {base} ")) || l.starts_with(&format!("# TYPE {name} "))
+    })
+}
+
+#[test]
+fn alerts_and_dashboard_are_off_by_default_and_use_only_exported_metrics() {
+    let defaults = render(&json!({}));
+    assert!(find(&defaults, "PrometheusRule").is_none());
+    assert!(!defaults.iter().any(|d| d["kind"] == "ConfigMap"));
+
+    let docs = render(&json!({"metrics": {
+        "prometheusRule": {"enabled": true, "driftHeldFor": "6h", "labels": {"release": "prom"}},
+        "grafanaDashboard": {"enabled": true}
+    }}));
+    let exposition = exercised_metrics();
+    let rule = find(&docs, "PrometheusRule").unwrap();
+    assert_eq!(rule["metadata"]["labels"]["release"], "prom");
+    let alerts = rule["spec"]["groups"][0]["rules"].as_array().unwrap();
+    let names: Vec<&str> = alerts
+        .iter()
+        .map(|a| a["alert"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            "EpicOperatorWritesRefused",
+            "EpicOperatorAuthenticationFailing",
+            "EpicOperatorDriftHeld",
+            "EpicOperatorRosterWalksFailing"
+        ]
+    );
+    let drift = alerts
+        .iter()
+        .find(|a| a["alert"] == "EpicOperatorDriftHeld")
+        .unwrap();
+    assert_eq!(drift["for"], "6h");
+    for a in alerts {
+        let expr = a["expr"].as_str().unwrap();
+        for m in metric_names(expr) {
+            assert!(
+                exported(&m, &exposition),
+                "{}: {m} is not exported:\n{exposition}",
+                a["alert"]
+            );
+        }
+    }
+    let cm = docs
+        .iter()
+        .find(|d| d["kind"] == "ConfigMap")
+        .expect("dashboard ConfigMap");
+    assert_eq!(cm["metadata"]["labels"]["grafana_dashboard"], "1");
+    let dashboard: Value =
+        serde_json::from_str(cm["data"]["epic-operator.json"].as_str().unwrap()).unwrap();
+    let panels = dashboard["panels"].as_array().unwrap();
+    assert!(panels.len() >= 8);
+    for p in panels {
+        for t in p["targets"].as_array().unwrap() {
+            for m in metric_names(t["expr"].as_str().unwrap()) {
+                assert!(
+                    exported(&m, &exposition),
+                    "panel {}: {m} is not exported",
+                    p["title"]
+                );
+            }
+        }
+    }
+}
+
+/// What /metrics shows once every family has a sample (an empty family renders nothing).
+fn exercised_metrics() -> String {
+    use epic_operator::crd::EpicPractitioner;
+    use epic_operator::fhir::{RequestEvent, RequestKind};
+    let m = std::sync::Arc::new(epic_operator::operator::Metrics::default());
+    m.start_reconcile("EpicPractitioner").finish(None);
+    let observe = m.fhir_observer("ns/epic");
+    observe(RequestEvent {
+        kind: RequestKind::Read,
+        status: Some(200),
+        elapsed: std::time::Duration::from_millis(5),
+        attempt: 2,
+    });
+    m.tokens_sent("ns/epic", 1);
+    m.roster_walk("ns/epic", false);
+    let (store, _writer) = kube::runtime::reflector::store::<EpicPractitioner>();
+    m.watch_store(store);
+    m.render()
+}

@@ -15,6 +15,7 @@ use super::practitioner::LastError;
     kind = "EpicConnection",
     namespaced,
     shortname = "econn",
+    category = "epic",
     status = "EpicConnectionStatus",
     doc = "An Epic FHIR R4 endpoint and the SMART Backend Services client used to reach it.",
     printcolumn = r#"{"name":"Base-URL","type":"string","jsonPath":".spec.fhirBaseUrl"}"#,

@@ -24,11 +24,15 @@ not revoke Epic login access or security classes, which live in Epic's internal 
     shortname = "epr",
     status = "EpicPractitionerStatus",
     doc = "A clinician identity record in Epic (FHIR R4 Practitioner), identified by NPI and kept in the declared state.",
+    category = "epic",
     printcolumn = r#"{"name":"NPI","type":"string","jsonPath":".spec.npi"}"#,
-    printcolumn = r#"{"name":"FHIR-ID","type":"string","jsonPath":".status.fhirId"}"#,
-    printcolumn = r#"{"name":"Active","type":"boolean","jsonPath":".spec.active"}"#,
-    printcolumn = r#"{"name":"In-Sync","type":"string","jsonPath":".status.conditions[?(@.type==\"InSync\")].status"}"#,
-    printcolumn = r#"{"name":"Synced","type":"string","jsonPath":".status.conditions[?(@.type==\"Synced\")].reason"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status","description":"Epic matches the spec and the operator did what the policy asks"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason","description":"The decisive reason (for example NotFound before WriteDisabled)"}"#,
+    printcolumn = r#"{"name":"Active","type":"boolean","jsonPath":".spec.active","description":"active as declared"}"#,
+    printcolumn = r#"{"name":"Live-Active","type":"boolean","jsonPath":".status.liveActive","description":"active as Epic holds it"}"#,
+    printcolumn = r#"{"name":"FHIR-ID","type":"string","jsonPath":".status.fhirId","priority":1}"#,
+    printcolumn = r#"{"name":"Connection","type":"string","jsonPath":".spec.connectionRef.name","priority":1}"#,
+    printcolumn = r#"{"name":"Last-Change","type":"date","jsonPath":".status.conditions[?(@.type==\"Ready\")].lastTransitionTime","priority":1,"description":"When Ready last changed"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
@@ -225,6 +229,9 @@ pub struct EpicPractitionerStatus {
     /// Epic's opaque FHIR id of the record (valid only for `connection`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fhir_id: Option<String>,
+    /// `active` as the live record holds it (the `Live-Active` column); absent when unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live_active: Option<bool>,
     /// FHIR base URL that `fhirId` belongs to; ids never travel between instances.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection: Option<String>,

@@ -63,7 +63,26 @@ fn derive_ready(status: &mut EpicPractitionerStatus, generation: Option<i64>) {
     let get = |t: &str| status.conditions.iter().find(|c| c.type_ == t).cloned();
     let synced = get(SYNCED);
     let in_sync = get(IN_SYNC);
+    // The decisive reason: a record that is not found (or ambiguous, or whose search was
+    // incomplete) says so before the instance's refusal to write, which is secondary then.
+    let resolution_problem = in_sync.as_ref().is_some_and(|i| {
+        i.status != ConditionStatus::True
+            && matches!(
+                reason_of(i),
+                Reason::NotFound | Reason::AmbiguousNpi | Reason::SearchIncomplete
+            )
+    });
+    let write_disabled = synced
+        .as_ref()
+        .is_some_and(|s| reason_of(s) == Reason::WriteDisabled);
     let ready = match (&synced, &in_sync) {
+        (_, Some(i)) if resolution_problem && write_disabled => condition(
+            READY,
+            ConditionStatus::False,
+            reason_of(i),
+            i.message.clone(),
+            generation,
+        ),
         (Some(s), Some(i))
             if s.status == ConditionStatus::True && i.status == ConditionStatus::True =>
         {
@@ -113,6 +132,11 @@ pub fn from_outcome(
     let mut s = old.clone();
     s.observed_generation = generation;
     s.fhir_id = outcome.fhir_id.clone();
+    s.live_active = outcome
+        .live
+        .as_ref()
+        .and_then(|l| l.get("active"))
+        .and_then(serde_json::Value::as_bool);
     s.connection = outcome.fhir_id.as_ref().map(|_| base_url.to_string());
     s.drift = outcome.remaining.entries.clone();
     s.diff = (!outcome.remaining.diff.is_empty()).then(|| outcome.remaining.diff.clone());

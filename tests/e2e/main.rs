@@ -365,15 +365,26 @@ async fn in_sync_record(cp: &ControlPlane) {
     assert_eq!(
         columns,
         vec![
-            "Name", "NPI", "FHIR-ID", "Active", "In-Sync", "Synced", "Age"
+            "Name",
+            "NPI",
+            "Ready",
+            "Reason",
+            "Active",
+            "Live-Active",
+            "FHIR-ID",
+            "Connection",
+            "Last-Change",
+            "Age"
         ]
     );
     let cells = &table["rows"][0]["cells"];
     assert_eq!(cells[1], "1234567893");
-    assert_eq!(cells[2], id.as_str());
-    assert_eq!(cells[3], true);
-    assert_eq!(cells[4], "True");
-    assert_eq!(cells[5], "Synced");
+    assert_eq!(cells[2], "True");
+    assert_eq!(cells[3], "Ready");
+    assert_eq!(cells[4], true);
+    assert_eq!(cells[5], true, "active as Epic holds it");
+    assert_eq!(cells[6], id.as_str());
+    assert_eq!(cells[7], "epic");
     let e = wait_event(&w, "Resolved").await;
     let note = e["note"].as_str().unwrap();
     assert!(note.contains("1234567893") && note.contains(&id), "{note}");
@@ -674,18 +685,25 @@ async fn drift_is_fixed_when_writes_are_enabled(cp: &ControlPlane) {
         .text()
         .await
         .unwrap();
-    assert!(
-        metrics.contains("epic_operator_fhir_requests_total{kind=\"update\",status=\"200\"} 1"),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains("epic_operator_reconciles_total"),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains("epic_operator_roster_scans_total"),
-        "{metrics}"
-    );
+    let connection = format!("{}/epic", w.ns);
+    for needle in [
+        format!(
+            "epic_operator_fhir_requests_total{{connection=\"{connection}\",interaction=\"update\",status_class=\"2xx\"}} 1"
+        ),
+        format!(
+            "epic_operator_fhir_request_duration_seconds_count{{connection=\"{connection}\",interaction=\"update\",status_class=\"2xx\"}} 1"
+        ),
+        format!("epic_operator_token_requests_total{{connection=\"{connection}\"}}"),
+        "epic_operator_reconciles_total{kind=\"EpicPractitioner\",result=\"success\",reason=\"Synced\"}".into(),
+        "epic_operator_reconciles_in_flight{kind=\"EpicPractitioner\"} 0".into(),
+        "epic_operator_practitioners{reason=\"Synced\"} 1".into(),
+        "epic_operator_drifted_practitioners 0".into(),
+        format!("epic_operator_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION")),
+        "epic_operator_process_resident_memory_bytes ".into(),
+        "epic_operator_process_cpu_seconds_total ".into(),
+    ] {
+        assert!(metrics.contains(&needle), "{needle} missing:\n{metrics}");
+    }
     assert_eq!(
         epic_operator::http::client()
             .unwrap()
@@ -726,12 +744,14 @@ async fn drift_is_reported_when_writes_are_disabled(cp: &ControlPlane) {
     assert!(is(&p, "InSync", "False", "Drifted"));
     let paths: Vec<&str> = s.drift.iter().map(|d| d.path.as_str()).collect();
     assert_eq!(paths, vec!["telecom", "qualification"]);
+    // Contact values in status are masked: the last four digits only.
+    let diff = s.diff.as_deref().unwrap_or_default();
     assert!(
-        s.diff
-            .as_deref()
-            .unwrap_or_default()
-            .contains("+1 555 0199")
+        diff.contains("***0199") && !diff.contains("555 0199"),
+        "{diff}"
     );
+    let shown = serde_json::to_string(&s.drift).unwrap();
+    assert!(!shown.contains("555 0199"), "{shown}");
     let err = s.last_error.clone().expect("lastError");
     assert_eq!(err.reason, "WriteDisabled");
     assert_eq!(err.http_status, Some(403));
@@ -859,10 +879,29 @@ async fn deletion_with_deactivate_holds_the_finalizer(cp: &ControlPlane) {
         .delete("alice-smith", &DeleteParams::default())
         .await
         .unwrap();
-    wait_for(&w, "alice-smith", "deletion held by a refused write", |p| {
-        p.metadata.deletion_timestamp.is_some() && is(p, "Synced", "False", "WriteDisabled")
+    // The blocked deletion is visible: its own reason with the way out, in Synced and Ready,
+    // the blocking refusal in lastError, and one Warning Event.
+    let held = wait_for(&w, "alice-smith", "deletion held by a refused write", |p| {
+        p.metadata.deletion_timestamp.is_some()
+            && is(p, "Synced", "False", "DeletionBlocked")
+            && is(p, "Ready", "False", "DeletionBlocked")
     })
     .await;
+    let s = held.status.unwrap();
+    let synced = s.conditions.iter().find(|c| c.type_ == "Synced").unwrap();
+    assert!(
+        synced.message.contains("WriteDisabled")
+            && synced.message.contains(r#""deletionPolicy":"Orphan""#),
+        "{}",
+        synced.message
+    );
+    assert_eq!(s.last_error.unwrap().reason, "WriteDisabled");
+    let e = wait_event(&w, "DeletionBlocked").await;
+    assert_eq!(e["type"], "Warning");
+    assert!(
+        e["note"].as_str().unwrap().contains("Orphan"),
+        "the Event says the way out: {e}"
+    );
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(
         w.practitioners
