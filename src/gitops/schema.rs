@@ -195,11 +195,8 @@ fn strict(v: &mut Value) {
 }
 
 fn allow_null(o: &mut Map<String, Value>) {
-    match o.get("type").cloned() {
-        Some(Value::String(t)) => {
-            o.insert("type".into(), json!([t, "null"]));
-        }
-        Some(_) | None => {}
+    if let Some(Value::String(t)) = o.get("type").cloned() {
+        o.insert("type".into(), json!([t, "null"]));
     }
     if let Some(Value::Array(values)) = o.get_mut("enum") {
         values.push(Value::Null);
