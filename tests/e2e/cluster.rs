@@ -160,7 +160,15 @@ impl ControlPlane {
         }
     }
 
+    /// A control plane of its own, with the CRDs and the shipped RBAC installed.
     pub async fn start() -> Self {
+        let cp = Self::start_bare().await;
+        cp.install().await;
+        cp
+    }
+
+    /// A control plane of its own with nothing installed: a newcomer's empty cluster.
+    pub async fn start_bare() -> Self {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let dir = tempfile::tempdir().expect("tempdir");
         if let Ok(existing) = std::env::var("EPIC_OPERATOR_E2E_KUBECONFIG") {
@@ -175,7 +183,6 @@ impl ControlPlane {
                 tenant_kubeconfig: path.clone(),
                 admin_kubeconfig: path,
             };
-            cp.install().await;
             return cp;
         }
         let apiserver = kube_apiserver_binary();
@@ -273,7 +280,6 @@ impl ControlPlane {
         };
         cp.wait_ready(&server, admin_token).await;
         cp.admin = client_from(&cp.admin_kubeconfig).await;
-        cp.install().await;
         cp
     }
 

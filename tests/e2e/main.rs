@@ -6,6 +6,7 @@
 
 mod cluster;
 mod packaging;
+mod readme;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
