@@ -379,4 +379,40 @@ mod tests {
             .is_empty()
         );
     }
+
+    #[test]
+    fn warning_events_say_what_why_and_what_to_do_without_placeholders() {
+        let p = practitioner(true);
+        let none = EpicPractitionerStatus::default();
+        let got = transitions(&p, &none, &status("InvalidKey", None), None);
+        let note = &got[0].2;
+        assert_eq!(got[0].1, Reason::ReconcileFailed);
+        assert!(
+            note.starts_with("NPI 1234567893: InvalidKey.") && note.contains("PEM private key"),
+            "{note}"
+        );
+        assert!(!note.contains("Practitioner/-"), "{note}");
+        let mut blocked = status("DeletionBlocked", Some("eAb-1.2"));
+        blocked.last_error = Some(crate::crd::LastError {
+            reason: "WriteDisabled".into(),
+            message: String::new(),
+            http_status: None,
+            epic_codes: Vec::new(),
+        });
+        let got = transitions(
+            &p,
+            &status("WriteDisabled", Some("eAb-1.2")),
+            &blocked,
+            None,
+        );
+        assert_eq!(reasons(&got), vec!["DeletionBlocked"]);
+        assert!(
+            got[0].2.contains("Practitioner/eAb-1.2 (NPI 1234567893)")
+                && got[0].2.contains("WriteDisabled holds it")
+                && got[0].2.contains("deletionPolicy"),
+            "{}",
+            got[0].2
+        );
+        assert!(transitions(&p, &blocked, &blocked, None).is_empty(), "once");
+    }
 }

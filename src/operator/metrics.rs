@@ -265,3 +265,29 @@ impl Drop for ReconcileTimer<'_> {
             .observe(self.started.elapsed().as_secs_f64());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn held_passes_are_counted_apart_from_success_and_error() {
+        let m = Metrics::default();
+        m.start_reconcile("EpicPractitioner").finish(None);
+        let t = m.start_reconcile("EpicPractitioner");
+        t.note(false, Reason::WriteDisabled);
+        t.finish(None);
+        drop(t);
+        m.start_reconcile("EpicPractitioner")
+            .finish(Some(Reason::InvalidKey));
+        let text = m.render();
+        for line in [
+            r#"epic_operator_reconciles_total{kind="EpicPractitioner",result="success",reason="Synced"} 1"#,
+            r#"epic_operator_reconciles_total{kind="EpicPractitioner",result="held",reason="WriteDisabled"} 1"#,
+            r#"epic_operator_reconciles_total{kind="EpicPractitioner",result="error",reason="InvalidKey"} 1"#,
+            r#"epic_operator_reconciles_in_flight{kind="EpicPractitioner"} 0"#,
+        ] {
+            assert!(text.contains(line), "{line} missing:\n{text}");
+        }
+    }
+}

@@ -151,3 +151,62 @@ mod tests {
         assert!(p.start_time_seconds <= now && p.start_time_seconds > now - 86_400);
     }
 }
+
+#[cfg(test)]
+mod store_tests {
+    use super::*;
+    use crate::crd::{Condition, ConditionStatus, DriftEntry, EpicPractitionerStatus};
+    use kube::runtime::watcher::Event;
+
+    fn drifted(name: &str) -> EpicPractitioner {
+        let spec = serde_json::from_value(serde_json::json!({
+            "connectionRef": {"name": "epic"}, "npi": "1234567893"
+        }))
+        .unwrap();
+        let mut p = EpicPractitioner::new(name, spec);
+        p.metadata.namespace = Some("ns".into());
+        p.status = Some(EpicPractitionerStatus {
+            drift: vec![DriftEntry {
+                path: "active".into(),
+                desired: "true".into(),
+                live: "false".into(),
+            }],
+            conditions: vec![Condition {
+                type_: "Synced".into(),
+                status: ConditionStatus::False,
+                reason: "WriteDisabled".into(),
+                message: String::new(),
+                last_transition_time: "2026-11-29T00:00:00Z".into(),
+                observed_generation: None,
+            }],
+            ..EpicPractitionerStatus::default()
+        });
+        p
+    }
+
+    #[test]
+    fn gauges_follow_the_store_and_forget_deleted_objects() {
+        let (store, mut writer) = kube::runtime::reflector::store::<EpicPractitioner>();
+        let cell = Arc::new(OnceLock::new());
+        let _ = cell.set(store);
+        let mut registry = prometheus_client::registry::Registry::default();
+        registry.register_collector(Box::new(StoreCollector::new(cell)));
+        let render = |r: &prometheus_client::registry::Registry| {
+            let mut s = String::new();
+            prometheus_client::encoding::text::encode(&mut s, r).unwrap();
+            s
+        };
+        let p = drifted("alice");
+        writer.apply_watcher_event(&Event::Apply(p.clone()));
+        let text = render(&registry);
+        assert!(text.contains("drifted_practitioners 1"), "{text}");
+        assert!(
+            text.contains(r#"practitioners{reason="WriteDisabled"} 1"#),
+            "{text}"
+        );
+        writer.apply_watcher_event(&Event::Delete(p));
+        let text = render(&registry);
+        assert!(text.contains("drifted_practitioners 0"), "{text}");
+        assert!(!text.contains("WriteDisabled"), "no stale entry: {text}");
+    }
+}

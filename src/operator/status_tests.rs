@@ -315,3 +315,67 @@ fn errors_and_pauses_keep_what_was_known() {
     let s = paused(&p, &known);
     assert_eq!(cond(&s, SYNCED), (&ConditionStatus::False, "Paused"));
 }
+
+#[test]
+fn the_decisive_reason_is_not_found_before_write_disabled() {
+    // CreateOrUpdate on a read-only instance: the record is missing, and the write that would
+    // create it is refused. NotFound is what a person must act on first.
+    let p = practitioner(true);
+    let o = outcome(
+        Resolution::NotFound,
+        Action::Hold(HoldReason::WriteDisabled),
+        WriteOutcome::NotAttempted,
+        &[],
+    );
+    let s = build(&p, &EpicPractitionerStatus::default(), &o);
+    assert_eq!(
+        cond(&s, "Synced"),
+        (&ConditionStatus::False, "WriteDisabled")
+    );
+    assert_eq!(cond(&s, "Ready"), (&ConditionStatus::False, "NotFound"));
+    assert_eq!(s.live_active, Some(true), "active as Epic holds it");
+}
+
+#[test]
+fn a_blocked_deletion_says_why_and_the_way_out() {
+    let mut p = practitioner(true);
+    p.metadata.namespace = Some("team-a".into());
+    let held = outcome(
+        Resolution::Found,
+        Action::Hold(HoldReason::WriteDisabled),
+        WriteOutcome::NotAttempted,
+        &["active"],
+    );
+    let s = deletion_blocked(&p, build(&p, &EpicPractitionerStatus::default(), &held));
+    let (status, reason) = cond(&s, "Synced");
+    assert_eq!(
+        (status, reason),
+        (&ConditionStatus::False, "DeletionBlocked")
+    );
+    assert_eq!(cond(&s, "Ready").1, "DeletionBlocked");
+    let message = &s
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Synced")
+        .unwrap()
+        .message;
+    assert!(
+        message.contains("WriteDisabled")
+            && message.contains(
+                r#"kubectl -n team-a patch epicpractitioner alice --type merge -p '{"spec":{"deletionPolicy":"Orphan"}}'"#
+            ),
+        "{message}"
+    );
+    assert_eq!(blocking_reason(&s), Some(Reason::WriteDisabled));
+    // Blocked again on the next pass: the same status, so no new write and no new Event.
+    let again = deletion_blocked(&p, build(&p, &s, &held));
+    assert_eq!(
+        again
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Synced")
+            .unwrap()
+            .message,
+        *message
+    );
+}
