@@ -444,3 +444,58 @@ async fn seed_problems_are_clear_errors() {
     }
     let _ = Settings::default();
 }
+
+#[tokio::test]
+async fn reset_writes_applies_the_write_then_cuts_the_response() {
+    let s = writable_sandbox().await;
+    let token = bearer(&s).await;
+    let id = id_of(&s, "1234567893").await;
+    let http = epic_operator::http::client().unwrap();
+    let url = format!("{}/Practitioner/{id}", s.fhir_base_url());
+    let mut record: Value = http
+        .get(&url)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    record["active"] = json!(false);
+    set_settings(&s, json!({"resetWrites": 1})).await;
+    let sent = http
+        .put(&url)
+        .bearer_auth(&token)
+        .header("Content-Type", "application/fhir+json")
+        .body(record.to_string())
+        .send()
+        .await;
+    let failed = match sent {
+        Err(_) => true,
+        Ok(r) => r.bytes().await.is_err(),
+    };
+    assert!(failed, "the response is cut off");
+    assert_eq!(stat(&stats(&s).await, "update"), 1, "the write happened");
+    let now: Value = http
+        .get(&url)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(now["active"], false);
+    // One write only: the next one answers normally.
+    assert_eq!(
+        http.put(&url)
+            .bearer_auth(&token)
+            .header("Content-Type", "application/fhir+json")
+            .body(now.to_string())
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}

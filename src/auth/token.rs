@@ -273,55 +273,66 @@ impl TokenSource {
             .await
             .map_err(|e| AuthError::Transport(e.to_string()))?;
         tracing::debug!(status, "token request");
-        if !(200..300).contains(&status) {
-            return Err(match serde_json::from_slice::<OAuthErrorBody>(&body) {
-                Ok(e) => AuthError::OAuth {
-                    status,
-                    error: e.error,
-                    description: e.error_description,
-                },
-                Err(_) => AuthError::Endpoint {
-                    status,
-                    detail: snippet(&body),
-                },
-            });
-        }
-        let parsed: TokenResponse =
-            serde_json::from_slice(&body).map_err(|e| AuthError::Endpoint {
-                status,
-                detail: format!("token response is not the expected JSON ({e})"),
-            })?;
-        if let Some(tt) = &parsed.token_type
-            && !tt.eq_ignore_ascii_case("bearer")
-        {
-            return Err(AuthError::Endpoint {
-                status,
-                detail: format!("unsupported token_type {tt:?}"),
-            });
-        }
-        let lifetime = token_lifetime(parsed.expires_in.as_ref());
-        // Renew ahead of expiry so a request never leaves with a token about to lapse.
-        let margin = lifetime
-            .checked_div(5)
-            .unwrap_or_default()
-            .min(Duration::from_secs(60));
-        let scopes = parsed
-            .scope
-            .map(|s| s.split_whitespace().map(str::to_string).collect())
-            .unwrap_or_else(|| self.scopes.clone());
-        let now = chrono::Utc::now();
-        Ok(AccessToken {
-            secret: parsed.access_token,
-            expires_at: chrono::TimeDelta::from_std(lifetime)
-                .ok()
-                .and_then(|d| now.checked_add_signed(d))
-                .unwrap_or(now),
-            renew_at: started
-                .checked_add(lifetime.saturating_sub(margin))
-                .unwrap_or(started),
-            scopes,
-        })
+        parse_token_response(status, &body, &self.scopes, started)
     }
+}
+
+/// The token endpoint's answer, as an access token or the error it means. Pure, so the
+/// parser can be fuzzed: any bytes give one or the other, never a panic. `requested` are the
+/// scopes asked for (granted when the answer lists none); `started` is when the request left.
+pub fn parse_token_response(
+    status: u16,
+    body: &[u8],
+    requested: &[String],
+    started: Instant,
+) -> Result<AccessToken, AuthError> {
+    if !(200..300).contains(&status) {
+        return Err(match serde_json::from_slice::<OAuthErrorBody>(body) {
+            Ok(e) => AuthError::OAuth {
+                status,
+                error: e.error,
+                description: e.error_description,
+            },
+            Err(_) => AuthError::Endpoint {
+                status,
+                detail: snippet(body),
+            },
+        });
+    }
+    let parsed: TokenResponse = serde_json::from_slice(body).map_err(|e| AuthError::Endpoint {
+        status,
+        detail: format!("token response is not the expected JSON ({e})"),
+    })?;
+    if let Some(tt) = &parsed.token_type
+        && !tt.eq_ignore_ascii_case("bearer")
+    {
+        return Err(AuthError::Endpoint {
+            status,
+            detail: format!("unsupported token_type {tt:?}"),
+        });
+    }
+    let lifetime = token_lifetime(parsed.expires_in.as_ref());
+    // Renew ahead of expiry so a request never leaves with a token about to lapse.
+    let margin = lifetime
+        .checked_div(5)
+        .unwrap_or_default()
+        .min(Duration::from_secs(60));
+    let scopes = parsed
+        .scope
+        .map(|s| s.split_whitespace().map(str::to_string).collect())
+        .unwrap_or_else(|| requested.to_vec());
+    let now = chrono::Utc::now();
+    Ok(AccessToken {
+        secret: parsed.access_token,
+        expires_at: chrono::TimeDelta::from_std(lifetime)
+            .ok()
+            .and_then(|d| now.checked_add_signed(d))
+            .unwrap_or(now),
+        renew_at: started
+            .checked_add(lifetime.saturating_sub(margin))
+            .unwrap_or(started),
+        scopes,
+    })
 }
 
 /// Finds the token endpoint from `{fhir_base}/.well-known/smart-configuration`.

@@ -121,102 +121,113 @@ pub fn load_manifests(paths: &[PathBuf]) -> Result<Loaded, LoadError> {
         } else {
             read_bounded(&file)?
         };
-        let docs: Vec<Value> = serde_saphyr::from_multiple(&text).map_err(|e| LoadError::Yaml {
-            path: file.clone(),
-            detail: e.to_string(),
-        })?;
-        for (i, doc) in docs.into_iter().enumerate() {
-            let doc_no = i + 1;
-            if doc.is_null() {
-                continue;
-            }
-            let kind = doc
-                .get("kind")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
-            let api_version = doc
-                .get("apiVersion")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            let ours = SchemaSet::is_ours(api_version);
-            if ours {
-                let problems = schemas.check(&doc);
-                if !problems.is_empty() {
-                    return Err(LoadError::Schema {
-                        path: file.clone(),
-                        doc: doc_no,
-                        kind: kind.clone(),
-                        name: doc
-                            .pointer("/metadata/name")
-                            .and_then(Value::as_str)
-                            .unwrap_or("(no name)")
-                            .to_string(),
-                        problems,
-                    });
-                }
-            }
-            match kind.as_str() {
-                "EpicPractitioner" if ours => {
-                    let p: EpicPractitioner = decode(doc, &file, doc_no, &kind)?;
-                    let name = p.metadata.name.clone().unwrap_or_default();
-                    check_practitioner(&p).map_err(|detail| LoadError::InvalidSpec {
-                        path: file.clone(),
-                        doc: doc_no,
-                        name: name.clone(),
-                        detail,
-                    })?;
-                    if let Some(prev) = loaded.practitioners.iter().find(|s| {
-                        s.name() == name
-                            && s.practitioner.metadata.namespace == p.metadata.namespace
-                    }) {
-                        return Err(LoadError::Duplicate {
-                            name,
-                            first: prev.path.clone(),
-                            second: file.clone(),
-                        });
-                    }
-                    if let Some(prev) = loaded
-                        .practitioners
-                        .iter()
-                        .find(|s| s.practitioner.spec.npi == p.spec.npi)
-                    {
-                        return Err(LoadError::DuplicateNpi {
-                            npi: p.spec.npi.clone(),
-                            first: prev.path.clone(),
-                            first_name: prev.name(),
-                            second: file.clone(),
-                            second_name: name,
-                        });
-                    }
-                    loaded.practitioners.push(SourcedPractitioner {
-                        path: file.clone(),
-                        doc: doc_no,
-                        practitioner: p,
-                    });
-                }
-                "EpicConnection" if ours => {
-                    let c: EpicConnection = decode(doc, &file, doc_no, &kind)?;
-                    loaded.connections.push((file.clone(), c));
-                }
-                _ => loaded.notes.push(format!(
-                    "{} (document {doc_no}): skipped {} {}",
-                    file.display(),
-                    if kind.is_empty() {
-                        "a document without"
-                    } else {
-                        "kind"
-                    },
-                    if kind.is_empty() {
-                        "kind".to_string()
-                    } else {
-                        format!("{kind} ({api_version})")
-                    }
-                )),
-            }
-        }
+        decode_documents(&file, &text, &schemas, &mut loaded)?;
     }
     Ok(loaded)
+}
+
+/// Decodes one file's YAML documents into `loaded`: schema-checked, duplicates refused.
+fn decode_documents(
+    file: &Path,
+    text: &str,
+    schemas: &SchemaSet,
+    loaded: &mut Loaded,
+) -> Result<(), LoadError> {
+    let file = file.to_path_buf();
+    let docs: Vec<Value> = serde_saphyr::from_multiple(text).map_err(|e| LoadError::Yaml {
+        path: file.clone(),
+        detail: e.to_string(),
+    })?;
+    for (i, doc) in docs.into_iter().enumerate() {
+        let doc_no = i + 1;
+        if doc.is_null() {
+            continue;
+        }
+        let kind = doc
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let api_version = doc
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let ours = SchemaSet::is_ours(api_version);
+        if ours {
+            let problems = schemas.check(&doc);
+            if !problems.is_empty() {
+                return Err(LoadError::Schema {
+                    path: file.clone(),
+                    doc: doc_no,
+                    kind: kind.clone(),
+                    name: doc
+                        .pointer("/metadata/name")
+                        .and_then(Value::as_str)
+                        .unwrap_or("(no name)")
+                        .to_string(),
+                    problems,
+                });
+            }
+        }
+        match kind.as_str() {
+            "EpicPractitioner" if ours => {
+                let p: EpicPractitioner = decode(doc, &file, doc_no, &kind)?;
+                let name = p.metadata.name.clone().unwrap_or_default();
+                check_practitioner(&p).map_err(|detail| LoadError::InvalidSpec {
+                    path: file.clone(),
+                    doc: doc_no,
+                    name: name.clone(),
+                    detail,
+                })?;
+                if let Some(prev) = loaded.practitioners.iter().find(|s| {
+                    s.name() == name && s.practitioner.metadata.namespace == p.metadata.namespace
+                }) {
+                    return Err(LoadError::Duplicate {
+                        name,
+                        first: prev.path.clone(),
+                        second: file.clone(),
+                    });
+                }
+                if let Some(prev) = loaded
+                    .practitioners
+                    .iter()
+                    .find(|s| s.practitioner.spec.npi == p.spec.npi)
+                {
+                    return Err(LoadError::DuplicateNpi {
+                        npi: p.spec.npi.clone(),
+                        first: prev.path.clone(),
+                        first_name: prev.name(),
+                        second: file.clone(),
+                        second_name: name,
+                    });
+                }
+                loaded.practitioners.push(SourcedPractitioner {
+                    path: file.clone(),
+                    doc: doc_no,
+                    practitioner: p,
+                });
+            }
+            "EpicConnection" if ours => {
+                let c: EpicConnection = decode(doc, &file, doc_no, &kind)?;
+                loaded.connections.push((file.clone(), c));
+            }
+            _ => loaded.notes.push(format!(
+                "{} (document {doc_no}): skipped {} {}",
+                file.display(),
+                if kind.is_empty() {
+                    "a document without"
+                } else {
+                    "kind"
+                },
+                if kind.is_empty() {
+                    "kind".to_string()
+                } else {
+                    format!("{kind} ({api_version})")
+                }
+            )),
+        }
+    }
+    Ok(())
 }
 
 fn decode<T: serde::de::DeserializeOwned>(
@@ -273,6 +284,18 @@ fn missing_or_unreadable(path: &Path, e: std::io::Error) -> LoadError {
             detail: e.to_string(),
         }
     }
+}
+
+/// Decodes manifests from text, as if read from a file named `name` (what `-f -` and the
+/// fuzzer use): never panics, whatever the text.
+pub fn load_manifest_text(text: &str, name: &Path) -> Result<Loaded, LoadError> {
+    let schemas = SchemaSet::new().map_err(|detail| LoadError::SchemaUnavailable {
+        path: name.to_path_buf(),
+        detail,
+    })?;
+    let mut loaded = Loaded::default();
+    decode_documents(name, text, &schemas, &mut loaded)?;
+    Ok(loaded)
 }
 
 /// Reads standard input, at most [`MAX_MANIFEST_BYTES`], as UTF-8.

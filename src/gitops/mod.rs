@@ -10,6 +10,6 @@ mod schema;
 
 pub use connection::{ConnectionInput, EXAMPLES_SEED, Target, open_target};
 pub use export::{ExportSummary, export_roster, manifest_from_live};
-pub use manifests::{LoadError, Loaded, SourcedPractitioner, load_manifests};
+pub use manifests::{LoadError, Loaded, SourcedPractitioner, load_manifest_text, load_manifests};
 pub use report::{PlanMode, PlanOptions, PractitionerReport, RunReport, run_plan};
 pub use report_kinds::{ReportAction, ReportResolution, ReportResult};

@@ -96,6 +96,9 @@ pub struct Settings {
     pub edit_before_put: Option<serde_json::Value>,
     /// How many PUTs in a row meet that edit (0 counts as 1); then it is cleared.
     pub edit_before_put_count: u32,
+    /// Fault: the next N accepted writes (PUT or POST) are applied, then their response is cut
+    /// off mid-body, so the client sees the connection fail after the write happened.
+    pub reset_writes: u32,
 }
 
 /// How to start a sandbox.

@@ -119,9 +119,37 @@ pub(super) async fn update_practitioner(
     }
     Stats::bump(&state.stats.update);
     let stored = data.practitioners.insert(id.clone(), resource);
-    with_etag(
+    let r = with_etag(
         fhir_json(StatusCode::OK, stored),
         data.practitioners.version(&id),
+    );
+    reset_if_asked(&state, r)
+}
+
+/// The `resetWrites` fault: the write is done; its response starts, then breaks off.
+fn reset_if_asked(state: &super::SandboxState, r: Response) -> Response {
+    let mut s = state.settings();
+    if s.reset_writes == 0 {
+        return r;
+    }
+    s.reset_writes = s.reset_writes.saturating_sub(1);
+    state.set_settings(s);
+    let (mut parts, _) = r.into_parts();
+    // A body shorter than its Content-Length, ending in an error: hyper aborts the connection.
+    parts.headers.insert(
+        header::CONTENT_LENGTH,
+        header::HeaderValue::from_static("4096"),
+    );
+    let chunks: Vec<Result<Bytes, std::io::Error>> = vec![
+        Ok(Bytes::from_static(b"{\"resourceType\":\"Practi")),
+        Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "resetWrites fault",
+        )),
+    ];
+    Response::from_parts(
+        parts,
+        axum::body::Body::from_stream(futures::stream::iter(chunks)),
     )
 }
 
@@ -241,7 +269,8 @@ pub(super) async fn create_practitioner(
     if let Ok(v) = location.parse() {
         r.headers_mut().insert(header::LOCATION, v);
     }
-    r
+    drop(data);
+    reset_if_asked(&state, r)
 }
 
 pub(super) async fn patch_practitioner(State(state): St, headers: HeaderMap) -> Response {

@@ -23,6 +23,8 @@ pub struct ControlPlane {
     /// Owns `dir` when this value started the control plane.
     _tmp: Option<tempfile::TempDir>,
     children: Vec<Child>,
+    /// How each child was started (etcd, then kube-apiserver), to restart it after a fault.
+    commands: Vec<(std::ffi::OsString, Vec<std::ffi::OsString>, String)>,
     pub admin: Client,
     pub operator_kubeconfig: PathBuf,
     pub admin_kubeconfig: PathBuf,
@@ -104,7 +106,51 @@ fn reap_on_exit(pid: u32) {
         .spawn();
 }
 
+/// A child's program, arguments and log name, read off its Command before it is spawned.
+fn started_as(c: &Command, log: &str) -> (std::ffi::OsString, Vec<std::ffi::OsString>, String) {
+    (
+        c.get_program().to_os_string(),
+        c.get_args().map(|a| a.to_os_string()).collect(),
+        log.to_string(),
+    )
+}
+
+/// The processes of a control plane this test started, by role.
+#[allow(dead_code)]
+#[derive(Clone, Copy, Debug)]
+pub enum Component {
+    Etcd = 0,
+    ApiServer = 1,
+}
+
 impl ControlPlane {
+    /// Kills one component (a fault); [`ControlPlane::restart`] brings it back.
+    #[allow(dead_code)]
+    pub fn kill(&mut self, c: Component) {
+        let child = &mut self.children[c as usize];
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// Starts a killed component again with its original arguments (same ports, same data).
+    #[allow(dead_code)]
+    pub fn restart(&mut self, c: Component) {
+        let (program, args, log) = self.commands[c as usize].clone();
+        let file = |suffix: &str| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.dir.join(format!("{log}.{suffix}")))
+                .expect("log file")
+        };
+        self.children[c as usize] = Command::new(program)
+            .args(args)
+            .stdout(file("log"))
+            .stderr(file("err"))
+            .spawn()
+            .expect("restart");
+    }
+
     /// The control plane shared by every test of this binary: started by the first test that
     /// asks (in its own thread and runtime), kept until the binary exits. Each caller gets its
     /// own API client, bound to its own runtime.
@@ -153,6 +199,7 @@ impl ControlPlane {
             dir,
             _tmp: None,
             children: Vec::new(),
+            commands: Vec::new(),
             admin: client_from(&admin_kubeconfig).await,
             admin_kubeconfig,
             operator_kubeconfig,
@@ -178,6 +225,7 @@ impl ControlPlane {
                 dir: dir.path().to_path_buf(),
                 _tmp: Some(dir),
                 children: Vec::new(),
+                commands: Vec::new(),
                 admin,
                 operator_kubeconfig: path.clone(),
                 tenant_kubeconfig: path.clone(),
@@ -192,8 +240,8 @@ impl ControlPlane {
         let d = dir.path();
         let (client_port, peer_port, secure_port) = (free_port(), free_port(), free_port());
         let log = |name: &str| std::fs::File::create(d.join(name)).expect("log file");
-        let etcd = Command::new(etcd_bin)
-            .args(["--data-dir", d.join("etcd").to_str().unwrap()])
+        let mut etcd = Command::new(etcd_bin);
+        etcd.args(["--data-dir", d.join("etcd").to_str().unwrap()])
             .args([
                 "--listen-client-urls",
                 &format!("http://127.0.0.1:{client_port}"),
@@ -213,7 +261,9 @@ impl ControlPlane {
             .args([
                 "--initial-cluster",
                 &format!("default=http://127.0.0.1:{peer_port}"),
-            ])
+            ]);
+        let mut commands = vec![started_as(&etcd, "etcd")];
+        let etcd = etcd
             .stdout(log("etcd.log"))
             .stderr(log("etcd.err"))
             .spawn()
@@ -233,7 +283,8 @@ impl ControlPlane {
             ),
         )
         .unwrap();
-        let apiserver = Command::new(apiserver)
+        let mut apiserver = Command::new(apiserver);
+        apiserver
             .args(["--etcd-servers", &format!("http://127.0.0.1:{client_port}")])
             .args([
                 "--secure-port",
@@ -256,7 +307,9 @@ impl ControlPlane {
                 "--service-account-issuer=https://kubernetes.default.svc",
                 "--service-cluster-ip-range=10.96.0.0/16",
             ])
-            .args(["--disable-admission-plugins=ServiceAccount"])
+            .args(["--disable-admission-plugins=ServiceAccount"]);
+        commands.push(started_as(&apiserver, "apiserver"));
+        let apiserver = apiserver
             .stdout(log("apiserver.log"))
             .stderr(log("apiserver.err"))
             .spawn()
@@ -272,6 +325,7 @@ impl ControlPlane {
             dir: dir.path().to_path_buf(),
             _tmp: Some(dir),
             children: vec![etcd, apiserver],
+            commands,
             admin: Client::try_from(kube::Config::new("http://127.0.0.1:1".parse().unwrap()))
                 .unwrap(),
             operator_kubeconfig,
