@@ -25,5 +25,9 @@ cargo test --features e2e --lib --bins --tests --locked --no-fail-fast -- \
   --skip ::scenario --skip packaging_applies_to_the_api_server --skip readme_quick_start_runs_verbatim
 
 echo "==> cargo test --test e2e (end-to-end: real kube-apiserver + etcd, one test per scenario)"
-# Scenarios wait on the operator more than they compute: run them side by side.
+# Scenarios (the fault suite among them, tests/e2e/faults.rs) wait on the operator more than
+# they compute: run them side by side.
 cargo test --features e2e --test e2e --locked --no-fail-fast -- --test-threads 8
+
+echo "==> fuzzing: every cargo-fuzz target for 15 s from the checked-in seeds (nightly toolchain)"
+bash scripts/fuzz.sh 15

@@ -1210,3 +1210,6 @@ fn kubectl() -> PathBuf {
     let closest = real.with_file_name("kubectl.1.27");
     if closest.is_file() { closest } else { real }
 }
+
+// The fault suite (after the macro it uses).
+mod faults;
