@@ -1,8 +1,9 @@
 //! The Dockerfile's build context holds everything the build needs: its build stage's COPY set
 //! is reproduced in an empty directory and built with `cargo build --locked --offline` (the
-//! project's machines have no container engine). The debug profile is built, to reuse the
-//! dependency builds of earlier runs; the Dockerfile's `--release` differs only in
-//! optimisation, not in which files the build reads.
+//! project's machines have no container engine). The debug profile is built into the
+//! project's own target directory, reusing the dependencies the test run already compiled (the
+//! copy's binary, built from the same sources, lands where the project's own would); the
+//! Dockerfile's `--release` differs only in optimisation, not in which files the build reads.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -68,7 +69,7 @@ fn the_dockerfile_context_builds_offline() {
     let out = Command::new(env!("CARGO"))
         .args(["build", "--locked", "--offline", "--bin", "epic-operator"])
         .current_dir(context.path())
-        .env("CARGO_TARGET_DIR", repo().join("target/image-context"))
+        .env("CARGO_TARGET_DIR", repo().join("target"))
         .output()
         .unwrap();
     assert!(

@@ -2,7 +2,7 @@
 //! of an error response (status + OperationOutcome body) must never panic.
 #![no_main]
 
-use epic_operator::fhir::{OperationOutcome, classify, parse_search_page};
+use epic_operator::fhir::{OperationOutcome, SearchResult, classify, parse_search_page};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -14,8 +14,12 @@ fuzz_target!(|data: &[u8]| {
     let _ = classify(status, body, write, None).reason();
     if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) {
         if let Ok(page) = parse_search_page(&v, "Practitioner") {
-            let _ = page.incomplete();
-            let _ = page.warnings();
+            let result = SearchResult {
+                resources: page.resources,
+                outcomes: page.outcomes,
+            };
+            let _ = result.incomplete();
+            let _ = result.warnings();
         }
         if let Some(o) = OperationOutcome::parse(&v) {
             let _ = (o.summary(), o.codes(), o.marks_incomplete(), o.is_merged());

@@ -110,7 +110,7 @@ pub fn load_manifests(paths: &[PathBuf]) -> Result<Loaded, LoadError> {
         };
         collect_files(p, &root, &mut files, true)?;
     }
-    let schemas = SchemaSet::new().map_err(|detail| LoadError::SchemaUnavailable {
+    let schemas = SchemaSet::shared().map_err(|detail| LoadError::SchemaUnavailable {
         path: paths.first().cloned().unwrap_or_default(),
         detail,
     })?;
@@ -121,7 +121,7 @@ pub fn load_manifests(paths: &[PathBuf]) -> Result<Loaded, LoadError> {
         } else {
             read_bounded(&file)?
         };
-        decode_documents(&file, &text, &schemas, &mut loaded)?;
+        decode_documents(&file, &text, schemas, &mut loaded)?;
     }
     Ok(loaded)
 }
@@ -289,12 +289,12 @@ fn missing_or_unreadable(path: &Path, e: std::io::Error) -> LoadError {
 /// Decodes manifests from text, as if read from a file named `name` (what `-f -` and the
 /// fuzzer use): never panics, whatever the text.
 pub fn load_manifest_text(text: &str, name: &Path) -> Result<Loaded, LoadError> {
-    let schemas = SchemaSet::new().map_err(|detail| LoadError::SchemaUnavailable {
+    let schemas = SchemaSet::shared().map_err(|detail| LoadError::SchemaUnavailable {
         path: name.to_path_buf(),
         detail,
     })?;
     let mut loaded = Loaded::default();
-    decode_documents(name, text, &schemas, &mut loaded)?;
+    decode_documents(name, text, schemas, &mut loaded)?;
     Ok(loaded)
 }
 

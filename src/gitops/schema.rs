@@ -39,6 +39,16 @@ const OBJECT_META_FIELDS: &[&str] = &[
 ];
 
 impl SchemaSet {
+    /// The validators, compiled once per process (compiling them costs milliseconds; a fuzzer
+    /// or a large tree would pay that per file otherwise).
+    pub fn shared() -> Result<&'static SchemaSet, String> {
+        static SHARED: std::sync::OnceLock<Result<SchemaSet, String>> = std::sync::OnceLock::new();
+        SHARED
+            .get_or_init(SchemaSet::new)
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
     /// Validators for every kind of our CRDs.
     pub fn new() -> Result<Self, String> {
         let mut kinds = Vec::new();
