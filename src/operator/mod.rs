@@ -13,6 +13,7 @@ mod practitioner;
 mod roster;
 mod status;
 mod status_limits;
+mod watch_backoff;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -35,6 +36,7 @@ pub use metrics::Metrics;
 pub use practitioner::{FIELD_MANAGER, FINALIZER};
 
 use crate::crd::{EpicConnection, EpicPractitioner};
+use watch_backoff::WatchBackoff;
 
 /// How drift is found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -206,7 +208,7 @@ pub async fn run(config: OperatorConfig) -> Result<(), RunError> {
     let (practitioners, writer) = reflector::store::<EpicPractitioner>();
     metrics.watch_store(practitioners.clone());
     let practitioner_stream = watcher(practitioner_api, watch_config.clone())
-        .default_backoff()
+        .backoff(WatchBackoff::default())
         .modify(|p: &mut EpicPractitioner| p.managed_fields_mut().clear())
         .reflect(writer)
         .applied_objects()
@@ -219,7 +221,7 @@ pub async fn run(config: OperatorConfig) -> Result<(), RunError> {
     // watch itself, so a deleted connection's client and token are dropped at once.
     let (deleted_tx, deleted_rx) = unbounded::<EpicConnection>();
     let connection_stream = watcher(connection_api.clone(), watch_config.clone())
-        .default_backoff()
+        .backoff(WatchBackoff::default())
         .modify(|c: &mut EpicConnection| c.managed_fields_mut().clear())
         .reflect(connection_writer)
         .inspect(move |event| {

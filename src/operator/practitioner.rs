@@ -311,21 +311,35 @@ pub fn error_policy(
         return ControllerAction::await_change();
     }
     let failures = ctx.record_failure(&obj);
+    ControllerAction::requeue(retry_delay(error, failures))
+}
+
+/// How long an object waits after its `failures`-th failure in a row.
+fn retry_delay(error: &Error, failures: u32) -> Duration {
     let base = match error {
         Error::Fhir(crate::fhir::FhirError::Throttled {
             retry_after: Some(d),
         }) => *d,
         _ => Duration::from_secs(5),
     };
-    ControllerAction::requeue(backoff(failures, base))
+    // The Kubernetes API coming back costs Epic nothing: retry soon after it does, instead of
+    // waiting out a long backoff built up while it was away (measured in RELIABILITY.md).
+    let cap = match error {
+        Error::Kube(_) | Error::Finalizer(_) => KUBE_BACKOFF_CAP,
+        _ => BACKOFF_CAP,
+    };
+    backoff(failures, base).min(cap)
 }
 
-/// Exponential backoff after `failures` failures in a row, capped at 10 minutes, with jitter
-/// over the upper half so that retries of many objects stay apart.
+/// Longest wait before retrying an object that failed (Epic, auth, connection errors).
+const BACKOFF_CAP: Duration = Duration::from_secs(600);
+/// Longest wait when the Kubernetes API failed.
+const KUBE_BACKOFF_CAP: Duration = Duration::from_secs(10);
+
+/// Exponential backoff after `failures` failures in a row, capped at [`BACKOFF_CAP`], with
+/// jitter over the upper half so that retries of many objects stay apart.
 fn backoff(failures: u32, base: Duration) -> Duration {
-    let exp = base
-        .saturating_mul(1 << failures.min(7))
-        .min(Duration::from_secs(600));
+    let exp = base.saturating_mul(1 << failures.min(7)).min(BACKOFF_CAP);
     exp.mul_f64(0.5 + rand::random::<f64>() * 0.5)
 }
 
@@ -341,5 +355,20 @@ mod tests {
         for failures in [0, 1, 7, u32::MAX] {
             assert!(backoff(failures, Duration::MAX) <= Duration::from_secs(600));
         }
+    }
+
+    #[test]
+    fn a_kubernetes_outage_is_retried_within_seconds_of_its_end() {
+        // Found by the fault suite: after 20 s without the API server, objects waited up to
+        // 40 s more on a backoff built up while it was away.
+        let kube = Error::Kube(kube::Error::LinesCodecMaxLineLengthExceeded);
+        let epic = Error::Fhir(crate::fhir::FhirError::Timeout("slow".into()));
+        for failures in [3, 7, 30] {
+            assert!(retry_delay(&kube, failures) <= KUBE_BACKOFF_CAP);
+        }
+        assert!(
+            retry_delay(&epic, 7) > KUBE_BACKOFF_CAP,
+            "Epic's budget still backs off"
+        );
     }
 }

@@ -346,9 +346,10 @@ async fn faults_leader_killed(cp: &ControlPlane) {
         "--lease-name",
         "f8-leader",
     ];
-    // Epic is slow enough that the first replica is still writing when it dies.
+    // The standby waits for the Lease; Epic is slow (2 s a request) so that the leader is
+    // still writing when it dies.
     w.sandbox.set_settings(Settings {
-        latency_ms: 300,
+        latency_ms: 2_000,
         ..writable().settings
     });
     let mut leader = Operator::start(cp, &w.ns, &lease);
@@ -361,8 +362,13 @@ async fn faults_leader_killed(cp: &ControlPlane) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let mut standby = Operator::start(cp, &w.ns, &lease);
-    tokio::time::sleep(Duration::from_secs(1)).await;
     leader.kill();
+    let written = w.sandbox.stats()["update"].as_u64().unwrap_or(0)
+        + w.sandbox.stats()["create"].as_u64().unwrap_or(0);
+    assert!(
+        written < NEEDED,
+        "the leader died mid-flight ({written} written)"
+    );
     w.sandbox.set_settings(writable().settings);
     let converged_after = converge(&w).await;
     let (writes, duplicate_creates, lost_fields) = verdict(&w, &before).await;
