@@ -7,7 +7,9 @@ mod cli_support;
 use std::path::Path;
 use std::process::Command;
 
-use cli_support::{connection_manifest, examples, run, start_sandbox, text};
+use cli_support::{
+    connection_manifest, examples, run, sandbox_and_connection, start_sandbox, text,
+};
 
 use serde_json::Value;
 
@@ -623,16 +625,7 @@ fn plan_reads_only_regular_files_inside_the_tree_and_bounded() {
 #[test]
 fn loopback_http_needs_the_development_flag() {
     let dir = tempfile::tempdir().unwrap();
-    let key = dir.path().join("dev-key.pem");
-    let sandbox = start_sandbox(&["--dev-key-out", key.to_str().unwrap()]);
-    let conn = connection_manifest(
-        dir.path(),
-        &sandbox.base,
-        "epic-operator-dev",
-        "dev-key-1",
-        "RS384",
-        10,
-    );
+    let (_sandbox, conn, key) = sandbox_and_connection(dir.path(), "epic-operator-dev");
     let out = run(&[
         "token",
         "--connection",

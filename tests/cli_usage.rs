@@ -11,7 +11,9 @@ use std::io::Write;
 use std::path::Path;
 use std::process::Stdio;
 
-use cli_support::{bin, connection_manifest, examples, run, start_sandbox, text};
+use cli_support::{
+    bin, connection_manifest, examples, run, sandbox_and_connection, start_sandbox, text,
+};
 use serde_json::Value;
 
 fn example(name: &str) -> String {
@@ -131,16 +133,7 @@ fn plan_refuses_what_the_api_server_refuses() {
 #[test]
 fn a_connection_ref_naming_another_connection_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
-    let key = dir.path().join("dev-key.pem");
-    let sandbox = start_sandbox(&["--dev-key-out", key.to_str().unwrap()]);
-    let conn = connection_manifest(
-        dir.path(),
-        &sandbox.base,
-        "epic-operator-dev",
-        "dev-key-1",
-        "RS384",
-        10,
-    );
+    let (_sandbox, conn, key) = sandbox_and_connection(dir.path(), "epic-operator-dev");
     let other = write(
         dir.path(),
         "other.yaml",
@@ -296,16 +289,7 @@ fn the_summary_separates_before_and_after() {
 #[test]
 fn export_refuses_to_overwrite_without_force() {
     let dir = tempfile::tempdir().unwrap();
-    let key = dir.path().join("dev-key.pem");
-    let sandbox = start_sandbox(&["--dev-key-out", key.to_str().unwrap()]);
-    let conn = connection_manifest(
-        dir.path(),
-        &sandbox.base,
-        "epic-operator-dev",
-        "dev-key-1",
-        "RS384",
-        10,
-    );
+    let (_sandbox, conn, key) = sandbox_and_connection(dir.path(), "epic-operator-dev");
     let out_dir = dir.path().join("exported");
     let export = |extra: &[&str]| {
         let mut c = bin();

@@ -7,7 +7,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
+mod fs_support;
+
+use std::path::PathBuf;
+
+use fs_support::copy_tree;
 use std::process::Command;
 
 fn repo() -> PathBuf {
@@ -35,19 +39,6 @@ fn build_stage_copies(dockerfile: &str) -> Vec<(Vec<String>, String)> {
         copies.push((words, dest));
     }
     copies
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    if from.is_dir() {
-        std::fs::create_dir_all(to).unwrap();
-        for e in std::fs::read_dir(from).unwrap() {
-            let e = e.unwrap();
-            copy_tree(&e.path(), &to.join(e.file_name()));
-        }
-    } else {
-        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-        std::fs::copy(from, to).unwrap();
-    }
 }
 
 #[test]

@@ -452,15 +452,7 @@ async fn reset_writes_applies_the_write_then_cuts_the_response() {
     let id = id_of(&s, "1234567893").await;
     let http = epic_operator::http::client().unwrap();
     let url = format!("{}/Practitioner/{id}", s.fhir_base_url());
-    let mut record: Value = http
-        .get(&url)
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, mut record) = get(&s, Some(&token), &url).await;
     record["active"] = json!(false);
     set_settings(&s, json!({"resetWrites": 1})).await;
     let sent = http
@@ -476,15 +468,7 @@ async fn reset_writes_applies_the_write_then_cuts_the_response() {
     };
     assert!(failed, "the response is cut off");
     assert_eq!(stat(&stats(&s).await, "update"), 1, "the write happened");
-    let now: Value = http
-        .get(&url)
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, now) = get(&s, Some(&token), &url).await;
     assert_eq!(now["active"], false);
     // One write only: the next one answers normally.
     assert_eq!(

@@ -87,3 +87,12 @@ pub fn connection_manifest(
     .unwrap();
     path
 }
+
+/// A sandbox (default seed, its development key written to DIR/dev-key.pem) and an
+/// EpicConnection manifest for it using `client` (page size 10): (sandbox, manifest, key).
+pub fn sandbox_and_connection(dir: &Path, client: &str) -> (SandboxProcess, PathBuf, PathBuf) {
+    let key = dir.join("dev-key.pem");
+    let sandbox = start_sandbox(&["--dev-key-out", key.to_str().unwrap()]);
+    let conn = connection_manifest(dir, &sandbox.base, client, "dev-key-1", "RS384", 10);
+    (sandbox, conn, key)
+}

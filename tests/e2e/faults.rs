@@ -87,27 +87,13 @@ async fn workload(cp: &ControlPlane, ns: &str) -> (World, BTreeMap<String, Value
 
 /// Every record in the sandbox, by id.
 async fn records(w: &World) -> BTreeMap<String, Value> {
-    let http = epic_operator::http::client().unwrap();
-    let list: Value = http
-        .get(format!("{}/practitioners", w.sandbox.admin_url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
     let mut out = BTreeMap::new();
-    for p in list.as_array().unwrap() {
+    for p in admin_get(w, "practitioners").await.as_array().unwrap() {
         let id = p["id"].as_str().unwrap().to_string();
-        let record: Value = http
-            .get(format!("{}/practitioners/{id}", w.sandbox.admin_url()))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        out.insert(id, record);
+        out.insert(
+            id.clone(),
+            admin_get(w, &format!("practitioners/{id}")).await,
+        );
     }
     out
 }
@@ -159,6 +145,28 @@ async fn verdict(w: &World, before: &BTreeMap<String, Value>) -> (u64, usize, us
     (writes, duplicates, lost)
 }
 
+/// Convergence, writes, duplicates, lost fields and exits once a fault has ended: one row.
+async fn measure(
+    w: &World,
+    before: &BTreeMap<String, Value>,
+    fault: &'static str,
+    lasted: Duration,
+    ops: &mut [&mut Operator],
+) {
+    let converged_after = converge(w).await;
+    let (writes, duplicate_creates, lost_fields) = verdict(w, before).await;
+    Row {
+        fault,
+        lasted,
+        converged_after,
+        writes,
+        duplicate_creates,
+        lost_fields,
+        exits: exits(ops),
+    }
+    .report();
+}
+
 fn exits(ops: &mut [&mut Operator]) -> usize {
     let mut n = 0;
     for o in ops.iter_mut() {
@@ -169,91 +177,44 @@ fn exits(ops: &mut [&mut Operator]) -> usize {
     n
 }
 
-/// A fault of Epic's, switched on before the operator starts and off after `lasted`.
+/// A fault of Epic's (`on` applied to the sandbox's settings), switched on before the operator
+/// starts and off after `lasted` seconds.
 async fn epic_fault(
     cp: &ControlPlane,
     ns: &str,
     fault: &'static str,
-    on: Settings,
-    lasted: Duration,
+    on: impl FnOnce(&mut Settings),
+    lasted: u64,
 ) {
+    let lasted = Duration::from_secs(lasted);
+    let mut settings = writable().settings;
+    on(&mut settings);
     let (w, before) = workload(cp, ns).await;
-    w.sandbox.set_settings(on);
+    w.sandbox.set_settings(settings);
     let mut op = Operator::start(cp, &w.ns, &[]);
     tokio::time::sleep(lasted).await;
     w.sandbox.set_settings(writable().settings);
-    let converged_after = converge(&w).await;
-    let (writes, duplicate_creates, lost_fields) = verdict(&w, &before).await;
-    Row {
-        fault,
-        lasted,
-        converged_after,
-        writes,
-        duplicate_creates,
-        lost_fields,
-        exits: exits(&mut [&mut op]),
-    }
-    .report();
+    measure(&w, &before, fault, lasted, &mut [&mut op]).await;
 }
 
 async fn faults_epic_5xx_burst(cp: &ControlPlane) {
-    let on = Settings {
-        error_rate: 1.0,
-        ..writable().settings
-    };
-    epic_fault(
-        cp,
-        "f1-5xx",
-        "Epic answers 500 to every request",
-        on,
-        Duration::from_secs(20),
-    )
-    .await;
+    let fault = "Epic answers 500 to every request";
+    epic_fault(cp, "f1-5xx", fault, |s| s.error_rate = 1.0, 20).await;
 }
 
 async fn faults_epic_429_burst(cp: &ControlPlane) {
-    let on = Settings {
-        throttle_rate: 1.0,
-        ..writable().settings
-    };
-    epic_fault(
-        cp,
-        "f2-429",
-        "Epic answers 429 to every request",
-        on,
-        Duration::from_secs(20),
-    )
-    .await;
+    let fault = "Epic answers 429 to every request";
+    epic_fault(cp, "f2-429", fault, |s| s.throttle_rate = 1.0, 20).await;
 }
 
 async fn faults_epic_latency(cp: &ControlPlane) {
-    let on = Settings {
-        latency_ms: 10_000,
-        ..writable().settings
-    };
-    epic_fault(
-        cp,
-        "f3-latency",
-        "Epic answers after 10 s",
-        on,
-        Duration::from_secs(30),
-    )
-    .await;
+    let fault = "Epic answers after 10 s";
+    epic_fault(cp, "f3-latency", fault, |s| s.latency_ms = 10_000, 30).await;
 }
 
 async fn faults_token_endpoint_down(cp: &ControlPlane) {
-    let on = Settings {
-        token_failure_rate: 1.0,
-        ..writable().settings
-    };
-    epic_fault(
-        cp,
-        "f4-token",
-        "token endpoint answers 503",
-        on,
-        Duration::from_secs(60),
-    )
-    .await;
+    let fault = "token endpoint answers 503";
+    epic_fault(cp, "f4-token", fault, |s| s.token_failure_rate = 1.0, 60).await;
 }
 
 async fn faults_reset_during_writes(cp: &ControlPlane) {
@@ -275,18 +236,14 @@ async fn faults_reset_during_writes(cp: &ControlPlane) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let lasted = started.elapsed();
-    let converged_after = converge(&w).await;
-    let (writes, duplicate_creates, lost_fields) = verdict(&w, &before).await;
-    Row {
-        fault: "connection reset after each write is applied",
+    measure(
+        &w,
+        &before,
+        "connection reset after each write is applied",
         lasted,
-        converged_after,
-        writes,
-        duplicate_creates,
-        lost_fields,
-        exits: exits(&mut [&mut op]),
-    }
-    .report();
+        &mut [&mut op],
+    )
+    .await;
 }
 
 /// Kills a control-plane component once the operator has begun writing, for `lasted`.
@@ -305,18 +262,20 @@ async fn control_plane_fault(component: Component, fault: &'static str, lasted: 
     cp.kill(component);
     tokio::time::sleep(lasted).await;
     cp.restart(component);
-    let converged_after = converge(&w).await;
-    let (writes, duplicate_creates, lost_fields) = verdict(&w, &before).await;
-    Row {
-        fault,
-        lasted,
-        converged_after,
-        writes,
-        duplicate_creates,
-        lost_fields,
-        exits: exits(&mut [&mut op]),
+    // The API server takes seconds to start; convergence counts from when it answers again.
+    let restarted = Instant::now();
+    while w.practitioners.list(&Default::default()).await.is_err() {
+        assert!(
+            restarted.elapsed() < CONVERGE_BUDGET,
+            "the API server did not come back"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    .report();
+    println!(
+        "  ({fault}: the API answered again {:.1} s after the restart)",
+        restarted.elapsed().as_secs_f64()
+    );
+    measure(&w, &before, fault, lasted, &mut [&mut op]).await;
 }
 
 async fn faults_apiserver_killed(_: &ControlPlane) {
@@ -370,18 +329,8 @@ async fn faults_leader_killed(cp: &ControlPlane) {
         "the leader died mid-flight ({written} written)"
     );
     w.sandbox.set_settings(writable().settings);
-    let converged_after = converge(&w).await;
-    let (writes, duplicate_creates, lost_fields) = verdict(&w, &before).await;
-    Row {
-        fault: "leader killed mid-write, a second replica waiting",
-        lasted: Duration::ZERO,
-        converged_after,
-        writes,
-        duplicate_creates,
-        lost_fields,
-        exits: exits(&mut [&mut standby]),
-    }
-    .report();
+    let fault = "leader killed mid-write, a second replica waiting";
+    measure(&w, &before, fault, Duration::ZERO, &mut [&mut standby]).await;
 }
 
 scenario!(

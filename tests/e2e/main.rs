@@ -5,6 +5,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod cluster;
+#[path = "../fs_support/mod.rs"]
+mod fs_support;
 mod packaging;
 mod readme;
 
@@ -214,10 +216,11 @@ async fn wait_for(
     );
 }
 
-async fn stats(w: &World) -> Value {
+/// A GET on the sandbox's admin API (`stats`, `practitioners`, `practitioners/{id}`).
+async fn admin_get(w: &World, path: &str) -> Value {
     epic_operator::http::client()
         .unwrap()
-        .get(format!("{}/stats", w.sandbox.admin_url()))
+        .get(format!("{}/{path}", w.sandbox.admin_url()))
         .send()
         .await
         .unwrap()
@@ -226,16 +229,12 @@ async fn stats(w: &World) -> Value {
         .unwrap()
 }
 
+async fn stats(w: &World) -> Value {
+    admin_get(w, "stats").await
+}
+
 async fn live(w: &World, npi: &str) -> Value {
-    let list: Value = epic_operator::http::client()
-        .unwrap()
-        .get(format!("{}/practitioners", w.sandbox.admin_url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = admin_get(w, "practitioners").await;
     let id = list
         .as_array()
         .unwrap()
@@ -245,15 +244,7 @@ async fn live(w: &World, npi: &str) -> Value {
         .as_str()
         .unwrap()
         .to_string();
-    epic_operator::http::client()
-        .unwrap()
-        .get(format!("{}/practitioners/{id}", w.sandbox.admin_url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    admin_get(w, &format!("practitioners/{id}")).await
 }
 
 async fn events(w: &World) -> Vec<Value> {
@@ -1149,22 +1140,25 @@ async fn pause_stops_writes(cp: &ControlPlane) {
     assert_eq!(stats(&w).await["update"], 1);
 }
 
+/// The Python that has Helm's Go SDK (a virtual environment scripts/ensure-helm.sh prepares).
+fn helm_python() -> String {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new("bash")
+        .arg(repo.join("scripts/ensure-helm.sh"))
+        .output()
+        .expect("ensure-helm");
+    assert!(
+        out.status.success(),
+        "scripts/ensure-helm.sh failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
 /// The Helm chart rendered with `values` (Helm's Go SDK through scripts/helm_render.py).
 fn render_chart(values: &Value, release: &str, namespace: &str) -> std::process::Output {
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let python = {
-        let out = Command::new("bash")
-            .arg(repo.join("scripts/ensure-helm.sh"))
-            .output()
-            .expect("ensure-helm");
-        assert!(
-            out.status.success(),
-            "scripts/ensure-helm.sh failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    };
-    let out = Command::new(&python)
+    let out = Command::new(helm_python())
         .arg(repo.join("scripts/helm_render.py"))
         .arg(repo.join("charts/epic-operator"))
         .arg(values.to_string())

@@ -14,7 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::cluster::ControlPlane;
-use super::kubectl;
+use super::fs_support::copy_tree;
+use super::{helm_python, kubectl};
 
 /// The README sections whose commands must run as written.
 const SECTIONS: &[&str] = &[
@@ -50,18 +51,6 @@ fn blocks(readme: &str) -> Vec<(String, String)> {
         }
     }
     out
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    if from.is_dir() {
-        std::fs::create_dir_all(to).unwrap();
-        for e in std::fs::read_dir(from).unwrap() {
-            let e = e.unwrap();
-            copy_tree(&e.path(), &to.join(e.file_name()));
-        }
-    } else {
-        std::fs::copy(from, to).unwrap();
-    }
 }
 
 /// A directory of stand-ins put first on PATH: `epic-operator` (the binary under test),
@@ -134,20 +123,6 @@ print(f"NAME: {{release}}\nNAMESPACE: {{ns}}\nSTATUS: deployed")
     bin
 }
 
-fn python() -> String {
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let out = Command::new("bash")
-        .arg(repo.join("scripts/ensure-helm.sh"))
-        .output()
-        .expect("ensure-helm");
-    assert!(
-        out.status.success(),
-        "scripts/ensure-helm.sh failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
 fn kubectl_json(cp: &ControlPlane, args: &[&str]) -> serde_json::Value {
     let out = Command::new(kubectl())
         .arg("--kubeconfig")
@@ -179,7 +154,7 @@ async fn readme_quick_start_runs_verbatim() {
             "the README has no sh block under {s:?}"
         );
     }
-    let python = python();
+    let python = helm_python();
     // Helm and kustomize are alternatives (their Deployments differ in selector): each runs
     // after the cluster steps on an empty API server of its own.
     for install in &SECTIONS[1..] {
