@@ -174,13 +174,21 @@ impl Connections {
         let secret = match secret_api.get_opt(&secret_ref.name).await {
             Ok(s) => s,
             Err(e) => {
-                return self.fail(
-                    &mut entries,
-                    String::new(),
-                    Reason::KubernetesError,
-                    format!("cannot read Secret {}: {e}", secret_ref.name),
-                    None,
-                );
+                // The Kubernetes API failing says nothing about the key: a working connection
+                // stays as it is, and a failure is not cached, so the next use tries again
+                // (found by the fault suite: caching it stalled every practitioner for up to
+                // a minute after the API server came back).
+                if let Some(Entry::Ready(h)) = entries.clone() {
+                    tracing::warn!(connection = %name, error = %e, "cannot re-read the Secret; the connection stays as it was");
+                    return Built::Unchanged(h);
+                }
+                let failure = ConnectionFailure {
+                    fingerprint: String::new(),
+                    reason: Reason::KubernetesError,
+                    message: format!("cannot read Secret {}: {e}", secret_ref.name),
+                    http_status: None,
+                };
+                return Built::Failed(failure, true);
             }
         };
         let fingerprint = format!(

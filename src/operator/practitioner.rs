@@ -326,6 +326,9 @@ fn retry_delay(error: &Error, failures: u32) -> Duration {
     // waiting out a long backoff built up while it was away (measured in RELIABILITY.md).
     let cap = match error {
         Error::Kube(_) | Error::Finalizer(_) => KUBE_BACKOFF_CAP,
+        Error::Connection { failure, .. } if failure.reason == Reason::KubernetesError => {
+            KUBE_BACKOFF_CAP
+        }
         _ => BACKOFF_CAP,
     };
     backoff(failures, base).min(cap)

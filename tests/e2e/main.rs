@@ -387,9 +387,20 @@ async fn in_sync_record(cp: &ControlPlane) {
             "PHI in an Event: {text}"
         );
     }
-    // The connection reports what it learned.
-    let c = w.connections.get("epic").await.unwrap();
-    let cs = c.status.unwrap();
+    // The connection reports what it learned (its status is written by its own controller,
+    // which may come a moment after the practitioner's).
+    let started = Instant::now();
+    let cs = loop {
+        let c = w.connections.get("epic").await.unwrap();
+        if let Some(s) = c.status.filter(|s| !s.conditions.is_empty()) {
+            break s;
+        }
+        assert!(
+            started.elapsed() < WAIT,
+            "the connection never reported a status"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
     assert!(
         cs.conditions
             .iter()
