@@ -250,6 +250,11 @@ async fn faults_reset_during_writes(cp: &ControlPlane) {
 async fn control_plane_fault(component: Component, fault: &'static str, lasted: Duration) {
     let mut cp = ControlPlane::start().await;
     let (w, before) = workload(&cp, "f-cp").await;
+    // Epic answers in 1 s, so that the fault lands while records are still being written.
+    w.sandbox.set_settings(Settings {
+        latency_ms: 1_000,
+        ..writable().settings
+    });
     let mut op = Operator::start(&cp, &w.ns, &[]);
     let started = Instant::now();
     while w.sandbox.stats()["update"].as_u64().unwrap_or(0) == 0 {
@@ -260,6 +265,11 @@ async fn control_plane_fault(component: Component, fault: &'static str, lasted: 
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     cp.kill(component);
+    let written = w.sandbox.stats()["update"].as_u64().unwrap_or(0);
+    assert!(
+        written < NEEDED,
+        "the fault came mid-flight ({written} written)"
+    );
     tokio::time::sleep(lasted).await;
     cp.restart(component);
     // The API server takes seconds to start; convergence counts from when it answers again.
