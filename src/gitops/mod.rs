@@ -6,6 +6,7 @@ mod export;
 mod manifests;
 mod report;
 mod report_kinds;
+mod report_text;
 mod schema;
 
 pub use connection::{ConnectionInput, EXAMPLES_SEED, Target, open_target};
