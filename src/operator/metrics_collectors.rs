@@ -33,11 +33,14 @@ impl Collector for StoreCollector {
         };
         let mut by_reason: BTreeMap<&'static str, i64> = BTreeMap::new();
         let mut drifted = 0i64;
+        // Borrowed, not cloned: a scrape must not copy every status (drift, diff) in the cache.
         for p in store.state() {
-            let status = p.status.clone().unwrap_or_default();
-            let reason = synced_reason(&status).map_or("Pending", |r| r.as_str());
+            let status = p.status.as_ref();
+            let reason = status
+                .and_then(synced_reason)
+                .map_or("Pending", |r| r.as_str());
             *by_reason.entry(reason).or_default() += 1;
-            if !status.drift.is_empty() {
+            if status.is_some_and(|s| !s.drift.is_empty()) {
                 drifted += 1;
             }
         }

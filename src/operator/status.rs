@@ -368,7 +368,8 @@ pub fn deletion_blocked(
         .conditions
         .iter()
         .find(|c| c.type_ == SYNCED)
-        .map(|c| c.message.clone())
+        // Without its final full stop: the sentence goes on.
+        .map(|c| c.message.trim_end_matches('.').to_string())
         .unwrap_or_default();
     if s.last_error.is_none() && why != Reason::Synced {
         s.last_error = Some(last_error(why, detail.clone(), None, Vec::new()));
