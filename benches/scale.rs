@@ -167,6 +167,7 @@ async fn run(cp: &ControlPlane, n: usize, mode: &str) -> Result_ {
         burst: Some(RATE_LIMIT),
         page_size: Some(PAGE_SIZE),
         resync_interval: Some(format!("{RESYNC_SECS}s")),
+        paging_session_ttl: None,
         ..sandbox.connection_spec("epic-key")
     };
     let connections: Api<EpicConnection> = Api::namespaced(cp.admin.clone(), &ns);

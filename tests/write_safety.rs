@@ -58,6 +58,8 @@ fn request<'a>(
         normalizer,
         conditional_create: true,
         disclosure: Disclosure::Masked,
+        prefetched: None,
+        known_roles: None,
     }
 }
 
@@ -479,6 +481,8 @@ async fn a_saved_id_that_no_longer_carries_the_npi_is_an_identity_error() {
         SyncRequest {
             conditional_create: false,
             disclosure: Disclosure::Masked,
+            prefetched: None,
+            known_roles: None,
             ..request(&spec, Some(&id), &norm)
         },
     )

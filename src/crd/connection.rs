@@ -86,6 +86,16 @@ pub struct EpicConnectionSpec {
     #[schemars(regex(pattern = r"^([0-9]{1,6}(ms|s|m|h)){1,4}$"))]
     #[schemars(extend("x-kubernetes-validations" = [{"rule": "duration(self) >= duration('10s') && duration(self) <= duration('24h')", "message": "resyncInterval must be between 10s and 24h"}]))]
     pub resync_interval: Option<String>,
+    /// How long Epic keeps a paging session (the `next` links of one search) alive, when
+    /// known. Roster walks are paced to finish within half of it. When absent, 5m is assumed
+    /// and every expired session (Epic code 4113) shortens it to what the walk reached.
+    #[serde(
+        default,
+        rename = "pagingSessionTTL",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(regex(pattern = r"^([0-9]{1,6}(ms|s|m|h)){1,4}$"))]
+    pub paging_session_ttl: Option<String>,
 }
 
 /// Where the private key is.
@@ -179,6 +189,20 @@ impl EpicConnectionSpec {
     /// The resync interval, defaulting to 10 minutes, and refused outside
     /// [`MIN_RESYNC`]..=[`MAX_RESYNC`] (the schema says so too, but older API servers ignore
     /// the rule): `0s` would spend Epic's whole request budget on probes.
+    /// The stated paging-session lifetime, if any (at least 1s).
+    pub fn paging_session_ttl(&self) -> Result<Option<std::time::Duration>, String> {
+        let Some(text) = &self.paging_session_ttl else {
+            return Ok(None);
+        };
+        let d = crate::util::parse_duration(text)?;
+        if d < std::time::Duration::from_secs(1) {
+            return Err(format!(
+                "pagingSessionTTL {text:?} is shorter than 1s: state the lifetime of Epic's paging sessions, or leave it out to learn it"
+            ));
+        }
+        Ok(Some(d))
+    }
+
     pub fn resync_interval(&self) -> Result<std::time::Duration, String> {
         let d = self.parsed_resync()?;
         if (MIN_RESYNC..=MAX_RESYNC).contains(&d) {

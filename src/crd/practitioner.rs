@@ -249,7 +249,9 @@ pub struct EpicPractitionerStatus {
     /// PractitionerRoles of the record in Epic.
     #[serde(default)]
     pub roles: Vec<RoleSummary>,
-    /// When the live record was last read (RFC 3339).
+    /// When a sync last changed this status (RFC 3339). A sync that finds nothing new writes
+    /// nothing, so this is the time of the last change seen, not of the last check; roster
+    /// walks are counted in the `epic_operator_roster_walks_total` metric.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_sync_time: Option<String>,
     /// When the operator last wrote the record successfully (RFC 3339).

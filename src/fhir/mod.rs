@@ -10,6 +10,7 @@ mod error;
 mod npi;
 mod outcome;
 mod paging;
+pub use paging::ResourceWalk;
 mod retry;
 mod settings;
 

@@ -13,6 +13,22 @@ use super::error::FhirError;
 use super::settings::RequestKind;
 use crate::http::origin_of;
 
+/// What a whole-roster walk lists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResourceWalk {
+    Practitioner,
+    PractitionerRole,
+}
+
+impl ResourceWalk {
+    pub fn resource_type(self) -> &'static str {
+        match self {
+            Self::Practitioner => "Practitioner",
+            Self::PractitionerRole => "PractitionerRole",
+        }
+    }
+}
+
 impl FhirClient {
     /// Walks the whole Practitioner roster (`_count=page_size`), handing each page's resources
     /// to `on_page`. If Epic expires the paging session mid-walk, the walk restarts from the
@@ -26,8 +42,7 @@ impl FhirClient {
         self.roster_paced(page_size, Duration::ZERO, on_page).await
     }
 
-    /// Like [`roster`](Self::roster), waiting `pace` between pages so that a periodic scan
-    /// spreads its requests over the interval instead of spending them in one burst.
+    /// Like [`roster`](Self::roster), waiting `pace` between pages.
     pub async fn roster_paced(
         &self,
         page_size: u32,
@@ -36,16 +51,13 @@ impl FhirClient {
     ) -> Result<usize, FhirError> {
         let mut restarted = false;
         loop {
-            let mut first = self.url("Practitioner")?;
-            first
-                .query_pairs_mut()
-                .append_pair("_count", &page_size.to_string());
-            let mut on_search_page =
-                |resources: Vec<Value>, _: &[super::OperationOutcome]| on_page(resources);
-            match self
-                .walk(first, "Practitioner", pace, &mut on_search_page)
-                .await
-            {
+            let walked = self
+                .walk_all(ResourceWalk::Practitioner, page_size, |page| {
+                    on_page(page);
+                    pace
+                })
+                .await;
+            match walked {
                 Err(FhirError::PagingExpired { .. }) if !restarted => {
                     tracing::info!(
                         "paging session expired during the roster walk; restarting it once"
@@ -55,6 +67,29 @@ impl FhirClient {
                 other => return other,
             }
         }
+    }
+
+    /// One walk of every `Practitioner` or every `PractitionerRole` (`_count=page_size`, no
+    /// other parameter), in one paging session. `on_page` gets each page's resources and
+    /// answers how long to wait before asking for the next page. No restart here: the caller
+    /// decides what an expired session (`PagingExpired`) means for its pace.
+    pub async fn walk_all(
+        &self,
+        what: ResourceWalk,
+        page_size: u32,
+        mut on_page: impl FnMut(Vec<Value>) -> Duration,
+    ) -> Result<usize, FhirError> {
+        let resource_type = what.resource_type();
+        let mut first = self.url(resource_type)?;
+        first
+            .query_pairs_mut()
+            .append_pair("_count", &page_size.to_string());
+        self.walk(
+            first,
+            resource_type,
+            &mut |resources: Vec<Value>, _: &[super::OperationOutcome]| on_page(resources),
+        )
+        .await
     }
 
     /// Every page of a search, with the OperationOutcome entries found on the way.
@@ -67,10 +102,10 @@ impl FhirClient {
         self.walk(
             first,
             resource_type,
-            Duration::ZERO,
             &mut |resources: Vec<Value>, outcomes: &[super::OperationOutcome]| {
                 all.resources.extend(resources);
                 all.outcomes.extend_from_slice(outcomes);
+                Duration::ZERO
             },
         )
         .await?;
@@ -79,13 +114,13 @@ impl FhirClient {
 
     /// Follows Bundle `next` links verbatim (Epic may post-filter and return short or empty
     /// pages that still have a `next` link, so the walk goes on until there is none), refusing
-    /// links to other origins and detecting loops.
+    /// links to other origins and detecting loops. `on_page` answers how long to wait before
+    /// the next page.
     async fn walk(
         &self,
         first: Url,
         resource_type: &str,
-        pace: Duration,
-        on_page: &mut impl FnMut(Vec<Value>, &[super::OperationOutcome]),
+        on_page: &mut impl FnMut(Vec<Value>, &[super::OperationOutcome]) -> Duration,
     ) -> Result<usize, FhirError> {
         let mut seen: HashSet<String> = HashSet::new();
         let mut next = Some(first);
@@ -94,6 +129,7 @@ impl FhirClient {
         let mut records = 0usize;
         let limits = self.settings().walk_limits;
         let started = std::time::Instant::now();
+        let mut pause = Duration::ZERO;
         while let Some(url) = next.take() {
             let over = if pages >= limits.max_pages as usize {
                 Some(format!("{pages} pages (maxWalkPages)"))
@@ -117,15 +153,15 @@ impl FhirClient {
                     "paging loop: a next link repeats an earlier page".into(),
                 ));
             }
-            if pages > 0 && !pace.is_zero() {
-                tokio::time::sleep(pace).await;
+            if !pause.is_zero() {
+                tokio::time::sleep(pause).await;
             }
             let bundle = self.get_json(kind, url).await?.body;
             pages += 1;
             kind = RequestKind::Page;
             let page = parse_search_page(&bundle, resource_type)?;
             records = records.saturating_add(page.resources.len());
-            on_page(page.resources, &page.outcomes);
+            pause = on_page(page.resources, &page.outcomes);
             if let Some(link) = page.next {
                 let url = Url::parse(&link)
                     .or_else(|_| self.base().join(&link))

@@ -180,6 +180,8 @@ pub async fn run_plan(
             normalizer: &normalizer,
             conditional_create: capability.as_ref().is_some_and(|c| c.conditional_create),
             disclosure: options.disclosure,
+            prefetched: None,
+            known_roles: None,
         };
         match sync_practitioner(&target.client, req).await {
             Err(e) => {

@@ -136,6 +136,7 @@ pub async fn deleted(ctx: &Context, conn: &EpicConnection) {
     let ns = conn.namespace().unwrap_or_default();
     let name = conn.name_any();
     ctx.connections.forget(&ns, &name).await;
+    ctx.rosters.forget(&(ns.clone(), name.clone()));
     tracing::info!(connection = %name, namespace = %ns, "EpicConnection deleted; its client and token are dropped");
     for p in ctx.practitioners.state() {
         if p.namespace().as_deref() == Some(ns.as_str()) && p.spec.connection_ref.name == name {

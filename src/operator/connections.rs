@@ -276,7 +276,11 @@ impl Connections {
                 None
             }
         };
-        let resync = match conn.spec.resync_interval() {
+        let resync = match conn
+            .spec
+            .paging_session_ttl()
+            .and_then(|_| conn.spec.resync_interval())
+        {
             Ok(r) => r,
             Err(message) => {
                 return self.fail(

@@ -44,6 +44,7 @@ fn outcome(resolution: Resolution, action: Action, write: WriteOutcome, d: &[&st
         remaining: drift(&[]),
         live: None,
         roles: Vec::new(),
+        roles_known: false,
     }
 }
 

@@ -11,6 +11,7 @@ mod metrics;
 mod metrics_collectors;
 mod practitioner;
 mod roster;
+mod roster_index;
 mod status;
 mod status_limits;
 mod watch_backoff;
@@ -70,6 +71,8 @@ pub struct Context {
     pub practitioners: Store<EpicPractitioner>,
     pub wake: UnboundedSender<ObjectRef<EpicPractitioner>>,
     pub mode: DriftDetection,
+    /// What roster walks learned per connection, and their hand-overs to reconciles.
+    pub rosters: roster_index::Rosters,
     failures: Mutex<HashMap<String, u32>>,
     /// When Epic last refused a write per object. Status records it too, but the informer
     /// cache can lag behind the operator's own status write; this cannot.
@@ -256,6 +259,7 @@ pub async fn run(config: OperatorConfig) -> Result<(), RunError> {
         practitioners: practitioners.clone(),
         wake: wake_tx,
         mode: config.drift_detection,
+        rosters: roster_index::Rosters::default(),
         failures: Mutex::new(HashMap::new()),
         refused: Mutex::new(HashMap::new()),
     });

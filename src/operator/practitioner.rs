@@ -15,9 +15,12 @@ use super::Context;
 use super::error::Error;
 use super::events;
 use super::metrics::ReconcileTimer;
+use super::roster_index::IndexAnswer;
 use super::status;
-use crate::crd::{DeletionPolicy, EpicPractitioner, EpicPractitionerStatus, Reason};
-use crate::pipeline::{SyncOutcome, SyncRequest, WriteOutcome, deletion_done, sync_practitioner};
+use crate::crd::{DeletionPolicy, EpicPractitioner, EpicPractitionerStatus, Reason, RoleSummary};
+use crate::pipeline::{
+    Prefetched, SyncOutcome, SyncRequest, WriteOutcome, deletion_done, sync_practitioner,
+};
 use crate::reconcile::{Disclosure, validate_spec, write_policy};
 
 /// Finalizer held while deletionPolicy is Deactivate.
@@ -109,7 +112,9 @@ async fn apply(
 ) -> Result<ControllerAction, Error> {
     let old = obj.status.clone().unwrap_or_default();
     match sync(&obj, &ctx, &old, deleting).await {
-        Ok((mut new_status, outcome, mut requeue, done)) => {
+        // Nothing to report: a roster walk covers this object (see `roster_prefetch`).
+        Ok(Pass::Wait(d)) => Ok(ControllerAction::requeue(jittered(d))),
+        Ok(Pass::Synced((mut new_status, outcome, mut requeue, done))) => {
             let blocked = deleting && !done;
             if blocked {
                 // The way out goes where people look (status, an Event, Argo CD), not only
@@ -161,6 +166,10 @@ async fn apply(
     }
 }
 
+/// How long an object left to the roster walks waits at most before looking again (each
+/// walk wakes the objects it finds changed; this only covers walks that stop).
+const AWAIT_WALK_REQUEUE: Duration = Duration::from_secs(60);
+
 type SyncResult = (
     EpicPractitionerStatus,
     Option<SyncOutcome>,
@@ -168,21 +177,28 @@ type SyncResult = (
     bool,
 );
 
+/// What one pass did.
+enum Pass {
+    Synced(SyncResult),
+    /// Nothing to do: roster walks cover the object; look again after this at the latest.
+    Wait(Duration),
+}
+
 async fn sync(
     obj: &EpicPractitioner,
     ctx: &Context,
     old: &EpicPractitionerStatus,
     deleting: bool,
-) -> Result<SyncResult, Error> {
+) -> Result<Pass, Error> {
     // Validate: what the schema cannot express.
     validate_spec(&obj.spec).map_err(Error::InvalidSpec)?;
     if obj.is_paused() {
-        return Ok((
+        return Ok(Pass::Synced((
             status::paused(obj, old),
             None,
             ControllerAction::await_change(),
             false,
-        ));
+        )));
     }
     // Dereference.
     let ns = obj.namespace().unwrap_or_default();
@@ -204,10 +220,31 @@ async fn sync(
     );
     let (writes, write_disabled_message) = (policy.writes, policy.held_message);
     // Roles are read when the record is (re)resolved; they change far less often than the
-    // record and would otherwise double the requests of every resync.
+    // record and would otherwise double the requests of every resync. In roster mode they
+    // come from the connection's PractitionerRole walk.
     let fetch_roles = known_id.is_none();
+    let key = (ns.clone(), obj.spec.connection_ref.name.clone());
+    let (prefetched, known_roles) = match ctx.mode {
+        super::DriftDetection::PerObject => (None, None),
+        super::DriftDetection::Roster => {
+            let settled = !deleting
+                && old.last_error.is_none()
+                && old.drift.is_empty()
+                && old.observed_generation == obj.metadata.generation
+                && status::synced_reason(old) != Some(Reason::Paused);
+            match roster_prefetch(ctx, &key, &conn, obj, known_id.is_some(), settled) {
+                Prefetch::Use(p, roles) => (p, roles),
+                Prefetch::AwaitWalk => return Ok(Pass::Wait(AWAIT_WALK_REQUEUE)),
+                Prefetch::Covered => return Ok(Pass::Wait(safety_requeue(conn.resync))),
+                Prefetch::Failed(e) => return Err(Error::Fhir(e)),
+            }
+        }
+    };
+    // The walk's page copy replaces the read by id (a write still reads first).
+    let known_id = known_id.filter(|_| !matches!(prefetched, Some(Prefetched::Record { .. })));
+    let resolving = known_id.is_none() && prefetched.is_none();
     let normalizer = conn.normalizer();
-    let outcome = sync_practitioner(
+    let synced = sync_practitioner(
         &conn.client,
         SyncRequest {
             spec: &obj.spec,
@@ -220,9 +257,20 @@ async fn sync(
             normalizer: &normalizer,
             conditional_create: conn.conditional_create(),
             disclosure: Disclosure::Masked,
+            prefetched,
+            known_roles,
         },
     )
-    .await?;
+    .await;
+    let outcome = match synced {
+        Err(e) if resolving && is_search_refusal(&e) => {
+            // The instance does not search by identifier after all: resolve from walks only.
+            tracing::warn!(connection = %key.1, reason = %e.reason(), "identifier search refused; practitioners of this connection resolve from roster walks");
+            ctx.rosters.refuse_search(&key, conn.base_url());
+            return Err(Error::Fhir(e));
+        }
+        other => other?,
+    };
     if let WriteOutcome::Refused(_) = outcome.write {
         conn.mark_refused();
         ctx.note_refused(obj);
@@ -249,11 +297,80 @@ async fn sync(
         super::DriftDetection::PerObject => ControllerAction::requeue(jittered(conn.resync)),
         // The roster scan wakes changed records; this long requeue (an hour at least) is only a
         // safety net for a scan that keeps failing.
-        super::DriftDetection::Roster => ControllerAction::requeue(jittered(
-            conn.resync.saturating_mul(6).max(Duration::from_secs(3600)),
-        )),
+        super::DriftDetection::Roster => {
+            ControllerAction::requeue(jittered(safety_requeue(conn.resync)))
+        }
     };
-    Ok((new_status, Some(outcome), requeue, done))
+    Ok(Pass::Synced((new_status, Some(outcome), requeue, done)))
+}
+
+/// In roster mode, how long after a pass an object looks again by itself: an hour at least.
+/// Walks wake it when its record changes; this is the safety net for walks that keep failing.
+fn safety_requeue(resync: Duration) -> Duration {
+    resync.saturating_mul(6).max(Duration::from_secs(3600))
+}
+
+/// What roster mode knows before a sync.
+enum Prefetch {
+    Use(Option<Prefetched>, Option<Vec<RoleSummary>>),
+    /// The connection's first walk has not finished: it resolves the object and wakes it.
+    AwaitWalk,
+    /// Walks keep coming and none found anything new for this object.
+    Covered,
+    Failed(crate::fhir::FhirError),
+}
+
+/// The walk's hand-over for this object, else for an unresolved one the connection's index
+/// (searching only for an NPI the last walk did not see, where search is possible).
+fn roster_prefetch(
+    ctx: &Context,
+    key: &super::connections::Key,
+    conn: &super::connections::ConnectionHandle,
+    obj: &EpicPractitioner,
+    has_id: bool,
+    settled: bool,
+) -> Prefetch {
+    let handover = ctx.rosters.take_handover(&super::object_key(obj));
+    let woken = handover.is_some();
+    let (mut prefetched, mut roles) = match handover {
+        Some(h) => (h.found.prefetched(), h.roles),
+        None => (None, None),
+    };
+    // A resolved object in a settled state that no walk woke has nothing new in Epic while
+    // walks keep coming (at start-up, the first walk wakes what changed while the operator
+    // was away): reading it anyway would cost a read per object. When walks stop, the
+    // per-object read comes back as the safety net.
+    if has_id && settled && !woken {
+        let base = conn.base_url();
+        if ctx.rosters.awaiting_first_walk(key, base) {
+            return Prefetch::AwaitWalk;
+        }
+        let recent = conn.resync.saturating_mul(2) + Duration::from_secs(60);
+        if ctx.rosters.walked_within(key, base, recent) {
+            return Prefetch::Covered;
+        }
+    }
+    if prefetched.is_none() && !has_id {
+        let search_listed = conn.capability.as_ref().is_none_or(|c| c.npi_search());
+        match ctx
+            .rosters
+            .resolve(key, conn.base_url(), &obj.spec.npi, search_listed)
+        {
+            IndexAnswer::Prefetched(p, r) => {
+                prefetched = Some(p);
+                roles = roles.or(r);
+            }
+            IndexAnswer::Search => {}
+            IndexAnswer::AwaitWalk => return Prefetch::AwaitWalk,
+            IndexAnswer::Failed(e) => return Prefetch::Failed(e),
+        }
+    }
+    Prefetch::Use(prefetched, roles)
+}
+
+/// An identifier search the instance does not support: 400 (Epic code 4100 and kin).
+fn is_search_refusal(e: &crate::fhir::FhirError) -> bool {
+    matches!(e, crate::fhir::FhirError::Invalid { status: 400, .. })
 }
 
 /// A duration with +-10% jitter, so objects created together do not poll together. Never
@@ -273,7 +390,7 @@ async fn report(
 ) -> Result<(), Error> {
     let ns = obj.namespace().unwrap_or_default();
     let api: Api<EpicPractitioner> = Api::namespaced(ctx.kube.clone(), &ns);
-    if new != old || old.observed_generation != obj.metadata.generation {
+    if status::changed(old, new) || old.observed_generation != obj.metadata.generation {
         let patch = json!({
             "apiVersion": EpicPractitioner::api_version(&()),
             "kind": EpicPractitioner::kind(&()),

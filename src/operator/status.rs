@@ -119,6 +119,17 @@ fn derive_ready(status: &mut EpicPractitionerStatus, generation: Option<i64>) {
     set_condition(&mut status.conditions, ready);
 }
 
+/// Whether `new` says anything `old` does not, beyond the time of the sync: a sync that only
+/// confirms what status shows writes nothing to the API server (at 10,000 objects that is
+/// 10,000 writes an interval saved).
+pub fn changed(old: &EpicPractitionerStatus, new: &EpicPractitionerStatus) -> bool {
+    old.last_sync_time.is_none() && new.last_sync_time.is_some()
+        || EpicPractitionerStatus {
+            last_sync_time: old.last_sync_time.clone(),
+            ..new.clone()
+        } != *old
+}
+
 /// The new status after a sync. `base_url` is the connection the id belongs to.
 pub fn from_outcome(
     obj: &EpicPractitioner,
@@ -140,7 +151,7 @@ pub fn from_outcome(
     s.connection = outcome.fhir_id.as_ref().map(|_| base_url.to_string());
     s.drift = outcome.remaining.entries.clone();
     s.diff = (!outcome.remaining.diff.is_empty()).then(|| outcome.remaining.diff.clone());
-    if !outcome.roles.is_empty() || outcome.searched {
+    if outcome.roles_known {
         s.roles = outcome.roles.clone();
     }
     let now = now_rfc3339();

@@ -53,6 +53,7 @@ fn outcome(
         remaining: report(remaining),
         live: Some(serde_json::json!({"resourceType": "Practitioner", "active": true})),
         roles: Vec::new(),
+        roles_known: false,
     }
 }
 

@@ -37,6 +37,26 @@ pub struct SyncRequest<'a> {
     pub conditional_create: bool,
     /// How much of personal values `drift` shows (status and Events: masked).
     pub disclosure: Disclosure,
+    /// What the connection's roster walk already knows about the NPI, used when no id is
+    /// known or instead of reading it again (`None`: resolve by identifier search).
+    pub prefetched: Option<Prefetched>,
+    /// The practitioner's roles from the connection's PractitionerRole walk; when given, no
+    /// role search is sent.
+    pub known_roles: Option<Vec<RoleSummary>>,
+}
+
+/// What a roster walk (or its index) says about one NPI, so the sync needs no search.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Prefetched {
+    /// The walk's copy of the record (a page copy: drift is computed on it, a write still
+    /// reads the record by id first).
+    Record { id: String, body: Value },
+    /// The index names one record: it is read by id.
+    Id(String),
+    /// Several records carry the NPI.
+    Ambiguous(Vec<String>),
+    /// No record carried the NPI in the last complete walk.
+    NotFound,
 }
 
 /// Attempts of one conditional write before a version conflict is reported.
@@ -85,6 +105,8 @@ pub struct SyncOutcome {
     /// The live record after the sync, when one exists.
     pub live: Option<Value>,
     pub roles: Vec<RoleSummary>,
+    /// `roles` were listed (by the walk or a search) in this sync: status takes them as they are.
+    pub roles_known: bool,
 }
 
 /// A record as read, with the version it was read at.
@@ -132,6 +154,39 @@ pub(crate) fn empty_report() -> DriftReport {
     }
 }
 
+/// Resolves the NPI by identifier search.
+async fn search(
+    client: &FhirClient,
+    npi: &str,
+    current: &mut Option<Observed>,
+    ambiguous_ids: &mut Vec<String>,
+    warnings: &mut Vec<String>,
+) -> Result<Resolution, FhirError> {
+    let found = client.search_npi(npi).await?;
+    *warnings = found.warnings;
+    Ok(match found.lookup {
+        NpiLookup::NotFound => Resolution::NotFound,
+        NpiLookup::Found { id, record } => {
+            *current = Some(Observed {
+                id,
+                body: record,
+                etag: None,
+                by_id: false,
+            });
+            Resolution::Found
+        }
+        NpiLookup::Ambiguous(ids) => {
+            let n = ids.len();
+            *ambiguous_ids = ids;
+            Resolution::Ambiguous(n)
+        }
+        NpiLookup::Incomplete(why) => {
+            warnings.push(format!("search incomplete: {why}"));
+            Resolution::Incomplete
+        }
+    })
+}
+
 /// Resolves, observes, plans and (when asked) writes one practitioner.
 pub async fn sync_practitioner(
     client: &FhirClient,
@@ -156,28 +211,43 @@ pub async fn sync_practitioner(
     let resolution = if current.is_some() {
         Resolution::Found
     } else {
-        searched = true;
-        let found = client.search_npi(&spec.npi).await?;
-        warnings = found.warnings;
-        match found.lookup {
-            NpiLookup::NotFound => Resolution::NotFound,
-            NpiLookup::Found { id, record } => {
+        match req.prefetched.clone() {
+            Some(Prefetched::Record { id, body }) if carries_npi(&body, &spec.npi) => {
                 current = Some(Observed {
                     id,
-                    body: record,
+                    body,
                     etag: None,
                     by_id: false,
                 });
                 Resolution::Found
             }
-            NpiLookup::Ambiguous(ids) => {
+            Some(Prefetched::Id(id)) => match read_verified(client, &id, &spec.npi).await {
+                Ok(o) => {
+                    current = Some(o);
+                    Resolution::Found
+                }
+                // Gone since the walk: the next walk (or a search) finds where it went.
+                Err(e) if matches!(e, FhirError::NotFound { .. }) || e.is_gone_or_merged() => {
+                    Resolution::NotFound
+                }
+                Err(e) => return Err(e),
+            },
+            Some(Prefetched::Ambiguous(ids)) => {
                 let n = ids.len();
                 ambiguous_ids = ids;
                 Resolution::Ambiguous(n)
             }
-            NpiLookup::Incomplete(why) => {
-                warnings.push(format!("search incomplete: {why}"));
-                Resolution::Incomplete
+            Some(Prefetched::NotFound) => Resolution::NotFound,
+            Some(Prefetched::Record { .. }) | None => {
+                searched = true;
+                search(
+                    client,
+                    &spec.npi,
+                    &mut current,
+                    &mut ambiguous_ids,
+                    &mut warnings,
+                )
+                .await?
             }
         }
     };
@@ -231,6 +301,7 @@ pub async fn sync_practitioner(
         write_attempts: 0,
         live: current.as_ref().map(|o| o.body.clone()),
         roles: Vec::new(),
+        roles_known: false,
     };
     if req.perform_writes && action.writes() {
         match (action, current) {
@@ -245,11 +316,17 @@ pub async fn sync_practitioner(
             }
         }
     }
-    if req.fetch_roles
+    if let Some(roles) = req.known_roles {
+        outcome.roles = roles;
+        outcome.roles_known = true;
+    } else if req.fetch_roles
         && let Some(id) = &outcome.fhir_id
     {
         match client.practitioner_roles(id).await {
-            Ok(roles) => outcome.roles = roles.iter().map(role_summary).collect(),
+            Ok(roles) => {
+                outcome.roles = roles.iter().map(role_summary).collect();
+                outcome.roles_known = true;
+            }
             // After a write, a failed read must not erase what was done.
             Err(e) if outcome.wrote() => outcome
                 .warnings

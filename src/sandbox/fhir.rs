@@ -190,8 +190,12 @@ async fn metadata(State(state): St) -> Response {
         interactions.push(json!({"code": "update"}));
         interactions.push(json!({"code": "create"}));
     }
-    let params = ["identifier", "family", "given", "name", "_id"]
-        .map(|n| json!({"name": n, "type": if n == "identifier" { "token" } else { "string" }}));
+    let identifier = !state.settings().identifier_search_unsupported;
+    let params: Vec<Value> = ["identifier", "family", "given", "name", "_id"]
+        .into_iter()
+        .filter(|n| identifier || *n != "identifier")
+        .map(|n| json!({"name": n, "type": if n == "identifier" { "token" } else { "string" }}))
+        .collect();
     fhir_json(
         StatusCode::OK,
         json!({

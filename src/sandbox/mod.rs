@@ -84,6 +84,13 @@ pub struct Settings {
     pub loose_identifier_search: bool,
     /// Identifier searches with several comma-separated tokens answer 400 (4100).
     pub or_search_unsupported: bool,
+    /// The instance does not search Practitioner by identifier: the CapabilityStatement does
+    /// not list the parameter and such searches answer 400 (4100), as where NPI search was
+    /// never enabled.
+    pub identifier_search_unsupported: bool,
+    /// PractitionerRole searches need a `practitioner` parameter (400, 4111, without one), so
+    /// roles cannot be walked.
+    pub role_search_needs_practitioner: bool,
     /// NPIs whose search results are suppressed: the matches are hidden and the Bundle carries
     /// an OperationOutcome entry with Epic code 59204.
     pub suppressed_npis: Vec<String>,
@@ -238,6 +245,7 @@ impl Sandbox {
             page_size: None,
             writes: crate::crd::WriteMode::Auto,
             resync_interval: None,
+            paging_session_ttl: None,
         }
     }
 

@@ -265,6 +265,14 @@ pub(super) async fn search_practitioners(
     let count = page_size(&state, &params);
     let filters: Vec<&(String, String)> = params.iter().filter(|(k, _)| k != "_count").collect();
     let identifier_search = filters.iter().any(|(k, _)| k == "identifier");
+    if identifier_search && settings.identifier_search_unsupported {
+        return outcome(
+            StatusCode::BAD_REQUEST,
+            "not-supported",
+            "4100",
+            "The search parameter identifier is not supported",
+        );
+    }
     if settings.or_search_unsupported
         && filters
             .iter()
@@ -338,22 +346,19 @@ pub(super) async fn search_roles(
         return r;
     }
     Stats::bump(&state.stats.search);
-    let Some(practitioner) = params
-        .iter()
-        .find(|(k, _)| k == "practitioner")
-        .map(|(_, v)| v.clone())
-    else {
-        return outcome(
-            StatusCode::BAD_REQUEST,
-            "required",
-            "4111",
-            "A required parameter is missing: practitioner",
-        );
-    };
-    let reference = if practitioner.starts_with("Practitioner/") {
-        practitioner
-    } else {
-        format!("Practitioner/{practitioner}")
+    // Without `practitioner`, every role (a roster walk of roles), unless the instance needs it.
+    let reference = match params.iter().find(|(k, _)| k == "practitioner") {
+        Some((_, p)) if p.starts_with("Practitioner/") => Some(p.clone()),
+        Some((_, p)) => Some(format!("Practitioner/{p}")),
+        None if state.settings().role_search_needs_practitioner => {
+            return outcome(
+                StatusCode::BAD_REQUEST,
+                "required",
+                "4111",
+                "A required parameter is missing: practitioner",
+            );
+        }
+        None => None,
     };
     let count = page_size(&state, &params);
     let mut data = lock(&state.data);
@@ -362,7 +367,9 @@ pub(super) async fn search_roles(
         .roles
         .iter()
         .filter(|(_, r)| {
-            r.pointer("/practitioner/reference").and_then(Value::as_str) == Some(reference.as_str())
+            reference.as_deref().is_none_or(|want| {
+                r.pointer("/practitioner/reference").and_then(Value::as_str) == Some(want)
+            })
         })
         .map(|(id, _)| id.clone())
         .collect();

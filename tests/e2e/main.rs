@@ -140,6 +140,7 @@ async fn world(
         burst: Some(50),
         page_size: Some(50),
         resync_interval: Some("1h".into()),
+        paging_session_ttl: None,
         ..sandbox.connection_spec("epic-key")
     };
     tweak(&mut spec);

@@ -1,0 +1,442 @@
+//! What roster walks learned, per connection: the NPI -> id index that resolves practitioners
+//! without an identifier search, the roles grouped by practitioner, the paging-session
+//! lifetime learned from 4113s, and the page copies handed from a walk to the reconciles it
+//! wakes. Pure state behind short locks: no I/O here.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::connections::Key;
+use crate::crd::RoleSummary;
+use crate::fhir::FhirError;
+use crate::pipeline::Prefetched;
+
+/// Roles by practitioner id, from one PractitionerRole walk.
+pub type RoleMap = HashMap<Box<str>, Vec<RoleSummary>>;
+
+/// Paging-session lifetime assumed until a connection states one (`pagingSessionTTL`) or a
+/// 4113 teaches a shorter one. Epic's is instance-specific and undocumented.
+pub const DEFAULT_PAGING_TTL: Duration = Duration::from_secs(300);
+
+/// The NPIs of one complete walk. Ids are kept per NPI, so an NPI on two records stays
+/// ambiguous instead of resolving to whichever page came last.
+#[derive(Debug, Default)]
+pub struct RosterIndex {
+    npis: HashMap<Box<str>, Ids>,
+    /// Roles by practitioner id, when a PractitionerRole walk completed.
+    roles: Option<Arc<RoleMap>>,
+    records: usize,
+}
+
+#[derive(Debug)]
+enum Ids {
+    One(Box<str>),
+    Many(Vec<Box<str>>),
+}
+
+impl RosterIndex {
+    /// Adds one record under each NPI it carries (a record seen twice, as after a restarted
+    /// walk, counts once).
+    pub fn add(&mut self, id: &str, npis: &[String]) {
+        self.records += 1;
+        for npi in npis {
+            match self.npis.get_mut(npi.as_str()) {
+                None => {
+                    self.npis.insert(npi.as_str().into(), Ids::One(id.into()));
+                }
+                Some(Ids::One(first)) if &**first != id => {
+                    let first = std::mem::replace(first, "".into());
+                    self.npis
+                        .insert(npi.as_str().into(), Ids::Many(vec![first, id.into()]));
+                }
+                Some(Ids::Many(ids)) if !ids.iter().any(|i| &**i == id) => ids.push(id.into()),
+                Some(_) => {}
+            }
+        }
+    }
+
+    pub fn set_roles(&mut self, roles: Option<Arc<RoleMap>>) {
+        self.roles = roles;
+    }
+
+    /// The roles of the walk, shared with the next index when roles are not walked again.
+    pub fn roles(&self) -> Option<Arc<RoleMap>> {
+        self.roles.clone()
+    }
+
+    /// What the walk says about an NPI.
+    pub fn lookup(&self, npi: &str) -> Prefetched {
+        match self.npis.get(npi) {
+            None => Prefetched::NotFound,
+            Some(Ids::One(id)) => Prefetched::Id(id.to_string()),
+            Some(Ids::Many(ids)) => {
+                Prefetched::Ambiguous(ids.iter().map(|i| i.to_string()).collect())
+            }
+        }
+    }
+
+    /// The roles of a practitioner, when roles were walked (none listed: an empty list).
+    pub fn roles_of(&self, id: &str) -> Option<Vec<RoleSummary>> {
+        self.roles
+            .as_ref()
+            .map(|r| r.get(id).cloned().unwrap_or_default())
+    }
+
+    pub fn has_roles(&self) -> bool {
+        self.roles.is_some()
+    }
+
+    /// Records walked (a record with several NPIs counts once per walk page it was on).
+    pub fn records(&self) -> usize {
+        self.records
+    }
+}
+
+/// What a walk hands to the reconcile it wakes.
+#[derive(Clone, Debug)]
+pub struct Handover {
+    pub found: Found,
+    /// Roles from the PractitionerRole walk, when it ran.
+    pub roles: Option<Vec<RoleSummary>>,
+}
+
+/// The walk's finding for one NPI. A page copy is kept as compact JSON text, a third of the
+/// size of a parsed value, because thousands wait at once during a first walk.
+#[derive(Clone, Debug)]
+pub enum Found {
+    Record {
+        id: String,
+        json: Box<str>,
+    },
+    Ambiguous(Vec<String>),
+    NotFound,
+    /// Only the roles changed: the record is read as usual.
+    RolesOnly,
+}
+
+impl Found {
+    pub fn record(id: &str, body: &Value) -> Self {
+        Found::Record {
+            id: id.to_string(),
+            json: body.to_string().into_boxed_str(),
+        }
+    }
+
+    /// As the pipeline takes it; `None` for [`Found::RolesOnly`] (or an unreadable copy,
+    /// which cannot happen for text this module wrote).
+    pub fn prefetched(self) -> Option<Prefetched> {
+        match self {
+            Found::Record { id, json } => serde_json::from_str(&json)
+                .ok()
+                .map(|body| Prefetched::Record { id, body }),
+            Found::Ambiguous(ids) => Some(Prefetched::Ambiguous(ids)),
+            Found::NotFound => Some(Prefetched::NotFound),
+            Found::RolesOnly => None,
+        }
+    }
+}
+
+/// One connection's walk state.
+#[derive(Debug, Default)]
+struct ConnectionRoster {
+    /// The base URL the index belongs to: ids never travel between instances.
+    base_url: String,
+    index: Option<Arc<RosterIndex>>,
+    /// The first walk failed and no index exists: what reconciles report meanwhile.
+    first_walk_error: Option<FhirError>,
+    /// The shortest paging-session lifetime seen (a 4113 after this long).
+    learned_ttl: Option<Duration>,
+    /// Identifier search answered 400 (or is not listed): resolve from the index only.
+    search_refused: bool,
+    /// PractitionerRole cannot be walked without a parameter: roles come from a search per
+    /// practitioner when it is resolved.
+    role_walk_refused: bool,
+    /// When roles were last walked.
+    roles_walked: Option<Instant>,
+    /// When the last walk completed.
+    walked_at: Option<Instant>,
+}
+
+/// Where an unresolved practitioner stands.
+pub enum IndexAnswer {
+    /// Resolve from this (no search).
+    Prefetched(Prefetched, Option<Vec<RoleSummary>>),
+    /// Not in the last walk, and searching is allowed: search (a record created since).
+    Search,
+    /// The first walk has not finished: it wakes the practitioner when it does.
+    AwaitWalk,
+    /// The first walk failed and searching is not possible.
+    Failed(FhirError),
+}
+
+/// Every connection's walk state and the hand-overs waiting for their reconcile.
+#[derive(Default)]
+pub struct Rosters {
+    connections: Mutex<HashMap<Key, ConnectionRoster>>,
+    handovers: Mutex<HashMap<String, Handover>>,
+}
+
+impl Rosters {
+    fn with<T>(&self, key: &Key, base_url: &str, f: impl FnOnce(&mut ConnectionRoster) -> T) -> T {
+        let mut all = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = all.entry(key.clone()).or_default();
+        if entry.base_url != base_url {
+            // A new connection or a new instance behind it: nothing learned carries over.
+            *entry = ConnectionRoster {
+                base_url: base_url.to_string(),
+                ..ConnectionRoster::default()
+            };
+        }
+        f(entry)
+    }
+
+    /// Forgets a deleted connection.
+    pub fn forget(&self, key: &Key) {
+        self.connections
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
+    }
+
+    pub fn index(&self, key: &Key, base_url: &str) -> Option<Arc<RosterIndex>> {
+        self.with(key, base_url, |c| c.index.clone())
+    }
+
+    /// How an unresolved practitioner of this connection is resolved.
+    pub fn resolve(
+        &self,
+        key: &Key,
+        base_url: &str,
+        npi: &str,
+        search_listed: bool,
+    ) -> IndexAnswer {
+        self.with(key, base_url, |c| {
+            let searchable = search_listed && !c.search_refused;
+            match (&c.index, &c.first_walk_error) {
+                (Some(index), _) => match index.lookup(npi) {
+                    Prefetched::NotFound if searchable => IndexAnswer::Search,
+                    found => {
+                        let roles = match &found {
+                            Prefetched::Id(id) => index.roles_of(id),
+                            _ => None,
+                        };
+                        IndexAnswer::Prefetched(found, roles)
+                    }
+                },
+                (None, Some(_)) if searchable => IndexAnswer::Search,
+                (None, Some(e)) => IndexAnswer::Failed(e.clone()),
+                (None, None) => IndexAnswer::AwaitWalk,
+            }
+        })
+    }
+
+    /// Whether a walk completed less than `within` ago: then a practitioner it did not wake
+    /// has nothing new in Epic.
+    pub fn walked_within(&self, key: &Key, base_url: &str, within: Duration) -> bool {
+        self.with(key, base_url, |c| {
+            c.walked_at.is_some_and(|t| t.elapsed() < within)
+        })
+    }
+
+    /// Whether the connection has no index yet (its first walk has not completed).
+    pub fn awaiting_first_walk(&self, key: &Key, base_url: &str) -> bool {
+        self.with(key, base_url, |c| {
+            c.index.is_none() && c.first_walk_error.is_none()
+        })
+    }
+
+    /// Identifier search answered 400 for this connection: resolve from walks only.
+    pub fn refuse_search(&self, key: &Key, base_url: &str) {
+        self.with(key, base_url, |c| c.search_refused = true);
+    }
+
+    pub fn search_refused(&self, key: &Key, base_url: &str) -> bool {
+        self.with(key, base_url, |c| c.search_refused)
+    }
+
+    /// A walk completed; `roles_walked` when it also walked PractitionerRole.
+    pub fn walked(&self, key: &Key, base_url: &str, index: RosterIndex, roles_walked: bool) {
+        self.with(key, base_url, |c| {
+            c.index = Some(Arc::new(index));
+            c.walked_at = Some(Instant::now());
+            c.first_walk_error = None;
+            if roles_walked {
+                c.roles_walked = Some(Instant::now());
+            }
+        });
+    }
+
+    /// A walk failed; before the first success, reconciles report it.
+    pub fn walk_failed(&self, key: &Key, base_url: &str, error: &FhirError) {
+        self.with(key, base_url, |c| {
+            if c.index.is_none() {
+                c.first_walk_error = Some(error.clone());
+            }
+        });
+    }
+
+    /// A 4113 came this long after the session's first page.
+    pub fn paging_expired_after(&self, key: &Key, base_url: &str, lasted: Duration) {
+        self.with(key, base_url, |c| {
+            c.learned_ttl = Some(c.learned_ttl.map_or(lasted, |t| t.min(lasted)));
+        });
+    }
+
+    /// The paging-session lifetime to plan walks by: the stated one, else the shortest one
+    /// learned, else [`DEFAULT_PAGING_TTL`].
+    pub fn paging_ttl(&self, key: &Key, base_url: &str, stated: Option<Duration>) -> Duration {
+        self.with(key, base_url, |c| match (stated, c.learned_ttl) {
+            (Some(s), Some(l)) => s.min(l),
+            (Some(s), None) => s,
+            (None, Some(l)) => l,
+            (None, None) => DEFAULT_PAGING_TTL,
+        })
+    }
+
+    pub fn refuse_role_walk(&self, key: &Key, base_url: &str) {
+        self.with(key, base_url, |c| c.role_walk_refused = true);
+    }
+
+    /// Whether the next walk also walks PractitionerRole: on the first walk, then once every
+    /// `every`, unless the instance refused a parameterless role search.
+    pub fn roles_due(&self, key: &Key, base_url: &str, every: Duration) -> bool {
+        self.with(key, base_url, |c| {
+            !c.role_walk_refused && c.roles_walked.is_none_or(|t| t.elapsed() >= every)
+        })
+    }
+
+    /// Roles from the last role walk, to carry into the next index.
+    pub fn last_roles(&self, key: &Key, base_url: &str) -> Option<Arc<RoleMap>> {
+        self.with(key, base_url, |c| c.index.as_ref().and_then(|i| i.roles()))
+    }
+
+    pub fn hand_over(&self, object: String, handover: Handover) {
+        self.handovers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(object, handover);
+    }
+
+    pub fn take_handover(&self, object: &str) -> Option<Handover> {
+        self.handovers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(object)
+    }
+
+    /// Hand-overs waiting for their reconcile.
+    pub fn handovers_waiting(&self) -> usize {
+        self.handovers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn npis(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn an_npi_on_two_records_stays_ambiguous_and_a_repeat_counts_once() {
+        let mut index = RosterIndex::default();
+        index.add("a-1", &npis(&["1234567893"]));
+        index.add("b.2", &npis(&["1234567893", "1245319599"]));
+        index.add("a-1", &npis(&["1234567893"]));
+        assert_eq!(
+            index.lookup("1234567893"),
+            Prefetched::Ambiguous(vec!["a-1".into(), "b.2".into()])
+        );
+        assert_eq!(index.lookup("1245319599"), Prefetched::Id("b.2".into()));
+        assert_eq!(index.lookup("1003000126"), Prefetched::NotFound);
+        assert_eq!(index.roles_of("b.2"), None, "no role walk yet");
+    }
+
+    #[test]
+    fn resolution_waits_for_the_first_walk_and_searches_only_for_what_it_lacks() {
+        let rosters = Rosters::default();
+        let key: Key = ("ns".into(), "epic".into());
+        let base = "https://epic.example/api/FHIR/R4";
+        assert!(matches!(
+            rosters.resolve(&key, base, "1234567893", true),
+            IndexAnswer::AwaitWalk
+        ));
+        let mut index = RosterIndex::default();
+        index.add("a-1", &npis(&["1234567893"]));
+        index.set_roles(Some(Arc::new(HashMap::new())));
+        rosters.walked(&key, base, index, true);
+        match rosters.resolve(&key, base, "1234567893", false) {
+            IndexAnswer::Prefetched(Prefetched::Id(id), Some(roles)) => {
+                assert_eq!(id, "a-1");
+                assert!(roles.is_empty());
+            }
+            _ => panic!("the index resolves a walked NPI"),
+        }
+        assert!(matches!(
+            rosters.resolve(&key, base, "1245319599", true),
+            IndexAnswer::Search
+        ));
+        assert!(matches!(
+            rosters.resolve(&key, base, "1245319599", false),
+            IndexAnswer::Prefetched(Prefetched::NotFound, None)
+        ));
+        rosters.refuse_search(&key, base);
+        assert!(matches!(
+            rosters.resolve(&key, base, "1245319599", true),
+            IndexAnswer::Prefetched(Prefetched::NotFound, None)
+        ));
+        // Another instance behind the same connection starts from nothing.
+        assert!(matches!(
+            rosters.resolve(&key, "https://other.example/R4", "1234567893", true),
+            IndexAnswer::AwaitWalk
+        ));
+    }
+
+    #[test]
+    fn a_4113_shortens_the_paging_ttl_and_a_stated_one_caps_it() {
+        let rosters = Rosters::default();
+        let key: Key = ("ns".into(), "epic".into());
+        let base = "https://epic.example/api/FHIR/R4";
+        assert_eq!(rosters.paging_ttl(&key, base, None), DEFAULT_PAGING_TTL);
+        rosters.paging_expired_after(&key, base, Duration::from_secs(90));
+        rosters.paging_expired_after(&key, base, Duration::from_secs(120));
+        assert_eq!(
+            rosters.paging_ttl(&key, base, None),
+            Duration::from_secs(90)
+        );
+        assert_eq!(
+            rosters.paging_ttl(&key, base, Some(Duration::from_secs(60))),
+            Duration::from_secs(60)
+        );
+    }
+
+    #[test]
+    fn a_page_copy_survives_the_hand_over() {
+        let body = serde_json::json!({"resourceType": "Practitioner", "id": "a-1", "active": true});
+        let rosters = Rosters::default();
+        rosters.hand_over(
+            "ns/npi-1".into(),
+            Handover {
+                found: Found::record("a-1", &body),
+                roles: None,
+            },
+        );
+        assert_eq!(rosters.handovers_waiting(), 1);
+        let h = rosters.take_handover("ns/npi-1").unwrap();
+        assert_eq!(
+            h.found.prefetched(),
+            Some(Prefetched::Record {
+                id: "a-1".into(),
+                body
+            })
+        );
+        assert!(rosters.take_handover("ns/npi-1").is_none());
+    }
+}
