@@ -161,6 +161,7 @@ fn page(
     count: usize,
 ) -> Response {
     let Some(session) = data.sessions.get(session_id) else {
+        Stats::bump(&state.stats.paging_expired);
         return outcome(
             StatusCode::BAD_REQUEST,
             "processing",
@@ -239,12 +240,15 @@ fn continue_session(state: &SandboxState, params: &[(String, String)]) -> Option
     state.expire_sessions(&mut data);
     Some(match data.page_tokens.get(&token).cloned() {
         Some((session, offset)) => page(state, &mut data, &session, offset, count),
-        None => outcome(
+        None => {
+            Stats::bump(&state.stats.paging_expired);
+            outcome(
             StatusCode::BAD_REQUEST,
             "processing",
             "4113",
             "The paging session has expired or the link is invalid",
-        ),
+            )
+        }
     })
 }
 
@@ -265,6 +269,9 @@ pub(super) async fn search_practitioners(
     let count = page_size(&state, &params);
     let filters: Vec<&(String, String)> = params.iter().filter(|(k, _)| k != "_count").collect();
     let identifier_search = filters.iter().any(|(k, _)| k == "identifier");
+    if identifier_search {
+        Stats::bump(&state.stats.identifier_search);
+    }
     if identifier_search && settings.identifier_search_unsupported {
         return outcome(
             StatusCode::BAD_REQUEST,

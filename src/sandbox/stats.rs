@@ -26,6 +26,10 @@ pub struct Stats {
     pub throttled: AtomicU64,
     pub server_errors: AtomicU64,
     pub unauthorized: AtomicU64,
+    /// `next` links answered 4113 (the paging session had expired).
+    pub paging_expired: AtomicU64,
+    /// Practitioner searches by identifier (also counted in `search`).
+    pub identifier_search: AtomicU64,
     per_second: Mutex<VecDeque<(u64, u64)>>,
 }
 
@@ -72,8 +76,11 @@ impl Stats {
             "throttled": g(&self.throttled),
             "serverErrors": g(&self.server_errors),
             "unauthorized": g(&self.unauthorized),
+            "pagingExpired": g(&self.paging_expired),
+            "identifierSearch": g(&self.identifier_search),
             "fhirTotal": g(&self.metadata) + g(&self.read) + g(&self.search) + g(&self.page)
-                + g(&self.update) + g(&self.create) + g(&self.refused) + g(&self.patch),
+                + g(&self.update) + g(&self.create) + g(&self.refused) + g(&self.patch)
+                + g(&self.paging_expired),
             "perSecond": per_second,
         })
     }
@@ -94,6 +101,8 @@ impl Stats {
             &self.throttled,
             &self.server_errors,
             &self.unauthorized,
+            &self.paging_expired,
+            &self.identifier_search,
         ] {
             c.store(0, Ordering::Relaxed);
         }

@@ -314,9 +314,12 @@ async fn faults_leader_killed(cp: &ControlPlane) {
         "epic-system",
         "--lease-name",
         "f8-leader",
+        "--concurrency",
+        "2",
     ];
-    // The standby waits for the Lease; Epic is slow (2 s a request) so that the leader is
-    // still writing when it dies.
+    // The standby waits for the Lease; Epic is slow (2 s a request) and two practitioners are
+    // reconciled at a time, so that the leader is still writing when it dies (the first walk
+    // hands every practitioner over at once).
     w.sandbox.set_settings(Settings {
         latency_ms: 2_000,
         ..writable().settings

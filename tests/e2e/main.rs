@@ -9,6 +9,7 @@ mod cluster;
 mod fs_support;
 mod packaging;
 mod readme;
+mod roster;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -311,7 +312,10 @@ scenario!(
     namespaced_rbac_is_enough_and_confines,
     a_hanging_tenant_does_not_stall_another,
     deleting_a_connection_stops_writes,
+    roster_walk_resolves_without_identifier_search,
 );
+
+use roster::roster_walk_resolves_without_identifier_search;
 
 /// Scenario 1: In sync: Ready, InSync, fhirId, roles, printer columns, a Resolved Event without PHI.
 async fn in_sync_record(cp: &ControlPlane) {
@@ -378,10 +382,14 @@ async fn in_sync_record(cp: &ControlPlane) {
     assert_eq!(cells[5], true, "active as Epic holds it");
     assert_eq!(cells[6], id.as_str());
     assert_eq!(cells[7], "epic");
-    let e = wait_event(&w, "Resolved").await;
-    let note = e["note"].as_str().unwrap();
-    assert!(note.contains("1234567893") && note.contains(&id), "{note}");
-    for e in events(&w).await {
+    // Resolved from the connection's roster walk: a routine resolution publishes no Event
+    // (only an identifier search for a single new object does).
+    let all = events(&w).await;
+    assert!(
+        all.iter().all(|e| e["reason"] != "Resolved"),
+        "no Event for a routine resolution: {all:?}"
+    );
+    for e in all {
         let text = e.to_string();
         assert!(
             !text.contains("Smith") && !text.contains("alice.smith@") && !text.contains("555"),
@@ -1139,10 +1147,16 @@ async fn pause_stops_writes(cp: &ControlPlane) {
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let st = stats(&w).await;
+    // The connection's own walks (Practitioner and PractitionerRole, one page each) run;
+    // the paused practitioner is neither read nor written.
     assert_eq!(
-        (st["update"].as_u64(), st["search"].as_u64()),
-        (Some(0), Some(0)),
-        "paused: no writes, no polling: {st}"
+        (st["update"].as_u64(), st["read"].as_u64(), st["page"].as_u64()),
+        (Some(0), Some(0), Some(0)),
+        "paused: no writes, no reads of its own: {st}"
+    );
+    assert!(
+        st["search"].as_u64().unwrap_or(99) <= 2,
+        "paused: only the connection's walks search: {st}"
     );
     annotate(&w, "bob-jones", epic_operator::crd::PAUSED_ANNOTATION, None).await;
     wait_for(&w, "bob-jones", "Ready after unpausing", |p| {

@@ -1,0 +1,98 @@
+//! Roster mode at the default resync interval on an instance that offers no identifier search
+//! and keeps paging sessions alive for 3 s only.
+
+use std::time::{Duration, Instant};
+
+use epic_operator::crd::{EpicPractitionerSpec, npi_from_prefix};
+use epic_operator::sandbox::{SandboxConfig, Settings};
+use serde_json::json;
+
+use super::{ControlPlane, Operator, condition, create, is, stats, wait_for, world};
+
+/// Generated records (`npi_from_prefix(200_000_000 + i)`), every third with a role.
+const ROSTER: usize = 400;
+const PAGE: u32 = 10;
+
+fn spec(npi: &str) -> EpicPractitionerSpec {
+    serde_json::from_value(json!({"connectionRef": {"name": "epic"}, "npi": npi})).unwrap()
+}
+
+/// Scenario 16: about 41 pages of 10 against a 3 s paging session, at the default 10-minute
+/// interval. The earlier pace (80% of the interval over the pages, at most 5 s a page) would
+/// have spread this walk over 200 s and met a 4113 after the first page. Every practitioner
+/// resolves from the walk: no identifier search (the instance has none), no read by id (the
+/// page copy is the observation), roles from one PractitionerRole walk.
+pub async fn roster_walk_resolves_without_identifier_search(cp: &ControlPlane) {
+    let w = world(
+        cp,
+        "s16-roster",
+        SandboxConfig {
+            generate: ROSTER,
+            paging_ttl: Duration::from_secs(3),
+            settings: Settings {
+                identifier_search_unsupported: true,
+                ..Settings::default()
+            },
+            ..SandboxConfig::default()
+        },
+        |c| {
+            c.resync_interval = None;
+            c.page_size = Some(PAGE);
+            c.requests_per_second = Some(100);
+            c.burst = Some(100);
+        },
+    )
+    .await;
+    let _op = Operator::start(cp, &w.ns, &[]);
+    let picked: Vec<usize> = (0..ROSTER).step_by(10).collect();
+    for &i in &picked {
+        create(&w, &format!("g-{i}"), spec(&npi_from_prefix(200_000_000 + i as u32))).await;
+    }
+    // Not on the roster: NotFound from the index alone.
+    let absent = npi_from_prefix(300_000_001);
+    create(&w, "absent", spec(&absent)).await;
+    let started = Instant::now();
+    for &i in &picked {
+        let p = wait_for(&w, &format!("g-{i}"), "Ready from the walk", |p| {
+            is(p, "Ready", "True", "Ready")
+        })
+        .await;
+        let s = p.status.unwrap();
+        assert!(s.fhir_id.is_some(), "g-{i} resolved");
+        // Every third generated record has one role, found by the PractitionerRole walk.
+        let want_roles = usize::from(i % 3 == 0);
+        assert_eq!(s.roles.len(), want_roles, "g-{i} roles: {:?}", s.roles);
+        if want_roles == 1 {
+            assert_eq!(s.roles[0].organization.as_deref(), Some("Synthetic Health"));
+        }
+    }
+    let p = wait_for(&w, "absent", "NotFound from the index", |p| {
+        is(p, "Synced", "False", "NotFound")
+    })
+    .await;
+    assert!(
+        condition(&p, "Synced").unwrap().message.contains(&absent),
+        "{:?}",
+        condition(&p, "Synced")
+    );
+    let elapsed = started.elapsed();
+    let st = stats(&w).await;
+    assert_eq!(st["identifierSearch"], 0, "no identifier search: {st}");
+    assert_eq!(st["pagingExpired"], 0, "the walk finished inside its paging session: {st}");
+    assert_eq!(st["read"], 0, "page copies observed the records: {st}");
+    // One Practitioner walk and one PractitionerRole walk: two first pages, the rest `next`
+    // links; with 400 generated records and the seed, 40 and more pages.
+    assert_eq!(st["search"], 2, "two walks, nothing per practitioner: {st}");
+    assert!(st["page"].as_u64().unwrap_or(0) >= 40, "{st}");
+    let c = w.connections.get("epic").await.unwrap();
+    assert_eq!(
+        c.status.and_then(|s| s.npi_search_supported),
+        Some(false),
+        "the connection says identifier search is not offered"
+    );
+    eprintln!(
+        "roster of {ROSTER}: {} practitioners resolved in {elapsed:?} with {} FHIR requests",
+        picked.len() + 1,
+        st["fhirTotal"]
+    );
+}
