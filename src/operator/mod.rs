@@ -39,6 +39,9 @@ pub use practitioner::{FIELD_MANAGER, FINALIZER};
 use crate::crd::{EpicConnection, EpicPractitioner};
 use watch_backoff::WatchBackoff;
 
+/// The annotation client-side apply keeps a full copy of the manifest in.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
 /// How drift is found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DriftDetection {
@@ -212,7 +215,11 @@ pub async fn run(config: OperatorConfig) -> Result<(), RunError> {
     metrics.watch_store(practitioners.clone());
     let practitioner_stream = watcher(practitioner_api, watch_config.clone())
         .backoff(WatchBackoff::default())
-        .modify(|p: &mut EpicPractitioner| p.managed_fields_mut().clear())
+        .modify(|p: &mut EpicPractitioner| {
+            p.managed_fields_mut().clear();
+            // kubectl's and Argo CD's copy of the last applied manifest: never read here.
+            p.annotations_mut().remove(LAST_APPLIED);
+        })
         .reflect(writer)
         .applied_objects()
         .predicate_filter(

@@ -114,7 +114,8 @@ async fn apply(
     match sync(&obj, &ctx, &old, deleting).await {
         // Nothing to report: a roster walk covers this object (see `roster_prefetch`).
         Ok(Pass::Wait(d)) => Ok(ControllerAction::requeue(jittered(d))),
-        Ok(Pass::Synced((mut new_status, outcome, mut requeue, done))) => {
+        Ok(Pass::Synced(synced)) => {
+            let (mut new_status, outcome, mut requeue, done) = *synced;
             let blocked = deleting && !done;
             if blocked {
                 // The way out goes where people look (status, an Event, Argo CD), not only
@@ -179,7 +180,7 @@ type SyncResult = (
 
 /// What one pass did.
 enum Pass {
-    Synced(SyncResult),
+    Synced(Box<SyncResult>),
     /// Nothing to do: roster walks cover the object; look again after this at the latest.
     Wait(Duration),
 }
@@ -193,12 +194,12 @@ async fn sync(
     // Validate: what the schema cannot express.
     validate_spec(&obj.spec).map_err(Error::InvalidSpec)?;
     if obj.is_paused() {
-        return Ok(Pass::Synced((
+        return Ok(Pass::Synced(Box::new((
             status::paused(obj, old),
             None,
             ControllerAction::await_change(),
             false,
-        )));
+        ))));
     }
     // Dereference.
     let ns = obj.namespace().unwrap_or_default();
@@ -301,7 +302,12 @@ async fn sync(
             ControllerAction::requeue(jittered(safety_requeue(conn.resync)))
         }
     };
-    Ok(Pass::Synced((new_status, Some(outcome), requeue, done)))
+    Ok(Pass::Synced(Box::new((
+        new_status,
+        Some(outcome),
+        requeue,
+        done,
+    ))))
 }
 
 /// In roster mode, how long after a pass an object looks again by itself: an hour at least.

@@ -22,7 +22,7 @@ use super::Context;
 use super::connections::{ConnectionHandle, Key, connection_label};
 use super::object_key;
 use super::practitioner::jittered;
-use super::roster_index::{Found, Handover, RoleMap, RosterIndex};
+use super::roster_index::{Finding, Handover, RoleMap, RosterIndex};
 use super::status::synced_reason;
 use crate::crd::{EpicPractitioner, Reason};
 use crate::fhir::{FhirError, ResourceWalk};
@@ -48,6 +48,12 @@ const FIRST_WALK_RETRY: Duration = Duration::from_secs(30);
 /// Runs walks for every ready connection, each on its own jittered schedule and in its own
 /// task, until the process ends: one connection's long walk never delays another's.
 pub async fn run(ctx: Arc<Context>) {
+    // A walk matches records to the practitioners in the watch cache: it waits for the first
+    // full list, or practitioners missing from it would resolve one read at a time.
+    if ctx.practitioners.wait_until_ready().await.is_err() {
+        tracing::warn!("the practitioner watch cache closed; no roster walks");
+        return;
+    }
     let mut next_due: HashMap<Key, Instant> = HashMap::new();
     // Records seen by the last walk per connection: the next one paces its pages by it.
     let mut last_size: HashMap<Key, usize> = HashMap::new();
@@ -195,7 +201,7 @@ fn known_id<'a>(p: &'a EpicPractitioner, base_url: &str) -> Option<&'a str> {
 }
 
 /// Whether an unresolved practitioner's status already says what the walk found.
-fn already_reported(p: &EpicPractitioner, found: &Found) -> bool {
+fn already_reported(p: &EpicPractitioner, found: &Finding) -> bool {
     let Some(status) = &p.status else {
         return false;
     };
@@ -203,8 +209,8 @@ fn already_reported(p: &EpicPractitioner, found: &Found) -> bool {
         return false;
     }
     match found {
-        Found::NotFound => synced_reason(status) == Some(Reason::NotFound),
-        Found::Ambiguous(_) => synced_reason(status) == Some(Reason::AmbiguousNpi),
+        Finding::Absent => synced_reason(status) == Some(Reason::NotFound),
+        Finding::Ambiguous(_) => synced_reason(status) == Some(Reason::AmbiguousNpi),
         _ => false,
     }
 }
@@ -346,7 +352,7 @@ async fn walk_practitioners(
     };
     // Known records seen, by object; page copies of first resolutions, by object.
     let mut seen_known: HashSet<String> = HashSet::new();
-    let mut deferred: HashMap<String, Found> = HashMap::new();
+    let mut deferred: HashMap<String, Finding> = HashMap::new();
     let mut wake: HashSet<ObjectRef<EpicPractitioner>> = HashSet::new();
     let normalizer = handle.normalizer();
     let started = Instant::now();
@@ -387,9 +393,9 @@ async fn walk_practitioners(
                                 let changed = needs_wake(p, live_fp, handle.resync);
                                 if changed || roles_changed {
                                     let found = if changed {
-                                        Found::record(id, &r)
+                                        Finding::record(id, &r)
                                     } else {
-                                        Found::RolesOnly
+                                        Finding::RolesOnly
                                     };
                                     ctx.rosters.hand_over(
                                         object,
@@ -412,7 +418,7 @@ async fn walk_practitioners(
                             None => {
                                 deferred
                                     .entry(object)
-                                    .or_insert_with(|| Found::record(id, &r));
+                                    .or_insert_with(|| Finding::record(id, &r));
                             }
                         }
                     }
@@ -438,15 +444,15 @@ async fn walk_practitioners(
             } else {
                 let found = match index.lookup(npi) {
                     // The reconcile reads it by id through the index if no copy was kept.
-                    Prefetched::Id(_) => deferred.remove(&object).unwrap_or(Found::RolesOnly),
-                    Prefetched::Ambiguous(ids) => Found::Ambiguous(ids),
-                    _ => Found::NotFound,
+                    Prefetched::Id(_) => deferred.remove(&object).unwrap_or(Finding::RolesOnly),
+                    Prefetched::Ambiguous(ids) => Finding::Ambiguous(ids),
+                    _ => Finding::Absent,
                 };
                 if already_reported(p, &found) {
                     continue;
                 }
                 let roles = match &found {
-                    Found::Record { id, .. } => roles_of(id),
+                    Finding::Record { id, .. } => roles_of(id),
                     _ => None,
                 };
                 Some(Handover { found, roles })

@@ -98,7 +98,7 @@ impl RosterIndex {
 /// What a walk hands to the reconcile it wakes.
 #[derive(Clone, Debug)]
 pub struct Handover {
-    pub found: Found,
+    pub found: Finding,
     /// Roles from the PractitionerRole walk, when it ran.
     pub roles: Option<Vec<RoleSummary>>,
 }
@@ -106,35 +106,35 @@ pub struct Handover {
 /// The walk's finding for one NPI. A page copy is kept as compact JSON text, a third of the
 /// size of a parsed value, because thousands wait at once during a first walk.
 #[derive(Clone, Debug)]
-pub enum Found {
+pub enum Finding {
     Record {
         id: String,
         json: Box<str>,
     },
     Ambiguous(Vec<String>),
-    NotFound,
+    Absent,
     /// Only the roles changed: the record is read as usual.
     RolesOnly,
 }
 
-impl Found {
+impl Finding {
     pub fn record(id: &str, body: &Value) -> Self {
-        Found::Record {
+        Finding::Record {
             id: id.to_string(),
             json: body.to_string().into_boxed_str(),
         }
     }
 
-    /// As the pipeline takes it; `None` for [`Found::RolesOnly`] (or an unreadable copy,
+    /// As the pipeline takes it; `None` for [`Finding::RolesOnly`] (or an unreadable copy,
     /// which cannot happen for text this module wrote).
     pub fn prefetched(self) -> Option<Prefetched> {
         match self {
-            Found::Record { id, json } => serde_json::from_str(&json)
+            Finding::Record { id, json } => serde_json::from_str(&json)
                 .ok()
                 .map(|body| Prefetched::Record { id, body }),
-            Found::Ambiguous(ids) => Some(Prefetched::Ambiguous(ids)),
-            Found::NotFound => Some(Prefetched::NotFound),
-            Found::RolesOnly => None,
+            Finding::Ambiguous(ids) => Some(Prefetched::Ambiguous(ids)),
+            Finding::Absent => Some(Prefetched::NotFound),
+            Finding::RolesOnly => None,
         }
     }
 }
@@ -424,7 +424,7 @@ mod tests {
         rosters.hand_over(
             "ns/npi-1".into(),
             Handover {
-                found: Found::record("a-1", &body),
+                found: Finding::record("a-1", &body),
                 roles: None,
             },
         );

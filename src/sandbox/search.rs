@@ -243,10 +243,10 @@ fn continue_session(state: &SandboxState, params: &[(String, String)]) -> Option
         None => {
             Stats::bump(&state.stats.paging_expired);
             outcome(
-            StatusCode::BAD_REQUEST,
-            "processing",
-            "4113",
-            "The paging session has expired or the link is invalid",
+                StatusCode::BAD_REQUEST,
+                "processing",
+                "4113",
+                "The paging session has expired or the link is invalid",
             )
         }
     })

@@ -1150,7 +1150,11 @@ async fn pause_stops_writes(cp: &ControlPlane) {
     // The connection's own walks (Practitioner and PractitionerRole, one page each) run;
     // the paused practitioner is neither read nor written.
     assert_eq!(
-        (st["update"].as_u64(), st["read"].as_u64(), st["page"].as_u64()),
+        (
+            st["update"].as_u64(),
+            st["read"].as_u64(),
+            st["page"].as_u64()
+        ),
         (Some(0), Some(0), Some(0)),
         "paused: no writes, no reads of its own: {st}"
     );

@@ -46,7 +46,12 @@ pub async fn roster_walk_resolves_without_identifier_search(cp: &ControlPlane) {
     let _op = Operator::start(cp, &w.ns, &[]);
     let picked: Vec<usize> = (0..ROSTER).step_by(10).collect();
     for &i in &picked {
-        create(&w, &format!("g-{i}"), spec(&npi_from_prefix(200_000_000 + i as u32))).await;
+        create(
+            &w,
+            &format!("g-{i}"),
+            spec(&npi_from_prefix(200_000_000 + i as u32)),
+        )
+        .await;
     }
     // Not on the roster: NotFound from the index alone.
     let absent = npi_from_prefix(300_000_001);
@@ -78,7 +83,10 @@ pub async fn roster_walk_resolves_without_identifier_search(cp: &ControlPlane) {
     let elapsed = started.elapsed();
     let st = stats(&w).await;
     assert_eq!(st["identifierSearch"], 0, "no identifier search: {st}");
-    assert_eq!(st["pagingExpired"], 0, "the walk finished inside its paging session: {st}");
+    assert_eq!(
+        st["pagingExpired"], 0,
+        "the walk finished inside its paging session: {st}"
+    );
     assert_eq!(st["read"], 0, "page copies observed the records: {st}");
     // One Practitioner walk and one PractitionerRole walk: two first pages, the rest `next`
     // links; with 400 generated records and the seed, 40 and more pages.
