@@ -217,8 +217,10 @@ pub async fn run(config: OperatorConfig) -> Result<(), RunError> {
         .backoff(WatchBackoff::default())
         .modify(|p: &mut EpicPractitioner| {
             p.managed_fields_mut().clear();
-            // kubectl's and Argo CD's copy of the last applied manifest: never read here.
+            // kubectl's and Argo CD's copy of the last applied manifest, and labels: never
+            // read here (metadata is only ever written as an explicit finalizer list).
             p.annotations_mut().remove(LAST_APPLIED);
+            p.labels_mut().clear();
         })
         .reflect(writer)
         .applied_objects()

@@ -337,8 +337,12 @@ async fn walk_practitioners(
 ) -> Result<(usize, usize), FhirError> {
     let (ns, name) = key;
     let base = handle.base_url();
+    let all = ctx.practitioners.state();
+    let existing: HashSet<String> = all.iter().map(|p| object_key(p)).collect();
+    ctx.rosters.retain_handovers(|k| existing.contains(k));
+    drop(existing);
     let mut by_npi: HashMap<String, Vec<Arc<EpicPractitioner>>> = HashMap::new();
-    for p in ctx.practitioners.state() {
+    for p in all {
         if p.namespace().as_deref() == Some(ns.as_str()) && &p.spec.connection_ref.name == name {
             by_npi.entry(p.spec.npi.clone()).or_default().push(p);
         }

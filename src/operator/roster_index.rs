@@ -327,6 +327,14 @@ impl Rosters {
             .remove(object)
     }
 
+    /// Drops hand-overs of objects that no longer exist (deleted before their reconcile).
+    pub fn retain_handovers(&self, exists: impl Fn(&str) -> bool) {
+        self.handovers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|k, _| exists(k));
+    }
+
     /// Hand-overs waiting for their reconcile.
     pub fn handovers_waiting(&self) -> usize {
         self.handovers
