@@ -34,6 +34,8 @@ use crate::reconcile::{fingerprint, role_summary};
 #[derive(Debug)]
 pub struct WalkReport {
     pub woken: usize,
+    /// Of those, practitioners whose known record changed (woken during the walk).
+    pub woken_as_found: u32,
     pub records: usize,
     /// The walk met a 4113 and started over (once) at a faster pace.
     pub restarted: bool,
@@ -41,6 +43,20 @@ pub struct WalkReport {
 }
 
 type WalkResult = Result<WalkReport, FhirError>;
+
+/// What the next walk of a connection plans by.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LastWalk {
+    records: usize,
+    woken_as_found: u32,
+}
+
+/// What one pass over the Practitioner roster found.
+struct Walked {
+    woken: usize,
+    woken_as_found: u32,
+    records: usize,
+}
 
 /// A failed first walk is tried again after this, not after a whole interval.
 const FIRST_WALK_RETRY: Duration = Duration::from_secs(30);
@@ -56,7 +72,7 @@ pub async fn run(ctx: Arc<Context>) {
     }
     let mut next_due: HashMap<Key, Instant> = HashMap::new();
     // Records seen by the last walk per connection: the next one paces its pages by it.
-    let mut last_size: HashMap<Key, usize> = HashMap::new();
+    let mut last_walk: HashMap<Key, LastWalk> = HashMap::new();
     let mut running: HashMap<Key, tokio::task::JoinHandle<WalkResult>> = HashMap::new();
     loop {
         let finished: Vec<Key> = running
@@ -71,7 +87,13 @@ pub async fn run(ctx: Arc<Context>) {
             let label = connection_label(&key);
             match task.await {
                 Ok(Ok(report)) => {
-                    last_size.insert(key.clone(), report.records);
+                    last_walk.insert(
+                        key.clone(),
+                        LastWalk {
+                            records: report.records,
+                            woken_as_found: report.woken_as_found,
+                        },
+                    );
                     ctx.metrics.roster_walk(&label, true);
                     tracing::info!(connection = %key.1, woken = report.woken, records = report.records, restarted = report.restarted, elapsed_ms = report.elapsed.as_millis() as u64, "roster walk done")
                 }
@@ -103,10 +125,15 @@ pub async fn run(ctx: Arc<Context>) {
             if running.contains_key(key) {
                 continue;
             }
-            // A new connection walks at once: its practitioners wait for that walk.
-            let due = *next_due.entry(key.clone()).or_insert_with(Instant::now);
+            // A new connection (or a new instance behind one) walks at once: its practitioners
+            // wait for that walk.
+            let due = if ctx.rosters.awaiting_first_walk(key, handle.base_url()) {
+                Instant::now()
+            } else {
+                *next_due.entry(key.clone()).or_insert_with(Instant::now)
+            };
             if Instant::now() >= due {
-                let expected = *last_size.get(key).unwrap_or(&0);
+                let expected = last_walk.get(key).copied().unwrap_or_default();
                 next_due.insert(key.clone(), later(jittered(handle.resync)));
                 let (ctx, walk_key, handle) = (ctx.clone(), key.clone(), handle.clone());
                 running.insert(
@@ -130,7 +157,7 @@ fn later(d: Duration) -> Instant {
 /// How fast one walk goes.
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct Pace {
-    /// Pause between pages when nothing is woken.
+    /// Pause after a page, per page and per practitioner the page woke.
     per_page: Duration,
     /// Pages the walk expects.
     expected_pages: u32,
@@ -139,15 +166,24 @@ struct Pace {
 }
 
 impl Pace {
-    /// A first walk goes at the rate limit. Later walks spread over at most 80% of the
-    /// interval and half of the paging session's lifetime, at most 5 s a page.
-    fn plan(first: bool, resync: Duration, paging_ttl: Duration, expected_pages: u32) -> Self {
-        let deadline = paging_ttl.mul_f64(0.6);
+    /// A first walk goes at the rate limit. Later walks spread their pages, and the reads and
+    /// writes of the practitioners they are expected to wake (as many as the last walk woke),
+    /// over at most 80% of the interval and 40% of the paging session's lifetime, at most 5 s a
+    /// page; the deadline, 70% of the lifetime, leaves room for more drift than expected.
+    fn plan(
+        first: bool,
+        resync: Duration,
+        paging_ttl: Duration,
+        expected_pages: u32,
+        expected_woken: u32,
+    ) -> Self {
+        let deadline = paging_ttl.mul_f64(0.7);
         let per_page = if first {
             Duration::ZERO
         } else {
-            let budget = resync.mul_f64(0.8).min(paging_ttl / 2);
-            (budget / expected_pages.max(1)).min(Duration::from_secs(5))
+            let budget = resync.mul_f64(0.8).min(paging_ttl.mul_f64(0.4));
+            let units = expected_pages.saturating_add(expected_woken).max(1);
+            (budget / units).min(Duration::from_secs(5))
         };
         Pace {
             per_page,
@@ -157,18 +193,17 @@ impl Pace {
     }
 
     /// The pause after a page that woke `woken` practitioners: each woken one sends a read and
-    /// maybe a write, so the next page waits that much longer, keeping the request rate even,
-    /// unless that would push the walk past its deadline.
+    /// maybe a write, so the next page waits that much longer, keeping the request rate even.
+    /// A walk running late spreads what is left evenly over the time to its deadline instead.
     fn after_page(&self, pages_done: u32, woken: u32, elapsed: Duration) -> Duration {
         let remaining = self.expected_pages.saturating_sub(pages_done);
         let rest = self.per_page.saturating_mul(remaining);
         let wanted = self.per_page.saturating_mul(woken.saturating_add(1));
         if elapsed + wanted + rest <= self.deadline {
             wanted
-        } else if elapsed + self.per_page + rest <= self.deadline {
-            self.per_page
         } else {
-            Duration::ZERO
+            let left = self.deadline.saturating_sub(elapsed);
+            (left / remaining.saturating_add(1)).min(self.per_page)
         }
     }
 }
@@ -250,12 +285,8 @@ fn role_walk_refused(e: &FhirError) -> bool {
 
 /// One walk of a connection: roles when due, then the Practitioner roster, restarted once at a
 /// faster pace if the paging session expires.
-async fn walk(
-    ctx: &Context,
-    key: &Key,
-    handle: &ConnectionHandle,
-    expected_records: usize,
-) -> WalkResult {
+async fn walk(ctx: &Context, key: &Key, handle: &ConnectionHandle, last: LastWalk) -> WalkResult {
+    let (expected_records, expected_woken) = (last.records, last.woken_as_found);
     let started = Instant::now();
     let base = handle.base_url().to_string();
     let page_size = handle.client.settings().page_size.max(1);
@@ -295,13 +326,14 @@ async fn walk(
             })
             .count();
         let expected_pages = (expected_records.max(objects) as u32).div_ceil(page_size);
-        let pace = Pace::plan(first, handle.resync, ttl, expected_pages);
+        let pace = Pace::plan(first, handle.resync, ttl, expected_pages, expected_woken);
         let session_started = Instant::now();
         match walk_practitioners(ctx, key, handle, pace, roles.clone(), roles_walked).await {
-            Ok((woken, records)) => {
+            Ok(walked) => {
                 return Ok(WalkReport {
-                    woken,
-                    records,
+                    woken: walked.woken,
+                    woken_as_found: walked.woken_as_found,
+                    records: walked.records,
                     restarted,
                     elapsed: started.elapsed(),
                 });
@@ -334,7 +366,7 @@ async fn walk_practitioners(
     pace: Pace,
     roles: Option<Arc<RoleMap>>,
     roles_walked: bool,
-) -> Result<(usize, usize), FhirError> {
+) -> Result<Walked, FhirError> {
     let (ns, name) = key;
     let base = handle.base_url();
     let all = ctx.practitioners.state();
@@ -361,6 +393,7 @@ async fn walk_practitioners(
     let normalizer = handle.normalizer();
     let started = Instant::now();
     let mut pages = 0u32;
+    let mut woken_as_found = 0usize;
     let page_size = handle.client.settings().page_size.max(1);
     handle
         .client
@@ -428,6 +461,7 @@ async fn walk_practitioners(
                     }
                 }
             }
+            woken_as_found += woken_here as usize;
             pace.after_page(pages, woken_here, started.elapsed())
         })
         .await?;
@@ -471,7 +505,11 @@ async fn walk_practitioners(
         }
     }
     ctx.rosters.walked(key, base, index, roles_walked);
-    Ok((wake.len(), records))
+    Ok(Walked {
+        woken: wake.len(),
+        woken_as_found: woken_as_found as u32,
+        records,
+    })
 }
 
 #[cfg(test)]
@@ -579,55 +617,38 @@ mod tests {
     }
 
     #[test]
-    fn a_walk_fits_in_half_the_paging_session_at_the_default_interval() {
+    fn a_walk_fits_well_inside_the_paging_session_at_the_default_interval() {
         // 10,000 records at 50 a page, default 10-minute interval, 5-minute session: the old
-        // pace (80% of the interval) took 480 s and met a 4113; now 150 s.
-        let pace = Pace::plan(
-            false,
-            Duration::from_secs(600),
-            Duration::from_secs(300),
-            200,
-        );
-        assert_eq!(pace.per_page, Duration::from_millis(750));
-        assert_eq!(pace.per_page * 200, Duration::from_secs(150));
-        // A learned 60 s session: 30 s for the walk.
-        let short = Pace::plan(
-            false,
-            Duration::from_secs(600),
-            Duration::from_secs(60),
-            200,
-        );
-        assert_eq!(short.per_page * 200, Duration::from_secs(30));
+        // pace (80% of the interval) took 480 s and met a 4113; now 120 s.
+        let s = Duration::from_secs;
+        let pace = Pace::plan(false, s(600), s(300), 200, 0);
+        assert_eq!(pace.per_page, Duration::from_millis(600));
+        assert_eq!(pace.per_page * 200, s(120));
+        // 100 practitioners woken last time: their reads and writes share the same 120 s.
+        let drifting = Pace::plan(false, s(600), s(300), 200, 100);
+        assert_eq!(drifting.per_page * 300, s(120));
+        // A learned 60 s session: 24 s for the walk.
+        let short = Pace::plan(false, s(600), s(60), 200, 0);
+        assert_eq!(short.per_page * 200, s(24));
         // A first walk goes at the rate limit.
         assert_eq!(
-            Pace::plan(
-                true,
-                Duration::from_secs(600),
-                Duration::from_secs(300),
-                200
-            )
-            .per_page,
+            Pace::plan(true, s(600), s(300), 200, 0).per_page,
             Duration::ZERO
         );
         // A short interval paces by the interval.
-        let fast = Pace::plan(false, Duration::from_secs(60), Duration::from_secs(300), 20);
-        assert_eq!(fast.per_page * 20, Duration::from_secs(48));
+        let fast = Pace::plan(false, s(60), s(300), 20, 0);
+        assert_eq!(fast.per_page * 20, s(48));
     }
 
     #[test]
     fn woken_records_stretch_the_pause_but_never_past_the_deadline() {
-        let pace = Pace::plan(
-            false,
-            Duration::from_secs(600),
-            Duration::from_secs(300),
-            200,
-        );
         let s = Duration::from_secs;
-        assert_eq!(pace.after_page(1, 0, s(0)), Duration::from_millis(750));
-        assert_eq!(pace.after_page(1, 2, s(1)), Duration::from_millis(2250));
-        // Late: back to the plain pace, then no pause at all.
-        assert_eq!(pace.after_page(100, 2, s(104)), Duration::from_millis(750));
-        assert_eq!(pace.after_page(100, 0, s(170)), Duration::ZERO);
+        let pace = Pace::plan(false, s(600), s(300), 200, 0);
+        assert_eq!(pace.after_page(1, 0, s(0)), Duration::from_millis(600));
+        assert_eq!(pace.after_page(1, 2, s(1)), Duration::from_millis(1800));
+        // Late (deadline 210 s): what is left is spread evenly, never slower than planned.
+        assert_eq!(pace.after_page(100, 2, s(150)), s(60) / 101);
+        assert_eq!(pace.after_page(100, 0, s(210)), Duration::ZERO);
     }
 
     #[test]
