@@ -118,9 +118,10 @@ pub async fn run(ctx: Arc<Context>) {
                 }
             }
         }
+        // A connection briefly missing from this list (being rebuilt at its periodic probe)
+        // keeps its schedule; a deleted one has its walk state forgotten, so it walks at once
+        // if it comes back.
         let ready = ctx.connections.ready_handles().await;
-        let live: HashSet<&Key> = ready.iter().map(|(k, _)| k).collect();
-        next_due.retain(|k, _| live.contains(k));
         for (key, handle) in &ready {
             if running.contains_key(key) {
                 continue;
