@@ -135,8 +135,27 @@ async fn search_read_roles_patient_and_errors() {
         format!("Practitioner/{id}"),
         "references rewritten to opaque ids"
     );
-    let (status, _) = get(&s, Some(&t), "PractitionerRole").await;
-    assert_eq!(status, 400);
+    // Without `practitioner`: every role (how the operator walks roles), unless the instance
+    // needs the parameter, as some do.
+    let (status, all) = get(&s, Some(&t), "PractitionerRole").await;
+    assert_eq!(status, 200);
+    assert!(all["total"].as_u64().unwrap_or(0) >= 1, "{all}");
+    set_settings(&s, json!({"roleSearchNeedsPractitioner": true})).await;
+    let (status, oo) = get(&s, Some(&t), "PractitionerRole").await;
+    assert_eq!((status, epic_code(&oo)), (400, "4111"));
+    // An instance where NPI search was never enabled: not listed, and refused.
+    set_settings(&s, json!({"identifierSearchUnsupported": true})).await;
+    let (_, cs) = get(&s, Some(&t), "metadata").await;
+    let params = cs["rest"][0]["resource"][0]["searchParam"].to_string();
+    assert!(!params.contains("\"identifier\""), "{params}");
+    let (status, oo) = get(
+        &s,
+        Some(&t),
+        "Practitioner?identifier=http://hl7.org/fhir/sid/us-npi%7C1234567893",
+    )
+    .await;
+    assert_eq!((status, epic_code(&oo)), (400, "4100"));
+    set_settings(&s, json!({})).await;
     let patients: Value = epic_operator::http::client()
         .unwrap()
         .get(format!("{}/patients", s.admin_url()))
