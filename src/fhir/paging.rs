@@ -37,16 +37,6 @@ impl FhirClient {
     pub async fn roster(
         &self,
         page_size: u32,
-        on_page: impl FnMut(Vec<Value>),
-    ) -> Result<usize, FhirError> {
-        self.roster_paced(page_size, Duration::ZERO, on_page).await
-    }
-
-    /// Like [`roster`](Self::roster), waiting `pace` between pages.
-    pub async fn roster_paced(
-        &self,
-        page_size: u32,
-        pace: Duration,
         mut on_page: impl FnMut(Vec<Value>),
     ) -> Result<usize, FhirError> {
         let mut restarted = false;
@@ -54,7 +44,7 @@ impl FhirClient {
             let walked = self
                 .walk_all(ResourceWalk::Practitioner, page_size, |page| {
                     on_page(page);
-                    pace
+                    Duration::ZERO
                 })
                 .await;
             match walked {

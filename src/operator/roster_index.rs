@@ -85,11 +85,7 @@ impl RosterIndex {
             .map(|r| r.get(id).cloned().unwrap_or_default())
     }
 
-    pub fn has_roles(&self) -> bool {
-        self.roles.is_some()
-    }
-
-    /// Records walked (a record with several NPIs counts once per walk page it was on).
+    /// Records added (a record met twice, as in a restarted walk, counts twice).
     pub fn records(&self) -> usize {
         self.records
     }
@@ -253,10 +249,6 @@ impl Rosters {
         self.with(key, base_url, |c| c.search_refused = true);
     }
 
-    pub fn search_refused(&self, key: &Key, base_url: &str) -> bool {
-        self.with(key, base_url, |c| c.search_refused)
-    }
-
     /// A walk completed; `roles_walked` when it also walked PractitionerRole.
     pub fn walked(&self, key: &Key, base_url: &str, index: RosterIndex, roles_walked: bool) {
         self.with(key, base_url, |c| {
@@ -336,7 +328,8 @@ impl Rosters {
     }
 
     /// Hand-overs waiting for their reconcile.
-    pub fn handovers_waiting(&self) -> usize {
+    #[cfg(test)]
+    fn handovers_waiting(&self) -> usize {
         self.handovers
             .lock()
             .unwrap_or_else(|p| p.into_inner())
