@@ -52,6 +52,14 @@ pub fn age_of(rfc3339: &str) -> Option<Duration> {
 }
 
 /// Current time as RFC 3339 with second precision (the shape Kubernetes uses).
+/// `t + d`, saturating at the far future (durations come from checked manifests).
+pub fn later(t: chrono::DateTime<chrono::Utc>, d: Duration) -> chrono::DateTime<chrono::Utc> {
+    chrono::TimeDelta::from_std(d)
+        .ok()
+        .and_then(|d| t.checked_add_signed(d))
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC)
+}
+
 pub fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }

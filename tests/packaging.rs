@@ -177,7 +177,7 @@ fn roles(docs: &[Value]) -> Vec<&Value> {
 
 fn assert_least_privilege(docs: &[Value], release_ns: &str) {
     for role in roles(docs) {
-        for verb in ["list", "watch"] {
+        for verb in ["list", "watch", "delete"] {
             assert!(!grants(role, "secrets", verb), "{verb} on Secrets: {role}");
         }
         if grants(role, "leases", "update") {
@@ -239,6 +239,349 @@ fn rbac_is_cluster_wide_or_per_namespace_and_never_lists_secrets_or_touches_fore
         roles(&docs).iter().any(|r| grants(r, "leases", "update")),
         "leader election still has its Lease rights"
     );
+}
+
+/// Renders values the chart must refuse; returns what Helm said.
+fn refusal(values: &Value) -> String {
+    let out = Command::new(helm_python())
+        .arg(repo().join("scripts/helm_render.py"))
+        .arg(repo().join("charts/epic-operator"))
+        .arg(values.to_string())
+        .args(["epic", "epic-system"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        !out.status.success(),
+        "{values} rendered:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    stderr
+}
+
+fn container(docs: &[Value]) -> &Value {
+    &find(docs, "Deployment").unwrap()["spec"]["template"]["spec"]["containers"][0]
+}
+
+fn args(docs: &[Value]) -> Vec<String> {
+    container(docs)["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The named port of a container or Service port list.
+fn port<'a>(ports: &'a Value, name: &str) -> Option<&'a Value> {
+    ports.as_array()?.iter().find(|p| p["name"] == name)
+}
+
+fn kustomize(dir: &std::path::Path) -> Vec<Value> {
+    let out = Command::new("kubectl")
+        .arg("kustomize")
+        .arg(dir)
+        .output()
+        .expect("kubectl kustomize");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_saphyr::from_multiple::<Value>(&String::from_utf8(out.stdout).unwrap())
+        .unwrap()
+        .into_iter()
+        .filter(|d| !d.is_null())
+        .collect()
+}
+
+const SECRET_WRITES: [&str; 3] = ["create", "update", "patch"];
+
+#[test]
+fn the_jwks_listener_is_on_by_default_on_its_own_port_with_no_ingress_and_secrets_get_only() {
+    let docs = render(&json!({}));
+    let a = args(&docs);
+    assert!(a.contains(&"--jwks-addr=0.0.0.0:8090".to_string()), "{a:?}");
+    assert!(
+        a.contains(&"--metrics-addr=0.0.0.0:8080".to_string()),
+        "{a:?}"
+    );
+    assert!(
+        !a.iter().any(|x| x.starts_with("--jwks-public-url")),
+        "no public URL unless configured: {a:?}"
+    );
+    let p = port(&container(&docs)["ports"], "jwks").expect("container port jwks");
+    assert_eq!(p["containerPort"], 8090);
+    // The probes stay on the metrics listener.
+    assert_eq!(
+        container(&docs)["readinessProbe"]["httpGet"]["port"],
+        "metrics"
+    );
+    let svc = find(&docs, "Service").unwrap();
+    let sp = port(&svc["spec"]["ports"], "jwks").expect("Service port jwks");
+    assert_eq!(
+        (sp["port"].clone(), sp["targetPort"].clone()),
+        (json!(8090), json!("jwks"))
+    );
+    assert!(port(&svc["spec"]["ports"], "metrics").is_some());
+    // Every replica serves the keys: the Service selects all of the release's pods.
+    assert_eq!(
+        svc["spec"]["selector"],
+        find(&docs, "Deployment").unwrap()["spec"]["selector"]["matchLabels"]
+    );
+    assert!(find(&docs, "Ingress").is_none());
+    for role in roles(&docs) {
+        for verb in SECRET_WRITES {
+            assert!(
+                !grants(role, "secrets", verb),
+                "{verb} on Secrets by default: {role}"
+            );
+        }
+    }
+
+    // The kustomize base: the same listener and Service port, and Secrets get-only.
+    let docs = kustomize(&repo().join("config"));
+    let a = args(&docs);
+    assert!(a.contains(&"--jwks-addr=0.0.0.0:8090".to_string()), "{a:?}");
+    assert_eq!(
+        port(&container(&docs)["ports"], "jwks").unwrap()["containerPort"],
+        8090
+    );
+    let sp = port(&find(&docs, "Service").unwrap()["spec"]["ports"], "jwks").unwrap();
+    assert_eq!(
+        (sp["port"].clone(), sp["targetPort"].clone()),
+        (json!(8090), json!("jwks"))
+    );
+    for role in roles(&docs) {
+        for verb in SECRET_WRITES {
+            assert!(
+                !grants(role, "secrets", verb),
+                "{verb} on Secrets in the base: {role}"
+            );
+        }
+    }
+}
+
+#[test]
+fn jwks_disabled_turns_the_listener_off_and_exposes_no_port() {
+    let docs = render(&json!({
+        "jwks": {"enabled": false},
+        "networkPolicy": {"enabled": true}
+    }));
+    let a = args(&docs);
+    assert!(a.contains(&"--jwks-addr=off".to_string()), "{a:?}");
+    assert!(port(&container(&docs)["ports"], "jwks").is_none());
+    assert!(port(&find(&docs, "Service").unwrap()["spec"]["ports"], "jwks").is_none());
+    let ingress = find(&docs, "NetworkPolicy").unwrap()["spec"]["ingress"].clone();
+    assert_eq!(
+        ingress.as_array().unwrap().len(),
+        1,
+        "metrics only: {ingress}"
+    );
+    // An Ingress to a listener that is off is refused, as is a port shared with metrics.
+    let e = refusal(
+        &json!({"jwks": {"enabled": false, "ingress": {"enabled": true, "host": "keys.example.org"}}}),
+    );
+    assert!(e.contains("jwks.enabled"), "{e}");
+    let e = refusal(&json!({"jwks": {"port": 8080}}));
+    assert!(e.contains("jwks.port"), "{e}");
+}
+
+#[test]
+fn the_jwks_ingress_routes_its_host_over_tls_to_the_services_jwks_port() {
+    let docs = render(&json!({"jwks": {"ingress": {
+        "enabled": true,
+        "className": "nginx",
+        "host": "keys.example.org",
+        "tls": {"secretName": "keys-tls"},
+        "annotations": {"cert-manager.io/cluster-issuer": "letsencrypt"}
+    }}}));
+    let ing = find(&docs, "Ingress").expect("an Ingress");
+    assert_eq!(ing["apiVersion"], "networking.k8s.io/v1");
+    assert_eq!(
+        ing["metadata"]["annotations"]["cert-manager.io/cluster-issuer"],
+        "letsencrypt"
+    );
+    let spec = &ing["spec"];
+    assert_eq!(spec["ingressClassName"], "nginx");
+    assert_eq!(
+        spec["tls"],
+        json!([{"hosts": ["keys.example.org"], "secretName": "keys-tls"}])
+    );
+    assert_eq!(spec["rules"].as_array().unwrap().len(), 1);
+    let rule = &spec["rules"][0];
+    assert_eq!(rule["host"], "keys.example.org");
+    let paths = rule["http"]["paths"].as_array().unwrap();
+    assert_eq!(paths.len(), 1, "the JWK Set only: {paths:?}");
+    assert_eq!(paths[0]["path"], "/jwks");
+    assert_eq!(paths[0]["pathType"], "Prefix");
+    let backend = &paths[0]["backend"]["service"];
+    let svc = find(&docs, "Service").unwrap();
+    assert_eq!(backend["name"], svc["metadata"]["name"]);
+    assert_eq!(backend["port"], json!({"name": "jwks"}));
+    assert!(port(&svc["spec"]["ports"], "jwks").is_some());
+    // The Ingress at the default path is the public base URL, unless one is given.
+    let a = args(&docs);
+    assert!(
+        a.contains(&"--jwks-public-url=https://keys.example.org".to_string()),
+        "{a:?}"
+    );
+    let a = args(&render(&json!({"jwks": {
+        "publicUrl": "https://epic.example.org/keys",
+        "ingress": {"enabled": true, "host": "keys.example.org"}
+    }})));
+    assert!(
+        a.contains(&"--jwks-public-url=https://epic.example.org/keys".to_string()),
+        "{a:?}"
+    );
+    // Without a class or TLS Secret: the cluster's defaults, no tls section.
+    let docs = render(&json!({"jwks": {"ingress": {"enabled": true, "host": "keys.example.org"}}}));
+    let spec = &find(&docs, "Ingress").unwrap()["spec"];
+    assert!(
+        spec.get("ingressClassName").is_none() && spec.get("tls").is_none(),
+        "{spec}"
+    );
+
+    // The host is required; the public URL is https.
+    let e = refusal(&json!({"jwks": {"ingress": {"enabled": true}}}));
+    assert!(e.contains("host"), "{e}");
+    for url in ["http://keys.example.org", "https://keys.example.org/"] {
+        let e = refusal(&json!({"jwks": {"publicUrl": url}}));
+        assert!(e.contains("publicUrl"), "{url}: {e}");
+    }
+}
+
+#[test]
+fn managed_keys_add_exactly_create_update_patch_on_secrets_and_nothing_else() {
+    let base: Value = serde_saphyr::from_str(
+        &std::fs::read_to_string(repo().join("config/rbac/role.yaml")).unwrap(),
+    )
+    .unwrap();
+    let extra = json!({"apiGroups": [""], "resources": ["secrets"], "verbs": SECRET_WRITES});
+    let mut expected = rules(&base);
+    // Right after the get-only Secrets rule, as its own rule.
+    let at = expected
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|r| r["resources"] == json!(["secrets"]))
+        .unwrap();
+    expected
+        .as_array_mut()
+        .unwrap()
+        .insert(at + 1, extra.clone());
+    for (values, kind) in [
+        (json!({"keyRotation": {"managed": true}}), "ClusterRole"),
+        (
+            json!({"keyRotation": {"managed": true}, "watchNamespace": "team-a"}),
+            "Role",
+        ),
+    ] {
+        let docs = render(&values);
+        assert_least_privilege(&docs, "epic-system");
+        let role = docs
+            .iter()
+            .find(|d| d["kind"] == kind && !grants(d, "leases", "get"))
+            .unwrap();
+        assert_eq!(rules(role), expected, "{values}");
+        for verb in SECRET_WRITES {
+            assert!(grants(role, "secrets", verb), "{verb}: {role}");
+        }
+        for verb in ["list", "watch", "delete", "deletecollection"] {
+            assert!(!grants(role, "secrets", verb), "{verb}: {role}");
+        }
+        // The leader-election Role gains nothing.
+        let leases = docs.iter().find(|d| grants(d, "leases", "get")).unwrap();
+        assert!(!grants(leases, "secrets", "get"));
+    }
+
+    // The kustomize equivalent: the same one rule, bound to the base's ServiceAccount, and
+    // not in the base unless its line in config/kustomization.yaml is uncommented.
+    let text = std::fs::read_to_string(repo().join("config/rbac/managed_keys_role.yaml")).unwrap();
+    let docs: Vec<Value> = serde_saphyr::from_multiple(&text).unwrap();
+    let role = find(&docs, "ClusterRole").unwrap();
+    assert_eq!(rules(role), json!([extra]));
+    let binding = find(&docs, "ClusterRoleBinding").unwrap();
+    assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
+    let sa: Value = serde_saphyr::from_str(
+        &std::fs::read_to_string(repo().join("config/rbac/service_account.yaml")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(binding["subjects"][0]["name"], sa["metadata"]["name"]);
+    assert_eq!(
+        binding["subjects"][0]["namespace"],
+        sa["metadata"]["namespace"]
+    );
+    let kustomization = std::fs::read_to_string(repo().join("config/kustomization.yaml")).unwrap();
+    assert!(
+        kustomization.contains("# - rbac/managed_keys_role.yaml"),
+        "{kustomization}"
+    );
+    let based = kustomize(&repo().join("config"));
+    assert!(
+        !based
+            .iter()
+            .any(|d| d["metadata"]["name"] == role["metadata"]["name"])
+    );
+}
+
+#[test]
+fn the_network_policy_admits_the_jwks_port_from_its_own_peers() {
+    let docs = render(&json!({"networkPolicy": {"enabled": true}}));
+    let ingress = find(&docs, "NetworkPolicy").unwrap()["spec"]["ingress"].clone();
+    let jwks = ingress
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["ports"] == json!([{"port": 8090, "protocol": "TCP"}]))
+        .unwrap_or_else(|| panic!("no rule for the jwks port: {ingress}"));
+    assert!(
+        jwks.get("from").is_none(),
+        "empty jwksFrom: from anywhere: {jwks}"
+    );
+
+    let peer = json!({"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}});
+    let scraper = json!({"podSelector": {"matchLabels": {"app": "prometheus"}}});
+    let docs = render(&json!({
+        "jwks": {"port": 8443},
+        "networkPolicy": {"enabled": true, "jwksFrom": [peer], "metricsFrom": [scraper]}
+    }));
+    let ingress = find(&docs, "NetworkPolicy").unwrap()["spec"]["ingress"].clone();
+    assert_eq!(
+        ingress,
+        json!([
+            {"ports": [{"port": 8080, "protocol": "TCP"}], "from": [scraper]},
+            {"ports": [{"port": 8443, "protocol": "TCP"}], "from": [peer]}
+        ])
+    );
+}
+
+#[test]
+fn the_schema_refuses_unknown_and_mistyped_jwks_and_key_rotation_values() {
+    for (values, needle) in [
+        (json!({"jwks": {"listen": "0.0.0.0:8090"}}), "listen"),
+        (
+            json!({"jwks": {"ingress": {"tlsSecret": "x"}}}),
+            "tlsSecret",
+        ),
+        (json!({"jwks": {"port": "8090"}}), "port"),
+        (
+            json!({"jwks": {"ingress": {"pathType": "prefix"}}}),
+            "pathType",
+        ),
+        (json!({"keyRotation": {"managed": "yes"}}), "managed"),
+        (
+            json!({"keyRotation": {"rotateEvery": "90d"}}),
+            "rotateEvery",
+        ),
+        (
+            json!({"networkPolicy": {"jwksFrom": "anywhere"}}),
+            "jwksFrom",
+        ),
+    ] {
+        let e = refusal(&values);
+        assert!(e.contains(needle), "{values}: {e}");
+    }
 }
 
 /// Metric names a PromQL expression uses (words starting with `epic_operator_`).

@@ -34,6 +34,17 @@ pub fn client_assertion(
     client_id: &str,
     token_url: &str,
 ) -> Result<String, KeyError> {
+    client_assertion_with_jku(key, client_id, token_url, None)
+}
+
+/// As [`client_assertion`], with `jku` (the registered JWK Set URL) in the header when given:
+/// Epic then refuses the assertion unless it equals the URL it registered.
+pub fn client_assertion_with_jku(
+    key: &ClientKey,
+    client_id: &str,
+    token_url: &str,
+    jku: Option<&str>,
+) -> Result<String, KeyError> {
     let now = chrono::Utc::now().timestamp();
     let mut nonce = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut nonce);
@@ -48,6 +59,7 @@ pub fn client_assertion(
     let mut header = Header::new(jwt_algorithm(key.algorithm()));
     header.kid = Some(key.kid().to_string());
     header.typ = Some("JWT".into());
+    header.jku = jku.map(str::to_string);
     encode(&header, &claims, key.encoding_key()).map_err(|e| KeyError::Malformed {
         kind: "signing",
         detail: e.to_string(),

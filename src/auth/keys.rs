@@ -1,12 +1,12 @@
 //! Private keys that sign client assertions, and the public JWK Set users register with Epic.
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::EncodingKey;
+use jsonwebtoken::jwk::{Jwk, JwkSet, PublicKeyUse};
 use p384::pkcs8::{DecodePrivateKey, EncodePrivateKey, LineEnding};
 use rsa::pkcs1::{DecodeRsaPrivateKey, EncodeRsaPrivateKey};
-use rsa::traits::PublicKeyParts;
 use serde_json::{Value, json};
+
+use super::assertion::jwt_algorithm;
 
 use crate::crd::Algorithm;
 
@@ -33,6 +33,9 @@ pub enum KeyError {
     },
     #[error("key generation failed: {0}")]
     Generate(String),
+    /// The keys of a connection do not fit together (missing, unknown keyId, bad entry).
+    #[error("{0}")]
+    Layout(String),
 }
 
 enum KeyMaterial {
@@ -45,7 +48,7 @@ pub struct ClientKey {
     alg: Algorithm,
     kid: String,
     encoding: EncodingKey,
-    public_jwk: Value,
+    public_jwk: Jwk,
 }
 
 impl std::fmt::Debug for ClientKey {
@@ -97,36 +100,14 @@ impl ClientKey {
     }
 
     fn from_material(material: KeyMaterial, alg: Algorithm, kid: &str) -> Result<Self, KeyError> {
-        let (encoding, public_jwk) = match (&material, alg) {
+        let encoding = match (&material, alg) {
             (KeyMaterial::Rsa(k), Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512) => {
                 let der = k.to_pkcs1_der().map_err(|e| malformed("RSA", e))?;
-                let public = k.to_public_key();
-                let jwk = json!({
-                    "kty": "RSA",
-                    "n": URL_SAFE_NO_PAD.encode(public.n().to_bytes_be()),
-                    "e": URL_SAFE_NO_PAD.encode(public.e().to_bytes_be()),
-                });
-                (EncodingKey::from_rsa_der(der.as_bytes()), jwk)
+                EncodingKey::from_rsa_der(der.as_bytes())
             }
             (KeyMaterial::Ec(k), Algorithm::ES384) => {
                 let der = k.to_pkcs8_der().map_err(|e| malformed("EC P-384", e))?;
-                let point = p384::elliptic_curve::sec1::ToEncodedPoint::to_encoded_point(
-                    &k.public_key(),
-                    false,
-                );
-                let (Some(x), Some(y)) = (point.x(), point.y()) else {
-                    return Err(KeyError::Malformed {
-                        kind: "EC P-384",
-                        detail: "public point is the identity".into(),
-                    });
-                };
-                let jwk = json!({
-                    "kty": "EC",
-                    "crv": "P-384",
-                    "x": URL_SAFE_NO_PAD.encode(x),
-                    "y": URL_SAFE_NO_PAD.encode(y),
-                });
-                (EncodingKey::from_ec_der(der.as_bytes()), jwk)
+                EncodingKey::from_ec_der(der.as_bytes())
             }
             (KeyMaterial::Rsa(_), _) => {
                 return Err(KeyError::AlgorithmMismatch {
@@ -143,10 +124,13 @@ impl ClientKey {
                 });
             }
         };
-        let mut public_jwk = public_jwk;
-        public_jwk["kid"] = json!(kid);
-        public_jwk["alg"] = json!(format!("{alg:?}"));
-        public_jwk["use"] = json!("sig");
+        // jsonwebtoken derives the public members (n/e or crv/x/y) from the signing key; an
+        // RSA or EC key never yields a private member there (only HMAC keys would, and none
+        // is ever built here).
+        let mut public_jwk = Jwk::from_encoding_key(&encoding, jwt_algorithm(alg))
+            .map_err(|e| malformed("public JWK", e))?;
+        public_jwk.common.key_id = Some(kid.to_string());
+        public_jwk.common.public_key_use = Some(PublicKeyUse::Signature);
         Ok(Self {
             alg,
             kid: kid.to_string(),
@@ -167,10 +151,23 @@ impl ClientKey {
         &self.encoding
     }
 
-    /// The public JWK Set to register with Epic (no private parts).
-    pub fn jwks(&self) -> Value {
-        json!({"keys": [self.public_jwk]})
+    /// This key's public JWK (`kty`, `kid`, `use`, `alg` and the public members only).
+    pub fn public_jwk(&self) -> &Jwk {
+        &self.public_jwk
     }
+
+    /// The public JWK Set of this one key (no private parts).
+    pub fn jwks(&self) -> Value {
+        public_jwk_set([self])
+    }
+}
+
+/// The JWK Set of the public halves of `keys`, in the order given.
+pub fn public_jwk_set<'a>(keys: impl IntoIterator<Item = &'a ClientKey>) -> Value {
+    let set = JwkSet {
+        keys: keys.into_iter().map(|k| k.public_jwk.clone()).collect(),
+    };
+    serde_json::to_value(set).unwrap_or_else(|_| json!({"keys": []}))
 }
 
 fn malformed(kind: &'static str, e: impl std::fmt::Display) -> KeyError {

@@ -2,11 +2,17 @@
 //! cached, single-flight access token per connection.
 
 mod assertion;
+mod key_entries;
+mod keyring;
 mod keys;
 mod lifetime;
 mod token;
 
-pub use assertion::{ASSERTION_TYPE, AssertionClaims, client_assertion};
-pub use keys::{ClientKey, KeyError, generate_key};
+pub use assertion::{ASSERTION_TYPE, AssertionClaims, client_assertion, client_assertion_with_jku};
+pub use key_entries::{LEGACY_KEY_ENTRY, entry_of_kid, kid_of_entry, load_ring};
+pub use keyring::{KeyRing, RingKey, SignerChoice};
+pub use keys::{ClientKey, KeyError, generate_key, public_jwk_set};
 pub use lifetime::{MAX_TOKEN_LIFETIME, token_lifetime};
-pub use token::{AccessToken, AuthError, TokenSource, discover_token_url, parse_token_response};
+pub use token::{
+    AccessToken, AuthError, KeyUse, TokenSource, discover_token_url, parse_token_response,
+};

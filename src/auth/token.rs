@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use tokio::sync::Mutex;
 
-use super::assertion::{ASSERTION_TYPE, client_assertion};
+use super::assertion::{ASSERTION_TYPE, client_assertion_with_jku};
+use super::keyring::{KeyRing, SignerChoice};
 use super::keys::{ClientKey, KeyError};
 use super::lifetime::{failure_backoff, token_lifetime};
 use crate::crd::Reason;
@@ -137,10 +138,26 @@ struct OAuthErrorBody {
     error_description: Option<String>,
 }
 
+/// Which keys signed and which Epic accepted: what status.keys reports.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KeyUse {
+    /// The key the last assertion was signed with.
+    pub signing_key_id: Option<String>,
+    /// The key of the last assertion Epic accepted.
+    pub last_accepted_key_id: Option<String>,
+    /// A new key Epic refused with `invalid_client` while the previous key was still
+    /// published: assertions are signed with the previous key until `retry_refused_at`.
+    pub refused_key_id: Option<String>,
+    pub retry_refused_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
 /// Obtains and caches tokens for one client registration.
 pub struct TokenSource {
     http: reqwest::Client,
-    key: ClientKey,
+    keys: KeyRing,
+    /// The registered JWK Set URL, sent as `jku` when the connection asks for it.
+    jku: Option<String>,
+    key_use: std::sync::Mutex<KeyUse>,
     client_id: String,
     token_url: String,
     scopes: Vec<String>,
@@ -171,6 +188,7 @@ impl std::fmt::Debug for TokenSource {
 }
 
 impl TokenSource {
+    /// A source that signs with one key.
     pub fn new(
         http: reqwest::Client,
         key: ClientKey,
@@ -178,11 +196,33 @@ impl TokenSource {
         token_url: impl Into<String>,
         scopes: Vec<String>,
     ) -> Result<Self, AuthError> {
+        Self::with_keys(
+            http,
+            KeyRing::single(key),
+            client_id,
+            token_url,
+            scopes,
+            None,
+        )
+    }
+
+    /// A source that signs with the key `keys` choose at each request, falling back to the
+    /// previous key while Epic has not taken a new one yet, and sends `jku` when given.
+    pub fn with_keys(
+        http: reqwest::Client,
+        keys: KeyRing,
+        client_id: impl Into<String>,
+        token_url: impl Into<String>,
+        scopes: Vec<String>,
+        jku: Option<String>,
+    ) -> Result<Self, AuthError> {
         let token_url = token_url.into();
         require_allowed_url(&token_url).map_err(AuthError::InsecureUrl)?;
         Ok(Self {
             http,
-            key,
+            keys,
+            jku,
+            key_use: std::sync::Mutex::new(KeyUse::default()),
             client_id: client_id.into(),
             token_url,
             scopes,
@@ -193,6 +233,19 @@ impl TokenSource {
 
     pub fn token_url(&self) -> &str {
         &self.token_url
+    }
+
+    /// The keys this source signs with.
+    pub fn keys(&self) -> &KeyRing {
+        &self.keys
+    }
+
+    /// Which key signed last, which Epic accepted, which it refused.
+    pub fn key_use(&self) -> KeyUse {
+        self.key_use
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// How many token requests this source has sent.
@@ -250,8 +303,71 @@ impl TokenSource {
         }
     }
 
+    /// One token request with the key the ring chooses now; when Epic refuses a young key as
+    /// `invalid_client` (its JWK Set cache predates the key), one more with the previous key,
+    /// which is still published, and that key keeps signing until the new one is tried again.
     async fn request_token(&self) -> Result<AccessToken, AuthError> {
-        let assertion = client_assertion(&self.key, &self.client_id, &self.token_url)?;
+        let now = chrono::Utc::now();
+        let preferred = &self.keys.signing_at(now).key;
+        let fallback = self.keys.fallback_for(preferred.kid(), now).map(|k| &k.key);
+        let held_back = {
+            let used = self.key_use.lock().unwrap_or_else(|p| p.into_inner());
+            used.refused_key_id.as_deref() == Some(preferred.kid())
+                && used.retry_refused_at.is_some_and(|t| now < t)
+        };
+        if held_back && let Some(previous) = fallback {
+            return self.request_with(previous).await;
+        }
+        match self.request_with(preferred).await {
+            Err(AuthError::OAuth { error, .. })
+                if error == "invalid_client"
+                    && let Some(previous) = fallback =>
+            {
+                let retry_at = crate::util::later(now, self.refused_key_retry());
+                {
+                    let mut used = self.key_use.lock().unwrap_or_else(|p| p.into_inner());
+                    used.refused_key_id = Some(preferred.kid().to_string());
+                    used.retry_refused_at = Some(retry_at);
+                }
+                tracing::warn!(
+                    refused_key = preferred.kid(),
+                    signing_key = previous.kid(),
+                    "Epic refused the new key (invalid_client); signing with the previous key, which is still published"
+                );
+                self.request_with(previous).await
+            }
+            other => other,
+        }
+    }
+
+    /// How long a refused new key waits before it is tried again: a quarter of the time keys
+    /// are published ahead (Epic's cache is expected to be about that old), 1 s to 15 min.
+    fn refused_key_retry(&self) -> Duration {
+        match self.keys.choice() {
+            SignerChoice::NewestPublished(p) => {
+                (p.publish_ahead / 4).clamp(Duration::from_secs(1), Duration::from_secs(900))
+            }
+            SignerChoice::Pinned(_) => Duration::from_secs(900),
+        }
+    }
+
+    async fn request_with(&self, key: &ClientKey) -> Result<AccessToken, AuthError> {
+        let result = self.send_assertion(key).await;
+        let mut used = self.key_use.lock().unwrap_or_else(|p| p.into_inner());
+        used.signing_key_id = Some(key.kid().to_string());
+        if result.is_ok() {
+            used.last_accepted_key_id = Some(key.kid().to_string());
+            if used.refused_key_id.as_deref() == Some(key.kid()) {
+                used.refused_key_id = None;
+                used.retry_refused_at = None;
+            }
+        }
+        result
+    }
+
+    async fn send_assertion(&self, key: &ClientKey) -> Result<AccessToken, AuthError> {
+        let assertion =
+            client_assertion_with_jku(key, &self.client_id, &self.token_url, self.jku.as_deref())?;
         let scope = self.scopes.join(" ");
         let form = [
             ("grant_type", "client_credentials"),

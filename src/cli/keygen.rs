@@ -8,15 +8,27 @@ use crate::crd::Algorithm;
 
 pub(super) fn keygen(args: KeygenArgs) -> ExitCode {
     let alg: Algorithm = args.alg.into();
+    if crate::auth::kid_of_entry(&crate::auth::entry_of_kid(&args.kid)).is_none() {
+        return fail(&format!(
+            "--kid {:?}: use 1-64 of A-Z a-z 0-9 . _ - (it names the file <kid>.pem and the Secret entry)",
+            args.kid
+        ));
+    }
     let (key, pem) = match generate_key(alg, &args.kid) {
         Ok(k) => k,
         Err(e) => return fail(&e.to_string()),
     };
-    if let Err(e) = std::fs::create_dir_all(&args.out) {
-        return fail(&format!("{}: {e}", args.out.display()));
+    if let Some(dir) = &args.add_to {
+        return add_to(dir, &args.kid, alg, &pem);
     }
-    let key_path = args.out.join("private-key.pem");
-    let jwks_path = args.out.join("jwks.json");
+    let Some(out) = &args.out else {
+        return fail("say where: --out DIR (a new key directory) or --add-to DIR");
+    };
+    if let Err(e) = std::fs::create_dir_all(out) {
+        return fail(&format!("{}: {e}", out.display()));
+    }
+    let key_path = out.join("private-key.pem");
+    let jwks_path = out.join("jwks.json");
     if key_path.exists() {
         return fail(&format!(
             "{} exists; refusing to overwrite a private key",
@@ -35,10 +47,55 @@ pub(super) fn keygen(args: KeygenArgs) -> ExitCode {
         key_path.display()
     );
     println!(
-        "JWK Set     : {} (register it with Epic, or host it at your JWK Set URL)",
+        "JWK Set     : {} (the operator publishes it at its JWK Set URL; register that URL with Epic)",
         jwks_path.display()
     );
     println!("kid         : {}   algorithm: {alg:?}", args.kid);
+    ExitCode::SUCCESS
+}
+
+/// Adds `<kid>.pem` to an existing key directory and rewrites its `jwks.json` with every key
+/// in it: the new key is published beside the old ones, ready to sign once Epic has it.
+fn add_to(dir: &std::path::Path, kid: &str, alg: Algorithm, pem: &str) -> ExitCode {
+    if !dir.is_dir() {
+        return fail(&format!(
+            "{}: no such key directory (create one with keygen --out)",
+            dir.display()
+        ));
+    }
+    // Every existing key must be readable before anything is written.
+    let existing = match super::jwks::keys_of(dir, None) {
+        Ok(k) => k,
+        Err(e) if e.ends_with("no .pem key found") => Vec::new(),
+        Err(e) => return fail(&e),
+    };
+    if existing.iter().any(|k| k.kid() == kid) {
+        return fail(&format!(
+            "{}: kid {kid:?} is already there; choose a new kid",
+            dir.display()
+        ));
+    }
+    let key_path = dir.join(crate::auth::entry_of_kid(kid));
+    if let Err(e) = write_private(&key_path, pem) {
+        return fail(&format!("{}: {e}", key_path.display()));
+    }
+    let keys = match super::jwks::keys_of(dir, None) {
+        Ok(k) => k,
+        Err(e) => return fail(&e),
+    };
+    let jwks =
+        serde_json::to_string_pretty(&crate::auth::public_jwk_set(&keys)).unwrap_or_default();
+    let jwks_path = dir.join("jwks.json");
+    if let Err(e) = std::fs::write(&jwks_path, format!("{jwks}\n")) {
+        return fail(&format!("{}: {e}", jwks_path.display()));
+    }
+    println!("private key : {} (mode 0600)", key_path.display());
+    println!(
+        "JWK Set     : {} ({} keys; publish it before the new key signs)",
+        jwks_path.display(),
+        keys.len()
+    );
+    println!("kid         : {kid}   algorithm: {alg:?}");
     ExitCode::SUCCESS
 }
 

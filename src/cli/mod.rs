@@ -1,6 +1,7 @@
 //! The command line: parses arguments and hands each command to its driver.
 
 mod crd;
+mod jwks;
 mod keygen;
 mod plan;
 mod sandbox;
@@ -48,8 +49,11 @@ pub enum Command {
     Export(ExportArgs),
     /// Obtain a token and probe capabilities: the first thing to run against a new Epic.
     Token(TokenArgs),
-    /// Write a private key PEM and the public JWK Set to register with Epic.
+    /// Write a private key PEM and the public JWK Set, or add a key to a key directory.
     Keygen(KeygenArgs),
+    /// Print the public JWK Set of a key file or key directory (for static hosting; the
+    /// operator serves it itself at its JWK Set URL).
+    Jwks(JwksArgs),
     /// Run the Epic-like sandbox server.
     Sandbox(SandboxArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
@@ -160,6 +164,10 @@ pub struct ExportArgs {
 pub struct TokenArgs {
     #[command(flatten)]
     pub connection: ConnectionArgs,
+    /// The operator's public JWK Set base URL (as in `run --jwks-public-url`): prints the
+    /// exact JWK Set URL to register with Epic for this connection.
+    #[arg(long, value_name = "URL", env = "EPIC_OPERATOR_JWKS_PUBLIC_URL")]
+    pub jwks_public_url: Option<String>,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
@@ -186,12 +194,30 @@ pub struct KeygenArgs {
     /// Signing algorithm (Epic accepts ES384 only with a registered JWK Set URL).
     #[arg(long, value_enum, default_value = "RS384", ignore_case = true)]
     pub alg: KeyAlg,
-    /// Key id (kid) to register.
+    /// Key id (kid) of the new key.
     #[arg(long)]
     pub kid: String,
-    /// Directory for private-key.pem (mode 0600) and jwks.json.
+    /// New directory for private-key.pem (mode 0600) and jwks.json.
+    #[arg(long, required_unless_present = "add_to", conflicts_with = "add_to")]
+    pub out: Option<PathBuf>,
+    /// Existing key directory: adds <kid>.pem (mode 0600) and rewrites jwks.json with every
+    /// key in it (publish the new set, then let the new key sign).
+    #[arg(long, value_name = "DIR")]
+    pub add_to: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct JwksArgs {
+    /// A private key PEM file, or a key directory (every <kid>.pem in it).
+    #[arg(long = "keys", value_name = "PATH")]
+    pub keys: PathBuf,
+    /// An EpicConnection manifest: its algorithm and keyId (otherwise: RS384 for RSA keys,
+    /// ES384 for P-384 keys, and the kid from each <kid>.pem name).
+    #[arg(long, value_name = "FILE")]
+    pub connection: Option<PathBuf>,
+    /// Key id of a single key file not named <kid>.pem.
     #[arg(long)]
-    pub out: PathBuf,
+    pub kid: Option<String>,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -224,10 +250,22 @@ pub struct SandboxArgs {
     /// Whether Practitioner PUT/POST are accepted (most Epic instances refuse them).
     #[arg(long, value_enum, default_value = "disabled")]
     pub writes: WritesFlag,
-    /// Register a client: ID=JWKS_FILE (repeatable). Without any, a development key is
-    /// generated and written to --dev-key-out.
+    /// Register a client: ID=JWKS_FILE (repeatable). Without any (and without
+    /// --client-jwks-url), a development key is generated and written to --dev-key-out.
     #[arg(long = "client", value_name = "ID=JWKS_FILE")]
     pub clients: Vec<String>,
+    /// Register a client whose keys the sandbox fetches from a JWK Set URL, as Epic does:
+    /// ID=URL (repeatable; http(s) to a loopback host only). With --client for the same ID,
+    /// the client has both the static keys and the URL.
+    #[arg(long = "client-jwks-url", value_name = "ID=URL")]
+    pub client_jwks_urls: Vec<String>,
+    /// Longest time a fetched JWK Set is cached, whatever its Cache-Control max-age says.
+    #[arg(long, default_value = "300s", value_parser = parse_duration_arg)]
+    pub jwks_cache_max: Duration,
+    /// Shortest time between two JWK Set fetches caused by an unknown kid (within it such
+    /// assertions are refused, as by a cache lagging a key rotation).
+    #[arg(long, default_value = "60s", value_parser = parse_duration_arg)]
+    pub jwks_refetch_cooldown: Duration,
     /// Narrow a client's pre-approved scopes: ID=scope1,scope2 (repeatable).
     #[arg(long = "client-scopes", value_name = "ID=SCOPES")]
     pub client_scopes: Vec<String>,
@@ -299,8 +337,30 @@ pub struct RunArgs {
     /// Practitioners reconciled at once.
     #[arg(long, default_value_t = 16)]
     pub concurrency: u16,
+    /// Address of the JWK Set listener (`/jwks/{namespace}/{connection}`, the public keys Epic
+    /// fetches), or `off`. Served by every replica, leader or not.
+    #[arg(long, default_value = "0.0.0.0:8090", env = "EPIC_OPERATOR_JWKS_ADDR", value_parser = parse_listen_addr)]
+    pub jwks_addr: ListenAddr,
+    /// External https base URL of the JWK Set listener as Epic reaches it (an Ingress, for
+    /// example https://epic-keys.example.org): status.jwksUrl shows {URL}/jwks/{ns}/{name},
+    /// the URL to register with Epic.
+    #[arg(long, value_name = "URL", env = "EPIC_OPERATOR_JWKS_PUBLIC_URL")]
+    pub jwks_public_url: Option<String>,
     #[command(flatten)]
     pub endpoints: EndpointArgs,
+}
+
+/// A listen address, or `off`.
+#[derive(Clone, Copy, Debug)]
+pub struct ListenAddr(pub Option<SocketAddr>);
+
+fn parse_listen_addr(s: &str) -> Result<ListenAddr, String> {
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(ListenAddr(None));
+    }
+    s.parse::<SocketAddr>()
+        .map(|a| ListenAddr(Some(a)))
+        .map_err(|e| format!("{s:?} is not an address such as 0.0.0.0:8090, nor off: {e}"))
 }
 
 fn parse_duration_arg(s: &str) -> Result<Duration, String> {
@@ -311,6 +371,12 @@ fn parse_duration_arg(s: &str) -> Result<Duration, String> {
 pub async fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Run(args) => {
+            let policy = EndpointPolicy::from(&args.endpoints);
+            if let Some(url) = &args.jwks_public_url
+                && let Err(e) = check_public_url(url, &policy)
+            {
+                return fail(&e);
+            }
             let config = OperatorConfig {
                 namespace: args.namespace,
                 metrics_addr: args.metrics_addr,
@@ -322,7 +388,11 @@ pub async fn run(cli: Cli) -> ExitCode {
                     DriftDetectionFlag::Roster => DriftDetection::Roster,
                 },
                 concurrency: args.concurrency,
-                endpoints: EndpointPolicy::from(&args.endpoints),
+                endpoints: policy,
+                jwks_addr: args.jwks_addr.0,
+                jwks_public_url: args
+                    .jwks_public_url
+                    .map(|u| u.trim_end_matches('/').to_string()),
             };
             match operator::run(config).await {
                 Ok(()) => ExitCode::SUCCESS,
@@ -335,6 +405,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Export(args) => plan::export(args).await,
         Command::Token(args) => token::token(args).await,
         Command::Keygen(args) => keygen::keygen(args),
+        Command::Jwks(args) => jwks::jwks(args),
         Command::Sandbox(args) => sandbox::sandbox(args).await,
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
@@ -348,6 +419,26 @@ pub async fn run(cli: Cli) -> ExitCode {
                 Err(e) => fail(&format!("cannot write the manual page: {e}")),
             }
         }
+    }
+}
+
+/// The JWK Set base URL must be https (Epic fetches only https), or plain http to a loopback
+/// host when loopback http is allowed (tests and development).
+pub(crate) fn check_public_url(url: &str, policy: &EndpointPolicy) -> Result<(), String> {
+    let parsed =
+        url::Url::parse(url).map_err(|e| format!("--jwks-public-url {url:?} is not a URL: {e}"))?;
+    let loopback = parsed.host_str().is_some_and(|h| {
+        h == "localhost"
+            || h.trim_matches(['[', ']'])
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    });
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" if loopback && policy.allow_loopback_http => Ok(()),
+        _ => Err(format!(
+            "--jwks-public-url {url:?} must be https: Epic fetches JWK Sets over https only (plain http only to loopback with --insecure-allow-loopback-http)"
+        )),
     }
 }
 

@@ -35,6 +35,20 @@ pub(super) async fn sandbox(args: SandboxArgs) -> ExitCode {
             Err(e) => return fail(&e.to_string()),
         }
     }
+    for spec in &args.client_jwks_urls {
+        let Some((id, url)) = spec.split_once('=') else {
+            return fail(&format!("--client-jwks-url {spec:?}: use ID=URL"));
+        };
+        let registered = match clients.iter_mut().find(|c| c.client_id == id) {
+            Some(c) => c.set_jwks_url(url),
+            None => {
+                RegisteredClient::with_jwks_url(id, url, default_scopes()).map(|c| clients.push(c))
+            }
+        };
+        if let Err(e) = registered {
+            return fail(&e.to_string());
+        }
+    }
     for spec in &args.client_scopes {
         let Some((id, scopes)) = spec.split_once('=') else {
             return fail(&format!("--client-scopes {spec:?}: use ID=scope1,scope2"));
@@ -49,7 +63,7 @@ pub(super) async fn sandbox(args: SandboxArgs) -> ExitCode {
             }
             None => {
                 return fail(&format!(
-                    "--client-scopes names {id:?}, which no --client registers"
+                    "--client-scopes names {id:?}, which no --client or --client-jwks-url registers"
                 ));
             }
         }
@@ -64,6 +78,8 @@ pub(super) async fn sandbox(args: SandboxArgs) -> ExitCode {
             error_rate: args.error_rate,
             token_failure_rate: args.token_failure_rate,
             rate_limit_rps: args.rate_limit,
+            jwks_cache_max_secs: args.jwks_cache_max.as_secs(),
+            jwks_refetch_cooldown_secs: args.jwks_refetch_cooldown.as_secs(),
             ..Settings::default()
         },
         token_ttl: args.token_ttl,

@@ -15,6 +15,20 @@ pub(super) async fn token(args: TokenArgs) -> ExitCode {
     println!("FHIR base URL : {}", target.client.base_url());
     println!("token URL     : {}", tokens.token_url());
     println!("client id     : {}", target.spec.client_id);
+    let path = format!(
+        "/jwks/{}/{}",
+        target.namespace.as_deref().unwrap_or("<namespace>"),
+        target.connection_name
+    );
+    match &args.jwks_public_url {
+        Some(base) => println!(
+            "JWK Set URL   : {}{path} (register it with Epic: distinct keys for production and non-production)",
+            base.trim_end_matches('/')
+        ),
+        None => println!(
+            "JWK Set URL   : <--jwks-public-url>{path} (the operator serves it; register it with Epic)"
+        ),
+    }
     println!(
         "requested     : {}",
         target.spec.effective_scopes().join(" ")

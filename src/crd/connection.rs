@@ -34,10 +34,25 @@ pub struct EpicConnectionSpec {
     pub token_url: Option<String>,
     /// The client id of the Backend Services app registered with Epic.
     pub client_id: String,
-    /// Secret (same namespace) holding the private key PEM that signs client assertions.
+    /// Secret (same namespace) holding the private key(s) that sign client assertions. With
+    /// `key`, that one PEM entry is the key; without it, every `<kid>.pem` entry is a key, and
+    /// all of them are published at the operator's JWK Set URL.
     pub private_key_secret_ref: SecretKeyRef,
-    /// Key id (`kid`) of the registered public key.
-    pub key_id: String,
+    /// Key id (`kid`) of the signing key. Required with `privateKeySecretRef.key`; with several
+    /// keys it pins the signing key (absent: the newest key published for at least
+    /// `keyRotation.publishAhead`). Not allowed with managed rotation (the operator chooses).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+    /// Key rotation: publish the next key ahead of signing with it and keep the previous one
+    /// published for a while after the switch. `managed: true` lets the operator generate the
+    /// keys itself into the Secret (which must carry, or is created with, the label
+    /// `epic-operator.dev/managed-keys: "true"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_rotation: Option<KeyRotation>,
+    /// Put `jku` (this connection's JWK Set URL, `status.jwksUrl`) in the client assertion's
+    /// header. Epic then checks it against the registered URL; leave it off unless required.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub send_jku: bool,
     /// Signing algorithm of the client assertion.
     #[serde(default)]
     pub algorithm: Algorithm,
@@ -103,13 +118,78 @@ pub struct EpicConnectionSpec {
 pub struct SecretKeyRef {
     /// Secret name.
     pub name: String,
-    /// Key inside the Secret's data holding the PEM.
-    #[serde(default = "default_key")]
-    pub key: String,
+    /// Entry of the Secret's data holding the one PEM private key (for example
+    /// private-key.pem). Absent: every `<kid>.pem` entry is a key (several keys, rotation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
 }
 
-fn default_key() -> String {
-    "private-key.pem".into()
+/// How the keys of a connection rotate.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyRotation {
+    /// The operator generates the keys (per `algorithm`) into the Secret, creating it when
+    /// absent, and rotates them on schedule. It never modifies a Secret without the label
+    /// `epic-operator.dev/managed-keys: "true"`.
+    #[serde(default)]
+    pub managed: bool,
+    /// How long a managed key signs before the next one is generated, for example 2160h
+    /// (90 days, the default). At least 1s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]{1,6}(ms|s|m|h)){1,4}$"))]
+    pub rotate_every: Option<String>,
+    /// How long a new key is published before it signs: longer than Epic may cache the JWK
+    /// Set. Default 48h. At least 1s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]{1,6}(ms|s|m|h)){1,4}$"))]
+    pub publish_ahead: Option<String>,
+    /// How long the previous key stays published after the switch (tokens it signed, and
+    /// the fallback when Epic still refuses the new key). Default 48h. At least 1s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]{1,6}(ms|s|m|h)){1,4}$"))]
+    pub retire_after: Option<String>,
+}
+
+/// The checked durations of a key rotation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RotationPeriods {
+    pub rotate_every: std::time::Duration,
+    pub publish_ahead: std::time::Duration,
+    pub retire_after: std::time::Duration,
+}
+
+impl Default for RotationPeriods {
+    fn default() -> Self {
+        const HOUR: u64 = 3600;
+        Self {
+            rotate_every: std::time::Duration::from_secs(2160 * HOUR),
+            publish_ahead: std::time::Duration::from_secs(48 * HOUR),
+            retire_after: std::time::Duration::from_secs(48 * HOUR),
+        }
+    }
+}
+
+impl KeyRotation {
+    /// The periods, defaulted and checked (each at least 1s).
+    pub fn periods(&self) -> Result<RotationPeriods, String> {
+        let d = RotationPeriods::default();
+        let parse = |field: &str, v: &Option<String>, default| -> Result<_, String> {
+            let Some(text) = v else { return Ok(default) };
+            let parsed = crate::util::parse_duration(text)
+                .map_err(|e| format!("keyRotation.{field}: {e}"))?;
+            if parsed < std::time::Duration::from_secs(1) {
+                return Err(format!(
+                    "keyRotation.{field} {text:?} is shorter than 1s: give a duration such as 48h"
+                ));
+            }
+            Ok(parsed)
+        };
+        Ok(RotationPeriods {
+            rotate_every: parse("rotateEvery", &self.rotate_every, d.rotate_every)?,
+            publish_ahead: parse("publishAhead", &self.publish_ahead, d.publish_ahead)?,
+            retire_after: parse("retireAfter", &self.retire_after, d.retire_after)?,
+        })
+    }
 }
 
 /// JWT signing algorithm of the client assertion (Epic accepts the RSA ones for every client).
@@ -165,6 +245,49 @@ pub struct EpicConnectionStatus {
     /// The last error met.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<LastError>,
+    /// The JWK Set URL to register with Epic (from the operator's --jwks-public-url): the
+    /// operator serves this connection's public keys there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_url: Option<String>,
+    /// The connection's keys: which one signs, which one Epic last accepted, which are
+    /// published.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keys: Option<KeysStatus>,
+}
+
+/// The keys of a connection, as the operator uses and publishes them.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KeysStatus {
+    /// The key that signs client assertions now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_key_id: Option<String>,
+    /// The key of the last client assertion Epic accepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_accepted_key_id: Option<String>,
+    /// Every key published at the JWK Set URL.
+    #[serde(default)]
+    pub published: Vec<PublishedKey>,
+    /// When managed rotation generates the next key (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_rotation_time: Option<String>,
+    /// A new key Epic refused (invalid_client, its JWK Set cache is older than the key):
+    /// the previous key signs until the new one is tried again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused_key_id: Option<String>,
+}
+
+/// One published public key.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PublishedKey {
+    pub key_id: String,
+    pub algorithm: Algorithm,
+    /// Published since (RFC 3339): when the operator generated it or first saw it.
+    pub since: String,
+    /// When managed rotation removes it (RFC 3339); absent while it is current.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retires_at: Option<String>,
 }
 
 /// Shortest resync interval accepted.
@@ -172,7 +295,54 @@ pub const MIN_RESYNC: std::time::Duration = std::time::Duration::from_secs(10);
 /// Longest resync interval accepted.
 pub const MAX_RESYNC: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
+/// How a connection's Secret holds its keys, checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeyLayout {
+    /// One PEM entry, signed with as `kid` (the form from before several keys).
+    Single { entry: String, kid: String },
+    /// Every `<kid>.pem` entry is a key; `pinned` signs when given.
+    Several {
+        pinned: Option<String>,
+        periods: RotationPeriods,
+        managed: bool,
+    },
+}
+
+/// The label a Secret needs before the operator writes keys into it.
+pub const MANAGED_KEYS_LABEL: &str = "epic-operator.dev/managed-keys";
+/// Set to a new value on an EpicConnection, rotates its managed keys now.
+pub const ROTATE_KEYS_ANNOTATION: &str = "epic-operator.dev/rotate-keys";
+
 impl EpicConnectionSpec {
+    /// The key layout, or a sentence naming the conflicting fields and the fix.
+    pub fn key_layout(&self) -> Result<KeyLayout, String> {
+        let rotation = self.key_rotation.clone().unwrap_or_default();
+        let periods = rotation.periods()?;
+        let kid = self.key_id.as_deref().filter(|k| !k.is_empty());
+        match (&self.private_key_secret_ref.key, rotation.managed) {
+            (Some(_), true) => Err(
+                "keyRotation.managed needs privateKeySecretRef without key: managed keys are the Secret's <kid>.pem entries".into(),
+            ),
+            (Some(entry), false) => match kid {
+                Some(kid) => Ok(KeyLayout::Single {
+                    entry: entry.clone(),
+                    kid: kid.to_string(),
+                }),
+                None => Err(format!(
+                    "keyId is required with privateKeySecretRef.key ({entry}): set it to the kid registered with Epic, or drop key to use every <kid>.pem entry"
+                )),
+            },
+            (None, true) if kid.is_some() => Err(
+                "keyId cannot be set with keyRotation.managed: the operator chooses the signing key (see status.keys)".into(),
+            ),
+            (None, managed) => Ok(KeyLayout::Several {
+                pinned: kid.map(str::to_string),
+                periods,
+                managed,
+            }),
+        }
+    }
+
     /// The scopes to request: configured, or the defaults for the write mode.
     pub fn effective_scopes(&self) -> Vec<String> {
         if let Some(s) = &self.scopes {
@@ -230,7 +400,7 @@ mod tests {
     fn with_resync(r: Option<&str>) -> EpicConnectionSpec {
         serde_json::from_value(serde_json::json!({
             "fhirBaseUrl": "https://epic.example.org/api/FHIR/R4",
-            "clientId": "c", "keyId": "k", "privateKeySecretRef": {"name": "s"},
+            "clientId": "c", "keyId": "k", "privateKeySecretRef": {"name": "s", "key": "private-key.pem"},
             "resyncInterval": r,
         }))
         .unwrap()

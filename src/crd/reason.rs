@@ -127,6 +127,14 @@ reasons! {
     Deactivated = "Deactivated", lasting: false;
     /// A reconcile failed (the message names the reason).
     ReconcileFailed = "ReconcileFailed", lasting: false;
+    /// Managed rotation generated a key and published it at the JWK Set URL.
+    KeyPublished = "KeyPublished", lasting: false;
+    /// A newer key signs client assertions now.
+    KeySwitched = "KeySwitched", lasting: false;
+    /// Managed rotation removed a key from the JWK Set (retireAfter passed).
+    KeyRetired = "KeyRetired", lasting: false;
+    /// Epic refused a new key (invalid_client): the previous key signs meanwhile.
+    KeyNotTrusted = "KeyNotTrusted", lasting: false;
 }
 
 impl serde::Serialize for Reason {
@@ -229,6 +237,10 @@ impl Reason {
                 "Retried with backoff; check the operator's RBAC and the API server if it persists."
             }
             Reason::ReconcileFailed => "See the object's Synced condition.",
+            Reason::KeyPublished | Reason::KeySwitched | Reason::KeyRetired => "Nothing to do.",
+            Reason::KeyNotTrusted => {
+                "Epic still caches a JWK Set without the new key: raise keyRotation.publishAhead above how long Epic caches it. The previous key signs meanwhile and the new one is tried again later."
+            }
         }
     }
 

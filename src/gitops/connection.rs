@@ -18,7 +18,7 @@ pub const EXAMPLES_SEED: &str = include_str!("../../examples/sandbox/seed.json")
 pub struct ConnectionInput {
     /// An EpicConnection manifest.
     pub connection: Option<PathBuf>,
-    /// The private key PEM file.
+    /// The private key PEM file, or a key directory (one `<kid>.pem` per key).
     pub private_key: Option<PathBuf>,
     /// Use the built-in sandbox instead of a real Epic.
     pub sandbox: bool,
@@ -76,9 +76,20 @@ pub async fn open_target(input: &ConnectionInput) -> Result<Target, String> {
             .clone()
             .ok_or("the sandbox generated no development key")?;
         let spec = sandbox.connection_spec("sandbox");
-        let client = connect(&http, &spec, &pem, None, &EndpointPolicy::development())
-            .await
-            .map_err(|e| e.to_string())?;
+        let key =
+            crate::auth::ClientKey::from_pem(&pem, spec.algorithm, crate::sandbox::DEV_KEY_ID)
+                .map_err(|e| e.to_string())?;
+        let keys = crate::auth::KeyRing::single(key);
+        let client = connect(
+            &http,
+            &spec,
+            keys,
+            None,
+            None,
+            &EndpointPolicy::development(),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
         return Ok(Target {
             client,
             spec,
@@ -112,9 +123,8 @@ pub async fn open_target(input: &ConnectionInput) -> Result<Target, String> {
     let key_path = input.private_key.as_ref().ok_or(
         "--private-key PEM (or EPIC_OPERATOR_PRIVATE_KEY_FILE) is required with --connection: the key whose public half is registered with Epic",
     )?;
-    let pem = std::fs::read_to_string(key_path)
-        .map_err(|e| format!("{}: cannot read the private key: {e}", key_path.display()))?;
-    let client = connect(&http, &conn.spec, &pem, None, &input.endpoints)
+    let keys = super::key_dir::ring_from_path(key_path, &conn.spec)?;
+    let client = connect(&http, &conn.spec, keys, None, None, &input.endpoints)
         .await
         .map_err(|e| format!("cannot connect: {e}"))?;
     Ok(Target {

@@ -3,6 +3,7 @@
 
 mod connection;
 mod export;
+mod key_dir;
 mod manifests;
 mod report;
 mod report_kinds;
@@ -11,6 +12,7 @@ mod schema;
 
 pub use connection::{ConnectionInput, EXAMPLES_SEED, Target, open_target};
 pub use export::{ExportSummary, export_roster, manifest_from_live};
+pub use key_dir::{read_entries, ring_from_path};
 pub use manifests::{LoadError, Loaded, SourcedPractitioner, load_manifest_text, load_manifests};
 pub use report::{PlanMode, PlanOptions, PractitionerReport, RunReport, run_plan};
 pub use report_kinds::{ReportAction, ReportResolution, ReportResult};

@@ -7,13 +7,17 @@ use std::time::Duration;
 
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action as ControllerAction;
+use kube::runtime::events::Event;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
 use super::Context;
-use super::connections::Built;
-use super::error::Error;
+use super::connection_keys::{key_events, key_report};
+use super::connections::{Built, connection_label};
+use super::error::{ConnectionFailure, Error};
+use super::jwks::jwks_url;
+use super::key_rotation;
 use super::practitioner::{FIELD_MANAGER, jittered};
 use super::status_limits::MAX_MESSAGE_BYTES;
 use crate::crd::{Condition, ConditionStatus, EpicConnection, LastError, Reason, set_condition};
@@ -42,14 +46,46 @@ pub async fn reconcile(
         .as_deref()
         .and_then(crate::util::age_of)
         .is_none_or(|age| age >= resync);
-    let built = ctx.connections.build(&conn, probe_due).await;
+    // Managed keys first: a key generated or retired now is in the Secret the build reads.
+    let rotation = match key_rotation::ensure_managed_keys(&ctx.kube, &conn).await {
+        Ok(r) => Ok(r),
+        Err(e) => {
+            tracing::warn!(connection = %name, namespace = %ns, reason = %e.reason(), error = %e, "managed key rotation failed");
+            Err(e)
+        }
+    };
+    if let Ok(Some(r)) = &rotation
+        && (r.generated.is_some() || !r.retired.is_empty())
+    {
+        ctx.jwks.refresh_now();
+    }
+    let built = match &rotation {
+        Err(e) => Built::Failed(
+            ConnectionFailure {
+                fingerprint: String::new(),
+                reason: e.reason(),
+                message: e.to_string(),
+                http_status: None,
+            },
+            true,
+        ),
+        Ok(_) => ctx.connections.build(&conn, probe_due).await,
+    };
+    let rotation = rotation.ok().flatten();
     let mut s = old.clone();
     s.observed_generation = conn.metadata.generation;
+    s.jwks_url = ctx
+        .jwks_public_url
+        .as_deref()
+        .map(|base| jwks_url(base, &ns, &name));
     let generation = conn.metadata.generation;
+    let now = chrono::Utc::now();
+    let mut next_key_event = None;
     let (ready, reason, message, wake) = match &built {
         Built::Unchanged(h) | Built::Changed(h) => {
-            let token = h.client.tokens().token().await;
-            s.token_url = Some(h.client.tokens().token_url().to_string());
+            let tokens = h.client.tokens();
+            let token = tokens.token().await;
+            s.token_url = Some(tokens.token_url().to_string());
             if let Ok(t) = &token {
                 s.token_expires_at = Some(
                     t.expires_at
@@ -65,11 +101,24 @@ pub async fn reconcile(
             s.npi_search_supported = h.capability.as_ref().map(|c| c.npi_search());
             s.last_probe_time = Some(h.probe_time.clone());
             s.last_error = None;
+            let report = key_report(tokens.keys(), &tokens.key_use(), rotation.as_ref(), now);
+            if let Some(since) = report.signing_since {
+                ctx.metrics.signing_key_age(
+                    &connection_label(&(ns.clone(), name.clone())),
+                    (now - since).to_std().unwrap_or_default(),
+                );
+            }
+            next_key_event = tokens.keys().next_switch_after(now);
+            s.keys = Some(report.status);
             let changed = matches!(built, Built::Changed(_));
+            let mut message = "token obtained and capabilities probed".to_string();
+            if let Some(note) = report.note {
+                message = format!("{message}; {note}");
+            }
             (
                 true,
                 Reason::Ready,
-                "token obtained and capabilities probed".to_string(),
+                bounded_message(&message, MAX_MESSAGE_BYTES),
                 changed,
             )
         }
@@ -88,6 +137,19 @@ pub async fn reconcile(
             )
         }
     };
+    if let Some(r) = &rotation
+        && let Some(periods) = &r.periods
+    {
+        next_key_event = next_key_event
+            .into_iter()
+            .chain(key_rotation::next_event(
+                &r.plan,
+                &r.published,
+                periods,
+                now,
+            ))
+            .min();
+    }
     set_condition(
         &mut s.conditions,
         Condition {
@@ -113,6 +175,20 @@ pub async fn reconcile(
         )
         .await?;
     }
+    if let Some(keys) = &s.keys {
+        for (type_, reason, note) in key_events(old.keys.as_ref(), keys, rotation.as_ref()) {
+            let event = Event {
+                type_,
+                reason: reason.as_str().into(),
+                note: Some(note),
+                action: "RotateKeys".into(),
+                secondary: None,
+            };
+            if let Err(e) = ctx.recorder.publish(&event, &conn.object_ref(&())).await {
+                tracing::warn!(error = %e, "cannot publish an Event");
+            }
+        }
+    }
     if wake {
         // Practitioners of this connection learn of the new key, URL or failure now.
         for p in ctx.practitioners.state() {
@@ -122,10 +198,19 @@ pub async fn reconcile(
         }
     }
     timer.finish((!ready).then_some(reason));
-    Ok(ControllerAction::requeue(jittered(
-        SECRET_RECHECK.min(resync),
-    )))
+    // Back at the next key event (a switch, a retirement, a rotation) when it comes before
+    // the next Secret check; a moment after it, so the event is due when the pass runs.
+    let mut next = SECRET_RECHECK.min(resync);
+    if let Some(t) = next_key_event {
+        let until = (t - now).to_std().unwrap_or_default() + KEY_EVENT_MARGIN;
+        next = next.min(until);
+        return Ok(ControllerAction::requeue(next));
+    }
+    Ok(ControllerAction::requeue(jittered(next)))
 }
+
+/// How long after a key event its pass runs (clocks of one host, so a small margin).
+const KEY_EVENT_MARGIN: Duration = Duration::from_millis(200);
 
 /// How often a connection re-reads its Secret (a rotated or deleted key takes effect then).
 const SECRET_RECHECK: Duration = Duration::from_secs(60);
@@ -136,6 +221,9 @@ pub async fn deleted(ctx: &Context, conn: &EpicConnection) {
     let ns = conn.namespace().unwrap_or_default();
     let name = conn.name_any();
     ctx.connections.forget(&ns, &name).await;
+    ctx.metrics
+        .forget_connection(&connection_label(&(ns.clone(), name.clone())));
+    ctx.jwks.refresh_now();
     ctx.rosters.forget(&(ns.clone(), name.clone()));
     tracing::info!(connection = %name, namespace = %ns, "EpicConnection deleted; its client and token are dropped");
     for p in ctx.practitioners.state() {

@@ -88,6 +88,8 @@ pub struct Connections {
     http: reqwest::Client,
     observer: Option<ObserverFactory>,
     endpoints: EndpointPolicy,
+    /// The operator's public base URL of its JWK Set listener (for `jku`).
+    jwks_public_url: Option<String>,
     slots: Mutex<HashMap<Key, Arc<Slot>>>,
 }
 
@@ -106,12 +108,14 @@ impl Connections {
         http: reqwest::Client,
         observer: Option<ObserverFactory>,
         endpoints: EndpointPolicy,
+        jwks_public_url: Option<String>,
     ) -> Self {
         Self {
             kube,
             http,
             observer,
             endpoints,
+            jwks_public_url,
             slots: Mutex::new(HashMap::new()),
         }
     }
@@ -227,32 +231,50 @@ impl Connections {
             };
         }
         let Some(secret) = secret else {
-            return self.fail(&mut entries, fingerprint, Reason::InvalidKey, format!(
-                "Secret {} not found in namespace {namespace}: create it with the private key PEM under key {}",
-                secret_ref.name, secret_ref.key
-            ), None);
-        };
-        let Some(pem) = secret
-            .data
-            .as_ref()
-            .and_then(|d| d.get(&secret_ref.key))
-            .and_then(|b| String::from_utf8(b.0.clone()).ok())
-        else {
+            let what = match &secret_ref.key {
+                Some(entry) => format!("the private key PEM under key {entry}"),
+                None => "one <kid>.pem entry per private key".to_string(),
+            };
             return self.fail(
                 &mut entries,
                 fingerprint,
                 Reason::InvalidKey,
                 format!(
-                    "Secret {} has no key {:?} holding a PEM private key",
-                    secret_ref.name, secret_ref.key
+                    "Secret {} not found in namespace {namespace}: create it with {what}",
+                    secret_ref.name
                 ),
                 None,
             );
         };
+        let keys = match super::key_secret::ring(conn, &secret, chrono::Utc::now()) {
+            Ok(k) => k,
+            Err(e) => {
+                let reason = if conn.spec.key_layout().is_err() {
+                    Reason::InvalidConnection
+                } else {
+                    Reason::InvalidKey
+                };
+                return self.fail(&mut entries, fingerprint, reason, e.to_string(), None);
+            }
+        };
+        let jku = match (conn.spec.send_jku, &self.jwks_public_url) {
+            (false, _) => None,
+            (true, Some(base)) => Some(super::jwks::jwks_url(base, &namespace, &name)),
+            (true, None) => {
+                return self.fail(
+                    &mut entries,
+                    fingerprint,
+                    Reason::InvalidConnection,
+                    "sendJku needs the JWK Set URL: start the operator with --jwks-public-url (chart value jwks.publicUrl), or drop sendJku".into(),
+                    None,
+                );
+            }
+        };
         let client = match connect(
             &self.http,
             &conn.spec,
-            &pem,
+            keys,
+            jku,
             self.observer
                 .as_ref()
                 .map(|make| make(&connection_label(&(namespace.clone(), name.clone())))),

@@ -64,6 +64,8 @@ pub enum RunError {
     LostLeadership(String),
     #[error("health server stopped: {0}")]
     HealthServer(String),
+    #[error("JWK Set server: {0}")]
+    JwksServer(String),
 }
 
 impl Error {

@@ -61,6 +61,7 @@ pub struct Metrics {
     fhir_retries: Family<ConnectionLabel, Counter>,
     token_requests: Family<ConnectionLabel, Counter>,
     roster_walks: Family<WalkLabels, Counter>,
+    signing_key_age: Family<ConnectionLabel, Gauge>,
     store: Arc<OnceLock<Store<EpicPractitioner>>>,
 }
 
@@ -80,6 +81,7 @@ impl Default for Metrics {
             fhir_retries: Family::default(),
             token_requests: Family::default(),
             roster_walks: Family::default(),
+            signing_key_age: Family::default(),
             store: Arc::new(OnceLock::new()),
             registry: Registry::default(),
         };
@@ -123,6 +125,11 @@ impl Default for Metrics {
             "roster_walks",
             "Roster walks by connection and result (success, error)",
             m.roster_walks.clone(),
+        );
+        r.register(
+            "signing_key_age_seconds",
+            "Seconds since the key that signs client assertions was published, by connection (updated at each connection pass, at least once a minute)",
+            m.signing_key_age.clone(),
         );
         r.register(
             "build",
@@ -174,6 +181,21 @@ impl Metrics {
                 connection: connection.to_string(),
             })
             .inc_by(n);
+    }
+
+    pub fn signing_key_age(&self, connection: &str, age: std::time::Duration) {
+        self.signing_key_age
+            .get_or_create(&ConnectionLabel {
+                connection: connection.to_string(),
+            })
+            .set(i64::try_from(age.as_secs()).unwrap_or(i64::MAX));
+    }
+
+    /// A deleted connection's gauges go with it.
+    pub fn forget_connection(&self, connection: &str) {
+        self.signing_key_age.remove(&ConnectionLabel {
+            connection: connection.to_string(),
+        });
     }
 
     pub fn roster_walk(&self, connection: &str, ok: bool) {

@@ -2,10 +2,14 @@
 //! election, metrics and health endpoints.
 
 mod connection;
+mod connection_keys;
 mod connections;
 mod error;
 mod events;
 mod health;
+mod jwks;
+mod key_rotation;
+mod key_secret;
 mod leader;
 mod metrics;
 mod metrics_collectors;
@@ -32,6 +36,7 @@ use kube::{Api, ResourceExt};
 
 pub use connections::Connections;
 pub use error::{Error, RunError};
+pub use jwks::{JwksPublisher, jwks_url};
 pub use leader::LeaderElector;
 pub use metrics::Metrics;
 pub use practitioner::{FIELD_MANAGER, FINALIZER};
@@ -63,6 +68,10 @@ pub struct OperatorConfig {
     pub concurrency: u16,
     /// Where EpicConnections may send credentials.
     pub endpoints: crate::http::EndpointPolicy,
+    /// Address of the JWK Set listener (None: not served).
+    pub jwks_addr: Option<SocketAddr>,
+    /// External base URL of that listener, as Epic reaches it (status.jwksUrl, `jku`).
+    pub jwks_public_url: Option<String>,
 }
 
 /// What every reconcile shares.
@@ -76,6 +85,9 @@ pub struct Context {
     pub mode: DriftDetection,
     /// What roster walks learned per connection, and their hand-overs to reconciles.
     pub rosters: roster_index::Rosters,
+    /// The JWK Sets this replica serves.
+    pub jwks: Arc<JwksPublisher>,
+    pub jwks_public_url: Option<String>,
     failures: Mutex<HashMap<String, u32>>,
     /// When Epic last refused a write per object. Status records it too, but the informer
     /// cache can lag behind the operator's own status write; this cannot.
@@ -149,6 +161,20 @@ pub async fn run(config: OperatorConfig) -> Result<(), RunError> {
         metrics.clone(),
         readiness.clone(),
     ));
+
+    // Every replica serves the JWK Sets, leader or not: Epic may fetch from any of them.
+    let jwks = Arc::new(JwksPublisher::default());
+    let jwks_task = match config.jwks_addr {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| RunError::JwksServer(format!("cannot listen on {addr}: {e}")))?;
+            tracing::info!(%addr, public_url = ?config.jwks_public_url, "serving JWK Sets at /jwks/{{namespace}}/{{connection}}");
+            tokio::spawn(jwks.clone().run(client.clone(), config.namespace.clone()));
+            tokio::spawn(jwks::serve(listener, jwks.clone()))
+        }
+        None => tokio::spawn(std::future::pending::<std::io::Result<()>>()),
+    };
 
     let identity = format!(
         "{}-{:08x}",
@@ -242,7 +268,11 @@ pub async fn run(config: OperatorConfig) -> Result<(), RunError> {
             }
         })
         .applied_objects()
-        .predicate_filter(predicates::generation, Default::default());
+        // Annotations too: `epic-operator.dev/rotate-keys` rotates managed keys now.
+        .predicate_filter(
+            predicates::generation.combine(predicates::annotations),
+            Default::default(),
+        );
 
     let (wake_tx, wake_rx) = unbounded::<ObjectRef<EpicPractitioner>>();
     let recorder = Recorder::new(
@@ -262,6 +292,7 @@ pub async fn run(config: OperatorConfig) -> Result<(), RunError> {
                 Arc::new(move |connection: &str| metrics.fhir_observer(connection))
             }),
             config.endpoints.clone(),
+            config.jwks_public_url.clone(),
         ),
         metrics: metrics.clone(),
         recorder,
@@ -269,6 +300,8 @@ pub async fn run(config: OperatorConfig) -> Result<(), RunError> {
         wake: wake_tx,
         mode: config.drift_detection,
         rosters: roster_index::Rosters::default(),
+        jwks: jwks.clone(),
+        jwks_public_url: config.jwks_public_url.clone(),
         failures: Mutex::new(HashMap::new()),
         refused: Mutex::new(HashMap::new()),
     });
@@ -358,6 +391,7 @@ pub async fn run(config: OperatorConfig) -> Result<(), RunError> {
         _ = token_metrics => Ok(()),
         why = lost_leadership => Err(RunError::LostLeadership(why)),
         r = health_task => Err(RunError::HealthServer(format!("{r:?}"))),
+        r = jwks_task => Err(RunError::JwksServer(format!("{r:?}"))),
     };
     if let Some(e) = &elector {
         e.release().await;

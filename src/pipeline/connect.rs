@@ -3,19 +3,21 @@
 
 use std::sync::Arc;
 
-use crate::auth::{ClientKey, TokenSource, discover_token_url};
+use crate::auth::{KeyRing, TokenSource, discover_token_url};
 use crate::crd::EpicConnectionSpec;
 use crate::fhir::{ConnectionSettings, FhirClient, FhirError, RequestObserver};
 use crate::http::EndpointPolicy;
 use crate::reconcile::Normalizer;
 
-/// Connects to the instance an EpicConnection describes: loads the key, finds the token URL,
-/// and builds the client. No request is sent except token URL discovery.
-/// `policy` decides which hosts may receive the client assertion and the bearer token.
+/// Connects to the instance an EpicConnection describes with its loaded keys: finds the token
+/// URL and builds the client. No request is sent except token URL discovery.
+/// `policy` decides which hosts may receive the client assertion and the bearer token; `jku`
+/// is the JWK Set URL to name in assertions (only when the connection sets `sendJku`).
 pub async fn connect(
     http: &reqwest::Client,
     spec: &EpicConnectionSpec,
-    private_key_pem: &str,
+    keys: KeyRing,
+    jku: Option<String>,
     observer: Option<RequestObserver>,
     policy: &EndpointPolicy,
 ) -> Result<FhirClient, FhirError> {
@@ -23,8 +25,6 @@ pub async fn connect(
     policy
         .check_fhir_base(&spec.fhir_base_url)
         .map_err(FhirError::Refused)?;
-    let key = ClientKey::from_pem(private_key_pem, spec.algorithm, &spec.key_id)
-        .map_err(crate::auth::AuthError::from)?;
     let (token_url, discovered) = match &spec.token_url {
         Some(u) => (u.clone(), false),
         None => (discover_token_url(http, &spec.fhir_base_url).await?, true),
@@ -32,12 +32,13 @@ pub async fn connect(
     policy
         .check_token_url(&spec.fhir_base_url, &token_url, discovered)
         .map_err(FhirError::Refused)?;
-    let tokens = TokenSource::new(
+    let tokens = TokenSource::with_keys(
         http.clone(),
-        key,
+        keys,
         spec.client_id.clone(),
         token_url,
         spec.effective_scopes(),
+        jku,
     )?;
     let mut settings = ConnectionSettings::new(spec.fhir_base_url.clone());
     if let Some(r) = spec.requests_per_second {

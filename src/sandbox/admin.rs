@@ -10,11 +10,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, middleware};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::Settings;
-use super::lock;
-use super::state::SandboxState;
+use super::jwks::private_member;
+use super::state::{RegisteredClient, SandboxState};
+use super::{Settings, default_scopes, lock};
 use crate::reconcile::identity::{current_npi, npi_values};
 
 type St = State<Arc<SandboxState>>;
@@ -24,6 +25,7 @@ pub(crate) fn routes() -> Router<Arc<SandboxState>> {
         .route("/stats", get(stats))
         .route("/stats/reset", post(reset))
         .route("/settings", get(get_settings).put(put_settings))
+        .route("/clients", get(list_clients).post(register_client))
         .route("/practitioners", get(list).post(add))
         .route("/practitioners/{id}", get(show).patch(edit))
         .route("/practitioners/{id}/merge", post(merge))
@@ -59,9 +61,20 @@ async fn get_settings(State(state): St) -> Json<Settings> {
     Json(state.settings())
 }
 
-/// Merges the given fields into the current settings.
+/// Merges the given fields into the current settings. Top-level names may be given in
+/// snake_case too (`jwks_cache_max_secs` for `jwksCacheMaxSecs`): unknown names are ignored
+/// when the settings are read back, so a Rust-spelled name would otherwise change nothing,
+/// silently.
 async fn put_settings(State(state): St, Json(patch): Json<Value>) -> Response {
     let mut current = serde_json::to_value(state.settings()).unwrap_or_else(|_| json!({}));
+    let patch = match patch {
+        Value::Object(o) => Value::Object(
+            o.into_iter()
+                .map(|(k, v)| (snake_to_camel(&k), v))
+                .collect(),
+        ),
+        other => other,
+    };
     json_patch::merge(&mut current, &patch);
     match serde_json::from_value::<Settings>(current) {
         Ok(s) => {
@@ -70,6 +83,86 @@ async fn put_settings(State(state): St, Json(patch): Json<Value>) -> Response {
         }
         Err(e) => (StatusCode::BAD_REQUEST, format!("invalid settings: {e}")).into_response(),
     }
+}
+
+fn snake_to_camel(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut upper = false;
+    for c in name.chars() {
+        if c == '_' {
+            upper = true;
+        } else if upper {
+            out.extend(c.to_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Every registered client: id, JWK Set URL, kids (static and cached), fetch count and cache
+/// expiry. There is no private key material in the sandbox to show.
+async fn list_clients(State(state): St) -> Json<Value> {
+    Json(state.clients_snapshot())
+}
+
+/// `POST /_sandbox/clients`: a client to register (or re-register) at run time.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct NewClient {
+    #[serde(alias = "client_id")]
+    client_id: String,
+    /// Loopback http(s) only.
+    #[serde(alias = "jwks_url")]
+    jwks_url: Option<String>,
+    /// A static JWK Set (public keys only).
+    jwks: Option<Value>,
+    /// Pre-approved scopes; the sandbox's default scopes when absent.
+    scopes: Option<Vec<String>>,
+}
+
+/// Registers a client with a JWK Set URL, a static JWK Set or both, replacing any client with
+/// the same id (and its cached keys). Answers 201 with the client as the list shows it.
+async fn register_client(State(state): St, Json(new): Json<NewClient>) -> Response {
+    let bad = |m: String| (StatusCode::BAD_REQUEST, m).into_response();
+    if new.client_id.trim().is_empty() {
+        return bad("clientId must not be empty".into());
+    }
+    let scopes = new.scopes.unwrap_or_else(default_scopes);
+    let static_client = match &new.jwks {
+        Some(jwks) => {
+            // `RegisteredClient::new` reads public members only; a set carrying private ones
+            // was copied from the wrong file, and saying so beats silently using half of it.
+            if let Some((member, kid)) = private_member(jwks) {
+                return bad(format!(
+                    "the JWK Set holds private key material (member {member:?} of key {kid:?}); register public keys only"
+                ));
+            }
+            match RegisteredClient::new(&new.client_id, jwks, scopes.clone()) {
+                Ok(c) => Some(c),
+                Err(e) => return bad(e.to_string()),
+            }
+        }
+        None => None,
+    };
+    let client = match (static_client, new.jwks_url.as_deref()) {
+        (Some(mut c), Some(url)) => c.set_jwks_url(url).map(|()| c),
+        (Some(c), None) => Ok(c),
+        (None, Some(url)) => RegisteredClient::with_jwks_url(&new.client_id, url, scopes),
+        (None, None) => return bad("give jwksUrl, jwks or both".into()),
+    };
+    let client = match client {
+        Ok(c) => c,
+        Err(e) => return bad(e.to_string()),
+    };
+    let id = client.client_id.clone();
+    state.register_client(client);
+    let shown = state
+        .client(&id)
+        .map(|c| c.snapshot())
+        .unwrap_or(Value::Null);
+    (StatusCode::CREATED, Json(shown)).into_response()
 }
 
 /// Ids and NPIs of every practitioner (no names: tests find records by NPI here).

@@ -11,6 +11,7 @@
 
 mod admin;
 mod fhir;
+mod jwks;
 mod oauth;
 mod realism;
 mod search;
@@ -62,7 +63,7 @@ pub fn default_scopes() -> Vec<String> {
 }
 
 /// Faults and switches that can change at run time through `/_sandbox/settings`.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Settings {
     /// Accept Practitioner PUT/POST (most Epic instances do not).
@@ -106,7 +107,46 @@ pub struct Settings {
     /// Fault: the next N accepted writes (PUT or POST) are applied, then their response is cut
     /// off mid-body, so the client sees the connection fail after the write happened.
     pub reset_writes: u32,
+    /// Longest time, in seconds, a JWK Set fetched from a client's JWK Set URL is cached,
+    /// whatever its `Cache-Control: max-age` says (a response without max-age is cached this
+    /// long; `no-store`/`no-cache` ones not at all). Epic's own limit is undocumented.
+    pub jwks_cache_max_secs: u64,
+    /// Shortest time, in seconds, between two fetches of a client's JWK Set caused by an
+    /// assertion with an unknown kid: within it such assertions are refused, as by a cache
+    /// that lags the client's key rotation.
+    pub jwks_refetch_cooldown_secs: u64,
 }
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            writes_enabled: false,
+            latency_ms: 0,
+            jitter_ms: 0,
+            throttle_rate: 0.0,
+            error_rate: 0.0,
+            token_failure_rate: 0.0,
+            rate_limit_rps: 0,
+            loose_identifier_search: false,
+            or_search_unsupported: false,
+            identifier_search_unsupported: false,
+            role_search_needs_practitioner: false,
+            suppressed_npis: Vec::new(),
+            sparse_pages: false,
+            subsetted_search: false,
+            edit_before_put: None,
+            edit_before_put_count: 0,
+            reset_writes: 0,
+            jwks_cache_max_secs: DEFAULT_JWKS_CACHE_MAX_SECS,
+            jwks_refetch_cooldown_secs: DEFAULT_JWKS_REFETCH_COOLDOWN_SECS,
+        }
+    }
+}
+
+/// Default of [`Settings::jwks_cache_max_secs`].
+pub const DEFAULT_JWKS_CACHE_MAX_SECS: u64 = 300;
+/// Default of [`Settings::jwks_refetch_cooldown_secs`].
+pub const DEFAULT_JWKS_REFETCH_COOLDOWN_SECS: u64 = 60;
 
 /// How to start a sandbox.
 #[derive(Clone, Debug)]
@@ -235,9 +275,11 @@ impl Sandbox {
             client_id: DEV_CLIENT_ID.into(),
             private_key_secret_ref: crate::crd::SecretKeyRef {
                 name: secret_name.into(),
-                key: "private-key.pem".into(),
+                key: Some("private-key.pem".into()),
             },
-            key_id: DEV_KEY_ID.into(),
+            key_id: Some(DEV_KEY_ID.into()),
+            key_rotation: None,
+            send_jku: false,
             algorithm: Algorithm::RS384,
             scopes: None,
             requests_per_second: None,
@@ -259,6 +301,16 @@ impl Sandbox {
         self.dev_key_pem
             .as_ref()
             .map(|pem| ClientKey::from_pem(pem, Algorithm::RS384, DEV_KEY_ID))
+    }
+
+    /// Registers a client at run time, replacing one with the same id (and its cached keys).
+    pub fn register_client(&self, client: RegisteredClient) {
+        self.state.register_client(client);
+    }
+
+    /// The registered clients, as `GET /_sandbox/clients` lists them.
+    pub fn clients(&self) -> serde_json::Value {
+        self.state.clients_snapshot()
     }
 
     /// Replaces run-time settings (writes, faults).

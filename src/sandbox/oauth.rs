@@ -8,12 +8,14 @@ use axum::Form;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{DecodingKey, Validation};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::jwks::CachePolicy;
 use super::lock;
-use super::state::{IssuedToken, SandboxState};
+use super::state::{ClientEntry, IssuedToken, SandboxState};
 use super::stats::Stats;
 use crate::auth::ASSERTION_TYPE;
 
@@ -50,7 +52,7 @@ pub(crate) async fn token(
         )
             .into_response();
     }
-    match issue(&state, form) {
+    match issue(&state, form).await {
         Ok(body) => (StatusCode::OK, axum::Json(body)).into_response(),
         Err(r) => {
             Stats::bump(&state.stats.token_rejected);
@@ -63,7 +65,9 @@ fn invalid_client(description: impl Into<String>) -> Response {
     oauth_error(StatusCode::BAD_REQUEST, "invalid_client", description)
 }
 
-fn issue(state: &SandboxState, form: TokenForm) -> Result<Value, Response> {
+/// Verifies the assertion and issues a token. Async because a client registered with a JWK
+/// Set URL may need its keys fetched first.
+async fn issue(state: &SandboxState, form: TokenForm) -> Result<Value, Response> {
     if form.grant_type.as_deref() != Some("client_credentials") {
         return Err(oauth_error(
             StatusCode::BAD_REQUEST,
@@ -106,16 +110,26 @@ fn issue(state: &SandboxState, form: TokenForm) -> Result<Value, Response> {
         .unwrap_or_default()
         .to_string();
     let client = state
-        .clients
-        .iter()
-        .find(|c| c.client_id == client_id)
+        .client(&client_id)
         .ok_or_else(|| invalid_client(format!("unknown client id {client_id:?}")))?;
-    let jwk = client
-        .keys
-        .iter()
-        .find(|k| k.common.key_id.as_deref() == Some(kid.as_str()))
-        .ok_or_else(|| invalid_client(format!("unknown kid {kid:?} for this client")))?;
-    let key = DecodingKey::from_jwk(jwk)
+    // Only the registered URL is ever fetched; a jku naming another is refused, never followed.
+    if let Some(jku) = header.jku.as_deref() {
+        match client.registration.jwks_url() {
+            Some(url) if url == jku => {}
+            Some(url) => {
+                return Err(invalid_client(format!(
+                    "jku {jku:?} does not match the registered JWK Set URL {url:?}"
+                )));
+            }
+            None => {
+                return Err(invalid_client(format!(
+                    "jku {jku:?} does not match the registered JWK Set URL: this client has none (its keys were registered statically)"
+                )));
+            }
+        }
+    }
+    let jwk = client_key(state, &client, &kid).await?;
+    let key = DecodingKey::from_jwk(&jwk)
         .map_err(|e| invalid_client(format!("registered key unusable: {e}")))?;
     let token_url = state.token_url();
     let mut validation = Validation::new(header.alg);
@@ -188,7 +202,7 @@ fn issue(state: &SandboxState, form: TokenForm) -> Result<Value, Response> {
     }
     if let Some(bad) = requested
         .iter()
-        .find(|s| !client.approved_scopes.contains(s))
+        .find(|s| !client.registration.approved_scopes.contains(s))
     {
         return Err(oauth_error(
             StatusCode::BAD_REQUEST,
@@ -220,6 +234,37 @@ fn issue(state: &SandboxState, form: TokenForm) -> Result<Value, Response> {
         "expires_in": ttl.as_secs().max(1),
         "scope": granted.join(" "),
     }))
+}
+
+/// The key named `kid`: a static key of the client, else one from its JWK Set URL (fetched
+/// or cached, see `jwks`).
+async fn client_key(
+    state: &SandboxState,
+    client: &ClientEntry,
+    kid: &str,
+) -> Result<Jwk, Response> {
+    if let Some(k) = client
+        .registration
+        .keys
+        .iter()
+        .find(|k| k.common.key_id.as_deref() == Some(kid))
+    {
+        return Ok(k.clone());
+    }
+    let Some(cache) = &client.jwks else {
+        return Err(invalid_client(format!(
+            "unknown kid {kid:?} for this client"
+        )));
+    };
+    let settings = state.settings();
+    let policy = CachePolicy::from_secs(
+        settings.jwks_cache_max_secs,
+        settings.jwks_refetch_cooldown_secs,
+    );
+    cache
+        .key(kid, policy, &state.stats)
+        .await
+        .map_err(invalid_client)
 }
 
 fn unverified_claims(jwt: &str) -> Option<Value> {

@@ -1,7 +1,7 @@
 //! The sandbox's data: records, tokens, paging sessions, counters and settings.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -12,6 +12,7 @@ use rand::RngCore;
 use serde_json::{Value, json};
 use sha2::Sha256;
 
+use super::jwks::{JwksCache, check_loopback_url};
 use super::lock;
 use super::stats::Stats;
 use super::{SandboxConfig, Settings};
@@ -30,17 +31,28 @@ pub enum SeedError {
     ResourceType { index: usize, found: String },
     #[error("JWK Set of client {client} is invalid: {detail}")]
     Jwks { client: String, detail: String },
+    #[error("JWK Set URL {url:?} of client {client} is refused: {detail}")]
+    JwksUrl {
+        client: String,
+        url: String,
+        detail: String,
+    },
 }
 
-/// A Backend Services client the sandbox accepts.
+/// A Backend Services client the sandbox accepts: its keys are a static JWK Set, fetched from
+/// a JWK Set URL (as Epic does since it stopped taking uploaded keys), or both.
 #[derive(Clone, Debug)]
 pub struct RegisteredClient {
     pub client_id: String,
+    /// Static keys, registered up front.
     pub keys: Vec<Jwk>,
     pub approved_scopes: Vec<String>,
+    /// Private so that only a checked (loopback) URL can be set: the sandbox fetches it.
+    jwks_url: Option<String>,
 }
 
 impl RegisteredClient {
+    /// A client with a static JWK Set (every key needs a kid).
     pub fn new(
         client_id: &str,
         jwks: &Value,
@@ -60,7 +72,75 @@ impl RegisteredClient {
             client_id: client_id.into(),
             keys: set.keys,
             approved_scopes,
+            jwks_url: None,
         })
+    }
+
+    /// A client whose keys the sandbox fetches from `url` when it needs them (cached as
+    /// `Settings::jwks_cache_max_secs` and `jwks_refetch_cooldown_secs` say). The URL must be
+    /// http(s) to a loopback host: the sandbox never fetches anything else.
+    pub fn with_jwks_url(
+        client_id: &str,
+        url: &str,
+        approved_scopes: Vec<String>,
+    ) -> Result<Self, SeedError> {
+        let mut client = Self {
+            client_id: client_id.into(),
+            keys: Vec::new(),
+            approved_scopes,
+            jwks_url: None,
+        };
+        client.set_jwks_url(url)?;
+        Ok(client)
+    }
+
+    /// Adds (or replaces) the JWK Set URL; static keys stay usable beside it.
+    pub fn set_jwks_url(&mut self, url: &str) -> Result<(), SeedError> {
+        check_loopback_url(url).map_err(|detail| SeedError::JwksUrl {
+            client: self.client_id.clone(),
+            url: url.into(),
+            detail,
+        })?;
+        self.jwks_url = Some(url.into());
+        Ok(())
+    }
+
+    /// The registered JWK Set URL, if any (an assertion's `jku` must equal it exactly).
+    pub fn jwks_url(&self) -> Option<&str> {
+        self.jwks_url.as_deref()
+    }
+}
+
+/// A registered client with the cache of its fetched keys. Registering the client again
+/// replaces the entry, cache included, as a new registration in Epic starts from nothing.
+pub(crate) struct ClientEntry {
+    pub registration: RegisteredClient,
+    pub jwks: Option<JwksCache>,
+}
+
+impl ClientEntry {
+    fn new(registration: RegisteredClient) -> Self {
+        let jwks = registration.jwks_url().map(JwksCache::new);
+        Self { registration, jwks }
+    }
+
+    /// What `GET /_sandbox/clients` shows: ids, URL, kids and fetch counts, no key material.
+    pub fn snapshot(&self) -> Value {
+        let r = &self.registration;
+        let mut v = json!({
+            "clientId": r.client_id,
+            "jwksUrl": r.jwks_url(),
+            "staticKids": r.keys.iter().filter_map(|k| k.common.key_id.clone()).collect::<Vec<_>>(),
+            "scopes": r.approved_scopes,
+            "cachedKids": [],
+            "fetches": 0,
+        });
+        if let (Some(cache), Some(o)) = (&self.jwks, v.as_object_mut())
+            && let Value::Object(c) = cache.snapshot()
+        {
+            o.extend(c);
+        }
+        v
     }
 }
 
@@ -170,7 +250,9 @@ pub(crate) struct SandboxState {
     pub paging_ttl: Duration,
     pub default_page_size: usize,
     pub max_page_size: usize,
-    pub clients: Vec<RegisteredClient>,
+    /// Registration order; a client registered again replaces its entry in place. Entries are
+    /// shared out (Arc) so a token request can await a JWK Set fetch without holding the lock.
+    clients: RwLock<Vec<Arc<ClientEntry>>>,
     settings: RwLock<Settings>,
     pub data: Mutex<Data>,
     pub auth: Mutex<AuthState>,
@@ -183,6 +265,16 @@ impl SandboxState {
     pub fn new(origin: &str, config: &SandboxConfig, clients: Vec<RegisteredClient>) -> Self {
         let mut secret = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut secret);
+        // The first registration of an id wins, as the lookup by id always did.
+        let mut entries: Vec<Arc<ClientEntry>> = Vec::new();
+        for c in clients {
+            if !entries
+                .iter()
+                .any(|e| e.registration.client_id == c.client_id)
+            {
+                entries.push(Arc::new(ClientEntry::new(c)));
+            }
+        }
         Self {
             origin: origin.to_string(),
             secret,
@@ -190,7 +282,7 @@ impl SandboxState {
             paging_ttl: config.paging_ttl,
             default_page_size: config.default_page_size.max(1),
             max_page_size: config.max_page_size.max(1),
-            clients,
+            clients: RwLock::new(entries),
             settings: RwLock::new(config.settings.clone()),
             data: Mutex::new(Data::default()),
             auth: Mutex::new(AuthState::default()),
@@ -208,6 +300,40 @@ impl SandboxState {
 
     pub fn set_settings(&self, s: Settings) {
         *self.settings.write().unwrap_or_else(|p| p.into_inner()) = s;
+    }
+
+    /// The client registered under `client_id`.
+    pub fn client(&self, client_id: &str) -> Option<Arc<ClientEntry>> {
+        self.clients
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find(|e| e.registration.client_id == client_id)
+            .cloned()
+    }
+
+    /// Registers a client, replacing one with the same id (and its key cache). Requests already
+    /// verifying against the old registration finish with it.
+    pub fn register_client(&self, client: RegisteredClient) {
+        let entry = Arc::new(ClientEntry::new(client));
+        let mut clients = self.clients.write().unwrap_or_else(|p| p.into_inner());
+        match clients
+            .iter_mut()
+            .find(|e| e.registration.client_id == entry.registration.client_id)
+        {
+            Some(slot) => *slot = entry,
+            None => clients.push(entry),
+        }
+    }
+
+    /// Every registered client, as `GET /_sandbox/clients` lists them.
+    pub fn clients_snapshot(&self) -> Value {
+        let clients: Vec<Arc<ClientEntry>> = self
+            .clients
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        json!(clients.iter().map(|c| c.snapshot()).collect::<Vec<_>>())
     }
 
     pub fn fhir_base(&self) -> String {

@@ -30,6 +30,13 @@ pub struct Stats {
     pub paging_expired: AtomicU64,
     /// Practitioner searches by identifier (also counted in `search`).
     pub identifier_search: AtomicU64,
+    /// JWK Set URL fetches attempted (successful or not), for clients registered with one.
+    pub jwks_fetches: AtomicU64,
+    /// JWK Set URL fetches that failed (unreachable, non-2xx, not a public JWK Set).
+    pub jwks_fetch_failed: AtomicU64,
+    /// Assertions refused because their kid was not in the client's fetched JWK Set (while
+    /// the cache held a set that lacked it, or after a refetch that still lacked it).
+    pub jwks_unknown_kid: AtomicU64,
     per_second: Mutex<VecDeque<(u64, u64)>>,
 }
 
@@ -78,6 +85,9 @@ impl Stats {
             "unauthorized": g(&self.unauthorized),
             "pagingExpired": g(&self.paging_expired),
             "identifierSearch": g(&self.identifier_search),
+            "jwksFetches": g(&self.jwks_fetches),
+            "jwksFetchFailed": g(&self.jwks_fetch_failed),
+            "jwksUnknownKid": g(&self.jwks_unknown_kid),
             "fhirTotal": g(&self.metadata) + g(&self.read) + g(&self.search) + g(&self.page)
                 + g(&self.update) + g(&self.create) + g(&self.refused) + g(&self.patch)
                 + g(&self.paging_expired),
@@ -103,6 +113,9 @@ impl Stats {
             &self.unauthorized,
             &self.paging_expired,
             &self.identifier_search,
+            &self.jwks_fetches,
+            &self.jwks_fetch_failed,
+            &self.jwks_unknown_kid,
         ] {
             c.store(0, Ordering::Relaxed);
         }

@@ -1,5 +1,6 @@
-//! The packaging, applied to the real API server: the chart (default and non-default values)
-//! and the kustomize base with `kubectl apply --dry-run=server`.
+//! The packaging, applied to the real API server: the chart (default and non-default values,
+//! among them the JWK Set Ingress and managed keys), the kustomize base and its opt-in
+//! managed-keys RBAC with `kubectl apply --dry-run=server`.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -25,6 +26,22 @@ async fn applies(cp: &ControlPlane) {
     for values in [
         json!({}),
         json!({"replicaCount": 2, "watchNamespace": "team-a", "networkPolicy": {"enabled": true}, "metrics": {"port": 9090}}),
+        // The JWK Set behind an Ingress, managed keys (Secret writes) and the NetworkPolicy
+        // admitting the jwks port from the Ingress controller's namespace.
+        json!({
+            "jwks": {"port": 8443, "ingress": {
+                "enabled": true,
+                "className": "nginx",
+                "host": "keys.example.org",
+                "tls": {"secretName": "keys-tls"},
+                "annotations": {"cert-manager.io/cluster-issuer": "letsencrypt"}
+            }},
+            "keyRotation": {"managed": true},
+            "networkPolicy": {"enabled": true, "jwksFrom": [
+                {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}
+            ]}
+        }),
+        json!({"jwks": {"enabled": false}, "keyRotation": {"managed": true}, "watchNamespace": "team-a"}),
     ] {
         let out = render_chart(&values, "epic", "epic-system");
         dry_run(&kubectl, cp, &out.stdout, true);
@@ -42,6 +59,9 @@ async fn applies(cp: &ControlPlane) {
     // Client-side validation uses the 1.20 server's OpenAPI, which predates the CEL rule in the
     // CRD; the server itself ignores the rule, so validate there only.
     dry_run(&kubectl, cp, &kustomized.stdout, false);
+    // The opt-in managed-keys RBAC, applied on top of the base.
+    let managed = std::fs::read(repo.join("config/rbac/managed_keys_role.yaml")).unwrap();
+    dry_run(&kubectl, cp, &managed, true);
 }
 
 fn dry_run(kubectl: &PathBuf, cp: &ControlPlane, manifests: &[u8], validate: bool) {

@@ -34,3 +34,15 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "epic-operator.leaderElection" -}}
 {{- if or .Values.leaderElection.enabled (gt (int .Values.replicaCount) 1) -}}true{{- end -}}
 {{- end -}}
+{{- /*
+The --jwks-public-url value: jwks.publicUrl, or, when empty and the Ingress serves the default
+path, https://<jwks.ingress.host> (the operator appends /jwks/{namespace}/{name} itself).
+*/}}
+{{- define "epic-operator.jwksPublicUrl" -}}
+{{- $j := .Values.jwks -}}
+{{- if $j.publicUrl -}}
+{{- $j.publicUrl -}}
+{{- else if and $j.enabled $j.ingress.enabled (eq $j.ingress.path "/jwks") -}}
+{{- printf "https://%s" $j.ingress.host -}}
+{{- end -}}
+{{- end -}}

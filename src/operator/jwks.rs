@@ -1,0 +1,260 @@
+//! The JWK Set URL Epic fetches client keys from: `GET`/`HEAD /jwks/{namespace}/{connection}`
+//! answers the public keys of that EpicConnection, on a listener of its own.
+//!
+//! Every replica serves it, leader or not (the Service sends Epic to any ready pod), from a
+//! table rebuilt in the background: a request never reaches the Kubernetes API, so the public
+//! endpoint cannot be used to load it, and an unknown path costs nothing (404, no listing).
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::ListParams;
+use kube::{Api, ResourceExt};
+use sha2::{Digest, Sha256};
+
+use super::key_secret;
+use crate::crd::{EpicConnection, KeyLayout};
+
+/// How often every replica re-reads the connections and their Secrets' versions. A key the
+/// leader adds is published by the other replicas within this; keys are published
+/// `publishAhead` (hours by default) before they sign, so this is never the bottleneck.
+const REFRESH: Duration = Duration::from_secs(10);
+
+/// `max-age` of a single-key connection's set: a replaced key reaches Epic within it.
+const SINGLE_KEY_MAX_AGE: Duration = Duration::from_secs(300);
+
+/// One connection's published set.
+#[derive(Clone, Debug)]
+pub struct Published {
+    pub body: Arc<str>,
+    pub etag: String,
+    pub max_age: Duration,
+    /// The connection's uid/generation and the Secret's resourceVersion the set was built from.
+    source_version: String,
+}
+
+/// The table behind the listener.
+#[derive(Default)]
+pub struct JwksPublisher {
+    sets: RwLock<HashMap<(String, String), Published>>,
+    refresh: tokio::sync::Notify,
+}
+
+impl JwksPublisher {
+    pub fn get(&self, namespace: &str, name: &str) -> Option<Published> {
+        self.sets
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(namespace.to_string(), name.to_string()))
+            .cloned()
+    }
+
+    /// Re-read now (the leader just wrote a key into a Secret).
+    pub fn refresh_now(&self) {
+        self.refresh.notify_one();
+    }
+
+    /// Keeps the table current until the process ends.
+    pub async fn run(self: Arc<Self>, kube: kube::Client, namespace: Option<String>) {
+        loop {
+            if let Err(e) = self.refresh_all(&kube, namespace.as_deref()).await {
+                tracing::warn!(error = %e, "cannot refresh the published JWK Sets; serving the last ones");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(REFRESH) => {}
+                _ = self.refresh.notified() => {}
+            }
+        }
+    }
+
+    async fn refresh_all(
+        &self,
+        kube: &kube::Client,
+        namespace: Option<&str>,
+    ) -> Result<(), kube::Error> {
+        let api: Api<EpicConnection> = match namespace {
+            Some(ns) => Api::namespaced(kube.clone(), ns),
+            None => Api::all(kube.clone()),
+        };
+        let connections = api.list(&ListParams::default()).await?;
+        let previous = self.sets.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut next = HashMap::new();
+        for conn in connections {
+            let ns = conn.namespace().unwrap_or_default();
+            let key = (ns.clone(), conn.name_any());
+            let secrets: Api<Secret> = Api::namespaced(kube.clone(), &ns);
+            let secret_name = &conn.spec.private_key_secret_ref.name;
+            // The version first (metadata only): the keys are read and parsed again only when
+            // the Secret or the connection changed.
+            let version = match secrets.get_metadata_opt(secret_name).await {
+                Ok(Some(meta)) => source_version(&conn, meta.resource_version().as_deref()),
+                Ok(None) => continue,
+                Err(e) => {
+                    keep(&previous, &key, &mut next);
+                    tracing::warn!(connection = %key.1, namespace = %ns, error = %e, "cannot read the key Secret's version");
+                    continue;
+                }
+            };
+            if let Some(p) = previous.get(&key)
+                && p.source_version == version
+            {
+                next.insert(key, p.clone());
+                continue;
+            }
+            match secrets.get_opt(secret_name).await {
+                Ok(Some(secret)) => match published(&conn, &secret, version) {
+                    Ok(p) => {
+                        next.insert(key, p);
+                    }
+                    Err(message) => {
+                        keep(&previous, &key, &mut next);
+                        tracing::warn!(connection = %key.1, namespace = %ns, error = %message, "keys not published");
+                    }
+                },
+                Ok(None) => {}
+                Err(e) => {
+                    keep(&previous, &key, &mut next);
+                    tracing::warn!(connection = %key.1, namespace = %ns, error = %e, "cannot read the key Secret");
+                }
+            }
+        }
+        *self.sets.write().unwrap_or_else(|p| p.into_inner()) = next;
+        Ok(())
+    }
+}
+
+fn keep(
+    previous: &HashMap<(String, String), Published>,
+    key: &(String, String),
+    next: &mut HashMap<(String, String), Published>,
+) {
+    if let Some(p) = previous.get(key) {
+        next.insert(key.clone(), p.clone());
+    }
+}
+
+fn source_version(conn: &EpicConnection, secret_version: Option<&str>) -> String {
+    format!(
+        "{}/{}/{}",
+        conn.uid().unwrap_or_default(),
+        conn.metadata.generation.unwrap_or_default(),
+        secret_version.unwrap_or_default()
+    )
+}
+
+/// The published form of a connection's keys: the JWK Set body (public members only), its
+/// ETag and how long Epic may cache it.
+pub fn published(
+    conn: &EpicConnection,
+    secret: &Secret,
+    source_version: String,
+) -> Result<Published, String> {
+    let ring = key_secret::ring(conn, secret, chrono::Utc::now()).map_err(|e| e.to_string())?;
+    let body = serde_json::to_string(&ring.jwks()).map_err(|e| e.to_string())?;
+    let digest = Sha256::digest(body.as_bytes());
+    let etag = format!(
+        "\"{}\"",
+        digest
+            .iter()
+            .take(12)
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    );
+    Ok(Published {
+        body: body.into(),
+        etag,
+        max_age: max_age(conn),
+        source_version,
+    })
+}
+
+/// How long Epic may cache the set: a quarter of `publishAhead`, so a new key is in every
+/// well-behaved cache long before it signs (1 s to 1 h); 5 minutes for a single key.
+pub fn max_age(conn: &EpicConnection) -> Duration {
+    match conn.spec.key_layout() {
+        Ok(KeyLayout::Several { periods, .. }) => {
+            (periods.publish_ahead / 4).clamp(Duration::from_secs(1), Duration::from_secs(3600))
+        }
+        _ => SINGLE_KEY_MAX_AGE,
+    }
+}
+
+/// The URL to register with Epic for a connection, under the operator's public base URL.
+pub fn jwks_url(public_base: &str, namespace: &str, name: &str) -> String {
+    format!(
+        "{}/jwks/{namespace}/{name}",
+        public_base.trim_end_matches('/')
+    )
+}
+
+/// Serves the JWK Sets until the process ends.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    publisher: Arc<JwksPublisher>,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(publisher)).await
+}
+
+/// The routes: one per connection, nothing else (404), and only GET and HEAD (405).
+pub fn router(publisher: Arc<JwksPublisher>) -> Router {
+    Router::new()
+        .route("/jwks/{namespace}/{connection}", get(jwk_set))
+        .fallback(|| async { (StatusCode::NOT_FOUND, "not found") })
+        .with_state(publisher)
+}
+
+async fn jwk_set(
+    State(publisher): State<Arc<JwksPublisher>>,
+    Path((namespace, connection)): Path<(String, String)>,
+    request_headers: HeaderMap,
+) -> Response {
+    let Some(set) = publisher.get(&namespace, &connection) else {
+        return (StatusCode::NOT_FOUND, "not found").into_response();
+    };
+    let mut headers = HeaderMap::new();
+    let cache = format!("public, max-age={}", set.max_age.as_secs());
+    for (name, value) in [
+        (header::CACHE_CONTROL, cache.as_str()),
+        (header::ETAG, set.etag.as_str()),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            headers.insert(name, v);
+        }
+    }
+    let unchanged = request_headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim() == set.etag || t.trim() == "*")
+        });
+    if unchanged {
+        return (StatusCode::NOT_MODIFIED, headers).into_response();
+    }
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    (StatusCode::OK, headers, set.body.to_string()).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_the_public_base_and_the_connection() {
+        assert_eq!(
+            jwks_url("https://keys.example.org/", "epic-system", "tst"),
+            "https://keys.example.org/jwks/epic-system/tst"
+        );
+    }
+}
