@@ -427,7 +427,7 @@ fn the_jwks_ingress_routes_its_host_over_tls_to_the_services_jwks_port() {
         "{a:?}"
     );
     let a = args(&render(&json!({"jwks": {
-        "publicUrl": "https://epic.example.org/keys",
+        "publicUrl": "https://epic.example.org/keys/",
         "ingress": {"enabled": true, "host": "keys.example.org"}
     }})));
     assert!(
@@ -445,7 +445,11 @@ fn the_jwks_ingress_routes_its_host_over_tls_to_the_services_jwks_port() {
     // The host is required; the public URL is https.
     let e = refusal(&json!({"jwks": {"ingress": {"enabled": true}}}));
     assert!(e.contains("host"), "{e}");
-    for url in ["http://keys.example.org", "https://keys.example.org/"] {
+    for url in [
+        "http://keys.example.org",
+        "https://keys.example.org/?x=1",
+        "keys.example.org",
+    ] {
         let e = refusal(&json!({"jwks": {"publicUrl": url}}));
         assert!(e.contains("publicUrl"), "{url}: {e}");
     }

@@ -6,8 +6,7 @@ use jsonwebtoken::{Header, encode};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
-use super::keys::{ClientKey, KeyError};
-use crate::crd::Algorithm;
+use super::keys::{ClientKey, KeyError, jwt_algorithm};
 
 /// `client_assertion_type` for JWT bearer client authentication.
 pub const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -66,19 +65,11 @@ pub fn client_assertion_with_jku(
     })
 }
 
-pub(crate) fn jwt_algorithm(alg: Algorithm) -> jsonwebtoken::Algorithm {
-    match alg {
-        Algorithm::RS256 => jsonwebtoken::Algorithm::RS256,
-        Algorithm::RS384 => jsonwebtoken::Algorithm::RS384,
-        Algorithm::RS512 => jsonwebtoken::Algorithm::RS512,
-        Algorithm::ES384 => jsonwebtoken::Algorithm::ES384,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::auth::generate_key;
+    use crate::crd::Algorithm;
 
     #[test]
     fn assertion_has_the_required_header_and_claims() {

@@ -108,32 +108,16 @@ impl KeyRing {
         &self.keys[index.min(self.keys.len().saturating_sub(1))]
     }
 
-    /// When `kid` began (or begins) to sign under rotation.
-    pub fn signs_from(&self, kid: &str) -> Option<DateTime<Utc>> {
-        let SignerChoice::NewestPublished(p) = &self.choice else {
-            return None;
-        };
-        let i = self.index_of(kid)?;
-        Some(if i == 0 {
-            self.keys[0].since
-        } else {
-            add(self.keys[i].since, p.publish_ahead)
-        })
-    }
-
     /// The key to sign with instead of `kid` when Epic refuses `kid` as `invalid_client`: the
-    /// key just before it, while `kid` has signed for less than `retireAfter` (the previous key
-    /// is still published then). Never for a pinned key.
-    pub fn fallback_for(&self, kid: &str, now: DateTime<Utc>) -> Option<&RingKey> {
-        let SignerChoice::NewestPublished(p) = &self.choice else {
-            return None;
-        };
-        let i = self.index_of(kid)?;
-        if i == 0 {
+    /// key published just before it, for as long as that key is still published (managed
+    /// rotation keeps it at least `retireAfter` after the switch, and past that until Epic
+    /// has accepted the new key). Never for a pinned key.
+    pub fn fallback_for(&self, kid: &str) -> Option<&RingKey> {
+        if matches!(self.choice, SignerChoice::Pinned(_)) {
             return None;
         }
-        let from = self.signs_from(kid)?;
-        (now < add(from, p.retire_after)).then(|| &self.keys[i - 1])
+        let i = self.index_of(kid)?;
+        i.checked_sub(1).map(|p| &self.keys[p])
     }
 
     /// When a key that is published but not yet signing begins to sign (the next switch).
@@ -180,7 +164,7 @@ mod tests {
     }
 
     #[test]
-    fn the_newest_key_signs_once_published_long_enough_and_falls_back_while_young() {
+    fn the_newest_key_signs_once_published_long_enough_and_falls_back_to_the_previous() {
         let ring = KeyRing::new(
             vec![key("new", 1000), key("old", 0)],
             SignerChoice::NewestPublished(periods(10, 20)),
@@ -191,18 +175,8 @@ mod tests {
         assert_eq!(ring.signing_at(at(1010)).key.kid(), "new");
         assert_eq!(ring.next_switch_after(at(1005)), Some(at(1010)));
         assert_eq!(ring.next_switch_after(at(1010)), None);
-        assert_eq!(
-            ring.fallback_for("new", at(1029)).map(|k| k.key.kid()),
-            Some("old")
-        );
-        assert!(
-            ring.fallback_for("new", at(1030)).is_none(),
-            "retired by then"
-        );
-        assert!(
-            ring.fallback_for("old", at(1029)).is_none(),
-            "nothing older"
-        );
+        assert_eq!(ring.fallback_for("new").map(|k| k.key.kid()), Some("old"));
+        assert!(ring.fallback_for("old").is_none(), "nothing older");
     }
 
     #[test]
@@ -219,7 +193,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(pinned.signing_at(at(1_000_000)).key.kid(), "a");
-        assert!(pinned.fallback_for("b", at(11)).is_none());
+        assert!(pinned.fallback_for("b").is_none());
         let err = KeyRing::new(vec![key("a", 0)], SignerChoice::Pinned("z".into())).unwrap_err();
         assert!(
             err.to_string().contains("\"z\" is not among the keys (a)"),

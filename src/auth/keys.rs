@@ -6,8 +6,6 @@ use p384::pkcs8::{DecodePrivateKey, EncodePrivateKey, LineEnding};
 use rsa::pkcs1::{DecodeRsaPrivateKey, EncodeRsaPrivateKey};
 use serde_json::{Value, json};
 
-use super::assertion::jwt_algorithm;
-
 use crate::crd::Algorithm;
 
 /// Why a key could not be used. Never carries key material.
@@ -168,6 +166,16 @@ pub fn public_jwk_set<'a>(keys: impl IntoIterator<Item = &'a ClientKey>) -> Valu
         keys: keys.into_iter().map(|k| k.public_jwk.clone()).collect(),
     };
     serde_json::to_value(set).unwrap_or_else(|_| json!({"keys": []}))
+}
+
+/// The JWT signing algorithm of a connection's `algorithm`.
+pub(crate) fn jwt_algorithm(alg: Algorithm) -> jsonwebtoken::Algorithm {
+    match alg {
+        Algorithm::RS256 => jsonwebtoken::Algorithm::RS256,
+        Algorithm::RS384 => jsonwebtoken::Algorithm::RS384,
+        Algorithm::RS512 => jsonwebtoken::Algorithm::RS512,
+        Algorithm::ES384 => jsonwebtoken::Algorithm::ES384,
+    }
 }
 
 fn malformed(kind: &'static str, e: impl std::fmt::Display) -> KeyError {

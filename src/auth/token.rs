@@ -303,13 +303,14 @@ impl TokenSource {
         }
     }
 
-    /// One token request with the key the ring chooses now; when Epic refuses a young key as
-    /// `invalid_client` (its JWK Set cache predates the key), one more with the previous key,
-    /// which is still published, and that key keeps signing until the new one is tried again.
+    /// One token request with the key the ring chooses now; when Epic refuses it as
+    /// `invalid_client` (its JWK Set cache predates the key) while the previous key is still
+    /// published, one more with that key, which keeps signing until the new one is tried
+    /// again.
     async fn request_token(&self) -> Result<AccessToken, AuthError> {
         let now = chrono::Utc::now();
         let preferred = &self.keys.signing_at(now).key;
-        let fallback = self.keys.fallback_for(preferred.kid(), now).map(|k| &k.key);
+        let fallback = self.keys.fallback_for(preferred.kid()).map(|k| &k.key);
         let held_back = {
             let used = self.key_use.lock().unwrap_or_else(|p| p.into_inner());
             used.refused_key_id.as_deref() == Some(preferred.kid())
@@ -344,9 +345,11 @@ impl TokenSource {
     /// are published ahead (Epic's cache is expected to be about that old), 1 s to 15 min.
     fn refused_key_retry(&self) -> Duration {
         match self.keys.choice() {
-            SignerChoice::NewestPublished(p) => {
-                (p.publish_ahead / 4).clamp(Duration::from_secs(1), Duration::from_secs(900))
-            }
+            SignerChoice::NewestPublished(p) => p
+                .publish_ahead
+                .checked_div(4)
+                .unwrap_or_default()
+                .clamp(Duration::from_secs(1), Duration::from_secs(900)),
             SignerChoice::Pinned(_) => Duration::from_secs(900),
         }
     }

@@ -281,7 +281,9 @@ pub struct KeysStatus {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PublishedKey {
+    /// The key id (`kid`) in the JWK Set.
     pub key_id: String,
+    /// The key's signing algorithm.
     pub algorithm: Algorithm,
     /// Published since (RFC 3339): when the operator generated it or first saw it.
     pub since: String,

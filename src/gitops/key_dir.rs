@@ -9,8 +9,11 @@ use chrono::{DateTime, Utc};
 use crate::auth::{KeyRing, kid_of_entry, load_ring};
 use crate::crd::{EpicConnectionSpec, KeyLayout};
 
+/// Key files by name: their bytes and when they were last modified.
+pub type KeyFiles = BTreeMap<String, (Vec<u8>, DateTime<Utc>)>;
+
 /// Every regular `*.pem` file directly inside `dir` (name -> bytes), or the one file `path`.
-pub fn read_entries(path: &Path) -> Result<BTreeMap<String, (Vec<u8>, DateTime<Utc>)>, String> {
+pub fn read_entries(path: &Path) -> Result<KeyFiles, String> {
     let read = |p: &Path| -> Result<(Vec<u8>, DateTime<Utc>), String> {
         let bytes =
             std::fs::read(p).map_err(|e| format!("{}: cannot read the key: {e}", p.display()))?;

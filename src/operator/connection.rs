@@ -108,7 +108,25 @@ pub async fn reconcile(
                     (now - since).to_std().unwrap_or_default(),
                 );
             }
-            next_key_event = tokens.keys().next_switch_after(now);
+            let used = tokens.key_use();
+            let accepted_now = report.status.last_accepted_key_id
+                != old
+                    .keys
+                    .as_ref()
+                    .and_then(|k| k.last_accepted_key_id.clone());
+            next_key_event = [
+                tokens.keys().next_switch_after(now),
+                // A refused new key is tried again then.
+                used.retry_refused_at.filter(|t| *t > now),
+                // Epic just accepted a newer key: a held retirement can go at once.
+                rotation
+                    .as_ref()
+                    .filter(|r| r.plan.retirement_held.is_some() && accepted_now)
+                    .map(|_| now),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             s.keys = Some(report.status);
             let changed = matches!(built, Built::Changed(_));
             let mut message = "token obtained and capabilities probed".to_string();
@@ -202,7 +220,7 @@ pub async fn reconcile(
     // the next Secret check; a moment after it, so the event is due when the pass runs.
     let mut next = SECRET_RECHECK.min(resync);
     if let Some(t) = next_key_event {
-        let until = (t - now).to_std().unwrap_or_default() + KEY_EVENT_MARGIN;
+        let until = (t - chrono::Utc::now()).to_std().unwrap_or_default() + KEY_EVENT_MARGIN;
         next = next.min(until);
         return Ok(ControllerAction::requeue(next));
     }

@@ -75,18 +75,18 @@ pub fn plan(
         next_rotation: Some(next_rotation),
         ..RotationPlan::default()
     };
-    for i in 0..newest {
+    for (i, (kid, _)) in keys.iter().enumerate().take(newest) {
         let retires = add(signs_from(i + 1), periods.retire_after);
-        plan.retires_at.insert(keys[i].0.to_string(), retires);
+        plan.retires_at.insert(kid.to_string(), retires);
         if now < retires {
             continue;
         }
         // Removing a key Epic may still need would lock the connection out: a key goes only
         // once Epic has accepted a newer one.
         if accepted_index.is_some_and(|a| a > i) {
-            plan.retire.push(keys[i].0.to_string());
+            plan.retire.push(kid.to_string());
         } else {
-            plan.retirement_held = Some(keys[i].0.to_string());
+            plan.retirement_held = Some(kid.to_string());
         }
     }
     plan

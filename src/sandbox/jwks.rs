@@ -323,10 +323,6 @@ impl JwksCache {
         }
     }
 
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
     /// What the cache holds, for `GET /_sandbox/clients` (kids, never key material).
     pub fn snapshot(&self) -> Value {
         let c = lock(&self.cached);

@@ -3,7 +3,9 @@
 //! It imitates Epic as documented, awkward parts included: opaque instance-specific ids,
 //! writes refused by default (403 OperationOutcome with Epic code 4118), opaque expiring paging
 //! links (code 4113), PATCH refused, no rate-limit headers and no Retry-After on 429. Admin
-//! endpoints under `/_sandbox/` count requests, inject faults and edit records out of band.
+//! endpoints under `/_sandbox/` count requests, inject faults, edit records out of band and
+//! register clients at run time. A client's keys are a static JWK Set or, as Epic now requires,
+//! fetched from its JWK Set URL with Epic's caching (see `jwks`).
 
 // Handlers return ready HTTP responses as their error type, the axum idiom; boxing them would
 // only add noise.

@@ -7,6 +7,7 @@
 mod cluster;
 #[path = "../fs_support/mod.rs"]
 mod fs_support;
+mod keys;
 mod packaging;
 mod readme;
 mod roster;
@@ -313,8 +314,10 @@ scenario!(
     a_hanging_tenant_does_not_stall_another,
     deleting_a_connection_stops_writes,
     roster_walk_resolves_without_identifier_search,
+    keys_rotate_without_an_outage,
 );
 
+use keys::keys_rotate_without_an_outage;
 use roster::roster_walk_resolves_without_identifier_search;
 
 /// Scenario 1: In sync: Ready, InSync, fhirId, roles, printer columns, a Resolved Event without PHI.

@@ -41,7 +41,7 @@ path, https://<jwks.ingress.host> (the operator appends /jwks/{namespace}/{name}
 {{- define "epic-operator.jwksPublicUrl" -}}
 {{- $j := .Values.jwks -}}
 {{- if $j.publicUrl -}}
-{{- $j.publicUrl -}}
+{{- trimSuffix "/" $j.publicUrl -}}
 {{- else if and $j.enabled $j.ingress.enabled (eq $j.ingress.path "/jwks") -}}
 {{- printf "https://%s" $j.ingress.host -}}
 {{- end -}}
