@@ -141,8 +141,6 @@ struct OAuthErrorBody {
 /// Which keys signed and which Epic accepted: what status.keys reports.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct KeyUse {
-    /// The key the last assertion was signed with.
-    pub signing_key_id: Option<String>,
     /// The key of the last assertion Epic accepted.
     pub last_accepted_key_id: Option<String>,
     /// A new key Epic refused with `invalid_client` while the previous key was still
@@ -341,6 +339,37 @@ impl TokenSource {
         }
     }
 
+    /// Tries a refused new key again once its wait is over, without giving up the token in
+    /// hand: Epic may have refetched the JWK Set by now. Accepted, its token replaces the
+    /// cached one and the key signs from then on; refused again, it waits once more.
+    /// Returns whether a request was sent.
+    pub async fn retry_refused_key(&self) -> bool {
+        let now = chrono::Utc::now();
+        let preferred = &self.keys.signing_at(now).key;
+        let due = {
+            let used = self.key_use.lock().unwrap_or_else(|p| p.into_inner());
+            used.refused_key_id.as_deref() == Some(preferred.kid())
+                && used.retry_refused_at.is_none_or(|t| now >= t)
+        };
+        if !due {
+            return false;
+        }
+        let mut cached = self.cached.lock().await;
+        match self.request_with(preferred).await {
+            Ok(fresh) => {
+                cached.token = Some(fresh);
+                cached.failure = None;
+            }
+            Err(e) => {
+                let retry_at = crate::util::later(now, self.refused_key_retry());
+                let mut used = self.key_use.lock().unwrap_or_else(|p| p.into_inner());
+                used.retry_refused_at = Some(retry_at);
+                tracing::debug!(refused_key = preferred.kid(), error = %e, "the new key is still refused");
+            }
+        }
+        true
+    }
+
     /// How long a refused new key waits before it is tried again: a quarter of the time keys
     /// are published ahead (Epic's cache is expected to be about that old), 1 s to 15 min.
     fn refused_key_retry(&self) -> Duration {
@@ -357,7 +386,6 @@ impl TokenSource {
     async fn request_with(&self, key: &ClientKey) -> Result<AccessToken, AuthError> {
         let result = self.send_assertion(key).await;
         let mut used = self.key_use.lock().unwrap_or_else(|p| p.into_inner());
-        used.signing_key_id = Some(key.kid().to_string());
         if result.is_ok() {
             used.last_accepted_key_id = Some(key.kid().to_string());
             if used.refused_key_id.as_deref() == Some(key.kid()) {

@@ -55,9 +55,10 @@ pub async fn reconcile(
         }
     };
     if let Ok(Some(r)) = &rotation
-        && (r.generated.is_some() || !r.retired.is_empty())
+        && let Some(secret) = &r.written
+        && let Err(e) = ctx.jwks.publish(&conn, secret)
     {
-        ctx.jwks.refresh_now();
+        tracing::warn!(connection = %name, namespace = %ns, error = %e, "the new keys could not be published");
     }
     let built = match &rotation {
         Err(e) => Built::Failed(
@@ -84,6 +85,9 @@ pub async fn reconcile(
     let (ready, reason, message, wake) = match &built {
         Built::Unchanged(h) | Built::Changed(h) => {
             let tokens = h.client.tokens();
+            // A new key Epic refused is tried again when its wait is over (the token in hand
+            // stays in use if it is refused again).
+            tokens.retry_refused_key().await;
             let token = tokens.token().await;
             s.token_url = Some(tokens.token_url().to_string());
             if let Ok(t) = &token {

@@ -28,13 +28,11 @@ pub fn key_report(
     now: DateTime<Utc>,
 ) -> KeyReport {
     let preferred = ring.signing_at(now).key.kid().to_string();
-    let refused = used
-        .refused_key_id
-        .clone()
-        .filter(|k| *k == preferred && used.retry_refused_at.is_some_and(|t| now < t));
-    let signing = match &refused {
-        Some(_) => used.signing_key_id.clone().unwrap_or(preferred),
-        None => preferred,
+    // While Epic refuses the key the ring prefers, the key it last accepted signs.
+    let refused = used.refused_key_id.clone().filter(|k| *k == preferred);
+    let signing = match (&refused, &used.last_accepted_key_id) {
+        (Some(_), Some(accepted)) => accepted.clone(),
+        _ => preferred,
     };
     let retires_at = |kid: &str| {
         rotation

@@ -56,9 +56,22 @@ impl JwksPublisher {
             .cloned()
     }
 
-    /// Re-read now (the leader just wrote a key into a Secret).
+    /// Re-read now (a connection was deleted, or another replica's keys may have changed).
     pub fn refresh_now(&self) {
         self.refresh.notify_one();
+    }
+
+    /// Publishes `conn`'s keys from `secret` at once: the leader calls it right after writing
+    /// a key, so its own listener never answers an older set than the keys it signs with.
+    /// The other replicas follow at their next refresh.
+    pub fn publish(&self, conn: &EpicConnection, secret: &Secret) -> Result<(), String> {
+        let version = source_version(conn, secret.resource_version().as_deref());
+        let set = published(conn, secret, version)?;
+        self.sets
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((conn.namespace().unwrap_or_default(), conn.name_any()), set);
+        Ok(())
     }
 
     /// Keeps the table current until the process ends.
@@ -125,7 +138,17 @@ impl JwksPublisher {
                 }
             }
         }
-        *self.sets.write().unwrap_or_else(|p| p.into_inner()) = next;
+        let mut table = self.sets.write().unwrap_or_else(|p| p.into_inner());
+        // A set `publish` put in while this refresh ran is newer than what it read: kept.
+        for (key, current) in table.iter() {
+            let untouched = previous
+                .get(key)
+                .is_some_and(|p| p.source_version == current.source_version);
+            if !untouched && next.contains_key(key) {
+                next.insert(key.clone(), current.clone());
+            }
+        }
+        *table = next;
         Ok(())
     }
 }

@@ -113,6 +113,8 @@ pub fn next_event(
 /// What a pass of managed rotation did.
 #[derive(Debug, Default)]
 pub struct RotationOutcome {
+    /// The Secret as written, when this pass wrote it.
+    pub written: Option<Secret>,
     pub generated: Option<String>,
     pub retired: Vec<String>,
     pub plan: RotationPlan,
@@ -259,20 +261,27 @@ pub async fn ensure_managed_keys(
         changed = true;
     }
     changed |= generated.is_some() || !plan.retire.is_empty();
-    if existing.is_none() {
-        api.create(&PostParams::default(), &secret)
-            .await
-            .map_err(kube_err)?;
+    let written = if existing.is_none() {
+        Some(
+            api.create(&PostParams::default(), &secret)
+                .await
+                .map_err(kube_err)?,
+        )
     } else if changed {
         // replace carries the resourceVersion read above: a concurrent change fails this
         // write instead of being lost, and the next pass plans again.
-        api.replace(&name, &PostParams::default(), &secret)
-            .await
-            .map_err(kube_err)?;
-    }
+        Some(
+            api.replace(&name, &PostParams::default(), &secret)
+                .await
+                .map_err(kube_err)?,
+        )
+    } else {
+        None
+    };
     // Recompute from what was written: the new key changes the next rotation time.
     let final_plan = self::plan(&published, &periods, now, false, last_accepted);
     Ok(Some(RotationOutcome {
+        written,
         generated,
         retired: plan.retire.clone(),
         plan: RotationPlan {

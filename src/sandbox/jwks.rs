@@ -133,6 +133,9 @@ impl Freshness {
 pub(crate) struct CachePolicy {
     /// Longest time a fetched set is kept, whatever its max-age says.
     pub max_age: Duration,
+    /// Shortest time a fetched set is kept, whatever its max-age says (an authorization
+    /// server that caches longer than it is told: what key rotation must survive).
+    pub min_age: Duration,
     /// Shortest time between two fetches triggered by an unknown kid.
     pub refetch_cooldown: Duration,
 }
@@ -142,9 +145,18 @@ pub(crate) struct CachePolicy {
 const MAX_SETTING_SECS: u64 = 10 * 365 * 24 * 3600;
 
 impl CachePolicy {
+    /// Keeps every fetched set at least `secs`, max-age and no-store notwithstanding.
+    pub fn at_least(self, secs: u64) -> Self {
+        Self {
+            min_age: Duration::from_secs(secs.min(MAX_SETTING_SECS)),
+            ..self
+        }
+    }
+
     pub fn from_secs(max_age: u64, refetch_cooldown: u64) -> Self {
         Self {
             max_age: Duration::from_secs(max_age.min(MAX_SETTING_SECS)),
+            min_age: Duration::ZERO,
             refetch_cooldown: Duration::from_secs(refetch_cooldown.min(MAX_SETTING_SECS)),
         }
     }
@@ -301,7 +313,11 @@ impl JwksCache {
         let mut c = lock(&self.cached);
         c.keys = keys;
         c.fetched = Some(fetched);
-        c.until = freshness.ttl(policy.max_age).map(|t| fetched.plus(t));
+        c.until = freshness
+            .ttl(policy.max_age)
+            .map(|t| t.max(policy.min_age))
+            .or((!policy.min_age.is_zero()).then_some(policy.min_age))
+            .map(|t| fetched.plus(t));
         match c.find(kid) {
             Some(k) => Ok(k.clone()),
             None => {

@@ -117,6 +117,10 @@ pub struct Settings {
     /// assertion with an unknown kid: within it such assertions are refused, as by a cache
     /// that lags the client's key rotation.
     pub jwks_refetch_cooldown_secs: u64,
+    /// Fault: shortest time, in seconds, a fetched JWK Set is cached, even when its max-age
+    /// is shorter (0: honour max-age). An Epic that caches longer than the operator's
+    /// publishAhead refuses a new key at first: the fallback to the previous key must hold.
+    pub jwks_cache_min_secs: u64,
 }
 
 impl Default for Settings {
@@ -141,6 +145,7 @@ impl Default for Settings {
             reset_writes: 0,
             jwks_cache_max_secs: DEFAULT_JWKS_CACHE_MAX_SECS,
             jwks_refetch_cooldown_secs: DEFAULT_JWKS_REFETCH_COOLDOWN_SECS,
+            jwks_cache_min_secs: 0,
         }
     }
 }

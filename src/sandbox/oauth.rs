@@ -260,7 +260,8 @@ async fn client_key(
     let policy = CachePolicy::from_secs(
         settings.jwks_cache_max_secs,
         settings.jwks_refetch_cooldown_secs,
-    );
+    )
+    .at_least(settings.jwks_cache_min_secs);
     cache
         .key(kid, policy, &state.stats)
         .await

@@ -92,7 +92,9 @@ pub async fn keys_rotate_without_an_outage(cp: &ControlPlane) {
         clients: vec![
             RegisteredClient::with_jwks_url(DEV_CLIENT_ID, &jwks_url, default_scopes()).unwrap(),
         ],
+        // Writes on, so that every practitioner can be Ready (the examples carry drift).
         settings: Settings {
+            writes_enabled: true,
             jwks_cache_max_secs: 1,
             jwks_refetch_cooldown_secs: 1,
             ..Settings::default()
@@ -200,12 +202,17 @@ subjects: [{{kind: ServiceAccount, name: epic-operator, namespace: epic-system}}
         if ok {
             break;
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "practitioners not Ready with a fetched key: {:#?}\n{:#?}",
-            connection(&w, "epic").await.status,
-            stats(&w).await
-        );
+        if started.elapsed() > Duration::from_secs(60) {
+            let mut statuses = Vec::new();
+            for name in names {
+                statuses.push(w.practitioners.get(name).await.unwrap().status);
+            }
+            panic!(
+                "practitioners not Ready with a fetched key: {statuses:#?}\n{:#?}\n{:#?}",
+                connection(&w, "epic").await.status,
+                stats(&w).await
+            );
+        }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let c = connection(&w, "epic").await;
@@ -314,7 +321,9 @@ subjects: [{{kind: ServiceAccount, name: epic-operator, namespace: epic-system}}
     // signs meanwhile, nothing goes un-Ready, and the condition says why.
     let http = epic_operator::http::client().unwrap();
     http.put(format!("{}/settings", w.sandbox.admin_url()))
-        .json(&json!({"jwks_cache_min_secs": 20, "jwks_cache_max_secs": 20, "jwks_refetch_cooldown_secs": 20}))
+        .json(
+            &json!({"jwksCacheMinSecs": 20, "jwksCacheMaxSecs": 20, "jwksRefetchCooldownSecs": 20}),
+        )
         .send()
         .await
         .unwrap()
