@@ -640,3 +640,80 @@ fn loopback_http_needs_the_development_flag() {
         text(&out)
     );
 }
+
+#[test]
+fn a_key_directory_grows_with_keygen_add_to_and_jwks_prints_every_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    let k = keys.to_str().unwrap();
+    assert!(run(&["keygen", "--kid", "k1", "--out", k]).status.success());
+    let out = run(&["keygen", "--alg", "RS384", "--kid", "k2", "--add-to", k]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(keys.join("k2.pem").is_file());
+    let jwks: Value =
+        serde_json::from_str(&std::fs::read_to_string(keys.join("jwks.json")).unwrap()).unwrap();
+    let kids: Vec<&str> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap())
+        .collect();
+    assert_eq!(kids.len(), 2, "{jwks}");
+    assert!(kids.contains(&"k1") && kids.contains(&"k2"), "{kids:?}");
+    // A kid that is there already, or that cannot name a file, is refused.
+    assert_eq!(
+        run(&["keygen", "--kid", "k2", "--add-to", k]).status.code(),
+        Some(1)
+    );
+    let bad = run(&["keygen", "--kid", "a/b", "--add-to", k]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(text(&bad).contains("--kid"), "{}", text(&bad));
+    // `jwks` prints the same public set, never a private member.
+    let out = run(&["jwks", "--keys", k]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(printed["keys"].as_array().unwrap().len(), 2);
+    for jwk in printed["keys"].as_array().unwrap() {
+        for private in ["d", "p", "q", "dp", "dq", "qi"] {
+            assert!(jwk.get(private).is_none(), "{jwk}");
+        }
+    }
+    // The sandbox registers the set; the connection signs with the directory's keys (keyId
+    // pins k2) and `token` prints the JWK Set URL to register.
+    let client_arg = format!("dir-app={}", keys.join("jwks.json").display());
+    let sandbox = start_sandbox(&["--client", &client_arg]);
+    let conn = connection_manifest(dir.path(), &sandbox.base, "dir-app", "k2", "RS384", 50);
+    let out = run(&[
+        "token",
+        "--insecure-allow-loopback-http",
+        "--connection",
+        conn.to_str().unwrap(),
+        "--private-key",
+        k,
+        "--jwks-public-url",
+        "https://keys.example.org/",
+    ]);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert!(t.contains("token         : obtained (not shown)"), "{t}");
+    assert!(
+        t.contains("JWK Set URL   : https://keys.example.org/jwks/<namespace>/epic"),
+        "{t}"
+    );
+}
+
+#[test]
+fn the_jwks_public_url_must_be_https() {
+    for (url, needs) in [
+        ("http://keys.example.org", "must be https"),
+        ("not a url", "is not a URL"),
+        ("http://127.0.0.1:8090", "must be https"),
+    ] {
+        let out = run(&["run", "--jwks-public-url", url]);
+        assert_eq!(out.status.code(), Some(1), "{url}: {}", text(&out));
+        assert!(text(&out).contains(needs), "{url}: {}", text(&out));
+    }
+    let out = run(&["run", "--jwks-addr", "nowhere"]);
+    assert_eq!(out.status.code(), Some(1), "a usage error: {}", text(&out));
+    assert!(text(&out).contains("nor off"), "{}", text(&out));
+}
