@@ -700,6 +700,21 @@ fn a_key_directory_grows_with_keygen_add_to_and_jwks_prints_every_key() {
         t.contains("JWK Set URL   : https://keys.example.org/jwks/<namespace>/epic"),
         "{t}"
     );
+    // Each key keeps the algorithm it was published with when another one is added.
+    let out = run(&["keygen", "--alg", "RS512", "--kid", "k3", "--add-to", k]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let jwks: Value =
+        serde_json::from_str(&std::fs::read_to_string(keys.join("jwks.json")).unwrap()).unwrap();
+    let algs: std::collections::BTreeMap<&str, &str> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| (k["kid"].as_str().unwrap(), k["alg"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        algs,
+        [("k1", "RS384"), ("k2", "RS384"), ("k3", "RS512")].into()
+    );
 }
 
 #[test]

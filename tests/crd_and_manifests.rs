@@ -126,7 +126,13 @@ fn examples_are_valid() {
             .any(|p| p.practitioner.spec.management_policy
                 == epic_operator::crd::ManagementPolicy::Observe)
     );
-    assert_eq!(loaded.connections.len(), 1);
+    // The single-key connection and the managed-keys one; both say where their keys are.
+    assert_eq!(loaded.connections.len(), 2);
+    for (file, c) in &loaded.connections {
+        c.spec
+            .key_layout()
+            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    }
 }
 
 #[test]

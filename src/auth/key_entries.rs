@@ -55,25 +55,38 @@ pub fn load_ring(
                     "{source} has no entry {entry:?} holding a PEM private key"
                 ))
             })?;
-            Ok(KeyRing::single(parse(entry, kid, bytes)?))
+            Ok(KeyRing::single_since(parse(entry, kid, bytes)?, since(kid)))
+        }
+        // A Secret made for the single-key form (`private-key.pem`) referenced without `key`
+        // but with keyId: read exactly as before, that one entry under keyId (other entries,
+        // such as a certificate, are not keys there).
+        KeyLayout::Several {
+            pinned: Some(kid),
+            managed: false,
+            ..
+        } if entries.contains_key(LEGACY_KEY_ENTRY)
+            && !entries.contains_key(&entry_of_kid(kid)) =>
+        {
+            let bytes = &entries[LEGACY_KEY_ENTRY];
+            Ok(KeyRing::single_since(
+                parse(LEGACY_KEY_ENTRY, kid, bytes)?,
+                since(kid),
+            ))
         }
         KeyLayout::Several {
             pinned,
             periods,
-            managed: _,
+            managed,
         } => {
             let mut keys = Vec::new();
             for (name, bytes) in entries {
-                let Some(mut kid) = kid_of_entry(name) else {
+                let Some(kid) = kid_of_entry(name) else {
                     continue;
                 };
-                // A Secret made for the single-key form (`private-key.pem`) referenced without
-                // `key`: its key is the pinned keyId, as before.
-                if name == LEGACY_KEY_ENTRY
-                    && let Some(p) = pinned
-                    && !entries.contains_key(&entry_of_kid(p))
-                {
-                    kid = p;
+                if *managed && name == LEGACY_KEY_ENTRY {
+                    return Err(KeyError::Layout(format!(
+                        "{source} holds {LEGACY_KEY_ENTRY}, whose kid managed rotation cannot know: rename the entry to <kid>.pem with the kid Epic has, or remove it"
+                    )));
                 }
                 keys.push(RingKey {
                     key: parse(name, kid, bytes)?,
@@ -163,6 +176,46 @@ mod tests {
         )
         .unwrap();
         assert_eq!(ring.jwks()["keys"].as_array().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_legacy_secret_without_key_reads_as_before_and_managed_rotation_refuses_it() {
+        let mut entries = BTreeMap::new();
+        entries.insert("private-key.pem".to_string(), pem(Algorithm::RS384));
+        // Not a key: in the single-key form it was never read.
+        entries.insert(
+            "ca.pem".to_string(),
+            b"-----BEGIN CERTIFICATE-----".to_vec(),
+        );
+        let ring = load_ring(
+            &several(Some("epic-1")),
+            &entries,
+            Algorithm::RS384,
+            |_| Utc::now(),
+            "Secret s",
+        )
+        .unwrap();
+        assert_eq!(ring.keys().len(), 1);
+        assert_eq!(ring.signing_at(Utc::now()).key.kid(), "epic-1");
+        let managed = KeyLayout::Several {
+            pinned: None,
+            periods: RotationPeriods::default(),
+            managed: true,
+        };
+        let mut entries = BTreeMap::new();
+        entries.insert("private-key.pem".to_string(), pem(Algorithm::RS384));
+        let err = load_ring(
+            &managed,
+            &entries,
+            Algorithm::RS384,
+            |_| Utc::now(),
+            "Secret s",
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("rename the entry to <kid>.pem"),
+            "{err}"
+        );
     }
 
     #[test]

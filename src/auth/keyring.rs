@@ -45,14 +45,16 @@ pub struct KeyRing {
 }
 
 impl KeyRing {
-    /// One key that always signs (the single-key form).
+    /// One key that always signs (the single-key form), published since now.
     pub fn single(key: ClientKey) -> Self {
+        Self::single_since(key, Utc::now())
+    }
+
+    /// One key that always signs, published since `since`.
+    pub fn single_since(key: ClientKey, since: DateTime<Utc>) -> Self {
         let kid = key.kid().to_string();
         Self {
-            keys: vec![RingKey {
-                key,
-                since: DateTime::UNIX_EPOCH,
-            }],
+            keys: vec![RingKey { key, since }],
             choice: SignerChoice::Pinned(kid),
         }
     }
@@ -109,12 +111,17 @@ impl KeyRing {
     }
 
     /// The key to sign with instead of `kid` when Epic refuses `kid` as `invalid_client`: the
-    /// key published just before it, for as long as that key is still published (managed
-    /// rotation keeps it at least `retireAfter` after the switch, and past that until Epic
-    /// has accepted the new key). Never for a pinned key.
-    pub fn fallback_for(&self, kid: &str) -> Option<&RingKey> {
+    /// key Epic last accepted when it is still published, else the key published just before
+    /// `kid`. Managed rotation keeps both published until Epic has accepted a newer one. Never
+    /// for a pinned key.
+    pub fn fallback_for(&self, kid: &str, last_accepted: Option<&str>) -> Option<&RingKey> {
         if matches!(self.choice, SignerChoice::Pinned(_)) {
             return None;
+        }
+        if let Some(accepted) = last_accepted.filter(|a| *a != kid)
+            && let Some(i) = self.index_of(accepted)
+        {
+            return Some(&self.keys[i]);
         }
         let i = self.index_of(kid)?;
         i.checked_sub(1).map(|p| &self.keys[p])
@@ -175,8 +182,33 @@ mod tests {
         assert_eq!(ring.signing_at(at(1010)).key.kid(), "new");
         assert_eq!(ring.next_switch_after(at(1005)), Some(at(1010)));
         assert_eq!(ring.next_switch_after(at(1010)), None);
-        assert_eq!(ring.fallback_for("new").map(|k| k.key.kid()), Some("old"));
-        assert!(ring.fallback_for("old").is_none(), "nothing older");
+        assert_eq!(
+            ring.fallback_for("new", None).map(|k| k.key.kid()),
+            Some("old")
+        );
+        assert!(ring.fallback_for("old", None).is_none(), "nothing older");
+    }
+
+    #[test]
+    fn the_fallback_is_the_key_epic_last_accepted_while_it_is_published() {
+        let ring = KeyRing::new(
+            vec![key("a", 0), key("b", 100), key("c", 200)],
+            SignerChoice::NewestPublished(periods(10, 20)),
+        )
+        .unwrap();
+        // Epic accepted a, refused b, and now c signs: a is the way back, not b.
+        assert_eq!(
+            ring.fallback_for("c", Some("a")).map(|k| k.key.kid()),
+            Some("a")
+        );
+        assert_eq!(
+            ring.fallback_for("c", Some("c")).map(|k| k.key.kid()),
+            Some("b")
+        );
+        assert_eq!(
+            ring.fallback_for("c", Some("gone")).map(|k| k.key.kid()),
+            Some("b")
+        );
     }
 
     #[test]
@@ -193,7 +225,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(pinned.signing_at(at(1_000_000)).key.kid(), "a");
-        assert!(pinned.fallback_for("b").is_none());
+        assert!(pinned.fallback_for("b", Some("a")).is_none());
         let err = KeyRing::new(vec![key("a", 0)], SignerChoice::Pinned("z".into())).unwrap_err();
         assert!(
             err.to_string().contains("\"z\" is not among the keys (a)"),

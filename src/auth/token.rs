@@ -233,6 +233,21 @@ impl TokenSource {
         &self.token_url
     }
 
+    /// Carries over what an earlier source of the same connection learned (status is the
+    /// memory across restarts and rebuilds): the key Epic last accepted, and a new key it
+    /// refused, which then waits its turn instead of being refused once more at once.
+    pub fn remember(&self, last_accepted: Option<String>, refused: Option<String>) {
+        let mut used = self.key_use.lock().unwrap_or_else(|p| p.into_inner());
+        used.last_accepted_key_id = last_accepted;
+        if let Some(kid) = refused {
+            used.retry_refused_at = Some(crate::util::later(
+                chrono::Utc::now(),
+                self.refused_key_retry(),
+            ));
+            used.refused_key_id = Some(kid);
+        }
+    }
+
     /// The keys this source signs with.
     pub fn keys(&self) -> &KeyRing {
         &self.keys
@@ -308,12 +323,18 @@ impl TokenSource {
     async fn request_token(&self) -> Result<AccessToken, AuthError> {
         let now = chrono::Utc::now();
         let preferred = &self.keys.signing_at(now).key;
-        let fallback = self.keys.fallback_for(preferred.kid()).map(|k| &k.key);
-        let held_back = {
+        let (held_back, accepted) = {
             let used = self.key_use.lock().unwrap_or_else(|p| p.into_inner());
-            used.refused_key_id.as_deref() == Some(preferred.kid())
-                && used.retry_refused_at.is_some_and(|t| now < t)
+            (
+                used.refused_key_id.as_deref() == Some(preferred.kid())
+                    && used.retry_refused_at.is_some_and(|t| now < t),
+                used.last_accepted_key_id.clone(),
+            )
         };
+        let fallback = self
+            .keys
+            .fallback_for(preferred.kid(), accepted.as_deref())
+            .map(|k| &k.key);
         if held_back && let Some(previous) = fallback {
             return self.request_with(previous).await;
         }

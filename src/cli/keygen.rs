@@ -19,7 +19,7 @@ pub(super) fn keygen(args: KeygenArgs) -> ExitCode {
         Err(e) => return fail(&e.to_string()),
     };
     if let Some(dir) = &args.add_to {
-        return add_to(dir, &args.kid, alg, &pem);
+        return add_to(dir, key, &pem);
     }
     let Some(out) = &args.out else {
         return fail("say where: --out DIR (a new key directory) or --add-to DIR");
@@ -56,7 +56,7 @@ pub(super) fn keygen(args: KeygenArgs) -> ExitCode {
 
 /// Adds `<kid>.pem` to an existing key directory and rewrites its `jwks.json` with every key
 /// in it: the new key is published beside the old ones, ready to sign once Epic has it.
-fn add_to(dir: &std::path::Path, kid: &str, alg: Algorithm, pem: &str) -> ExitCode {
+fn add_to(dir: &std::path::Path, key: crate::auth::ClientKey, pem: &str) -> ExitCode {
     if !dir.is_dir() {
         return fail(&format!(
             "{}: no such key directory (create one with keygen --out)",
@@ -64,25 +64,24 @@ fn add_to(dir: &std::path::Path, kid: &str, alg: Algorithm, pem: &str) -> ExitCo
         ));
     }
     // Every existing key must be readable before anything is written.
-    let existing = match super::jwks::keys_of(dir, None) {
+    let mut keys = match crate::gitops::directory_keys(dir, None) {
         Ok(k) => k,
         Err(e) if e.ends_with("no .pem key found") => Vec::new(),
         Err(e) => return fail(&e),
     };
-    if existing.iter().any(|k| k.kid() == kid) {
+    let kid = key.kid().to_string();
+    let alg = key.algorithm();
+    if keys.iter().any(|k| k.kid() == kid) {
         return fail(&format!(
             "{}: kid {kid:?} is already there; choose a new kid",
             dir.display()
         ));
     }
-    let key_path = dir.join(crate::auth::entry_of_kid(kid));
+    let key_path = dir.join(crate::auth::entry_of_kid(&kid));
     if let Err(e) = write_private(&key_path, pem) {
         return fail(&format!("{}: {e}", key_path.display()));
     }
-    let keys = match super::jwks::keys_of(dir, None) {
-        Ok(k) => k,
-        Err(e) => return fail(&e),
-    };
+    keys.push(key);
     let jwks =
         serde_json::to_string_pretty(&crate::auth::public_jwk_set(&keys)).unwrap_or_default();
     let jwks_path = dir.join("jwks.json");
@@ -98,7 +97,6 @@ fn add_to(dir: &std::path::Path, kid: &str, alg: Algorithm, pem: &str) -> ExitCo
     println!("kid         : {kid}   algorithm: {alg:?}");
     ExitCode::SUCCESS
 }
-
 pub(super) fn write_private(path: &std::path::Path, pem: &str) -> std::io::Result<()> {
     use std::io::Write;
     #[cfg(unix)]

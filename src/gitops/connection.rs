@@ -101,6 +101,25 @@ pub async fn open_target(input: &ConnectionInput) -> Result<Target, String> {
     let Some(path) = &input.connection else {
         return Err("say where to connect: --connection FILE --private-key PEM, or --sandbox for the built-in sandbox".into());
     };
+    let conn = load_connection_manifest(path)?;
+    let key_path = input.private_key.as_ref().ok_or(
+        "--private-key PEM (or EPIC_OPERATOR_PRIVATE_KEY_FILE) is required with --connection: the key whose public half is registered with Epic",
+    )?;
+    let keys = super::key_dir::ring_from_path(key_path, &conn.spec)?;
+    let client = connect(&http, &conn.spec, keys, None, None, &input.endpoints)
+        .await
+        .map_err(|e| format!("cannot connect: {e}"))?;
+    Ok(Target {
+        client,
+        connection_name: conn.metadata.name.clone().unwrap_or_else(|| "epic".into()),
+        namespace: conn.metadata.namespace.clone(),
+        spec: conn.spec,
+        sandbox: None,
+    })
+}
+
+/// The EpicConnection in a manifest file (the first document of that kind).
+pub fn load_connection_manifest(path: &std::path::Path) -> Result<EpicConnection, String> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         format!(
             "{}: cannot read the connection manifest: {e}",
@@ -118,20 +137,6 @@ pub async fn open_target(input: &ConnectionInput) -> Result<Target, String> {
                 path.display()
             )
         })?;
-    let conn: EpicConnection = serde_json::from_value(doc)
-        .map_err(|e| format!("{}: invalid EpicConnection: {e}", path.display()))?;
-    let key_path = input.private_key.as_ref().ok_or(
-        "--private-key PEM (or EPIC_OPERATOR_PRIVATE_KEY_FILE) is required with --connection: the key whose public half is registered with Epic",
-    )?;
-    let keys = super::key_dir::ring_from_path(key_path, &conn.spec)?;
-    let client = connect(&http, &conn.spec, keys, None, None, &input.endpoints)
-        .await
-        .map_err(|e| format!("cannot connect: {e}"))?;
-    Ok(Target {
-        client,
-        connection_name: conn.metadata.name.clone().unwrap_or_else(|| "epic".into()),
-        namespace: conn.metadata.namespace.clone(),
-        spec: conn.spec,
-        sandbox: None,
-    })
+    serde_json::from_value(doc)
+        .map_err(|e| format!("{}: invalid EpicConnection: {e}", path.display()))
 }

@@ -6,8 +6,8 @@ use std::path::Path;
 
 use chrono::{DateTime, Utc};
 
-use crate::auth::{KeyRing, kid_of_entry, load_ring};
-use crate::crd::{EpicConnectionSpec, KeyLayout};
+use crate::auth::{ClientKey, KeyRing, LEGACY_KEY_ENTRY, entry_of_kid, kid_of_entry, load_ring};
+use crate::crd::{Algorithm, EpicConnectionSpec, KeyLayout};
 
 /// Key files by name: their bytes and when they were last modified.
 pub type KeyFiles = BTreeMap<String, (Vec<u8>, DateTime<Utc>)>;
@@ -69,7 +69,18 @@ pub fn ring_from_path(path: &Path, spec: &EpicConnectionSpec) -> Result<KeyRing,
         .iter()
         .filter_map(|(name, (_, t))| kid_of_entry(name).map(|kid| (kid.to_string(), *t)))
         .collect();
-    let bytes: BTreeMap<String, Vec<u8>> = entries.into_iter().map(|(n, (b, _))| (n, b)).collect();
+    let mut bytes: BTreeMap<String, Vec<u8>> =
+        entries.into_iter().map(|(n, (b, _))| (n, b)).collect();
+    // In a key directory, `private-key.pem` (from `keygen --out`) is the key its jwks.json
+    // names: signed with under that kid, as `jwks` publishes it.
+    if path.is_dir()
+        && matches!(layout, KeyLayout::Several { pinned: None, .. })
+        && let Some(pem) = bytes.get(LEGACY_KEY_ENTRY)
+        && let Some(kid) = legacy_kid(path, pem)
+        && let Some(pem) = bytes.remove(LEGACY_KEY_ENTRY)
+    {
+        bytes.entry(entry_of_kid(&kid)).or_insert(pem);
+    }
     load_ring(
         &layout,
         &bytes,
@@ -78,4 +89,90 @@ pub fn ring_from_path(path: &Path, spec: &EpicConnectionSpec) -> Result<KeyRing,
         &source,
     )
     .map_err(|e| e.to_string())
+}
+
+/// Every key at `path` with its kid and algorithm as the `jwks.json` beside it publishes them
+/// (else RS384 for RSA, ES384 for P-384). `private-key.pem` (what `keygen --out` writes)
+/// takes its kid from that `jwks.json`, matched by public key, or from `kid`.
+pub fn directory_keys(path: &Path, kid: Option<&str>) -> Result<Vec<ClientKey>, String> {
+    let entries = read_entries(path)?;
+    let dir = if path.is_dir() {
+        Some(path)
+    } else {
+        path.parent()
+    };
+    let published = dir.map(published_kids).unwrap_or_default();
+    let mut keys = Vec::new();
+    for (name, (bytes, _)) in &entries {
+        let pem = String::from_utf8_lossy(bytes);
+        let found = kid_of_entry(name).filter(|_| name != crate::auth::LEGACY_KEY_ENTRY);
+        let loaded = |kid: &str| {
+            load_any(&pem, kid, published.get(kid).and_then(published_alg))
+                .map_err(|e| format!("{name}: {e}"))
+        };
+        let key = match (kid.filter(|_| entries.len() == 1), found) {
+            (Some(k), _) | (None, Some(k)) => loaded(k)?,
+            (None, None) => {
+                // Match the public half against the kids already published beside it.
+                let probe = loaded("unknown")?;
+                let public = serde_json::to_value(probe.public_jwk()).unwrap_or_default();
+                let kid = published
+                    .iter()
+                    .find(|(_, jwk)| same_public_key(jwk, &public))
+                    .map(|(k, _)| k.clone())
+                    .ok_or_else(|| {
+                        format!(
+                            "{name}: cannot tell its kid: pass --kid, or rename it to <kid>.pem"
+                        )
+                    })?;
+                loaded(&kid)?
+            }
+        };
+        keys.push(key);
+    }
+    if keys.is_empty() {
+        return Err(format!("{}: no .pem key found", path.display()));
+    }
+    Ok(keys)
+}
+
+fn load_any(pem: &str, kid: &str, alg: Option<Algorithm>) -> Result<ClientKey, String> {
+    if let Some(alg) = alg {
+        return ClientKey::from_pem(pem, alg, kid).map_err(|e| e.to_string());
+    }
+    ClientKey::from_pem(pem, Algorithm::RS384, kid)
+        .or_else(|rsa| ClientKey::from_pem(pem, Algorithm::ES384, kid).map_err(|_| rsa))
+        .map_err(|e| e.to_string())
+}
+
+fn published_alg(jwk: &serde_json::Value) -> Option<Algorithm> {
+    serde_json::from_value(jwk.get("alg")?.clone()).ok()
+}
+
+/// The kid `jwks.json` beside a legacy `private-key.pem` gives it (matched by public key).
+fn legacy_kid(dir: &Path, pem: &[u8]) -> Option<String> {
+    let probe = load_any(&String::from_utf8_lossy(pem), "unknown", None).ok()?;
+    let public = serde_json::to_value(probe.public_jwk()).ok()?;
+    published_kids(dir)
+        .into_iter()
+        .find(|(_, jwk)| same_public_key(jwk, &public))
+        .map(|(kid, _)| kid)
+}
+
+/// kid -> public JWK of the `jwks.json` in `dir`.
+fn published_kids(dir: &Path) -> BTreeMap<String, serde_json::Value> {
+    std::fs::read_to_string(dir.join("jwks.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v.get("keys").and_then(|k| k.as_array()).cloned())
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|jwk| Some((jwk.get("kid")?.as_str()?.to_string(), jwk)))
+        .collect()
+}
+
+fn same_public_key(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+    ["kty", "n", "e", "crv", "x", "y"]
+        .iter()
+        .all(|m| a.get(m) == b.get(m))
 }

@@ -10,9 +10,11 @@ mod report_kinds;
 mod report_text;
 mod schema;
 
-pub use connection::{ConnectionInput, EXAMPLES_SEED, Target, open_target};
+pub use connection::{
+    ConnectionInput, EXAMPLES_SEED, Target, load_connection_manifest, open_target,
+};
 pub use export::{ExportSummary, export_roster, manifest_from_live};
-pub use key_dir::{read_entries, ring_from_path};
+pub use key_dir::{directory_keys, read_entries, ring_from_path};
 pub use manifests::{LoadError, Loaded, SourcedPractitioner, load_manifest_text, load_manifests};
 pub use report::{PlanMode, PlanOptions, PractitionerReport, RunReport, run_plan};
 pub use report_kinds::{ReportAction, ReportResolution, ReportResult};

@@ -47,10 +47,18 @@ pub async fn reconcile(
         .and_then(crate::util::age_of)
         .is_none_or(|age| age >= resync);
     // Managed keys first: a key generated or retired now is in the Secret the build reads.
+    let mut retry_rotation_soon = false;
     let rotation = match key_rotation::ensure_managed_keys(&ctx.kube, &conn).await {
         Ok(r) => Ok(r),
+        // A conflicting write or an API hiccup says nothing about the keys in place: the
+        // connection goes on with them, and rotation is tried again shortly.
+        Err(e @ key_rotation::RotationError::Kube { .. }) => {
+            tracing::warn!(connection = %name, namespace = %ns, error = %e, "managed key rotation deferred");
+            retry_rotation_soon = true;
+            Ok(None)
+        }
         Err(e) => {
-            tracing::warn!(connection = %name, namespace = %ns, reason = %e.reason(), error = %e, "managed key rotation failed");
+            tracing::warn!(connection = %name, namespace = %ns, reason = %e.reason(), error = %e, "managed key rotation refused");
             Err(e)
         }
     };
@@ -61,15 +69,22 @@ pub async fn reconcile(
         tracing::warn!(connection = %name, namespace = %ns, error = %e, "the new keys could not be published");
     }
     let built = match &rotation {
-        Err(e) => Built::Failed(
-            ConnectionFailure {
-                fingerprint: String::new(),
-                reason: e.reason(),
-                message: e.to_string(),
-                http_status: None,
-            },
-            true,
-        ),
+        Err(e) => {
+            let message = e.to_string();
+            // Practitioners are woken only when this is news.
+            let news = !old.conditions.iter().any(|c| {
+                c.type_ == "Ready" && c.message == bounded_message(&message, MAX_MESSAGE_BYTES)
+            });
+            Built::Failed(
+                ConnectionFailure {
+                    fingerprint: String::new(),
+                    reason: e.reason(),
+                    message,
+                    http_status: None,
+                },
+                news,
+            )
+        }
         Ok(_) => ctx.connections.build(&conn, probe_due).await,
     };
     let rotation = rotation.ok().flatten();
@@ -223,6 +238,9 @@ pub async fn reconcile(
     // Back at the next key event (a switch, a retirement, a rotation) when it comes before
     // the next Secret check; a moment after it, so the event is due when the pass runs.
     let mut next = SECRET_RECHECK.min(resync);
+    if retry_rotation_soon {
+        next = next.min(ROTATION_RETRY);
+    }
     if let Some(t) = next_key_event {
         let until = (t - chrono::Utc::now()).to_std().unwrap_or_default() + KEY_EVENT_MARGIN;
         next = next.min(until);
@@ -230,6 +248,9 @@ pub async fn reconcile(
     }
     Ok(ControllerAction::requeue(jittered(next)))
 }
+
+/// How soon managed rotation is tried again after a Kubernetes API error.
+const ROTATION_RETRY: Duration = Duration::from_secs(5);
 
 /// How long after a key event its pass runs (clocks of one host, so a small margin).
 const KEY_EVENT_MARGIN: Duration = Duration::from_millis(200);

@@ -64,6 +64,11 @@ pub fn key_report(
             "Epic refused the new key {kid} (invalid_client): its cached JWK Set predates the key. Signing with the previous key {signing}, still published; {kid} is tried again at {retry}. Raise keyRotation.publishAhead above how long Epic caches the JWK Set"
         ));
     }
+    if rotation.is_some_and(|r| r.plan.rotation_held) {
+        notes.push(format!(
+            "rotation waits: Epic has not accepted key {signing} yet (register the JWK Set URL with Epic, or see the token error)"
+        ));
+    }
     if let Some(kid) = rotation.and_then(|r| r.plan.retirement_held.as_ref()) {
         notes.push(format!(
             "key {kid} stays published past retireAfter: Epic has not accepted a newer key yet"

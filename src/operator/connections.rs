@@ -285,6 +285,13 @@ impl Connections {
             Ok(c) => c,
             Err(e) => return self.fail_fhir(&mut entries, fingerprint, &e),
         };
+        // What the last status says of the keys survives a rebuild or a restart: the key Epic
+        // accepted stays the fallback, and a refused new key is not sent again at once.
+        let remembered = conn.status.as_ref().and_then(|s| s.keys.as_ref());
+        client.tokens().remember(
+            remembered.and_then(|k| k.last_accepted_key_id.clone()),
+            remembered.and_then(|k| k.refused_key_id.clone()),
+        );
         if let Err(e) = client.tokens().token().await {
             return self.fail_fhir(&mut entries, fingerprint, &FhirError::Auth(e));
         }

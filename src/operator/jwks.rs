@@ -44,6 +44,11 @@ pub struct Published {
 #[derive(Default)]
 pub struct JwksPublisher {
     sets: RwLock<HashMap<(String, String), Published>>,
+    /// The source version whose keys could not be published, per connection: warned about
+    /// once, not at every refresh.
+    unpublishable: std::sync::Mutex<HashMap<(String, String), String>>,
+    /// The table was filled once: before that, every answer would be a false 404.
+    loaded: std::sync::atomic::AtomicBool,
     refresh: tokio::sync::Notify,
 }
 
@@ -54,6 +59,24 @@ impl JwksPublisher {
             .unwrap_or_else(|p| p.into_inner())
             .get(&(namespace.to_string(), name.to_string()))
             .cloned()
+    }
+
+    /// Whether the table was filled at least once.
+    pub fn is_loaded(&self) -> bool {
+        self.loaded.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Waits until the table was filled once, at most `limit` (a replica announces itself
+    /// ready only with the keys it will serve).
+    pub async fn wait_loaded(&self, limit: Duration) -> bool {
+        let started = std::time::Instant::now();
+        while !self.is_loaded() {
+            if started.elapsed() >= limit {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        true
     }
 
     /// Re-read now (a connection was deleted, or another replica's keys may have changed).
@@ -99,9 +122,11 @@ impl JwksPublisher {
         let connections = api.list(&ListParams::default()).await?;
         let previous = self.sets.read().unwrap_or_else(|p| p.into_inner()).clone();
         let mut next = HashMap::new();
+        let mut listed = Vec::new();
         for conn in connections {
             let ns = conn.namespace().unwrap_or_default();
             let key = (ns.clone(), conn.name_any());
+            listed.push(key.clone());
             let secrets: Api<Secret> = Api::namespaced(kube.clone(), &ns);
             let secret_name = &conn.spec.private_key_secret_ref.name;
             // The version first (metadata only): the keys are read and parsed again only when
@@ -122,13 +147,22 @@ impl JwksPublisher {
                 continue;
             }
             match secrets.get_opt(secret_name).await {
-                Ok(Some(secret)) => match published(&conn, &secret, version) {
+                Ok(Some(secret)) => match published(&conn, &secret, version.clone()) {
                     Ok(p) => {
+                        self.unpublishable
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .remove(&key);
                         next.insert(key, p);
                     }
                     Err(message) => {
                         keep(&previous, &key, &mut next);
-                        tracing::warn!(connection = %key.1, namespace = %ns, error = %message, "keys not published");
+                        let mut failed =
+                            self.unpublishable.lock().unwrap_or_else(|p| p.into_inner());
+                        if failed.get(&key) != Some(&version) {
+                            tracing::warn!(connection = %key.1, namespace = %ns, error = %message, "keys not published");
+                            failed.insert(key, version);
+                        }
                     }
                 },
                 Ok(None) => {}
@@ -138,6 +172,10 @@ impl JwksPublisher {
                 }
             }
         }
+        self.unpublishable
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|key, _| listed.contains(key));
         let mut table = self.sets.write().unwrap_or_else(|p| p.into_inner());
         // A set `publish` put in while this refresh ran is newer than what it read: kept.
         for (key, current) in table.iter() {
@@ -149,6 +187,8 @@ impl JwksPublisher {
             }
         }
         *table = next;
+        self.loaded
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
 }
@@ -199,12 +239,14 @@ pub fn published(
 }
 
 /// How long Epic may cache the set: a quarter of `publishAhead`, so a new key is in every
-/// well-behaved cache long before it signs (1 s to 1 h); 5 minutes for a single key.
+/// well-behaved cache long before it signs (1 s to 1 h); 5 minutes for a single or pinned key.
 pub fn max_age(conn: &EpicConnection) -> Duration {
     match conn.spec.key_layout() {
-        Ok(KeyLayout::Several { periods, .. }) => {
-            (periods.publish_ahead / 4).clamp(Duration::from_secs(1), Duration::from_secs(3600))
-        }
+        Ok(KeyLayout::Several {
+            periods,
+            pinned: None,
+            ..
+        }) => (periods.publish_ahead / 4).clamp(Duration::from_secs(1), Duration::from_secs(3600)),
         _ => SINGLE_KEY_MAX_AGE,
     }
 }
@@ -238,6 +280,15 @@ async fn jwk_set(
     Path((namespace, connection)): Path<(String, String)>,
     request_headers: HeaderMap,
 ) -> Response {
+    if !publisher.is_loaded() {
+        // Not a 404: the connection may well exist; Epic should come back shortly.
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "5")],
+            "keys not loaded yet",
+        )
+            .into_response();
+    }
     let Some(set) = publisher.get(&namespace, &connection) else {
         return (StatusCode::NOT_FOUND, "not found").into_response();
     };

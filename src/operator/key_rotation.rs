@@ -13,7 +13,7 @@ use kube::api::{ObjectMeta, PostParams};
 use kube::{Api, ResourceExt};
 
 use super::key_secret::{
-    PUBLISHED_ANNOTATION, ROTATED_FOR_ANNOTATION, is_managed, published_times,
+    KEYS_FOR_ANNOTATION, PUBLISHED_ANNOTATION, ROTATED_FOR_ANNOTATION, is_managed, published_times,
 };
 use crate::auth::{entry_of_kid, generate_key, kid_of_entry};
 use crate::crd::{
@@ -34,6 +34,8 @@ pub struct RotationPlan {
     pub next_rotation: Option<DateTime<Utc>>,
     /// A key is due to retire but stays: Epic has not accepted the key after it yet.
     pub retirement_held: Option<String>,
+    /// A rotation is due but waits: Epic has not accepted the newest key yet.
+    pub rotation_held: bool,
 }
 
 /// Decides rotation for keys published at `published` (kid -> time). `rotate_now`: the
@@ -65,13 +67,18 @@ pub fn plan(
         }
     };
     let newest = keys.len() - 1;
-    // At most one key waits to sign: the next one is generated only once the newest signs.
+    // At most one key waits to sign: the next one is generated only once the newest signs,
+    // and only once Epic has accepted it. A key Epic never took (a registration not done yet,
+    // a cache that lags) is not followed by another: keys never pile up, and the key Epic
+    // accepted stays the way back.
     let newest_signs = signs_from(newest);
-    let next_rotation = add(newest_since, periods.rotate_every).max(newest_signs);
-    let generate = now >= next_rotation || (rotate_now && now >= newest_signs);
     let accepted_index = last_accepted.and_then(|kid| keys.iter().position(|(k, _)| *k == kid));
+    let newest_accepted = accepted_index == Some(newest);
+    let next_rotation = add(newest_since, periods.rotate_every).max(newest_signs);
+    let due = now >= next_rotation || (rotate_now && now >= newest_signs);
     let mut plan = RotationPlan {
-        generate,
+        generate: due && newest_accepted,
+        rotation_held: due && !newest_accepted,
         next_rotation: Some(next_rotation),
         ..RotationPlan::default()
     };
@@ -111,7 +118,7 @@ pub fn next_event(
 }
 
 /// What a pass of managed rotation did.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct RotationOutcome {
     /// The Secret as written, when this pass wrote it.
     pub written: Option<Secret>,
@@ -122,6 +129,21 @@ pub struct RotationOutcome {
     pub periods: Option<RotationPeriods>,
 }
 
+impl std::fmt::Debug for RotationOutcome {
+    // The written Secret holds private keys: never in Debug output.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RotationOutcome")
+            .field(
+                "written",
+                &self.written.as_ref().map(|s| s.resource_version()),
+            )
+            .field("generated", &self.generated)
+            .field("retired", &self.retired)
+            .field("plan", &self.plan)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Why managed rotation could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum RotationError {
@@ -129,6 +151,10 @@ pub enum RotationError {
         "Secret {0} is not labelled {MANAGED_KEYS_LABEL}=\"true\": the operator writes keys only into Secrets it manages. Point privateKeySecretRef at a new name (the operator creates it), or label this one if it is meant for managed keys"
     )]
     Unlabelled(String),
+    #[error(
+        "Secret {secret} holds the managed keys of EpicConnection {owner}: two connections cannot share keys (each retires keys by what Epic accepted from it). Give this connection a Secret of its own"
+    )]
+    Shared { secret: String, owner: String },
     #[error("cannot generate a key: {0}")]
     Generate(String),
     #[error("{0}")]
@@ -144,7 +170,9 @@ pub enum RotationError {
 impl RotationError {
     pub fn reason(&self) -> Reason {
         match self {
-            RotationError::Unlabelled(_) | RotationError::Generate(_) => Reason::InvalidKey,
+            RotationError::Unlabelled(_)
+            | RotationError::Shared { .. }
+            | RotationError::Generate(_) => Reason::InvalidKey,
             RotationError::Spec(_) => Reason::InvalidConnection,
             RotationError::Kube { .. } => Reason::KubernetesError,
         }
@@ -196,6 +224,17 @@ pub async fn ensure_managed_keys(
         && !is_managed(s)
     {
         return Err(RotationError::Unlabelled(name));
+    }
+    let connection = conn.name_any();
+    if let Some(owner) = existing
+        .as_ref()
+        .and_then(|s| s.annotations().get(KEYS_FOR_ANNOTATION))
+        .filter(|o| **o != connection)
+    {
+        return Err(RotationError::Shared {
+            secret: name,
+            owner: owner.clone(),
+        });
     }
     let now = Utc::now();
     let requested = conn.annotations().get(ROTATE_KEYS_ANNOTATION).cloned();
@@ -250,13 +289,18 @@ pub async fn ensure_managed_keys(
         .collect();
     let times = serde_json::to_string(&times).unwrap_or_default();
     let annotations = secret.annotations_mut();
-    let mut changed = annotations.get(PUBLISHED_ANNOTATION) != Some(&times);
+    let mut changed = annotations.get(PUBLISHED_ANNOTATION) != Some(&times)
+        || annotations.get(KEYS_FOR_ANNOTATION) != Some(&connection);
     annotations.insert(PUBLISHED_ANNOTATION.into(), times);
+    // The Secret belongs to this connection from now on (a labelled Secret without owner is
+    // adopted).
+    annotations.insert(KEYS_FOR_ANNOTATION.into(), connection);
     if let Some(value) = &requested
         && rotate_now
-        && (generated.is_some() || !plan.generate)
+        && (generated.is_some() || (!plan.generate && !plan.rotation_held))
     {
-        // A request while a new key still waits to sign is that rotation: acted on.
+        // A request while a new key still waits to sign is that rotation: acted on. One
+        // held until Epic accepts the newest key stays pending.
         annotations.insert(ROTATED_FOR_ANNOTATION.into(), value.clone());
         changed = true;
     }
@@ -323,16 +367,29 @@ mod tests {
     #[test]
     fn a_key_is_generated_every_rotate_every_and_only_once_the_newest_signs() {
         let one = keys(&[("a", 0)]);
-        assert!(!plan(&one, &periods(), at(99), false, None).generate);
-        assert!(plan(&one, &periods(), at(100), false, None).generate);
+        assert!(!plan(&one, &periods(), at(99), false, Some("a")).generate);
+        assert!(plan(&one, &periods(), at(100), false, Some("a")).generate);
         assert_eq!(
-            plan(&one, &periods(), at(5), false, None).next_rotation,
+            plan(&one, &periods(), at(5), false, Some("a")).next_rotation,
             Some(at(100))
         );
         // Rotate now, but a new key is still waiting to sign: nothing more is generated.
         let two = keys(&[("a", 0), ("b", 100)]);
         assert!(!plan(&two, &periods(), at(105), true, Some("a")).generate);
-        assert!(plan(&two, &periods(), at(110), true, Some("a")).generate);
+        assert!(plan(&two, &periods(), at(110), true, Some("b")).generate);
+    }
+
+    #[test]
+    fn no_new_key_follows_one_epic_has_not_accepted() {
+        let two = keys(&[("a", 0), ("b", 100)]);
+        // b signs from 110 but Epic still takes only a: neither schedule nor request adds c.
+        for rotate_now in [false, true] {
+            let p = plan(&two, &periods(), at(500), rotate_now, Some("a"));
+            assert!(!p.generate && p.rotation_held, "{p:?}");
+        }
+        // Nothing known accepted at all (not registered yet): no pile of keys either.
+        let p = plan(&keys(&[("a", 0)]), &periods(), at(500), false, None);
+        assert!(!p.generate && p.rotation_held);
     }
 
     #[test]

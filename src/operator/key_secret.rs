@@ -13,6 +13,9 @@ use crate::crd::{EpicConnection, KeyLayout, MANAGED_KEYS_LABEL};
 /// Annotation on a managed Secret: `{"<kid>": "<RFC 3339 time it was published>", ...}`. It
 /// lives on the Secret, beside the keys, so one write changes both.
 pub const PUBLISHED_ANNOTATION: &str = "epic-operator.dev/keys-published";
+/// Annotation on a managed Secret: the EpicConnection (same namespace) whose keys it holds.
+/// Two connections rotating one Secret would retire each other's keys.
+pub const KEYS_FOR_ANNOTATION: &str = "epic-operator.dev/keys-for";
 /// Annotation on a managed Secret: the `epic-operator.dev/rotate-keys` value last acted on.
 pub const ROTATED_FOR_ANNOTATION: &str = "epic-operator.dev/rotated-for";
 

@@ -171,7 +171,13 @@ pub async fn run(config: OperatorConfig) -> Result<(), RunError> {
                 .map_err(|e| RunError::JwksServer(format!("cannot listen on {addr}: {e}")))?;
             tracing::info!(%addr, public_url = ?config.jwks_public_url, "serving JWK Sets at /jwks/{{namespace}}/{{connection}}");
             tokio::spawn(jwks.clone().run(client.clone(), config.namespace.clone()));
-            tokio::spawn(jwks::serve(listener, jwks.clone()))
+            let served = tokio::spawn(jwks::serve(listener, jwks.clone()));
+            if !jwks.wait_loaded(Duration::from_secs(30)).await {
+                tracing::warn!(
+                    "the JWK Sets are not loaded after 30 s (Kubernetes API?); serving 503 until they are"
+                );
+            }
+            served
         }
         None => tokio::spawn(std::future::pending::<std::io::Result<()>>()),
     };
