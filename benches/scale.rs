@@ -259,6 +259,8 @@ async fn run(cp: &mut ControlPlane, n: usize, mode: &str, timing: Timing) -> Res
             &ns,
             "--metrics-addr",
             "127.0.0.1:0",
+            "--jwks-addr",
+            "127.0.0.1:0",
             "--drift-detection",
             mode,
         ])

@@ -55,6 +55,12 @@ impl Operator {
             } else {
                 &["--metrics-addr", "127.0.0.1:0"][..]
             })
+            // Loopback and a free port: scenarios run side by side, each with its own listener.
+            .args(if extra.contains(&"--jwks-addr") {
+                &[][..]
+            } else {
+                &["--jwks-addr", "127.0.0.1:0"][..]
+            })
             .args(extra)
             .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "info,epic_operator=debug,kube_runtime=debug")
