@@ -9,7 +9,9 @@ mod common;
 use common::*;
 use epic_operator::crd::{EpicPractitionerSpec, NPI_OID_SYSTEM, NPI_SYSTEM, npi_from_prefix};
 use epic_operator::fhir::FhirClient;
-use epic_operator::pipeline::{SyncOutcome, SyncRequest, WriteOutcome, sync_practitioner};
+use epic_operator::pipeline::{
+    Prefetched, SyncOutcome, SyncRequest, WriteOutcome, sync_practitioner,
+};
 use epic_operator::reconcile::{
     Action, Disclosure, HoldReason, Normalizer, Resolution, WriteCapability,
 };
@@ -460,6 +462,62 @@ async fn a_merged_record_resolves_again_by_npi() {
     assert!(o.searched);
     assert_eq!(o.fhir_id.as_deref(), Some(survivor.as_str()));
     assert!(matches!(o.write, WriteOutcome::Updated));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn an_indexed_id_merged_since_the_walk_is_searched_again_never_created() {
+    let s = empty_writable().await;
+    let old_id = add(&s, record(json!([{"system": NPI_SYSTEM, "value": NPI}]))).await;
+    let r = epic_operator::http::client()
+        .unwrap()
+        .post(format!("{}/practitioners/{old_id}/merge", s.admin_url()))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let survivor = add(
+        &s,
+        record(json!([{"system": NPI_OID_SYSTEM, "value": NPI}])),
+    )
+    .await;
+    let c = client(&s);
+    let norm = Normalizer::default();
+    let mut create = spec(NPI, json!({"active": false}));
+    create.management_policy = epic_operator::crd::ManagementPolicy::CreateOrUpdate;
+    // The walk's index still names the merged id: the sync searches, finds the survivor and
+    // updates it; it never POSTs a third record.
+    let o = sync_practitioner(
+        &c,
+        SyncRequest {
+            prefetched: Some(Prefetched::Id(old_id.clone())),
+            ..request(&create, None, &norm)
+        },
+    )
+    .await
+    .unwrap();
+    assert!(o.searched);
+    assert_eq!(o.fhir_id.as_deref(), Some(survivor.as_str()));
+    assert!(matches!(o.write, WriteOutcome::Updated), "{:?}", o.write);
+    assert_eq!(s.stats()["create"], 0);
+    // A walk that Epic marked incomplete: nothing is concluded, nothing created.
+    let mut unseen = spec("1245319599", json!({"active": true}));
+    unseen.management_policy = epic_operator::crd::ManagementPolicy::CreateOrUpdate;
+    let o = sync_practitioner(
+        &c,
+        SyncRequest {
+            prefetched: Some(Prefetched::Incomplete("suppressed".into())),
+            ..request(&unseen, None, &norm)
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(o.write, WriteOutcome::NotAttempted),
+        "{:?}",
+        o.write
+    );
+    assert_eq!(s.stats()["create"], 0);
     s.stop().await;
 }
 

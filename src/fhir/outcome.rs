@@ -80,9 +80,10 @@ impl OperationOutcome {
     /// an error or fatal issue, or a suppression (Epic 59204) or not-authorized (4118) code.
     /// Then a search that shows no record does not prove that none exists.
     pub fn marks_incomplete(&self) -> bool {
+        // A suppression arrives as Epic's 59204 or as the standard issue code `suppressed`.
         self.issues
             .iter()
-            .any(|i| matches!(i.severity.as_str(), "error" | "fatal"))
+            .any(|i| matches!(i.severity.as_str(), "error" | "fatal") || i.code == "suppressed")
             || self.has_code("59204")
             || self.has_code("4118")
     }
@@ -118,4 +119,25 @@ fn str_at(v: &Value, key: &str) -> String {
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_suppression_without_an_epic_code_marks_the_answer_incomplete() {
+        let o = OperationOutcome::parse(&serde_json::json!({
+            "resourceType": "OperationOutcome",
+            "issue": [{"severity": "information", "code": "suppressed", "diagnostics": "hidden"}]
+        }))
+        .unwrap();
+        assert!(o.marks_incomplete());
+        let info = OperationOutcome::parse(&serde_json::json!({
+            "resourceType": "OperationOutcome",
+            "issue": [{"severity": "information", "code": "informational"}]
+        }))
+        .unwrap();
+        assert!(!info.marks_incomplete());
+    }
 }

@@ -42,7 +42,7 @@ impl FhirClient {
         let mut restarted = false;
         loop {
             let walked = self
-                .walk_all(ResourceWalk::Practitioner, page_size, |page| {
+                .walk_all(ResourceWalk::Practitioner, page_size, |page, _| {
                     on_page(page);
                     Duration::ZERO
                 })
@@ -60,14 +60,16 @@ impl FhirClient {
     }
 
     /// One walk of every `Practitioner` or every `PractitionerRole` (`_count=page_size`, no
-    /// other parameter), in one paging session. `on_page` gets each page's resources and
-    /// answers how long to wait before asking for the next page. No restart here: the caller
+    /// other parameter), in one paging session. `on_page` gets each page's resources and its
+    /// OperationOutcome entries (a suppression or an error there means records were hidden:
+    /// absence from the walk proves nothing), and answers how long to wait before asking for
+    /// the next page. No restart here: the caller
     /// decides what an expired session (`PagingExpired`) means for its pace.
     pub async fn walk_all(
         &self,
         what: ResourceWalk,
         page_size: u32,
-        mut on_page: impl FnMut(Vec<Value>) -> Duration,
+        mut on_page: impl FnMut(Vec<Value>, &[super::OperationOutcome]) -> Duration,
     ) -> Result<usize, FhirError> {
         let resource_type = what.resource_type();
         let mut first = self.url(resource_type)?;
@@ -77,7 +79,9 @@ impl FhirClient {
         self.walk(
             first,
             resource_type,
-            &mut |resources: Vec<Value>, _: &[super::OperationOutcome]| on_page(resources),
+            &mut |resources: Vec<Value>, outcomes: &[super::OperationOutcome]| {
+                on_page(resources, outcomes)
+            },
         )
         .await
     }

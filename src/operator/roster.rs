@@ -246,6 +246,7 @@ fn already_reported(p: &EpicPractitioner, found: &Finding) -> bool {
     }
     match found {
         Finding::Absent => synced_reason(status) == Some(Reason::NotFound),
+        Finding::Incomplete(_) => synced_reason(status) == Some(Reason::SearchIncomplete),
         Finding::Ambiguous(_) => synced_reason(status) == Some(Reason::AmbiguousNpi),
         _ => false,
     }
@@ -256,7 +257,7 @@ async fn walk_roles(handle: &ConnectionHandle, page_size: u32) -> Result<RoleMap
     let mut roles = RoleMap::new();
     handle
         .client
-        .walk_all(ResourceWalk::PractitionerRole, page_size, |page| {
+        .walk_all(ResourceWalk::PractitionerRole, page_size, |page, _| {
             for role in page {
                 let Some(reference) = role
                     .pointer("/practitioner/reference")
@@ -395,11 +396,24 @@ async fn walk_practitioners(
     let started = Instant::now();
     let mut pages = 0u32;
     let mut woken_as_found = 0usize;
+    let mut hidden: Option<String> = None;
     let page_size = handle.client.settings().page_size.max(1);
     handle
         .client
-        .walk_all(ResourceWalk::Practitioner, page_size, |page| {
+        .walk_all(ResourceWalk::Practitioner, page_size, |page, outcomes| {
             pages += 1;
+            // Records Epic hid from this client (a suppression, an error entry): no NPI's
+            // absence from this walk is evidence that its record does not exist.
+            for o in outcomes.iter().filter(|o| o.marks_incomplete()) {
+                if hidden.is_none() {
+                    let why = match o.summary() {
+                        s if s.is_empty() => format!("Epic codes {}", o.codes().join(",")),
+                        s => s,
+                    };
+                    tracing::warn!(connection = %key.1, reason = %why, "the roster walk is incomplete: Epic hid records from this client");
+                    hidden = Some(why);
+                }
+            }
             let mut woken_here = 0u32;
             for r in page {
                 let Some(id) = r.get("id").and_then(Value::as_str) else {
@@ -466,6 +480,9 @@ async fn walk_practitioners(
             pace.after_page(pages, woken_here, started.elapsed())
         })
         .await?;
+    if let Some(why) = &hidden {
+        index.set_incomplete(why.clone());
+    }
     let records = index.records();
     // After the whole roster: first resolutions, and known records that vanished (merged or
     // deleted in Epic).
@@ -485,6 +502,7 @@ async fn walk_practitioners(
                     // The reconcile reads it by id through the index if no copy was kept.
                     Prefetched::Id(_) => deferred.remove(&object).unwrap_or(Finding::RolesOnly),
                     Prefetched::Ambiguous(ids) => Finding::Ambiguous(ids),
+                    Prefetched::Incomplete(why) => Finding::Incomplete(why),
                     _ => Finding::Absent,
                 };
                 if already_reported(p, &found) {

@@ -29,6 +29,8 @@ pub struct RosterIndex {
     /// Roles by practitioner id, when a PractitionerRole walk completed.
     roles: Option<Arc<RoleMap>>,
     records: usize,
+    /// Why the walk was incomplete (Epic hid records), when it was.
+    incomplete: Option<String>,
 }
 
 #[derive(Debug)]
@@ -67,10 +69,19 @@ impl RosterIndex {
         self.roles.clone()
     }
 
-    /// What the walk says about an NPI.
+    /// The walk met suppression or error entries: Epic hid records from this client.
+    pub fn set_incomplete(&mut self, why: String) {
+        self.incomplete = Some(why);
+    }
+
+    /// What the walk says about an NPI. An NPI the walk did not see is NotFound only when no
+    /// page said records were hidden.
     pub fn lookup(&self, npi: &str) -> Prefetched {
         match self.npis.get(npi) {
-            None => Prefetched::NotFound,
+            None => match &self.incomplete {
+                Some(why) => Prefetched::Incomplete(why.clone()),
+                None => Prefetched::NotFound,
+            },
             Some(Ids::One(id)) => Prefetched::Id(id.to_string()),
             Some(Ids::Many(ids)) => {
                 Prefetched::Ambiguous(ids.iter().map(|i| i.to_string()).collect())
@@ -109,6 +120,8 @@ pub enum Finding {
     },
     Ambiguous(Vec<String>),
     Absent,
+    /// Not seen, but the walk was incomplete (Epic hid records): never NotFound.
+    Incomplete(String),
     /// Only the roles changed: the record is read as usual.
     RolesOnly,
 }
@@ -130,6 +143,7 @@ impl Finding {
                 .map(|body| Prefetched::Record { id, body }),
             Finding::Ambiguous(ids) => Some(Prefetched::Ambiguous(ids)),
             Finding::Absent => Some(Prefetched::NotFound),
+            Finding::Incomplete(why) => Some(Prefetched::Incomplete(why)),
             Finding::RolesOnly => None,
         }
     }
@@ -213,7 +227,9 @@ impl Rosters {
             let searchable = search_listed && !c.search_refused;
             match (&c.index, &c.first_walk_error) {
                 (Some(index), _) => match index.lookup(npi) {
-                    Prefetched::NotFound if searchable => IndexAnswer::Search,
+                    Prefetched::NotFound | Prefetched::Incomplete(_) if searchable => {
+                        IndexAnswer::Search
+                    }
                     found => {
                         let roles = match &found {
                             Prefetched::Id(id) => index.roles_of(id),
@@ -343,6 +359,22 @@ mod tests {
 
     fn npis(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn an_npi_missing_from_an_incomplete_walk_is_never_not_found() {
+        let mut index = RosterIndex::default();
+        index.add("a-1", &npis(&["1234567893"]));
+        index.set_incomplete("Some results are not shown to this client".into());
+        assert_eq!(index.lookup("1234567893"), Prefetched::Id("a-1".into()));
+        assert_eq!(
+            index.lookup("1003000126"),
+            Prefetched::Incomplete("Some results are not shown to this client".into())
+        );
+        assert_eq!(
+            Finding::Incomplete("why".into()).prefetched(),
+            Some(Prefetched::Incomplete("why".into()))
+        );
     }
 
     #[test]

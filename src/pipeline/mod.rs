@@ -57,6 +57,9 @@ pub enum Prefetched {
     Ambiguous(Vec<String>),
     /// No record carried the NPI in the last complete walk.
     NotFound,
+    /// The NPI was not seen, but the walk was incomplete (Epic hid records): nothing may be
+    /// concluded, and nothing is created. Holds Epic's explanation.
+    Incomplete(String),
 }
 
 /// Attempts of one conditional write before a version conflict is reported.
@@ -226,12 +229,27 @@ pub async fn sync_practitioner(
                     current = Some(o);
                     Resolution::Found
                 }
-                // Gone since the walk: the next walk (or a search) finds where it went.
+                // Gone since the walk (merged or deleted in Epic): the record may live on under
+                // another id, so only a fresh search may say NotFound (an instance without
+                // identifier search fails here and waits for the next walk, never creating).
                 Err(e) if matches!(e, FhirError::NotFound { .. }) || e.is_gone_or_merged() => {
-                    Resolution::NotFound
+                    tracing::info!(npi = %spec.npi, id, reason = %e.reason(), "the indexed id no longer answers; searching the NPI");
+                    searched = true;
+                    search(
+                        client,
+                        &spec.npi,
+                        &mut current,
+                        &mut ambiguous_ids,
+                        &mut warnings,
+                    )
+                    .await?
                 }
                 Err(e) => return Err(e),
             },
+            Some(Prefetched::Incomplete(why)) => {
+                warnings.push(format!("roster walk incomplete: {why}"));
+                Resolution::Incomplete
+            }
             Some(Prefetched::Ambiguous(ids)) => {
                 let n = ids.len();
                 ambiguous_ids = ids;

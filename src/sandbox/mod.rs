@@ -97,6 +97,10 @@ pub struct Settings {
     /// NPIs whose search results are suppressed: the matches are hidden and the Bundle carries
     /// an OperationOutcome entry with Epic code 59204.
     pub suppressed_npis: Vec<String>,
+    /// NPIs whose records a roster walk (a search with no parameter but `_count`) hides: the
+    /// first page carries an OperationOutcome entry with the standard issue code `suppressed`
+    /// and no Epic code, the other form Epic uses. Identifier searches still find them.
+    pub walk_suppressed_npis: Vec<String>,
     /// Every search starts with an empty page that still carries `next` (Epic's post-filter).
     pub sparse_pages: bool,
     /// Identifier search entries are SUBSETTED copies (meta.tag SUBSETTED, no active, no photo).
@@ -138,6 +142,7 @@ impl Default for Settings {
             identifier_search_unsupported: false,
             role_search_needs_practitioner: false,
             suppressed_npis: Vec::new(),
+            walk_suppressed_npis: Vec::new(),
             sparse_pages: false,
             subsetted_search: false,
             edit_before_put: None,

@@ -323,6 +323,22 @@ pub(super) async fn search_practitioners(
                     .any(|(k, v)| k == "identifier" && v.contains(npi.as_str()))
                     && identifier_matches(p, npi, false)
             });
+            let walk_hidden = filters.is_empty()
+                && settings
+                    .walk_suppressed_npis
+                    .iter()
+                    .any(|npi| identifier_matches(p, npi, false));
+            if walk_hidden {
+                if shape.outcomes.is_empty() {
+                    shape.outcomes.push(json!({
+                        "resource": {"resourceType": "OperationOutcome", "issue": [{
+                            "severity": "information", "code": "suppressed",
+                            "diagnostics": "Some results are not shown to this client"}]},
+                        "search": {"mode": "outcome"}
+                    }));
+                }
+                continue;
+            }
             if suppressed {
                 if shape.outcomes.is_empty() {
                     shape.outcomes.push(outcome_entry(

@@ -321,10 +321,13 @@ scenario!(
     deleting_a_connection_stops_writes,
     roster_walk_resolves_without_identifier_search,
     keys_rotate_without_an_outage,
+    a_record_hidden_from_the_walk_is_never_created,
 );
 
 use keys::keys_rotate_without_an_outage;
-use roster::roster_walk_resolves_without_identifier_search;
+use roster::{
+    a_record_hidden_from_the_walk_is_never_created, roster_walk_resolves_without_identifier_search,
+};
 
 /// Scenario 1: In sync: Ready, InSync, fhirId, roles, printer columns, a Resolved Event without PHI.
 async fn in_sync_record(cp: &ControlPlane) {

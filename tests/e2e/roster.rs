@@ -104,3 +104,46 @@ pub async fn roster_walk_resolves_without_identifier_search(cp: &ControlPlane) {
         st["fhirTotal"]
     );
 }
+
+/// Scenario 18: Epic hides a record from the roster walk (a `suppressed` entry on the page) on
+/// an instance without identifier search. Under CreateOrUpdate the practitioner whose record is
+/// hidden is SearchIncomplete, never NotFound, and nothing is POSTed: the record exists once.
+/// (Before, the walk dropped the entry, the NPI read as absent and a second record was created.)
+pub async fn a_record_hidden_from_the_walk_is_never_created(cp: &ControlPlane) {
+    let alice = "1234567893";
+    let w = world(
+        cp,
+        "s18-hidden",
+        SandboxConfig {
+            settings: Settings {
+                writes_enabled: true,
+                identifier_search_unsupported: true,
+                walk_suppressed_npis: vec![alice.into()],
+                ..Settings::default()
+            },
+            ..SandboxConfig::default()
+        },
+        |_| {},
+    )
+    .await;
+    let _op = Operator::start(cp, &w.ns, &[]);
+    let mut spec = super::example("alice-smith.yaml");
+    spec.management_policy = epic_operator::crd::ManagementPolicy::CreateOrUpdate;
+    create(&w, "alice-smith", spec).await;
+    let p = wait_for(&w, "alice-smith", "SearchIncomplete", |p| {
+        condition(p, "Synced").is_some_and(|c| c.reason == "SearchIncomplete")
+    })
+    .await;
+    assert!(p.status.unwrap().fhir_id.is_none());
+    // A few more passes: still nothing created.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(stats(&w).await["create"], 0);
+    let records = super::admin_get(&w, "practitioners").await;
+    let carrying = records
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["npi"] == alice)
+        .count();
+    assert_eq!(carrying, 1, "exactly one record carries the NPI");
+}
