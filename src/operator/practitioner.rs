@@ -336,7 +336,12 @@ fn roster_prefetch(
     has_id: bool,
     settled: bool,
 ) -> Prefetch {
-    let handover = ctx.rosters.take_handover(&super::object_key(obj));
+    let about = super::roster_index::HandoverFor {
+        uid: obj.uid().unwrap_or_default(),
+        npi: obj.spec.npi.clone(),
+        base_url: conn.base_url().to_string(),
+    };
+    let handover = ctx.rosters.take_handover(&super::object_key(obj), &about);
     let woken = handover.is_some();
     let (mut prefetched, mut roles) = match handover {
         Some(h) => (h.found.prefetched(), h.roles),

@@ -22,7 +22,7 @@ use super::Context;
 use super::connections::{ConnectionHandle, Key, connection_label};
 use super::object_key;
 use super::practitioner::jittered;
-use super::roster_index::{Finding, Handover, RoleMap, RosterIndex};
+use super::roster_index::{Finding, Handover, HandoverFor, RoleMap, RosterIndex};
 use super::status::synced_reason;
 use crate::crd::{EpicPractitioner, Reason};
 use crate::fhir::{FhirError, ResourceWalk};
@@ -234,6 +234,15 @@ fn known_id<'a>(p: &'a EpicPractitioner, base_url: &str) -> Option<&'a str> {
     s.fhir_id
         .as_deref()
         .filter(|_| s.connection.as_deref() == Some(base_url))
+}
+
+/// What a hand-over for `p` on the instance at `base` is about.
+fn handover_for(p: &EpicPractitioner, base: &str) -> HandoverFor {
+    HandoverFor {
+        uid: p.uid().unwrap_or_default(),
+        npi: p.spec.npi.clone(),
+        base_url: base.to_string(),
+    }
 }
 
 /// Whether an unresolved practitioner's status already says what the walk found.
@@ -454,6 +463,7 @@ async fn walk_practitioners(
                                         Handover {
                                             found,
                                             roles: roles_of(id),
+                                            about: handover_for(p, base),
                                         },
                                     );
                                     // Woken as found, so the reads and writes follow the
@@ -512,7 +522,11 @@ async fn walk_practitioners(
                     Finding::Record { id, .. } => roles_of(id),
                     _ => None,
                 };
-                Some(Handover { found, roles })
+                Some(Handover {
+                    found,
+                    roles,
+                    about: handover_for(p, base),
+                })
             };
             if let Some(h) = handover {
                 ctx.rosters.hand_over(object, h);

@@ -108,6 +108,18 @@ pub struct Handover {
     pub found: Finding,
     /// Roles from the PractitionerRole walk, when it ran.
     pub roles: Option<Vec<RoleSummary>>,
+    /// What the finding is about: taken only by that object, for that NPI, on that instance.
+    pub about: HandoverFor,
+}
+
+/// The object, NPI and instance a hand-over was made for. An object deleted and created again
+/// under the same name (another uid, perhaps another NPI), or moved to another connection,
+/// never receives a finding made for what it was before.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HandoverFor {
+    pub uid: String,
+    pub npi: String,
+    pub base_url: String,
 }
 
 /// The walk's finding for one NPI. A page copy is kept as compact JSON text, a third of the
@@ -328,11 +340,20 @@ impl Rosters {
             .insert(object, handover);
     }
 
-    pub fn take_handover(&self, object: &str) -> Option<Handover> {
-        self.handovers
+    /// The hand-over waiting for `object`, when it was made for what the object is now (a
+    /// stale one is dropped).
+    pub fn take_handover(&self, object: &str, now: &HandoverFor) -> Option<Handover> {
+        let taken = self
+            .handovers
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(object)
+            .remove(object)?;
+        if taken.about == *now {
+            Some(taken)
+        } else {
+            tracing::info!(npi = %now.npi, "a roster finding made for another object, NPI or instance is dropped");
+            None
+        }
     }
 
     /// Drops hand-overs of objects that no longer exist (deleted before their reconcile).
@@ -454,15 +475,21 @@ mod tests {
     fn a_page_copy_survives_the_hand_over() {
         let body = serde_json::json!({"resourceType": "Practitioner", "id": "a-1", "active": true});
         let rosters = Rosters::default();
+        let about = HandoverFor {
+            uid: "u1".into(),
+            npi: "1234567893".into(),
+            base_url: "https://tst.example.org".into(),
+        };
         rosters.hand_over(
             "ns/npi-1".into(),
             Handover {
                 found: Finding::record("a-1", &body),
                 roles: None,
+                about: about.clone(),
             },
         );
         assert_eq!(rosters.handovers_waiting(), 1);
-        let h = rosters.take_handover("ns/npi-1").unwrap();
+        let h = rosters.take_handover("ns/npi-1", &about).unwrap();
         assert_eq!(
             h.found.prefetched(),
             Some(Prefetched::Record {
@@ -470,6 +497,44 @@ mod tests {
                 body
             })
         );
-        assert!(rosters.take_handover("ns/npi-1").is_none());
+        assert!(rosters.take_handover("ns/npi-1", &about).is_none());
+    }
+
+    #[test]
+    fn a_hand_over_is_taken_only_by_what_it_was_made_for() {
+        let rosters = Rosters::default();
+        let about = HandoverFor {
+            uid: "u1".into(),
+            npi: "1234567893".into(),
+            base_url: "https://tst.example.org".into(),
+        };
+        for other in [
+            HandoverFor {
+                uid: "u2".into(),
+                ..about.clone()
+            },
+            HandoverFor {
+                npi: "1245319599".into(),
+                ..about.clone()
+            },
+            HandoverFor {
+                base_url: "https://prd.example.org".into(),
+                ..about.clone()
+            },
+        ] {
+            rosters.hand_over(
+                "ns/alice".into(),
+                Handover {
+                    found: Finding::Absent,
+                    roles: None,
+                    about: about.clone(),
+                },
+            );
+            assert!(
+                rosters.take_handover("ns/alice", &other).is_none(),
+                "{other:?}"
+            );
+            assert_eq!(rosters.handovers_waiting(), 0, "the stale one is dropped");
+        }
     }
 }
