@@ -3,13 +3,19 @@
 //! holder failed to renew for a whole `lease_duration`. Replacing the Lease is conditional on
 //! its resourceVersion, so two candidates cannot both win.
 //!
-//! The holder gives up at its renew deadline (two thirds of the lease), before anyone else may
+//! The holder gives up at its renew deadline (two thirds of the lease, counted from the start
+//! of its last successful renewal: that is when it stamped `renewTime`), before anyone else may
 //! take over: a renew that hangs (an API server that accepts and never answers) counts as a
-//! failed one, so an old leader never keeps writing after its Lease could have passed on.
+//! failed one, so an old leader never keeps writing after its Lease could have passed on. A
+//! failed renewal is retried soon, not a full period later.
+//!
+//! Expiry is judged as client-go does, by time observed here: a candidate takes a Lease over
+//! only after it has seen the same holder and `renewTime` unchanged for a whole lease duration
+//! on its own clock. Comparing the holder's wall-clock stamp with this host's clock would let a
+//! skewed standby take a live Lease.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kube::Api;
@@ -21,6 +27,32 @@ pub struct LeaderElector {
     name: String,
     identity: String,
     lease_duration: Duration,
+    /// The Lease record (holder, renewTime) last seen, and when this replica first saw it.
+    observed: std::sync::Mutex<Option<Observed>>,
+}
+
+/// A Lease record as this replica saw it.
+#[derive(Clone, Debug)]
+struct Observed {
+    record: (Option<String>, Option<String>),
+    since: Instant,
+}
+
+/// Whether a Lease whose record is `record` has expired, given what was observed before (and
+/// updates the observation): only a record seen unchanged for `lease` on this clock has.
+fn expired_locally(
+    observed: &mut Option<Observed>,
+    record: (Option<String>, Option<String>),
+    now: Instant,
+    lease: Duration,
+) -> bool {
+    match observed {
+        Some(o) if o.record == record => now.saturating_duration_since(o.since) > lease,
+        _ => {
+            *observed = Some(Observed { record, since: now });
+            false
+        }
+    }
 }
 
 impl LeaderElector {
@@ -36,6 +68,7 @@ impl LeaderElector {
             name: name.into(),
             identity: identity.into(),
             lease_duration,
+            observed: std::sync::Mutex::new(None),
         }
     }
 
@@ -64,18 +97,29 @@ impl LeaderElector {
     /// (including one that never answered).
     pub async fn hold(&self) -> String {
         let deadline = self.renew_deadline();
-        let mut last_ok = std::time::Instant::now();
+        let period = self.lease_duration / 3;
+        // After a failure, try again soon: a single lost request must not cost a whole period.
+        let retry = (self.lease_duration / 10).max(Duration::from_millis(200));
+        let mut last_ok = Instant::now();
+        let mut wait = period;
         loop {
-            tokio::time::sleep(self.lease_duration / 3).await;
+            tokio::time::sleep(wait.min(deadline.saturating_sub(last_ok.elapsed()))).await;
+            let attempt = Instant::now();
             let left = deadline.saturating_sub(last_ok.elapsed());
             match tokio::time::timeout(left, self.try_acquire_or_renew()).await {
-                Ok(Ok(true)) => last_ok = std::time::Instant::now(),
+                // The deadline counts from when this renewal stamped renewTime, not from when
+                // the API server answered.
+                Ok(Ok(true)) => {
+                    last_ok = attempt;
+                    wait = period;
+                }
                 Ok(Ok(false)) => return "another replica holds the Lease".into(),
                 Ok(Err(e)) => {
                     tracing::warn!(error = %e, "lease renewal failed");
                     if last_ok.elapsed() >= deadline {
                         return format!("could not renew the Lease within {deadline:?}: {e}");
                     }
+                    wait = retry;
                 }
                 Err(_) => {
                     return format!(
@@ -130,13 +174,24 @@ impl LeaderElector {
             Some(mut lease) => {
                 let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
                 let mine = spec.holder_identity.as_deref() == Some(self.identity.as_str());
-                let expired = match (&spec.renew_time, spec.lease_duration_seconds) {
-                    (Some(renew), Some(secs)) => {
-                        let renewed_ms = renew.0.as_millisecond();
-                        Utc::now().timestamp_millis() > renewed_ms + i64::from(secs) * 1000
-                    }
-                    _ => true,
-                };
+                let record = (
+                    spec.holder_identity.clone(),
+                    spec.renew_time.as_ref().map(|t| t.0.to_string()),
+                );
+                // The holder's own lease duration, bounded (a Lease written by anyone).
+                let holder_lease = spec
+                    .lease_duration_seconds
+                    .and_then(|s| u64::try_from(s).ok())
+                    .map_or(self.lease_duration, |s| {
+                        Duration::from_secs(s.clamp(1, 3600))
+                    });
+                let expired = spec.renew_time.is_none()
+                    || expired_locally(
+                        &mut self.observed.lock().unwrap_or_else(|p| p.into_inner()),
+                        record,
+                        Instant::now(),
+                        holder_lease,
+                    );
                 let vacant = spec.holder_identity.as_deref().is_none_or(str::is_empty);
                 if !mine && !expired && !vacant {
                     return Ok(false);
@@ -160,5 +215,60 @@ impl LeaderElector {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(holder: &str, renewed: &str) -> (Option<String>, Option<String>) {
+        (Some(holder.into()), Some(renewed.into()))
+    }
+
+    #[test]
+    fn a_lease_expires_only_after_a_whole_duration_unchanged_on_this_clock() {
+        let lease = Duration::from_secs(15);
+        let t0 = Instant::now();
+        let mut seen = None;
+        // A renewTime far in the past (the holder's clock is behind): not expired on sight.
+        assert!(!expired_locally(
+            &mut seen,
+            record("a", "2001-01-01T00:00:00Z"),
+            t0,
+            lease
+        ));
+        assert!(!expired_locally(
+            &mut seen,
+            record("a", "2001-01-01T00:00:00Z"),
+            t0 + Duration::from_secs(15),
+            lease
+        ));
+        assert!(expired_locally(
+            &mut seen,
+            record("a", "2001-01-01T00:00:00Z"),
+            t0 + Duration::from_secs(16),
+            lease
+        ));
+        // A renewal seen starts the count again.
+        assert!(!expired_locally(
+            &mut seen,
+            record("a", "2001-01-01T00:00:05Z"),
+            t0 + Duration::from_secs(17),
+            lease
+        ));
+        assert!(!expired_locally(
+            &mut seen,
+            record("a", "2001-01-01T00:00:05Z"),
+            t0 + Duration::from_secs(30),
+            lease
+        ));
+        // Another holder is a new record too.
+        assert!(!expired_locally(
+            &mut seen,
+            record("b", "2001-01-01T00:00:05Z"),
+            t0 + Duration::from_secs(40),
+            lease
+        ));
     }
 }
