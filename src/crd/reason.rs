@@ -77,6 +77,8 @@ reasons! {
     AmbiguousNpi = "AmbiguousNPI", lasting: true;
     /// Epic marked the search incomplete (suppressed or unauthorized results).
     SearchIncomplete = "SearchIncomplete", lasting: true;
+    /// Two EpicPractitioners declare the NPI on the same connection: neither writes.
+    DuplicateNpi = "DuplicateNPI", lasting: true;
     /// The saved FHIR id no longer carries the NPI.
     IdentityMismatch = "IdentityMismatch", lasting: true;
     /// The spec is invalid in a way the schema cannot express.
@@ -202,6 +204,9 @@ impl Reason {
             }
             Reason::SearchIncomplete => {
                 "Ask the Epic team why results are suppressed for this client (status.warnings has Epic's codes)."
+            }
+            Reason::DuplicateNpi => {
+                "Two EpicPractitioners declare this NPI on the same connection (the message names the other): keep one."
             }
             Reason::IdentityMismatch => {
                 "The saved FHIR id now belongs to another NPI: check the NPI in the spec and in Epic."

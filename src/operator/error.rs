@@ -19,6 +19,11 @@ pub enum Error {
     /// The spec is invalid in a way the schema cannot express (e.g. NPI check digit).
     #[error("invalid spec: {0}")]
     InvalidSpec(String),
+    /// Another EpicPractitioner declares the same NPI on the same connection.
+    #[error(
+        "EpicPractitioner {other} declares the same NPI on the same connection: nothing is written for either until one of them is removed"
+    )]
+    DuplicateNpi { other: String },
     /// The EpicConnection is missing or not usable yet.
     #[error("{0}")]
     ConnectionNotReady(String),
@@ -73,6 +78,7 @@ impl Error {
     pub fn reason(&self) -> Reason {
         match self {
             Error::InvalidSpec(_) => Reason::InvalidSpec,
+            Error::DuplicateNpi { .. } => Reason::DuplicateNpi,
             Error::ConnectionNotReady(_) => Reason::ConnectionNotReady,
             Error::Connection { failure, .. } => failure.reason,
             Error::Fhir(e) => e.reason(),

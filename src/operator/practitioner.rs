@@ -167,6 +167,21 @@ async fn apply(
     }
 }
 
+/// Another live EpicPractitioner of the same namespace and connection with the same NPI.
+fn duplicate_of(obj: &EpicPractitioner, ctx: &Context) -> Option<String> {
+    let ns = obj.namespace();
+    let uid = obj.uid();
+    ctx.practitioners
+        .find(|p| {
+            p.spec.npi == obj.spec.npi
+                && p.spec.connection_ref.name == obj.spec.connection_ref.name
+                && p.namespace() == ns
+                && p.uid() != uid
+                && p.metadata.deletion_timestamp.is_none()
+        })
+        .map(|p| p.name_any())
+}
+
 /// How long an object left to the roster walks waits at most before looking again (each
 /// walk wakes the objects it finds changed; this only covers walks that stop).
 const AWAIT_WALK_REQUEUE: Duration = Duration::from_secs(60);
@@ -193,6 +208,11 @@ async fn sync(
 ) -> Result<Pass, Error> {
     // Validate: what the schema cannot express.
     validate_spec(&obj.spec).map_err(Error::InvalidSpec)?;
+    // Two objects for one record would both write (alternating PUTs, or two POSTs): neither
+    // acts while both exist. Objects being deleted do not count, and are not held.
+    if !deleting && let Some(other) = duplicate_of(obj, ctx) {
+        return Err(Error::DuplicateNpi { other });
+    }
     if obj.is_paused() {
         return Ok(Pass::Synced(Box::new((
             status::paused(obj, old),

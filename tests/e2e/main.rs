@@ -322,11 +322,13 @@ scenario!(
     roster_walk_resolves_without_identifier_search,
     keys_rotate_without_an_outage,
     a_record_hidden_from_the_walk_is_never_created,
+    two_objects_for_one_npi_both_hold,
 );
 
 use keys::keys_rotate_without_an_outage;
 use roster::{
     a_record_hidden_from_the_walk_is_never_created, roster_walk_resolves_without_identifier_search,
+    two_objects_for_one_npi_both_hold,
 };
 
 /// Scenario 1: In sync: Ready, InSync, fhirId, roles, printer columns, a Resolved Event without PHI.

@@ -147,3 +147,34 @@ pub async fn a_record_hidden_from_the_walk_is_never_created(cp: &ControlPlane) {
         .count();
     assert_eq!(carrying, 1, "exactly one record carries the NPI");
 }
+
+/// Scenario 19: two EpicPractitioners declare one NPI on one connection: both hold with
+/// DuplicateNPI and nothing is written; once one is deleted, the other syncs.
+pub async fn two_objects_for_one_npi_both_hold(cp: &ControlPlane) {
+    let w = world(cp, "s19-duplicate", super::writable(), |_| {}).await;
+    let _op = Operator::start(cp, &w.ns, &[]);
+    // bob-jones's record differs from the seed: a write would follow if either acted.
+    for name in ["bob-a", "bob-b"] {
+        create(&w, name, super::example("bob-jones.yaml")).await;
+    }
+    for (name, other) in [("bob-a", "bob-b"), ("bob-b", "bob-a")] {
+        let p = wait_for(&w, name, "DuplicateNPI", |p| {
+            condition(p, "Synced").is_some_and(|c| c.reason == "DuplicateNPI")
+        })
+        .await;
+        let message = &condition(&p, "Synced").unwrap().message;
+        assert!(message.contains(other), "{message}");
+    }
+    let s = stats(&w).await;
+    assert_eq!(s["update"], 0, "{s}");
+    assert_eq!(s["create"], 0, "{s}");
+    w.practitioners
+        .delete("bob-b", &Default::default())
+        .await
+        .unwrap();
+    wait_for(&w, "bob-a", "Ready after the duplicate went", |p| {
+        is(p, "Ready", "True", "Ready")
+    })
+    .await;
+    assert_eq!(stats(&w).await["update"], 1);
+}
