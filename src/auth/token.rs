@@ -459,7 +459,9 @@ pub fn parse_token_response(
             Ok(e) => AuthError::OAuth {
                 status,
                 error: e.error,
-                description: e.error_description,
+                description: e
+                    .error_description
+                    .map(|d| crate::reconcile::mask_personal_text(&d)),
             },
             Err(_) => AuthError::Endpoint {
                 status,
@@ -545,6 +547,6 @@ fn snippet(body: &[u8]) -> String {
     if t.is_empty() {
         "(empty body)".into()
     } else {
-        t
+        crate::reconcile::mask_personal_text(&t)
     }
 }

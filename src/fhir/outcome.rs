@@ -93,11 +93,14 @@ impl OperationOutcome {
         self.has_code("4107")
     }
 
-    /// The diagnostics texts joined, for messages.
+    /// The diagnostics texts joined, for messages, with personal data masked: Epic's text
+    /// goes on into status, Events, logs and `plan -o json`, and may echo an e-mail address, a
+    /// phone number or a birth date.
     pub fn summary(&self) -> String {
-        self.issues
+        let text = self
+            .issues
             .iter()
-            .filter(|i| i.severity != "information")
+            .filter(|i| i.severity != "information" || i.code == "suppressed")
             .map(|i| {
                 let mut s = i.code.clone();
                 if !i.details.is_empty() {
@@ -110,7 +113,8 @@ impl OperationOutcome {
                 s
             })
             .collect::<Vec<_>>()
-            .join("; ")
+            .join("; ");
+        crate::reconcile::mask_personal_text(&text)
     }
 }
 
@@ -124,6 +128,33 @@ fn str_at(v: &Value, key: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn epic_diagnostics_are_masked_before_they_go_anywhere() {
+        let o = OperationOutcome::parse(&serde_json::json!({
+            "resourceType": "OperationOutcome",
+            "issue": [{"severity": "error", "code": "business-rule",
+                "diagnostics": "record of jane.doe@hospital.example.org (born 1980-04-12, tel 555-123-4567) is locked"}]
+        }))
+        .unwrap();
+        let text = o.summary();
+        assert_eq!(
+            text,
+            "business-rule: record of ***@hospital.example.org (born 1980-**-**, tel [phone]) is locked"
+        );
+        let refused = crate::auth::parse_token_response(
+            400,
+            br#"{"error":"invalid_client","error_description":"ask admin@epic.example.org"}"#,
+            &[],
+            std::time::Instant::now(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            refused.contains("***@epic.example.org") && !refused.contains("admin@"),
+            "{refused}"
+        );
+    }
 
     #[test]
     fn a_suppression_without_an_epic_code_marks_the_answer_incomplete() {

@@ -415,9 +415,10 @@ async fn walk_practitioners(
             // absence from this walk is evidence that its record does not exist.
             for o in outcomes.iter().filter(|o| o.marks_incomplete()) {
                 if hidden.is_none() {
-                    let why = match o.summary() {
-                        s if s.is_empty() => format!("Epic codes {}", o.codes().join(",")),
-                        s => s,
+                    let why = match (o.summary(), o.codes()) {
+                        (s, _) if !s.is_empty() => s,
+                        (_, codes) if !codes.is_empty() => format!("Epic codes {}", codes.join(",")),
+                        _ => "Epic marked records as suppressed".to_string(),
                     };
                     tracing::warn!(connection = %key.1, reason = %why, "the roster walk is incomplete: Epic hid records from this client");
                     hidden = Some(why);

@@ -16,7 +16,7 @@ mod qualifications;
 mod roles;
 mod write_policy;
 
-pub use disclosure::{Disclosure, disclose, mask_contact};
+pub use disclosure::{Disclosure, disclose, mask_contact, mask_personal_text};
 pub use fields::{
     DriftReport, MAX_DIFF_BYTES, drift, drift_with, fingerprint, new_resource, overlay,
     projection_json, validate_spec,
