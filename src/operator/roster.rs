@@ -429,6 +429,15 @@ async fn walk_practitioners(
                 let Some(id) = r.get("id").and_then(Value::as_str) else {
                     continue;
                 };
+                // Walk ids are held to the FHIR id grammar as search ids are. A record left
+                // out makes the walk incomplete: its NPIs must not read as absent.
+                if let Err(why) = crate::reconcile::identity::check_fhir_id(id) {
+                    if hidden.is_none() {
+                        tracing::warn!(connection = %key.1, "a roster record with an invalid id was left out; the walk is incomplete");
+                        hidden = Some(format!("a record was left out: {why}"));
+                    }
+                    continue;
+                }
                 // A record can carry several NPIs (an ended one and the current one, under
                 // either NPI system): it is indexed under each.
                 let npis = npi_values(&r);
