@@ -819,6 +819,23 @@ async fn unknown_npi_not_found_then_created(cp: &ControlPlane) {
     assert!(p.status.unwrap().fhir_id.is_none());
     wait_event(&w, "NotFound").await;
     assert_eq!(stats(&w).await["create"], 0);
+    // Two objects for one NPI would both hold (DuplicateNPI): the first goes before the second
+    // comes.
+    w.practitioners
+        .delete("erin-update", &Default::default())
+        .await
+        .unwrap();
+    let started = Instant::now();
+    while w
+        .practitioners
+        .get_opt("erin-update")
+        .await
+        .unwrap()
+        .is_some()
+    {
+        assert!(started.elapsed() < WAIT, "erin-update not deleted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     create(&w, "erin-novak", example("erin-new.yaml")).await;
     let p = wait_for(&w, "erin-novak", "created and Ready", |p| {
         is(p, "Ready", "True", "Ready")
