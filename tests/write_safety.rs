@@ -441,10 +441,10 @@ async fn ids_with_dash_and_dot_go_into_paths_as_they_are() {
     s.stop().await;
 }
 
-#[tokio::test]
-async fn a_merged_record_resolves_again_by_npi() {
-    let s = empty_writable().await;
-    let old_id = add(&s, record(json!([{"system": NPI_SYSTEM, "value": NPI}]))).await;
+/// A record carrying NPI merged away in Epic, and the survivor (the NPI under the OID system):
+/// (merged id, surviving id).
+async fn merged_record(s: &Sandbox) -> (String, String) {
+    let old_id = add(s, record(json!([{"system": NPI_SYSTEM, "value": NPI}]))).await;
     let r = epic_operator::http::client()
         .unwrap()
         .post(format!("{}/practitioners/{old_id}/merge", s.admin_url()))
@@ -452,11 +452,14 @@ async fn a_merged_record_resolves_again_by_npi() {
         .await
         .unwrap();
     assert!(r.status().is_success());
-    let survivor = add(
-        &s,
-        record(json!([{"system": NPI_OID_SYSTEM, "value": NPI}])),
-    )
-    .await;
+    let survivor = add(s, record(json!([{"system": NPI_OID_SYSTEM, "value": NPI}]))).await;
+    (old_id, survivor)
+}
+
+#[tokio::test]
+async fn a_merged_record_resolves_again_by_npi() {
+    let s = empty_writable().await;
+    let (old_id, survivor) = merged_record(&s).await;
     let c = client(&s);
     let o = sync(&c, &spec(NPI, json!({"active": false})), Some(&old_id)).await;
     assert!(o.searched);
@@ -468,19 +471,7 @@ async fn a_merged_record_resolves_again_by_npi() {
 #[tokio::test]
 async fn an_indexed_id_merged_since_the_walk_is_searched_again_never_created() {
     let s = empty_writable().await;
-    let old_id = add(&s, record(json!([{"system": NPI_SYSTEM, "value": NPI}]))).await;
-    let r = epic_operator::http::client()
-        .unwrap()
-        .post(format!("{}/practitioners/{old_id}/merge", s.admin_url()))
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success());
-    let survivor = add(
-        &s,
-        record(json!([{"system": NPI_OID_SYSTEM, "value": NPI}])),
-    )
-    .await;
+    let (old_id, survivor) = merged_record(&s).await;
     let c = client(&s);
     let norm = Normalizer::default();
     let mut create = spec(NPI, json!({"active": false}));

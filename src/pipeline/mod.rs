@@ -211,10 +211,26 @@ pub async fn sync_practitioner(
             Err(e) => return Err(e),
         }
     }
+    let mut prefetched = req.prefetched.clone();
+    if current.is_none()
+        && let Some(Prefetched::Id(id)) = &prefetched
+    {
+        match read_verified(client, id, &spec.npi).await {
+            Ok(o) => current = Some(o),
+            // Gone since the walk (merged or deleted in Epic): the record may live on under
+            // another id, so only a fresh search may say NotFound (an instance without
+            // identifier search fails there and waits for the next walk, never creating).
+            Err(e) if matches!(e, FhirError::NotFound { .. }) || e.is_gone_or_merged() => {
+                tracing::info!(npi = %spec.npi, id, reason = %e.reason(), "the indexed id no longer answers; searching the NPI");
+                prefetched = None;
+            }
+            Err(e) => return Err(e),
+        }
+    }
     let resolution = if current.is_some() {
         Resolution::Found
     } else {
-        match req.prefetched.clone() {
+        match prefetched {
             Some(Prefetched::Record { id, body }) if carries_npi(&body, &spec.npi) => {
                 current = Some(Observed {
                     id,
@@ -224,28 +240,6 @@ pub async fn sync_practitioner(
                 });
                 Resolution::Found
             }
-            Some(Prefetched::Id(id)) => match read_verified(client, &id, &spec.npi).await {
-                Ok(o) => {
-                    current = Some(o);
-                    Resolution::Found
-                }
-                // Gone since the walk (merged or deleted in Epic): the record may live on under
-                // another id, so only a fresh search may say NotFound (an instance without
-                // identifier search fails here and waits for the next walk, never creating).
-                Err(e) if matches!(e, FhirError::NotFound { .. }) || e.is_gone_or_merged() => {
-                    tracing::info!(npi = %spec.npi, id, reason = %e.reason(), "the indexed id no longer answers; searching the NPI");
-                    searched = true;
-                    search(
-                        client,
-                        &spec.npi,
-                        &mut current,
-                        &mut ambiguous_ids,
-                        &mut warnings,
-                    )
-                    .await?
-                }
-                Err(e) => return Err(e),
-            },
             Some(Prefetched::Incomplete(why)) => {
                 warnings.push(format!("roster walk incomplete: {why}"));
                 Resolution::Incomplete
@@ -256,7 +250,7 @@ pub async fn sync_practitioner(
                 Resolution::Ambiguous(n)
             }
             Some(Prefetched::NotFound) => Resolution::NotFound,
-            Some(Prefetched::Record { .. }) | None => {
+            Some(Prefetched::Record { .. } | Prefetched::Id(_)) | None => {
                 searched = true;
                 search(
                     client,
