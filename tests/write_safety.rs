@@ -10,7 +10,7 @@ use common::*;
 use epic_operator::crd::{EpicPractitionerSpec, NPI_OID_SYSTEM, NPI_SYSTEM, npi_from_prefix};
 use epic_operator::fhir::FhirClient;
 use epic_operator::pipeline::{
-    Prefetched, SyncOutcome, SyncRequest, WriteOutcome, sync_practitioner,
+    CreateGuard, Prefetched, SyncOutcome, SyncRequest, WriteOutcome, sync_practitioner,
 };
 use epic_operator::reconcile::{
     Action, Disclosure, HoldReason, Normalizer, Resolution, WriteCapability,
@@ -62,6 +62,8 @@ fn request<'a>(
         disclosure: Disclosure::Masked,
         prefetched: None,
         known_roles: None,
+        create_guard: CreateGuard::SEARCH,
+        attempt_recorder: None,
     }
 }
 

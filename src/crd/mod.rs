@@ -17,9 +17,10 @@ pub use connection::{
 };
 pub use npi::{NPI_OID_SYSTEM, NPI_SYSTEM, NPI_SYSTEMS, NpiError, npi_from_prefix, validate_npi};
 pub use practitioner::{
-    ConnectionRef, ContactPoint, ContactSystem, ContactUse, DEACTIVATION_NOTE, DeletionPolicy,
-    DriftEntry, EpicPractitioner, EpicPractitionerSpec, EpicPractitionerStatus, Gender, LastError,
-    ListPolicy, ManagementPolicy, PAUSED_ANNOTATION, PractitionerName, Qualification, RoleSummary,
+    ConnectionRef, ContactPoint, ContactSystem, ContactUse, CreateAttempt, DEACTIVATION_NOTE,
+    DeletionPolicy, DriftEntry, EpicPractitioner, EpicPractitionerSpec, EpicPractitionerStatus,
+    Gender, LastError, ListPolicy, ManagementPolicy, PAUSED_ANNOTATION, PractitionerName,
+    Qualification, RoleSummary,
 };
 pub use reason::Reason;
 

@@ -274,6 +274,24 @@ pub struct EpicPractitionerStatus {
     /// Notes for people reading the status (for example what deactivation does not do).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// A create (POST) sent for this NPI whose outcome is not known (the answer was lost):
+    /// written before every POST and cleared once the record is found or Epic answered. While
+    /// it stands, no POST is sent again until absence is confirmed by an identifier search or
+    /// by a complete roster walk that started after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub create_attempt: Option<CreateAttempt>,
+}
+
+/// A POST whose outcome is not known yet.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateAttempt {
+    /// The NPI the record was created for.
+    pub npi: String,
+    /// The FHIR base URL it was sent to.
+    pub connection: String,
+    /// When it was sent (RFC 3339).
+    pub sent_at: String,
 }
 
 /// One owned field that differs between the spec and Epic.

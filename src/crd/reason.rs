@@ -79,6 +79,9 @@ reasons! {
     SearchIncomplete = "SearchIncomplete", lasting: true;
     /// Two EpicPractitioners declare the NPI on the same connection: neither writes.
     DuplicateNpi = "DuplicateNPI", lasting: true;
+    /// A create was sent and its answer lost: no second POST until absence is confirmed (by an
+    /// identifier search, or a complete roster walk started after it).
+    CreateUnconfirmed = "CreateUnconfirmed", lasting: false;
     /// The saved FHIR id no longer carries the NPI.
     IdentityMismatch = "IdentityMismatch", lasting: true;
     /// The spec is invalid in a way the schema cannot express.
@@ -207,6 +210,9 @@ impl Reason {
             }
             Reason::DuplicateNpi => {
                 "Two EpicPractitioners declare this NPI on the same connection (the message names the other): keep one."
+            }
+            Reason::CreateUnconfirmed => {
+                "Nothing to do: the next complete roster walk (or identifier search) tells whether the lost create arrived; the record is adopted or created once, never twice."
             }
             Reason::IdentityMismatch => {
                 "The saved FHIR id now belongs to another NPI: check the NPI in the spec and in Epic."

@@ -7,7 +7,7 @@ use super::manifests::Loaded;
 use super::report_kinds::{ReportAction, ReportResolution, ReportResult};
 use crate::crd::{DEACTIVATION_NOTE, DriftEntry, Reason, WriteMode};
 use crate::fhir::Capability;
-use crate::pipeline::{SyncRequest, WriteOutcome, sync_practitioner};
+use crate::pipeline::{CreateGuard, SyncRequest, WriteOutcome, sync_practitioner};
 use crate::reconcile::{
     Action, Disclosure, HoldReason, Resolution, WriteCapability, validate_spec, write_capability,
 };
@@ -182,6 +182,8 @@ pub async fn run_plan(
             disclosure: options.disclosure,
             prefetched: None,
             known_roles: None,
+            create_guard: CreateGuard::SEARCH,
+            attempt_recorder: None,
         };
         match sync_practitioner(&target.client, req).await {
             Err(e) => {

@@ -97,7 +97,7 @@ impl ReportResult {
             (WriteOutcome::Created, _) => Self::Created,
             (WriteOutcome::Deactivated, _) => Self::Deactivated,
             (WriteOutcome::Refused(_), _) => Self::Refused,
-            (WriteOutcome::Failed(_), _) => Self::Failed,
+            (WriteOutcome::Failed(_) | WriteOutcome::NotSent(_), _) => Self::Failed,
             (WriteOutcome::Conflict { .. }, _) => Self::Conflict,
             (WriteOutcome::NotAttempted, Action::Nothing) => Self::Unchanged,
             (WriteOutcome::NotAttempted, Action::Hold(_)) => Self::Held,

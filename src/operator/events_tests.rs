@@ -45,6 +45,7 @@ fn outcome(resolution: Resolution, action: Action, write: WriteOutcome, d: &[&st
         live: None,
         roles: Vec::new(),
         roles_known: false,
+        create_attempt: crate::pipeline::AttemptState::NotSent,
     }
 }
 

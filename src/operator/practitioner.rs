@@ -17,9 +17,12 @@ use super::events;
 use super::metrics::ReconcileTimer;
 use super::roster_index::IndexAnswer;
 use super::status;
-use crate::crd::{DeletionPolicy, EpicPractitioner, EpicPractitionerStatus, Reason, RoleSummary};
+use crate::crd::{
+    CreateAttempt, DeletionPolicy, EpicPractitioner, EpicPractitionerStatus, Reason, RoleSummary,
+};
 use crate::pipeline::{
-    Prefetched, SyncOutcome, SyncRequest, WriteOutcome, deletion_done, sync_practitioner,
+    AttemptRecorder, AttemptState, CreateGuard, Prefetched, SyncOutcome, SyncRequest, WriteOutcome,
+    deletion_done, sync_practitioner,
 };
 use crate::reconcile::{Disclosure, validate_spec, write_policy};
 
@@ -245,8 +248,8 @@ async fn sync(
     // come from the connection's PractitionerRole walk.
     let fetch_roles = known_id.is_none();
     let key = (ns.clone(), obj.spec.connection_ref.name.clone());
-    let (prefetched, known_roles) = match ctx.mode {
-        super::DriftDetection::PerObject => (None, None),
+    let (prefetched, known_roles, walk_started) = match ctx.mode {
+        super::DriftDetection::PerObject => (None, None, None),
         super::DriftDetection::Roster => {
             let settled = !deleting
                 && old.last_error.is_none()
@@ -254,17 +257,38 @@ async fn sync(
                 && old.observed_generation == obj.metadata.generation
                 && status::synced_reason(old) != Some(Reason::Paused);
             match roster_prefetch(ctx, &key, &conn, obj, known_id.is_some(), settled) {
-                Prefetch::Use(p, roles) => (p, roles),
+                Prefetch::Use(p, roles, started) => (p, roles, started),
                 Prefetch::AwaitWalk => return Ok(Pass::Wait(AWAIT_WALK_REQUEUE)),
                 Prefetch::Covered => return Ok(Pass::Wait(safety_requeue(conn.resync))),
                 Prefetch::Failed(e) => return Err(Error::Fhir(e)),
             }
         }
     };
-    // The walk's page copy replaces the read by id (a write still reads first).
-    let known_id = known_id.filter(|_| !matches!(prefetched, Some(Prefetched::Record { .. })));
+    // The walk's page copy replaces the read by id (a write still reads first); a known id
+    // whose NPI the walk found on several records holds as ambiguous.
+    let known_id = known_id.filter(|_| {
+        !matches!(
+            prefetched,
+            Some(Prefetched::Record { .. } | Prefetched::Ambiguous(_))
+        )
+    });
     let resolving = known_id.is_none() && prefetched.is_none();
     let normalizer = conn.normalizer();
+    let create_guard = create_guard(ctx, obj, old, &key, &conn, walk_started);
+    let recorder = StatusAttempt {
+        api: Api::namespaced(ctx.kube.clone(), &ns),
+        name: obj.name_any(),
+        uid: obj.uid().unwrap_or_default(),
+        status: EpicPractitionerStatus {
+            create_attempt: Some(CreateAttempt {
+                npi: obj.spec.npi.clone(),
+                connection: conn.base_url().to_string(),
+                sent_at: crate::util::now_rfc3339(),
+            }),
+            ..old.clone()
+        },
+        rosters: &ctx.rosters,
+    };
     let synced = sync_practitioner(
         &conn.client,
         SyncRequest {
@@ -280,6 +304,8 @@ async fn sync(
             disclosure: Disclosure::Masked,
             prefetched,
             known_roles,
+            create_guard,
+            attempt_recorder: Some(&recorder),
         },
     )
     .await;
@@ -296,7 +322,13 @@ async fn sync(
         conn.mark_refused();
         ctx.note_refused(obj);
     }
-    let new_status = status::from_outcome(
+    // The ledger resolves the NPI to the new record at once, even if the status write below
+    // fails: the next pass reads it instead of creating again.
+    if let (WriteOutcome::Created, Some(id)) = (&outcome.write, &outcome.fhir_id) {
+        ctx.rosters
+            .record_created(&key, conn.base_url(), &obj.spec.npi, id);
+    }
+    let mut new_status = status::from_outcome(
         obj,
         old,
         &outcome,
@@ -304,6 +336,15 @@ async fn sync(
         &write_disabled_message,
         &normalizer,
     );
+    // What this process knows of the attempt outlives a cached status from before its write.
+    let uid = obj.uid().unwrap_or_default();
+    if outcome.fhir_id.is_some() || outcome.create_attempt == AttemptState::Answered {
+        ctx.rosters.clear_attempt(&uid);
+    } else if new_status.create_attempt.is_none()
+        && let Some((_, attempt)) = ctx.rosters.standing_attempt(&uid, None)
+    {
+        new_status.create_attempt = Some(attempt);
+    }
     let done = deleting && deletion_done(&obj.spec, &outcome);
     match &outcome.write {
         WriteOutcome::Failed(e) => {
@@ -330,6 +371,78 @@ async fn sync(
     ))))
 }
 
+/// What may prove this object's record absent before a POST. An unanswered create attempt in
+/// status is dated by this process's own clock (its POST, or when it first saw the attempt),
+/// and only a walk that started later than that, plus the request timeout within which the
+/// POST may still have landed, proves absence.
+fn create_guard(
+    ctx: &Context,
+    obj: &EpicPractitioner,
+    old: &EpicPractitionerStatus,
+    key: &super::connections::Key,
+    conn: &super::connections::ConnectionHandle,
+    walk_started: Option<std::time::Instant>,
+) -> CreateGuard {
+    let in_status = old
+        .create_attempt
+        .as_ref()
+        .filter(|a| a.npi == obj.spec.npi && a.connection == conn.base_url());
+    let uid = obj.uid().unwrap_or_default();
+    let since = ctx
+        .rosters
+        .standing_attempt(&uid, in_status)
+        .map(|(t, _)| t);
+    let settle = conn.client.settings().request_timeout;
+    let walk_after_attempt = since.is_none_or(|t| {
+        walk_started.is_some_and(|w| w.checked_duration_since(t).is_some_and(|d| d > settle))
+    });
+    let search = match ctx.mode {
+        super::DriftDetection::PerObject => true,
+        super::DriftDetection::Roster => {
+            let listed = conn.capability.as_ref().is_none_or(|c| c.npi_search());
+            ctx.rosters.searchable(key, conn.base_url(), listed)
+        }
+    };
+    CreateGuard {
+        search,
+        walk_after_attempt,
+    }
+}
+
+/// Writes the create attempt into status (the whole status, under the one field manager)
+/// before the POST leaves.
+struct StatusAttempt<'a> {
+    api: Api<EpicPractitioner>,
+    name: String,
+    uid: String,
+    status: EpicPractitionerStatus,
+    rosters: &'a super::roster_index::Rosters,
+}
+
+impl AttemptRecorder for StatusAttempt<'_> {
+    fn record(&self) -> futures::future::BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            let patch = json!({
+                "apiVersion": EpicPractitioner::api_version(&()),
+                "kind": EpicPractitioner::kind(&()),
+                "status": self.status,
+            });
+            self.api
+                .patch_status(
+                    &self.name,
+                    &PatchParams::apply(FIELD_MANAGER).force(),
+                    &Patch::Apply(&patch),
+                )
+                .await
+                .map_err(|e| format!("status write failed: {e}"))?;
+            if let Some(attempt) = &self.status.create_attempt {
+                self.rosters.note_attempt(&self.uid, attempt.clone());
+            }
+            Ok(())
+        })
+    }
+}
+
 /// In roster mode, how long after a pass an object looks again by itself: an hour at least.
 /// Walks wake it when its record changes; this is the safety net for walks that keep failing.
 fn safety_requeue(resync: Duration) -> Duration {
@@ -338,7 +451,12 @@ fn safety_requeue(resync: Duration) -> Duration {
 
 /// What roster mode knows before a sync.
 enum Prefetch {
-    Use(Option<Prefetched>, Option<Vec<RoleSummary>>),
+    /// What is known, and when the walk it came from started.
+    Use(
+        Option<Prefetched>,
+        Option<Vec<RoleSummary>>,
+        Option<std::time::Instant>,
+    ),
     /// The connection's first walk has not finished: it resolves the object and wakes it.
     AwaitWalk,
     /// Walks keep coming and none found anything new for this object.
@@ -363,10 +481,27 @@ fn roster_prefetch(
     };
     let handover = ctx.rosters.take_handover(&super::object_key(obj), &about);
     let woken = handover.is_some();
-    let (mut prefetched, mut roles) = match handover {
-        Some(h) => (h.found.prefetched(), h.roles),
-        None => (None, None),
+    let (mut prefetched, mut roles, mut walk_started) = match handover {
+        Some(h) => (h.found.prefetched(), h.roles, h.walk_started),
+        None => (None, None, None),
     };
+    // A record this operator created and no later walk has indexed yet: read it by id, even
+    // if a walk that started before the create says absent (a status write lost after the
+    // POST must not lead to a second one).
+    if !has_id
+        && let Some(id) = ctx.rosters.created_id(key, conn.base_url(), &obj.spec.npi)
+        && !matches!(&prefetched, Some(Prefetched::Record { id: r, .. }) if *r == id)
+    {
+        return Prefetch::Use(Some(Prefetched::Id(id)), roles, None);
+    }
+    // A known record whose NPI the last walk found on several records holds as ambiguous.
+    if has_id
+        && prefetched.is_none()
+        && let Some(index) = ctx.rosters.index(key, conn.base_url())
+        && let Prefetched::Ambiguous(ids) = index.lookup(&obj.spec.npi)
+    {
+        return Prefetch::Use(Some(Prefetched::Ambiguous(ids)), None, index.started());
+    }
     // A resolved object in a settled state that no walk woke has nothing new in Epic while
     // walks keep coming (at start-up, the first walk wakes what changed while the operator
     // was away): reading it anyway would cost a read per object. When walks stop, the
@@ -387,16 +522,17 @@ fn roster_prefetch(
             .rosters
             .resolve(key, conn.base_url(), &obj.spec.npi, search_listed)
         {
-            IndexAnswer::Prefetched(p, r) => {
+            IndexAnswer::Prefetched(p, r, started) => {
                 prefetched = Some(p);
                 roles = roles.or(r);
+                walk_started = started;
             }
             IndexAnswer::Search => {}
             IndexAnswer::AwaitWalk => return Prefetch::AwaitWalk,
             IndexAnswer::Failed(e) => return Prefetch::Failed(e),
         }
     }
-    Prefetch::Use(prefetched, roles)
+    Prefetch::Use(prefetched, roles, walk_started)
 }
 
 /// An identifier search the instance does not support: 400 (Epic code 4100 and kin).

@@ -384,6 +384,9 @@ async fn walk_practitioners(
     let existing: HashSet<String> = all.iter().map(|p| object_key(p)).collect();
     ctx.rosters.retain_handovers(|k| existing.contains(k));
     drop(existing);
+    let uids: HashSet<String> = all.iter().filter_map(|p| p.uid()).collect();
+    ctx.rosters.retain_attempts(|uid| uids.contains(uid));
+    drop(uids);
     let mut by_npi: HashMap<String, Vec<Arc<EpicPractitioner>>> = HashMap::new();
     for p in all {
         if p.namespace().as_deref() == Some(ns.as_str()) && &p.spec.connection_ref.name == name {
@@ -403,6 +406,7 @@ async fn walk_practitioners(
     let mut wake: HashSet<ObjectRef<EpicPractitioner>> = HashSet::new();
     let normalizer = handle.normalizer();
     let started = Instant::now();
+    index.set_started(started);
     let mut pages = 0u32;
     let mut woken_as_found = 0usize;
     let mut hidden: Option<String> = None;
@@ -474,6 +478,7 @@ async fn walk_practitioners(
                                             found,
                                             roles: roles_of(id),
                                             about: handover_for(p, base),
+                                            walk_started: Some(started),
                                         },
                                     );
                                     // Woken as found, so the reads and writes follow the
@@ -513,10 +518,24 @@ async fn walk_practitioners(
             }
             let object = object_key(p);
             let handover = if known_id(p, base).is_some() {
-                if seen_known.contains(&object) {
-                    continue;
+                match index.lookup(npi) {
+                    // The known record is one of several carrying the NPI: it holds as
+                    // ambiguous instead of writing to whichever it resolved to first.
+                    Prefetched::Ambiguous(ids) => {
+                        let found = Finding::Ambiguous(ids);
+                        if already_reported(p, &found) {
+                            continue;
+                        }
+                        Some(Handover {
+                            found,
+                            roles: None,
+                            about: handover_for(p, base),
+                            walk_started: Some(started),
+                        })
+                    }
+                    _ if seen_known.contains(&object) => continue,
+                    _ => None,
                 }
-                None
             } else {
                 let found = match index.lookup(npi) {
                     // The reconcile reads it by id through the index if no copy was kept.
@@ -536,6 +555,7 @@ async fn walk_practitioners(
                     found,
                     roles,
                     about: handover_for(p, base),
+                    walk_started: Some(started),
                 })
             };
             if let Some(h) = handover {

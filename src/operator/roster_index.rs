@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::connections::Key;
-use crate::crd::RoleSummary;
+use crate::crd::{CreateAttempt, RoleSummary};
 use crate::fhir::FhirError;
 use crate::pipeline::Prefetched;
 
@@ -31,6 +31,8 @@ pub struct RosterIndex {
     records: usize,
     /// Why the walk was incomplete (Epic hid records), when it was.
     incomplete: Option<String>,
+    /// When the walk's paging session started: a record created before then is on its pages.
+    started: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -74,6 +76,15 @@ impl RosterIndex {
         self.incomplete = Some(why);
     }
 
+    pub fn set_started(&mut self, at: Instant) {
+        self.started = Some(at);
+    }
+
+    /// When the walk's paging session started.
+    pub fn started(&self) -> Option<Instant> {
+        self.started
+    }
+
     /// What the walk says about an NPI. An NPI the walk did not see is NotFound only when no
     /// page said records were hidden.
     pub fn lookup(&self, npi: &str) -> Prefetched {
@@ -110,6 +121,8 @@ pub struct Handover {
     pub roles: Option<Vec<RoleSummary>>,
     /// What the finding is about: taken only by that object, for that NPI, on that instance.
     pub about: HandoverFor,
+    /// When the walk that made it started.
+    pub walk_started: Option<Instant>,
 }
 
 /// The object, NPI and instance a hand-over was made for. An object deleted and created again
@@ -180,12 +193,16 @@ struct ConnectionRoster {
     roles_walked: Option<Instant>,
     /// When the last walk completed.
     walked_at: Option<Instant>,
+    /// Records this operator created since the walk that started before them, by NPI: they
+    /// resolve practitioners at once (a lost status write after a POST must not lead to a
+    /// second POST) until a walk that started after the create has indexed them.
+    created: HashMap<Box<str>, (Box<str>, Instant)>,
 }
 
 /// Where an unresolved practitioner stands.
 pub enum IndexAnswer {
-    /// Resolve from this (no search).
-    Prefetched(Prefetched, Option<Vec<RoleSummary>>),
+    /// Resolve from this (no search); the walk it came from started at the instant given.
+    Prefetched(Prefetched, Option<Vec<RoleSummary>>, Option<Instant>),
     /// Not in the last walk, and searching is allowed: search (a record created since).
     Search,
     /// The first walk has not finished: it wakes the practitioner when it does.
@@ -199,6 +216,10 @@ pub enum IndexAnswer {
 pub struct Rosters {
     connections: Mutex<HashMap<Key, ConnectionRoster>>,
     handovers: Mutex<HashMap<String, Handover>>,
+    /// Objects (by uid) with a create attempt whose answer was lost, and since when this
+    /// process knows of it: its own POST, or the first status it read showing one. Measured
+    /// on this process's clock, so another replica's clock never matters.
+    attempts: Mutex<HashMap<String, (Instant, CreateAttempt)>>,
 }
 
 impl Rosters {
@@ -237,6 +258,10 @@ impl Rosters {
     ) -> IndexAnswer {
         self.with(key, base_url, |c| {
             let searchable = search_listed && !c.search_refused;
+            if let Some((id, _)) = c.created.get(npi) {
+                let roles = c.index.as_ref().and_then(|i| i.roles_of(id));
+                return IndexAnswer::Prefetched(Prefetched::Id(id.to_string()), roles, None);
+            }
             match (&c.index, &c.first_walk_error) {
                 (Some(index), _) => match index.lookup(npi) {
                     Prefetched::NotFound | Prefetched::Incomplete(_) if searchable => {
@@ -247,7 +272,7 @@ impl Rosters {
                             Prefetched::Id(id) => index.roles_of(id),
                             _ => None,
                         };
-                        IndexAnswer::Prefetched(found, roles)
+                        IndexAnswer::Prefetched(found, roles, index.started())
                     }
                 },
                 (None, Some(_)) if searchable => IndexAnswer::Search,
@@ -272,6 +297,58 @@ impl Rosters {
         })
     }
 
+    /// Whether practitioners of this connection can be resolved by identifier search.
+    pub fn searchable(&self, key: &Key, base_url: &str, search_listed: bool) -> bool {
+        self.with(key, base_url, |c| search_listed && !c.search_refused)
+    }
+
+    /// The record this operator created for the NPI, until a later walk indexed it.
+    pub fn created_id(&self, key: &Key, base_url: &str, npi: &str) -> Option<String> {
+        self.with(key, base_url, |c| {
+            c.created.get(npi).map(|(id, _)| id.to_string())
+        })
+    }
+
+    /// A POST created `id` for the NPI: practitioners resolve to it from now on.
+    pub fn record_created(&self, key: &Key, base_url: &str, npi: &str, id: &str) {
+        self.with(key, base_url, |c| {
+            c.created.insert(npi.into(), (id.into(), Instant::now()));
+        });
+    }
+
+    /// The object's unanswered create attempt and since when this process knows of it: from
+    /// its own memory first (the watch cache can lag behind the status write that recorded
+    /// it), else from status, whose first sight counts as now.
+    pub fn standing_attempt(
+        &self,
+        uid: &str,
+        in_status: Option<&CreateAttempt>,
+    ) -> Option<(Instant, CreateAttempt)> {
+        let mut all = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(known) = all.get(uid) {
+            return Some(known.clone());
+        }
+        let seen = (Instant::now(), in_status?.clone());
+        all.insert(uid.to_string(), seen.clone());
+        Some(seen)
+    }
+
+    /// A POST for the object is about to be sent.
+    pub fn note_attempt(&self, uid: &str, attempt: CreateAttempt) {
+        self.attempts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(uid.to_string(), (Instant::now(), attempt));
+    }
+
+    /// The object's record is known, or Epic answered its POST: nothing is left unknown.
+    pub fn clear_attempt(&self, uid: &str) {
+        self.attempts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(uid);
+    }
+
     /// Identifier search answered 400 for this connection: resolve from walks only.
     pub fn refuse_search(&self, key: &Key, base_url: &str) {
         self.with(key, base_url, |c| c.search_refused = true);
@@ -280,6 +357,10 @@ impl Rosters {
     /// A walk completed; `roles_walked` when it also walked PractitionerRole.
     pub fn walked(&self, key: &Key, base_url: &str, index: RosterIndex, roles_walked: bool) {
         self.with(key, base_url, |c| {
+            // Creates from before this walk started are on its pages (or gone since).
+            if let Some(started) = index.started() {
+                c.created.retain(|_, (_, at)| *at >= started);
+            }
             c.index = Some(Arc::new(index));
             c.walked_at = Some(Instant::now());
             c.first_walk_error = None;
@@ -364,6 +445,14 @@ impl Rosters {
             .retain(|k, _| exists(k));
     }
 
+    /// Drops the create attempts of objects (by uid) that no longer exist.
+    pub fn retain_attempts(&self, exists: impl Fn(&str) -> bool) {
+        self.attempts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|uid, _| exists(uid));
+    }
+
     /// Hand-overs waiting for their reconcile.
     #[cfg(test)]
     fn handovers_waiting(&self) -> usize {
@@ -427,7 +516,7 @@ mod tests {
         index.set_roles(Some(Arc::new(HashMap::new())));
         rosters.walked(&key, base, index, true);
         match rosters.resolve(&key, base, "1234567893", false) {
-            IndexAnswer::Prefetched(Prefetched::Id(id), Some(roles)) => {
+            IndexAnswer::Prefetched(Prefetched::Id(id), Some(roles), _) => {
                 assert_eq!(id, "a-1");
                 assert!(roles.is_empty());
             }
@@ -439,12 +528,12 @@ mod tests {
         ));
         assert!(matches!(
             rosters.resolve(&key, base, "1245319599", false),
-            IndexAnswer::Prefetched(Prefetched::NotFound, None)
+            IndexAnswer::Prefetched(Prefetched::NotFound, None, _)
         ));
         rosters.refuse_search(&key, base);
         assert!(matches!(
             rosters.resolve(&key, base, "1245319599", true),
-            IndexAnswer::Prefetched(Prefetched::NotFound, None)
+            IndexAnswer::Prefetched(Prefetched::NotFound, None, _)
         ));
         // Another instance behind the same connection starts from nothing.
         assert!(matches!(
@@ -486,6 +575,7 @@ mod tests {
                 found: Finding::record("a-1", &body),
                 roles: None,
                 about: about.clone(),
+                walk_started: None,
             },
         );
         assert_eq!(rosters.handovers_waiting(), 1);
@@ -498,6 +588,69 @@ mod tests {
             })
         );
         assert!(rosters.take_handover("ns/npi-1", &about).is_none());
+    }
+
+    #[test]
+    fn a_created_record_resolves_at_once_until_a_later_walk_indexes_it() {
+        let rosters = Rosters::default();
+        let key = ("ns".to_string(), "epic".to_string());
+        let base = "https://tst.example.org";
+        let mut before = RosterIndex::default();
+        before.set_started(Instant::now());
+        rosters.walked(&key, base, before, false);
+        rosters.record_created(&key, base, "1234567893", "new-1");
+        // Even where the last walk says absent and search is impossible.
+        assert!(matches!(
+            rosters.resolve(&key, base, "1234567893", false),
+            IndexAnswer::Prefetched(Prefetched::Id(id), _, _) if id == "new-1"
+        ));
+        assert_eq!(
+            rosters.created_id(&key, base, "1234567893").as_deref(),
+            Some("new-1")
+        );
+        // A walk that started before the create keeps the ledger entry; a later one drops it.
+        let mut old = RosterIndex::default();
+        old.set_started(Instant::now() - Duration::from_secs(60));
+        rosters.walked(&key, base, old, false);
+        assert!(rosters.created_id(&key, base, "1234567893").is_some());
+        let mut later = RosterIndex::default();
+        later.add("new-1", &npis(&["1234567893"]));
+        later.set_started(Instant::now());
+        rosters.walked(&key, base, later, false);
+        assert!(rosters.created_id(&key, base, "1234567893").is_none());
+        // Another instance behind the connection does not see it.
+        assert!(
+            rosters
+                .created_id(&key, "https://prd.example.org", "1234567893")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn an_unanswered_attempt_is_dated_by_this_process_and_outlives_a_stale_status() {
+        let rosters = Rosters::default();
+        let attempt = CreateAttempt {
+            npi: "1234567893".into(),
+            connection: "https://tst.example.org".into(),
+            sent_at: "2026-12-01T00:00:00Z".into(),
+        };
+        assert!(rosters.standing_attempt("u1", None).is_none());
+        let (first, _) = rosters.standing_attempt("u1", Some(&attempt)).unwrap();
+        // A cached object from before the status write shows none: memory still knows.
+        assert_eq!(
+            rosters.standing_attempt("u1", None).map(|a| a.0),
+            Some(first)
+        );
+        rosters.clear_attempt("u1");
+        assert!(rosters.standing_attempt("u1", None).is_none());
+        rosters.note_attempt("u2", attempt.clone());
+        rosters.note_attempt("u3", attempt);
+        rosters.retain_attempts(|uid| uid == "u2");
+        assert!(rosters.standing_attempt("u2", None).is_some());
+        assert!(
+            rosters.standing_attempt("u3", None).is_none(),
+            "pruned with its object"
+        );
     }
 
     #[test]
@@ -528,6 +681,7 @@ mod tests {
                     found: Finding::Absent,
                     roles: None,
                     about: about.clone(),
+                    walk_started: None,
                 },
             );
             assert!(

@@ -3,10 +3,10 @@
 
 use super::status_limits::bounded;
 use crate::crd::{
-    Condition, ConditionStatus, DEACTIVATION_NOTE, EpicPractitioner, EpicPractitionerStatus,
-    LastError, Reason, set_condition,
+    Condition, ConditionStatus, CreateAttempt, DEACTIVATION_NOTE, EpicPractitioner,
+    EpicPractitionerStatus, LastError, Reason, set_condition,
 };
-use crate::pipeline::{SyncOutcome, WriteOutcome};
+use crate::pipeline::{AttemptState, SyncOutcome, WriteOutcome};
 use crate::reconcile::{Action, HoldReason, Normalizer, Resolution, fingerprint};
 use crate::util::now_rfc3339;
 
@@ -130,6 +130,33 @@ pub fn changed(old: &EpicPractitionerStatus, new: &EpicPractitionerStatus) -> bo
         } != *old
 }
 
+/// The create attempt status keeps: none once a record is known or Epic answered the POST; a
+/// new one when this pass's POST went unanswered; else the standing one.
+fn create_attempt_after(
+    obj: &EpicPractitioner,
+    old: &EpicPractitionerStatus,
+    outcome: &SyncOutcome,
+    base_url: &str,
+    now: &str,
+) -> Option<CreateAttempt> {
+    if outcome.fhir_id.is_some() {
+        return None;
+    }
+    match outcome.create_attempt {
+        AttemptState::Answered => None,
+        AttemptState::Unknown => Some(CreateAttempt {
+            npi: obj.spec.npi.clone(),
+            connection: base_url.to_string(),
+            sent_at: now.to_string(),
+        }),
+        // An attempt for another NPI or instance says nothing about this one.
+        AttemptState::NotSent => old
+            .create_attempt
+            .clone()
+            .filter(|a| a.npi == obj.spec.npi && a.connection == base_url),
+    }
+}
+
 /// The new status after a sync. `base_url` is the connection the id belongs to.
 pub fn from_outcome(
     obj: &EpicPractitioner,
@@ -160,6 +187,7 @@ pub fn from_outcome(
     s.warnings = outcome.warnings.clone();
     s.note = (obj.spec.active == Some(false)).then(|| DEACTIVATION_NOTE.to_string());
     s.last_error = None;
+    s.create_attempt = create_attempt_after(obj, old, outcome, base_url, &now);
 
     match outcome.resolution {
         Resolution::Found if outcome.remaining.is_empty() => set_in_sync(
@@ -270,6 +298,23 @@ pub fn from_outcome(
                 generation,
             );
         }
+        (WriteOutcome::NotSent(why), _) => {
+            s.last_error = Some(last_error(
+                Reason::KubernetesError,
+                format!("the create was not sent: {why}"),
+                None,
+                Vec::new(),
+            ));
+            set_synced(
+                &mut s,
+                false,
+                Reason::KubernetesError,
+                format!(
+                    "the create was not sent, because its attempt could not be recorded in status first: {why}"
+                ),
+                generation,
+            );
+        }
         (WriteOutcome::Conflict { attempts, last }, _) => {
             s.last_error = Some(last_error(
                 Reason::Conflict,
@@ -303,6 +348,14 @@ pub fn from_outcome(
                 HoldReason::SearchIncomplete => format!(
                     "Epic marked the search for NPI {} incomplete (suppressed or unauthorized results); nothing is created or written on an incomplete answer",
                     obj.spec.npi
+                ),
+                HoldReason::CreateUnconfirmed => format!(
+                    "a create for NPI {} was sent{} and its answer was lost; no second one is sent until a complete roster walk that started after it shows whether it arrived",
+                    obj.spec.npi,
+                    old.create_attempt
+                        .as_ref()
+                        .map(|a| format!(" at {}", a.sent_at))
+                        .unwrap_or_default()
                 ),
                 HoldReason::AmbiguousNpi => format!(
                     "{} Practitioners carry NPI {} ({}); nothing is written until the duplicates are merged in Epic",

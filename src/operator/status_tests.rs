@@ -54,6 +54,7 @@ fn outcome(
         live: Some(serde_json::json!({"resourceType": "Practitioner", "active": true})),
         roles: Vec::new(),
         roles_known: false,
+        create_attempt: crate::pipeline::AttemptState::NotSent,
     }
 }
 

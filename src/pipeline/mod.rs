@@ -8,14 +8,15 @@ mod write;
 
 pub use connect::connect;
 
+use futures::future::BoxFuture;
 use serde_json::Value;
 
 use crate::crd::{DeletionPolicy, EpicPractitionerSpec, ManagementPolicy, RoleSummary};
 use crate::fhir::{FhirClient, FhirError, NpiLookup};
 use crate::reconcile::identity::{carries_npi, is_subsetted, npi_values, version_precondition};
 use crate::reconcile::{
-    Action, Disclosure, DriftReport, Normalizer, PlanInput, Resolution, WriteCapability,
-    drift_with, plan, role_summary,
+    Absence, Action, Disclosure, DriftReport, Normalizer, PlanInput, Resolution, WriteCapability,
+    drift_with, guard_create, plan, role_summary,
 };
 
 /// Inputs of one practitioner sync.
@@ -43,6 +44,54 @@ pub struct SyncRequest<'a> {
     /// The practitioner's roles from the connection's PractitionerRole walk; when given, no
     /// role search is sent.
     pub known_roles: Option<Vec<RoleSummary>>,
+    /// What a POST needs first.
+    pub create_guard: CreateGuard,
+    /// Records, durably, that a POST is about to be sent (the operator: in status); the POST
+    /// is not sent when that fails. `None`: nothing to record (the command line).
+    pub attempt_recorder: Option<&'a dyn AttemptRecorder>,
+}
+
+/// What may prove a record absent before a POST (see [`Absence`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CreateGuard {
+    /// The instance searches by identifier: a walk's "not found" is checked by a search made
+    /// just before the POST.
+    pub search: bool,
+    /// The walk whose "not found" is prefetched started after every earlier create attempt for
+    /// this NPI whose answer was lost (true when there is none).
+    pub walk_after_attempt: bool,
+}
+
+impl CreateGuard {
+    /// No walks and no earlier attempts: every "not found" comes from a fresh search.
+    pub const SEARCH: CreateGuard = CreateGuard {
+        search: true,
+        walk_after_attempt: true,
+    };
+}
+
+/// Records a create attempt before its POST is sent.
+pub trait AttemptRecorder: Send + Sync {
+    /// Durably notes that a POST for the NPI is about to be sent; an error says why it could
+    /// not be noted (the POST is then not sent).
+    fn record(&self) -> BoxFuture<'_, Result<(), String>>;
+}
+
+impl std::fmt::Debug for dyn AttemptRecorder + '_ {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AttemptRecorder")
+    }
+}
+
+/// What became of a create attempt in one pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttemptState {
+    /// No POST was sent.
+    NotSent,
+    /// Epic answered the POST (created, or refused it): nothing is left unknown.
+    Answered,
+    /// The POST was sent and no answer came (reset, timeout, 5xx): it may have been applied.
+    Unknown,
 }
 
 /// What a roster walk (or its index) says about one NPI, so the sync needs no search.
@@ -75,6 +124,8 @@ pub enum WriteOutcome {
     Deactivated,
     /// Epic refused the write (write-disabled instance).
     Refused(FhirError),
+    /// The create attempt could not be recorded first, so no POST was sent.
+    NotSent(String),
     /// The record kept changing between read and write (412/409 on every attempt).
     Conflict {
         attempts: u32,
@@ -110,6 +161,8 @@ pub struct SyncOutcome {
     pub roles: Vec<RoleSummary>,
     /// `roles` were listed (by the walk or a search) in this sync: status takes them as they are.
     pub roles_known: bool,
+    /// Whether a POST was sent and what became of it.
+    pub create_attempt: AttemptState,
 }
 
 /// A record as read, with the version it was read at.
@@ -212,6 +265,11 @@ pub async fn sync_practitioner(
         }
     }
     let mut prefetched = req.prefetched.clone();
+    // Set where the "not found" came from a walk; a search's answer is fresh.
+    let mut absence = Absence::Searched;
+    if matches!(prefetched, Some(Prefetched::NotFound)) {
+        absence = Absence::Walked;
+    }
     if current.is_none()
         && let Some(Prefetched::Id(id)) = &prefetched
     {
@@ -249,8 +307,15 @@ pub async fn sync_practitioner(
                 ambiguous_ids = ids;
                 Resolution::Ambiguous(n)
             }
-            Some(Prefetched::NotFound) => Resolution::NotFound,
-            Some(Prefetched::Record { .. } | Prefetched::Id(_)) | None => {
+            // A walk's "not found" is checked by a search just before a POST where the
+            // instance has one: the record may have been created since the walk read its page.
+            Some(Prefetched::NotFound) if !(req.create_guard.search && would_create(&req)) => {
+                if !req.create_guard.walk_after_attempt {
+                    absence = Absence::Unconfirmed;
+                }
+                Resolution::NotFound
+            }
+            Some(Prefetched::Record { .. } | Prefetched::Id(_) | Prefetched::NotFound) | None => {
                 searched = true;
                 search(
                     client,
@@ -285,18 +350,21 @@ pub async fn sync_practitioner(
         ..spec.clone()
     });
     let effective_spec = deleting_spec.as_ref().unwrap_or(spec);
-    let action = plan(PlanInput {
-        management: spec.management_policy,
-        deletion: spec.deletion_policy,
-        deleting: req.deleting,
-        paused: req.paused,
-        writes: req.writes,
-        resolution,
-        drifted: !report.is_empty(),
-        live_active: current
-            .as_ref()
-            .and_then(|o| o.body.get("active").and_then(Value::as_bool)),
-    });
+    let action = guard_create(
+        plan(PlanInput {
+            management: spec.management_policy,
+            deletion: spec.deletion_policy,
+            deleting: req.deleting,
+            paused: req.paused,
+            writes: req.writes,
+            resolution,
+            drifted: !report.is_empty(),
+            live_active: current
+                .as_ref()
+                .and_then(|o| o.body.get("active").and_then(Value::as_bool)),
+        }),
+        if searched { Absence::Searched } else { absence },
+    );
     let mut outcome = SyncOutcome {
         resolution,
         fhir_id: current.as_ref().map(|o| o.id.clone()),
@@ -314,6 +382,7 @@ pub async fn sync_practitioner(
         live: current.as_ref().map(|o| o.body.clone()),
         roles: Vec::new(),
         roles_known: false,
+        create_attempt: AttemptState::NotSent,
     };
     if req.perform_writes && action.writes() {
         match (action, current) {
@@ -347,6 +416,14 @@ pub async fn sync_practitioner(
         }
     }
     Ok(outcome)
+}
+
+/// Whether a record found absent would be created: the policy creates and nothing holds it.
+fn would_create(req: &SyncRequest<'_>) -> bool {
+    req.spec.management_policy == ManagementPolicy::CreateOrUpdate
+        && !req.deleting
+        && !req.paused
+        && req.writes != WriteCapability::Disabled
 }
 
 impl SyncOutcome {

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::{MAX_WRITE_ATTEMPTS, Observed, SyncOutcome, SyncRequest, WriteOutcome};
+use super::{AttemptState, MAX_WRITE_ATTEMPTS, Observed, SyncOutcome, SyncRequest, WriteOutcome};
 use super::{empty_report, read_verified};
 use crate::crd::{EpicPractitionerSpec, NPI_SYSTEMS};
 use crate::fhir::{FhirClient, FhirError};
@@ -22,11 +22,23 @@ pub(super) async fn create(client: &FhirClient, req: &SyncRequest<'_>, outcome: 
         format!("identifier={}", tokens.join(","))
     });
     let sent = new_resource(spec, req.normalizer);
-    outcome.write_attempts = 1;
-    match client
-        .create_practitioner(&sent, if_none_exist.as_deref())
-        .await
+    // The attempt is on record before the POST leaves: if its answer is lost (or this process
+    // with it), the next pass knows a record may exist and does not POST on old evidence.
+    if let Some(recorder) = req.attempt_recorder
+        && let Err(why) = recorder.record().await
     {
+        outcome.write = WriteOutcome::NotSent(why);
+        return;
+    }
+    outcome.write_attempts = 1;
+    let answer = client
+        .create_practitioner(&sent, if_none_exist.as_deref())
+        .await;
+    outcome.create_attempt = match &answer {
+        Err(e) if !epic_answered(e) => AttemptState::Unknown,
+        _ => AttemptState::Answered,
+    };
+    match answer {
         Ok((id, body)) => {
             let body = settle(client, &id, body, &sent, outcome).await;
             outcome.remaining = drift(spec, &body, req.normalizer);
@@ -38,6 +50,14 @@ pub(super) async fn create(client: &FhirClient, req: &SyncRequest<'_>, outcome: 
         Err(e @ FhirError::WriteDisabled { .. }) => outcome.write = WriteOutcome::Refused(e),
         Err(e) => outcome.write = WriteOutcome::Failed(e),
     }
+}
+
+/// Whether a failed POST was answered by Epic, so that nothing can have been created: a 4xx
+/// other than 408 (a timeout, which may come after the work is done). No answer (reset,
+/// timeout), a 5xx, or a 2xx that could not be understood leave the outcome unknown.
+fn epic_answered(e: &FhirError) -> bool {
+    e.http_status()
+        .is_some_and(|s| (400..500).contains(&s) && s != 408)
 }
 
 /// Read-then-write: every PUT is built from a by-id read of the record (never from a search

@@ -23,7 +23,9 @@ pub use fields::{
 };
 pub use names::shown_name;
 pub use normalize::{DEFAULT_PHONE_REGION, Normalizer};
-pub use plan::{Action, HoldReason, PlanInput, Resolution, WriteCapability, plan};
+pub use plan::{
+    Absence, Action, HoldReason, PlanInput, Resolution, WriteCapability, guard_create, plan,
+};
 pub use qualifications::DEFAULT_QUALIFICATION_SYSTEM;
 pub use roles::role_summary;
 pub use write_policy::{WritePolicy, write_capability, write_policy};

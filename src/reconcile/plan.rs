@@ -54,6 +54,30 @@ pub enum HoldReason {
     AmbiguousNpi,
     /// The search answer was incomplete: never create on it.
     SearchIncomplete,
+    /// An earlier create's answer was lost and nothing since proves the record absent.
+    CreateUnconfirmed,
+}
+
+/// What proves, before a POST, that no record carries the NPI. A create is the one write that
+/// cannot be re-read into safety, so it needs positive evidence of absence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Absence {
+    /// A complete identifier search made in this pass found nothing.
+    Searched,
+    /// A complete roster walk found nothing, and it started after every earlier create attempt
+    /// for the NPI whose answer was lost (or there was none).
+    Walked,
+    /// Only a walk that started before a create attempt whose answer was lost: that create
+    /// may have arrived after the walk read the page it would be on.
+    Unconfirmed,
+}
+
+/// A planned create stands only on positive evidence of absence; otherwise it holds.
+pub fn guard_create(action: Action, absence: Absence) -> Action {
+    match (action, absence) {
+        (Action::Create, Absence::Unconfirmed) => Action::Hold(HoldReason::CreateUnconfirmed),
+        (action, _) => action,
+    }
 }
 
 impl HoldReason {
@@ -66,6 +90,7 @@ impl HoldReason {
             HoldReason::NotFound => Reason::NotFound,
             HoldReason::AmbiguousNpi => Reason::AmbiguousNpi,
             HoldReason::SearchIncomplete => Reason::SearchIncomplete,
+            HoldReason::CreateUnconfirmed => Reason::CreateUnconfirmed,
         }
     }
 }
@@ -108,6 +133,9 @@ impl Action {
             }
             Action::Hold(HoldReason::SearchIncomplete) => {
                 "none: Epic marked the NPI search incomplete (suppressed or unauthorized results); nothing is created on it".into()
+            }
+            Action::Hold(HoldReason::CreateUnconfirmed) => {
+                "none: an earlier create's answer was lost; waiting for a complete walk to show whether it arrived".into()
             }
         }
     }
@@ -156,6 +184,34 @@ pub fn plan(input: PlanInput) -> Action {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_create_stands_only_on_positive_evidence_of_absence() {
+        let cases = [
+            (Action::Create, Absence::Searched, Action::Create),
+            (Action::Create, Absence::Walked, Action::Create),
+            (
+                Action::Create,
+                Absence::Unconfirmed,
+                Action::Hold(HoldReason::CreateUnconfirmed),
+            ),
+            // Only creates need it: updates are built from a by-id read.
+            (Action::Update, Absence::Unconfirmed, Action::Update),
+            (Action::Nothing, Absence::Unconfirmed, Action::Nothing),
+            (
+                Action::Hold(HoldReason::WriteDisabled),
+                Absence::Unconfirmed,
+                Action::Hold(HoldReason::WriteDisabled),
+            ),
+        ];
+        for (action, absence, want) in cases {
+            assert_eq!(
+                guard_create(action, absence),
+                want,
+                "{action:?} on {absence:?}"
+            );
+        }
+    }
 
     fn base() -> PlanInput {
         PlanInput {

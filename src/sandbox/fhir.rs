@@ -210,7 +210,7 @@ async fn metadata(State(state): St) -> Response {
                 "security": {"service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "SMART-on-FHIR"}]}]},
                 "resource": [
                     {"type": "Practitioner", "interaction": interactions, "searchParam": params,
-                     "versioning": "versioned-update", "conditionalCreate": state.settings().writes_enabled},
+                     "versioning": "versioned-update", "conditionalCreate": state.settings().writes_enabled && !state.settings().conditional_create_unsupported},
                     {"type": "PractitionerRole", "interaction": [{"code": "search-type"}], "searchParam": [{"name": "practitioner", "type": "reference"}]},
                     {"type": "Patient", "interaction": [{"code": "read"}]}
                 ]

@@ -113,6 +113,9 @@ pub struct Settings {
     /// Fault: the next N accepted writes (PUT or POST) are applied, then their response is cut
     /// off mid-body, so the client sees the connection fail after the write happened.
     pub reset_writes: u32,
+    /// The instance has no conditional create: the CapabilityStatement does not list it and
+    /// `If-None-Exist` is ignored (a POST always creates), as on many Epic instances.
+    pub conditional_create_unsupported: bool,
     /// Longest time, in seconds, a JWK Set fetched from a client's JWK Set URL is cached,
     /// whatever its `Cache-Control: max-age` says (a response without max-age is cached this
     /// long; `no-store`/`no-cache` ones not at all). Epic's own limit is undocumented.
@@ -148,6 +151,7 @@ impl Default for Settings {
             edit_before_put: None,
             edit_before_put_count: 0,
             reset_writes: 0,
+            conditional_create_unsupported: false,
             jwks_cache_max_secs: DEFAULT_JWKS_CACHE_MAX_SECS,
             jwks_refetch_cooldown_secs: DEFAULT_JWKS_REFETCH_COOLDOWN_SECS,
             jwks_cache_min_secs: 0,

@@ -224,7 +224,12 @@ pub(super) async fn create_practitioner(
     }
     let mut data = lock(&state.data);
     // Conditional create: a match means nothing is created and the match is returned.
-    if let Some(query) = headers.get("if-none-exist").and_then(|v| v.to_str().ok()) {
+    let conditional = !state.settings().conditional_create_unsupported;
+    if let Some(query) = headers
+        .get("if-none-exist")
+        .and_then(|v| v.to_str().ok())
+        .filter(|_| conditional)
+    {
         let tokens = params(Some(query.to_string()));
         let existing: Vec<String> = data
             .practitioners

@@ -323,12 +323,13 @@ scenario!(
     keys_rotate_without_an_outage,
     a_record_hidden_from_the_walk_is_never_created,
     two_objects_for_one_npi_both_hold,
+    a_lost_create_answer_never_creates_twice,
 );
 
 use keys::keys_rotate_without_an_outage;
 use roster::{
-    a_record_hidden_from_the_walk_is_never_created, roster_walk_resolves_without_identifier_search,
-    two_objects_for_one_npi_both_hold,
+    a_lost_create_answer_never_creates_twice, a_record_hidden_from_the_walk_is_never_created,
+    roster_walk_resolves_without_identifier_search, two_objects_for_one_npi_both_hold,
 };
 
 /// Scenario 1: In sync: Ready, InSync, fhirId, roles, printer columns, a Resolved Event without PHI.

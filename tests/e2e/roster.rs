@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use epic_operator::crd::{EpicPractitionerSpec, npi_from_prefix};
 use epic_operator::sandbox::{SandboxConfig, Settings};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::{ControlPlane, Operator, condition, create, is, stats, wait_for, world};
 
@@ -177,4 +177,53 @@ pub async fn two_objects_for_one_npi_both_hold(cp: &ControlPlane) {
     })
     .await;
     assert_eq!(stats(&w).await["update"], 1);
+}
+
+/// Scenario 20: a POST's answer is lost (the connection is cut after Epic applied it) on an
+/// instance with neither identifier search nor conditional create. The create attempt was
+/// recorded in status before the POST, so the next pass does not POST again on the walk from
+/// before it (CreateUnconfirmed); the next walk finds the record and it is adopted. Exactly one
+/// record carries the NPI. (Before, the next pass read the old walk's "not found" and POSTed a
+/// second record.)
+pub async fn a_lost_create_answer_never_creates_twice(cp: &ControlPlane) {
+    let npi = "1245319599";
+    let w = world(
+        cp,
+        "s20-lost-create",
+        SandboxConfig {
+            settings: Settings {
+                writes_enabled: true,
+                identifier_search_unsupported: true,
+                conditional_create_unsupported: true,
+                reset_writes: 1,
+                ..Settings::default()
+            },
+            ..SandboxConfig::default()
+        },
+        |c| c.resync_interval = Some("10s".into()),
+    )
+    .await;
+    let _op = Operator::start(cp, &w.ns, &[]);
+    let mut spec = super::example("alice-smith.yaml");
+    spec.npi = npi.into();
+    spec.management_policy = epic_operator::crd::ManagementPolicy::CreateOrUpdate;
+    create(&w, "new-clinician", spec).await;
+    let p = wait_for(&w, "new-clinician", "the lost create adopted", |p| {
+        p.status.as_ref().is_some_and(|s| s.fhir_id.is_some())
+    })
+    .await;
+    let s = p.status.unwrap();
+    assert!(s.create_attempt.is_none(), "{:?}", s.create_attempt);
+    // More passes and walks: still one POST.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(stats(&w).await["create"], 1, "one POST");
+    let records = super::admin_get(&w, "practitioners").await;
+    let carrying: Vec<&Value> = records
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["npi"] == npi)
+        .collect();
+    assert_eq!(carrying.len(), 1, "exactly one record carries the NPI");
+    assert_eq!(carrying[0]["id"].as_str(), s.fhir_id.as_deref());
 }

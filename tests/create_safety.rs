@@ -1,0 +1,270 @@
+//! Tier 2: the create path, over real HTTP against the sandbox. A POST is the one write that
+//! cannot be re-read into safety, so each test produces one way a clinician could be created a
+//! second time (a record created since the walk, a lost POST answer on an instance without
+//! conditional create or identifier search, a create attempt that could not be recorded) and
+//! counts the records carrying the NPI afterwards: exactly one.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use common::*;
+use epic_operator::crd::{EpicPractitionerSpec, ManagementPolicy, NPI_SYSTEM};
+use epic_operator::pipeline::{
+    AttemptRecorder, AttemptState, CreateGuard, Prefetched, SyncOutcome, SyncRequest, WriteOutcome,
+    sync_practitioner,
+};
+use epic_operator::reconcile::{Action, Disclosure, HoldReason, Normalizer, WriteCapability};
+use epic_operator::sandbox::{Sandbox, SandboxConfig, Settings};
+use futures::future::BoxFuture;
+use serde_json::json;
+
+const NPI: &str = "1234567893";
+
+/// A writable instance without conditional create (If-None-Exist is ignored), as many are.
+async fn without_conditional_create(identifier_search: bool) -> Sandbox {
+    sandbox_with(SandboxConfig {
+        settings: Settings {
+            writes_enabled: true,
+            conditional_create_unsupported: true,
+            identifier_search_unsupported: !identifier_search,
+            ..Settings::default()
+        },
+        ..SandboxConfig::default()
+    })
+    .await
+}
+
+fn create_spec() -> EpicPractitionerSpec {
+    let mut spec: EpicPractitionerSpec = serde_json::from_value(json!({
+        "connectionRef": {"name": "epic"}, "npi": NPI, "active": true,
+        "name": {"family": "Lee", "given": ["Ann"]}
+    }))
+    .unwrap();
+    spec.management_policy = ManagementPolicy::CreateOrUpdate;
+    spec
+}
+
+fn request<'a>(
+    spec: &'a EpicPractitionerSpec,
+    norm: &'a Normalizer,
+    prefetched: Option<Prefetched>,
+    guard: CreateGuard,
+) -> SyncRequest<'a> {
+    SyncRequest {
+        spec,
+        known_id: None,
+        writes: WriteCapability::Enabled,
+        deleting: false,
+        paused: false,
+        perform_writes: true,
+        fetch_roles: false,
+        normalizer: norm,
+        conditional_create: false,
+        disclosure: Disclosure::Masked,
+        prefetched,
+        known_roles: None,
+        create_guard: guard,
+        attempt_recorder: None,
+    }
+}
+
+async fn carrying(s: &Sandbox, npi: &str) -> usize {
+    practitioners(s)
+        .await
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["npi"] == npi)
+        .count()
+}
+
+async fn run(s: &Sandbox, req: SyncRequest<'_>) -> SyncOutcome {
+    sync_practitioner(&client(s), req).await.expect("sync")
+}
+
+/// Counts the attempts it is asked to record; refuses them when `fail`.
+#[derive(Default)]
+struct Recorder {
+    recorded: AtomicU32,
+    fail: bool,
+}
+
+impl AttemptRecorder for Recorder {
+    fn record(&self) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            if self.fail {
+                return Err("the API server is away".into());
+            }
+            self.recorded.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_walk_that_saw_no_record_is_checked_by_a_search_before_the_post() {
+    let s = without_conditional_create(true).await;
+    // The walk read its pages before the record was created in Epic.
+    let id = add_record(&s).await;
+    let (spec, norm) = (create_spec(), Normalizer::default());
+    let o = run(
+        &s,
+        request(
+            &spec,
+            &norm,
+            Some(Prefetched::NotFound),
+            CreateGuard::SEARCH,
+        ),
+    )
+    .await;
+    assert!(o.searched, "a search confirms absence before any POST");
+    assert_eq!(o.fhir_id.as_deref(), Some(id.as_str()));
+    assert!(!matches!(o.write, WriteOutcome::Created), "{:?}", o.write);
+    assert_eq!(stat(&stats(&s).await, "create"), 0);
+    assert_eq!(
+        carrying(&s, NPI).await,
+        1,
+        "exactly one record carries the NPI"
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_lost_post_answer_is_never_followed_by_a_second_post_on_old_evidence() {
+    // No identifier search and no conditional create: only walks can tell.
+    let s = without_conditional_create(false).await;
+    set_settings(&s, json!({"resetWrites": 1})).await;
+    let (spec, norm) = (create_spec(), Normalizer::default());
+    let recorder = Recorder::default();
+    let walked = CreateGuard {
+        search: false,
+        walk_after_attempt: true,
+    };
+    let o = run(
+        &s,
+        SyncRequest {
+            attempt_recorder: Some(&recorder),
+            ..request(&spec, &norm, Some(Prefetched::NotFound), walked)
+        },
+    )
+    .await;
+    assert_eq!(
+        recorder.recorded.load(Ordering::SeqCst),
+        1,
+        "recorded before the POST"
+    );
+    assert!(matches!(o.write, WriteOutcome::Failed(_)), "{:?}", o.write);
+    assert_eq!(
+        o.create_attempt,
+        AttemptState::Unknown,
+        "the POST may have landed"
+    );
+    assert_eq!(carrying(&s, NPI).await, 1, "it did land");
+    // The next pass has only the walk from before the attempt: it holds.
+    let before_attempt = CreateGuard {
+        search: false,
+        walk_after_attempt: false,
+    };
+    let o = run(
+        &s,
+        SyncRequest {
+            attempt_recorder: Some(&recorder),
+            ..request(&spec, &norm, Some(Prefetched::NotFound), before_attempt)
+        },
+    )
+    .await;
+    assert_eq!(o.action, Action::Hold(HoldReason::CreateUnconfirmed));
+    assert!(matches!(o.write, WriteOutcome::NotAttempted));
+    assert_eq!(stat(&stats(&s).await, "create"), 1, "no second POST");
+    assert_eq!(
+        carrying(&s, NPI).await,
+        1,
+        "exactly one record carries the NPI"
+    );
+    // The next walk indexes the record: it is adopted.
+    let id = id_of(&s, NPI).await;
+    let o = run(
+        &s,
+        request(
+            &spec,
+            &norm,
+            Some(Prefetched::Id(id.clone())),
+            before_attempt,
+        ),
+    )
+    .await;
+    assert_eq!(o.fhir_id.as_deref(), Some(id.as_str()));
+    assert_eq!(carrying(&s, NPI).await, 1);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_post_answered_with_a_refusal_leaves_no_attempt_standing() {
+    let s = sandbox_with(SandboxConfig::default()).await; // read-only: POST answers 403
+    let (spec, norm) = (create_spec(), Normalizer::default());
+    let o = run(&s, request(&spec, &norm, None, CreateGuard::SEARCH)).await;
+    assert!(matches!(o.write, WriteOutcome::Refused(_)), "{:?}", o.write);
+    assert_eq!(o.create_attempt, AttemptState::Answered);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn no_post_is_sent_when_its_attempt_cannot_be_recorded() {
+    let s = without_conditional_create(true).await;
+    let (spec, norm) = (create_spec(), Normalizer::default());
+    let recorder = Recorder {
+        fail: true,
+        ..Recorder::default()
+    };
+    let o = run(
+        &s,
+        SyncRequest {
+            attempt_recorder: Some(&recorder),
+            ..request(&spec, &norm, None, CreateGuard::SEARCH)
+        },
+    )
+    .await;
+    assert!(matches!(o.write, WriteOutcome::NotSent(_)), "{:?}", o.write);
+    assert_eq!(o.create_attempt, AttemptState::NotSent);
+    assert_eq!(stat(&stats(&s).await, "create"), 0);
+    assert_eq!(carrying(&s, NPI).await, 0);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn an_instance_without_conditional_create_says_so_and_ignores_if_none_exist() {
+    let s = without_conditional_create(true).await;
+    let c = client(&s);
+    let capability = c.capability().await.expect("capability");
+    assert!(!capability.conditional_create);
+    add_record(&s).await;
+    let body = json!({"resourceType": "Practitioner",
+        "identifier": [{"system": NPI_SYSTEM, "value": NPI}],
+        "name": [{"use": "official", "family": "Lee"}]});
+    let query = format!("identifier={NPI_SYSTEM}|{NPI}");
+    c.create_practitioner(&body, Some(&query))
+        .await
+        .expect("POST");
+    assert_eq!(carrying(&s, NPI).await, 2, "the header was ignored");
+    s.stop().await;
+}
+
+/// Adds a record carrying the NPI out of band; its id.
+async fn add_record(s: &Sandbox) -> String {
+    let r: serde_json::Value = epic_operator::http::client()
+        .unwrap()
+        .post(format!("{}/practitioners", s.admin_url()))
+        .json(&json!({"resourceType": "Practitioner", "active": true,
+            "identifier": [{"system": NPI_SYSTEM, "value": NPI}],
+            "name": [{"use": "official", "family": "Lee", "given": ["Ann"]}]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    r["id"].as_str().expect("id").to_string()
+}
