@@ -348,6 +348,26 @@ pub struct RunArgs {
     pub jwks_public_url: Option<String>,
     #[command(flatten)]
     pub endpoints: EndpointArgs,
+    #[command(flatten)]
+    pub ceilings: CeilingArgs,
+}
+
+/// Operator-wide ceilings over every EpicConnection's own limits: whoever may create an
+/// EpicConnection chooses its server, so no tenant may ask for more than these.
+#[derive(Args, Debug, Clone)]
+pub struct CeilingArgs {
+    /// Highest requestsPerSecond any EpicConnection gets (its burst: twice this at most).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_requests_per_second: u32,
+    /// Highest maxWalkPages any EpicConnection gets (and the value for those that set none).
+    #[arg(long, default_value_t = 50_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_walk_pages: u32,
+    /// Highest maxWalkRecords any EpicConnection gets (and the value for those that set none).
+    #[arg(long, default_value_t = 2_000_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_walk_records: u32,
+    /// Longest maxWalkDuration any EpicConnection gets (and the value for those that set none).
+    #[arg(long, default_value = "6h", value_parser = parse_duration_arg)]
+    pub max_walk_duration: Duration,
 }
 
 /// A listen address, or `off`.
@@ -393,6 +413,12 @@ pub async fn run(cli: Cli) -> ExitCode {
                 jwks_public_url: args
                     .jwks_public_url
                     .map(|u| u.trim_end_matches('/').to_string()),
+                ceilings: operator::Ceilings {
+                    requests_per_second: args.ceilings.max_requests_per_second,
+                    max_walk_pages: args.ceilings.max_walk_pages,
+                    max_walk_records: args.ceilings.max_walk_records,
+                    max_walk_duration: args.ceilings.max_walk_duration,
+                },
             };
             match operator::run(config).await {
                 Ok(()) => ExitCode::SUCCESS,

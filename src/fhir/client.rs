@@ -212,8 +212,7 @@ impl FhirClient {
         url: Url,
     ) -> Result<Versioned, FhirError> {
         let raw = self.execute(kind, Method::GET, url, None, &[]).await?;
-        let body = serde_json::from_slice(&raw.body)
-            .map_err(|e| FhirError::Malformed(format!("{}: {e}", kind.as_str())))?;
+        let body = parse_json(kind, raw.body).await?;
         Ok(Versioned {
             body,
             etag: raw.etag,
@@ -356,6 +355,23 @@ impl FhirClient {
         }
         Err(error)
     }
+}
+
+/// Bodies larger than this are parsed on a blocking thread: a 10 MiB page takes tens of
+/// milliseconds to parse, time in which an async worker would run nothing else (lease
+/// renewal, other connections' requests).
+const PARSE_INLINE_MAX: usize = 256 << 10;
+
+async fn parse_json(kind: RequestKind, body: Vec<u8>) -> Result<Value, FhirError> {
+    let malformed =
+        move |e: serde_json::Error| FhirError::Malformed(format!("{}: {e}", kind.as_str()));
+    if body.len() <= PARSE_INLINE_MAX {
+        return serde_json::from_slice(&body).map_err(malformed);
+    }
+    tokio::task::spawn_blocking(move || serde_json::from_slice(&body))
+        .await
+        .map_err(|e| FhirError::Malformed(format!("{}: parsing stopped: {e}", kind.as_str())))?
+        .map_err(malformed)
 }
 
 /// `Type/id` for a request path. The id must match the FHIR id grammar and goes in as it is:

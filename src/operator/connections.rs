@@ -90,6 +90,7 @@ pub struct Connections {
     endpoints: EndpointPolicy,
     /// The operator's public base URL of its JWK Set listener (for `jku`).
     jwks_public_url: Option<String>,
+    ceilings: super::Ceilings,
     slots: Mutex<HashMap<Key, Arc<Slot>>>,
 }
 
@@ -116,8 +117,15 @@ impl Connections {
             observer,
             endpoints,
             jwks_public_url,
+            ceilings: super::Ceilings::default(),
             slots: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Holds every connection's limits to these operator-wide ceilings.
+    pub fn with_ceilings(mut self, ceilings: super::Ceilings) -> Self {
+        self.ceilings = ceilings;
+        self
     }
 
     fn slot(&self, key: &Key) -> Arc<Slot> {
@@ -270,9 +278,13 @@ impl Connections {
                 );
             }
         };
+        let (capped, lowered) = self.ceilings.apply(&conn.spec);
+        if !lowered.is_empty() {
+            tracing::warn!(connection = %name, lowered = %lowered.join(", "), "the EpicConnection asks for more than the operator's ceilings allow; it runs at the ceilings");
+        }
         let client = match connect(
             &self.http,
-            &conn.spec,
+            &capped,
             keys,
             jku,
             self.observer
@@ -369,6 +381,14 @@ impl Connections {
         let changed = !matches!(entries, Some(Entry::Failed(f)) if f.reason == failure.reason && f.message == failure.message);
         *entries = Some(Entry::Failed(failure.clone()));
         Built::Failed(failure, changed)
+    }
+
+    /// Whether the connection is known (not deleted since it was first asked for).
+    pub fn has(&self, key: &Key) -> bool {
+        self.slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(key)
     }
 
     /// Every ready handle (for roster scans and token metrics). A connection being built

@@ -1,6 +1,7 @@
 //! The Kubernetes driver: controllers for EpicPractitioner and EpicConnection, leader
 //! election, metrics and health endpoints.
 
+mod ceilings;
 mod connection;
 mod connection_keys;
 mod connections;
@@ -34,6 +35,7 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Controller, Predicate, WatchStreamExt, predicates, watcher};
 use kube::{Api, ResourceExt};
 
+pub use ceilings::Ceilings;
 pub use connections::Connections;
 pub use error::{Error, RunError};
 pub use jwks::{JwksPublisher, jwks_url};
@@ -72,6 +74,8 @@ pub struct OperatorConfig {
     pub jwks_addr: Option<SocketAddr>,
     /// External base URL of that listener, as Epic reaches it (status.jwksUrl, `jku`).
     pub jwks_public_url: Option<String>,
+    /// Limits no EpicConnection may exceed.
+    pub ceilings: Ceilings,
 }
 
 /// What every reconcile shares.
@@ -299,7 +303,8 @@ pub async fn run(config: OperatorConfig) -> Result<(), RunError> {
             }),
             config.endpoints.clone(),
             config.jwks_public_url.clone(),
-        ),
+        )
+        .with_ceilings(config.ceilings),
         metrics: metrics.clone(),
         recorder,
         practitioners: practitioners.clone(),

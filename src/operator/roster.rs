@@ -27,7 +27,7 @@ use super::status::synced_reason;
 use crate::crd::{EpicPractitioner, Reason};
 use crate::fhir::{FhirError, ResourceWalk};
 use crate::pipeline::Prefetched;
-use crate::reconcile::identity::npi_values;
+use crate::reconcile::identity::{npi_values, over_bounds};
 use crate::reconcile::{fingerprint, role_summary};
 
 /// What one walk did.
@@ -74,6 +74,8 @@ pub async fn run(ctx: Arc<Context>) {
     // Records seen by the last walk per connection: the next one paces its pages by it.
     let mut last_walk: HashMap<Key, LastWalk> = HashMap::new();
     let mut running: HashMap<Key, tokio::task::JoinHandle<WalkResult>> = HashMap::new();
+    // The instance each running walk is walking.
+    let mut walking: HashMap<Key, String> = HashMap::new();
     loop {
         let finished: Vec<Key> = running
             .iter()
@@ -81,6 +83,7 @@ pub async fn run(ctx: Arc<Context>) {
             .map(|(k, _)| k.clone())
             .collect();
         for key in finished {
+            walking.remove(&key);
             let Some(task) = running.remove(&key) else {
                 continue;
             };
@@ -122,6 +125,25 @@ pub async fn run(ctx: Arc<Context>) {
         // keeps its schedule; a deleted one has its walk state forgotten, so it walks at once
         // if it comes back.
         let ready = ctx.connections.ready_handles().await;
+        // A walk of a deleted connection, or of an instance the connection no longer points
+        // at, stops: its findings would be about something that is gone.
+        let stale: Vec<Key> = walking
+            .iter()
+            .filter(|(key, base)| {
+                !ctx.connections.has(key)
+                    || ready
+                        .iter()
+                        .any(|(k, h)| k == *key && h.base_url() != base.as_str())
+            })
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in stale {
+            walking.remove(&key);
+            if let Some(task) = running.remove(&key) {
+                task.abort();
+                tracing::info!(connection = %key.1, "the connection was deleted or now points at another instance; its roster walk is stopped");
+            }
+        }
         for (key, handle) in &ready {
             if running.contains_key(key) {
                 continue;
@@ -136,6 +158,7 @@ pub async fn run(ctx: Arc<Context>) {
             if Instant::now() >= due {
                 let expected = last_walk.get(key).copied().unwrap_or_default();
                 next_due.insert(key.clone(), later(jittered(handle.resync)));
+                walking.insert(key.clone(), handle.base_url().to_string());
                 let (ctx, walk_key, handle) = (ctx.clone(), key.clone(), handle.clone());
                 running.insert(
                     key.clone(),
@@ -442,11 +465,22 @@ async fn walk_practitioners(
                     }
                     continue;
                 }
+                // A record beyond the bounds (a hostile or broken server) is left out, and
+                // the walk is incomplete: no NPI may read as absent because of it.
+                if let Some(why) = over_bounds(&r) {
+                    if hidden.is_none() {
+                        tracing::warn!(connection = %key.1, reason = %why, "a roster record beyond the operator's bounds was left out; the walk is incomplete");
+                        hidden = Some(format!("a record was left out: {why}"));
+                    }
+                    continue;
+                }
                 // A record can carry several NPIs (an ended one and the current one, under
                 // either NPI system): it is indexed under each.
                 let npis = npi_values(&r);
                 index.add(id, &npis);
                 let mut fp: Option<String> = None;
+                // One copy of the record, shared by every object it wakes.
+                let mut copy: Option<Finding> = None;
                 for npi in &npis {
                     let Some(objects) = by_npi.get(npi) else {
                         continue;
@@ -468,7 +502,8 @@ async fn walk_practitioners(
                                 let changed = needs_wake(p, live_fp, handle.resync);
                                 if changed || roles_changed {
                                     let found = if changed {
-                                        Finding::record(id, &r)
+                                        copy.get_or_insert_with(|| Finding::record(id, &r))
+                                            .clone()
                                     } else {
                                         Finding::RolesOnly
                                     };
@@ -493,9 +528,9 @@ async fn walk_practitioners(
                             // Another record carrying the same NPI: the known one stays.
                             Some(_) => {}
                             None => {
-                                deferred
-                                    .entry(object)
-                                    .or_insert_with(|| Finding::record(id, &r));
+                                deferred.entry(object).or_insert_with(|| {
+                                    copy.get_or_insert_with(|| Finding::record(id, &r)).clone()
+                                });
                             }
                         }
                     }

@@ -21,6 +21,9 @@ pub type RoleMap = HashMap<Box<str>, Vec<RoleSummary>>;
 /// 4113 teaches a shorter one. Epic's is instance-specific and undocumented.
 pub const DEFAULT_PAGING_TTL: Duration = Duration::from_secs(300);
 
+/// Ids kept for one NPI: enough to name the duplicates in status.
+pub const MAX_IDS_PER_NPI: usize = 16;
+
 /// The NPIs of one complete walk. Ids are kept per NPI, so an NPI on two records stays
 /// ambiguous instead of resolving to whichever page came last.
 #[derive(Debug, Default)]
@@ -56,7 +59,13 @@ impl RosterIndex {
                     self.npis
                         .insert(npi.as_str().into(), Ids::Many(vec![first, id.into()]));
                 }
-                Some(Ids::Many(ids)) if !ids.iter().any(|i| &**i == id) => ids.push(id.into()),
+                // Beyond a few ids the NPI is ambiguous all the same: a hostile roster
+                // putting one NPI on every record costs no more memory or time than that.
+                Some(Ids::Many(ids))
+                    if ids.len() < MAX_IDS_PER_NPI && !ids.iter().any(|i| &**i == id) =>
+                {
+                    ids.push(id.into())
+                }
                 Some(_) => {}
             }
         }
@@ -141,7 +150,8 @@ pub struct HandoverFor {
 pub enum Finding {
     Record {
         id: String,
-        json: Box<str>,
+        /// Shared by every object the record wakes: one copy however many carry its NPIs.
+        json: Arc<str>,
     },
     Ambiguous(Vec<String>),
     Absent,
@@ -155,7 +165,7 @@ impl Finding {
     pub fn record(id: &str, body: &Value) -> Self {
         Finding::Record {
             id: id.to_string(),
-            json: body.to_string().into_boxed_str(),
+            json: Arc::from(body.to_string()),
         }
     }
 

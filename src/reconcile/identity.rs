@@ -17,8 +17,11 @@ pub fn is_npi_identifier(identifier: &Value) -> bool {
 }
 
 /// Every NPI value a record carries (both systems, trimmed, in record order, without repeats).
+/// Linear in the number of identifiers: a hostile record carrying 100,000 of them costs one
+/// pass, not a comparison of each with every other.
 pub fn npi_values(record: &Value) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
+    let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
     for id in record
         .get("identifier")
         .and_then(Value::as_array)
@@ -28,13 +31,35 @@ pub fn npi_values(record: &Value) -> Vec<String> {
         if is_npi_identifier(id)
             && let Some(v) = id.get("value").and_then(Value::as_str)
         {
-            let v = v.trim().to_string();
-            if !out.contains(&v) {
-                out.push(v);
+            let v = v.trim();
+            if seen.insert(v) {
+                out.push(v.to_string());
             }
         }
     }
     out
+}
+
+/// How many identifiers a record may carry before a roster walk leaves it out: real records
+/// carry a few NPIs and some dozens of other identifiers.
+pub const MAX_IDENTIFIERS_PER_RECORD: usize = 200;
+/// How many distinct NPIs a record may carry before a roster walk leaves it out.
+pub const MAX_NPIS_PER_RECORD: usize = 16;
+
+/// Why a walk must leave a record out (beyond the bounds above), if it must.
+pub fn over_bounds(record: &Value) -> Option<String> {
+    let identifiers = record
+        .get("identifier")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
+    if identifiers > MAX_IDENTIFIERS_PER_RECORD {
+        return Some(format!(
+            "a record carries {identifiers} identifiers (at most {MAX_IDENTIFIERS_PER_RECORD} are read)"
+        ));
+    }
+    let npis = npi_values(record).len();
+    (npis > MAX_NPIS_PER_RECORD)
+        .then(|| format!("a record carries {npis} NPIs (at most {MAX_NPIS_PER_RECORD} are read)"))
 }
 
 /// The NPI a record currently goes by: the first NPI entry without an ended `period`, else the
@@ -104,6 +129,30 @@ pub fn version_precondition(etag: Option<&str>, record: &Value) -> Option<String
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_hostile_record_is_bounded_and_its_npis_deduplicated_in_one_pass() {
+        let many: Vec<Value> = (0..160_000)
+            .map(|i| json!({"system": "http://hl7.org/fhir/sid/us-npi", "value": format!("{}", 1_000_000_000 + i % 1_000)}))
+            .collect();
+        let hostile = json!({"identifier": many});
+        assert_eq!(
+            npi_values(&hostile).len(),
+            1_000,
+            "repeats dropped, order kept"
+        );
+        assert!(over_bounds(&hostile).is_some_and(|w| w.contains("160000 identifiers")));
+        let npis: Vec<Value> = (0..20)
+            .map(|i| json!({"system": "http://hl7.org/fhir/sid/us-npi", "value": format!("{}", 1_000_000_000 + i)}))
+            .collect();
+        assert!(over_bounds(&json!({"identifier": npis})).is_some_and(|w| w.contains("20 NPIs")));
+        let real = json!({"identifier": [
+            {"system": "http://hl7.org/fhir/sid/us-npi", "value": "1234567893"},
+            {"system": "urn:oid:2.16.840.1.113883.4.6", "value": "1245319599"},
+            {"system": "urn:oid:1.2.840.114350", "value": "E1234"}
+        ]});
+        assert_eq!(over_bounds(&real), None);
+    }
 
     #[test]
     fn npi_under_either_system_counts_and_values_are_trimmed() {
