@@ -13,6 +13,7 @@
 
 mod admin;
 mod fhir;
+mod hostile;
 mod jwks;
 mod oauth;
 mod realism;
@@ -116,6 +117,12 @@ pub struct Settings {
     /// The instance has no conditional create: the CapabilityStatement does not list it and
     /// `If-None-Exist` is ignored (a POST always creates), as on many Epic instances.
     pub conditional_create_unsupported: bool,
+    /// Hostile mode: the first roster walk adds one record carrying the NPI of every other
+    /// record, padded with other identifiers to this many (0: off). About 80 bytes each:
+    /// 110,000 make a record of about 9 MiB.
+    pub hostile_identifiers: usize,
+    /// Hostile mode: every record changes (`active` flips) at the start of every roster walk.
+    pub churn_every_walk: bool,
     /// Longest time, in seconds, a JWK Set fetched from a client's JWK Set URL is cached,
     /// whatever its `Cache-Control: max-age` says (a response without max-age is cached this
     /// long; `no-store`/`no-cache` ones not at all). Epic's own limit is undocumented.
@@ -152,6 +159,8 @@ impl Default for Settings {
             edit_before_put_count: 0,
             reset_writes: 0,
             conditional_create_unsupported: false,
+            hostile_identifiers: 0,
+            churn_every_walk: false,
             jwks_cache_max_secs: DEFAULT_JWKS_CACHE_MAX_SECS,
             jwks_refetch_cooldown_secs: DEFAULT_JWKS_REFETCH_COOLDOWN_SECS,
             jwks_cache_min_secs: 0,

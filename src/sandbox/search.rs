@@ -299,6 +299,9 @@ pub(super) async fn search_practitioners(
     };
     let mut data = lock(&state.data);
     state.expire_sessions(&mut data);
+    if filters.is_empty() {
+        super::hostile::on_walk(&settings, &mut data);
+    }
     let mut ids = Vec::new();
     for (id, p) in data.practitioners.iter() {
         let mut keep = true;

@@ -7,6 +7,7 @@
 mod cluster;
 #[path = "../fs_support/mod.rs"]
 mod fs_support;
+mod hostile;
 mod keys;
 mod packaging;
 mod readme;
@@ -324,7 +325,10 @@ scenario!(
     a_record_hidden_from_the_walk_is_never_created,
     two_objects_for_one_npi_both_hold,
     a_lost_create_answer_never_creates_twice,
+    a_hostile_server_cannot_exhaust_the_operator,
 );
+
+use hostile::a_hostile_server_cannot_exhaust_the_operator;
 
 use keys::keys_rotate_without_an_outage;
 use roster::{
