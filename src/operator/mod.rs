@@ -7,6 +7,7 @@ mod connection_keys;
 mod connections;
 mod error;
 mod events;
+mod fair_share;
 mod health;
 mod jwks;
 mod key_rotation;
@@ -92,6 +93,8 @@ pub struct Context {
     /// The JWK Sets this replica serves.
     pub jwks: Arc<JwksPublisher>,
     pub jwks_public_url: Option<String>,
+    /// At most half of the reconcile workers per connection.
+    pub fair: fair_share::FairShare,
     failures: Mutex<HashMap<String, u32>>,
     /// When Epic last refused a write per object. Status records it too, but the informer
     /// cache can lag behind the operator's own status write; this cannot.
@@ -313,6 +316,7 @@ pub async fn run(config: OperatorConfig) -> Result<(), RunError> {
         rosters: roster_index::Rosters::default(),
         jwks: jwks.clone(),
         jwks_public_url: config.jwks_public_url.clone(),
+        fair: fair_share::FairShare::new(config.concurrency),
         failures: Mutex::new(HashMap::new()),
         refused: Mutex::new(HashMap::new()),
     });

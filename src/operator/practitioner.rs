@@ -35,6 +35,15 @@ pub async fn reconcile(
     obj: Arc<EpicPractitioner>,
     ctx: Arc<Context>,
 ) -> Result<ControllerAction, Error> {
+    // A connection over its share of the workers waits in the queue, not in a worker (before
+    // the finalizer helper, which would take an early return as a finished cleanup).
+    let connection = (
+        obj.namespace().unwrap_or_default(),
+        obj.spec.connection_ref.name.clone(),
+    );
+    let Some(_worker) = ctx.fair.enter(&connection) else {
+        return Ok(ControllerAction::requeue(jittered(OVER_SHARE_REQUEUE)));
+    };
     let timer = ctx.metrics.start_reconcile("EpicPractitioner");
     tracing::debug!(npi = %obj.spec.npi, generation = ?obj.metadata.generation, "reconciling practitioner");
     let ns = obj.namespace().unwrap_or_default();
@@ -184,6 +193,9 @@ fn duplicate_of(obj: &EpicPractitioner, ctx: &Context) -> Option<String> {
         })
         .map(|p| p.name_any())
 }
+
+/// How long a reconcile of a connection holding its share of the workers waits in the queue.
+const OVER_SHARE_REQUEUE: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// How long an object left to the roster walks waits at most before looking again (each
 /// walk wakes the objects it finds changed; this only covers walks that stop).

@@ -326,14 +326,16 @@ scenario!(
     two_objects_for_one_npi_both_hold,
     a_lost_create_answer_never_creates_twice,
     a_hostile_server_cannot_exhaust_the_operator,
+    a_known_record_whose_npi_appears_twice_holds,
 );
 
 use hostile::a_hostile_server_cannot_exhaust_the_operator;
 
 use keys::keys_rotate_without_an_outage;
 use roster::{
-    a_lost_create_answer_never_creates_twice, a_record_hidden_from_the_walk_is_never_created,
-    roster_walk_resolves_without_identifier_search, two_objects_for_one_npi_both_hold,
+    a_known_record_whose_npi_appears_twice_holds, a_lost_create_answer_never_creates_twice,
+    a_record_hidden_from_the_walk_is_never_created, roster_walk_resolves_without_identifier_search,
+    two_objects_for_one_npi_both_hold,
 };
 
 /// Scenario 1: In sync: Ready, InSync, fhirId, roles, printer columns, a Resolved Event without PHI.

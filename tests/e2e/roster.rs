@@ -227,3 +227,50 @@ pub async fn a_lost_create_answer_never_creates_twice(cp: &ControlPlane) {
     assert_eq!(carrying.len(), 1, "exactly one record carries the NPI");
     assert_eq!(carrying[0]["id"].as_str(), s.fhir_id.as_deref());
 }
+
+/// Scenario 22: a practitioner already resolved to its record; then a second record with the
+/// same NPI appears in Epic and someone edits the first. The next walk shows the NPI on two
+/// records: the practitioner holds as AmbiguousNPI and its known record is not written.
+/// (Before, the known id kept being written after the index showed the NPI twice.)
+pub async fn a_known_record_whose_npi_appears_twice_holds(cp: &ControlPlane) {
+    let alice = "1234567893";
+    let w = world(cp, "s22-known-ambiguous", super::writable(), |c| {
+        c.resync_interval = Some("10s".into())
+    })
+    .await;
+    let _op = Operator::start(cp, &w.ns, &[]);
+    create(&w, "alice-smith", super::example("alice-smith.yaml")).await;
+    let p = wait_for(&w, "alice-smith", "Ready", |p| {
+        is(p, "Ready", "True", "Ready")
+    })
+    .await;
+    let id = p.status.unwrap().fhir_id.unwrap();
+    let http = epic_operator::http::client().unwrap();
+    http.post(format!("{}/practitioners", w.sandbox.admin_url()))
+        .json(&json!({"resourceType": "Practitioner", "active": true,
+            "identifier": [{"system": "http://hl7.org/fhir/sid/us-npi", "value": alice}],
+            "name": [{"use": "official", "family": "Smith", "given": ["Alicia"]}]}))
+        .send()
+        .await
+        .unwrap();
+    let r = http
+        .patch(format!("{}/practitioners/{id}", w.sandbox.admin_url()))
+        .json(&json!({"active": false}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let updates = stats(&w).await["update"].as_u64().unwrap_or(0);
+    let p = wait_for(&w, "alice-smith", "AmbiguousNPI after the walk", |p| {
+        is(p, "Synced", "False", "AmbiguousNPI")
+    })
+    .await;
+    let message = &condition(&p, "Synced").unwrap().message;
+    assert!(message.contains(&id), "names the records: {message}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        stats(&w).await["update"].as_u64().unwrap_or(0),
+        updates,
+        "the known record was not written while its NPI is on two records"
+    );
+}
