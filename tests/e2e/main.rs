@@ -38,6 +38,15 @@ struct Operator {
     log: PathBuf,
 }
 
+/// The operator binary under test: the one cargo built for this test, or the one
+/// `EPIC_OPERATOR_E2E_BINARY` names (a release build, or a copy kept apart from a shared target
+/// directory that other checkouts build into).
+fn operator_binary() -> PathBuf {
+    std::env::var_os("EPIC_OPERATOR_E2E_BINARY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_epic-operator")))
+}
+
 impl Operator {
     fn start(cp: &ControlPlane, ns: &str, extra: &[&str]) -> Self {
         Self::start_as(cp, &cp.operator_kubeconfig, ns, extra)
@@ -47,7 +56,7 @@ impl Operator {
     fn start_as(cp: &ControlPlane, kubeconfig: &Path, ns: &str, extra: &[&str]) -> Self {
         let log = cp.dir.join(format!("operator-{ns}-{}.log", rand_suffix()));
         let file = std::fs::File::create(&log).expect("log");
-        let child = Command::new(env!("CARGO_BIN_EXE_epic-operator"))
+        let child = Command::new(operator_binary())
             .args(["run", "--namespace", ns])
             // The sandbox serves plain http on loopback: a development-only permission.
             .arg("--insecure-allow-loopback-http")
