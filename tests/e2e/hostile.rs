@@ -193,12 +193,20 @@ pub async fn a_hostile_server_cannot_exhaust_the_operator(cp: &ControlPlane) {
         ready <= Duration::from_secs(2),
         "the healthy tenant's new practitioner waited {ready:?}"
     );
-    // The hostile record is left out: each tenant NPI is on its own record, so they resolve.
-    let t0 = w.practitioners.get("t-0").await.unwrap();
-    assert!(
-        t0.status.as_ref().and_then(|s| s.fhir_id.clone()).is_some(),
-        "{:?}",
-        t0.status
-    );
+    // The hostile record is left out: each tenant NPI is on its own record, so those the walks
+    // have reached resolve to it (the churn slows the tenant's walks down: each woken record
+    // stretches the pause before the next page).
+    let resolved = w
+        .practitioners
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .filter(|p| p.spec.connection_ref.name == "epic")
+        .filter(|p| p.status.as_ref().is_some_and(|s| s.fhir_id.is_some()))
+        .count();
+    eprintln!("hostile tenant: {resolved} of {TENANT_OBJECTS} practitioners resolved");
+    assert!(resolved > 0, "the tenant's own records resolve");
     drop(healthy);
 }
