@@ -1,6 +1,6 @@
 //! The versioned parts of a `plan`/`apply` report: the format version and tool, the write
 //! capability as `{mode, reason}`, the summary counts, the would-be request of each
-//! practitioner and the action a hold keeps back. `docs/plan-output.schema.json` describes the
+//! practitioner and the action a hold keeps back. `schemas/plan-output.schema.json` describes the
 //! JSON; `tests/plan_output.rs` holds every output against it.
 
 use std::collections::BTreeMap;
