@@ -60,10 +60,18 @@ fn json_holds_to_the_published_schema_in_every_outcome() {
     assert_eq!(r["writes"]["mode"], "disabled");
     let sum = &r["summary"];
     assert_eq!(
-        (&sum["create"], &sum["update"], &sum["inSync"], &sum["errors"]),
+        (
+            &sum["create"],
+            &sum["update"],
+            &sum["inSync"],
+            &sum["errors"]
+        ),
         (&0.into(), &0.into(), &1.into(), &0.into())
     );
-    assert_eq!(sum["held"], serde_json::json!({"WriteDisabled": 3, "ObserveOnly": 1}));
+    assert_eq!(
+        sum["held"],
+        serde_json::json!({"WriteDisabled": 3, "ObserveOnly": 1})
+    );
     let p = |n: &str| {
         r["practitioners"]
             .as_array()
@@ -74,14 +82,28 @@ fn json_holds_to_the_published_schema_in_every_outcome() {
             .clone()
     };
     let erin = p("erin-novak");
-    assert_eq!((&erin["action"], &erin["intendedAction"]), (&"hold".into(), &"create".into()));
+    assert_eq!(
+        (&erin["action"], &erin["intendedAction"]),
+        (&"hold".into(), &"create".into())
+    );
     assert_eq!(erin["request"]["method"], "POST");
     let body = erin["request"]["body"].to_string();
-    assert!(body.contains("***@hospital.example.org") && !body.contains("erin."), "{body}");
+    assert!(
+        body.contains("***@hospital.example.org") && !body.contains("erin."),
+        "{body}"
+    );
     assert_eq!(p("carol-lee")["intendedAction"], "deactivate");
     assert_eq!(p("dan-okafor")["intendedAction"], "update");
 
-    let out = run(&["apply", "-f", s(&ex), "--sandbox", "--sandbox-writes", "-o", "json"]);
+    let out = run(&[
+        "apply",
+        "-f",
+        s(&ex),
+        "--sandbox",
+        "--sandbox-writes",
+        "-o",
+        "json",
+    ]);
     let r = report_of(&out);
     assert_eq!(r["summary"]["written"], 3, "{r:#}");
     assert_eq!(r["summary"]["deactivate"], 1, "carol is deactivated: {r:#}");
@@ -108,23 +130,61 @@ fn json_holds_to_the_published_schema_in_every_outcome() {
     let conn = connection_manifest(dir.path(), "http://127.0.0.1:9", "c", "k", "RS384", 50);
     let good = write(dir.path(), "alice.yaml", ALICE);
     let out = run(&[
-        "plan", "-f", s(&good), "-o", "json", "--insecure-allow-loopback-http",
-        "--connection", s(&conn), "--private-key", s(&key),
+        "plan",
+        "-f",
+        s(&good),
+        "-o",
+        "json",
+        "--insecure-allow-loopback-http",
+        "--connection",
+        s(&conn),
+        "--private-key",
+        s(&key),
     ]);
     assert_eq!(out.status.code(), Some(1));
     let r = report_of(&out);
     assert_eq!(r["diagnostics"].as_array().unwrap().len(), 1, "{r:#}");
-    assert!(r["diagnostics"][0]["file"].as_str().unwrap().ends_with("connection.yaml"));
+    assert!(
+        r["diagnostics"][0]["file"]
+            .as_str()
+            .unwrap()
+            .ends_with("connection.yaml")
+    );
 }
 
 /// A directory with three differently broken files and one good one.
 fn broken_tree(dir: &Path) -> PathBuf {
     let tree = dir.join("tree");
     std::fs::create_dir_all(&tree).unwrap();
-    write(&tree, "a-dup-key.yaml", &format!("{ALICE}  active: false\n"));
-    write(&tree, "b-typo.yaml", &format!("{}  actve: false\n", ALICE.replace("alice-smith", "bob").replace("1234567893", "1987654328")));
-    write(&tree, "c-npi.yaml", &ALICE.replace("alice-smith", "carol").replace("1234567893", "1234567890"));
-    write(&tree, "d-good.yaml", &ALICE.replace("alice-smith", "dan").replace("1234567893", "1765432103"));
+    write(
+        &tree,
+        "a-dup-key.yaml",
+        &format!("{ALICE}  active: false\n"),
+    );
+    write(
+        &tree,
+        "b-typo.yaml",
+        &format!(
+            "{}  actve: false\n",
+            ALICE
+                .replace("alice-smith", "bob")
+                .replace("1234567893", "1987654328")
+        ),
+    );
+    write(
+        &tree,
+        "c-npi.yaml",
+        &ALICE
+            .replace("alice-smith", "carol")
+            .replace("1234567893", "1234567890"),
+    );
+    write(
+        &tree,
+        "d-good.yaml",
+        &ALICE
+            .replace("alice-smith", "dan")
+            .replace("1234567893", "1765432103"),
+    );
     tree
 }
 
@@ -132,25 +192,49 @@ fn broken_tree(dir: &Path) -> PathBuf {
 fn every_broken_file_is_reported_in_one_pass_and_validate_works_offline() {
     let dir = tempfile::tempdir().unwrap();
     let tree = broken_tree(dir.path());
-    for cmd in [&["plan", "-f", s(&tree), "--sandbox"][..], &["validate", "-f", s(&tree)]] {
+    for cmd in [
+        &["plan", "-f", s(&tree), "--sandbox"][..],
+        &["validate", "-f", s(&tree)],
+    ] {
         let out = run(cmd);
         let t = text(&out);
         assert_eq!(out.status.code(), Some(1), "{cmd:?}: {t}");
         for (file, says) in [
             ("a-dup-key.yaml", "a key may appear once per mapping"),
-            ("b-typo.yaml", "unknown field \"spec.actve\" (not in the CRD schema: did you mean \"active\"?)"),
+            (
+                "b-typo.yaml",
+                "unknown field \"spec.actve\" (not in the CRD schema: did you mean \"active\"?)",
+            ),
             ("c-npi.yaml", "Luhn"),
         ] {
-            let line = t.lines().find(|l| l.contains(file)).unwrap_or_else(|| panic!("{file} missing: {t}"));
+            let line = t
+                .lines()
+                .find(|l| l.contains(file))
+                .unwrap_or_else(|| panic!("{file} missing: {t}"));
             assert!(line.contains(says), "{file}: {line}");
         }
-        assert!(!t.contains("DuplicateKeyPolicy") && !t.contains("d-good.yaml"), "{t}");
+        assert!(
+            !t.contains("DuplicateKeyPolicy") && !t.contains("d-good.yaml"),
+            "{t}"
+        );
     }
-    let out = run(&["validate", "-f", s(&examples().join("practitioners")), "--connection", s(&examples().join("epic-connection.yaml"))]);
+    let out = run(&[
+        "validate",
+        "-f",
+        s(&examples().join("practitioners")),
+        "--connection",
+        s(&examples().join("epic-connection.yaml")),
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let out = run(&["validate", "-f", s(&tree), "-o", "json"]);
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!((v["valid"].clone(), v["diagnostics"].as_array().unwrap().len()), (false.into(), 3));
+    assert_eq!(
+        (
+            v["valid"].clone(),
+            v["diagnostics"].as_array().unwrap().len()
+        ),
+        (false.into(), 3)
+    );
 }
 
 #[test]
@@ -165,10 +249,24 @@ fn the_connection_file_is_checked_like_a_manifest() {
     let out = run(&["validate", "-f", s(&good), "--connection", s(&bad)]);
     let t = text(&out);
     assert_eq!(out.status.code(), Some(1), "{t}");
-    assert!(t.contains("unknown field \"spec.fhirBaseURL\"") && t.contains("did you mean \"fhirBaseUrl\"?"), "{t}");
+    assert!(
+        t.contains("unknown field \"spec.fhirBaseURL\"")
+            && t.contains("did you mean \"fhirBaseUrl\"?"),
+        "{t}"
+    );
     let conn = conn.replace("fhirBaseURL:", "fhirBaseUrl:");
     let bad = write(dir.path(), "conn.yaml", &conn);
-    let out = run(&["plan", "-f", s(&good), "--connection", s(&bad), "--private-key", s(&bad), "-o", "json"]);
+    let out = run(&[
+        "plan",
+        "-f",
+        s(&good),
+        "--connection",
+        s(&bad),
+        "--private-key",
+        s(&bad),
+        "-o",
+        "json",
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let r = report_of(&out);
     let d = &r["diagnostics"][0];
@@ -188,24 +286,54 @@ fn exit_codes_follow_the_chosen_mode() {
     assert_eq!(code(&[]), Some(2));
     assert_eq!(code(&["--exit-code", "drift"]), Some(2));
     assert_eq!(code(&["--exit-code", "writes"]), Some(0));
-    assert_eq!(code(&["--exit-code", "writes", "--sandbox-writes"]), Some(2));
+    assert_eq!(
+        code(&["--exit-code", "writes", "--sandbox-writes"]),
+        Some(2)
+    );
     let alice = ex.join("practitioners/alice-smith.yaml");
-    let out = run(&["plan", "-f", s(&alice), "--sandbox", "--exit-code", "writes"]);
+    let out = run(&[
+        "plan",
+        "-f",
+        s(&alice),
+        "--sandbox",
+        "--exit-code",
+        "writes",
+    ]);
     assert_eq!(out.status.code(), Some(0));
-    let out = run(&["plan", "-f", s(&ex), "--sandbox", "--exit-code", "sometimes"]);
+    let out = run(&[
+        "plan",
+        "-f",
+        s(&ex),
+        "--sandbox",
+        "--exit-code",
+        "sometimes",
+    ]);
     assert_eq!(out.status.code(), Some(1), "a usage error, never 2");
 }
 
 #[test]
 fn the_summary_reads_like_terraform() {
-    let out = run(&["plan", "-f", s(&examples()), "--sandbox", "--sandbox-writes"]);
+    let out = run(&[
+        "plan",
+        "-f",
+        s(&examples()),
+        "--sandbox",
+        "--sandbox-writes",
+    ]);
     let t = text(&out);
-    assert!(t.contains("Plan: 1 to create, 1 to update, 1 to deactivate; 1 held (ObserveOnly 1)."), "{t}");
+    assert!(
+        t.contains("Plan: 1 to create, 1 to update, 1 to deactivate; 1 held (ObserveOnly 1)."),
+        "{t}"
+    );
     let out = run(&["plan", "-f", s(&examples()), "--sandbox"]);
     let t = text(&out);
     assert!(t.contains("Plan: 0 to create, 0 to update, 0 to deactivate; 4 held (WriteDisabled 3, ObserveOnly 1)."), "{t}");
     assert!(t.contains("action   : create held (WriteDisabled)"), "{t}");
-    assert!(t.contains("request  : POST Practitioner") && t.contains("\"value\": \"***@hospital.example.org\""), "{t}");
+    assert!(
+        t.contains("request  : POST Practitioner")
+            && t.contains("\"value\": \"***@hospital.example.org\""),
+        "{t}"
+    );
 }
 
 /// Runs plan -o json and -o markdown against one sandbox process (ids are stable within it),
@@ -216,7 +344,14 @@ fn markdown_matches_its_fixture() {
     let (sandbox, conn, key) = sandbox_and_connection(dir.path(), "epic-operator-dev");
     let plan = |fmt: &str| {
         bin()
-            .args(["plan", "-f", "examples/practitioners", "-o", fmt, "--insecure-allow-loopback-http"])
+            .args([
+                "plan",
+                "-f",
+                "examples/practitioners",
+                "-o",
+                fmt,
+                "--insecure-allow-loopback-http",
+            ])
             .args(["--connection", s(&conn), "--private-key", s(&key)])
             .output()
             .unwrap()
@@ -224,7 +359,9 @@ fn markdown_matches_its_fixture() {
     let r = report_of(&plan("json"));
     let out = plan("markdown");
     assert_eq!(out.status.code(), Some(2));
-    let mut md = String::from_utf8(out.stdout).unwrap().replace(&sandbox.base, "http://SANDBOX");
+    let mut md = String::from_utf8(out.stdout)
+        .unwrap()
+        .replace(&sandbox.base, "http://SANDBOX");
     for p in r["practitioners"].as_array().unwrap() {
         if let Some(id) = p["fhirId"].as_str() {
             md = md.replace(id, &format!("ID-{}", p["name"].as_str().unwrap()));
@@ -235,7 +372,12 @@ fn markdown_matches_its_fixture() {
         std::fs::write(&fixture, &md).unwrap();
     }
     let expected = std::fs::read_to_string(&fixture).unwrap();
-    assert_eq!(md, expected, "set EPIC_OPERATOR_BLESS=1 to rewrite {}", fixture.display());
+    assert_eq!(
+        md,
+        expected,
+        "set EPIC_OPERATOR_BLESS=1 to rewrite {}",
+        fixture.display()
+    );
 }
 
 #[test]
@@ -243,14 +385,28 @@ fn a_long_plan_is_summarised_under_the_comment_limit() {
     let dir = tempfile::tempdir().unwrap();
     for i in 0..300u32 {
         let npi = epic_operator::crd::npi_from_prefix(100_000 + i);
-        let m = format!("apiVersion: epic-operator.dev/v1alpha1\nkind: EpicPractitioner\nmetadata:\n  name: new-{i}\nspec:\n  connectionRef:\n    name: epic\n  npi: \"{npi}\"\n  managementPolicy: CreateOrUpdate\n  active: true\n  name:\n    family: Doe\n    given: [Jo]\n  telecom:\n    - {{system: email, value: jo{i}@hospital.example.org, use: work}}\n");
+        let m = format!(
+            "apiVersion: epic-operator.dev/v1alpha1\nkind: EpicPractitioner\nmetadata:\n  name: new-{i}\nspec:\n  connectionRef:\n    name: epic\n  npi: \"{npi}\"\n  managementPolicy: CreateOrUpdate\n  active: true\n  name:\n    family: Doe\n    given: [Jo]\n  telecom:\n    - {{system: email, value: jo{i}@hospital.example.org, use: work}}\n"
+        );
         write(dir.path(), &format!("new-{i:03}.yaml"), &m);
     }
     let out = run(&["plan", "-f", s(dir.path()), "--sandbox", "-o", "markdown"]);
     assert_eq!(out.status.code(), Some(2));
     let md = String::from_utf8(out.stdout).unwrap();
-    assert!(md.len() <= epic_operator::gitops::MAX_MARKDOWN_CHARS, "{}", md.len());
-    assert!(md.contains("Plan: 0 to create, 0 to update, 0 to deactivate; 300 held (WriteDisabled 300)."));
-    assert!(md.contains("more practitioner(s) not shown"), "summarised past the limit");
-    assert_eq!(md.matches("<details>").count(), md.matches("</details>").count());
+    assert!(
+        md.len() <= epic_operator::gitops::MAX_MARKDOWN_CHARS,
+        "{}",
+        md.len()
+    );
+    assert!(md.contains(
+        "Plan: 0 to create, 0 to update, 0 to deactivate; 300 held (WriteDisabled 300)."
+    ));
+    assert!(
+        md.contains("more practitioner(s) not shown"),
+        "summarised past the limit"
+    );
+    assert_eq!(
+        md.matches("<details>").count(),
+        md.matches("</details>").count()
+    );
 }

@@ -193,9 +193,10 @@ async fn send(
                 } else {
                     client.read_practitioner(&id).await.ok().map(|v| v.body)
                 };
+            // As a plain apply reports it: deactivation by spec is an update (the action says
+            // deactivate).
             r.result = match e.action {
                 ReportAction::Create => ReportResult::Created,
-                ReportAction::Deactivate => ReportResult::Deactivated,
                 _ => ReportResult::Updated,
             };
             r.fhir_id = Some(id);
