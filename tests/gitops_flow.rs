@@ -410,3 +410,38 @@ fn a_long_plan_is_summarised_under_the_comment_limit() {
         md.matches("</details>").count()
     );
 }
+
+#[test]
+fn man_pages_exist_for_every_subcommand() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(&["man", "--out-dir", s(dir.path())]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let top = std::fs::read_to_string(dir.path().join("epic-operator.1")).unwrap();
+    for sub in [
+        "run",
+        "crd",
+        "plan",
+        "apply",
+        "validate",
+        "export",
+        "token",
+        "keygen",
+        "jwks",
+        "sandbox",
+        "completions",
+        "man",
+    ] {
+        let page = dir.path().join(format!("epic-operator-{sub}.1"));
+        let roff =
+            std::fs::read_to_string(&page).unwrap_or_else(|e| panic!("{}: {e}", page.display()));
+        assert!(
+            roff.contains(".TH") && top.contains(&format!("epic\\-operator\\-{sub}(1)")),
+            "{sub}"
+        );
+    }
+    let plan = std::fs::read_to_string(dir.path().join("epic-operator-plan.1")).unwrap();
+    assert!(
+        plan.contains("exit\\-code") && plan.contains("markdown"),
+        "{plan}"
+    );
+}

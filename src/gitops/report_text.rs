@@ -127,21 +127,32 @@ impl RunReport {
             self.practitioners.iter().filter(|r| f(r)).count()
         };
         let _ = writeln!(out);
-        // Before: what Epic held when read. Then what this run did (apply) or would do
-        // (plan). After (apply only): what Epic holds now.
-        let _ = writeln!(
-            out,
-            "Summary: {} practitioner(s). Before: {} in sync, {} drifted, {} not found, {} ambiguous, {} errors.",
-            self.practitioners.len(),
-            count(&|r| r.resolution == ReportResolution::Found
-                && r.drift.is_empty()
-                && r.result != ReportResult::Created),
-            count(&|r| !r.drift.is_empty() && r.result != ReportResult::Created),
-            count(&|r| r.resolution == ReportResolution::NotFound
-                || r.result == ReportResult::Created),
-            count(&|r| r.resolution == ReportResolution::Ambiguous),
-            count(&|r| r.resolution == ReportResolution::Error),
-        );
+        let saved = self.writes.as_ref().is_some_and(|w| w.mode == "planned");
+        if saved {
+            // A saved plan is not planned again: only what happened to its requests is known.
+            let _ = writeln!(
+                out,
+                "Summary: {} practitioner(s), applied from a saved plan; {} stale.",
+                self.practitioners.len(),
+                count(&|r| r.result == ReportResult::Stale),
+            );
+        } else {
+            // Before: what Epic held when read. Then what this run did (apply) or would do
+            // (plan). After (apply only): what Epic holds now.
+            let _ = writeln!(
+                out,
+                "Summary: {} practitioner(s). Before: {} in sync, {} drifted, {} not found, {} ambiguous, {} errors.",
+                self.practitioners.len(),
+                count(&|r| r.resolution == ReportResolution::Found
+                    && r.drift.is_empty()
+                    && r.result != ReportResult::Created),
+                count(&|r| !r.drift.is_empty() && r.result != ReportResult::Created),
+                count(&|r| r.resolution == ReportResolution::NotFound
+                    || r.result == ReportResult::Created),
+                count(&|r| r.resolution == ReportResolution::Ambiguous),
+                count(&|r| r.resolution == ReportResolution::Error),
+            );
+        }
         match mode {
             PlanMode::Plan => {
                 let _ = writeln!(out, "{}", self.summary.plan_line());
