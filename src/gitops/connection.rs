@@ -3,7 +3,8 @@
 
 use std::path::PathBuf;
 
-use super::diagnostics::{Diagnostic, yaml_detail};
+use super::diagnostics::Diagnostic;
+use super::manifests::yaml_detail;
 use super::schema::SchemaSet;
 use crate::crd::{EpicConnection, EpicConnectionSpec};
 use crate::fhir::{Capability, FhirClient};

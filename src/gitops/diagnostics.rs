@@ -116,17 +116,3 @@ fn strip_prefix(text: &str, path: &Path) -> String {
         .map(|r| r.trim_start_matches(':').trim_start().to_string())
         .unwrap_or_else(|| text.to_string())
 }
-
-/// The YAML library's own advice ("set DuplicateKeyPolicy in Options") speaks of its API, not
-/// of a manifest: replaced by what the author of the file can do.
-pub fn yaml_detail(e: &serde_saphyr::Error) -> String {
-    e.to_string()
-        .replace(
-            ", set DuplicateKeyPolicy in Options if acceptable",
-            " (a key may appear once per mapping: keep one of the two; the API server refuses the document too)",
-        )
-        .replace(
-            "set DuplicateKeyPolicy in Options if acceptable",
-            "a key may appear once per mapping: keep one of the two",
-        )
-}

@@ -4,7 +4,6 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use super::diagnostics::yaml_detail;
 use super::schema::{FieldProblem, SchemaSet};
 use crate::crd::{EpicConnection, EpicPractitioner, validate_npi};
 
@@ -455,4 +454,18 @@ fn collect_one(
     }
     out.push(path.to_path_buf());
     Ok(())
+}
+
+/// The YAML library's own advice ("set DuplicateKeyPolicy in Options") speaks of its API, not
+/// of a manifest: replaced by what the author of the file can do.
+pub fn yaml_detail(e: &serde_saphyr::Error) -> String {
+    e.to_string()
+        .replace(
+            ", set DuplicateKeyPolicy in Options if acceptable",
+            " (a key may appear once per mapping: keep one of the two; the API server refuses the document too)",
+        )
+        .replace(
+            "set DuplicateKeyPolicy in Options if acceptable",
+            "a key may appear once per mapping: keep one of the two",
+        )
 }

@@ -11,6 +11,7 @@ mod report_format;
 mod report_kinds;
 mod report_markdown;
 mod report_text;
+mod report_types;
 mod saved_apply;
 mod saved_plan;
 mod schema;

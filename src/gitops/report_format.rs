@@ -6,10 +6,9 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
-use super::report::{PlanMode, PractitionerReport};
 use super::report_kinds::{ReportAction, ReportResolution, ReportResult};
+use super::report_types::{PlanMode, PractitionerReport};
 use crate::crd::Reason;
 
 /// Bumped when a field changes meaning or goes away (adding fields keeps the version).
@@ -37,26 +36,6 @@ pub struct WritesInfo {
     /// enabled, disabled or unknown.
     pub mode: &'static str,
     pub reason: String,
-}
-
-/// The request a practitioner's action sends (or would send, for `plan` and for a hold).
-#[derive(Clone, Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct WouldBeRequest {
-    /// PUT or POST.
-    pub method: &'static str,
-    /// Relative to the FHIR base: `Practitioner/{id}` or `Practitioner`.
-    pub url: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub if_match: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub if_none_exist: Option<String>,
-    /// The owned fields the request changes.
-    pub fields: Vec<String>,
-    /// For a create: the new record, with personal values masked unless `--show-values`
-    /// (an update carries the whole live record, so only its changed fields are shown).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub body: Option<Value>,
 }
 
 /// The counts a CI job reads instead of walking the list.

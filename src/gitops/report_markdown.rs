@@ -112,7 +112,7 @@ impl RunReport {
             );
         }
         if let Some(line) = in_sync_line {
-            if out.len() + line.len() + 1 <= limit {
+            if out.len() + line.len() < limit {
                 out.push('\n');
                 out.push_str(&line);
             } else {
