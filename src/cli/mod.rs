@@ -6,6 +6,7 @@ mod keygen;
 mod plan;
 mod sandbox;
 mod token;
+mod validate;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -15,7 +16,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::crd::Algorithm;
-use crate::gitops::{ConnectionInput, PlanMode};
+use crate::gitops::{ConnectionInput, ExitCodeMode, PlanMode};
 use crate::http::EndpointPolicy;
 use crate::operator::{self, DriftDetection, OperatorConfig};
 
@@ -42,9 +43,13 @@ pub enum Command {
     },
     /// Compare manifests with live Epic and print drift and the would-be action.
     /// Exit code: 0 no drift, 2 drift, 1 error (usage errors and invalid manifests included).
-    Plan(PlanArgs),
-    /// Like plan, then write where allowed. Exit code: 0 all in sync, 2 some not, 1 error.
-    Apply(PlanArgs),
+    Plan(PlanCommand),
+    /// Like plan, then write where allowed (or send exactly the requests of a saved plan).
+    /// Exit code: 0 all in sync, 2 some not, 1 error (a stale saved plan included).
+    Apply(ApplyCommand),
+    /// Check manifests (and a connection file) offline, as plan and the API server would:
+    /// every problem of every file at once. Exit code: 0 valid, 1 not.
+    Validate(ValidateArgs),
     /// Write one EpicPractitioner manifest per Practitioner in Epic (adoption).
     Export(ExportArgs),
     /// Obtain a token and probe capabilities: the first thing to run against a new Epic.
@@ -61,8 +66,13 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the manual page (roff), for `man -l -` or a man directory.
-    Man,
+    /// Print the manual page (roff), for `man -l -`, or write one page per subcommand
+    /// (epic-operator.1, epic-operator-plan.1, ...) into a man directory.
+    Man {
+        /// Write epic-operator.1 and one epic-operator-<command>.1 per subcommand here.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Args, Debug, Clone)]
@@ -121,6 +131,18 @@ impl From<&ConnectionArgs> for ConnectionInput {
 pub enum OutputFormat {
     Text,
     Json,
+    /// A pull-request comment: summary first, one collapsible section per practitioner.
+    Markdown,
+}
+
+/// What exit code 2 stands for.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitCodeFlag {
+    /// Any drift, held back by policy or not (the default).
+    Drift,
+    /// Something to write: drift that policy holds back (Observe, write-disabled, paused)
+    /// exits 0.
+    Writes,
 }
 
 #[derive(Args, Debug)]
@@ -142,6 +164,44 @@ pub struct PlanArgs {
     /// Show contact values and birth dates in full (default: masked, as in status).
     #[arg(long)]
     pub show_values: bool,
+    /// What exit code 2 means: drift (default) or writes (held drift exits 0).
+    #[arg(long, value_enum, default_value_t = ExitCodeFlag::Drift)]
+    pub exit_code: ExitCodeFlag,
+}
+
+#[derive(Args, Debug)]
+pub struct PlanCommand {
+    #[command(flatten)]
+    pub common: PlanArgs,
+    /// Also save the plan to FILE (JSON): per practitioner the resolved id, the version
+    /// planned against and the request; `apply --plan FILE` sends exactly those.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct ApplyCommand {
+    #[command(flatten)]
+    pub common: PlanArgs,
+    /// Send exactly the requests of a plan saved with `plan --out FILE` (same connection and
+    /// manifests), each with the If-Match it was planned with; a record changed since is
+    /// refused as "stale plan: run plan again" and nothing is written for it.
+    #[arg(long = "plan", value_name = "FILE")]
+    pub plan_file: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct ValidateArgs {
+    /// Manifest files or directories (recursively .yaml/.yml), or `-` for standard input.
+    #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
+    pub paths: Vec<PathBuf>,
+    /// Also validate this EpicConnection manifest, and that every manifest's connectionRef
+    /// names it.
+    #[arg(long, value_name = "FILE")]
+    pub connection: Option<PathBuf>,
+    /// Output format (text or json; json prints the diagnostics list).
+    #[arg(short, long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
 }
 
 #[derive(Args, Debug)]
@@ -426,8 +486,11 @@ pub async fn run(cli: Cli) -> ExitCode {
             }
         }
         Command::Crd { out_dir } => crd::crd(out_dir),
-        Command::Plan(args) => plan::plan(args, PlanMode::Plan).await,
-        Command::Apply(args) => plan::plan(args, PlanMode::Apply).await,
+        Command::Plan(args) => plan::plan(args.common, PlanMode::Plan, args.out, None).await,
+        Command::Apply(args) => {
+            plan::plan(args.common, PlanMode::Apply, None, args.plan_file).await
+        }
+        Command::Validate(args) => validate::validate(args),
         Command::Export(args) => plan::export(args).await,
         Command::Token(args) => token::token(args).await,
         Command::Keygen(args) => keygen::keygen(args),
@@ -438,13 +501,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             clap_complete::generate(shell, &mut cmd, "epic-operator", &mut std::io::stdout());
             ExitCode::SUCCESS
         }
-        Command::Man => {
-            let cmd = <Cli as clap::CommandFactory>::command();
-            match clap_mangen::Man::new(cmd).render(&mut std::io::stdout()) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => fail(&format!("cannot write the manual page: {e}")),
-            }
-        }
+        Command::Man { out_dir } => validate::man(out_dir),
     }
 }
 
@@ -465,6 +522,15 @@ pub(crate) fn check_public_url(url: &str, policy: &EndpointPolicy) -> Result<(),
         _ => Err(format!(
             "--jwks-public-url {url:?} must be https: Epic fetches JWK Sets over https only (plain http only to loopback with --insecure-allow-loopback-http)"
         )),
+    }
+}
+
+impl From<ExitCodeFlag> for ExitCodeMode {
+    fn from(f: ExitCodeFlag) -> Self {
+        match f {
+            ExitCodeFlag::Drift => ExitCodeMode::Drift,
+            ExitCodeFlag::Writes => ExitCodeMode::Writes,
+        }
     }
 }
 

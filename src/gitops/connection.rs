@@ -3,6 +3,9 @@
 
 use std::path::PathBuf;
 
+use super::diagnostics::Diagnostic;
+use super::manifests::yaml_detail;
+use super::schema::SchemaSet;
 use crate::crd::{EpicConnection, EpicConnectionSpec};
 use crate::fhir::{Capability, FhirClient};
 use crate::http::EndpointPolicy;
@@ -118,25 +121,90 @@ pub async fn open_target(input: &ConnectionInput) -> Result<Target, String> {
     })
 }
 
-/// The EpicConnection in a manifest file (the first document of that kind).
+/// The EpicConnection in a manifest file (the first document of that kind), checked as
+/// [`check_connection_file`] checks it; every problem in one message.
 pub fn load_connection_manifest(path: &std::path::Path) -> Result<EpicConnection, String> {
+    check_connection_file(path).map_err(|ds| {
+        ds.iter()
+            .map(Diagnostic::line)
+            .collect::<Vec<_>>()
+            .join("\n")
+    })
+}
+
+/// The EpicConnection of a `--connection` file, validated like a manifest: against the CRD
+/// schema (unknown fields with the nearest declared name, types, patterns, enums, required
+/// fields), then the rules the API server checks with CEL or the operator checks on use
+/// (resyncInterval within 10s..24h, the key layout, durations, the base URL). Every problem
+/// is returned, each naming its field.
+pub fn check_connection_file(path: &std::path::Path) -> Result<EpicConnection, Vec<Diagnostic>> {
     let text = std::fs::read_to_string(path).map_err(|e| {
-        format!(
-            "{}: cannot read the connection manifest: {e}",
-            path.display()
-        )
+        vec![Diagnostic::in_file(
+            path,
+            format!("cannot read the connection manifest: {e}"),
+        )]
     })?;
-    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text)
-        .map_err(|e| format!("{}: not valid YAML: {e}", path.display()))?;
-    let doc = docs
+    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text).map_err(|e| {
+        vec![Diagnostic::in_file(
+            path,
+            format!("not valid YAML: {}", yaml_detail(&e)),
+        )]
+    })?;
+    let Some((i, doc)) = docs
         .into_iter()
-        .find(|d| d.get("kind").and_then(|k| k.as_str()) == Some("EpicConnection"))
-        .ok_or_else(|| {
+        .enumerate()
+        .find(|(_, d)| d.get("kind").and_then(|k| k.as_str()) == Some("EpicConnection"))
+    else {
+        return Err(vec![Diagnostic::in_file(
+            path,
+            "no EpicConnection document in this file",
+        )]);
+    };
+    let at = |field: Option<&str>, message: String| Diagnostic {
+        file: Some(path.display().to_string()),
+        document: Some(i + 1),
+        path: field.filter(|f| !f.is_empty()).map(str::to_string),
+        message,
+    };
+    let schemas = SchemaSet::shared().map_err(|e| vec![Diagnostic::in_file(path, e)])?;
+    let problems = schemas.problems(&doc);
+    if !problems.is_empty() {
+        return Err(problems
+            .into_iter()
+            .map(|p| {
+                at(
+                    Some(&p.path),
+                    format!("EpicConnection does not match the CRD schema: {}", p.text),
+                )
+            })
+            .collect());
+    }
+    let conn: EpicConnection = serde_json::from_value(doc)
+        .map_err(|e| vec![at(None, format!("invalid EpicConnection: {e}"))])?;
+    let spec = &conn.spec;
+    let mut errors = Vec::new();
+    if let Err(e) = spec.resync_interval() {
+        errors.push(at(Some("spec.resyncInterval"), e));
+    }
+    if let Err(e) = spec.paging_session_ttl() {
+        errors.push(at(Some("spec.pagingSessionTTL"), e));
+    }
+    if let Err(e) = spec.key_layout() {
+        errors.push(at(Some("spec.privateKeySecretRef"), e));
+    }
+    match url::Url::parse(&spec.fhir_base_url) {
+        Ok(u) if matches!(u.scheme(), "https" | "http") => {}
+        _ => errors.push(at(
+            Some("spec.fhirBaseUrl"),
             format!(
-                "{}: no EpicConnection document in this file",
-                path.display()
-            )
-        })?;
-    serde_json::from_value(doc)
-        .map_err(|e| format!("{}: invalid EpicConnection: {e}", path.display()))
+                "fhirBaseUrl {:?} is not an http(s) URL: give the instance's FHIR R4 base, e.g. https://epic.example.org/interconnect-fhir-oauth/api/FHIR/R4",
+                spec.fhir_base_url
+            ),
+        )),
+    }
+    if errors.is_empty() {
+        Ok(conn)
+    } else {
+        Err(errors)
+    }
 }

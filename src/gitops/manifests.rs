@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use super::schema::SchemaSet;
+use super::schema::{FieldProblem, SchemaSet};
 use crate::crd::{EpicConnection, EpicPractitioner, validate_npi};
 
 /// A manifest problem, naming the file (and document) and what to fix.
@@ -20,14 +20,14 @@ pub enum LoadError {
     Yaml { path: PathBuf, detail: String },
     #[error(
         "{path} (document {doc}): {kind} {name} does not match the CRD schema (the API server would refuse it):\n  {}",
-        problems.join("\n  ")
+        problems.iter().map(|p| p.text.as_str()).collect::<Vec<_>>().join("\n  ")
     )]
     Schema {
         path: PathBuf,
         doc: usize,
         kind: String,
         name: String,
-        problems: Vec<String>,
+        problems: Vec<FieldProblem>,
     },
     #[error("{path} (document {doc}): invalid {kind}: {detail}")]
     Invalid {
@@ -94,36 +94,64 @@ pub const STDIN: &str = "-";
 /// order; `-` is standard input), multi-document, keeping EpicPractitioners and
 /// EpicConnections. Every document of our API group is checked against the CRD schema first.
 /// Every problem is an error naming the file and document: a partly loaded set must never be
-/// applied.
+/// applied. The first problem is returned; [`load_manifests_all`] returns every one.
 pub fn load_manifests(paths: &[PathBuf]) -> Result<Loaded, LoadError> {
+    let (loaded, mut errors) = load_manifests_all(paths);
+    if errors.is_empty() {
+        Ok(loaded)
+    } else {
+        Err(errors.remove(0))
+    }
+}
+
+/// Loads like [`load_manifests`] but goes on past a broken file or document, so one run
+/// reports every problem of a tree (what `plan` and `validate` show). The set is usable only
+/// when the error list is empty.
+pub fn load_manifests_all(paths: &[PathBuf]) -> (Loaded, Vec<LoadError>) {
+    let mut errors = Vec::new();
     let mut files = Vec::new();
     for p in paths {
         if p.as_os_str() == STDIN {
             files.push(p.clone());
             continue;
         }
-        let root = std::fs::canonicalize(p).map_err(|e| missing_or_unreadable(p, e))?;
+        let root = match std::fs::canonicalize(p) {
+            Ok(r) => r,
+            Err(e) => {
+                errors.push(missing_or_unreadable(p, e));
+                continue;
+            }
+        };
         let root = if root.is_dir() {
             root
         } else {
             root.parent().map(Path::to_path_buf).unwrap_or(root)
         };
-        collect_files(p, &root, &mut files, true)?;
+        collect_files(p, &root, &mut files, true, &mut errors);
     }
-    let schemas = SchemaSet::shared().map_err(|detail| LoadError::SchemaUnavailable {
-        path: paths.first().cloned().unwrap_or_default(),
-        detail,
-    })?;
     let mut loaded = Loaded::default();
+    let schemas = match SchemaSet::shared() {
+        Ok(s) => s,
+        Err(detail) => {
+            errors.push(LoadError::SchemaUnavailable {
+                path: paths.first().cloned().unwrap_or_default(),
+                detail,
+            });
+            return (loaded, errors);
+        }
+    };
     for file in files {
         let text = if file.as_os_str() == STDIN {
-            read_stdin()?
+            read_stdin()
         } else {
-            read_bounded(&file)?
+            read_bounded(&file)
         };
-        decode_documents(&file, &text, schemas, &mut loaded)?;
+        match text {
+            Ok(text) => decode_documents(&file, &text, schemas, &mut loaded, &mut errors),
+            Err(e) => errors.push(e),
+        }
     }
-    Ok(loaded)
+    (loaded, errors)
 }
 
 /// Decodes one file's YAML documents into `loaded`: schema-checked, duplicates refused.
@@ -132,16 +160,38 @@ fn decode_documents(
     text: &str,
     schemas: &SchemaSet,
     loaded: &mut Loaded,
+    errors: &mut Vec<LoadError>,
+) {
+    let file = file.to_path_buf();
+    let docs: Vec<Value> = match serde_saphyr::from_multiple(text) {
+        Ok(d) => d,
+        Err(e) => {
+            errors.push(LoadError::Yaml {
+                path: file.clone(),
+                detail: yaml_detail(&e),
+            });
+            return;
+        }
+    };
+    for (i, doc) in docs.into_iter().enumerate() {
+        if let Err(e) = decode_document(&file, i + 1, doc, schemas, loaded) {
+            errors.push(e);
+        }
+    }
+}
+
+/// One document: schema-checked, decoded, duplicates refused.
+fn decode_document(
+    file: &Path,
+    doc_no: usize,
+    doc: Value,
+    schemas: &SchemaSet,
+    loaded: &mut Loaded,
 ) -> Result<(), LoadError> {
     let file = file.to_path_buf();
-    let docs: Vec<Value> = serde_saphyr::from_multiple(text).map_err(|e| LoadError::Yaml {
-        path: file.clone(),
-        detail: e.to_string(),
-    })?;
-    for (i, doc) in docs.into_iter().enumerate() {
-        let doc_no = i + 1;
+    {
         if doc.is_null() {
-            continue;
+            return Ok(());
         }
         let kind = doc
             .get("kind")
@@ -154,7 +204,7 @@ fn decode_documents(
             .unwrap_or_default();
         let ours = SchemaSet::is_ours(api_version);
         if ours {
-            let problems = schemas.check(&doc);
+            let problems = schemas.problems(&doc);
             if !problems.is_empty() {
                 return Err(LoadError::Schema {
                     path: file.clone(),
@@ -294,8 +344,12 @@ pub fn load_manifest_text(text: &str, name: &Path) -> Result<Loaded, LoadError> 
         detail,
     })?;
     let mut loaded = Loaded::default();
-    decode_documents(name, text, schemas, &mut loaded)?;
-    Ok(loaded)
+    let mut errors = Vec::new();
+    decode_documents(name, text, schemas, &mut loaded, &mut errors);
+    match errors.into_iter().next() {
+        Some(e) => Err(e),
+        None => Ok(loaded),
+    }
 }
 
 /// Reads standard input, at most [`MAX_MANIFEST_BYTES`], as UTF-8.
@@ -340,6 +394,19 @@ fn collect_files(
     root: &Path,
     out: &mut Vec<PathBuf>,
     explicit: bool,
+    errors: &mut Vec<LoadError>,
+) {
+    if let Err(e) = collect_one(path, root, out, explicit, errors) {
+        errors.push(e);
+    }
+}
+
+fn collect_one(
+    path: &Path,
+    root: &Path,
+    out: &mut Vec<PathBuf>,
+    explicit: bool,
+    errors: &mut Vec<LoadError>,
 ) -> Result<(), LoadError> {
     let link = std::fs::symlink_metadata(path).map_err(|e| missing_or_unreadable(path, e))?;
     if link.file_type().is_symlink() && !explicit {
@@ -366,7 +433,7 @@ fn collect_files(
             .collect();
         entries.sort();
         for e in entries {
-            collect_files(&e, root, out, false)?;
+            collect_files(&e, root, out, false, errors);
         }
         return Ok(());
     }
@@ -387,4 +454,18 @@ fn collect_files(
     }
     out.push(path.to_path_buf());
     Ok(())
+}
+
+/// The YAML library's own advice ("set DuplicateKeyPolicy in Options") speaks of its API, not
+/// of a manifest: replaced by what the author of the file can do.
+pub fn yaml_detail(e: &serde_saphyr::Error) -> String {
+    e.to_string()
+        .replace(
+            ", set DuplicateKeyPolicy in Options if acceptable",
+            " (a key may appear once per mapping: keep one of the two; the API server refuses the document too)",
+        )
+        .replace(
+            "set DuplicateKeyPolicy in Options if acceptable",
+            "a key may appear once per mapping: keep one of the two",
+        )
 }

@@ -3,94 +3,64 @@
 use serde::Serialize;
 
 use super::connection::Target;
+use super::diagnostics::Diagnostic;
 use super::manifests::Loaded;
+use super::report_format::{
+    ExitCodeMode, FORMAT_VERSION, Summary, ToolInfo, WritesInfo, exit_code, intended_action,
+};
 use super::report_kinds::{ReportAction, ReportResolution, ReportResult};
-use crate::crd::{DEACTIVATION_NOTE, DriftEntry, Reason, WriteMode};
+use super::report_types::WouldBeRequest;
+pub use super::report_types::{PlanMode, PractitionerReport};
+use crate::crd::{DEACTIVATION_NOTE, NPI_SYSTEMS, Reason, WriteMode};
 use crate::fhir::Capability;
 use crate::pipeline::{CreateGuard, SyncRequest, WriteOutcome, sync_practitioner};
 use crate::reconcile::{
-    Action, Disclosure, HoldReason, Resolution, WriteCapability, validate_spec, write_capability,
+    Action, Disclosure, HoldReason, Normalizer, Resolution, WriteCapability, disclose,
+    new_resource, validate_spec, write_capability,
 };
 
-/// Plan only, or also write.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PlanMode {
-    Plan,
-    Apply,
-}
-
-/// The outcome for one manifest.
-#[derive(Clone, Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PractitionerReport {
-    pub name: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub namespace: Option<String>,
-    pub file: String,
-    pub npi: String,
-    /// found, not-found, ambiguous, incomplete, or error.
-    pub resolution: ReportResolution,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub fhir_id: Option<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub ambiguous_ids: Vec<String>,
-    /// Each entry's `desired` and `live` as JSON values (not JSON-encoded strings).
-    #[serde(serialize_with = "drift_values")]
-    pub drift: Vec<DriftEntry>,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub diff: String,
-    /// none, update, create, deactivate, hold.
-    pub action: ReportAction,
-    /// Stable reason when held (WriteDisabled, ObserveOnly, NotFound, AmbiguousNPI, Paused).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<Reason>,
-    /// What happened: unchanged, planned, held, updated, created, deactivated, refused,
-    /// failed, conflict, error.
-    pub result: ReportResult,
-    /// Human-readable detail (Epic's diagnostics on refusal).
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub message: String,
-    /// Live equals desired at the end.
-    pub in_sync: bool,
-    /// The `If-Match` precondition the write sends (would send, for `plan`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub if_match: Option<String>,
-    /// Warnings Epic attached to the search, and notes from reads after a write.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub warnings: Vec<String>,
-    /// Set when the record is (or would be) deactivated: what deactivation does not do.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub note: Option<String>,
-}
-
-/// The whole run.
+/// The whole run (`-o json`: format version [`FORMAT_VERSION`]).
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RunReport {
-    pub fhir_base_url: String,
-    /// enabled, disabled or unknown, and why.
-    pub writes: String,
+    pub format_version: u32,
+    pub tool: ToolInfo,
+    /// plan or apply.
+    pub mode: &'static str,
+    /// The EpicConnection name (absent when no connection was opened).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connection: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fhir_base_url: Option<String>,
+    /// Whether the instance takes writes, and why (absent when no connection was opened).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub writes: Option<WritesInfo>,
+    pub summary: Summary,
     pub practitioners: Vec<PractitionerReport>,
     pub notes: Vec<String>,
+    /// Problems before anything was planned: broken manifests, the connection file, the
+    /// connection itself. Nothing is planned when there is one.
+    pub diagnostics: Vec<Diagnostic>,
     pub exit_code: i32,
 }
 
-/// Drift entries with their values as JSON: `{"path": "active", "desired": false, ...}`.
-fn drift_values<S: serde::Serializer>(drift: &[DriftEntry], s: S) -> Result<S::Ok, S::Error> {
-    use serde::ser::SerializeSeq;
-    let value = |text: &str| {
-        serde_json::from_str::<serde_json::Value>(text)
-            .unwrap_or_else(|_| serde_json::Value::String(text.to_string()))
-    };
-    let mut seq = s.serialize_seq(Some(drift.len()))?;
-    for d in drift {
-        seq.serialize_element(&serde_json::json!({
-            "path": d.path,
-            "desired": value(&d.desired),
-            "live": value(&d.live),
-        }))?;
+impl RunReport {
+    /// The report of a run that stopped before planning (exit code 1).
+    pub fn stopped(mode: PlanMode, diagnostics: Vec<Diagnostic>, notes: Vec<String>) -> Self {
+        RunReport {
+            format_version: FORMAT_VERSION,
+            tool: ToolInfo::this(),
+            mode: mode.as_str(),
+            connection: None,
+            fhir_base_url: None,
+            writes: None,
+            summary: Summary::of(&[], diagnostics.len(), mode),
+            practitioners: Vec::new(),
+            notes,
+            diagnostics,
+            exit_code: 1,
+        }
     }
-    seq.end()
 }
 
 /// How plan and apply run, besides the target.
@@ -98,6 +68,8 @@ fn drift_values<S: serde::Serializer>(drift: &[DriftEntry], s: S) -> Result<S::O
 pub struct PlanOptions {
     /// Show contact values and birth dates in full (default: masked, as in status).
     pub disclosure: Disclosure,
+    /// What exit code 2 means.
+    pub exit_code: ExitCodeMode,
 }
 
 /// Runs plan or apply for every loaded practitioner against one target.
@@ -130,7 +102,6 @@ pub async fn run_plan(
     let normalizer = target.normalizer();
     let mut reports = Vec::new();
     let mut any_error = false;
-    let mut any_drift = false;
     // A failed token request fails every practitioner the same way: it is asked once per run,
     // not once per practitioner.
     let mut auth_failure: Option<(Reason, String)> = None;
@@ -147,6 +118,8 @@ pub async fn run_plan(
             drift: Vec::new(),
             diff: String::new(),
             action: ReportAction::None,
+            intended_action: ReportAction::None,
+            request: None,
             reason: None,
             result: ReportResult::Error,
             message: String::new(),
@@ -200,10 +173,10 @@ pub async fn run_plan(
                 if o.action.writes() {
                     r.if_match = o.if_match.clone();
                 }
-                let deactivates = o.action == Action::Deactivate
-                    || o.action == Action::Update
-                        && p.spec.active == Some(false)
-                        && o.drift.entries.iter().any(|d| d.path == "active");
+                let sets_inactive = p.spec.active == Some(false)
+                    && o.drift.entries.iter().any(|d| d.path == "active");
+                let deactivates =
+                    o.action == Action::Deactivate || o.action == Action::Update && sets_inactive;
                 if deactivates {
                     r.note = Some(DEACTIVATION_NOTE.to_string());
                 }
@@ -215,8 +188,21 @@ pub async fn run_plan(
                     Action::Hold(h) => Some(h),
                     _ => None,
                 };
-                r.action = o.action.into();
+                r.action = if deactivates {
+                    ReportAction::Deactivate
+                } else {
+                    o.action.into()
+                };
                 r.reason = reason.map(|h| h.reason());
+                r.intended_action = intended_action(&r, sets_inactive);
+                r.request = would_be_request(
+                    &r,
+                    &p.spec,
+                    &normalizer,
+                    o.if_match.clone(),
+                    capability.as_ref().is_some_and(|c| c.conditional_create),
+                    options.disclosure,
+                );
                 r.message = match reason {
                     Some(HoldReason::WriteDisabled) => {
                         format!("write disabled on this instance: {writes_why}")
@@ -255,9 +241,6 @@ pub async fn run_plan(
                     }
                     _ => {}
                 }
-                if !(o.resolution == Resolution::Found && o.drift.is_empty()) {
-                    any_drift = true;
-                }
                 if matches!(r.result, ReportResult::Updated | ReportResult::Created)
                     && !o.remaining.is_empty()
                 {
@@ -267,30 +250,80 @@ pub async fn run_plan(
         }
         reports.push(r);
     }
-    let exit_code = if any_error {
-        1
-    } else {
-        match mode {
-            PlanMode::Plan => i32::from(any_drift) * 2,
-            PlanMode::Apply => {
-                if reports.iter().all(|r| r.in_sync) {
-                    0
-                } else {
-                    2
-                }
-            }
-        }
-    };
+    let exit_code = exit_code(&reports, any_error, mode, options.exit_code);
     RunReport {
-        fhir_base_url: target.client.base_url().to_string(),
-        writes: match writes {
-            WriteCapability::Enabled => format!("enabled ({writes_why})"),
-            WriteCapability::Disabled => format!("disabled ({writes_why})"),
-            WriteCapability::Unknown => format!("unknown ({writes_why})"),
-        },
+        format_version: FORMAT_VERSION,
+        tool: ToolInfo::this(),
+        mode: mode.as_str(),
+        connection: Some(target.connection_name.clone()),
+        fhir_base_url: Some(target.client.base_url().to_string()),
+        writes: Some(WritesInfo {
+            mode: match writes {
+                WriteCapability::Enabled => "enabled",
+                WriteCapability::Disabled => "disabled",
+                WriteCapability::Unknown => "unknown",
+            },
+            reason: writes_why,
+        }),
+        summary: Summary::of(&reports, 0, mode),
         practitioners: reports,
         notes,
+        diagnostics: Vec::new(),
         exit_code,
+    }
+}
+
+/// The `If-None-Exist` a create carries where the instance supports conditional create.
+pub(crate) fn if_none_exist(npi: &str) -> String {
+    let tokens: Vec<String> = NPI_SYSTEMS.iter().map(|s| format!("{s}|{npi}")).collect();
+    format!("identifier={}", tokens.join(","))
+}
+
+/// The request the intended action sends: a PUT of the record with the drifted fields
+/// replaced, or a POST of a record built from the spec (shown masked as drift is).
+fn would_be_request(
+    r: &PractitionerReport,
+    spec: &crate::crd::EpicPractitionerSpec,
+    norm: &Normalizer,
+    if_match: Option<String>,
+    conditional_create: bool,
+    disclosure: Disclosure,
+) -> Option<WouldBeRequest> {
+    match r.intended_action {
+        ReportAction::Create => {
+            let body = match new_resource(spec, norm) {
+                serde_json::Value::Object(m) => serde_json::Value::Object(
+                    m.into_iter()
+                        .map(|(k, v)| {
+                            let v = disclose(&k, v, disclosure);
+                            (k, v)
+                        })
+                        .collect(),
+                ),
+                other => other,
+            };
+            let fields = body
+                .as_object()
+                .map(|m| m.keys().filter(|k| *k != "resourceType").cloned().collect())
+                .unwrap_or_default();
+            Some(WouldBeRequest {
+                method: "POST",
+                url: "Practitioner".into(),
+                if_match: None,
+                if_none_exist: conditional_create.then(|| if_none_exist(&spec.npi)),
+                fields,
+                body: Some(body),
+            })
+        }
+        ReportAction::Update | ReportAction::Deactivate => Some(WouldBeRequest {
+            method: "PUT",
+            url: format!("Practitioner/{}", r.fhir_id.as_deref().unwrap_or_default()),
+            if_match,
+            if_none_exist: None,
+            fields: r.drift.iter().map(|d| d.path.clone()).collect(),
+            body: None,
+        }),
+        _ => None,
     }
 }
 

@@ -1,7 +1,7 @@
 //! The vocabulary of a `plan`/`apply` report: how each NPI resolved, what action the plan chose,
 //! and what happened. Serialised in kebab-case (`not-found`) for `--output json`.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::pipeline::WriteOutcome;
 use crate::reconcile::{Action, Resolution};
@@ -32,7 +32,7 @@ impl From<Resolution> for ReportResolution {
 }
 
 /// The action the plan chose.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ReportAction {
     #[default]
@@ -85,6 +85,8 @@ pub enum ReportResult {
     Refused,
     Failed,
     Conflict,
+    /// `apply --plan`: the record changed since the plan; nothing was written for it.
+    Stale,
     #[default]
     Error,
 }
@@ -112,7 +114,10 @@ impl ReportResult {
 
     /// Something went wrong.
     pub fn failed(self) -> bool {
-        matches!(self, Self::Error | Self::Failed | Self::Conflict)
+        matches!(
+            self,
+            Self::Error | Self::Failed | Self::Conflict | Self::Stale
+        )
     }
 
     pub fn as_str(self) -> &'static str {
@@ -126,6 +131,7 @@ impl ReportResult {
             Self::Refused => "refused",
             Self::Failed => "failed",
             Self::Conflict => "conflict",
+            Self::Stale => "stale",
             Self::Error => "error",
         }
     }

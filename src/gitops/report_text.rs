@@ -11,8 +11,15 @@ impl RunReport {
     /// The report for a terminal.
     pub fn to_text(&self, mode: PlanMode) -> String {
         let mut out = String::new();
-        let _ = writeln!(out, "Epic instance: {}", self.fhir_base_url);
-        let _ = writeln!(out, "Writes: {}", self.writes);
+        if let Some(url) = &self.fhir_base_url {
+            let _ = writeln!(out, "Epic instance: {url}");
+        }
+        if let Some(w) = &self.writes {
+            let _ = writeln!(out, "Writes: {} ({})", w.mode, w.reason);
+        }
+        for d in &self.diagnostics {
+            let _ = writeln!(out, "error: {}", d.line());
+        }
         for n in &self.notes {
             let _ = writeln!(out, "note: {n}");
         }
@@ -64,6 +71,11 @@ impl RunReport {
                     "none (not planned: {})",
                     r.reason.map_or("error", Reason::as_str)
                 ),
+                (ReportAction::Hold, _) if r.intended_action.writes() => format!(
+                    "{} held ({}): not performed while held",
+                    r.intended_action.as_str(),
+                    r.reason.map(Reason::as_str).unwrap_or_default()
+                ),
                 (ReportAction::Hold, _) => {
                     format!(
                         "none ({})",
@@ -79,6 +91,22 @@ impl RunReport {
                 (a, _) => a.as_str().to_string(),
             };
             let _ = writeln!(out, "  action   : {action}");
+            if let Some(req) = &r.request {
+                let mut headers = String::new();
+                if let Some(m) = &req.if_match {
+                    let _ = write!(headers, " (If-Match: {m})");
+                }
+                if let Some(c) = &req.if_none_exist {
+                    let _ = write!(headers, " (If-None-Exist: {c})");
+                }
+                let _ = writeln!(out, "  request  : {} {}{headers}", req.method, req.url);
+                if let Some(body) = &req.body {
+                    let pretty = serde_json::to_string_pretty(body).unwrap_or_default();
+                    for line in pretty.lines() {
+                        let _ = writeln!(out, "    {line}");
+                    }
+                }
+            }
             if let Some(m) = &r.if_match {
                 let _ = writeln!(out, "  if-match : {m}");
             }
@@ -99,29 +127,35 @@ impl RunReport {
             self.practitioners.iter().filter(|r| f(r)).count()
         };
         let _ = writeln!(out);
-        // Before: what Epic held when read. Then what this run did (apply) or would do
-        // (plan). After (apply only): what Epic holds now.
-        let _ = writeln!(
-            out,
-            "Summary: {} practitioner(s). Before: {} in sync, {} drifted, {} not found, {} ambiguous, {} errors.",
-            self.practitioners.len(),
-            count(&|r| r.resolution == ReportResolution::Found
-                && r.drift.is_empty()
-                && r.result != ReportResult::Created),
-            count(&|r| !r.drift.is_empty() && r.result != ReportResult::Created),
-            count(&|r| r.resolution == ReportResolution::NotFound
-                || r.result == ReportResult::Created),
-            count(&|r| r.resolution == ReportResolution::Ambiguous),
-            count(&|r| r.resolution == ReportResolution::Error),
-        );
+        let saved = self.writes.as_ref().is_some_and(|w| w.mode == "planned");
+        if saved {
+            // A saved plan is not planned again: only what happened to its requests is known.
+            let _ = writeln!(
+                out,
+                "Summary: {} practitioner(s), applied from a saved plan; {} stale.",
+                self.practitioners.len(),
+                count(&|r| r.result == ReportResult::Stale),
+            );
+        } else {
+            // Before: what Epic held when read. Then what this run did (apply) or would do
+            // (plan). After (apply only): what Epic holds now.
+            let _ = writeln!(
+                out,
+                "Summary: {} practitioner(s). Before: {} in sync, {} drifted, {} not found, {} ambiguous, {} errors.",
+                self.practitioners.len(),
+                count(&|r| r.resolution == ReportResolution::Found
+                    && r.drift.is_empty()
+                    && r.result != ReportResult::Created),
+                count(&|r| !r.drift.is_empty() && r.result != ReportResult::Created),
+                count(&|r| r.resolution == ReportResolution::NotFound
+                    || r.result == ReportResult::Created),
+                count(&|r| r.resolution == ReportResolution::Ambiguous),
+                count(&|r| r.resolution == ReportResolution::Error),
+            );
+        }
         match mode {
             PlanMode::Plan => {
-                let _ = writeln!(
-                    out,
-                    "Plan: {} to write, {} held.",
-                    count(&|r| r.action.writes()),
-                    count(&|r| r.action == ReportAction::Hold),
-                );
+                let _ = writeln!(out, "{}", self.summary.plan_line());
             }
             PlanMode::Apply => {
                 let _ = writeln!(

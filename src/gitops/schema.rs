@@ -16,7 +16,23 @@ pub struct SchemaSet {
 struct KindSchema {
     kind: String,
     api_versions: Vec<String>,
+    /// The strict schema itself: unknown fields are matched against its property names.
+    schema: Value,
     validator: jsonschema::Validator,
+}
+
+/// One problem of a document: the field it is about (`spec.telecom[0].value`, empty for the
+/// document itself) and the sentence naming it and the fix.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct FieldProblem {
+    pub path: String,
+    pub text: String,
+}
+
+impl std::fmt::Display for FieldProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
 }
 
 /// Metadata fields an API server accepts in a manifest (ObjectMeta's).
@@ -79,6 +95,7 @@ impl SchemaSet {
                 kinds.push(KindSchema {
                     kind: kind.clone(),
                     api_versions: vec![format!("{group}/{}", version.name)],
+                    schema,
                     validator,
                 });
             }
@@ -94,7 +111,15 @@ impl SchemaSet {
     }
 
     /// Every problem of one document of our group, each naming its field; empty when valid.
+    #[cfg(test)]
     pub fn check(&self, doc: &Value) -> Vec<String> {
+        self.problems(doc).into_iter().map(|p| p.text).collect()
+    }
+
+    /// [`check`](Self::check) with the field of each problem apart, for `-o json`
+    /// diagnostics. Unknown fields come with the nearest declared name (`fhirBaseURL`: did
+    /// you mean `fhirBaseUrl`?).
+    pub fn problems(&self, doc: &Value) -> Vec<FieldProblem> {
         let kind = doc.get("kind").and_then(Value::as_str).unwrap_or_default();
         let api_version = doc
             .get("apiVersion")
@@ -102,40 +127,107 @@ impl SchemaSet {
             .unwrap_or_default();
         let Some(k) = self.kinds.iter().find(|k| k.kind == kind) else {
             let known: Vec<&str> = self.kinds.iter().map(|k| k.kind.as_str()).collect();
-            return vec![format!(
-                "kind {kind:?} is not served by {api_version}: use one of {}",
-                known.join(", ")
-            )];
+            return vec![FieldProblem {
+                path: "kind".into(),
+                text: format!(
+                    "kind {kind:?} is not served by {api_version}: use one of {}",
+                    known.join(", ")
+                ),
+            }];
         };
         if !k.api_versions.iter().any(|v| v == api_version) {
-            return vec![format!(
-                "apiVersion {api_version} is not served for {kind}: use {}",
-                k.api_versions.join(" or ")
-            )];
+            return vec![FieldProblem {
+                path: "apiVersion".into(),
+                text: format!(
+                    "apiVersion {api_version} is not served for {kind}: use {}",
+                    k.api_versions.join(" or ")
+                ),
+            }];
         }
-        let mut problems: Vec<String> =
-            k.validator
-                .iter_errors(doc)
-                .flat_map(|e| {
-                    let path = field_path(&e.instance_path().to_string());
-                    match unknown_fields(&e.to_string()) {
+        let mut problems: Vec<FieldProblem> = k
+            .validator
+            .iter_errors(doc)
+            .flat_map(|e| {
+                let pointer = e.instance_path().to_string();
+                let path = field_path(&pointer);
+                match unknown_fields(&e.to_string()) {
                     Some(fields) => fields
                         .into_iter()
                         .map(|f| {
-                            format!(
-                                "unknown field \"{}\" (not in the CRD schema: check the spelling)",
-                                if path == "(document)" { f } else { format!("{path}.{f}") }
-                            )
+                            let full = if path == "(document)" {
+                                f.clone()
+                            } else {
+                                format!("{path}.{f}")
+                            };
+                            let hint = match suggestion(&k.schema, &pointer, &f) {
+                                Some(s) => format!("did you mean \"{s}\"?"),
+                                None => "check the spelling".into(),
+                            };
+                            FieldProblem {
+                                text: format!(
+                                    "unknown field \"{full}\" (not in the CRD schema: {hint})"
+                                ),
+                                path: full,
+                            }
                         })
                         .collect::<Vec<_>>(),
-                    None => vec![format!("{path}: {e}")],
+                    None => vec![FieldProblem {
+                        text: format!("{path}: {e}"),
+                        path: if path == "(document)" {
+                            String::new()
+                        } else {
+                            path
+                        },
+                    }],
                 }
-                })
-                .collect();
+            })
+            .collect();
         problems.sort();
         problems.dedup();
         problems
     }
+}
+
+/// The declared property nearest to an unknown field name at `pointer` (same name in another
+/// case, or at most a couple of letters apart), if any.
+fn suggestion(schema: &Value, pointer: &str, field: &str) -> Option<String> {
+    let mut here = schema;
+    for part in pointer.split('/').skip(1) {
+        here = match here.get("properties").and_then(|p| p.get(part)) {
+            Some(child) => child,
+            None => here.get("items")?,
+        };
+    }
+    let names = here.get("properties")?.as_object()?.keys();
+    let lower = field.to_ascii_lowercase();
+    let limit = (field.len() / 4).clamp(1, 3);
+    names
+        .map(|n| {
+            let d = if n.to_ascii_lowercase() == lower {
+                0
+            } else {
+                edit_distance(&n.to_ascii_lowercase(), &lower)
+            };
+            (d, n)
+        })
+        .filter(|(d, _)| *d <= limit)
+        .min()
+        .map(|(_, n)| n.clone())
+}
+
+/// Levenshtein distance (names are short: quadratic is fine).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
 }
 
 /// `/spec/telecom/0/value` -> `spec.telecom[0].value`; the root is `(document)`.
@@ -290,6 +382,25 @@ mod tests {
             Some(vec!["a".to_string(), "b".to_string()])
         );
         assert_eq!(unknown_fields("\"x\" is not of type \"boolean\""), None);
+    }
+
+    #[test]
+    fn unknown_fields_come_with_the_nearest_declared_name() {
+        let s = SchemaSet::new().unwrap();
+        let conn = json!({"apiVersion": "epic-operator.dev/v1alpha1", "kind": "EpicConnection",
+            "metadata": {"name": "epic"}, "spec": {"fhirBaseURL": "https://x", "clientId": "c",
+            "privateKeySecretRef": {"name": "k"}}});
+        let p = s.problems(&conn);
+        let unknown = p.iter().find(|p| p.path == "spec.fhirBaseURL").unwrap();
+        assert!(
+            unknown.text.contains("did you mean \"fhirBaseUrl\"?"),
+            "{p:?}"
+        );
+        assert_eq!(edit_distance("actve", "active"), 1);
+        let typo = practitioner(
+            json!({"connectionRef": {"name": "epic"}, "npi": "1234567893", "zzzz": 1}),
+        );
+        assert!(s.check(&typo)[0].contains("check the spelling"));
     }
 
     #[test]
