@@ -33,7 +33,7 @@ pub enum AuthError {
     #[error("token endpoint unreachable: {0}")]
     Transport(String),
     /// Token URL discovery through .well-known/smart-configuration failed.
-    #[error("token URL discovery failed: {0}; set spec.tokenUrl on the EpicConnection")]
+    #[error("token URL discovery failed: {0}")]
     Discovery(String),
     /// A URL that must not carry credentials.
     #[error("{0}")]
@@ -525,6 +525,13 @@ pub async fn discover_token_url(
     let body = read_limited(response, 1 << 20)
         .await
         .map_err(|e| AuthError::Discovery(e.to_string()))?;
+    // Only a 404 means the server publishes no SMART configuration, so only then is a
+    // configured token URL the fix; other failures (network, TLS, 5xx) have their own.
+    if status.as_u16() == 404 {
+        return Err(AuthError::Discovery(format!(
+            "{url} answered HTTP 404 (this server publishes no SMART configuration): set spec.tokenUrl on the EpicConnection to Epic's OAuth token endpoint"
+        )));
+    }
     if !status.is_success() {
         return Err(AuthError::Discovery(format!(
             "{url} answered HTTP {}",

@@ -5,6 +5,7 @@ mod jwks;
 mod keygen;
 mod plan;
 mod sandbox;
+mod tls_args;
 mod token;
 
 use std::net::SocketAddr;
@@ -81,6 +82,8 @@ pub struct ConnectionArgs {
     pub sandbox_writes: bool,
     #[command(flatten)]
     pub endpoints: EndpointArgs,
+    #[command(flatten)]
+    pub tls: tls_args::TlsArgs,
 }
 
 /// Where credentials may go (the same flags for the command line and the operator).
@@ -113,6 +116,7 @@ impl From<&ConnectionArgs> for ConnectionInput {
             sandbox: a.sandbox,
             sandbox_writes: a.sandbox_writes,
             endpoints: EndpointPolicy::from(&a.endpoints),
+            tls: crate::gitops::TlsFiles::from(&a.tls),
         }
     }
 }
@@ -348,6 +352,10 @@ pub struct RunArgs {
     pub jwks_public_url: Option<String>,
     #[command(flatten)]
     pub endpoints: EndpointArgs,
+    /// A PEM file of CA certificates every EpicConnection trusts besides the system roots
+    /// (an internal CA in front of Epic; chart value caBundle). Repeatable.
+    #[arg(long = "ca-file", value_name = "PEM", env = "EPIC_OPERATOR_CA_FILE", value_delimiter = ',')]
+    pub ca_files: Vec<PathBuf>,
 }
 
 /// A listen address, or `off`.
@@ -377,7 +385,12 @@ pub async fn run(cli: Cli) -> ExitCode {
             {
                 return fail(&e);
             }
+            let tls = match tls_args::operator_tls(&args.ca_files) {
+                Ok(t) => t,
+                Err(e) => return fail(&e),
+            };
             let config = OperatorConfig {
+                tls,
                 namespace: args.namespace,
                 metrics_addr: args.metrics_addr,
                 leader_election: args.leader_election,

@@ -9,6 +9,7 @@ mod report;
 mod report_kinds;
 mod report_text;
 mod schema;
+mod trust;
 
 pub use connection::{
     ConnectionInput, EXAMPLES_SEED, Target, load_connection_manifest, open_target,
@@ -17,4 +18,5 @@ pub use export::{ExportSummary, export_roster, manifest_from_live};
 pub use key_dir::{directory_keys, read_entries, ring_from_path};
 pub use manifests::{LoadError, Loaded, SourcedPractitioner, load_manifest_text, load_manifests};
 pub use report::{PlanMode, PlanOptions, PractitionerReport, RunReport, run_plan};
+pub use trust::{TlsFiles, tls_for};
 pub use report_kinds::{ReportAction, ReportResolution, ReportResult};

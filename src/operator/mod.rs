@@ -3,6 +3,7 @@
 
 mod connection;
 mod connection_keys;
+mod connection_tls;
 mod connections;
 mod error;
 mod events;
@@ -72,6 +73,8 @@ pub struct OperatorConfig {
     pub jwks_addr: Option<SocketAddr>,
     /// External base URL of that listener, as Epic reaches it (status.jwksUrl, `jku`).
     pub jwks_public_url: Option<String>,
+    /// CAs every connection trusts besides the system roots (`--ca-file`).
+    pub tls: crate::http::TlsOptions,
 }
 
 /// What every reconcile shares.
@@ -150,7 +153,7 @@ pub fn init_tracing() {
 
 /// Runs the operator until SIGTERM/SIGINT or loss of leadership.
 pub async fn run(config: OperatorConfig) -> Result<(), RunError> {
-    let http = crate::http::client().map_err(RunError::Http)?;
+    let http = crate::http::client_with(&config.tls).map_err(RunError::Http)?;
     let client = kube::Client::try_default()
         .await
         .map_err(RunError::Kubernetes)?;
@@ -299,7 +302,8 @@ pub async fn run(config: OperatorConfig) -> Result<(), RunError> {
             }),
             config.endpoints.clone(),
             config.jwks_public_url.clone(),
-        ),
+        )
+        .with_tls(config.tls.clone()),
         metrics: metrics.clone(),
         recorder,
         practitioners: practitioners.clone(),
