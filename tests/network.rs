@@ -78,12 +78,11 @@ async fn a_private_ca_is_refused_without_its_bundle_and_accepted_with_it() {
     let pinned = client_with(&TlsOptions {
         extra_roots: vec![PemSource::new("spec.caBundle", leaf.cert_pem.clone())],
         client_certificate: None,
-    });
-    if let Ok(pinned) = pinned {
-        let (class, message) = failure(&pinned, &format!("{}/x", own.url())).await;
-        assert_eq!(class, NetFailure::UntrustedCa, "{message}");
-        assert_clean(&message);
-    }
+    })
+    .unwrap();
+    let (class, message) = failure(&pinned, &format!("{}/x", own.url())).await;
+    assert_eq!(class, NetFailure::UntrustedCa, "{message}");
+    assert_clean(&message);
 }
 
 #[tokio::test]
