@@ -65,18 +65,31 @@ fn pod(docs: &[Value]) -> &Value {
 
 fn strings(v: &Value) -> Vec<String> {
     v.as_array()
-        .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 #[test]
 fn defaults_add_no_ca_no_volumes_and_no_extra_env() {
     let docs = render(&json!({}));
-    assert!(!docs.iter().any(|d| d["kind"] == "ConfigMap"
-        && d["metadata"]["name"].as_str().unwrap_or("").ends_with("-ca-bundle")));
+    assert!(!docs.iter().any(|d| {
+        d["kind"] == "ConfigMap"
+            && d["metadata"]["name"]
+                .as_str()
+                .unwrap_or("")
+                .ends_with("-ca-bundle")
+    }));
     let pod = pod(&docs);
     let c = &pod["spec"]["containers"][0];
-    assert!(!strings(&c["args"]).iter().any(|a| a.starts_with("--ca-file")));
+    assert!(
+        !strings(&c["args"])
+            .iter()
+            .any(|a| a.starts_with("--ca-file"))
+    );
     assert!(c["volumeMounts"].is_null() && pod["spec"]["volumes"].is_null());
     let env: Vec<&str> = c["env"]
         .as_array()
@@ -101,7 +114,9 @@ fn ca_bundle_proxy_env_and_extra_volumes_reach_the_pod() {
     }));
     let map = docs
         .iter()
-        .find(|d| d["kind"] == "ConfigMap" && d["metadata"]["name"] == "epic-epic-operator-ca-bundle")
+        .find(|d| {
+            d["kind"] == "ConfigMap" && d["metadata"]["name"] == "epic-epic-operator-ca-bundle"
+        })
         .expect("the CA bundle ConfigMap");
     let pem = map["data"]["ca.crt"].as_str().unwrap();
     assert_eq!(pem.trim(), ca.pem.trim());
@@ -123,21 +138,39 @@ fn ca_bundle_proxy_env_and_extra_volumes_reach_the_pod() {
     assert!(mounts.iter().any(|m| m["name"] == "ca-bundle"
         && m["mountPath"] == "/etc/epic-operator/ca"
         && m["readOnly"] == true));
-    assert!(mounts.iter().any(|m| m["name"] == "trust" && m["mountPath"] == "/etc/trust"));
+    assert!(
+        mounts
+            .iter()
+            .any(|m| m["name"] == "trust" && m["mountPath"] == "/etc/trust")
+    );
     let volumes = pod["spec"]["volumes"].as_array().unwrap();
-    assert!(volumes.iter().any(|v| v["name"] == "ca-bundle"
-        && v["configMap"]["name"] == "epic-epic-operator-ca-bundle"));
+    assert!(
+        volumes.iter().any(|v| v["name"] == "ca-bundle"
+            && v["configMap"]["name"] == "epic-epic-operator-ca-bundle")
+    );
     assert!(volumes.iter().any(|v| v["name"] == "trust"));
     let env = c["env"].as_array().unwrap();
-    assert!(env.iter().any(|e| e["name"] == "HTTPS_PROXY"
-        && e["value"] == "http://proxy.hospital.internal:3128"));
+    assert!(
+        env.iter()
+            .any(|e| e["name"] == "HTTPS_PROXY"
+                && e["value"] == "http://proxy.hospital.internal:3128")
+    );
     assert!(env.iter().any(|e| e["name"] == "NO_PROXY"));
-    assert!(env.iter().any(|e| e["name"] == "POD_NAMESPACE"), "standard env kept");
+    assert!(
+        env.iter().any(|e| e["name"] == "POD_NAMESPACE"),
+        "standard env kept"
+    );
     // A new CA restarts the pods (the operator reads --ca-file at start).
     let checksum = &pod["metadata"]["annotations"]["checksum/ca-bundle"];
-    assert!(checksum.as_str().is_some_and(|s| s.len() == 64), "{checksum}");
+    assert!(
+        checksum.as_str().is_some_and(|s| s.len() == 64),
+        "{checksum}"
+    );
     let other = render(&json!({"caBundle": net_support::Ca::new("Other").pem}));
-    assert_ne!(&self::pod(&other)["metadata"]["annotations"]["checksum/ca-bundle"], checksum);
+    assert_ne!(
+        &self::pod(&other)["metadata"]["annotations"]["checksum/ca-bundle"],
+        checksum
+    );
 }
 
 #[test]

@@ -64,7 +64,11 @@ async fn a_private_ca_is_refused_without_its_bundle_and_accepted_with_it() {
         "{message}"
     );
     assert_clean(&message);
-    assert_eq!(server.requests(), 0, "no request crossed an untrusted handshake");
+    assert_eq!(
+        server.requests(),
+        0,
+        "no request crossed an untrusted handshake"
+    );
 
     let http = client_with(&with_ca(&ca)).unwrap();
     let response = http.get(&url).send().await.unwrap();
@@ -98,7 +102,10 @@ async fn mutual_tls_is_required_and_satisfied() {
 
     let (class, message) = failure(&client_with(&with_ca(&ca)).unwrap(), &url).await;
     assert_eq!(class, NetFailure::ClientCertificate, "{message}");
-    assert!(message.contains("spec.clientCertificateSecretRef"), "{message}");
+    assert!(
+        message.contains("spec.clientCertificateSecretRef"),
+        "{message}"
+    );
     assert_clean(&message);
 
     // A certificate from another CA is refused the same way.
@@ -121,12 +128,20 @@ async fn mutual_tls_is_required_and_satisfied() {
         }),
         ..with_ca(&ca)
     };
-    let response = client_with(&satisfied).unwrap().get(&url).send().await.unwrap();
+    let response = client_with(&satisfied)
+        .unwrap()
+        .get(&url)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
 
     // The key entry holding the JWK Set, or the certificate again, is named as such.
     for (bad, what) in [
-        (r#"{"keys":[{"kty":"RSA","n":"x","e":"AQAB"}]}"#.to_string(), "JWK Set"),
+        (
+            r#"{"keys":[{"kty":"RSA","n":"x","e":"AQAB"}]}"#.to_string(),
+            "JWK Set",
+        ),
         (mine.cert_pem.clone(), "a certificate"),
     ] {
         let e = client_with(&TlsOptions {
@@ -137,7 +152,10 @@ async fn mutual_tls_is_required_and_satisfied() {
             ..with_ca(&ca)
         })
         .unwrap_err();
-        assert!(e.contains("Secret c entry tls.key") && e.contains(what), "{e}");
+        assert!(
+            e.contains("Secret c entry tls.key") && e.contains(what),
+            "{e}"
+        );
     }
 }
 
@@ -228,5 +246,9 @@ async fn each_network_failure_has_its_own_message_and_fix() {
         .collect();
     distinct.sort();
     distinct.dedup();
-    assert_eq!(distinct.len(), expected.len(), "one message per class: {seen:#?}");
+    assert_eq!(
+        distinct.len(),
+        expected.len(),
+        "one message per class: {seen:#?}"
+    );
 }

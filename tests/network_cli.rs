@@ -88,22 +88,37 @@ async fn the_ca_bundle_and_the_standard_proxy_variables_are_used() {
     let out = token(args(&bare, &key, &[]), vec![]).await;
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let t = text(&out);
-    assert!(t.contains("spec.caBundle") && !t.contains("spec.tokenUrl"), "{t}");
+    assert!(
+        t.contains("spec.caBundle") && !t.contains("spec.tokenUrl"),
+        "{t}"
+    );
     assert_eq!(server.requests(), 0);
 
     // With the manifest's caBundle, through HTTPS_PROXY: every request goes through the tunnel.
     let proxy = Proxy::start(true).await;
-    let trusted = manifest(dir.path(), "trusted.yaml", &server.url(), &ca_bundle_field(&ca));
+    let trusted = manifest(
+        dir.path(),
+        "trusted.yaml",
+        &server.url(),
+        &ca_bundle_field(&ca),
+    );
     let out = token(
         args(&trusted, &key, &[]),
         vec![("HTTPS_PROXY", proxy.url())],
     )
     .await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(text(&out).contains("token         : obtained"), "{}", text(&out));
+    assert!(
+        text(&out).contains("token         : obtained"),
+        "{}",
+        text(&out)
+    );
     assert!(!proxy.targets().is_empty(), "the proxy was not used");
     assert!(
-        proxy.targets().iter().all(|t| *t == server.addr.to_string()),
+        proxy
+            .targets()
+            .iter()
+            .all(|t| *t == server.addr.to_string()),
         "{:?}",
         proxy.targets()
     );
@@ -130,7 +145,11 @@ async fn the_ca_bundle_and_the_standard_proxy_variables_are_used() {
     )
     .await;
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(text(&out).contains("proxy refused the tunnel"), "{}", text(&out));
+    assert!(
+        text(&out).contains("proxy refused the tunnel"),
+        "{}",
+        text(&out)
+    );
 
     // --ca-file does what caBundle does; a caSecretRef without it asks for it.
     let ca_file = dir.path().join("ca.crt");
@@ -192,7 +211,10 @@ async fn client_certificates_and_advice_that_fits_the_failure() {
         dir.path(),
         "mtls-ref.yaml",
         &mtls.url(),
-        &format!("{}clientCertificateSecretRef: {{name: epic-client}}", ca_bundle_field(&ca)),
+        &format!(
+            "{}clientCertificateSecretRef: {{name: epic-client}}",
+            ca_bundle_field(&ca)
+        ),
     );
     let out = token(args(&by_ref, &key, &[]), vec![]).await;
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
@@ -200,15 +222,21 @@ async fn client_certificates_and_advice_that_fits_the_failure() {
 
     // The signing key file holding the JWK Set: named, and recognised.
     let jwks = dir.path().join("jwks.json");
-    std::fs::write(&jwks, r#"{"keys":[{"kty":"RSA","kid":"k","n":"x","e":"AQAB"}]}"#).unwrap();
+    std::fs::write(
+        &jwks,
+        r#"{"keys":[{"kty":"RSA","kid":"k","n":"x","e":"AQAB"}]}"#,
+    )
+    .unwrap();
     let out = token(args(&conn, &jwks, &with_cert), vec![]).await;
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let t = text(&out);
-    assert!(t.contains(jwks.to_str().unwrap()) && t.contains("JWK Set"), "{t}");
+    assert!(
+        t.contains(jwks.to_str().unwrap()) && t.contains("JWK Set"),
+        "{t}"
+    );
 
     // Discovery answered 404: now (and only now) the fix is spec.tokenUrl.
-    let no_discovery =
-        TlsServer::start(server_config(&ca.leaf(&["127.0.0.1"]), None), false).await;
+    let no_discovery = TlsServer::start(server_config(&ca.leaf(&["127.0.0.1"]), None), false).await;
     let conn = manifest(
         dir.path(),
         "no-discovery.yaml",

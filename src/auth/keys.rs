@@ -100,7 +100,9 @@ impl ClientKey {
                         .into(),
                 ));
             }
-            "PUBLIC KEY" | "RSA PUBLIC KEY" => return Err(KeyError::NotAPrivateKey("a public key")),
+            "PUBLIC KEY" | "RSA PUBLIC KEY" => {
+                return Err(KeyError::NotAPrivateKey("a public key"));
+            }
             "CERTIFICATE" => return Err(KeyError::NotAPrivateKey("a certificate")),
             other => return Err(KeyError::UnsupportedPem(other.to_string())),
         };
@@ -264,7 +266,10 @@ mod tests {
         ));
         let public = "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n";
         let err = ClientKey::from_pem(public, Algorithm::RS384, "k").unwrap_err();
-        assert!(err.to_string().contains("a public key, not a private key"), "{err}");
+        assert!(
+            err.to_string().contains("a public key, not a private key"),
+            "{err}"
+        );
         let (key, _) = generate_key(Algorithm::RS384, "k").unwrap();
         let jwks = key.jwks().to_string();
         let err = ClientKey::from_pem(&jwks, Algorithm::RS384, "k").unwrap_err();

@@ -354,7 +354,12 @@ pub struct RunArgs {
     pub endpoints: EndpointArgs,
     /// A PEM file of CA certificates every EpicConnection trusts besides the system roots
     /// (an internal CA in front of Epic; chart value caBundle). Repeatable.
-    #[arg(long = "ca-file", value_name = "PEM", env = "EPIC_OPERATOR_CA_FILE", value_delimiter = ',')]
+    #[arg(
+        long = "ca-file",
+        value_name = "PEM",
+        env = "EPIC_OPERATOR_CA_FILE",
+        value_delimiter = ','
+    )]
     pub ca_files: Vec<PathBuf>,
 }
 

@@ -23,9 +23,7 @@ pub use practitioner::{
     ListPolicy, ManagementPolicy, PAUSED_ANNOTATION, PractitionerName, Qualification, RoleSummary,
 };
 pub use reason::Reason;
-pub use trust::{
-    CaSecretRef, DEFAULT_CA_KEY, SecretNameRef, TLS_CERT_KEY, TLS_KEY_KEY, TrustSpec,
-};
+pub use trust::{CaSecretRef, DEFAULT_CA_KEY, SecretNameRef, TLS_CERT_KEY, TLS_KEY_KEY, TrustSpec};
 
 /// The API group of both kinds.
 pub const GROUP: &str = "epic-operator.dev";

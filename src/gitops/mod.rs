@@ -18,5 +18,5 @@ pub use export::{ExportSummary, export_roster, manifest_from_live};
 pub use key_dir::{directory_keys, read_entries, ring_from_path};
 pub use manifests::{LoadError, Loaded, SourcedPractitioner, load_manifest_text, load_manifests};
 pub use report::{PlanMode, PlanOptions, PractitionerReport, RunReport, run_plan};
-pub use trust::{TlsFiles, tls_for};
 pub use report_kinds::{ReportAction, ReportResolution, ReportResult};
+pub use trust::{TlsFiles, tls_for};

@@ -43,7 +43,10 @@ pub fn tls_for(
             r.entry().replace('.', "\\.")
         ));
     }
-    match (&files.client_certificate, &spec.trust.client_certificate_secret_ref) {
+    match (
+        &files.client_certificate,
+        &spec.trust.client_certificate_secret_ref,
+    ) {
         (Some((cert, key)), _) => {
             out.client_certificate = Some(ClientCertificate {
                 cert: PemSource::read_file(cert)?,

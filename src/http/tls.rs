@@ -139,10 +139,7 @@ pub fn ca_certificates(src: &PemSource) -> Result<Vec<reqwest::Certificate>, Str
         ));
     }
     let found = sections(src)?;
-    if let Some((kind, _)) = found
-        .iter()
-        .find(|(k, _)| *k != SectionKind::Certificate)
-    {
+    if let Some((kind, _)) = found.iter().find(|(k, _)| *k != SectionKind::Certificate) {
         return Err(format!(
             "{} holds {}: a CA bundle holds only certificates (-----BEGIN CERTIFICATE-----); remove it (and never put a private key in a CA bundle)",
             src.origin,
@@ -238,17 +235,26 @@ mod tests {
     fn wrong_files_are_named_with_what_they_are() {
         let jwks = PemSource::new("/keys/jwks.json", r#"{"keys":[{"kty":"RSA"}]}"#);
         let e = ca_certificates(&jwks).unwrap_err();
-        assert!(e.contains("/keys/jwks.json") && e.contains("JWK Set"), "{e}");
+        assert!(
+            e.contains("/keys/jwks.json") && e.contains("JWK Set"),
+            "{e}"
+        );
         let key = PemSource::new(
             "spec.caBundle",
             "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
         );
         let e = ca_certificates(&key).unwrap_err();
-        assert!(e.contains("spec.caBundle") && e.contains("a private key"), "{e}");
+        assert!(
+            e.contains("spec.caBundle") && e.contains("a private key"),
+            "{e}"
+        );
         assert!(!e.contains("AAAA"), "{e}");
         let empty = PemSource::new("Secret ca entry ca.crt", "hello");
         let e = ca_certificates(&empty).unwrap_err();
-        assert!(e.contains("Secret ca entry ca.crt") && e.contains("no PEM"), "{e}");
+        assert!(
+            e.contains("Secret ca entry ca.crt") && e.contains("no PEM"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -266,7 +272,10 @@ mod tests {
             key: public,
         })
         .unwrap_err();
-        assert!(e.contains("/certs/client.key") && e.contains("a public key"), "{e}");
+        assert!(
+            e.contains("/certs/client.key") && e.contains("a public key"),
+            "{e}"
+        );
         let jwks = PemSource::new("/certs/client.key", r#"{"keys":[]}"#);
         let e = identity(&ClientCertificate { cert, key: jwks }).unwrap_err();
         assert!(e.contains("JWK Set"), "{e}");

@@ -87,7 +87,12 @@ pub async fn options(
         let s = secret(&api, &r.name, "clientCertificateSecretRef").await?;
         out.client_certificate = Some(ClientCertificate {
             cert: entry(&s, &r.name, TLS_CERT_KEY, "the client certificate")?,
-            key: entry(&s, &r.name, TLS_KEY_KEY, "the client certificate's private key")?,
+            key: entry(
+                &s,
+                &r.name,
+                TLS_KEY_KEY,
+                "the client certificate's private key",
+            )?,
         });
     }
     Ok(out)

@@ -8,9 +8,12 @@ mod cluster;
 #[path = "../fs_support/mod.rs"]
 mod fs_support;
 mod keys;
+#[path = "../net_support/mod.rs"]
+mod net_support;
 mod packaging;
 mod readme;
 mod roster;
+mod tls;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -323,7 +326,10 @@ scenario!(
     keys_rotate_without_an_outage,
     a_record_hidden_from_the_walk_is_never_created,
     two_objects_for_one_npi_both_hold,
+    an_internal_ca_and_mutual_tls_from_secrets,
 );
+
+use tls::an_internal_ca_and_mutual_tls_from_secrets;
 
 use keys::keys_rotate_without_an_outage;
 use roster::{

@@ -264,7 +264,9 @@ impl Proxy {
                     let mut parts = line.split_whitespace();
                     let (Some("CONNECT"), Some(target)) = (parts.next(), parts.next()) else {
                         let _ = client
-                            .write_all(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n")
+                            .write_all(
+                                b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n",
+                            )
                             .await;
                         return;
                     };
