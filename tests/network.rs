@@ -218,6 +218,17 @@ async fn each_network_failure_has_its_own_message_and_fix() {
     let good = TlsServer::start(server_config(&ca.leaf(&["127.0.0.1"]), None), true).await;
     seen.push(failure(&through, &format!("{}/x", good.url())).await);
     assert_eq!(strict.targets(), vec![good.addr.to_string()]);
+    // Expired certificate.
+    let expired =
+        TlsServer::start(server_config(&ca.expired_leaf(&["127.0.0.1"]), None), true).await;
+    seen.push(failure(&trusted, &format!("{}/x", expired.url())).await);
+    // Proxy wanting credentials: 407 to the CONNECT.
+    let gatekeeper = Proxy::demanding_credentials().await;
+    let through_gate = reqwest::Client::builder()
+        .proxy(reqwest::Proxy::https(gatekeeper.url()).unwrap())
+        .build()
+        .unwrap();
+    seen.push(failure(&through_gate, &format!("{}/x", good.url())).await);
     // Proxy unreachable: nothing listens where HTTPS_PROXY points.
     let nowhere = reqwest::Client::builder()
         .proxy(reqwest::Proxy::https(format!("http://127.0.0.1:{}", closed_port())).unwrap())
@@ -233,8 +244,11 @@ async fn each_network_failure_has_its_own_message_and_fix() {
         (NetFailure::UntrustedCa, "spec.caBundle"),
         (NetFailure::NameMismatch, "not valid for the name"),
         (NetFailure::ProxyRefused, "proxy refused the tunnel"),
+        (NetFailure::Expired, "has expired"),
+        (NetFailure::ProxyAuth, "proxy requires authentication"),
         (NetFailure::ProxyUnreachable, "HTTPS_PROXY"),
     ];
+    assert_eq!(seen.len(), expected.len());
     for ((class, message), (want, phrase)) in seen.iter().zip(expected) {
         assert_eq!(*class, want, "{message}");
         assert!(message.contains(phrase), "{want:?}: {message}");

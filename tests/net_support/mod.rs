@@ -46,8 +46,21 @@ impl Ca {
 
     /// A leaf certificate for `names` (DNS names or IP addresses).
     pub fn leaf(&self, names: &[&str]) -> Leaf {
+        self.leaf_with(names, |_| {})
+    }
+
+    /// A leaf certificate for `names` that expired in 2001.
+    pub fn expired_leaf(&self, names: &[&str]) -> Leaf {
+        self.leaf_with(names, |p| {
+            p.not_before = rcgen::date_time_ymd(2000, 1, 1);
+            p.not_after = rcgen::date_time_ymd(2001, 1, 1);
+        })
+    }
+
+    fn leaf_with(&self, names: &[&str], tweak: impl FnOnce(&mut CertificateParams)) -> Leaf {
         let key = KeyPair::generate().unwrap();
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        tweak(&mut params);
         params.subject_alt_names = names
             .iter()
             .map(|n| match n.parse::<std::net::IpAddr>() {
@@ -250,6 +263,16 @@ pub struct Proxy {
 
 impl Proxy {
     pub async fn start(allow: bool) -> Proxy {
+        Self::start_with(if allow { None } else { Some("403 Forbidden") }).await
+    }
+
+    /// A proxy that answers every CONNECT with 407 (it wants credentials).
+    pub async fn demanding_credentials() -> Proxy {
+        Self::start_with(Some("407 Proxy Authentication Required")).await
+    }
+
+    /// Answers every CONNECT with `refusal` when given, else tunnels to loopback.
+    async fn start_with(refusal: Option<&'static str>) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let connects = Arc::new(Mutex::new(Vec::new()));
@@ -273,9 +296,13 @@ impl Proxy {
                     log.lock().unwrap().push(target.to_string());
                     // Tunnels only to loopback: the tests never leave the machine.
                     let loopback = target.starts_with("127.0.0.1:");
-                    if !allow || !loopback {
+                    if refusal.is_some() || !loopback {
+                        let status = refusal.unwrap_or("403 Forbidden");
                         let _ = client
-                            .write_all(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+                            .write_all(
+                                format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n")
+                                    .as_bytes(),
+                            )
                             .await;
                         return;
                     }
