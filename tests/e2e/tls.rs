@@ -84,9 +84,20 @@ pub async fn an_internal_ca_and_mutual_tls_from_secrets(cp: &ControlPlane) {
         secrets.create(&PostParams::default(), &s).await.unwrap();
     }
     let connections: Api<EpicConnection> = Api::namespaced(cp.admin.clone(), &ns);
-    let spec = |trust: serde_json::Value| -> EpicConnectionSpec {
+    // The operator's own --ca-file (chart value caBundle): a second CA, trusted by every
+    // connection, alone or together with a connection's client certificate.
+    let wide = Ca::new("Hospital-wide CA");
+    let wide_file = cp.dir.join(format!("{ns}-wide-ca.crt"));
+    std::fs::write(&wide_file, &wide.pem).unwrap();
+    let wide_server = TlsServer::start(server_config(&wide.leaf(&["127.0.0.1"]), None), true).await;
+    let wide_mtls = TlsServer::start(
+        server_config(&wide.leaf(&["127.0.0.1"]), Some(&clients)),
+        true,
+    )
+    .await;
+    let spec = |base: &str, trust: serde_json::Value| -> EpicConnectionSpec {
         let mut v = json!({
-            "fhirBaseUrl": format!("{}/api/FHIR/R4", server.url()),
+            "fhirBaseUrl": format!("{base}/api/FHIR/R4"),
             "clientId": "c",
             "keyId": "k",
             "privateKeySecretRef": {"name": "epic-key", "key": "private-key.pem"},
@@ -97,27 +108,41 @@ pub async fn an_internal_ca_and_mutual_tls_from_secrets(cp: &ControlPlane) {
             .extend(trust.as_object().unwrap().clone());
         serde_json::from_value(v).unwrap()
     };
-    for (name, trust) in [
+    let one = server.url();
+    let (two, three) = (wide_server.url(), wide_mtls.url());
+    for (name, base, trust) in [
         (
             "trusted",
+            &one,
             json!({"caSecretRef": {"name": "hospital-ca"}, "clientCertificateSecretRef": {"name": "epic-client"}}),
         ),
-        ("untrusted", json!({})),
+        ("untrusted", &one, json!({})),
         (
             "no-client-cert",
+            &one,
             json!({"caSecretRef": {"name": "hospital-ca"}}),
         ),
-        ("missing-ca", json!({"caSecretRef": {"name": "nowhere"}})),
+        (
+            "missing-ca",
+            &one,
+            json!({"caSecretRef": {"name": "nowhere"}}),
+        ),
+        ("operator-ca", &two, json!({})),
+        (
+            "operator-ca-and-client-cert",
+            &three,
+            json!({"clientCertificateSecretRef": {"name": "epic-client"}}),
+        ),
     ] {
         connections
             .create(
                 &PostParams::default(),
-                &EpicConnection::new(name, spec(trust)),
+                &EpicConnection::new(name, spec(base, trust)),
             )
             .await
             .unwrap();
     }
-    let _op = Operator::start(cp, &ns, &[]);
+    let _op = Operator::start(cp, &ns, &["--ca-file", wide_file.to_str().unwrap()]);
 
     let (ok, message) = ready_when(&connections, "trusted", |ok, _| ok).await;
     assert!(ok, "{message}");
@@ -134,4 +159,9 @@ pub async fn an_internal_ca_and_mutual_tls_from_secrets(cp: &ControlPlane) {
     );
     let (_, message) = ready_when(&connections, "missing-ca", |ok, m| !ok && !m.is_empty()).await;
     assert!(message.contains("Secret nowhere"), "{message}");
+    for name in ["operator-ca", "operator-ca-and-client-cert"] {
+        let (ok, message) = ready_when(&connections, name, |ok, _| ok).await;
+        assert!(ok, "{name}: {message}");
+    }
+    assert!(wide_server.requests() >= 3 && wide_mtls.requests() >= 3);
 }
