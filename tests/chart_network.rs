@@ -127,8 +127,8 @@ fn ca_bundle_proxy_env_and_extra_volumes_reach_the_pod() {
     })
     .unwrap();
 
-    let pod = pod(&docs);
-    let c = &pod["spec"]["containers"][0];
+    let template = pod(&docs);
+    let c = &template["spec"]["containers"][0];
     assert!(
         strings(&c["args"]).contains(&"--ca-file=/etc/epic-operator/ca/ca.crt".to_string()),
         "{}",
@@ -143,7 +143,7 @@ fn ca_bundle_proxy_env_and_extra_volumes_reach_the_pod() {
             .iter()
             .any(|m| m["name"] == "trust" && m["mountPath"] == "/etc/trust")
     );
-    let volumes = pod["spec"]["volumes"].as_array().unwrap();
+    let volumes = template["spec"]["volumes"].as_array().unwrap();
     assert!(
         volumes.iter().any(|v| v["name"] == "ca-bundle"
             && v["configMap"]["name"] == "epic-epic-operator-ca-bundle")
@@ -161,14 +161,14 @@ fn ca_bundle_proxy_env_and_extra_volumes_reach_the_pod() {
         "standard env kept"
     );
     // A new CA restarts the pods (the operator reads --ca-file at start).
-    let checksum = &pod["metadata"]["annotations"]["checksum/ca-bundle"];
+    let checksum = &template["metadata"]["annotations"]["checksum/ca-bundle"];
     assert!(
         checksum.as_str().is_some_and(|s| s.len() == 64),
         "{checksum}"
     );
     let other = render(&json!({"caBundle": net_support::Ca::new("Other").pem}));
     assert_ne!(
-        &self::pod(&other)["metadata"]["annotations"]["checksum/ca-bundle"],
+        &pod(&other)["metadata"]["annotations"]["checksum/ca-bundle"],
         checksum
     );
 }
