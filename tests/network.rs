@@ -254,6 +254,20 @@ async fn each_network_failure_has_its_own_message_and_fix() {
         assert!(message.contains(phrase), "{want:?}: {message}");
         assert_clean(message);
     }
+    // Those only a configuration change fixes are told apart from ones that may pass.
+    let lasting: Vec<NetFailure> = seen
+        .iter()
+        .map(|(c, _)| *c)
+        .filter(|c| c.needs_configuration())
+        .collect();
+    assert_eq!(
+        lasting,
+        [
+            NetFailure::NotTls,
+            NetFailure::UntrustedCa,
+            NetFailure::NameMismatch
+        ]
+    );
     let mut distinct: Vec<String> = seen
         .iter()
         .map(|(_, m)| m.split_once(": ").map(|(_, r)| r).unwrap_or(m).to_string())

@@ -36,6 +36,20 @@ pub enum NetFailure {
     Other,
 }
 
+impl NetFailure {
+    /// Failures only a change of configuration fixes (a CA to trust, the right port or host
+    /// name, a client certificate), as opposed to ones that may pass by themselves.
+    pub fn needs_configuration(self) -> bool {
+        matches!(
+            self,
+            NetFailure::NotTls
+                | NetFailure::UntrustedCa
+                | NetFailure::NameMismatch
+                | NetFailure::ClientCertificate
+        )
+    }
+}
+
 /// The class of a transport error.
 pub fn classify(e: &reqwest::Error) -> NetFailure {
     let mut through_proxy = None;

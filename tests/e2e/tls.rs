@@ -31,7 +31,8 @@ fn secret(name: &str, kind: Option<&str>, entries: &[(&str, &str)]) -> Secret {
     }
 }
 
-/// The Ready condition of a connection once `pred` holds for it: (status, message).
+/// The Ready condition of a connection once `pred` holds for its status and message:
+/// (status, "reason: message").
 async fn ready_when(
     api: &Api<EpicConnection>,
     name: &str,
@@ -46,8 +47,11 @@ async fn ready_when(
                 .as_ref()
                 .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
         {
-            last = (format!("{:?}", r.status) == "True", r.message.clone());
-            if pred(last.0, &last.1) {
+            last = (
+                format!("{:?}", r.status) == "True",
+                format!("{}: {}", r.reason, r.message),
+            );
+            if pred(last.0, &r.message) {
                 return last;
             }
         }
@@ -148,13 +152,16 @@ pub async fn an_internal_ca_and_mutual_tls_from_secrets(cp: &ControlPlane) {
     assert!(ok, "{message}");
     let (_, message) = ready_when(&connections, "untrusted", |ok, m| !ok && !m.is_empty()).await;
     assert!(
-        message.contains("spec.caBundle") && !message.contains("spec.tokenUrl"),
+        message.starts_with("InvalidConnection: ")
+            && message.contains("spec.caBundle")
+            && !message.contains("spec.tokenUrl"),
         "{message}"
     );
     let (_, message) =
         ready_when(&connections, "no-client-cert", |ok, m| !ok && !m.is_empty()).await;
     assert!(
-        message.contains("spec.clientCertificateSecretRef"),
+        message.starts_with("InvalidConnection: ")
+            && message.contains("spec.clientCertificateSecretRef"),
         "{message}"
     );
     let (_, message) = ready_when(&connections, "missing-ca", |ok, m| !ok && !m.is_empty()).await;
