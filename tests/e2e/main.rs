@@ -49,7 +49,7 @@ impl Operator {
     fn start_as(cp: &ControlPlane, kubeconfig: &Path, ns: &str, extra: &[&str]) -> Self {
         let log = cp.dir.join(format!("operator-{ns}-{}.log", rand_suffix()));
         let file = std::fs::File::create(&log).expect("log");
-        let child = Command::new(env!("CARGO_BIN_EXE_epic-operator"))
+        let child = Command::new(operator_binary())
             .args(["run", "--namespace", ns])
             // The sandbox serves plain http on loopback: a development-only permission.
             .arg("--insecure-allow-loopback-http")
@@ -104,6 +104,14 @@ impl Drop for Operator {
             }
         }
     }
+}
+
+/// The operator binary: Cargo's, or a pinned copy named by `EPIC_OPERATOR_E2E_BIN` (worktrees
+/// sharing one target directory replace `target/debug/epic-operator` under each other).
+fn operator_binary() -> PathBuf {
+    std::env::var_os("EPIC_OPERATOR_E2E_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_epic-operator")))
 }
 
 fn rand_suffix() -> u32 {
