@@ -3,18 +3,55 @@
 
 use url::Url;
 
-/// Builds the HTTP client every connection uses: rustls with certificate verification, and
-/// timeouts so a silent server cannot hang a reconcile.
+mod failure;
+mod tls;
+
+pub use failure::{NetFailure, classify};
+pub use tls::{ClientCertificate, PemSource, TlsOptions, describe_non_pem};
+
+/// Builds the HTTP client every connection uses: rustls with certificate verification against
+/// the system roots, and timeouts so a silent server cannot hang a reconcile. The standard
+/// HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and NO_PROXY variables are honoured (reqwest reads them;
+/// nothing here turns that off).
 pub fn client() -> Result<reqwest::Client, String> {
+    client_with(&TlsOptions::default())
+}
+
+/// [`client`] with extra trusted CAs and a client certificate, each checked first so a wrong
+/// file is named with what it is.
+pub fn client_with(options: &TlsOptions) -> Result<reqwest::Client, String> {
     // A no-op when already installed; needed because reqwest is built without a default provider.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
+    let mut roots = Vec::new();
+    for source in &options.extra_roots {
+        roots.extend(tls::ca_certificates(source)?);
+    }
+    let mut builder = reqwest::Client::builder()
         .connect_timeout(std::time::Duration::from_secs(10))
         .timeout(std::time::Duration::from_secs(60))
         .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("epic-operator/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| e.to_string())
+        .user_agent(concat!("epic-operator/", env!("CARGO_PKG_VERSION")));
+    if !roots.is_empty() {
+        builder = builder.tls_certs_merge(roots);
+    }
+    if let Some(c) = &options.client_certificate {
+        builder = builder.identity(tls::identity(c)?);
+    }
+    builder.build().map_err(|_| {
+        let origins: Vec<&str> = options
+            .extra_roots
+            .iter()
+            .map(|r| r.origin.as_str())
+            .collect();
+        if origins.is_empty() {
+            "cannot set up TLS for the HTTP client".to_string()
+        } else {
+            format!(
+                "cannot set up TLS with the CA certificates of {}: check that each is a CA certificate (not a server certificate with its key)",
+                origins.join(", ")
+            )
+        }
+    })
 }
 
 /// The floor every client keeps whatever the policy: credentials go only over https with
@@ -137,24 +174,33 @@ pub async fn read_limited(
     Ok(body)
 }
 
-/// A transport error as text, without the URL's query (which may hold search values).
+/// A transport error as text, without the URL's query (which may hold search values): the
+/// class of failure and its fix (see [`failure`]), then the URL.
 pub fn describe_transport_error(e: &reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "connection failed"
-    } else if e.is_body() || e.is_decode() {
-        "reading the response failed"
-    } else {
-        "request failed"
-    };
+    let class = classify(e);
     let target = e
         .url()
         .map(|u| format!(" ({}{})", origin_of(u), u.path()))
         .unwrap_or_default();
+    let explained = failure::explain(class, e);
+    if class != NetFailure::Other {
+        let prefix = if e.is_timeout() {
+            "timed out"
+        } else {
+            "connection failed"
+        };
+        return format!("{prefix}{target}: {explained}");
+    }
+    let kind = if e.is_body() || e.is_decode() {
+        "reading the response failed"
+    } else {
+        "request failed"
+    };
     let mut source = std::error::Error::source(e);
     let mut cause = String::new();
-    while let Some(s) = source {
+    // Bounded: error chains are short; the cap guards against a cycle.
+    for _ in 0..32 {
+        let Some(s) = source else { break };
         cause = s.to_string();
         source = s.source();
     }

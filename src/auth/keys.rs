@@ -13,6 +13,11 @@ use crate::crd::Algorithm;
 pub enum KeyError {
     #[error("the private key is not PEM text (expected a '-----BEGIN ... PRIVATE KEY-----' block)")]
     NotPem,
+    /// Something else where the private key belongs: a JWK Set, a public key, a certificate.
+    #[error(
+        "this is {0}, not a private key: give the PEM private key whose public half is registered with Epic ('epic-operator keygen' writes it as private-key.pem beside jwks.json)"
+    )]
+    NotAPrivateKey(&'static str),
     #[error(
         "unsupported PEM block '{0}': use an RSA key (PKCS#1 or PKCS#8) or an EC P-384 key (SEC1 or PKCS#8)"
     )]
@@ -62,6 +67,9 @@ impl ClientKey {
     /// Loads an RSA (PKCS#1/PKCS#8) or EC P-384 (SEC1/PKCS#8) private key and checks that it fits
     /// `alg`.
     pub fn from_pem(pem: &str, alg: Algorithm, kid: &str) -> Result<Self, KeyError> {
+        if let Some(what) = crate::http::describe_non_pem(pem) {
+            return Err(KeyError::NotAPrivateKey(what));
+        }
         let label = pem
             .lines()
             .find_map(|l| {
@@ -92,6 +100,10 @@ impl ClientKey {
                         .into(),
                 ));
             }
+            "PUBLIC KEY" | "RSA PUBLIC KEY" => {
+                return Err(KeyError::NotAPrivateKey("a public key"));
+            }
+            "CERTIFICATE" => return Err(KeyError::NotAPrivateKey("a certificate")),
             other => return Err(KeyError::UnsupportedPem(other.to_string())),
         };
         Self::from_material(material, alg, kid)
@@ -250,7 +262,18 @@ mod tests {
         let cert = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
         assert!(matches!(
             ClientKey::from_pem(cert, Algorithm::RS384, "k"),
-            Err(KeyError::UnsupportedPem(_))
+            Err(KeyError::NotAPrivateKey("a certificate"))
         ));
+        let public = "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n";
+        let err = ClientKey::from_pem(public, Algorithm::RS384, "k").unwrap_err();
+        assert!(
+            err.to_string().contains("a public key, not a private key"),
+            "{err}"
+        );
+        let (key, _) = generate_key(Algorithm::RS384, "k").unwrap();
+        let jwks = key.jwks().to_string();
+        let err = ClientKey::from_pem(&jwks, Algorithm::RS384, "k").unwrap_err();
+        assert!(err.to_string().contains("JWK Set"), "{err}");
+        assert!(err.to_string().contains("private-key.pem"), "{err}");
     }
 }

@@ -33,8 +33,12 @@ pub enum AuthError {
     #[error("token endpoint unreachable: {0}")]
     Transport(String),
     /// Token URL discovery through .well-known/smart-configuration failed.
-    #[error("token URL discovery failed: {0}; set spec.tokenUrl on the EpicConnection")]
+    #[error("token URL discovery failed: {0}")]
     Discovery(String),
+    /// The TLS connection to the token or discovery endpoint cannot work as configured (an
+    /// untrusted CA, a plain-http port, a wrong host name, a missing client certificate).
+    #[error("{0}")]
+    Tls(String),
     /// A URL that must not carry credentials.
     #[error("{0}")]
     InsecureUrl(String),
@@ -73,7 +77,7 @@ impl AuthError {
             AuthError::Endpoint { .. } | AuthError::Transport(_) | AuthError::Discovery(_) => {
                 Reason::EpicUnavailable
             }
-            AuthError::InsecureUrl(_) => Reason::InvalidConnection,
+            AuthError::InsecureUrl(_) | AuthError::Tls(_) => Reason::InvalidConnection,
             AuthError::Key(_) => Reason::InvalidKey,
         }
     }
@@ -435,7 +439,7 @@ impl TokenSource {
             .form(&form)
             .send()
             .await
-            .map_err(|e| AuthError::Transport(crate::http::describe_transport_error(&e)))?;
+            .map_err(|e| unreachable("token endpoint unreachable", &e, AuthError::Transport))?;
         let status = response.status().as_u16();
         let body = read_limited(response, 1 << 20)
             .await
@@ -520,11 +524,18 @@ pub async fn discover_token_url(
         .header("Accept", "application/json")
         .send()
         .await
-        .map_err(|e| AuthError::Discovery(crate::http::describe_transport_error(&e)))?;
+        .map_err(|e| unreachable("token URL discovery failed", &e, AuthError::Discovery))?;
     let status = response.status();
     let body = read_limited(response, 1 << 20)
         .await
         .map_err(|e| AuthError::Discovery(e.to_string()))?;
+    // Only a 404 means the server publishes no SMART configuration, so only then is a
+    // configured token URL the fix; other failures (network, TLS, 5xx) have their own.
+    if status.as_u16() == 404 {
+        return Err(AuthError::Discovery(format!(
+            "{url} answered HTTP 404 (this server publishes no SMART configuration): set spec.tokenUrl on the EpicConnection to Epic's OAuth token endpoint"
+        )));
+    }
     if !status.is_success() {
         return Err(AuthError::Discovery(format!(
             "{url} answered HTTP {}",
@@ -539,6 +550,17 @@ pub async fn discover_token_url(
         .ok_or_else(|| AuthError::Discovery(format!("{url} has no token_endpoint")))?;
     require_allowed_url(token).map_err(AuthError::InsecureUrl)?;
     Ok(token.to_string())
+}
+
+/// A request that got no answer: [`AuthError::Tls`] (lasting, InvalidConnection) when only a
+/// change of configuration fixes it, else `transient` (EpicUnavailable).
+fn unreachable(what: &str, e: &reqwest::Error, transient: fn(String) -> AuthError) -> AuthError {
+    let text = crate::http::describe_transport_error(e);
+    if crate::http::classify(e).needs_configuration() {
+        AuthError::Tls(format!("{what}: {text}"))
+    } else {
+        transient(text)
+    }
 }
 
 fn snippet(body: &[u8]) -> String {

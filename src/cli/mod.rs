@@ -5,6 +5,7 @@ mod jwks;
 mod keygen;
 mod plan;
 mod sandbox;
+mod tls_args;
 mod token;
 mod validate;
 
@@ -91,6 +92,8 @@ pub struct ConnectionArgs {
     pub sandbox_writes: bool,
     #[command(flatten)]
     pub endpoints: EndpointArgs,
+    #[command(flatten)]
+    pub tls: tls_args::TlsArgs,
 }
 
 /// Where credentials may go (the same flags for the command line and the operator).
@@ -123,6 +126,7 @@ impl From<&ConnectionArgs> for ConnectionInput {
             sandbox: a.sandbox,
             sandbox_writes: a.sandbox_writes,
             endpoints: EndpointPolicy::from(&a.endpoints),
+            tls: crate::gitops::TlsFiles::from(&a.tls),
         }
     }
 }
@@ -410,6 +414,15 @@ pub struct RunArgs {
     pub endpoints: EndpointArgs,
     #[command(flatten)]
     pub ceilings: CeilingArgs,
+    /// A PEM file of CA certificates every EpicConnection trusts besides the system roots
+    /// (an internal CA in front of Epic; chart value caBundle). Repeatable.
+    #[arg(
+        long = "ca-file",
+        value_name = "PEM",
+        env = "EPIC_OPERATOR_CA_FILE",
+        value_delimiter = ','
+    )]
+    pub ca_files: Vec<PathBuf>,
 }
 
 /// Operator-wide ceilings over every EpicConnection's own limits: whoever may create an
@@ -457,7 +470,12 @@ pub async fn run(cli: Cli) -> ExitCode {
             {
                 return fail(&e);
             }
+            let tls = match tls_args::operator_tls(&args.ca_files) {
+                Ok(t) => t,
+                Err(e) => return fail(&e),
+            };
             let config = OperatorConfig {
+                tls,
                 namespace: args.namespace,
                 metrics_addr: args.metrics_addr,
                 leader_election: args.leader_election,

@@ -53,6 +53,10 @@ pub struct EpicConnectionSpec {
     /// header. Epic then checks it against the registered URL; leave it off unless required.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub send_jku: bool,
+    /// Trust beyond the system roots (`caBundle`, `caSecretRef`) and the client certificate
+    /// for mutual TLS (`clientCertificateSecretRef`).
+    #[serde(flatten)]
+    pub trust: super::trust::TrustSpec,
     /// Signing algorithm of the client assertion.
     #[serde(default)]
     pub algorithm: Algorithm,

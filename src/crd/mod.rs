@@ -8,6 +8,7 @@ mod connection;
 mod npi;
 mod practitioner;
 mod reason;
+mod trust;
 
 pub use conditions::{Condition, ConditionStatus, set_condition};
 pub use connection::{
@@ -23,6 +24,7 @@ pub use practitioner::{
     Qualification, RoleSummary,
 };
 pub use reason::Reason;
+pub use trust::{CaSecretRef, DEFAULT_CA_KEY, SecretNameRef, TLS_CERT_KEY, TLS_KEY_KEY, TrustSpec};
 
 /// The API group of both kinds.
 pub const GROUP: &str = "epic-operator.dev";

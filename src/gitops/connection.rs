@@ -29,6 +29,8 @@ pub struct ConnectionInput {
     pub sandbox_writes: bool,
     /// Where credentials may go (the built-in sandbox flow always allows its loopback http).
     pub endpoints: EndpointPolicy,
+    /// CA and client certificate files (with a connection manifest).
+    pub tls: super::trust::TlsFiles,
 }
 
 /// A connected instance.
@@ -62,8 +64,8 @@ impl Target {
 
 /// Opens the connection the user asked for; errors are sentences for the terminal.
 pub async fn open_target(input: &ConnectionInput) -> Result<Target, String> {
-    let http = http_client()?;
     if input.sandbox {
+        let http = http_client()?;
         let sandbox = Sandbox::start(SandboxConfig {
             settings: Settings {
                 writes_enabled: input.sandbox_writes,
@@ -105,6 +107,7 @@ pub async fn open_target(input: &ConnectionInput) -> Result<Target, String> {
         return Err("say where to connect: --connection FILE --private-key PEM, or --sandbox for the built-in sandbox".into());
     };
     let conn = load_connection_manifest(path)?;
+    let http = crate::http::client_with(&super::trust::tls_for(path, &conn.spec, &input.tls)?)?;
     let key_path = input.private_key.as_ref().ok_or(
         "--private-key PEM (or EPIC_OPERATOR_PRIVATE_KEY_FILE) is required with --connection: the key whose public half is registered with Epic",
     )?;

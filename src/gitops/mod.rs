@@ -15,6 +15,7 @@ mod report_types;
 mod saved_apply;
 mod saved_plan;
 mod schema;
+mod trust;
 
 pub use connection::{
     ConnectionInput, EXAMPLES_SEED, Target, check_connection_file, load_connection_manifest,
@@ -32,3 +33,4 @@ pub use report_kinds::{ReportAction, ReportResolution, ReportResult};
 pub use report_markdown::{COMMENT_MARKER, MAX_MARKDOWN_CHARS};
 pub use saved_apply::{STALE, apply_saved};
 pub use saved_plan::{SAVED_PLAN_KIND, SavedPlan, mismatch, read_saved_plan, save};
+pub use trust::{TlsFiles, tls_for};

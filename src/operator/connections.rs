@@ -91,6 +91,9 @@ pub struct Connections {
     /// The operator's public base URL of its JWK Set listener (for `jku`).
     jwks_public_url: Option<String>,
     ceilings: super::Ceilings,
+    /// CAs every connection trusts (the operator's --ca-file, chart value caBundle); `http`
+    /// already trusts them.
+    tls: crate::http::TlsOptions,
     slots: Mutex<HashMap<Key, Arc<Slot>>>,
 }
 
@@ -118,6 +121,7 @@ impl Connections {
             endpoints,
             jwks_public_url,
             ceilings: super::Ceilings::default(),
+            tls: crate::http::TlsOptions::default(),
             slots: Mutex::new(HashMap::new()),
         }
     }
@@ -125,6 +129,12 @@ impl Connections {
     /// Holds every connection's limits to these operator-wide ceilings.
     pub fn with_ceilings(mut self, ceilings: super::Ceilings) -> Self {
         self.ceilings = ceilings;
+        self
+    }
+
+    /// Trust `tls` for every connection (the shared client must have been built with it).
+    pub fn with_tls(mut self, tls: crate::http::TlsOptions) -> Self {
+        self.tls = tls;
         self
     }
 
@@ -203,14 +213,35 @@ impl Connections {
                 return Built::Failed(failure, true);
             }
         };
+        // The connection's own CA and client certificate, read every build like its key: a
+        // renewed certificate changes the digest and so rebuilds the client.
+        let own_tls = match super::connection_tls::options(&self.kube, &namespace, &conn.spec).await
+        {
+            Ok(t) => t,
+            Err(f) if f.transient => {
+                if let Some(Entry::Ready(h)) = entries.clone() {
+                    tracing::warn!(connection = %name, error = %f.message, "cannot re-read a TLS Secret; the connection stays as it was");
+                    return Built::Unchanged(h);
+                }
+                let failure = ConnectionFailure {
+                    fingerprint: String::new(),
+                    reason: f.reason,
+                    message: f.message,
+                    http_status: None,
+                };
+                return Built::Failed(failure, true);
+            }
+            Err(f) => return self.fail(&mut entries, String::new(), f.reason, f.message, None),
+        };
         let fingerprint = format!(
-            "{}/{}/{}",
+            "{}/{}/{}/{}",
             conn.uid().unwrap_or_default(),
             conn.metadata.generation.unwrap_or_default(),
             secret
                 .as_ref()
                 .and_then(|s| s.resource_version())
-                .unwrap_or_default()
+                .unwrap_or_default(),
+            own_tls.digest()
         );
         let previous = entries.clone();
         if let Some(Entry::Ready(h)) = &previous
@@ -282,8 +313,25 @@ impl Connections {
         if !lowered.is_empty() {
             tracing::warn!(connection = %name, lowered = %lowered.join(", "), "the EpicConnection asks for more than the operator's ceilings allow; it runs at the ceilings");
         }
+
+        let http = if own_tls.is_default() {
+            self.http.clone()
+        } else {
+            match crate::http::client_with(&self.tls.merged(&own_tls)) {
+                Ok(h) => h,
+                Err(message) => {
+                    return self.fail(
+                        &mut entries,
+                        fingerprint,
+                        Reason::InvalidConnection,
+                        message,
+                        None,
+                    );
+                }
+            }
+        };
         let client = match connect(
-            &self.http,
+            &http,
             &capped,
             keys,
             jku,

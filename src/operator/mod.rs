@@ -4,6 +4,7 @@
 mod ceilings;
 mod connection;
 mod connection_keys;
+mod connection_tls;
 mod connections;
 mod error;
 mod events;
@@ -77,6 +78,8 @@ pub struct OperatorConfig {
     pub jwks_public_url: Option<String>,
     /// Limits no EpicConnection may exceed.
     pub ceilings: Ceilings,
+    /// CAs every connection trusts besides the system roots (`--ca-file`).
+    pub tls: crate::http::TlsOptions,
 }
 
 /// What every reconcile shares.
@@ -157,7 +160,7 @@ pub fn init_tracing() {
 
 /// Runs the operator until SIGTERM/SIGINT or loss of leadership.
 pub async fn run(config: OperatorConfig) -> Result<(), RunError> {
-    let http = crate::http::client().map_err(RunError::Http)?;
+    let http = crate::http::client_with(&config.tls).map_err(RunError::Http)?;
     let client = kube::Client::try_default()
         .await
         .map_err(RunError::Kubernetes)?;
@@ -307,7 +310,8 @@ pub async fn run(config: OperatorConfig) -> Result<(), RunError> {
             config.endpoints.clone(),
             config.jwks_public_url.clone(),
         )
-        .with_ceilings(config.ceilings),
+        .with_ceilings(config.ceilings)
+        .with_tls(config.tls.clone()),
         metrics: metrics.clone(),
         recorder,
         practitioners: practitioners.clone(),

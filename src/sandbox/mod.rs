@@ -305,6 +305,7 @@ impl Sandbox {
             key_id: Some(DEV_KEY_ID.into()),
             key_rotation: None,
             send_jku: false,
+            trust: crate::crd::TrustSpec::default(),
             algorithm: Algorithm::RS384,
             scopes: None,
             requests_per_second: None,

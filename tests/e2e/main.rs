@@ -9,9 +9,12 @@ mod cluster;
 mod fs_support;
 mod hostile;
 mod keys;
+#[path = "../net_support/mod.rs"]
+mod net_support;
 mod packaging;
 mod readme;
 mod roster;
+mod tls;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -336,9 +339,11 @@ scenario!(
     a_lost_create_answer_never_creates_twice,
     a_hostile_server_cannot_exhaust_the_operator,
     a_known_record_whose_npi_appears_twice_holds,
+    an_internal_ca_and_mutual_tls_from_secrets,
 );
 
 use hostile::a_hostile_server_cannot_exhaust_the_operator;
+use tls::an_internal_ca_and_mutual_tls_from_secrets;
 
 use keys::keys_rotate_without_an_outage;
 use roster::{
