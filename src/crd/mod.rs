@@ -19,7 +19,8 @@ pub use npi::{NPI_OID_SYSTEM, NPI_SYSTEM, NPI_SYSTEMS, NpiError, npi_from_prefix
 pub use practitioner::{
     ConnectionRef, ContactPoint, ContactSystem, ContactUse, DEACTIVATION_NOTE, DeletionPolicy,
     DriftEntry, EpicPractitioner, EpicPractitionerSpec, EpicPractitionerStatus, Gender, LastError,
-    ListPolicy, ManagementPolicy, PAUSED_ANNOTATION, PractitionerName, Qualification, RoleSummary,
+    ListPolicy, ManagementPolicy, PAUSED_ANNOTATION, PractitionerName, Qualification,
+    REQUESTED_AT_ANNOTATION, RoleSummary,
 };
 pub use reason::Reason;
 

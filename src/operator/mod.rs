@@ -1,6 +1,7 @@
 //! The Kubernetes driver: controllers for EpicPractitioner and EpicConnection, leader
 //! election, metrics and health endpoints.
 
+mod check_now;
 mod connection;
 mod connection_keys;
 mod connections;

@@ -122,6 +122,7 @@ async fn apply(
                 // into a returned error.
                 new_status = status::deletion_blocked(&obj, new_status);
             }
+            super::check_now::mark(&obj, &mut new_status);
             report(&obj, &ctx, &old, &new_status, outcome.as_ref()).await?;
             if let Some(synced) = new_status
                 .conditions
@@ -160,7 +161,9 @@ async fn apply(
                 Error::Connection { failure, .. } => (failure.http_status, Vec::new()),
                 _ => (None, Vec::new()),
             };
-            let new_status = status::from_error(&obj, &old, e.reason(), e.to_string(), http, codes);
+            let mut new_status =
+                status::from_error(&obj, &old, e.reason(), e.to_string(), http, codes);
+            super::check_now::mark(&obj, &mut new_status);
             report(&obj, &ctx, &old, &new_status, None).await?;
             Err(e)
         }
@@ -246,6 +249,8 @@ async fn sync(
     let fetch_roles = known_id.is_none();
     let key = (ns.clone(), obj.spec.connection_ref.name.clone());
     let (prefetched, known_roles) = match ctx.mode {
+        // "Check now" (the requested-at annotation): a fresh read, not the walk's copy.
+        _ if super::check_now::requested(obj) => (None, None),
         super::DriftDetection::PerObject => (None, None),
         super::DriftDetection::Roster => {
             let settled = !deleting
@@ -304,6 +309,7 @@ async fn sync(
         &write_disabled_message,
         &normalizer,
     );
+    let new_status = super::check_now::verified(old, new_status, conn.resync);
     let done = deleting && deletion_done(&obj.spec, &outcome);
     match &outcome.write {
         WriteOutcome::Failed(e) => {

@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod check_now;
 mod cluster;
 #[path = "../fs_support/mod.rs"]
 mod fs_support;
@@ -323,7 +324,10 @@ scenario!(
     keys_rotate_without_an_outage,
     a_record_hidden_from_the_walk_is_never_created,
     two_objects_for_one_npi_both_hold,
+    requested_at_reads_again_now,
 );
+
+use check_now::requested_at_reads_again_now;
 
 use keys::keys_rotate_without_an_outage;
 use roster::{
@@ -382,8 +386,11 @@ async fn in_sync_record(cp: &ControlPlane) {
             "Reason",
             "Active",
             "Live-Active",
+            "Synced",
+            "Drift",
             "FHIR-ID",
             "Connection",
+            "Verified",
             "Last-Change",
             "Age"
         ]
@@ -394,8 +401,16 @@ async fn in_sync_record(cp: &ControlPlane) {
     assert_eq!(cells[3], "Ready");
     assert_eq!(cells[4], true);
     assert_eq!(cells[5], true, "active as Epic holds it");
-    assert_eq!(cells[6], id.as_str());
-    assert_eq!(cells[7], "epic");
+    assert_eq!(cells[6], "True", "Synced");
+    assert_eq!(cells[7], 0, "no owned field differs");
+    assert_eq!(cells[8], id.as_str());
+    assert_eq!(cells[9], "epic");
+    // A date column shows the age ("3s"); absent, the cell would be null.
+    assert!(
+        s.last_verified_time.is_some() && cells[10].as_str().is_some_and(|a| a.ends_with('s')),
+        "Verified: read from Epic seconds ago: {}",
+        cells[10]
+    );
     // Resolved from the connection's roster walk: a routine resolution publishes no Event
     // (only an identifier search for a single new object does).
     let all = events(&w).await;
