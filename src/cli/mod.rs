@@ -28,6 +28,15 @@ use crate::operator::{self, DriftDetection, OperatorConfig};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Log lines as readable text, or as one flat JSON object per line (log pipelines).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "EPIC_OPERATOR_LOG_FORMAT"
+    )]
+    pub log_format: operator::LogFormat,
 }
 
 #[derive(Subcommand, Debug)]

@@ -12,6 +12,7 @@ mod jwks;
 mod key_rotation;
 mod key_secret;
 mod leader;
+mod logging;
 mod metrics;
 mod metrics_collectors;
 mod practitioner;
@@ -39,6 +40,7 @@ pub use connections::Connections;
 pub use error::{Error, RunError};
 pub use jwks::{JwksPublisher, jwks_url};
 pub use leader::LeaderElector;
+pub use logging::{LogFormat, init_tracing};
 pub use metrics::Metrics;
 pub use practitioner::{FIELD_MANAGER, FINALIZER};
 
@@ -133,22 +135,6 @@ impl Context {
     }
 }
 
-/// Logs as JSON when not on a terminal (as in a cluster), readable text otherwise.
-pub fn init_tracing() {
-    use std::io::IsTerminal;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("info,kube=warn,hyper=warn,tower=warn")
-    });
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if std::io::stderr().is_terminal() {
-        builder.init();
-    } else {
-        builder.json().init();
-    }
-}
-
 /// Runs the operator until SIGTERM/SIGINT or loss of leadership.
 pub async fn run(config: OperatorConfig) -> Result<(), RunError> {
     let http = crate::http::client().map_err(RunError::Http)?;
@@ -170,7 +156,7 @@ pub async fn run(config: OperatorConfig) -> Result<(), RunError> {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .map_err(|e| RunError::JwksServer(format!("cannot listen on {addr}: {e}")))?;
-            tracing::info!(%addr, public_url = ?config.jwks_public_url, "serving JWK Sets at /jwks/{{namespace}}/{{connection}}");
+            tracing::info!(%addr, public_url = config.jwks_public_url.as_deref(), "serving JWK Sets at /jwks/{{namespace}}/{{connection}}");
             tokio::spawn(jwks.clone().run(client.clone(), config.namespace.clone()));
             let served = tokio::spawn(jwks::serve(listener, jwks.clone()));
             if !jwks.wait_loaded(Duration::from_secs(30)).await {
@@ -327,9 +313,7 @@ pub async fn run(config: OperatorConfig) -> Result<(), RunError> {
                 ctx.clone(),
             )
             .for_each(|result| async move {
-                if let Err(e) = result {
-                    tracing::debug!(error = %e, "practitioner reconcile failed");
-                }
+                logging::controller_result("EpicPractitioner", &result);
             });
 
     // Secrets are not watched (the operator may only `get` them): each connection re-reads its
@@ -338,9 +322,7 @@ pub async fn run(config: OperatorConfig) -> Result<(), RunError> {
         .shutdown_on_signal()
         .run(connection::reconcile, connection::error_policy, ctx.clone())
         .for_each(|result| async move {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "connection reconcile failed");
-            }
+            logging::controller_result("EpicConnection", &result);
         });
 
     let deletions = {
@@ -391,7 +373,7 @@ pub async fn run(config: OperatorConfig) -> Result<(), RunError> {
             None => std::future::pending::<String>().await,
         }
     };
-    tracing::info!(mode = ?config.drift_detection, namespace = ?config.namespace, "controllers started");
+    tracing::info!(mode = ?config.drift_detection, namespace = config.namespace.as_deref(), "controllers started");
     let outcome = tokio::select! {
         _ = futures::future::join3(practitioner_controller, connection_controller, deletions) => Ok(()),
         _ = roster_task => Ok(()),

@@ -33,7 +33,7 @@ pub async fn reconcile(
     ctx: Arc<Context>,
 ) -> Result<ControllerAction, Error> {
     let timer = ctx.metrics.start_reconcile("EpicPractitioner");
-    tracing::debug!(npi = %obj.spec.npi, generation = ?obj.metadata.generation, "reconciling practitioner");
+    tracing::debug!(npi = %obj.spec.npi, generation = obj.metadata.generation, "reconciling practitioner");
     let ns = obj.namespace().unwrap_or_default();
     let api: Api<EpicPractitioner> = Api::namespaced(ctx.kube.clone(), &ns);
     let has_finalizer = obj.finalizers().iter().any(|f| f == FINALIZER);
@@ -70,7 +70,7 @@ pub async fn reconcile(
         apply(obj.clone(), ctx.clone(), false, &timer).await
     };
     let reason = result.as_ref().err().map(Error::reason);
-    tracing::debug!(npi = %obj.spec.npi, reason = ?reason, elapsed_ms = timer.elapsed().as_millis() as u64, "reconciled practitioner");
+    tracing::debug!(npi = %obj.spec.npi, reason = reason.map(|r| r.as_str()), elapsed_ms = timer.elapsed().as_millis() as u64, "reconciled practitioner");
     timer.finish(reason);
     result
 }
