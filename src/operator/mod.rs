@@ -15,7 +15,9 @@ mod leader;
 mod logging;
 mod metrics;
 mod metrics_collectors;
+mod metrics_ops;
 mod practitioner;
+mod process_metrics;
 mod roster;
 mod roster_index;
 mod status;
@@ -190,6 +192,7 @@ pub async fn run(config: OperatorConfig) -> Result<(), RunError> {
         );
         // A standby replica is healthy and ready; it just does not reconcile.
         readiness.set(true);
+        metrics.ops.set_leader(false);
         tracing::info!(identity = %identity, lease = %config.lease_name, "waiting for leadership");
         e.acquire().await.map_err(RunError::LeaderElection)?;
         Some(e)
@@ -197,6 +200,7 @@ pub async fn run(config: OperatorConfig) -> Result<(), RunError> {
         None
     };
 
+    metrics.ops.set_leader(true);
     let practitioner_api: Api<EpicPractitioner> = match &config.namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
@@ -353,14 +357,17 @@ pub async fn run(config: OperatorConfig) -> Result<(), RunError> {
             loop {
                 tokio::time::sleep(Duration::from_secs(5)).await;
                 for (key, h) in ctx.connections.ready_handles().await {
+                    let label = connections::connection_label(&key);
+                    ctx.metrics
+                        .ops
+                        .token_expiry(&label, h.client.tokens().cached_expiry());
                     let total = h.client.tokens().requests_sent();
                     let seen = reported.entry(key.clone()).or_default();
                     if total < *seen {
                         *seen = 0;
                     }
                     if total > *seen {
-                        ctx.metrics
-                            .tokens_sent(&connections::connection_label(&key), total - *seen);
+                        ctx.metrics.tokens_sent(&label, total - *seen);
                         *seen = total;
                     }
                 }

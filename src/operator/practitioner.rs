@@ -297,6 +297,9 @@ async fn sync(
         }
         other => other?,
     };
+    ctx.metrics
+        .ops
+        .write(&super::connections::connection_label(&key), &outcome.write);
     if let WriteOutcome::Refused(_) = outcome.write {
         conn.mark_refused();
         ctx.note_refused(obj);

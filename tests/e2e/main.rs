@@ -717,17 +717,8 @@ async fn drift_is_fixed_when_writes_are_enabled(cp: &ControlPlane) {
     assert_eq!(st["patch"], 0);
     wait_event(&w, "DriftDetected").await;
     wait_event(&w, "Updated").await;
-    let metrics = epic_operator::http::client()
-        .unwrap()
-        .get(format!("http://{metrics_addr}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
     let connection = format!("{}/epic", w.ns);
-    for needle in [
+    let needles: Vec<String> = vec![
         format!(
             "epic_operator_fhir_requests_total{{connection=\"{connection}\",interaction=\"update\",status_class=\"2xx\"}} 1"
         ),
@@ -740,10 +731,36 @@ async fn drift_is_fixed_when_writes_are_enabled(cp: &ControlPlane) {
         "epic_operator_practitioners{reason=\"Synced\"} 1".into(),
         "epic_operator_drifted_practitioners 0".into(),
         format!("epic_operator_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION")),
-        "epic_operator_process_resident_memory_bytes ".into(),
-        "epic_operator_process_cpu_seconds_total ".into(),
-    ] {
-        assert!(metrics.contains(&needle), "{needle} missing:\n{metrics}");
+        // The standard names, without the project prefix.
+        "\nprocess_resident_memory_bytes ".into(),
+        "\nprocess_cpu_seconds_total ".into(),
+        "\nprocess_max_fds ".into(),
+        "epic_operator_leader 1".into(),
+        "epic_operator_pending_reconciles 0".into(),
+        format!("epic_operator_writes_total{{connection=\"{connection}\",result=\"updated\"}} 1"),
+        format!("epic_operator_token_expiry_timestamp_seconds{{connection=\"{connection}\"}}"),
+    ];
+    // The token expiry is sampled every 5 s: look for up to 15 s.
+    let started = Instant::now();
+    loop {
+        let metrics = epic_operator::http::client()
+            .unwrap()
+            .get(format!("http://{metrics_addr}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let missing: Vec<&String> = needles.iter().filter(|n| !metrics.contains(*n)).collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "{missing:?} missing:\n{metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
     assert_eq!(
         epic_operator::http::client()
