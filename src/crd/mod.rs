@@ -13,7 +13,7 @@ pub use conditions::{Condition, ConditionStatus, set_condition};
 pub use connection::{
     Algorithm, EpicConnection, EpicConnectionSpec, EpicConnectionStatus, KeyLayout, KeyRotation,
     KeysStatus, MANAGED_KEYS_LABEL, PublishedKey, ROTATE_KEYS_ANNOTATION, RotationPeriods,
-    SecretKeyRef, WriteMode,
+    SecretKeyRef, WalkStatus, WriteMode,
 };
 pub use npi::{NPI_OID_SYSTEM, NPI_SYSTEM, NPI_SYSTEMS, NpiError, npi_from_prefix, validate_npi};
 pub use practitioner::{

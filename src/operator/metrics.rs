@@ -211,6 +211,26 @@ impl Metrics {
         self.ops.forget_connection(connection);
     }
 
+    /// Search and next-page requests this connection has sent (any response), for the walk
+    /// statistics on its status.
+    pub fn page_requests(&self, connection: &str) -> u64 {
+        let mut n = 0u64;
+        for interaction in ["search", "page"] {
+            for status_class in ["2xx", "3xx", "4xx", "5xx", "none"] {
+                let labels = FhirLabels {
+                    connection: connection.to_string(),
+                    interaction,
+                    status_class,
+                };
+                // Only families that exist: reading must not create empty series.
+                if let Some(c) = self.fhir_requests.get(&labels) {
+                    n = n.saturating_add(c.get());
+                }
+            }
+        }
+        n
+    }
+
     pub fn roster_walk(&self, connection: &str, ok: bool) {
         if ok {
             self.ops.walk_succeeded(connection);

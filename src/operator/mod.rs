@@ -22,6 +22,7 @@ mod roster;
 mod roster_index;
 mod status;
 mod status_limits;
+mod walk_stats;
 mod watch_backoff;
 
 use std::collections::HashMap;

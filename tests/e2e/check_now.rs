@@ -70,6 +70,27 @@ pub async fn requested_at_reads_again_now(cp: &ControlPlane) {
         // Coarse: the time moves at most once per resync interval (1 h here).
         assert_eq!(s.last_verified_time.as_deref(), Some(verified.as_str()));
     }
+    // The connection shows its last walk (roster mode): what it saw and what it cost.
+    let started = Instant::now();
+    let walk = loop {
+        let c = w.connections.get_status("epic").await.unwrap();
+        if let Some(walk) = c.status.and_then(|s| s.walk) {
+            break walk;
+        }
+        assert!(
+            started.elapsed() < WITHIN * 5,
+            "no status.walk on the connection"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(walk.last_result, "Succeeded", "{walk:?}");
+    assert!(
+        walk.records >= 1 && walk.pages >= 2,
+        "Practitioner and role pages: {walk:?}"
+    );
+    assert_eq!(walk.paging_expired, 0);
+    assert!(walk.last_success_time.is_some() && walk.last_error.is_none());
+
     // Handled: no further reads come from the annotation that stays.
     let after = reads(&w).await;
     tokio::time::sleep(WITHIN).await;
