@@ -6,6 +6,7 @@ mod keygen;
 mod plan;
 mod sandbox;
 mod token;
+mod trace;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -65,6 +66,9 @@ pub enum Command {
     Jwks(JwksArgs),
     /// Run the Epic-like sandbox server.
     Sandbox(SandboxArgs),
+    /// Show connections, their practitioners and the reasons of each as a tree, read from
+    /// the cluster (the kubeconfig's context).
+    Trace(trace::TraceArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         #[arg(value_enum)]
@@ -416,6 +420,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Keygen(args) => keygen::keygen(args),
         Command::Jwks(args) => jwks::jwks(args),
         Command::Sandbox(args) => sandbox::sandbox(args).await,
+        Command::Trace(args) => trace::trace(args).await,
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "epic-operator", &mut std::io::stdout());

@@ -142,7 +142,8 @@ pub async fn run(ctx: Arc<Context>) {
                     tokio::spawn(async move {
                         let stats = super::walk_stats::Started::now(&ctx, &walk_key);
                         let result = walk(&ctx, &walk_key, &handle, expected).await;
-                        stats.finish(&ctx, &walk_key, &result).await;
+                        let walked = result.as_ref().map(|r| (r.records, r.restarted));
+                        stats.finish(&ctx, &walk_key, walked).await;
                         result
                     }),
                 );

@@ -11,7 +11,6 @@ use serde_json::json;
 
 use super::Context;
 use super::connections::{Key, connection_label};
-use super::roster::WalkReport;
 use crate::crd::{EpicConnection, EpicConnectionStatus, WalkStatus};
 use crate::fhir::FhirError;
 use crate::util::now_rfc3339;
@@ -35,9 +34,10 @@ impl Started {
         }
     }
 
-    /// Writes the finished walk to the connection's status. A failed write is logged, never
-    /// fatal: the statistics are for people, the walk's work is done either way.
-    pub async fn finish(self, ctx: &Context, key: &Key, result: &Result<WalkReport, FhirError>) {
+    /// Writes the finished walk (records seen and whether it restarted after a 4113, or its
+    /// error) to the connection's status. A failed write is logged, never fatal: the
+    /// statistics are for people, the walk's work is done either way.
+    pub async fn finish(self, ctx: &Context, key: &Key, result: Walked<'_>) {
         let pages = ctx
             .metrics
             .page_requests(&connection_label(key))
@@ -67,23 +67,26 @@ impl Started {
     }
 }
 
+/// What a walk came to: the records it saw and whether it restarted, or its error.
+pub type Walked<'a> = Result<(usize, bool), &'a FhirError>;
+
 /// The status of a finished walk.
 fn status(
     started: Started,
     pages: u64,
-    result: &Result<WalkReport, FhirError>,
+    result: Walked<'_>,
     previous_success: Option<String>,
 ) -> WalkStatus {
     let elapsed = started.clock.elapsed();
     let seconds = (elapsed.as_millis() as f64) / 1000.0;
     match result {
-        Ok(r) => WalkStatus {
+        Ok((records, restarted)) => WalkStatus {
             last_start_time: started.at,
             last_duration_seconds: seconds,
             last_result: "Succeeded".into(),
-            records: r.records as u64,
+            records: records as u64,
             pages,
-            paging_expired: u32::from(r.restarted),
+            paging_expired: u32::from(restarted),
             last_success_time: Some(now_rfc3339()),
             last_error: None,
         },
@@ -127,14 +130,7 @@ mod tests {
 
     #[test]
     fn a_walk_reports_what_it_saw_and_a_failure_keeps_the_last_success() {
-        let report = WalkReport {
-            woken: 1,
-            woken_as_found: 1,
-            records: 400,
-            restarted: true,
-            elapsed: std::time::Duration::from_secs(3),
-        };
-        let ok = status(started(), 42, &Ok(report), None);
+        let ok = status(started(), 42, Ok((400, true)), None);
         assert_eq!(
             (
                 ok.records,
@@ -148,7 +144,7 @@ mod tests {
         let failed = status(
             started(),
             3,
-            &Err(FhirError::Timeout("slow".into())),
+            Err(&FhirError::Timeout("slow".into())),
             ok.last_success_time.clone(),
         );
         assert_eq!(failed.last_result, "Failed");

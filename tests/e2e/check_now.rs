@@ -91,6 +91,37 @@ pub async fn requested_at_reads_again_now(cp: &ControlPlane) {
     assert_eq!(walk.paging_expired, 0);
     assert!(walk.last_success_time.is_some() && walk.last_error.is_none());
 
+    // `epic-operator trace`: the same, as a tree read from the cluster.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_epic-operator"))
+        .args(["trace", "-n", &w.ns, "epic"])
+        .env("KUBECONFIG", &cp.admin_kubeconfig)
+        .output()
+        .unwrap();
+    let tree = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{tree}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ns = &w.ns;
+    assert!(
+        tree.starts_with(&format!("EpicConnection {ns}/epic  Ready=True")),
+        "{tree}"
+    );
+    assert!(tree.contains("last walk: Succeeded"), "{tree}");
+    assert!(
+        tree.contains("└── EpicPractitioner alice-smith  NPI 1234567893  Ready=True Ready"),
+        "{tree}"
+    );
+    // An unknown connection is an error naming it.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_epic-operator"))
+        .args(["trace", "-n", &w.ns, "nope"])
+        .env("KUBECONFIG", &cp.admin_kubeconfig)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no EpicConnection nope"));
+
     // Handled: no further reads come from the annotation that stays.
     let after = reads(&w).await;
     tokio::time::sleep(WITHIN).await;
