@@ -11,12 +11,6 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    epic_operator::operator::init_tracing();
-    // Background threads purge freed pages on a timer, not only when the operator allocates:
-    // a quiet operator after a burst (a relist, a first walk) gives the memory back.
-    if let Err(e) = tikv_jemalloc_ctl::background_thread::write(true) {
-        tracing::debug!(error = %e, "jemalloc background threads unavailable");
-    }
     // Usage errors exit 1, like kubectl and Terraform: 2 means "drift found" to a CI gate.
     let cli = match epic_operator::cli::Cli::try_parse() {
         Ok(cli) => cli,
@@ -29,5 +23,11 @@ async fn main() -> ExitCode {
             };
         }
     };
+    epic_operator::operator::init_tracing(cli.log_format);
+    // Background threads purge freed pages on a timer, not only when the operator allocates:
+    // a quiet operator after a burst (a relist, a first walk) gives the memory back.
+    if let Err(e) = tikv_jemalloc_ctl::background_thread::write(true) {
+        tracing::debug!(error = %e, "jemalloc background threads unavailable");
+    }
     epic_operator::cli::run(cli).await
 }

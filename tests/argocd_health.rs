@@ -172,3 +172,44 @@ fn argocd_cm_snippet_embeds_the_scripts_verbatim() {
         argocd("health-epicconnection.lua")
     );
 }
+
+/// The sync wave of a manifest (Argo CD's default is 0).
+fn wave(doc: &Value) -> i64 {
+    doc["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"]
+        .as_str()
+        .map_or(0, |w| w.parse().unwrap())
+}
+
+#[test]
+fn the_example_connection_syncs_in_an_earlier_wave_than_the_practitioners_and_is_healthy_when_ready()
+ {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let read = |p: PathBuf| -> Value {
+        serde_saphyr::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+    };
+    let connection = read(root.join("epic-connection.yaml"));
+    let connection_wave = wave(&connection);
+    let mut practitioners = 0;
+    for entry in std::fs::read_dir(root.join("practitioners")).unwrap() {
+        let p = read(entry.unwrap().path());
+        assert!(
+            wave(&p) > connection_wave,
+            "{} syncs no later than the connection",
+            p["metadata"]["name"]
+        );
+        practitioners += 1;
+    }
+    assert!(practitioners >= 5);
+    // Argo CD moves to the next wave once this one is Healthy: a Ready connection is.
+    let mut ready = connection.clone();
+    ready["metadata"]["generation"] = json!(1);
+    ready["status"] = json!({"observedGeneration": 1, "conditions": [
+        cond("Ready", "True", "Ready", "token obtained")
+    ]});
+    assert_eq!(
+        health(&argocd("health-epicconnection.lua"), &ready).0,
+        "Healthy"
+    );
+    let app = argocd("application.yaml");
+    assert!(app.contains("argocd.argoproj.io/sync-wave"), "{app}");
+}

@@ -23,7 +23,7 @@ fn checked_in_crds_equal_generated() {
             on_disk, yaml,
             "{name} is stale: run `cargo run -- crd --out-dir crds`"
         );
-        for copy in ["charts/epic-operator/crds", "config/crd"] {
+        for copy in ["charts/epic-operator/files/crds", "config/crd"] {
             let path = root().join(copy).join(&name);
             let text = std::fs::read_to_string(&path)
                 .unwrap_or_else(|e| panic!("{}: {e}", path.display()));

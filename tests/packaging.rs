@@ -588,10 +588,10 @@ fn the_schema_refuses_unknown_and_mistyped_jwks_and_key_rotation_values() {
     }
 }
 
-/// Metric names a PromQL expression uses (words starting with `epic_operator_`).
+/// Metric names a PromQL expression uses (words starting with `epic_operator_` or `process_`).
 fn metric_names(expr: &str) -> Vec<String> {
     expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-        .filter(|w| w.starts_with("epic_operator_"))
+        .filter(|w| w.starts_with("epic_operator_") || w.starts_with("process_"))
         .map(str::to_string)
         .collect()
 }
@@ -629,6 +629,8 @@ fn alerts_and_dashboard_are_off_by_default_and_use_only_exported_metrics() {
     assert_eq!(
         names,
         vec![
+            "EpicOperatorAbsent",
+            "EpicOperatorNoLeader",
             "EpicOperatorWritesRefused",
             "EpicOperatorAuthenticationFailing",
             "EpicOperatorDriftHeld",
@@ -687,6 +689,11 @@ fn exercised_metrics() -> String {
     });
     m.tokens_sent("ns/epic", 1);
     m.roster_walk("ns/epic", false);
+    m.roster_walk("ns/epic", true);
+    m.ops.set_leader(true);
+    m.ops.token_expiry("ns/epic", Some(chrono::Utc::now()));
+    m.ops
+        .write("ns/epic", &epic_operator::pipeline::WriteOutcome::Updated);
     let (store, _writer) = kube::runtime::reflector::store::<EpicPractitioner>();
     m.watch_store(store);
     m.render()

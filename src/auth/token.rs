@@ -270,6 +270,16 @@ impl TokenSource {
         self.requests.load(Ordering::Relaxed)
     }
 
+    /// When the cached token expires; None without one, or while a request holds the cache.
+    pub fn cached_expiry(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.cached
+            .try_lock()
+            .ok()?
+            .token
+            .as_ref()
+            .map(|t| t.expires_at)
+    }
+
     /// A valid token: the cached one, or a new one. Concurrent callers wait for the one request
     /// in flight instead of each sending their own (each would burn a `jti` and Epic's budget).
     /// After a failure, callers get that failure back until its backoff step has passed.

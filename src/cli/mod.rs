@@ -7,6 +7,7 @@ mod plan;
 mod sandbox;
 mod tls_args;
 mod token;
+mod trace;
 mod validate;
 
 use std::net::SocketAddr;
@@ -30,6 +31,15 @@ use crate::operator::{self, DriftDetection, OperatorConfig};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Log lines as readable text, or as one flat JSON object per line (log pipelines).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "EPIC_OPERATOR_LOG_FORMAT"
+    )]
+    pub log_format: operator::LogFormat,
 }
 
 #[derive(Subcommand, Debug)]
@@ -62,6 +72,9 @@ pub enum Command {
     Jwks(JwksArgs),
     /// Run the Epic-like sandbox server.
     Sandbox(SandboxArgs),
+    /// Show connections, their practitioners and the reasons of each as a tree, read from
+    /// the cluster (the kubeconfig's context).
+    Trace(trace::TraceArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         #[arg(value_enum)]
@@ -514,6 +527,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Keygen(args) => keygen::keygen(args),
         Command::Jwks(args) => jwks::jwks(args),
         Command::Sandbox(args) => sandbox::sandbox(args).await,
+        Command::Trace(args) => trace::trace(args).await,
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut cmd, "epic-operator", &mut std::io::stdout());

@@ -22,6 +22,8 @@ use super::practitioner::LastError;
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Writable","type":"boolean","jsonPath":".status.writable"}"#,
     printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
+    printcolumn = r#"{"name":"Records","type":"integer","jsonPath":".status.walk.records","description":"Practitioner records the last roster walk saw"}"#,
+    printcolumn = r#"{"name":"Last-Walk","type":"date","jsonPath":".status.walk.lastSuccessTime","priority":1,"description":"When a roster walk last finished successfully"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
@@ -257,6 +259,36 @@ pub struct EpicConnectionStatus {
     /// published.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keys: Option<KeysStatus>,
+
+    /// The last roster walk (roster drift detection): written once per walk, under its own
+    /// field manager (`epic-operator-walks`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub walk: Option<WalkStatus>,
+}
+
+/// What the last roster walk of a connection did.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WalkStatus {
+    /// When the last walk started (RFC 3339).
+    pub last_start_time: String,
+    /// How long it took, in seconds (millisecond precision).
+    pub last_duration_seconds: f64,
+    /// Succeeded, or Failed with `lastError`'s reason.
+    pub last_result: String,
+    /// Practitioner records the walk saw (0 when it failed).
+    pub records: u64,
+    /// Search and next-page requests this connection sent while the walk ran: the
+    /// Practitioner and PractitionerRole walks, and any identifier search meanwhile.
+    pub pages: u64,
+    /// Paging sessions that expired during the walk (Epic code 4113).
+    pub paging_expired: u32,
+    /// When a walk last finished successfully (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_success_time: Option<String>,
+    /// The reason of the last failed walk, while the last walk failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 /// The keys of a connection, as the operator uses and publishes them.

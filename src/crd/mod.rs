@@ -14,14 +14,14 @@ pub use conditions::{Condition, ConditionStatus, set_condition};
 pub use connection::{
     Algorithm, EpicConnection, EpicConnectionSpec, EpicConnectionStatus, KeyLayout, KeyRotation,
     KeysStatus, MANAGED_KEYS_LABEL, PublishedKey, ROTATE_KEYS_ANNOTATION, RotationPeriods,
-    SecretKeyRef, WriteMode,
+    SecretKeyRef, WalkStatus, WriteMode,
 };
 pub use npi::{NPI_OID_SYSTEM, NPI_SYSTEM, NPI_SYSTEMS, NpiError, npi_from_prefix, validate_npi};
 pub use practitioner::{
     ConnectionRef, ContactPoint, ContactSystem, ContactUse, CreateAttempt, DEACTIVATION_NOTE,
     DeletionPolicy, DriftEntry, EpicPractitioner, EpicPractitionerSpec, EpicPractitionerStatus,
     Gender, LastError, ListPolicy, ManagementPolicy, PAUSED_ANNOTATION, PractitionerName,
-    Qualification, RoleSummary,
+    Qualification, REQUESTED_AT_ANNOTATION, RoleSummary,
 };
 pub use reason::Reason;
 pub use trust::{CaSecretRef, DEFAULT_CA_KEY, SecretNameRef, TLS_CERT_KEY, TLS_KEY_KEY, TrustSpec};

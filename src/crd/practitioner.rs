@@ -9,6 +9,10 @@ use super::conditions::{Condition, conditions_schema};
 /// Annotation that stops writes and polling for one practitioner.
 pub const PAUSED_ANNOTATION: &str = "epic-operator.dev/paused";
 
+/// Annotation that asks for a fresh read and plan of one object now (any new value, for
+/// example the current time); `status.lastHandledRequestedAt` shows when it was acted on.
+pub const REQUESTED_AT_ANNOTATION: &str = "epic-operator.dev/requested-at";
+
 /// Shown wherever deactivation is shown: Epic keeps login access in its own user records.
 pub const DEACTIVATION_NOTE: &str = "active=false deactivates the FHIR Practitioner only: it does \
 not revoke Epic login access or security classes, which live in Epic's internal user records \
@@ -30,8 +34,11 @@ not revoke Epic login access or security classes, which live in Epic's internal 
     printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason","description":"The decisive reason (for example NotFound before WriteDisabled)"}"#,
     printcolumn = r#"{"name":"Active","type":"boolean","jsonPath":".spec.active","description":"active as declared"}"#,
     printcolumn = r#"{"name":"Live-Active","type":"boolean","jsonPath":".status.liveActive","description":"active as Epic holds it"}"#,
+    printcolumn = r#"{"name":"Synced","type":"string","jsonPath":".status.conditions[?(@.type==\"Synced\")].status","description":"The operator did what the policy asks (False: see the Synced reason)"}"#,
+    printcolumn = r#"{"name":"Drift","type":"integer","jsonPath":".status.driftCount","description":"Owned fields that differ from Epic"}"#,
     printcolumn = r#"{"name":"FHIR-ID","type":"string","jsonPath":".status.fhirId","priority":1}"#,
     printcolumn = r#"{"name":"Connection","type":"string","jsonPath":".spec.connectionRef.name","priority":1}"#,
+    printcolumn = r#"{"name":"Verified","type":"date","jsonPath":".status.lastVerifiedTime","priority":1,"description":"When the record was last read from Epic (coarse: at most once per resync interval)"}"#,
     printcolumn = r#"{"name":"Last-Change","type":"date","jsonPath":".status.conditions[?(@.type==\"Ready\")].lastTransitionTime","priority":1,"description":"When Ready last changed"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
@@ -254,6 +261,19 @@ pub struct EpicPractitionerStatus {
     /// walks are counted in the `epic_operator_roster_walks_total` metric.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_sync_time: Option<String>,
+    /// When the record was last read from Epic and compared (RFC 3339). Coarse: written at
+    /// most once per resync interval, so that confirming syncs stay free of status writes. In
+    /// roster mode a walk that finds the record unchanged does not touch it; the connection's
+    /// `status.walk` says when the last walk finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_verified_time: Option<String>,
+    /// The `epic-operator.dev/requested-at` annotation value last acted on: equal to the
+    /// annotation once the requested re-read is done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_requested_at: Option<String>,
+    /// How many owned fields differ from Epic (`drift` has them; the `Drift` column).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift_count: Option<u32>,
     /// When the operator last wrote the record successfully (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_write_time: Option<String>,
@@ -358,5 +378,19 @@ impl EpicPractitioner {
             .as_ref()
             .and_then(|a| a.get(PAUSED_ANNOTATION))
             .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    }
+
+    /// The `requested-at` value not yet acted on, if any.
+    pub fn pending_request(&self) -> Option<&str> {
+        let asked = self
+            .metadata
+            .annotations
+            .as_ref()?
+            .get(REQUESTED_AT_ANNOTATION)?;
+        let handled = self
+            .status
+            .as_ref()
+            .and_then(|s| s.last_handled_requested_at.as_deref());
+        (handled != Some(asked.as_str())).then_some(asked.as_str())
     }
 }

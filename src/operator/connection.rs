@@ -204,7 +204,8 @@ pub async fn reconcile(
     );
     if s != old {
         let api: Api<EpicConnection> = Api::namespaced(ctx.kube.clone(), &ns);
-        let patch = json!({"apiVersion": EpicConnection::api_version(&()), "kind": EpicConnection::kind(&()), "status": s});
+        // status.walk belongs to the walks' own field manager: left out here.
+        let patch = json!({"apiVersion": EpicConnection::api_version(&()), "kind": EpicConnection::kind(&()), "status": super::walk_stats::without_walk(&s)});
         api.patch_status(
             &name,
             &PatchParams::apply(FIELD_MANAGER).force(),

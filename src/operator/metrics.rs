@@ -1,8 +1,9 @@
-//! Prometheus metrics, all under `epic_operator_`: reconciles by kind, result
+//! Prometheus metrics, all under `epic_operator_` but the standard `process_*` ones: reconciles by kind, result
 //! (`success|held|error`) and reason; reconcile duration and reconciles in flight; FHIR
 //! requests, their latency and retries by connection, interaction and status class; token
-//! requests and roster walks by connection; `build_info`; process metrics; and gauges computed
-//! from the reflector store at scrape time (so a deleted object never leaves a stale entry).
+//! requests and roster walks by connection; `build_info`; the day-two metrics of
+//! `metrics_ops`; and gauges computed from the reflector store at scrape time (so a deleted
+//! object never leaves a stale entry).
 
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -15,7 +16,9 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
-use super::metrics_collectors::{ProcessCollector, StoreCollector};
+use super::metrics_collectors::StoreCollector;
+use super::metrics_ops::OpsMetrics;
+use super::process_metrics::ProcessCollector;
 use crate::crd::{EpicPractitioner, Reason};
 use crate::fhir::{RequestEvent, RequestObserver};
 
@@ -63,11 +66,15 @@ pub struct Metrics {
     roster_walks: Family<WalkLabels, Counter>,
     signing_key_age: Family<ConnectionLabel, Gauge>,
     store: Arc<OnceLock<Store<EpicPractitioner>>>,
+    /// Leader, last successful walk, token expiry, writes.
+    pub ops: OpsMetrics,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
-        let mut registry = Registry::with_prefix("epic_operator");
+        // The root holds the unprefixed process_* metrics; everything of the project goes
+        // under epic_operator_.
+        let mut root = Registry::default();
         let m = Self {
             reconciles: Family::default(),
             reconcile_duration: Family::new_with_constructor(|| {
@@ -83,9 +90,11 @@ impl Default for Metrics {
             roster_walks: Family::default(),
             signing_key_age: Family::default(),
             store: Arc::new(OnceLock::new()),
+            ops: OpsMetrics::default(),
             registry: Registry::default(),
         };
-        let r = &mut registry;
+        root.register_collector(Box::new(ProcessCollector));
+        let r = root.sub_registry_with_prefix("epic_operator");
         r.register(
             "reconciles",
             "Reconciles by kind, result (success, held, error) and reason",
@@ -137,8 +146,11 @@ impl Default for Metrics {
             Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
         );
         r.register_collector(Box::new(StoreCollector::new(m.store.clone())));
-        r.register_collector(Box::new(ProcessCollector));
-        Self { registry, ..m }
+        m.ops.register(r);
+        Self {
+            registry: root,
+            ..m
+        }
     }
 }
 
@@ -196,9 +208,33 @@ impl Metrics {
         self.signing_key_age.remove(&ConnectionLabel {
             connection: connection.to_string(),
         });
+        self.ops.forget_connection(connection);
+    }
+
+    /// Search and next-page requests this connection has sent (any response), for the walk
+    /// statistics on its status.
+    pub fn page_requests(&self, connection: &str) -> u64 {
+        let mut n = 0u64;
+        for interaction in ["search", "page"] {
+            for status_class in ["2xx", "3xx", "4xx", "5xx", "none"] {
+                let labels = FhirLabels {
+                    connection: connection.to_string(),
+                    interaction,
+                    status_class,
+                };
+                // Only families that exist: reading must not create empty series.
+                if let Some(c) = self.fhir_requests.get(&labels) {
+                    n = n.saturating_add(c.get());
+                }
+            }
+        }
+        n
     }
 
     pub fn roster_walk(&self, connection: &str, ok: bool) {
+        if ok {
+            self.ops.walk_succeeded(connection);
+        }
         self.roster_walks
             .get_or_create(&WalkLabels {
                 connection: connection.to_string(),

@@ -2,6 +2,7 @@
 //! election, metrics and health endpoints.
 
 mod ceilings;
+mod check_now;
 mod connection;
 mod connection_keys;
 mod connection_tls;
@@ -14,13 +15,17 @@ mod jwks;
 mod key_rotation;
 mod key_secret;
 mod leader;
+mod logging;
 mod metrics;
 mod metrics_collectors;
+mod metrics_ops;
 mod practitioner;
+mod process_metrics;
 mod roster;
 mod roster_index;
 mod status;
 mod status_limits;
+mod walk_stats;
 mod watch_backoff;
 
 use std::collections::HashMap;
@@ -42,6 +47,7 @@ pub use connections::Connections;
 pub use error::{Error, RunError};
 pub use jwks::{JwksPublisher, jwks_url};
 pub use leader::LeaderElector;
+pub use logging::{LogFormat, init_tracing};
 pub use metrics::Metrics;
 pub use practitioner::{FIELD_MANAGER, FINALIZER};
 
@@ -142,22 +148,6 @@ impl Context {
     }
 }
 
-/// Logs as JSON when not on a terminal (as in a cluster), readable text otherwise.
-pub fn init_tracing() {
-    use std::io::IsTerminal;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("info,kube=warn,hyper=warn,tower=warn")
-    });
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if std::io::stderr().is_terminal() {
-        builder.init();
-    } else {
-        builder.json().init();
-    }
-}
-
 /// Runs the operator until SIGTERM/SIGINT or loss of leadership.
 pub async fn run(config: OperatorConfig) -> Result<(), RunError> {
     let http = crate::http::client_with(&config.tls).map_err(RunError::Http)?;
@@ -179,7 +169,7 @@ pub async fn run(config: OperatorConfig) -> Result<(), RunError> {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .map_err(|e| RunError::JwksServer(format!("cannot listen on {addr}: {e}")))?;
-            tracing::info!(%addr, public_url = ?config.jwks_public_url, "serving JWK Sets at /jwks/{{namespace}}/{{connection}}");
+            tracing::info!(%addr, public_url = config.jwks_public_url.as_deref(), "serving JWK Sets at /jwks/{{namespace}}/{{connection}}");
             tokio::spawn(jwks.clone().run(client.clone(), config.namespace.clone()));
             let served = tokio::spawn(jwks::serve(listener, jwks.clone()));
             if !jwks.wait_loaded(Duration::from_secs(30)).await {
@@ -213,6 +203,7 @@ pub async fn run(config: OperatorConfig) -> Result<(), RunError> {
         );
         // A standby replica is healthy and ready; it just does not reconcile.
         readiness.set(true);
+        metrics.ops.set_leader(false);
         tracing::info!(identity = %identity, lease = %config.lease_name, "waiting for leadership");
         e.acquire().await.map_err(RunError::LeaderElection)?;
         Some(e)
@@ -220,6 +211,7 @@ pub async fn run(config: OperatorConfig) -> Result<(), RunError> {
         None
     };
 
+    metrics.ops.set_leader(true);
     let practitioner_api: Api<EpicPractitioner> = match &config.namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
@@ -339,9 +331,7 @@ pub async fn run(config: OperatorConfig) -> Result<(), RunError> {
                 ctx.clone(),
             )
             .for_each(|result| async move {
-                if let Err(e) = result {
-                    tracing::debug!(error = %e, "practitioner reconcile failed");
-                }
+                logging::controller_result("EpicPractitioner", &result);
             });
 
     // Secrets are not watched (the operator may only `get` them): each connection re-reads its
@@ -350,9 +340,7 @@ pub async fn run(config: OperatorConfig) -> Result<(), RunError> {
         .shutdown_on_signal()
         .run(connection::reconcile, connection::error_policy, ctx.clone())
         .for_each(|result| async move {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "connection reconcile failed");
-            }
+            logging::controller_result("EpicConnection", &result);
         });
 
     let deletions = {
@@ -383,14 +371,17 @@ pub async fn run(config: OperatorConfig) -> Result<(), RunError> {
             loop {
                 tokio::time::sleep(Duration::from_secs(5)).await;
                 for (key, h) in ctx.connections.ready_handles().await {
+                    let label = connections::connection_label(&key);
+                    ctx.metrics
+                        .ops
+                        .token_expiry(&label, h.client.tokens().cached_expiry());
                     let total = h.client.tokens().requests_sent();
                     let seen = reported.entry(key.clone()).or_default();
                     if total < *seen {
                         *seen = 0;
                     }
                     if total > *seen {
-                        ctx.metrics
-                            .tokens_sent(&connections::connection_label(&key), total - *seen);
+                        ctx.metrics.tokens_sent(&label, total - *seen);
                         *seen = total;
                     }
                 }
@@ -403,7 +394,7 @@ pub async fn run(config: OperatorConfig) -> Result<(), RunError> {
             None => std::future::pending::<String>().await,
         }
     };
-    tracing::info!(mode = ?config.drift_detection, namespace = ?config.namespace, "controllers started");
+    tracing::info!(mode = ?config.drift_detection, namespace = config.namespace.as_deref(), "controllers started");
     let outcome = tokio::select! {
         _ = futures::future::join3(practitioner_controller, connection_controller, deletions) => Ok(()),
         _ = roster_task => Ok(()),

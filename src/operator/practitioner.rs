@@ -45,7 +45,7 @@ pub async fn reconcile(
         return Ok(ControllerAction::requeue(jittered(OVER_SHARE_REQUEUE)));
     };
     let timer = ctx.metrics.start_reconcile("EpicPractitioner");
-    tracing::debug!(npi = %obj.spec.npi, generation = ?obj.metadata.generation, "reconciling practitioner");
+    tracing::debug!(npi = %obj.spec.npi, generation = obj.metadata.generation, "reconciling practitioner");
     let ns = obj.namespace().unwrap_or_default();
     let api: Api<EpicPractitioner> = Api::namespaced(ctx.kube.clone(), &ns);
     let has_finalizer = obj.finalizers().iter().any(|f| f == FINALIZER);
@@ -82,7 +82,7 @@ pub async fn reconcile(
         apply(obj.clone(), ctx.clone(), false, &timer).await
     };
     let reason = result.as_ref().err().map(Error::reason);
-    tracing::debug!(npi = %obj.spec.npi, reason = ?reason, elapsed_ms = timer.elapsed().as_millis() as u64, "reconciled practitioner");
+    tracing::debug!(npi = %obj.spec.npi, reason = reason.map(|r| r.as_str()), elapsed_ms = timer.elapsed().as_millis() as u64, "reconciled practitioner");
     timer.finish(reason);
     result
 }
@@ -134,6 +134,7 @@ async fn apply(
                 // into a returned error.
                 new_status = status::deletion_blocked(&obj, new_status);
             }
+            super::check_now::mark(&obj, &mut new_status);
             report(&obj, &ctx, &old, &new_status, outcome.as_ref()).await?;
             if let Some(synced) = new_status
                 .conditions
@@ -172,7 +173,9 @@ async fn apply(
                 Error::Connection { failure, .. } => (failure.http_status, Vec::new()),
                 _ => (None, Vec::new()),
             };
-            let new_status = status::from_error(&obj, &old, e.reason(), e.to_string(), http, codes);
+            let mut new_status =
+                status::from_error(&obj, &old, e.reason(), e.to_string(), http, codes);
+            super::check_now::mark(&obj, &mut new_status);
             report(&obj, &ctx, &old, &new_status, None).await?;
             Err(e)
         }
@@ -261,6 +264,8 @@ async fn sync(
     let fetch_roles = known_id.is_none();
     let key = (ns.clone(), obj.spec.connection_ref.name.clone());
     let (prefetched, known_roles, walk_started) = match ctx.mode {
+        // "Check now" (the requested-at annotation): a fresh read, not the walk's copy.
+        _ if super::check_now::requested(obj) => (None, None, None),
         super::DriftDetection::PerObject => (None, None, None),
         super::DriftDetection::Roster => {
             let settled = !deleting
@@ -330,6 +335,9 @@ async fn sync(
         }
         other => other?,
     };
+    ctx.metrics
+        .ops
+        .write(&super::connections::connection_label(&key), &outcome.write);
     if let WriteOutcome::Refused(_) = outcome.write {
         conn.mark_refused();
         ctx.note_refused(obj);
@@ -357,6 +365,7 @@ async fn sync(
     {
         new_status.create_attempt = Some(attempt);
     }
+    let new_status = super::check_now::verified(old, new_status, conn.resync);
     let done = deleting && deletion_done(&obj.spec, &outcome);
     match &outcome.write {
         WriteOutcome::Failed(e) => {

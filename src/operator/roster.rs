@@ -162,7 +162,13 @@ pub async fn run(ctx: Arc<Context>) {
                 let (ctx, walk_key, handle) = (ctx.clone(), key.clone(), handle.clone());
                 running.insert(
                     key.clone(),
-                    tokio::spawn(async move { walk(&ctx, &walk_key, &handle, expected).await }),
+                    tokio::spawn(async move {
+                        let stats = super::walk_stats::Started::now(&ctx, &walk_key);
+                        let result = walk(&ctx, &walk_key, &handle, expected).await;
+                        let walked = result.as_ref().map(|r| (r.records, r.restarted));
+                        stats.finish(&ctx, &walk_key, walked).await;
+                        result
+                    }),
                 );
             }
         }

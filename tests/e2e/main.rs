@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod check_now;
 mod cluster;
 #[path = "../fs_support/mod.rs"]
 mod fs_support;
@@ -340,8 +341,10 @@ scenario!(
     a_hostile_server_cannot_exhaust_the_operator,
     a_known_record_whose_npi_appears_twice_holds,
     an_internal_ca_and_mutual_tls_from_secrets,
+    requested_at_reads_again_now,
 );
 
+use check_now::requested_at_reads_again_now;
 use hostile::a_hostile_server_cannot_exhaust_the_operator;
 use tls::an_internal_ca_and_mutual_tls_from_secrets;
 
@@ -403,8 +406,11 @@ async fn in_sync_record(cp: &ControlPlane) {
             "Reason",
             "Active",
             "Live-Active",
+            "Synced",
+            "Drift",
             "FHIR-ID",
             "Connection",
+            "Verified",
             "Last-Change",
             "Age"
         ]
@@ -415,8 +421,16 @@ async fn in_sync_record(cp: &ControlPlane) {
     assert_eq!(cells[3], "Ready");
     assert_eq!(cells[4], true);
     assert_eq!(cells[5], true, "active as Epic holds it");
-    assert_eq!(cells[6], id.as_str());
-    assert_eq!(cells[7], "epic");
+    assert_eq!(cells[6], "True", "Synced");
+    assert_eq!(cells[7], 0, "no owned field differs");
+    assert_eq!(cells[8], id.as_str());
+    assert_eq!(cells[9], "epic");
+    // A date column shows the age ("3s"); absent, the cell would be null.
+    assert!(
+        s.last_verified_time.is_some() && cells[10].as_str().is_some_and(|a| a.ends_with('s')),
+        "Verified: read from Epic seconds ago: {}",
+        cells[10]
+    );
     // Resolved from the connection's roster walk: a routine resolution publishes no Event
     // (only an identifier search for a single new object does).
     let all = events(&w).await;
@@ -723,17 +737,8 @@ async fn drift_is_fixed_when_writes_are_enabled(cp: &ControlPlane) {
     assert_eq!(st["patch"], 0);
     wait_event(&w, "DriftDetected").await;
     wait_event(&w, "Updated").await;
-    let metrics = epic_operator::http::client()
-        .unwrap()
-        .get(format!("http://{metrics_addr}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
     let connection = format!("{}/epic", w.ns);
-    for needle in [
+    let needles: Vec<String> = vec![
         format!(
             "epic_operator_fhir_requests_total{{connection=\"{connection}\",interaction=\"update\",status_class=\"2xx\"}} 1"
         ),
@@ -746,10 +751,36 @@ async fn drift_is_fixed_when_writes_are_enabled(cp: &ControlPlane) {
         "epic_operator_practitioners{reason=\"Synced\"} 1".into(),
         "epic_operator_drifted_practitioners 0".into(),
         format!("epic_operator_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION")),
-        "epic_operator_process_resident_memory_bytes ".into(),
-        "epic_operator_process_cpu_seconds_total ".into(),
-    ] {
-        assert!(metrics.contains(&needle), "{needle} missing:\n{metrics}");
+        // The standard names, without the project prefix.
+        "\nprocess_resident_memory_bytes ".into(),
+        "\nprocess_cpu_seconds_total ".into(),
+        "\nprocess_max_fds ".into(),
+        "epic_operator_leader 1".into(),
+        "epic_operator_pending_reconciles 0".into(),
+        format!("epic_operator_writes_total{{connection=\"{connection}\",result=\"updated\"}} 1"),
+        format!("epic_operator_token_expiry_timestamp_seconds{{connection=\"{connection}\"}}"),
+    ];
+    // The token expiry is sampled every 5 s: look for up to 15 s.
+    let started = Instant::now();
+    loop {
+        let metrics = epic_operator::http::client()
+            .unwrap()
+            .get(format!("http://{metrics_addr}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let missing: Vec<&String> = needles.iter().filter(|n| !metrics.contains(*n)).collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "{missing:?} missing:\n{metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
     assert_eq!(
         epic_operator::http::client()

@@ -112,8 +112,7 @@ rendered = subprocess.run([sys.executable, "{render}", chart, json.dumps(values)
                           check=True, capture_output=True, text=True).stdout
 if create:
     subprocess.run(["kubectl", "create", "namespace", ns], capture_output=True)
-crds = os.path.join(chart, "crds")
-subprocess.run(["kubectl", "apply", "-f", crds], check=True)
+# The CRDs are templates of the chart (crds.install): they come with the rendered manifests.
 subprocess.run(["kubectl", "apply", "-n", ns, "-f", "-"], input=rendered, text=True, check=True)
 print(f"NAME: {{release}}\nNAMESPACE: {{ns}}\nSTATUS: deployed")
 "#,

@@ -46,3 +46,33 @@ path, https://<jwks.ingress.host> (the operator appends /jwks/{namespace}/{name}
 {{- printf "https://%s" $j.ingress.host -}}
 {{- end -}}
 {{- end -}}
+{{- /*
+The pod security context: podSecurityContext, without runAsUser and runAsGroup when
+openshift is true (the restricted SCC assigns a UID from the namespace's range and refuses
+one outside it).
+*/}}
+{{- define "epic-operator.podSecurityContext" -}}
+{{- $ctx := deepCopy .Values.podSecurityContext -}}
+{{- if .Values.openshift -}}
+{{- $_ := unset $ctx "runAsUser" -}}
+{{- $_ := unset $ctx "runAsGroup" -}}
+{{- $_ := unset $ctx "fsGroup" -}}
+{{- end -}}
+{{- toYaml $ctx -}}
+{{- end -}}
+{{- /*
+Topology spread: topologySpreadConstraints as given, else, with more than one replica, one
+that keeps replicas on different nodes where it can (ScheduleAnyway: never unschedulable).
+*/}}
+{{- define "epic-operator.topologySpread" -}}
+{{- if .Values.topologySpreadConstraints -}}
+{{- toYaml .Values.topologySpreadConstraints -}}
+{{- else if gt (int .Values.replicaCount) 1 -}}
+- maxSkew: 1
+  topologyKey: kubernetes.io/hostname
+  whenUnsatisfiable: ScheduleAnyway
+  labelSelector:
+    matchLabels:
+      {{- include "epic-operator.selectorLabels" . | nindent 6 }}
+{{- end -}}
+{{- end -}}
