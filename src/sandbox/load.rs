@@ -11,11 +11,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
-use super::fhir::outcome;
 use super::lock;
+use crate::fhir::EPIC_CODE_SYSTEM;
 
 /// The load faults.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -165,6 +165,29 @@ pub fn refuse_walk(s: &LoadSettings, has_parameters: bool) -> Option<Response> {
             "No parameters are provided in the search request",
         )
     })
+}
+
+/// An OperationOutcome answer with an Epic detail code (the shape `fhir::outcome` sends; kept
+/// here so the state this module is part of does not depend on the routes).
+fn outcome(status: StatusCode, code: &str, epic_code: &str, diagnostics: &str) -> Response {
+    let body = serde_json::json!({
+        "resourceType": "OperationOutcome",
+        "issue": [{
+            "severity": "error",
+            "code": code,
+            "details": {
+                "coding": [{"system": EPIC_CODE_SYSTEM, "code": epic_code, "display": diagnostics}],
+                "text": diagnostics
+            },
+            "diagnostics": diagnostics
+        }]
+    });
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/fhir+json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 fn take_one(counter: &AtomicU64) -> bool {
