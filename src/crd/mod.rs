@@ -3,12 +3,15 @@
 //! These Rust types are the single source of truth for the CRD YAML in `crds/`
 //! (`epic-operator crd` prints it; a test keeps the checked-in files equal to it).
 
+mod budget;
 mod conditions;
 mod connection;
 mod npi;
 mod practitioner;
 mod reason;
+mod walk_windows;
 
+pub use budget::{LoadStatus, RequestBudget};
 pub use conditions::{Condition, ConditionStatus, set_condition};
 pub use connection::{
     Algorithm, EpicConnection, EpicConnectionSpec, EpicConnectionStatus, KeyLayout, KeyRotation,
@@ -22,6 +25,7 @@ pub use practitioner::{
     ListPolicy, ManagementPolicy, PAUSED_ANNOTATION, PractitionerName, Qualification, RoleSummary,
 };
 pub use reason::Reason;
+pub use walk_windows::{Day, WalkWindow, WalkWindows, Windows};
 
 /// The API group of both kinds.
 pub const GROUP: &str = "epic-operator.dev";

@@ -309,6 +309,8 @@ impl Sandbox {
             writes: crate::crd::WriteMode::Auto,
             resync_interval: None,
             paging_session_ttl: None,
+            request_budget: None,
+            walk_windows: None,
         }
     }
 
