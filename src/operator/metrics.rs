@@ -62,6 +62,8 @@ pub struct Metrics {
     token_requests: Family<ConnectionLabel, Counter>,
     roster_walks: Family<WalkLabels, Counter>,
     signing_key_age: Family<ConnectionLabel, Gauge>,
+    /// Rate, budget and forecast gauges per connection.
+    pub load: super::metrics_load::LoadGauges,
     store: Arc<OnceLock<Store<EpicPractitioner>>>,
 }
 
@@ -82,6 +84,7 @@ impl Default for Metrics {
             token_requests: Family::default(),
             roster_walks: Family::default(),
             signing_key_age: Family::default(),
+            load: Default::default(),
             store: Arc::new(OnceLock::new()),
             registry: Registry::default(),
         };
@@ -131,6 +134,7 @@ impl Default for Metrics {
             "Seconds since the key that signs client assertions was published, by connection (updated at each connection pass, at least once a minute)",
             m.signing_key_age.clone(),
         );
+        m.load.register(r);
         r.register(
             "build",
             "The operator's version",
@@ -196,6 +200,7 @@ impl Metrics {
         self.signing_key_age.remove(&ConnectionLabel {
             connection: connection.to_string(),
         });
+        self.load.forget(connection);
     }
 
     pub fn roster_walk(&self, connection: &str, ok: bool) {

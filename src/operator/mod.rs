@@ -13,9 +13,12 @@ mod key_secret;
 mod leader;
 mod metrics;
 mod metrics_collectors;
+mod metrics_load;
 mod practitioner;
 mod roster;
 mod roster_index;
+mod roster_load;
+pub mod roster_pace;
 mod status;
 mod status_limits;
 mod watch_backoff;
@@ -85,6 +88,8 @@ pub struct Context {
     pub mode: DriftDetection,
     /// What roster walks learned per connection, and their hand-overs to reconciles.
     pub rosters: roster_index::Rosters,
+    /// When each connection's full walks may run (budget, windows, daily limit, refusals).
+    pub walk_plans: roster_load::WalkPlans,
     /// The JWK Sets this replica serves.
     pub jwks: Arc<JwksPublisher>,
     pub jwks_public_url: Option<String>,
@@ -306,6 +311,7 @@ pub async fn run(config: OperatorConfig) -> Result<(), RunError> {
         wake: wake_tx,
         mode: config.drift_detection,
         rosters: roster_index::Rosters::default(),
+        walk_plans: roster_load::WalkPlans::default(),
         jwks: jwks.clone(),
         jwks_public_url: config.jwks_public_url.clone(),
         failures: Mutex::new(HashMap::new()),
