@@ -244,3 +244,62 @@ async fn a_roster_walk_without_parameters_is_refused_with_4110() {
     assert!(found.is_ok());
     s.stop().await;
 }
+
+#[test]
+fn forecast_prints_the_daily_volume_and_the_cadence_a_budget_allows() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("conn.yaml");
+    let write = |budget: &str| {
+        std::fs::write(
+            &manifest,
+            format!(
+                "apiVersion: epic-operator.dev/v1alpha1\nkind: EpicConnection\nmetadata: {{name: epic}}\nspec:\n  fhirBaseUrl: https://epic.example.org/api/FHIR/R4\n  clientId: c\n  keyId: k\n  privateKeySecretRef: {{name: s, key: private-key.pem}}\n  pageSize: 50\n{budget}"
+            ),
+        )
+        .unwrap();
+    };
+    let run = |extra: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_epic-operator"))
+            .arg("forecast")
+            .arg("--connection")
+            .arg(&manifest)
+            .args(extra)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    // The numbers: 50,000 clinicians every 10 minutes.
+    write("");
+    let (ok, out, _) = run(&["--practitioners", "50000"]);
+    assert!(ok);
+    assert!(
+        out.contains("144000  roster walk pages (144.0 walks a day)"),
+        "{out}"
+    );
+    assert!(out.contains("169144  requests a day in all"), "{out}");
+    assert!(out.contains("none set"), "{out}");
+    // 10,000 under 20,000 a day: the cadence stretches.
+    write("  requestBudget: {requests: 20000, per: 24h}\n");
+    let (ok, out, _) = run(&["--practitioners", "10000"]);
+    assert!(ok);
+    assert!(
+        out.contains("walks stretched from every 10m to every"),
+        "{out}"
+    );
+    // A budget too small for one walk a day says so with the numbers.
+    write("  requestBudget: {requests: 100, per: 24h}\n");
+    let (ok, out, _) = run(&["--practitioners", "10000"]);
+    assert!(ok);
+    assert!(
+        out.contains("BudgetTooSmall") && out.contains("10000 records at pageSize 50"),
+        "{out}"
+    );
+    // Bad input: a clear error, not a panic.
+    let (ok, _, err) = run(&["--drift-per-day", "3"]);
+    assert!(!ok);
+    assert!(err.contains("between 0 and 1"), "{err}");
+}
