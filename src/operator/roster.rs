@@ -72,6 +72,7 @@ pub async fn run(ctx: Arc<Context>) {
     // Records seen by the last walk per connection: the next one paces its pages by it.
     let mut last_walk: HashMap<Key, LastWalk> = HashMap::new();
     let mut running: HashMap<Key, tokio::task::JoinHandle<WalkResult>> = HashMap::new();
+    let mut fingerprints: HashMap<Key, String> = HashMap::new();
     loop {
         let finished: Vec<Key> = running
             .iter()
@@ -130,6 +131,13 @@ pub async fn run(ctx: Arc<Context>) {
         // if it comes back.
         let ready = ctx.connections.ready_handles().await;
         for (key, handle) in &ready {
+            // A changed connection (new windows, budget, interval) plans afresh.
+            if fingerprints
+                .insert(key.clone(), handle.fingerprint.clone())
+                .is_some_and(|old| old != handle.fingerprint)
+            {
+                next_due.remove(key);
+            }
             if running.contains_key(key) {
                 continue;
             }

@@ -158,7 +158,7 @@ impl WalkPlans {
             let used = handle.client.usage().within(period);
             let keep = (b.requests as f64 * roster_pace::RESERVE) as u64;
             if used.saturating_add(pages).saturating_add(keep) > b.requests {
-                let wait = (period / 24).clamp(Duration::from_secs(60), Duration::from_secs(3600));
+                let wait = (period / 24).clamp(Duration::from_secs(5), Duration::from_secs(3600));
                 tracing::info!(connection = %key.1, used, budget = b.requests, "the request budget has no room for a walk now; it waits");
                 return Gate::Wait(wait, None);
             }

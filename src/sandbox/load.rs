@@ -57,6 +57,8 @@ pub struct LoadState {
     pub daily_limited: AtomicU64,
     pub unavailable: AtomicU64,
     pub throttled_with_retry_after: AtomicU64,
+    /// Searches with no parameter but `_count` (the first pages of roster walks).
+    pub walks: AtomicU64,
     /// Remaining counts of the "next N" faults (set with the settings).
     unavailable_left: AtomicU64,
     throttle_left: AtomicU64,
@@ -151,12 +153,23 @@ impl LoadState {
             "dailyLimited": g(&self.daily_limited),
             "unavailable": g(&self.unavailable),
             "throttledWithRetryAfter": g(&self.throttled_with_retry_after),
+            "walks": g(&self.walks),
         })
     }
 }
 
-/// A parameterless search refused with 4110, when the setting asks for it.
-pub fn refuse_walk(s: &LoadSettings, has_parameters: bool) -> Option<Response> {
+impl LoadState {
+    /// Counts a search without parameters (a roster walk) and refuses it with 4110 when the
+    /// setting asks for it.
+    pub fn search(&self, s: &LoadSettings, has_parameters: bool) -> Option<Response> {
+        if !has_parameters {
+            self.walks.fetch_add(1, Ordering::Relaxed);
+        }
+        refuse_walk(s, has_parameters)
+    }
+}
+
+fn refuse_walk(s: &LoadSettings, has_parameters: bool) -> Option<Response> {
     (s.walk_needs_parameters && !has_parameters).then(|| {
         outcome(
             StatusCode::BAD_REQUEST,

@@ -272,7 +272,7 @@ pub(super) async fn search_practitioners(
     if identifier_search {
         Stats::bump(&state.stats.identifier_search);
     }
-    if let Some(r) = super::load::refuse_walk(&settings.load, !filters.is_empty()) {
+    if let Some(r) = state.load.search(&settings.load, !filters.is_empty()) {
         return r;
     }
     if identifier_search && settings.identifier_search_unsupported {
@@ -373,7 +373,7 @@ pub(super) async fn search_roles(
     }
     Stats::bump(&state.stats.search);
     let has_parameters = params.iter().any(|(k, _)| k != "_count");
-    if let Some(r) = super::load::refuse_walk(&state.settings().load, has_parameters) {
+    if let Some(r) = state.load.search(&state.settings().load, has_parameters) {
         return r;
     }
     // Without `practitioner`, every role (a roster walk of roles), unless the instance needs it.
