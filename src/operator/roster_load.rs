@@ -211,6 +211,7 @@ impl WalkPlans {
                 p.failures
             });
             let retry = walk_retry(failures, true);
+            self.with(key, |p| p.next_walk = now.checked_add(retry));
             let why = format!(
                 "this Epic instance refuses roster walks (a Practitioner search with only _count: {answer}) and does not search by identifier either: nothing can resolve this NPI until the Epic team allows one of the two (walks are tried again after {})",
                 human(retry)
@@ -224,7 +225,9 @@ impl WalkPlans {
             p.failures = p.failures.saturating_add(1);
             p.failures
         });
-        (Some(walk_retry(failures, false)), None)
+        let retry = walk_retry(failures, false);
+        self.with(key, |p| p.next_walk = now.checked_add(retry));
+        (Some(retry), None)
     }
 
     /// The connection's `status.load` and its RosterWalks and RequestBudget conditions.

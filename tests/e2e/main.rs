@@ -8,6 +8,7 @@ mod cluster;
 #[path = "../fs_support/mod.rs"]
 mod fs_support;
 mod keys;
+mod load;
 mod packaging;
 mod readme;
 mod roster;
@@ -323,9 +324,19 @@ scenario!(
     keys_rotate_without_an_outage,
     a_record_hidden_from_the_walk_is_never_created,
     two_objects_for_one_npi_both_hold,
+    a_refused_roster_walk_falls_back_to_identifier_search,
+    without_walks_or_search_every_practitioner_says_why,
+    a_request_budget_holds_and_new_practitioners_resolve_at_once,
+    walk_windows_keep_full_walks_out_of_the_day,
 );
 
 use keys::keys_rotate_without_an_outage;
+use load::{
+    a_refused_roster_walk_falls_back_to_identifier_search,
+    a_request_budget_holds_and_new_practitioners_resolve_at_once,
+    walk_windows_keep_full_walks_out_of_the_day,
+    without_walks_or_search_every_practitioner_says_why,
+};
 use roster::{
     a_record_hidden_from_the_walk_is_never_created, roster_walk_resolves_without_identifier_search,
     two_objects_for_one_npi_both_hold,
