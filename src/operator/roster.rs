@@ -94,7 +94,7 @@ pub async fn run(ctx: Arc<Context>) {
                         },
                     );
                     ctx.metrics.roster_walk(&label, true);
-                    ctx.walk_plans.succeeded(&key);
+                    ctx.walk_plans.succeeded(&key, report.records as u64);
                     tracing::info!(connection = %key.1, woken = report.woken, records = report.records, restarted = report.restarted, elapsed_ms = report.elapsed.as_millis() as u64, "roster walk done")
                 }
                 Ok(Err(e)) => {

@@ -33,6 +33,8 @@ struct Plan {
     daily_until: Option<SystemTime>,
     /// Walks wait for the next window (or the windows are invalid: the sentence).
     window: Option<Result<SystemTime, String>>,
+    /// Records the last walk saw (a walk pages all of them, not only the practitioners').
+    records: u64,
 }
 
 /// Whether a due walk may start now.
@@ -63,11 +65,16 @@ fn rfc3339(t: SystemTime) -> String {
     chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-fn input(handle: &ConnectionHandle, practitioners: u64, roster_walks: bool) -> ForecastInput {
+fn input(
+    handle: &ConnectionHandle,
+    practitioners: u64,
+    records: u64,
+    roster_walks: bool,
+) -> ForecastInput {
     let settings = handle.client.settings();
     ForecastInput {
         practitioners,
-        roster_records: 0,
+        roster_records: records,
         page_size: settings.page_size.max(1),
         resync: handle.resync,
         walk_interval: handle.resync,
@@ -99,7 +106,8 @@ impl WalkPlans {
             .request_budget
             .as_ref()
             .and_then(|b| b.per_day().ok());
-        let c = cadence(&input(handle, practitioners, true), budget);
+        let records = self.with(key, |p| p.records);
+        let c = cadence(&input(handle, practitioners, records, true), budget);
         self.with(key, |p| {
             p.interval = Some(c.interval);
             p.too_small = c.too_small;
@@ -153,8 +161,8 @@ impl WalkPlans {
         if let Some(b) = &handle.spec.request_budget
             && let Ok(period) = b.period()
         {
-            let pages =
-                practitioners.div_ceil(u64::from(handle.client.settings().page_size.max(1)));
+            let records = self.with(key, |p| p.records).max(practitioners);
+            let pages = records.div_ceil(u64::from(handle.client.settings().page_size.max(1)));
             let used = handle.client.usage().within(period);
             let keep = (b.requests as f64 * roster_pace::RESERVE) as u64;
             if used.saturating_add(pages).saturating_add(keep) > b.requests {
@@ -166,8 +174,9 @@ impl WalkPlans {
         Gate::Go
     }
 
-    pub fn succeeded(&self, key: &Key) {
+    pub fn succeeded(&self, key: &Key, records: u64) {
         self.with(key, |p| {
+            p.records = records;
             p.failures = 0;
             p.refused = None;
             p.daily_until = None;
@@ -245,19 +254,21 @@ impl WalkPlans {
         let period = budget
             .and_then(|b| b.period().ok())
             .unwrap_or(Duration::from_secs(86_400));
-        let (interval, too_small, next_walk, refused, daily_until, window) = self.with(key, |p| {
-            (
-                p.interval.unwrap_or(handle.resync),
-                p.too_small.clone(),
-                p.next_walk,
-                p.refused.clone(),
-                p.daily_until.filter(|t| *t > now),
-                p.window.clone(),
-            )
-        });
+        let (interval, too_small, next_walk, refused, daily_until, window, records) =
+            self.with(key, |p| {
+                (
+                    p.interval.unwrap_or(handle.resync),
+                    p.too_small.clone(),
+                    p.next_walk,
+                    p.refused.clone(),
+                    p.daily_until.filter(|t| *t > now),
+                    p.window.clone(),
+                    p.records,
+                )
+            });
         let projected = forecast(&ForecastInput {
             walk_interval: interval,
-            ..input(handle, practitioners, refused.is_none())
+            ..input(handle, practitioners, records, refused.is_none())
         })
         .total()
         .ceil() as u64;

@@ -102,17 +102,13 @@ pub async fn a_refused_roster_walk_falls_back_to_identifier_search(cp: &ControlP
     );
     assert!(stats(&w).await["identifierSearch"].as_u64().unwrap() >= 1);
     // The first attempt walked roles and practitioners (both refused); the second, 30 s
-    // later, practitioners only; the third is planned a minute after that.
+    // later, practitioners only; the third comes a minute after that, not 30 s.
     let started = Instant::now();
     while walks(&w).await < 3 && started.elapsed() < Duration::from_secs(60) {
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let second = Instant::now();
     assert_eq!(walks(&w).await, 3, "{}", stats(&w).await);
-    assert!(
-        started.elapsed() >= Duration::from_secs(15),
-        "not retried at once"
-    );
     let c = wait_connection(&w, "the next try planned a minute on", |c| {
         c.status
             .as_ref()
@@ -120,18 +116,23 @@ pub async fn a_refused_roster_walk_falls_back_to_identifier_search(cp: &ControlP
             .and_then(|l| l.next_walk_time.as_deref())
             .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
             .is_some_and(|t| {
-                t.with_timezone(&chrono::Utc) > chrono::Utc::now() + chrono::TimeDelta::seconds(35)
+                t.with_timezone(&chrono::Utc) > chrono::Utc::now() + chrono::TimeDelta::seconds(30)
             })
     })
     .await;
-    assert!(second.elapsed() < Duration::from_secs(20));
+    tokio::time::sleep(Duration::from_secs(45).saturating_sub(second.elapsed())).await;
+    assert_eq!(
+        walks(&w).await,
+        3,
+        "no walk 30 s after the second: {}",
+        stats(&w).await
+    );
     let load = c.status.unwrap().load.unwrap();
     assert!(
         load.drift_detection.contains("refused"),
         "{}",
         load.drift_detection
     );
-    assert_eq!(walks(&w).await, 3, "no walk in between");
 }
 
 /// Scenario 21: roster walks refused and no identifier search: every practitioner says why.

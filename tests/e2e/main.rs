@@ -47,7 +47,12 @@ impl Operator {
     fn start_as(cp: &ControlPlane, kubeconfig: &Path, ns: &str, extra: &[&str]) -> Self {
         let log = cp.dir.join(format!("operator-{ns}-{}.log", rand_suffix()));
         let file = std::fs::File::create(&log).expect("log");
-        let child = Command::new(env!("CARGO_BIN_EXE_epic-operator"))
+        // EPIC_OPERATOR_TEST_BIN: a copy of the binary, for worktrees that share one target
+        // directory (another build may replace target/debug/epic-operator meanwhile).
+        let bin = std::env::var_os("EPIC_OPERATOR_TEST_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_epic-operator")));
+        let child = Command::new(bin)
             .args(["run", "--namespace", ns])
             // The sandbox serves plain http on loopback: a development-only permission.
             .arg("--insecure-allow-loopback-http")
