@@ -303,3 +303,20 @@ fn forecast_prints_the_daily_volume_and_the_cadence_a_budget_allows() {
     assert!(!ok);
     assert!(err.contains("between 0 and 1"), "{err}");
 }
+
+#[tokio::test]
+async fn only_parameterless_searches_count_as_walks() {
+    let s = sandbox().await;
+    let c = client_with(&s, scopes(), fast_retry());
+    let found = c.search_npi(NPI).await.unwrap();
+    let walks = || async { stats(&s).await["load"]["walks"].as_u64().unwrap() };
+    assert_eq!(walks().await, 0, "identifier search: {found:?}");
+    let id = id_of(&s, NPI).await;
+    c.practitioner_roles(&id).await.unwrap();
+    assert_eq!(walks().await, 0, "role search by practitioner");
+    c.walk_all(ResourceWalk::Practitioner, 10, |_, _| Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(walks().await, 1);
+    s.stop().await;
+}
