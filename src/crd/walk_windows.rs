@@ -270,4 +270,24 @@ mod tests {
         }
         assert!(windows("UTC", &[]).unwrap_err().contains("ranges"));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_text_is_a_window_or_an_error_and_open_windows_open_within_a_day(
+            start in "\\PC{0,8}",
+            end in "\\PC{0,8}",
+            h in 0u32..24, m in 0u32..60, len in 1u32..1440,
+            secs in 0i64..4_000_000_000,
+        ) {
+            let _ = windows("UTC", &[(&[], &start, &end)]);
+            let from = format!("{h:02}:{m:02}");
+            let to_min = (h * 60 + m + len) % 1440;
+            let to = format!("{:02}:{:02}", to_min / 60, to_min % 60);
+            let w = windows("Europe/Berlin", &[(&[], &from, &to)]).unwrap();
+            let at = Timestamp::from_second(secs).unwrap();
+            let next = w.next_open(at).unwrap();
+            proptest::prop_assert!(next >= at);
+            proptest::prop_assert!(next.duration_since(at) <= SignedDuration::from_hours(25));
+        }
+    }
 }
