@@ -324,3 +324,56 @@ pub async fn walk_windows_keep_full_walks_out_of_the_day(cp: &ControlPlane) {
         stats(&w).await
     );
 }
+
+/// Scenario 24: Epic's daily limit. The allowance is spent within seconds; the walk that meets
+/// the daily-limit answer stops walks until Epic's next day, the connection says so
+/// (RosterWalks DailyLimitReached, load.heldUntil) and nothing more reaches Epic meanwhile.
+pub async fn a_daily_limit_stops_walks_until_the_next_day(cp: &ControlPlane) {
+    let w = world(
+        cp,
+        "s24-daily-limit",
+        SandboxConfig {
+            settings: Settings {
+                load: LoadSettings {
+                    daily_quota: 8,
+                    day_length_secs: 3600,
+                    ..LoadSettings::default()
+                },
+                ..Settings::default()
+            },
+            ..SandboxConfig::default()
+        },
+        |c| c.resync_interval = Some("10s".into()),
+    )
+    .await;
+    let _op = Operator::start(cp, &w.ns, &[]);
+    create(&w, "alice", spec(ALICE)).await;
+    let c = wait_connection(&w, "RosterWalks=False DailyLimitReached", |c| {
+        conn_condition(c, "RosterWalks").is_some_and(|x| x.reason == "DailyLimitReached")
+    })
+    .await;
+    let s = c.status.unwrap();
+    assert!(
+        s.conditions
+            .iter()
+            .any(|x| x.type_ == "Ready" && x.reason == "Ready"),
+        "the connection stays Ready: {:?}",
+        s.conditions
+    );
+    assert!(
+        s.load.unwrap().held_until.is_some(),
+        "held until Epic's next day"
+    );
+    let before = stats(&w).await;
+    tokio::time::sleep(Duration::from_secs(25)).await;
+    let after = stats(&w).await;
+    assert_eq!(
+        after["load"]["walks"], before["load"]["walks"],
+        "no walk: {after}"
+    );
+    assert_eq!(
+        after["fhirTotal"], before["fhirTotal"],
+        "nothing reaches Epic while held: {after}"
+    );
+    assert!(after["load"]["dailyLimited"].as_u64().unwrap() >= 1);
+}

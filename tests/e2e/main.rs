@@ -333,10 +333,12 @@ scenario!(
     without_walks_or_search_every_practitioner_says_why,
     a_request_budget_holds_and_new_practitioners_resolve_at_once,
     walk_windows_keep_full_walks_out_of_the_day,
+    a_daily_limit_stops_walks_until_the_next_day,
 );
 
 use keys::keys_rotate_without_an_outage;
 use load::{
+    a_daily_limit_stops_walks_until_the_next_day,
     a_refused_roster_walk_falls_back_to_identifier_search,
     a_request_budget_holds_and_new_practitioners_resolve_at_once,
     walk_windows_keep_full_walks_out_of_the_day,
