@@ -120,6 +120,11 @@ impl WalkPlans {
     /// or when the budget's period has no room left for it.
     pub fn gate(&self, key: &Key, handle: &ConnectionHandle, practitioners: u64) -> Gate {
         let now = SystemTime::now();
+        // A daily limit met by any request (a probe, a practitioner) holds the walks too.
+        if let Some((left, HoldKind::DailyLimit)) = handle.client.rate().snapshot().held {
+            self.with(key, |p| p.daily_until = now.checked_add(left));
+            return Gate::Wait(left, None);
+        }
         if let Some(until) = self.with(key, |p| p.daily_until.filter(|t| *t > now)) {
             return Gate::Wait(until.duration_since(now).unwrap_or_default(), None);
         }
