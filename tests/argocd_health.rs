@@ -144,6 +144,26 @@ fn connection_health_branches() {
         health(&script, &json!({"metadata": {"name": "c"}})).0,
         "Progressing"
     );
+    // A budget that cannot hold a walk a day degrades a Ready connection; refused roster
+    // walks are named but leave it Healthy (practitioners resolve one by one).
+    let with_extra = |t: &str, reason: &str| {
+        json!({"metadata": {"name": "c"}, "status": {"conditions": [
+        cond("Ready", "True", "Ready", "token obtained"),
+        cond(t, "False", reason, "one walk costs 200 requests, the budget allows 150 a day")]}})
+    };
+    let (s, m) = health(&script, &with_extra("RequestBudget", "BudgetTooSmall"));
+    assert_eq!(s, "Degraded");
+    assert!(
+        m.contains("BudgetTooSmall") && m.contains("150 a day"),
+        "{m}"
+    );
+    let (s, m) = health(&script, &with_extra("RosterWalks", "RosterUnavailable"));
+    assert_eq!(s, "Healthy");
+    assert!(m.contains("RosterUnavailable"), "{m}");
+    assert_eq!(
+        health(&script, &with("False", "DailyLimitReached")).0,
+        "Progressing"
+    );
     // Every reason a connection can report: lasting ones are Degraded, never Progressing.
     for reason in Reason::ALL {
         let (s, _) = health(&script, &with("False", reason.as_str()));

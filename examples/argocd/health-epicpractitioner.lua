@@ -21,6 +21,7 @@ end
 local transient = {
   Pending = true, Unknown = true, Drifted = true, Conflict = true, EpicUnavailable = true,
   Throttled = true, PagingExpired = true, KubernetesError = true, FinalizerError = true,
+  DailyLimitReached = true,
 }
 
 if obj.metadata ~= nil and obj.metadata.annotations ~= nil

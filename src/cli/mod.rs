@@ -1,6 +1,7 @@
 //! The command line: parses arguments and hands each command to its driver.
 
 mod crd;
+mod forecast;
 mod jwks;
 mod keygen;
 mod plan;
@@ -65,6 +66,10 @@ pub enum Command {
     Export(ExportArgs),
     /// Obtain a token and probe capabilities: the first thing to run against a new Epic.
     Token(TokenArgs),
+    /// Print the requests a day a connection's settings cost for N practitioners (walk
+    /// pages, role walks, reads and writes at an assumed drift rate), against its
+    /// requestBudget: the number to agree with the Epic team before go-live. Offline.
+    Forecast(forecast::ForecastArgs),
     /// Write a private key PEM and the public JWK Set, or add a key to a key directory.
     Keygen(KeygenArgs),
     /// Print the public JWK Set of a key file or key directory (for static hosting; the
@@ -245,6 +250,9 @@ pub struct TokenArgs {
     /// exact JWK Set URL to register with Epic for this connection.
     #[arg(long, value_name = "URL", env = "EPIC_OPERATOR_JWKS_PUBLIC_URL")]
     pub jwks_public_url: Option<String>,
+    /// Also print the forecast (as `forecast` does) for this many practitioners.
+    #[arg(long, value_name = "N")]
+    pub practitioners: Option<u64>,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
@@ -524,6 +532,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Validate(args) => validate::validate(args),
         Command::Export(args) => plan::export(args).await,
         Command::Token(args) => token::token(args).await,
+        Command::Forecast(args) => forecast::forecast_command(args),
         Command::Keygen(args) => keygen::keygen(args),
         Command::Jwks(args) => jwks::jwks(args),
         Command::Sandbox(args) => sandbox::sandbox(args).await,

@@ -11,6 +11,7 @@ pub(super) async fn token(args: TokenArgs) -> ExitCode {
         Ok(t) => t,
         Err(e) => return fail(&e),
     };
+    let target_spec = target.spec.clone();
     let tokens: &TokenSource = target.client.tokens();
     println!("FHIR base URL : {}", target.client.base_url());
     println!("token URL     : {}", tokens.token_url());
@@ -94,5 +95,16 @@ pub(super) async fn token(args: TokenArgs) -> ExitCode {
         }
     };
     target.stop().await;
+    if let Some(n) = args.practitioners {
+        let assumptions = super::forecast::Assumptions {
+            practitioners: n,
+            drift_per_day: 0.01,
+            new_per_day: 10,
+            no_roster_walks: false,
+        };
+        if let Err(e) = super::forecast::print_forecast(&target_spec, &assumptions) {
+            eprintln!("error: no forecast: {e}");
+        }
+    }
     code
 }

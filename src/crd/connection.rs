@@ -117,6 +117,17 @@ pub struct EpicConnectionSpec {
     )]
     #[schemars(regex(pattern = r"^([0-9]{1,6}(ms|s|m|h)){1,4}$"))]
     pub paging_session_ttl: Option<String>,
+    /// The request budget agreed with the Epic team, for example 20000 per 24h: walks,
+    /// reads, searches and writes are planned to stay inside it (the walk cadence is
+    /// stretched; first resolutions of new practitioners keep a reserve). `epic-operator
+    /// forecast` says what the settings cost. Absent: only requestsPerSecond limits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_budget: Option<super::budget::RequestBudget>,
+    /// When full roster walks may run, for example nights and weekends in the hospital's
+    /// time zone. Outside them only new or changed EpicPractitioners are resolved and
+    /// written, and drift made in Epic is noticed at the next window. Absent: any time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub walk_windows: Option<super::walk_windows::WalkWindows>,
 }
 
 /// Where the private key is.
@@ -259,6 +270,11 @@ pub struct EpicConnectionStatus {
     /// published.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keys: Option<KeysStatus>,
+
+    /// The load the connection puts on Epic: rate now, requests used against the budget,
+    /// the projected daily volume, the walk cadence and what it means for drift detection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load: Option<super::budget::LoadStatus>,
 
     /// The last roster walk (roster drift detection): written once per walk, under its own
     /// field manager (`epic-operator-walks`).

@@ -3,13 +3,16 @@
 //! These Rust types are the single source of truth for the CRD YAML in `crds/`
 //! (`epic-operator crd` prints it; a test keeps the checked-in files equal to it).
 
+mod budget;
 mod conditions;
 mod connection;
 mod npi;
 mod practitioner;
 mod reason;
 mod trust;
+mod walk_windows;
 
+pub use budget::{LoadStatus, RequestBudget};
 pub use conditions::{Condition, ConditionStatus, set_condition};
 pub use connection::{
     Algorithm, EpicConnection, EpicConnectionSpec, EpicConnectionStatus, KeyLayout, KeyRotation,
@@ -25,6 +28,7 @@ pub use practitioner::{
 };
 pub use reason::Reason;
 pub use trust::{CaSecretRef, DEFAULT_CA_KEY, SecretNameRef, TLS_CERT_KEY, TLS_KEY_KEY, TrustSpec};
+pub use walk_windows::{Day, WalkWindow, WalkWindows, Windows};
 
 /// The API group of both kinds.
 pub const GROUP: &str = "epic-operator.dev";

@@ -104,6 +104,12 @@ reasons! {
     ConnectionNotReady = "ConnectionNotReady", lasting: true;
     /// deletionPolicy Deactivate cannot write active=false: the deletion waits.
     DeletionBlocked = "DeletionBlocked", lasting: true;
+    /// The instance refuses roster walks (a search without parameters: Epic 4110/4111), or
+    /// they are held (walk windows, a daily limit), and this object cannot be resolved by
+    /// identifier search either.
+    RosterUnavailable = "RosterUnavailable", lasting: true;
+    /// The connection's requestBudget cannot hold one full roster walk a day.
+    BudgetTooSmall = "BudgetTooSmall", lasting: true;
 
     // Transient: retried with backoff.
     /// The record changed between read and write on every attempt.
@@ -112,6 +118,9 @@ reasons! {
     EpicUnavailable = "EpicUnavailable", lasting: false;
     /// Epic answered 429.
     Throttled = "Throttled", lasting: false;
+    /// Epic said the client's daily request allowance is spent: requests wait for the next
+    /// day (or Epic's Retry-After).
+    DailyLimitReached = "DailyLimitReached", lasting: false;
     /// A paging session expired during a walk (Epic 4113).
     PagingExpired = "PagingExpired", lasting: false;
     /// The Kubernetes API failed.
@@ -167,6 +176,7 @@ impl Reason {
                 | Reason::Conflict
                 | Reason::EpicUnavailable
                 | Reason::Throttled
+                | Reason::DailyLimitReached
                 | Reason::PagingExpired
                 | Reason::KubernetesError
                 | Reason::FinalizerError
@@ -243,6 +253,15 @@ impl Reason {
             Reason::Conflict => "Retried with backoff; nothing to do unless it persists.",
             Reason::EpicUnavailable | Reason::Throttled | Reason::PagingExpired => {
                 "Retried with backoff; nothing to do unless it persists."
+            }
+            Reason::DailyLimitReached => {
+                "Requests resume when Epic's day rolls over; agree a larger allowance with the Epic team, or set spec.requestBudget below it (see the forecast)."
+            }
+            Reason::RosterUnavailable => {
+                "Ask the Epic team to allow Practitioner searches with only _count, or to enable search by identifier; the EpicConnection's RosterWalks condition says which is missing."
+            }
+            Reason::BudgetTooSmall => {
+                "Raise spec.requestBudget (agree it with the Epic team) or lower pageSize costs: the condition gives the numbers."
             }
             Reason::KubernetesError | Reason::FinalizerError => {
                 "Retried with backoff; check the operator's RBAC and the API server if it persists."

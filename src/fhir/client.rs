@@ -11,8 +11,10 @@ use serde_json::Value;
 use url::Url;
 
 use super::error::{FhirError, classify};
+use super::rate::AdaptiveRate;
 use super::retry::parse_retry_after;
 use super::settings::{ConnectionSettings, RequestEvent, RequestKind, RequestObserver, Versioned};
+use super::usage::Usage;
 use crate::auth::TokenSource;
 use crate::http::{describe_transport_error, origin_of, read_limited, require_allowed_url};
 use crate::reconcile::identity::check_fhir_id;
@@ -30,6 +32,9 @@ pub struct FhirClient {
     origin: String,
     tokens: Arc<TokenSource>,
     limiter: DefaultDirectRateLimiter,
+    /// Below the limiter's fixed ceiling: slows down when Epic shows strain.
+    rate: AdaptiveRate,
+    usage: Usage,
     settings: ConnectionSettings,
     observer: Option<RequestObserver>,
     /// Set once the instance refused an identifier search with two tokens (`a|x,b|x`): from
@@ -64,6 +69,8 @@ impl FhirClient {
             base,
             tokens,
             limiter: RateLimiter::direct(Quota::per_second(rps).allow_burst(burst)),
+            rate: AdaptiveRate::new(rps.get()),
+            usage: Usage::new(),
             settings,
             observer,
             no_or_search: AtomicBool::new(false),
@@ -81,6 +88,16 @@ impl FhirClient {
 
     pub fn settings(&self) -> &ConnectionSettings {
         &self.settings
+    }
+
+    /// The adaptive rate (current rate, holds).
+    pub fn rate(&self) -> &AdaptiveRate {
+        &self.rate
+    }
+
+    /// Requests sent, for the request budget.
+    pub fn usage(&self) -> &Usage {
+        &self.usage
     }
 
     pub(super) fn base(&self) -> &Url {
@@ -253,11 +270,8 @@ impl FhirClient {
                     continue;
                 }
                 Err(e) if retries_reads && e.is_transient() && attempt < retry.max_attempts => {
-                    let retry_after = match &e {
-                        FhirError::Throttled { retry_after } => *retry_after,
-                        _ => None,
-                    };
-                    let Some(delay) = retry.delay(attempt, retry_after, started.elapsed()) else {
+                    let Some(delay) = retry.delay(attempt, e.retry_after(), started.elapsed())
+                    else {
                         return Err(e);
                     };
                     tracing::debug!(
@@ -282,6 +296,7 @@ impl FhirClient {
         headers: &[(&str, &str)],
         attempt: u32,
     ) -> Result<RawResponse, FhirError> {
+        self.rate.acquire().await?;
         self.limiter.until_ready().await;
         let token = self.tokens.token().await?;
         let mut request = self
@@ -299,7 +314,9 @@ impl FhirClient {
             request = request.header(*name, *value);
         }
         let sent = Instant::now();
+        self.usage.count();
         let observe = |status: Option<u16>| {
+            self.rate.observe(status, sent.elapsed());
             if let Some(o) = &self.observer {
                 o(RequestEvent {
                     kind,
@@ -353,6 +370,9 @@ impl FhirClient {
         if matches!(error, FhirError::Unauthorized { .. }) {
             self.tokens.invalidate(&token).await;
         }
+        // Epic asked to wait (Retry-After on 429/503) or said the day's allowance is spent:
+        // no request of this connection goes before then.
+        self.rate.hold(&error);
         Err(error)
     }
 }

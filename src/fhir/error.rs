@@ -43,11 +43,25 @@ pub enum FhirError {
     PagingExpired { outcome: OperationOutcome },
     #[error("Epic throttled the request (HTTP 429){}", .retry_after.map(|d| format!(", retry after {}s", d.as_secs())).unwrap_or_default())]
     Throttled { retry_after: Option<Duration> },
-    #[error("Epic server error (HTTP {status}){}", outcome_text(.outcome))]
+    #[error("Epic server error (HTTP {status}){}{}", outcome_text(.outcome), .retry_after.map(|d| format!(", retry after {}s", d.as_secs())).unwrap_or_default())]
     Server {
         status: u16,
         outcome: OperationOutcome,
+        /// `Retry-After` of a 503 (Epic in maintenance or overloaded), either form.
+        retry_after: Option<Duration>,
     },
+    /// Epic's answer that the client's daily request allowance is spent: nothing is sent
+    /// again before `retry_after` (when Epic said) or the next day.
+    #[error("Epic's daily request limit for this client is reached (HTTP {status}){}{}", outcome_text(.outcome), .retry_after.map(|d| format!(", retry after {}s", d.as_secs())).unwrap_or_default())]
+    DailyLimit {
+        status: u16,
+        outcome: OperationOutcome,
+        retry_after: Option<Duration>,
+    },
+    /// A roster walk is not possible now: refused by the instance (400 with Epic 4110/4111),
+    /// held outside the connection's walk windows, or stopped by a daily limit.
+    #[error("{0}")]
+    RosterUnavailable(String),
     #[error("request to Epic timed out: {0}")]
     Timeout(String),
     #[error("could not reach Epic: {0}")]
@@ -91,6 +105,8 @@ impl FhirError {
             FhirError::Server { .. } | FhirError::Timeout(_) | FhirError::Transport(_) => {
                 Reason::EpicUnavailable
             }
+            FhirError::DailyLimit { .. } => Reason::DailyLimitReached,
+            FhirError::RosterUnavailable(_) => Reason::RosterUnavailable,
             FhirError::Malformed(_) => Reason::Malformed,
             FhirError::Refused(_) => Reason::Refused,
             FhirError::IdentityMismatch { .. } => Reason::IdentityMismatch,
@@ -109,6 +125,7 @@ impl FhirError {
             FhirError::WriteDisabled { status, .. }
             | FhirError::Conflict { status, .. }
             | FhirError::Invalid { status, .. }
+            | FhirError::DailyLimit { status, .. }
             | FhirError::Server { status, .. } => Some(*status),
             FhirError::Auth(a) => a.http_status(),
             _ => None,
@@ -125,6 +142,7 @@ impl FhirError {
             | FhirError::WriteDisabled { outcome, .. }
             | FhirError::Conflict { outcome, .. }
             | FhirError::Invalid { outcome, .. }
+            | FhirError::DailyLimit { outcome, .. }
             | FhirError::Server { outcome, .. } => outcome.codes(),
             _ => Vec::new(),
         }
@@ -138,6 +156,29 @@ impl FhirError {
             FhirError::NotFound { outcome } | FhirError::Invalid { outcome, .. } => {
                 outcome.is_merged()
             }
+            _ => false,
+        }
+    }
+
+    /// How long Epic asked the client to wait (`Retry-After` on 429, 503 or a daily limit).
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            FhirError::Throttled { retry_after }
+            | FhirError::Server { retry_after, .. }
+            | FhirError::DailyLimit { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// The instance refused a search for having no (or too few) parameters: 400 with Epic
+    /// code 4110 ("no parameters are provided") or 4111 ("required parameter missing"), or a
+    /// plain 400 to a parameterless search. Roster walks are not possible there.
+    pub fn is_walk_refusal(&self) -> bool {
+        match self {
+            FhirError::Invalid {
+                status: 400,
+                outcome,
+            } => outcome.has_code("4110") || outcome.has_code("4111") || outcome.codes().is_empty(),
             _ => false,
         }
     }
@@ -170,6 +211,13 @@ pub fn classify(
     if outcome.has_code("4113") {
         return FhirError::PagingExpired { outcome };
     }
+    if matches!(status, 403 | 429 | 503) && is_daily_limit(&outcome) {
+        return FhirError::DailyLimit {
+            status,
+            outcome,
+            retry_after,
+        };
+    }
     let write_refusal = outcome.has_code("forbidden")
         || outcome.has_code("not-supported")
         || outcome.has_code("4118");
@@ -184,11 +232,31 @@ pub fn classify(
         410 => FhirError::Gone { outcome },
         409 | 412 => FhirError::Conflict { status, outcome },
         429 => FhirError::Throttled { retry_after },
-        500..=599 => FhirError::Server { status, outcome },
+        500..=599 => FhirError::Server {
+            status,
+            outcome,
+            retry_after: retry_after.filter(|_| status == 503),
+        },
         _ if is_write && write_refusal => FhirError::WriteDisabled { status, outcome },
         400..=499 => FhirError::Invalid { status, outcome },
         _ => FhirError::Malformed(format!("unexpected HTTP {status}")),
     }
+}
+
+/// Epic documents no wording for a spent daily allowance; instances and gateways say
+/// "daily limit", "daily quota" or "per day". An OperationOutcome saying so (in its
+/// diagnostics or details) is that answer; a bare 429 stays an ordinary throttle.
+fn is_daily_limit(outcome: &OperationOutcome) -> bool {
+    let text = outcome.summary().to_ascii_lowercase();
+    [
+        "daily limit",
+        "daily quota",
+        "daily request",
+        "per day",
+        "per-day",
+    ]
+    .iter()
+    .any(|w| text.contains(w))
 }
 
 #[cfg(test)]
@@ -279,6 +347,22 @@ mod tests {
             ),
             (503, b"<html>down</html>".to_vec(), false, "EpicUnavailable"),
             (
+                429,
+                oo(
+                    "throttled",
+                    "4100",
+                    "Daily request limit reached for this client",
+                ),
+                false,
+                "DailyLimitReached",
+            ),
+            (
+                403,
+                oo("forbidden", "4118", "Daily quota exceeded"),
+                false,
+                "DailyLimitReached",
+            ),
+            (
                 403,
                 oo("forbidden", "59204", "results suppressed"),
                 false,
@@ -309,5 +393,37 @@ mod tests {
         let t = classify(429, b"", false, Some(Duration::from_secs(7)));
         assert!(t.to_string().contains("retry after 7s"));
         assert!(t.is_transient());
+        let down = classify(503, b"", false, Some(Duration::from_secs(9)));
+        assert_eq!(down.retry_after(), Some(Duration::from_secs(9)));
+        assert!(down.to_string().contains("retry after 9s"), "{down}");
+        // A Retry-After on a 500 is not Epic's request to wait.
+        assert_eq!(
+            classify(500, b"", false, Some(Duration::from_secs(9))).retry_after(),
+            None
+        );
+        let daily = classify(
+            429,
+            &oo("throttled", "4100", "daily limit reached"),
+            false,
+            Some(Duration::from_secs(60)),
+        );
+        assert!(
+            !daily.is_transient(),
+            "a daily limit is not retried at once"
+        );
+        assert_eq!(daily.retry_after(), Some(Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn refused_parameterless_searches_are_walk_refusals() {
+        for (body, want) in [
+            (oo("invalid", "4110", "no parameters are provided"), true),
+            (oo("required", "4111", "required parameter missing"), true),
+            (b"".to_vec(), true),
+            (oo("invalid", "4100", "invalid parameter"), false),
+        ] {
+            assert_eq!(classify(400, &body, false, None).is_walk_refusal(), want);
+        }
+        assert!(!classify(500, b"", false, None).is_walk_refusal());
     }
 }

@@ -11,8 +11,10 @@ mod npi;
 mod outcome;
 mod paging;
 pub use paging::ResourceWalk;
+pub mod rate;
 mod retry;
 mod settings;
+pub mod usage;
 
 pub use bundle::{SearchPage, SearchResult, parse_search_page};
 pub use capability::Capability;

@@ -33,13 +33,25 @@ impl Default for RetryPolicy {
 /// The largest `Retry-After` believed; longer waits are the reconcile's backoff's business.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
-/// `Retry-After` in seconds (the form Epic-like servers send), bounded by [`MAX_RETRY_AFTER`].
+/// `Retry-After` in either form RFC 9110 allows: delay-seconds, or an HTTP date (then the wait
+/// is that date less the clock now, zero for a date gone by). Bounded by [`MAX_RETRY_AFTER`];
+/// anything else is ignored.
 pub fn parse_retry_after(header: &str) -> Option<Duration> {
-    header
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(|s| Duration::from_secs(s).min(MAX_RETRY_AFTER))
+    parse_retry_after_at(header, std::time::SystemTime::now())
+}
+
+/// [`parse_retry_after`] against a given clock (for tests).
+pub fn parse_retry_after_at(header: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let text = header.trim();
+    if let Ok(secs) = text.parse::<u64>() {
+        return Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER));
+    }
+    let at = httpdate::parse_http_date(text).ok()?;
+    Some(
+        at.duration_since(now)
+            .unwrap_or(Duration::ZERO)
+            .min(MAX_RETRY_AFTER),
+    )
 }
 
 impl RetryPolicy {
@@ -81,7 +93,28 @@ mod tests {
             policy.delay(1, Some(Duration::from_secs(2)), Duration::ZERO),
             Some(Duration::from_secs(2))
         );
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+        assert_eq!(parse_retry_after("soon"), None);
+        assert_eq!(parse_retry_after("-5"), None);
+    }
+
+    #[test]
+    fn the_http_date_form_is_a_wait_from_now_bounded_and_never_negative() {
+        let now = httpdate::parse_http_date("Wed, 21 Oct 2015 07:28:00 GMT").unwrap();
+        let at = |h: &str| parse_retry_after_at(h, now);
+        assert_eq!(
+            at("Wed, 21 Oct 2015 07:28:30 GMT"),
+            Some(Duration::from_secs(30))
+        );
+        // Past dates mean "now"; far ones are capped like huge second counts.
+        assert_eq!(at("Wed, 21 Oct 2015 07:00:00 GMT"), Some(Duration::ZERO));
+        assert_eq!(at("Fri, 31 Dec 9999 23:59:59 GMT"), Some(MAX_RETRY_AFTER));
+        // The obsolete forms RFC 9110 still asks recipients to accept.
+        assert_eq!(
+            at("Wednesday, 21-Oct-15 07:28:10 GMT"),
+            Some(Duration::from_secs(10))
+        );
+        assert_eq!(at("Wed Oct 21 07:28:05 2015"), Some(Duration::from_secs(5)));
+        assert_eq!(at("Wed, 21 Oct 2015 25:00:00 GMT"), None);
     }
 
     #[test]

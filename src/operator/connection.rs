@@ -147,6 +147,7 @@ pub async fn reconcile(
             .flatten()
             .min();
             s.keys = Some(report.status);
+            load_report(&ctx, &(ns.clone(), name.clone()), h, &mut s, generation);
             let changed = matches!(built, Built::Changed(_));
             let mut message = "token obtained and capabilities probed".to_string();
             if let Some(note) = report.note {
@@ -250,6 +251,49 @@ pub async fn reconcile(
     Ok(ControllerAction::requeue(jittered(next)))
 }
 
+/// `status.load`, the RosterWalks and RequestBudget conditions, and the load gauges.
+fn load_report(
+    ctx: &Context,
+    key: &super::connections::Key,
+    handle: &super::connections::ConnectionHandle,
+    s: &mut crate::crd::EpicConnectionStatus,
+    generation: Option<i64>,
+) {
+    let practitioners = super::roster_load::practitioners_of(ctx, key);
+    let (load, conditions) = ctx
+        .walk_plans
+        .report(key, handle, practitioners, generation);
+    ctx.metrics.load.set(
+        &connection_label(key),
+        &super::metrics_load::LoadNumbers {
+            rate: handle.client.rate().snapshot().current,
+            used: load.requests_used,
+            budget: handle.spec.request_budget.as_ref().map(|b| b.requests),
+            projected_per_day: load.projected_requests_per_day,
+        },
+    );
+    let mut load = load;
+    let mut conditions = conditions;
+    if ctx.mode == super::DriftDetection::PerObject {
+        // No roster walks in this mode: each practitioner reads its own record.
+        conditions.retain(|c| c.type_ != "RosterWalks");
+        s.conditions.retain(|c| c.type_ != "RosterWalks");
+        load.walk_interval = None;
+        load.next_walk_time = None;
+        load.drift_detection = format!(
+            "each practitioner reads its own record every {}: drift made in Epic is noticed within about that",
+            super::roster_pace::human(handle.resync)
+        );
+    }
+    s.load = Some(load);
+    if handle.spec.request_budget.is_none() {
+        s.conditions.retain(|c| c.type_ != "RequestBudget");
+    }
+    for c in conditions {
+        set_condition(&mut s.conditions, c);
+    }
+}
+
 /// How soon managed rotation is tried again after a Kubernetes API error.
 const ROTATION_RETRY: Duration = Duration::from_secs(5);
 
@@ -269,6 +313,7 @@ pub async fn deleted(ctx: &Context, conn: &EpicConnection) {
         .forget_connection(&connection_label(&(ns.clone(), name.clone())));
     ctx.jwks.refresh_now();
     ctx.rosters.forget(&(ns.clone(), name.clone()));
+    ctx.walk_plans.forget(&(ns.clone(), name.clone()));
     tracing::info!(connection = %name, namespace = %ns, "EpicConnection deleted; its client and token are dropped");
     for p in ctx.practitioners.state() {
         if p.namespace().as_deref() == Some(ns.as_str()) && p.spec.connection_ref.name == name {

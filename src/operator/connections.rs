@@ -266,6 +266,14 @@ impl Connections {
                     *entries = Some(Entry::Ready(handle.clone()));
                     Built::Unchanged(handle)
                 }
+                // Epic asked the client to wait (Retry-After, its daily limit): the
+                // connection is sound, and a new client would not know to wait.
+                Err(e)
+                    if matches!(e, FhirError::DailyLimit { .. }) || e.retry_after().is_some() =>
+                {
+                    tracing::info!(connection = %name, reason = %e.reason(), "capability probe deferred: Epic asked to wait");
+                    Built::Unchanged(h.clone())
+                }
                 Err(e) => self.fail_fhir(&mut entries, fingerprint, &e),
             };
         }

@@ -65,6 +65,8 @@ pub struct Metrics {
     token_requests: Family<ConnectionLabel, Counter>,
     roster_walks: Family<WalkLabels, Counter>,
     signing_key_age: Family<ConnectionLabel, Gauge>,
+    /// Rate, budget and forecast gauges per connection.
+    pub load: super::metrics_load::LoadGauges,
     store: Arc<OnceLock<Store<EpicPractitioner>>>,
     /// Leader, last successful walk, token expiry, writes.
     pub ops: OpsMetrics,
@@ -89,6 +91,7 @@ impl Default for Metrics {
             token_requests: Family::default(),
             roster_walks: Family::default(),
             signing_key_age: Family::default(),
+            load: Default::default(),
             store: Arc::new(OnceLock::new()),
             ops: OpsMetrics::default(),
             registry: Registry::default(),
@@ -140,6 +143,7 @@ impl Default for Metrics {
             "Seconds since the key that signs client assertions was published, by connection (updated at each connection pass, at least once a minute)",
             m.signing_key_age.clone(),
         );
+        m.load.register(r);
         r.register(
             "build",
             "The operator's version",
@@ -209,6 +213,7 @@ impl Metrics {
             connection: connection.to_string(),
         });
         self.ops.forget_connection(connection);
+        self.load.forget(connection);
     }
 
     /// Search and next-page requests this connection has sent (any response), for the walk

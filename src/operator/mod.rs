@@ -18,11 +18,14 @@ mod leader;
 mod logging;
 mod metrics;
 mod metrics_collectors;
+mod metrics_load;
 mod metrics_ops;
 mod practitioner;
 mod process_metrics;
 mod roster;
 mod roster_index;
+mod roster_load;
+pub mod roster_pace;
 mod status;
 mod status_limits;
 mod walk_stats;
@@ -99,6 +102,8 @@ pub struct Context {
     pub mode: DriftDetection,
     /// What roster walks learned per connection, and their hand-overs to reconciles.
     pub rosters: roster_index::Rosters,
+    /// When each connection's full walks may run (budget, windows, daily limit, refusals).
+    pub walk_plans: roster_load::WalkPlans,
     /// The JWK Sets this replica serves.
     pub jwks: Arc<JwksPublisher>,
     pub jwks_public_url: Option<String>,
@@ -310,6 +315,7 @@ pub async fn run(config: OperatorConfig) -> Result<(), RunError> {
         wake: wake_tx,
         mode: config.drift_detection,
         rosters: roster_index::Rosters::default(),
+        walk_plans: roster_load::WalkPlans::default(),
         jwks: jwks.clone(),
         jwks_public_url: config.jwks_public_url.clone(),
         fair: fair_share::FairShare::new(config.concurrency),

@@ -23,6 +23,7 @@ use super::connections::{ConnectionHandle, Key, connection_label};
 use super::object_key;
 use super::practitioner::jittered;
 use super::roster_index::{Finding, Handover, HandoverFor, RoleMap, RosterIndex};
+use super::roster_load::{Gate, practitioners_of};
 use super::status::synced_reason;
 use crate::crd::{EpicPractitioner, Reason};
 use crate::fhir::{FhirError, ResourceWalk};
@@ -58,9 +59,6 @@ struct Walked {
     records: usize,
 }
 
-/// A failed first walk is tried again after this, not after a whole interval.
-const FIRST_WALK_RETRY: Duration = Duration::from_secs(30);
-
 /// Runs walks for every ready connection, each on its own jittered schedule and in its own
 /// task, until the process ends: one connection's long walk never delays another's.
 pub async fn run(ctx: Arc<Context>) {
@@ -76,6 +74,7 @@ pub async fn run(ctx: Arc<Context>) {
     let mut running: HashMap<Key, tokio::task::JoinHandle<WalkResult>> = HashMap::new();
     // The instance each running walk is walking.
     let mut walking: HashMap<Key, String> = HashMap::new();
+    let mut fingerprints: HashMap<Key, String> = HashMap::new();
     loop {
         let finished: Vec<Key> = running
             .iter()
@@ -98,20 +97,29 @@ pub async fn run(ctx: Arc<Context>) {
                         },
                     );
                     ctx.metrics.roster_walk(&label, true);
+                    ctx.walk_plans.succeeded(&key, report.records as u64);
                     tracing::info!(connection = %key.1, woken = report.woken, records = report.records, restarted = report.restarted, elapsed_ms = report.elapsed.as_millis() as u64, "roster walk done")
                 }
                 Ok(Err(e)) => {
                     ctx.metrics.roster_walk(&label, false);
-                    // Without an index practitioners wait for a walk: try again soon.
+                    // Without an index practitioners wait for a walk: try again soon, backing
+                    // off (to hours for a walk the instance refuses); after a daily limit, the
+                    // next day.
                     if let Some((_, h)) = ctx
                         .connections
                         .ready_handles()
                         .await
                         .iter()
                         .find(|(k, _)| *k == key)
-                        && ctx.rosters.index(&key, h.base_url()).is_none()
                     {
-                        next_due.insert(key.clone(), later(FIRST_WALK_RETRY));
+                        let has_index = ctx.rosters.index(&key, h.base_url()).is_some();
+                        let (retry, explained) = ctx.walk_plans.failed(&key, h, &e, has_index);
+                        if let Some(x) = &explained {
+                            ctx.rosters.walk_failed(&key, h.base_url(), x);
+                        }
+                        if let Some(d) = retry {
+                            next_due.insert(key.clone(), later(d));
+                        }
                     }
                     tracing::warn!(connection = %key.1, reason = %e.reason(), error = %e, "roster walk failed")
                 }
@@ -145,6 +153,13 @@ pub async fn run(ctx: Arc<Context>) {
             }
         }
         for (key, handle) in &ready {
+            // A changed connection (new windows, budget, interval) plans afresh.
+            if fingerprints
+                .insert(key.clone(), handle.fingerprint.clone())
+                .is_some_and(|old| old != handle.fingerprint)
+            {
+                next_due.remove(key);
+            }
             if running.contains_key(key) {
                 continue;
             }
@@ -156,8 +171,21 @@ pub async fn run(ctx: Arc<Context>) {
                 *next_due.entry(key.clone()).or_insert_with(Instant::now)
             };
             if Instant::now() >= due {
+                let practitioners = practitioners_of(&ctx, key);
+                // Budget, windows and a daily limit may hold a due walk; practitioners waiting
+                // for a first walk then resolve by identifier search where they can.
+                if let Gate::Wait(wait, why) = ctx.walk_plans.gate(key, handle, practitioners) {
+                    if let Some(why) = why
+                        && ctx.rosters.awaiting_first_walk(key, handle.base_url())
+                    {
+                        ctx.rosters.walk_failed(key, handle.base_url(), &why);
+                    }
+                    next_due.insert(key.clone(), later(wait));
+                    continue;
+                }
                 let expected = last_walk.get(key).copied().unwrap_or_default();
-                next_due.insert(key.clone(), later(jittered(handle.resync)));
+                let interval = ctx.walk_plans.interval(key, handle, practitioners);
+                next_due.insert(key.clone(), later(jittered(interval)));
                 walking.insert(key.clone(), handle.base_url().to_string());
                 let (ctx, walk_key, handle) = (ctx.clone(), key.clone(), handle.clone());
                 running.insert(

@@ -49,7 +49,9 @@ async fn loopback_only(
 }
 
 async fn stats(State(state): St) -> Json<Value> {
-    Json(state.stats.snapshot())
+    let mut stats = state.stats.snapshot();
+    stats["load"] = state.load.snapshot();
+    Json(stats)
 }
 
 async fn reset(State(state): St) -> StatusCode {

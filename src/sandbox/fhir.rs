@@ -130,7 +130,15 @@ pub(super) async fn guard(
         };
         tokio::time::sleep(Duration::from_millis(s.latency_ms + jitter)).await;
     }
-    // Epic publishes no rate limits and sends no Retry-After: neither does the sandbox.
+    let ramp = state.load.ramp_latency(&s.load);
+    if !ramp.is_zero() {
+        tokio::time::sleep(ramp).await;
+    }
+    if let Some(r) = state.load.check(&s.load) {
+        return Err(r);
+    }
+    // Epic publishes no rate limits and sends no Retry-After: neither does the sandbox, unless
+    // a load fault above asked for one.
     if state.over_rate_limit(s.rate_limit_rps)
         || (s.throttle_rate > 0.0 && rand::random::<f64>() < s.throttle_rate)
     {

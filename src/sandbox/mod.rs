@@ -2,7 +2,9 @@
 //!
 //! It imitates Epic as documented, awkward parts included: opaque instance-specific ids,
 //! writes refused by default (403 OperationOutcome with Epic code 4118), opaque expiring paging
-//! links (code 4113), PATCH refused, no rate-limit headers and no Retry-After on 429. Admin
+//! links (code 4113), PATCH refused, no rate-limit headers and, by default, no Retry-After on
+//! 429 (the `load` faults add Retry-After in both forms, a daily allowance, a latency ramp and
+//! refused parameterless searches, as production instances may). Admin
 //! endpoints under `/_sandbox/` count requests, inject faults, edit records out of band and
 //! register clients at run time. A client's keys are a static JWK Set or, as Epic now requires,
 //! fetched from its JWK Set URL with Epic's caching (see `jwks`).
@@ -15,6 +17,7 @@ mod admin;
 mod fhir;
 mod hostile;
 mod jwks;
+mod load;
 mod oauth;
 mod realism;
 mod search;
@@ -30,6 +33,7 @@ use axum::Router;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
+pub use load::LoadSettings;
 use state::SandboxState;
 pub use state::{RegisteredClient, SeedError};
 pub use stats::Stats;
@@ -135,6 +139,10 @@ pub struct Settings {
     /// is shorter (0: honour max-age). An Epic that caches longer than the operator's
     /// publishAhead refuses a new key at first: the fallback to the previous key must hold.
     pub jwks_cache_min_secs: u64,
+    /// Load: a daily allowance, 503 and 429 with Retry-After, a latency ramp, refused
+    /// parameterless searches (see `load`).
+    #[serde(flatten)]
+    pub load: LoadSettings,
 }
 
 impl Default for Settings {
@@ -164,6 +172,7 @@ impl Default for Settings {
             jwks_cache_max_secs: DEFAULT_JWKS_CACHE_MAX_SECS,
             jwks_refetch_cooldown_secs: DEFAULT_JWKS_REFETCH_COOLDOWN_SECS,
             jwks_cache_min_secs: 0,
+            load: LoadSettings::default(),
         }
     }
 }
@@ -314,12 +323,16 @@ impl Sandbox {
             writes: crate::crd::WriteMode::Auto,
             resync_interval: None,
             paging_session_ttl: None,
+            request_budget: None,
+            walk_windows: None,
         }
     }
 
     /// Request counters.
     pub fn stats(&self) -> serde_json::Value {
-        self.state.stats.snapshot()
+        let mut stats = self.state.stats.snapshot();
+        stats["load"] = self.state.load.snapshot();
+        stats
     }
 
     /// The development key loaded for signing (when one was generated).

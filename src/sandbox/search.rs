@@ -272,6 +272,9 @@ pub(super) async fn search_practitioners(
     if identifier_search {
         Stats::bump(&state.stats.identifier_search);
     }
+    if let Some(r) = state.load.search(&settings.load, !filters.is_empty()) {
+        return r;
+    }
     if identifier_search && settings.identifier_search_unsupported {
         return outcome(
             StatusCode::BAD_REQUEST,
@@ -372,6 +375,10 @@ pub(super) async fn search_roles(
         return r;
     }
     Stats::bump(&state.stats.search);
+    let has_parameters = params.iter().any(|(k, _)| k != "_count");
+    if let Some(r) = state.load.search(&state.settings().load, has_parameters) {
+        return r;
+    }
     // Without `practitioner`, every role (a roster walk of roles), unless the instance needs it.
     let reference = match params.iter().find(|(k, _)| k == "practitioner") {
         Some((_, p)) if p.starts_with("Practitioner/") => Some(p.clone()),

@@ -259,6 +259,7 @@ pub(crate) struct SandboxState {
     pub stats: Stats,
     /// The server-wide rate limit, with the rate it was built for.
     pub rate_limiter: Mutex<Option<(u32, governor::DefaultDirectRateLimiter)>>,
+    pub load: super::load::LoadState,
 }
 
 impl SandboxState {
@@ -288,6 +289,11 @@ impl SandboxState {
             auth: Mutex::new(AuthState::default()),
             stats: Stats::default(),
             rate_limiter: Mutex::new(None),
+            load: {
+                let load = super::load::LoadState::default();
+                load.reset_for(&config.settings.load);
+                load
+            },
         }
     }
 
@@ -299,6 +305,7 @@ impl SandboxState {
     }
 
     pub fn set_settings(&self, s: Settings) {
+        self.load.reset_for(&s.load);
         *self.settings.write().unwrap_or_else(|p| p.into_inner()) = s;
     }
 

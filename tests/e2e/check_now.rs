@@ -35,7 +35,7 @@ async fn request_and_time(w: &World, value: &str) -> Duration {
     );
 }
 
-/// Scenario 20: requested-at leads to a read within 2 s, twice, and is recorded in status.
+/// Scenario 28: requested-at leads to a read within 2 s, twice, and is recorded in status.
 pub async fn requested_at_reads_again_now(cp: &ControlPlane) {
     let w = world(cp, "s20-check-now", SandboxConfig::default(), |_| {}).await;
     let _op = Operator::start(cp, &w.ns, &[]);

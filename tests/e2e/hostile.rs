@@ -1,4 +1,4 @@
-//! Scenario 21: one tenant's FHIR server is hostile, beside a healthy tenant on the same
+//! Scenario 26: one tenant's FHIR server is hostile, beside a healthy tenant on the same
 //! operator. Its first roster page carries a ~9 MiB record holding the NPI of every one of that
 //! tenant's 200 practitioners plus 110,000 other identifiers, and every record changes on every
 //! walk. The operator's memory stays bounded, its Lease is renewed throughout, and a new

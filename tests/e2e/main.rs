@@ -10,6 +10,7 @@ mod cluster;
 mod fs_support;
 mod hostile;
 mod keys;
+mod load;
 #[path = "../net_support/mod.rs"]
 mod net_support;
 mod packaging;
@@ -342,6 +343,11 @@ scenario!(
     a_known_record_whose_npi_appears_twice_holds,
     an_internal_ca_and_mutual_tls_from_secrets,
     requested_at_reads_again_now,
+    a_refused_roster_walk_falls_back_to_identifier_search,
+    without_walks_or_search_every_practitioner_says_why,
+    a_request_budget_holds_and_new_practitioners_resolve_at_once,
+    walk_windows_keep_full_walks_out_of_the_day,
+    a_daily_limit_stops_walks_until_the_next_day,
 );
 
 use check_now::requested_at_reads_again_now;
@@ -349,6 +355,13 @@ use hostile::a_hostile_server_cannot_exhaust_the_operator;
 use tls::an_internal_ca_and_mutual_tls_from_secrets;
 
 use keys::keys_rotate_without_an_outage;
+use load::{
+    a_daily_limit_stops_walks_until_the_next_day,
+    a_refused_roster_walk_falls_back_to_identifier_search,
+    a_request_budget_holds_and_new_practitioners_resolve_at_once,
+    walk_windows_keep_full_walks_out_of_the_day,
+    without_walks_or_search_every_practitioner_says_why,
+};
 use roster::{
     a_known_record_whose_npi_appears_twice_holds, a_lost_create_answer_never_creates_twice,
     a_record_hidden_from_the_walk_is_never_created, roster_walk_resolves_without_identifier_search,

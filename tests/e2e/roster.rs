@@ -179,7 +179,7 @@ pub async fn two_objects_for_one_npi_both_hold(cp: &ControlPlane) {
     assert_eq!(stats(&w).await["update"], 1);
 }
 
-/// Scenario 20: a POST's answer is lost (the connection is cut after Epic applied it) on an
+/// Scenario 25: a POST's answer is lost (the connection is cut after Epic applied it) on an
 /// instance with neither identifier search nor conditional create. The create attempt was
 /// recorded in status before the POST, so the next pass does not POST again on the walk from
 /// before it (CreateUnconfirmed); the next walk finds the record and it is adopted. Exactly one
@@ -228,7 +228,7 @@ pub async fn a_lost_create_answer_never_creates_twice(cp: &ControlPlane) {
     assert_eq!(carrying[0]["id"].as_str(), s.fhir_id.as_deref());
 }
 
-/// Scenario 22: a practitioner already resolved to its record; then a second record with the
+/// Scenario 27: a practitioner already resolved to its record; then a second record with the
 /// same NPI appears in Epic and someone edits the first. The next walk shows the NPI on two
 /// records: the practitioner holds as AmbiguousNPI and its known record is not written.
 /// (Before, the known id kept being written after the index showed the NPI twice.)
