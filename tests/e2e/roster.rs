@@ -274,3 +274,97 @@ pub async fn a_known_record_whose_npi_appears_twice_holds(cp: &ControlPlane) {
         "the known record was not written while its NPI is on two records"
     );
 }
+
+/// Scenario 29: the connection is pointed at another instance while a slow first walk of the
+/// old one is running. That walk stops (the old instance sees no more page requests), and the
+/// practitioner resolves on the new instance: nothing found on the old one is used there.
+/// (Before, the old walk ran to its end and its findings reached the rebuilt connection.)
+pub async fn a_walk_of_a_repointed_connection_stops(cp: &ControlPlane) {
+    let w = world(
+        cp,
+        "s29-repointed",
+        SandboxConfig {
+            generate: 300,
+            settings: Settings {
+                latency_ms: 300,
+                ..Settings::default()
+            },
+            ..SandboxConfig::default()
+        },
+        |c| {
+            c.page_size = Some(PAGE);
+            c.resync_interval = Some("1h".into());
+        },
+    )
+    .await;
+    let _op = Operator::start(cp, &w.ns, &[]);
+    create(&w, "alice-smith", super::example("alice-smith.yaml")).await;
+    let started = Instant::now();
+    while stats(&w).await["page"].as_u64().unwrap_or(0) < 3 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the walk never began"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The other instance, with its own key.
+    let other = epic_operator::sandbox::Sandbox::start(SandboxConfig {
+        seeds: vec![super::SEED.into()],
+        ..SandboxConfig::default()
+    })
+    .await
+    .expect("sandbox");
+    let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> =
+        kube::Api::namespaced(w.client.clone(), &w.ns);
+    secrets
+        .create(
+            &Default::default(),
+            &k8s_openapi::api::core::v1::Secret {
+                metadata: kube::api::ObjectMeta {
+                    name: Some("other-key".into()),
+                    ..Default::default()
+                },
+                string_data: Some(
+                    [(
+                        "private-key.pem".to_string(),
+                        other.dev_key_pem.clone().expect("dev key"),
+                    )]
+                    .into(),
+                ),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    w.connections
+        .patch(
+            "epic",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"spec": {
+                "fhirBaseUrl": other.fhir_base_url(),
+                "privateKeySecretRef": {"name": "other-key", "key": "private-key.pem"}
+            }})),
+        )
+        .await
+        .unwrap();
+    let p = wait_for(&w, "alice-smith", "resolved on the new instance", |p| {
+        p.status
+            .as_ref()
+            .is_some_and(|s| s.connection.as_deref() == Some(other.fhir_base_url().as_str()))
+    })
+    .await;
+    assert!(p.status.unwrap().fhir_id.is_some());
+    // Give a stopping walk a moment, then the old instance must see no more pages.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let pages = stats(&w).await["page"].as_u64().unwrap_or(0);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let later = stats(&w).await["page"].as_u64().unwrap_or(0);
+    assert_eq!(
+        later, pages,
+        "the old instance's walk stopped ({pages} pages of about 30 served)"
+    );
+    assert!(
+        pages < 30,
+        "the walk was stopped before its end: {pages} pages"
+    );
+}
