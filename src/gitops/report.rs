@@ -8,7 +8,7 @@ use super::manifests::Loaded;
 use super::report_format::{
     ExitCodeMode, FORMAT_VERSION, Summary, ToolInfo, WritesInfo, exit_code, intended_action,
 };
-use super::report_kinds::{ReportAction, ReportResolution, ReportResult};
+use super::report_kinds::{ReportAction, ReportResult};
 use super::report_types::WouldBeRequest;
 pub use super::report_types::{PlanMode, PractitionerReport};
 use crate::crd::{DEACTIVATION_NOTE, NPI_SYSTEMS, Reason, WriteMode};
@@ -107,27 +107,7 @@ pub async fn run_plan(
     let mut auth_failure: Option<(Reason, String)> = None;
     for sourced in &loaded.practitioners {
         let p = &sourced.practitioner;
-        let mut r = PractitionerReport {
-            name: sourced.name(),
-            namespace: p.metadata.namespace.clone(),
-            file: sourced.path.display().to_string(),
-            npi: p.spec.npi.clone(),
-            resolution: ReportResolution::Error,
-            fhir_id: None,
-            ambiguous_ids: Vec::new(),
-            drift: Vec::new(),
-            diff: String::new(),
-            action: ReportAction::None,
-            intended_action: ReportAction::None,
-            request: None,
-            reason: None,
-            result: ReportResult::Error,
-            message: String::new(),
-            in_sync: false,
-            if_match: None,
-            warnings: Vec::new(),
-            note: None,
-        };
+        let mut r = PractitionerReport::for_manifest(sourced);
         if let Err(e) = validate_spec(&p.spec) {
             any_error = true;
             r.reason = Some(Reason::InvalidSpec);

@@ -109,3 +109,31 @@ fn drift_values<S: serde::Serializer>(drift: &[DriftEntry], s: S) -> Result<S::O
     }
     seq.end()
 }
+
+impl PractitionerReport {
+    /// The report of one manifest before anything is known of its record (an error until
+    /// the sync says otherwise).
+    pub fn for_manifest(s: &super::manifests::SourcedPractitioner) -> Self {
+        PractitionerReport {
+            name: s.name(),
+            namespace: s.practitioner.metadata.namespace.clone(),
+            file: s.path.display().to_string(),
+            npi: s.practitioner.spec.npi.clone(),
+            resolution: ReportResolution::Error,
+            fhir_id: None,
+            ambiguous_ids: Vec::new(),
+            drift: Vec::new(),
+            diff: String::new(),
+            action: ReportAction::None,
+            intended_action: ReportAction::None,
+            request: None,
+            reason: None,
+            result: ReportResult::Error,
+            message: String::new(),
+            in_sync: false,
+            if_match: None,
+            warnings: Vec::new(),
+            note: None,
+        }
+    }
+}

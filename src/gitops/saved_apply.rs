@@ -30,7 +30,7 @@ pub async fn apply_saved(
     let mut reports = Vec::new();
     let mut any_error = false;
     for s in &loaded.practitioners {
-        let mut r = base_report(s);
+        let mut r = PractitionerReport::for_manifest(s);
         match entry_for(plan, &r) {
             None => {
                 any_error = true;
@@ -82,30 +82,6 @@ pub async fn apply_saved(
         practitioners: reports,
         notes: loaded.notes.clone(),
         diagnostics: Vec::new(),
-    }
-}
-
-fn base_report(s: &SourcedPractitioner) -> PractitionerReport {
-    PractitionerReport {
-        name: s.name(),
-        namespace: s.practitioner.metadata.namespace.clone(),
-        file: s.path.display().to_string(),
-        npi: s.practitioner.spec.npi.clone(),
-        resolution: ReportResolution::Error,
-        fhir_id: None,
-        ambiguous_ids: Vec::new(),
-        drift: Vec::new(),
-        diff: String::new(),
-        action: ReportAction::None,
-        intended_action: ReportAction::None,
-        request: None,
-        reason: None,
-        result: ReportResult::Error,
-        message: String::new(),
-        in_sync: false,
-        if_match: None,
-        warnings: Vec::new(),
-        note: None,
     }
 }
 
