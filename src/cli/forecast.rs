@@ -9,7 +9,7 @@ use clap::Args;
 
 use super::fail;
 use crate::crd::{EpicConnectionSpec, WriteMode};
-use crate::operator::roster_pace::{ForecastInput, RESERVE, cadence, forecast, human};
+use crate::operator::roster::pace::{ForecastInput, RESERVE, cadence, forecast, human};
 
 #[derive(Args, Debug, Clone)]
 pub struct ForecastArgs {

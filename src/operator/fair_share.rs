@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use super::connections::Key;
+use super::connection::cache::Key;
 
 /// In-flight reconciles per connection.
 pub struct FairShare {

@@ -19,7 +19,7 @@ use kube::api::ListParams;
 use kube::{Api, ResourceExt};
 use sha2::{Digest, Sha256};
 
-use super::key_secret;
+use super::connection::key_secret;
 use crate::crd::{EpicConnection, KeyLayout};
 
 /// How often every replica re-reads the connections and their Secrets' versions. A key the

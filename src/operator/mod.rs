@@ -2,33 +2,16 @@
 //! election, metrics and health endpoints.
 
 mod ceilings;
-mod check_now;
 mod connection;
-mod connection_keys;
-mod connection_tls;
-mod connections;
 mod error;
-mod events;
 mod fair_share;
 mod health;
 mod jwks;
-mod key_rotation;
-mod key_secret;
 mod leader;
 mod logging;
 mod metrics;
-mod metrics_collectors;
-mod metrics_load;
-mod metrics_ops;
 mod practitioner;
-mod process_metrics;
-mod roster;
-mod roster_index;
-mod roster_load;
-pub mod roster_pace;
-mod status;
-mod status_limits;
-mod walk_stats;
+pub mod roster;
 mod watch_backoff;
 
 use std::collections::HashMap;
@@ -46,7 +29,7 @@ use kube::runtime::{Controller, Predicate, WatchStreamExt, predicates, watcher};
 use kube::{Api, ResourceExt};
 
 pub use ceilings::Ceilings;
-pub use connections::Connections;
+pub use connection::cache::Connections;
 pub use error::{Error, RunError};
 pub use jwks::{JwksPublisher, jwks_url};
 pub use leader::LeaderElector;
@@ -101,9 +84,9 @@ pub struct Context {
     pub wake: UnboundedSender<ObjectRef<EpicPractitioner>>,
     pub mode: DriftDetection,
     /// What roster walks learned per connection, and their hand-overs to reconciles.
-    pub rosters: roster_index::Rosters,
+    pub rosters: roster::state::Rosters,
     /// When each connection's full walks may run (budget, windows, daily limit, refusals).
-    pub walk_plans: roster_load::WalkPlans,
+    pub walk_plans: roster::load::WalkPlans,
     /// The JWK Sets this replica serves.
     pub jwks: Arc<JwksPublisher>,
     pub jwks_public_url: Option<String>,
@@ -314,8 +297,8 @@ pub async fn run(config: OperatorConfig) -> Result<(), RunError> {
         practitioners: practitioners.clone(),
         wake: wake_tx,
         mode: config.drift_detection,
-        rosters: roster_index::Rosters::default(),
-        walk_plans: roster_load::WalkPlans::default(),
+        rosters: roster::state::Rosters::default(),
+        walk_plans: roster::load::WalkPlans::default(),
         jwks: jwks.clone(),
         jwks_public_url: config.jwks_public_url.clone(),
         fair: fair_share::FairShare::new(config.concurrency),
@@ -373,11 +356,11 @@ pub async fn run(config: OperatorConfig) -> Result<(), RunError> {
         async move {
             // Per connection: what its token client reports as sent, less what was counted.
             // A rebuilt connection starts a new client, so a smaller total starts afresh.
-            let mut reported: HashMap<connections::Key, u64> = HashMap::new();
+            let mut reported: HashMap<connection::cache::Key, u64> = HashMap::new();
             loop {
                 tokio::time::sleep(Duration::from_secs(5)).await;
                 for (key, h) in ctx.connections.ready_handles().await {
-                    let label = connections::connection_label(&key);
+                    let label = connection::cache::connection_label(&key);
                     ctx.metrics
                         .ops
                         .token_expiry(&label, h.client.tokens().cached_expiry());

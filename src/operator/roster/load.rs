@@ -10,12 +10,12 @@ use std::time::{Duration, SystemTime};
 
 use kube::ResourceExt;
 
-use super::Context;
-use super::connections::{ConnectionHandle, Key};
-use super::roster_pace::{self, ForecastInput, cadence, forecast, human, walk_retry};
 use crate::crd::{Condition, ConditionStatus, LoadStatus, Reason, WriteMode};
 use crate::fhir::FhirError;
 use crate::fhir::rate::HoldKind;
+use crate::operator::Context;
+use crate::operator::connection::cache::{ConnectionHandle, Key};
+use crate::operator::roster::pace::{self, ForecastInput, cadence, forecast, human, walk_retry};
 
 /// Drift assumed by the projection in status (1% of records change a day).
 pub const ASSUMED_DRIFT_PER_DAY: f64 = 0.01;
@@ -169,7 +169,7 @@ impl WalkPlans {
             let records = self.with(key, |p| p.records).max(practitioners);
             let pages = records.div_ceil(u64::from(handle.client.settings().page_size.max(1)));
             let used = handle.client.usage().within(period);
-            let keep = (b.requests as f64 * roster_pace::RESERVE) as u64;
+            let keep = (b.requests as f64 * pace::RESERVE) as u64;
             if used.saturating_add(pages).saturating_add(keep) > b.requests {
                 let wait = (period / 24).clamp(Duration::from_secs(5), Duration::from_secs(3600));
                 tracing::info!(connection = %key.1, used, budget = b.requests, "the request budget has no room for a walk now; it waits");

@@ -10,6 +10,11 @@
 //! not stretched over the whole interval. The first walk of a connection runs at its rate
 //! limit, since practitioners wait for it to resolve.
 
+pub(crate) mod load;
+pub mod pace;
+pub(crate) mod state;
+pub(crate) mod stats;
+
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,12 +24,12 @@ use kube::runtime::reflector::ObjectRef;
 use serde_json::Value;
 
 use super::Context;
-use super::connections::{ConnectionHandle, Key, connection_label};
+use super::connection::cache::{ConnectionHandle, Key, connection_label};
 use super::object_key;
 use super::practitioner::jittered;
-use super::roster_index::{Finding, Handover, HandoverFor, RoleMap, RosterIndex};
-use super::roster_load::{Gate, practitioners_of};
-use super::status::synced_reason;
+use super::practitioner::status::synced_reason;
+use super::roster::load::{Gate, practitioners_of};
+use super::roster::state::{Finding, Handover, HandoverFor, RoleMap, RosterIndex};
 use crate::crd::{EpicPractitioner, Reason};
 use crate::fhir::{FhirError, ResourceWalk};
 use crate::pipeline::Prefetched;
@@ -191,7 +196,7 @@ pub async fn run(ctx: Arc<Context>) {
                 running.insert(
                     key.clone(),
                     tokio::spawn(async move {
-                        let stats = super::walk_stats::Started::now(&ctx, &walk_key);
+                        let stats = super::roster::stats::Started::now(&ctx, &walk_key);
                         let result = walk(&ctx, &walk_key, &handle, expected).await;
                         let walked = result.as_ref().map(|r| (r.records, r.restarted));
                         stats.finish(&ctx, &walk_key, walked).await;

@@ -5,8 +5,8 @@
 
 use kube::runtime::events::EventType;
 
-use super::status::synced_reason;
 use crate::crd::{EpicPractitioner, EpicPractitionerStatus, Reason};
+use crate::operator::practitioner::status::synced_reason;
 use crate::pipeline::{SyncOutcome, WriteOutcome};
 use crate::reconcile::Resolution;
 
@@ -111,7 +111,7 @@ pub fn transitions(
             Reason::DeletionBlocked,
             format!(
                 "deletion of {subject} waits: deletionPolicy Deactivate needs active=false written to Epic, and {} holds it. {}",
-                super::status::blocking_reason(new).unwrap_or(Reason::Pending),
+                crate::operator::practitioner::status::blocking_reason(new).unwrap_or(Reason::Pending),
                 Reason::DeletionBlocked.remedy()
             ),
         ));

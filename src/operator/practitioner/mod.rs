@@ -1,6 +1,11 @@
 //! The EpicPractitioner reconcile: dereference (connection) -> validate -> sync (resolve,
 //! observe, drift, plan, write, verify) -> report (status, Events, metrics).
 
+pub(crate) mod check_now;
+pub(crate) mod events;
+pub(crate) mod status;
+pub(crate) mod status_limits;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,10 +18,8 @@ use serde_json::json;
 
 use super::Context;
 use super::error::Error;
-use super::events;
 use super::metrics::ReconcileTimer;
-use super::roster_index::IndexAnswer;
-use super::status;
+use super::roster::state::IndexAnswer;
 use crate::crd::{
     CreateAttempt, DeletionPolicy, EpicPractitioner, EpicPractitionerStatus, Reason, RoleSummary,
 };
@@ -134,7 +137,7 @@ async fn apply(
                 // into a returned error.
                 new_status = status::deletion_blocked(&obj, new_status);
             }
-            super::check_now::mark(&obj, &mut new_status);
+            super::practitioner::check_now::mark(&obj, &mut new_status);
             report(&obj, &ctx, &old, &new_status, outcome.as_ref()).await?;
             if let Some(synced) = new_status
                 .conditions
@@ -175,7 +178,7 @@ async fn apply(
             };
             let mut new_status =
                 status::from_error(&obj, &old, e.reason(), e.to_string(), http, codes);
-            super::check_now::mark(&obj, &mut new_status);
+            super::practitioner::check_now::mark(&obj, &mut new_status);
             report(&obj, &ctx, &old, &new_status, None).await?;
             Err(e)
         }
@@ -265,7 +268,7 @@ async fn sync(
     let key = (ns.clone(), obj.spec.connection_ref.name.clone());
     let (prefetched, known_roles, walk_started) = match ctx.mode {
         // "Check now" (the requested-at annotation): a fresh read, not the walk's copy.
-        _ if super::check_now::requested(obj) => (None, None, None),
+        _ if super::practitioner::check_now::requested(obj) => (None, None, None),
         super::DriftDetection::PerObject => (None, None, None),
         super::DriftDetection::Roster => {
             let settled = !deleting
@@ -335,9 +338,10 @@ async fn sync(
         }
         other => other?,
     };
-    ctx.metrics
-        .ops
-        .write(&super::connections::connection_label(&key), &outcome.write);
+    ctx.metrics.ops.write(
+        &super::connection::cache::connection_label(&key),
+        &outcome.write,
+    );
     if let WriteOutcome::Refused(_) = outcome.write {
         conn.mark_refused();
         ctx.note_refused(obj);
@@ -365,7 +369,7 @@ async fn sync(
     {
         new_status.create_attempt = Some(attempt);
     }
-    let new_status = super::check_now::verified(old, new_status, conn.resync);
+    let new_status = super::practitioner::check_now::verified(old, new_status, conn.resync);
     let done = deleting && deletion_done(&obj.spec, &outcome);
     match &outcome.write {
         WriteOutcome::Failed(e) => {
@@ -400,8 +404,8 @@ fn create_guard(
     ctx: &Context,
     obj: &EpicPractitioner,
     old: &EpicPractitionerStatus,
-    key: &super::connections::Key,
-    conn: &super::connections::ConnectionHandle,
+    key: &super::connection::cache::Key,
+    conn: &super::connection::cache::ConnectionHandle,
     walk_started: Option<std::time::Instant>,
 ) -> CreateGuard {
     let in_status = old
@@ -437,7 +441,7 @@ struct StatusAttempt<'a> {
     name: String,
     uid: String,
     status: EpicPractitionerStatus,
-    rosters: &'a super::roster_index::Rosters,
+    rosters: &'a super::roster::state::Rosters,
 }
 
 impl AttemptRecorder for StatusAttempt<'_> {
@@ -489,13 +493,13 @@ enum Prefetch {
 /// (searching only for an NPI the last walk did not see, where search is possible).
 fn roster_prefetch(
     ctx: &Context,
-    key: &super::connections::Key,
-    conn: &super::connections::ConnectionHandle,
+    key: &super::connection::cache::Key,
+    conn: &super::connection::cache::ConnectionHandle,
     obj: &EpicPractitioner,
     has_id: bool,
     settled: bool,
 ) -> Prefetch {
-    let about = super::roster_index::HandoverFor {
+    let about = super::roster::state::HandoverFor {
         uid: obj.uid().unwrap_or_default(),
         npi: obj.spec.npi.clone(),
         base_url: conn.base_url().to_string(),

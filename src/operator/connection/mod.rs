@@ -2,6 +2,12 @@
 //! CapabilityStatement, report, and wake the practitioners that use the connection when it
 //! changed.
 
+pub(crate) mod cache;
+pub(crate) mod key_rotation;
+pub(crate) mod key_secret;
+pub(crate) mod keys;
+pub(crate) mod tls;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,13 +19,12 @@ use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
 use super::Context;
-use super::connection_keys::{key_events, key_report};
-use super::connections::{Built, connection_label};
+use super::connection::cache::{Built, connection_label};
+use super::connection::keys::{key_events, key_report};
 use super::error::{ConnectionFailure, Error};
 use super::jwks::jwks_url;
-use super::key_rotation;
+use super::practitioner::status_limits::MAX_MESSAGE_BYTES;
 use super::practitioner::{FIELD_MANAGER, jittered};
-use super::status_limits::MAX_MESSAGE_BYTES;
 use crate::crd::{Condition, ConditionStatus, EpicConnection, LastError, Reason, set_condition};
 use crate::util::{bounded_message, now_rfc3339};
 
@@ -206,7 +211,7 @@ pub async fn reconcile(
     if s != old {
         let api: Api<EpicConnection> = Api::namespaced(ctx.kube.clone(), &ns);
         // status.walk belongs to the walks' own field manager: left out here.
-        let patch = json!({"apiVersion": EpicConnection::api_version(&()), "kind": EpicConnection::kind(&()), "status": super::walk_stats::without_walk(&s)});
+        let patch = json!({"apiVersion": EpicConnection::api_version(&()), "kind": EpicConnection::kind(&()), "status": super::roster::stats::without_walk(&s)});
         api.patch_status(
             &name,
             &PatchParams::apply(FIELD_MANAGER).force(),
@@ -254,18 +259,18 @@ pub async fn reconcile(
 /// `status.load`, the RosterWalks and RequestBudget conditions, and the load gauges.
 fn load_report(
     ctx: &Context,
-    key: &super::connections::Key,
-    handle: &super::connections::ConnectionHandle,
+    key: &super::connection::cache::Key,
+    handle: &super::connection::cache::ConnectionHandle,
     s: &mut crate::crd::EpicConnectionStatus,
     generation: Option<i64>,
 ) {
-    let practitioners = super::roster_load::practitioners_of(ctx, key);
+    let practitioners = super::roster::load::practitioners_of(ctx, key);
     let (load, conditions) = ctx
         .walk_plans
         .report(key, handle, practitioners, generation);
     ctx.metrics.load.set(
         &connection_label(key),
-        &super::metrics_load::LoadNumbers {
+        &super::metrics::load::LoadNumbers {
             rate: handle.client.rate().snapshot().current,
             used: load.requests_used,
             budget: handle.spec.request_budget.as_ref().map(|b| b.requests),
@@ -282,7 +287,7 @@ fn load_report(
         load.next_walk_time = None;
         load.drift_detection = format!(
             "each practitioner reads its own record every {}: drift made in Epic is noticed within about that",
-            super::roster_pace::human(handle.resync)
+            super::roster::pace::human(handle.resync)
         );
     }
     s.load = Some(load);

@@ -9,10 +9,10 @@ use kube::Api;
 use kube::api::{Patch, PatchParams};
 use serde_json::json;
 
-use super::Context;
-use super::connections::{Key, connection_label};
 use crate::crd::{EpicConnection, EpicConnectionStatus, WalkStatus};
 use crate::fhir::FhirError;
+use crate::operator::Context;
+use crate::operator::connection::cache::{Key, connection_label};
 use crate::util::now_rfc3339;
 
 /// The field manager of `status.walk`.

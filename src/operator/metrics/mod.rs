@@ -5,6 +5,11 @@
 //! `metrics_ops`; and gauges computed from the reflector store at scrape time (so a deleted
 //! object never leaves a stale entry).
 
+pub(crate) mod collectors;
+pub(crate) mod load;
+pub(crate) mod ops;
+pub(crate) mod process;
+
 use std::sync::{Arc, Mutex, OnceLock};
 
 use kube::runtime::reflector::Store;
@@ -16,9 +21,9 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
-use super::metrics_collectors::StoreCollector;
-use super::metrics_ops::OpsMetrics;
-use super::process_metrics::ProcessCollector;
+use super::metrics::collectors::StoreCollector;
+use super::metrics::ops::OpsMetrics;
+use super::metrics::process::ProcessCollector;
 use crate::crd::{EpicPractitioner, Reason};
 use crate::fhir::{RequestEvent, RequestObserver};
 
@@ -66,7 +71,7 @@ pub struct Metrics {
     roster_walks: Family<WalkLabels, Counter>,
     signing_key_age: Family<ConnectionLabel, Gauge>,
     /// Rate, budget and forecast gauges per connection.
-    pub load: super::metrics_load::LoadGauges,
+    pub load: super::metrics::load::LoadGauges,
     store: Arc<OnceLock<Store<EpicPractitioner>>>,
     /// Leader, last successful walk, token expiry, writes.
     pub ops: OpsMetrics,

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::connections::Key;
 use crate::crd::{CreateAttempt, RoleSummary};
 use crate::fhir::FhirError;
+use crate::operator::connection::cache::Key;
 use crate::pipeline::Prefetched;
 
 /// Roles by practitioner id, from one PractitionerRole walk.

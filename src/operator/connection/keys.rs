@@ -4,9 +4,9 @@
 use chrono::{DateTime, Utc};
 use kube::runtime::events::EventType;
 
-use super::key_rotation::RotationOutcome;
 use crate::auth::{KeyRing, KeyUse};
 use crate::crd::{KeysStatus, PublishedKey, Reason};
+use crate::operator::connection::key_rotation::RotationOutcome;
 
 fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)

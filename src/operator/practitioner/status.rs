@@ -1,11 +1,11 @@
 //! Practitioner status: built from the old status and one sync's outcome (pure), so that every
 //! patch carries the whole status under the operator's single field manager.
 
-use super::status_limits::bounded;
 use crate::crd::{
     Condition, ConditionStatus, CreateAttempt, DEACTIVATION_NOTE, EpicPractitioner,
     EpicPractitionerStatus, LastError, Reason, set_condition,
 };
+use crate::operator::practitioner::status_limits::bounded;
 use crate::pipeline::{AttemptState, SyncOutcome, WriteOutcome};
 use crate::reconcile::{Action, HoldReason, Normalizer, Resolution, fingerprint};
 use crate::util::now_rfc3339;

@@ -10,8 +10,8 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 
-use super::status::synced_reason;
 use crate::crd::EpicPractitioner;
+use crate::operator::practitioner::status::synced_reason;
 
 /// Practitioners by Synced reason, and those with drift, read from the store on each scrape.
 #[derive(Debug)]

@@ -12,13 +12,13 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{ObjectMeta, PostParams};
 use kube::{Api, ResourceExt};
 
-use super::key_secret::{
-    KEYS_FOR_ANNOTATION, PUBLISHED_ANNOTATION, ROTATED_FOR_ANNOTATION, is_managed, published_times,
-};
 use crate::auth::{entry_of_kid, generate_key, kid_of_entry};
 use crate::crd::{
     Algorithm, EpicConnection, KeyLayout, MANAGED_KEYS_LABEL, ROTATE_KEYS_ANNOTATION, Reason,
     RotationPeriods,
+};
+use crate::operator::connection::key_secret::{
+    KEYS_FOR_ANNOTATION, PUBLISHED_ANNOTATION, ROTATED_FOR_ANNOTATION, is_managed, published_times,
 };
 
 /// What managed rotation does now, and when it next has something to do.

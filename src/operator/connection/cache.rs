@@ -9,10 +9,10 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, ResourceExt};
 use tokio::sync::Mutex as AsyncMutex;
 
-use super::error::{ConnectionFailure, Error};
 use crate::crd::{EpicConnection, EpicConnectionSpec, Reason, WriteMode};
 use crate::fhir::{Capability, FhirClient, FhirError, RequestObserver};
 use crate::http::EndpointPolicy;
+use crate::operator::error::{ConnectionFailure, Error};
 use crate::pipeline::connect;
 use crate::reconcile::{Normalizer, WriteCapability, write_capability};
 
@@ -90,7 +90,7 @@ pub struct Connections {
     endpoints: EndpointPolicy,
     /// The operator's public base URL of its JWK Set listener (for `jku`).
     jwks_public_url: Option<String>,
-    ceilings: super::Ceilings,
+    ceilings: crate::operator::Ceilings,
     /// CAs every connection trusts (the operator's --ca-file, chart value caBundle); `http`
     /// already trusts them.
     tls: crate::http::TlsOptions,
@@ -120,14 +120,14 @@ impl Connections {
             observer,
             endpoints,
             jwks_public_url,
-            ceilings: super::Ceilings::default(),
+            ceilings: crate::operator::Ceilings::default(),
             tls: crate::http::TlsOptions::default(),
             slots: Mutex::new(HashMap::new()),
         }
     }
 
     /// Holds every connection's limits to these operator-wide ceilings.
-    pub fn with_ceilings(mut self, ceilings: super::Ceilings) -> Self {
+    pub fn with_ceilings(mut self, ceilings: crate::operator::Ceilings) -> Self {
         self.ceilings = ceilings;
         self
     }
@@ -215,7 +215,10 @@ impl Connections {
         };
         // The connection's own CA and client certificate, read every build like its key: a
         // renewed certificate changes the digest and so rebuilds the client.
-        let own_tls = match super::connection_tls::options(&self.kube, &namespace, &conn.spec).await
+        let own_tls = match crate::operator::connection::tls::options(
+            &self.kube, &namespace, &conn.spec,
+        )
+        .await
         {
             Ok(t) => t,
             Err(f) if f.transient => {
@@ -293,7 +296,11 @@ impl Connections {
                 None,
             );
         };
-        let keys = match super::key_secret::ring(conn, &secret, chrono::Utc::now()) {
+        let keys = match crate::operator::connection::key_secret::ring(
+            conn,
+            &secret,
+            chrono::Utc::now(),
+        ) {
             Ok(k) => k,
             Err(e) => {
                 let reason = if conn.spec.key_layout().is_err() {
@@ -306,7 +313,7 @@ impl Connections {
         };
         let jku = match (conn.spec.send_jku, &self.jwks_public_url) {
             (false, _) => None,
-            (true, Some(base)) => Some(super::jwks::jwks_url(base, &namespace, &name)),
+            (true, Some(base)) => Some(crate::operator::jwks::jwks_url(base, &namespace, &name)),
             (true, None) => {
                 return self.fail(
                     &mut entries,
