@@ -9,6 +9,8 @@ mod health;
 mod jwks;
 mod leader;
 mod logging;
+mod members;
+mod memory;
 mod metrics;
 mod practitioner;
 pub mod roster;
@@ -16,7 +18,7 @@ mod watch_backoff;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -92,47 +94,32 @@ pub struct Context {
     pub jwks_public_url: Option<String>,
     /// At most half of the reconcile workers per connection.
     pub fair: fair_share::FairShare,
-    failures: Mutex<HashMap<String, u32>>,
-    /// When Epic last refused a write per object. Status records it too, but the informer
-    /// cache can lag behind the operator's own status write; this cannot.
-    refused: Mutex<HashMap<String, std::time::Instant>>,
+    /// What the operator remembers per object (failures, refusals, hand-overs, attempts).
+    pub memory: Arc<memory::Memory>,
+    /// Practitioners by connection and NPI, kept by the watch.
+    pub members: Arc<members::Members>,
 }
 
-fn object_key(p: &EpicPractitioner) -> String {
-    format!("{}/{}", p.namespace().unwrap_or_default(), p.name_any())
-}
-
-impl Context {
-    /// Counts a failure of this object and returns how many in a row.
-    pub fn record_failure(&self, p: &EpicPractitioner) -> u32 {
-        let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let n = f.entry(object_key(p)).or_insert(0);
-        *n = n.saturating_add(1);
-        *n - 1
-    }
-
-    pub fn forget_failures(&self, p: &EpicPractitioner) {
-        self.failures
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&object_key(p));
-    }
-
-    /// Remembers that Epic refused a write for this object now.
-    pub fn note_refused(&self, p: &EpicPractitioner) {
-        self.refused
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(object_key(p), std::time::Instant::now());
-    }
-
-    /// Whether Epic refused a write for this object less than `window` ago.
-    pub fn refused_within(&self, p: &EpicPractitioner, window: Duration) -> bool {
-        self.refused
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&object_key(p))
-            .is_some_and(|t| t.elapsed() < window)
+/// Keeps the members index and the per-object memory in step with the practitioner watch.
+fn follow_watch(
+    members: &members::Members,
+    memory: &memory::Memory,
+    event: &Result<watcher::Event<EpicPractitioner>, watcher::Error>,
+) {
+    match event {
+        Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) => members.applied(p),
+        Ok(watcher::Event::Delete(p)) => {
+            members.deleted(p);
+            memory.forget(&ObjectRef::from_obj(p));
+        }
+        Ok(watcher::Event::Init) => members.relist_started(),
+        Ok(watcher::Event::InitDone) => {
+            // Objects deleted while the watch was down are missing from the relist.
+            for gone in members.relist_done() {
+                memory.forget(&gone);
+            }
+        }
+        Err(_) => {}
     }
 }
 
@@ -235,6 +222,9 @@ pub async fn run(config: OperatorConfig) -> Result<(), RunError> {
     // not cause another round of Epic requests.
     let (practitioners, writer) = reflector::store::<EpicPractitioner>();
     metrics.watch_store(practitioners.clone());
+    // The members index and per-object memory follow the watch: deleted objects leave both.
+    let members = Arc::new(members::Members::default());
+    let memory = Arc::new(memory::Memory::default());
     let practitioner_stream = watcher(practitioner_api, watch_config.clone())
         .backoff(WatchBackoff::default())
         .modify(|p: &mut EpicPractitioner| {
@@ -245,6 +235,10 @@ pub async fn run(config: OperatorConfig) -> Result<(), RunError> {
             p.labels_mut().clear();
         })
         .reflect(writer)
+        .inspect({
+            let (members, memory) = (members.clone(), memory.clone());
+            move |event| follow_watch(&members, &memory, event)
+        })
         .applied_objects()
         .predicate_filter(
             predicates::generation.combine(predicates::annotations),
@@ -302,8 +296,8 @@ pub async fn run(config: OperatorConfig) -> Result<(), RunError> {
         jwks: jwks.clone(),
         jwks_public_url: config.jwks_public_url.clone(),
         fair: fair_share::FairShare::new(config.concurrency),
-        failures: Mutex::new(HashMap::new()),
-        refused: Mutex::new(HashMap::new()),
+        memory,
+        members: members.clone(),
     });
 
     // Practitioners are reconciled again when their connection changes: the connection

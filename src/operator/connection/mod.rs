@@ -14,7 +14,6 @@ use std::time::Duration;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action as ControllerAction;
 use kube::runtime::events::Event;
-use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
@@ -235,10 +234,8 @@ pub async fn reconcile(
     }
     if wake {
         // Practitioners of this connection learn of the new key, URL or failure now.
-        for p in ctx.practitioners.state() {
-            if p.namespace().as_deref() == Some(ns.as_str()) && p.spec.connection_ref.name == name {
-                let _ = ctx.wake.unbounded_send(ObjectRef::from_obj(&*p));
-            }
+        for p in ctx.members.of_connection(&(ns.clone(), name.clone())) {
+            let _ = ctx.wake.unbounded_send(p);
         }
     }
     timer.finish((!ready).then_some(reason));
@@ -320,10 +317,8 @@ pub async fn deleted(ctx: &Context, conn: &EpicConnection) {
     ctx.rosters.forget(&(ns.clone(), name.clone()));
     ctx.walk_plans.forget(&(ns.clone(), name.clone()));
     tracing::info!(connection = %name, namespace = %ns, "EpicConnection deleted; its client and token are dropped");
-    for p in ctx.practitioners.state() {
-        if p.namespace().as_deref() == Some(ns.as_str()) && p.spec.connection_ref.name == name {
-            let _ = ctx.wake.unbounded_send(ObjectRef::from_obj(&*p));
-        }
+    for p in ctx.members.of_connection(&(ns, name)) {
+        let _ = ctx.wake.unbounded_send(p);
     }
 }
 

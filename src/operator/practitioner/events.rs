@@ -6,17 +6,20 @@
 use kube::runtime::events::EventType;
 
 use crate::crd::{EpicPractitioner, EpicPractitionerStatus, Reason};
-use crate::operator::practitioner::status::synced_reason;
+use crate::operator::practitioner::verdict::Prev;
 use crate::pipeline::{SyncOutcome, WriteOutcome};
 use crate::reconcile::Resolution;
 
-/// Events for what changed. Notes name NPI, FHIR id and field paths only: never values.
+/// Events for what changed, from the previous status, the new one and its Synced reason.
+/// Notes name NPI, FHIR id and field paths only: never values.
 pub fn transitions(
     obj: &EpicPractitioner,
-    old: &EpicPractitionerStatus,
+    prev: &Prev,
     new: &EpicPractitionerStatus,
+    new_reason: Option<Reason>,
     outcome: Option<&SyncOutcome>,
 ) -> Vec<(EventType, Reason, String)> {
+    let old = &prev.status;
     let npi = &obj.spec.npi;
     // "Practitioner/x (NPI n)" once resolved, "NPI n" before: never a placeholder id.
     let subject = match new.fhir_id.as_deref() {
@@ -25,8 +28,7 @@ pub fn transitions(
     };
     let id = new.fhir_id.as_deref().unwrap_or_default();
     let mut events = Vec::new();
-    let old_reason = synced_reason(old);
-    let new_reason = synced_reason(new);
+    let old_reason = prev.synced;
     if let Some(o) = outcome {
         if new.fhir_id.is_some() && new.fhir_id != old.fhir_id && o.searched {
             events.push((

@@ -5,6 +5,17 @@ use crate::crd::{Condition, ConditionStatus, DriftEntry};
 use crate::fhir::{FhirError, OperationOutcome};
 use crate::reconcile::{Action, DriftReport, HoldReason};
 
+/// The transitions from one stored status to another, as a pass that built `new` sees them.
+fn transitions(
+    obj: &EpicPractitioner,
+    old: &EpicPractitionerStatus,
+    new: &EpicPractitionerStatus,
+    outcome: Option<&SyncOutcome>,
+) -> Vec<(EventType, Reason, String)> {
+    let new_reason = crate::operator::practitioner::verdict::synced_reason(new);
+    super::transitions(obj, &Prev::of(Some(old)), new, new_reason, outcome)
+}
+
 fn practitioner(active: bool) -> EpicPractitioner {
     let spec = serde_json::from_value(serde_json::json!({
         "connectionRef": {"name": "epic"}, "npi": "1234567893", "active": active,

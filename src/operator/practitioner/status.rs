@@ -7,12 +7,11 @@ use crate::crd::{
 };
 use crate::operator::practitioner::status_limits::bounded;
 use crate::pipeline::{AttemptState, SyncOutcome, WriteOutcome};
-use crate::reconcile::{Action, HoldReason, Normalizer, Resolution, fingerprint};
+use crate::reconcile::{Action, HoldReason, Normalizer, fingerprint};
 use crate::util::now_rfc3339;
 
-pub const READY: &str = "Ready";
-pub const SYNCED: &str = "Synced";
-pub const IN_SYNC: &str = "InSync";
+pub use crate::operator::practitioner::verdict::{IN_SYNC, READY, SYNCED, synced_reason};
+use crate::operator::practitioner::verdict::{Said, Verdict};
 
 fn condition(
     type_: &str,
@@ -163,7 +162,7 @@ pub fn from_outcome(
     old: &EpicPractitionerStatus,
     outcome: &SyncOutcome,
     base_url: &str,
-    write_disabled_message: &str,
+    verdict: &Verdict,
     normalizer: &Normalizer,
 ) -> EpicPractitionerStatus {
     let generation = obj.metadata.generation;
@@ -189,85 +188,13 @@ pub fn from_outcome(
     s.last_error = None;
     s.create_attempt = create_attempt_after(obj, old, outcome, base_url, &now);
 
-    match outcome.resolution {
-        Resolution::Found if outcome.remaining.is_empty() => set_in_sync(
-            &mut s,
-            ConditionStatus::True,
-            Reason::NoDrift,
-            "the live record matches every owned field".into(),
-            generation,
-        ),
-        Resolution::Found => {
-            let paths: Vec<&str> = outcome
-                .remaining
-                .entries
-                .iter()
-                .map(|d| d.path.as_str())
-                .collect();
-            set_in_sync(
-                &mut s,
-                ConditionStatus::False,
-                Reason::Drifted,
-                format!("differs in {}", paths.join(", ")),
-                generation,
-            )
-        }
-        Resolution::NotFound => set_in_sync(
-            &mut s,
-            ConditionStatus::False,
-            Reason::NotFound,
-            format!("no Practitioner carries NPI {}", obj.spec.npi),
-            generation,
-        ),
-        Resolution::Ambiguous(n) => set_in_sync(
-            &mut s,
-            ConditionStatus::False,
-            Reason::AmbiguousNpi,
-            format!("{n} Practitioners carry NPI {}", obj.spec.npi),
-            generation,
-        ),
-        Resolution::Incomplete => set_in_sync(
-            &mut s,
-            ConditionStatus::Unknown,
-            Reason::SearchIncomplete,
-            format!(
-                "Epic marked the search for NPI {} incomplete; see status.warnings",
-                obj.spec.npi
-            ),
-            generation,
-        ),
-    }
-
-    match (&outcome.write, outcome.action) {
-        (WriteOutcome::Updated | WriteOutcome::Created | WriteOutcome::Deactivated, _) => {
+    put(&mut s, IN_SYNC, &verdict.in_sync, generation);
+    match &outcome.write {
+        WriteOutcome::Updated | WriteOutcome::Created | WriteOutcome::Deactivated => {
             s.last_write_time = Some(now);
             s.last_refused_write_time = None;
-            let what = match outcome.write {
-                WriteOutcome::Created => "created the record",
-                WriteOutcome::Deactivated => "wrote active=false",
-                _ => "updated the record",
-            };
-            if outcome.remaining.is_empty() {
-                set_synced(
-                    &mut s,
-                    true,
-                    Reason::Synced,
-                    format!("{what}; the response shows the desired values"),
-                    generation,
-                );
-            } else {
-                set_synced(
-                    &mut s,
-                    false,
-                    Reason::WriteNotApplied,
-                    format!(
-                        "{what} but Epic's response still differs: some fields may be read-only on this instance"
-                    ),
-                    generation,
-                );
-            }
         }
-        (WriteOutcome::Refused(e), _) => {
+        WriteOutcome::Refused(e) => {
             s.last_refused_write_time = Some(now);
             s.last_error = Some(last_error(
                 Reason::WriteDisabled,
@@ -275,47 +202,24 @@ pub fn from_outcome(
                 e.http_status(),
                 e.epic_codes(),
             ));
-            set_synced(
-                &mut s,
-                false,
-                Reason::WriteDisabled,
-                format!("Epic refused the write; drift is reported, not fixed: {e}"),
-                generation,
-            );
         }
-        (WriteOutcome::Failed(e), _) => {
+        WriteOutcome::Failed(e) => {
             s.last_error = Some(last_error(
                 e.reason(),
                 e.to_string(),
                 e.http_status(),
                 e.epic_codes(),
             ));
-            set_synced(
-                &mut s,
-                false,
-                e.reason(),
-                format!("the write failed: {e}"),
-                generation,
-            );
         }
-        (WriteOutcome::NotSent(why), _) => {
+        WriteOutcome::NotSent(why) => {
             s.last_error = Some(last_error(
                 Reason::KubernetesError,
                 format!("the create was not sent: {why}"),
                 None,
                 Vec::new(),
             ));
-            set_synced(
-                &mut s,
-                false,
-                Reason::KubernetesError,
-                format!(
-                    "the create was not sent, because its attempt could not be recorded in status first: {why}"
-                ),
-                generation,
-            );
         }
-        (WriteOutcome::Conflict { attempts, last }, _) => {
+        WriteOutcome::Conflict { attempts, last } => {
             s.last_error = Some(last_error(
                 Reason::Conflict,
                 format!(
@@ -324,68 +228,35 @@ pub fn from_outcome(
                 last.http_status(),
                 last.epic_codes(),
             ));
-            set_synced(
-                &mut s,
-                false,
-                Reason::Conflict,
-                format!(
-                    "Practitioner was changed in Epic while the operator wrote it ({attempts} attempts, each re-read first); it is tried again with backoff"
-                ),
-                generation,
-            );
         }
-        (WriteOutcome::NotAttempted, Action::Hold(h)) => {
-            let message = match h {
-                HoldReason::WriteDisabled => write_disabled_message.to_string(),
-                HoldReason::ObserveOnly => {
-                    "managementPolicy Observe: drift is reported, never written".into()
-                }
-                HoldReason::Paused => "paused by annotation epic-operator.dev/paused".into(),
-                HoldReason::NotFound => format!(
-                    "no Practitioner carries NPI {}; managementPolicy {:?} does not create (use CreateOrUpdate)",
-                    obj.spec.npi, obj.spec.management_policy
-                ),
-                HoldReason::SearchIncomplete => format!(
-                    "Epic marked the search for NPI {} incomplete (suppressed or unauthorized results); nothing is created or written on an incomplete answer",
-                    obj.spec.npi
-                ),
-                HoldReason::CreateUnconfirmed => format!(
-                    "a create for NPI {} was sent{} and its answer was lost; no second one is sent until a complete roster walk that started after it shows whether it arrived",
-                    obj.spec.npi,
-                    old.create_attempt
-                        .as_ref()
-                        .map(|a| format!(" at {}", a.sent_at))
-                        .unwrap_or_default()
-                ),
-                HoldReason::AmbiguousNpi => format!(
-                    "{} Practitioners carry NPI {} ({}); nothing is written until the duplicates are merged in Epic",
-                    outcome.ambiguous_ids.len(),
-                    obj.spec.npi,
-                    outcome.ambiguous_ids.join(", ")
-                ),
-            };
-            // A held write keeps the refusal Epic gave last time: it is still the reason.
-            if h == HoldReason::WriteDisabled {
-                s.last_error = old
-                    .last_error
-                    .clone()
-                    .filter(|e| e.reason == Reason::WriteDisabled.as_str());
-            }
-            // Observe is a choice, not a failure: Synced stays True and InSync tells the drift.
-            let ok = h == HoldReason::ObserveOnly;
-            set_synced(&mut s, ok, h.reason(), message, generation);
+        // A held write keeps the refusal Epic gave last time: it is still the reason.
+        WriteOutcome::NotAttempted if outcome.action == Action::Hold(HoldReason::WriteDisabled) => {
+            s.last_error = old
+                .last_error
+                .clone()
+                .filter(|e| e.reason == Reason::WriteDisabled.as_str());
         }
-        (WriteOutcome::NotAttempted, _) => {
-            set_synced(
-                &mut s,
-                true,
-                Reason::Synced,
-                "nothing to write".into(),
-                generation,
-            );
-        }
+        WriteOutcome::NotAttempted => {}
     }
+    put(&mut s, SYNCED, &verdict.synced, generation);
     bounded(s)
+}
+
+/// Sets one condition from its verdict (Ready follows Synced).
+fn put(status: &mut EpicPractitionerStatus, type_: &str, said: &Said, generation: Option<i64>) {
+    set_condition(
+        &mut status.conditions,
+        condition(
+            type_,
+            said.status,
+            said.reason,
+            said.message.clone(),
+            generation,
+        ),
+    );
+    if type_ == SYNCED {
+        derive_ready(status, generation);
+    }
 }
 
 /// The status after a failed reconcile: old fields kept, the error in Synced and lastError.
@@ -497,14 +368,6 @@ fn last_error(
         http_status,
         epic_codes,
     }
-}
-
-/// The Synced condition's reason, if any.
-pub fn synced_reason(s: &EpicPractitionerStatus) -> Option<Reason> {
-    s.conditions
-        .iter()
-        .find(|c| c.type_ == SYNCED)
-        .map(reason_of)
 }
 
 /// A stored condition's reason; one written by an older release that is no longer in the

@@ -3,7 +3,7 @@
 use super::*;
 use crate::crd::{ConditionStatus, DriftEntry};
 use crate::fhir::{FhirError, OperationOutcome};
-use crate::reconcile::DriftReport;
+use crate::reconcile::{DriftReport, Resolution};
 
 fn practitioner(active: bool) -> EpicPractitioner {
     let spec = serde_json::from_value(serde_json::json!({
@@ -77,7 +77,7 @@ fn build(
         old,
         o,
         "https://epic.example.org/fhir",
-        "held: writes disabled",
+        &crate::operator::practitioner::verdict::of_sync(p, old, o, "held: writes disabled"),
         &Normalizer::default(),
     )
 }

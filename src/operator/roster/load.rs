@@ -8,8 +8,6 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
-use kube::ResourceExt;
-
 use crate::crd::{Condition, ConditionStatus, LoadStatus, Reason, WriteMode};
 use crate::fhir::FhirError;
 use crate::fhir::rate::HoldKind;
@@ -50,15 +48,9 @@ pub struct WalkPlans {
     plans: Mutex<HashMap<Key, Plan>>,
 }
 
-/// Practitioners of a connection, in the watch cache.
+/// Practitioners of a connection (the members index).
 pub fn practitioners_of(ctx: &Context, key: &Key) -> u64 {
-    ctx.practitioners
-        .state()
-        .iter()
-        .filter(|p| {
-            p.namespace().as_deref() == Some(key.0.as_str()) && p.spec.connection_ref.name == key.1
-        })
-        .count() as u64
+    ctx.members.count(key)
 }
 
 fn rfc3339(t: SystemTime) -> String {

@@ -25,7 +25,6 @@ use serde_json::Value;
 
 use super::Context;
 use super::connection::cache::{ConnectionHandle, Key, connection_label};
-use super::object_key;
 use super::practitioner::jittered;
 use super::practitioner::status::synced_reason;
 use super::roster::load::{Gate, practitioners_of};
@@ -440,21 +439,10 @@ async fn walk_practitioners(
     roles: Option<Arc<RoleMap>>,
     roles_walked: bool,
 ) -> Result<Walked, FhirError> {
-    let (ns, name) = key;
     let base = handle.base_url();
-    let all = ctx.practitioners.state();
-    let existing: HashSet<String> = all.iter().map(|p| object_key(p)).collect();
-    ctx.rosters.retain_handovers(|k| existing.contains(k));
-    drop(existing);
-    let uids: HashSet<String> = all.iter().filter_map(|p| p.uid()).collect();
-    ctx.rosters.retain_attempts(|uid| uids.contains(uid));
-    drop(uids);
-    let mut by_npi: HashMap<String, Vec<Arc<EpicPractitioner>>> = HashMap::new();
-    for p in all {
-        if p.namespace().as_deref() == Some(ns.as_str()) && &p.spec.connection_ref.name == name {
-            by_npi.entry(p.spec.npi.clone()).or_default().push(p);
-        }
-    }
+    // The connection's practitioners by NPI, from the members index (no scan of the cache);
+    // each is read from the cache when its record comes, so the walk sees its latest status.
+    let by_npi = ctx.members.by_npi(key);
     let mut index = RosterIndex::default();
     index.set_roles(roles.clone());
     let roles_of = |id: &str| -> Option<Vec<crate::crd::RoleSummary>> {
@@ -463,8 +451,8 @@ async fn walk_practitioners(
             .map(|r| r.get(id).cloned().unwrap_or_default())
     };
     // Known records seen, by object; page copies of first resolutions, by object.
-    let mut seen_known: HashSet<String> = HashSet::new();
-    let mut deferred: HashMap<String, Finding> = HashMap::new();
+    let mut seen_known: HashSet<ObjectRef<EpicPractitioner>> = HashSet::new();
+    let mut deferred: HashMap<ObjectRef<EpicPractitioner>, Finding> = HashMap::new();
     let mut wake: HashSet<ObjectRef<EpicPractitioner>> = HashSet::new();
     let normalizer = handle.normalizer();
     let started = Instant::now();
@@ -521,14 +509,18 @@ async fn walk_practitioners(
                 // One copy of the record, shared by every object it wakes.
                 let mut copy: Option<Finding> = None;
                 for npi in &npis {
-                    let Some(objects) = by_npi.get(npi) else {
+                    let Some(objects) = by_npi.get(npi.as_str()) else {
                         continue;
                     };
-                    for p in objects {
+                    for object in objects {
+                        let Some(p) = ctx.practitioners.get(object) else {
+                            continue;
+                        };
+                        let p = &*p;
                         if p.is_paused() {
                             continue;
                         }
-                        let object = object_key(p);
+                        let object = object.clone();
                         match known_id(p, base) {
                             Some(known) if known == id => {
                                 seen_known.insert(object.clone());
@@ -546,8 +538,8 @@ async fn walk_practitioners(
                                     } else {
                                         Finding::RolesOnly
                                     };
-                                    ctx.rosters.hand_over(
-                                        object,
+                                    ctx.memory.hand_over(
+                                        &object,
                                         Handover {
                                             found,
                                             roles: roles_of(id),
@@ -557,10 +549,9 @@ async fn walk_practitioners(
                                     );
                                     // Woken as found, so the reads and writes follow the
                                     // paced walk.
-                                    let r = ObjectRef::from_obj(&**p);
-                                    if wake.insert(r.clone()) {
+                                    if wake.insert(object.clone()) {
                                         woken_here += 1;
-                                        let _ = ctx.wake.unbounded_send(r);
+                                        let _ = ctx.wake.unbounded_send(object);
                                     }
                                 }
                             }
@@ -586,11 +577,15 @@ async fn walk_practitioners(
     // After the whole roster: first resolutions, and known records that vanished (merged or
     // deleted in Epic).
     for (npi, objects) in &by_npi {
-        for p in objects {
+        for object in objects {
+            let Some(p) = ctx.practitioners.get(object) else {
+                continue;
+            };
+            let p = &*p;
             if p.is_paused() {
                 continue;
             }
-            let object = object_key(p);
+            let object = object.clone();
             let handover = if known_id(p, base).is_some() {
                 match index.lookup(npi) {
                     // The known record is one of several carrying the NPI: it holds as
@@ -633,11 +628,10 @@ async fn walk_practitioners(
                 })
             };
             if let Some(h) = handover {
-                ctx.rosters.hand_over(object, h);
+                ctx.memory.hand_over(&object, h);
             }
-            let r = ObjectRef::from_obj(&**p);
-            if wake.insert(r.clone()) {
-                let _ = ctx.wake.unbounded_send(r);
+            if wake.insert(object.clone()) {
+                let _ = ctx.wake.unbounded_send(object);
             }
         }
     }

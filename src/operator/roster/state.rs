@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::crd::{CreateAttempt, RoleSummary};
+use crate::crd::RoleSummary;
 use crate::fhir::FhirError;
 use crate::operator::connection::cache::Key;
 use crate::pipeline::Prefetched;
@@ -221,15 +221,11 @@ pub enum IndexAnswer {
     Failed(FhirError),
 }
 
-/// Every connection's walk state and the hand-overs waiting for their reconcile.
+/// Every connection's walk state (what each object remembers, hand-overs included, is in
+/// `operator::memory`).
 #[derive(Default)]
 pub struct Rosters {
     connections: Mutex<HashMap<Key, ConnectionRoster>>,
-    handovers: Mutex<HashMap<String, Handover>>,
-    /// Objects (by uid) with a create attempt whose answer was lost, and since when this
-    /// process knows of it: its own POST, or the first status it read showing one. Measured
-    /// on this process's clock, so another replica's clock never matters.
-    attempts: Mutex<HashMap<String, (Instant, CreateAttempt)>>,
 }
 
 impl Rosters {
@@ -326,39 +322,6 @@ impl Rosters {
         });
     }
 
-    /// The object's unanswered create attempt and since when this process knows of it: from
-    /// its own memory first (the watch cache can lag behind the status write that recorded
-    /// it), else from status, whose first sight counts as now.
-    pub fn standing_attempt(
-        &self,
-        uid: &str,
-        in_status: Option<&CreateAttempt>,
-    ) -> Option<(Instant, CreateAttempt)> {
-        let mut all = self.attempts.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(known) = all.get(uid) {
-            return Some(known.clone());
-        }
-        let seen = (Instant::now(), in_status?.clone());
-        all.insert(uid.to_string(), seen.clone());
-        Some(seen)
-    }
-
-    /// A POST for the object is about to be sent.
-    pub fn note_attempt(&self, uid: &str, attempt: CreateAttempt) {
-        self.attempts
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(uid.to_string(), (Instant::now(), attempt));
-    }
-
-    /// The object's record is known, or Epic answered its POST: nothing is left unknown.
-    pub fn clear_attempt(&self, uid: &str) {
-        self.attempts
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(uid);
-    }
-
     /// Identifier search answered 400 for this connection: resolve from walks only.
     pub fn refuse_search(&self, key: &Key, base_url: &str) {
         self.with(key, base_url, |c| c.search_refused = true);
@@ -422,54 +385,6 @@ impl Rosters {
     /// Roles from the last role walk, to carry into the next index.
     pub fn last_roles(&self, key: &Key, base_url: &str) -> Option<Arc<RoleMap>> {
         self.with(key, base_url, |c| c.index.as_ref().and_then(|i| i.roles()))
-    }
-
-    pub fn hand_over(&self, object: String, handover: Handover) {
-        self.handovers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(object, handover);
-    }
-
-    /// The hand-over waiting for `object`, when it was made for what the object is now (a
-    /// stale one is dropped).
-    pub fn take_handover(&self, object: &str, now: &HandoverFor) -> Option<Handover> {
-        let taken = self
-            .handovers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(object)?;
-        if taken.about == *now {
-            Some(taken)
-        } else {
-            tracing::info!(npi = %now.npi, "a roster finding made for another object, NPI or instance is dropped");
-            None
-        }
-    }
-
-    /// Drops hand-overs of objects that no longer exist (deleted before their reconcile).
-    pub fn retain_handovers(&self, exists: impl Fn(&str) -> bool) {
-        self.handovers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|k, _| exists(k));
-    }
-
-    /// Drops the create attempts of objects (by uid) that no longer exist.
-    pub fn retain_attempts(&self, exists: impl Fn(&str) -> bool) {
-        self.attempts
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|uid, _| exists(uid));
-    }
-
-    /// Hand-overs waiting for their reconcile.
-    #[cfg(test)]
-    fn handovers_waiting(&self) -> usize {
-        self.handovers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .len()
     }
 }
 
@@ -571,36 +486,6 @@ mod tests {
     }
 
     #[test]
-    fn a_page_copy_survives_the_hand_over() {
-        let body = serde_json::json!({"resourceType": "Practitioner", "id": "a-1", "active": true});
-        let rosters = Rosters::default();
-        let about = HandoverFor {
-            uid: "u1".into(),
-            npi: "1234567893".into(),
-            base_url: "https://tst.example.org".into(),
-        };
-        rosters.hand_over(
-            "ns/npi-1".into(),
-            Handover {
-                found: Finding::record("a-1", &body),
-                roles: None,
-                about: about.clone(),
-                walk_started: None,
-            },
-        );
-        assert_eq!(rosters.handovers_waiting(), 1);
-        let h = rosters.take_handover("ns/npi-1", &about).unwrap();
-        assert_eq!(
-            h.found.prefetched(),
-            Some(Prefetched::Record {
-                id: "a-1".into(),
-                body
-            })
-        );
-        assert!(rosters.take_handover("ns/npi-1", &about).is_none());
-    }
-
-    #[test]
     fn a_created_record_resolves_at_once_until_a_later_walk_indexes_it() {
         let rosters = Rosters::default();
         let key = ("ns".to_string(), "epic".to_string());
@@ -634,71 +519,5 @@ mod tests {
                 .created_id(&key, "https://prd.example.org", "1234567893")
                 .is_none()
         );
-    }
-
-    #[test]
-    fn an_unanswered_attempt_is_dated_by_this_process_and_outlives_a_stale_status() {
-        let rosters = Rosters::default();
-        let attempt = CreateAttempt {
-            npi: "1234567893".into(),
-            connection: "https://tst.example.org".into(),
-            sent_at: "2026-12-01T00:00:00Z".into(),
-        };
-        assert!(rosters.standing_attempt("u1", None).is_none());
-        let (first, _) = rosters.standing_attempt("u1", Some(&attempt)).unwrap();
-        // A cached object from before the status write shows none: memory still knows.
-        assert_eq!(
-            rosters.standing_attempt("u1", None).map(|a| a.0),
-            Some(first)
-        );
-        rosters.clear_attempt("u1");
-        assert!(rosters.standing_attempt("u1", None).is_none());
-        rosters.note_attempt("u2", attempt.clone());
-        rosters.note_attempt("u3", attempt);
-        rosters.retain_attempts(|uid| uid == "u2");
-        assert!(rosters.standing_attempt("u2", None).is_some());
-        assert!(
-            rosters.standing_attempt("u3", None).is_none(),
-            "pruned with its object"
-        );
-    }
-
-    #[test]
-    fn a_hand_over_is_taken_only_by_what_it_was_made_for() {
-        let rosters = Rosters::default();
-        let about = HandoverFor {
-            uid: "u1".into(),
-            npi: "1234567893".into(),
-            base_url: "https://tst.example.org".into(),
-        };
-        for other in [
-            HandoverFor {
-                uid: "u2".into(),
-                ..about.clone()
-            },
-            HandoverFor {
-                npi: "1245319599".into(),
-                ..about.clone()
-            },
-            HandoverFor {
-                base_url: "https://prd.example.org".into(),
-                ..about.clone()
-            },
-        ] {
-            rosters.hand_over(
-                "ns/alice".into(),
-                Handover {
-                    found: Finding::Absent,
-                    roles: None,
-                    about: about.clone(),
-                    walk_started: None,
-                },
-            );
-            assert!(
-                rosters.take_handover("ns/alice", &other).is_none(),
-                "{other:?}"
-            );
-            assert_eq!(rosters.handovers_waiting(), 0, "the stale one is dropped");
-        }
     }
 }

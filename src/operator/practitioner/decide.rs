@@ -1,0 +1,214 @@
+//! Decide: one pure function from what a pass observed to everything it will do: the status
+//! to report (and whether it must be written), the Events of real transitions, what the
+//! object's memory and the connection learn, the metric, and when to look again. The shell
+//! (`effect`) performs it; nothing here does I/O, so every branch has a table test.
+
+use std::time::Duration;
+
+use kube::runtime::events::EventType;
+
+use super::observe::{Found, Observation, Synced};
+use super::verdict::{self, Verdict};
+use super::{check_now, events, status};
+use crate::crd::{ConditionStatus, EpicPractitionerStatus, Reason};
+use crate::operator::DriftDetection;
+use crate::operator::practitioner::backoff::safety_requeue;
+use crate::pipeline::{AttemptState, WriteOutcome, deletion_done};
+
+/// What to do after a pass.
+#[derive(Debug, PartialEq)]
+pub struct Decision {
+    /// The status to report (none when roster walks cover the object).
+    pub status: Option<EpicPractitionerStatus>,
+    /// Whether that status says something the stored one does not.
+    pub write_status: bool,
+    pub events: Vec<(EventType, Reason, String)>,
+    pub remember: Vec<Remember>,
+    pub learned: Vec<Learned>,
+    /// The metric's verdict of a pass that did not fail: (Synced is True, its reason).
+    pub metric: Option<(bool, Reason)>,
+    pub next: Next,
+}
+
+/// What the object's memory takes from the pass.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Remember {
+    /// The pass succeeded: failures in a row start over.
+    ForgetFailures,
+    /// Epic refused a write now.
+    Refused,
+    /// The record is known or Epic answered the POST: no attempt stands.
+    ClearAttempt,
+}
+
+/// What the connection learns from the pass.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Learned {
+    /// Epic refused a write: the connection holds writes for a while.
+    WriteRefused,
+    /// A POST created this record for the NPI: the ledger resolves the NPI to it at once.
+    Created { npi: String, id: String },
+    /// The instance refused an identifier search: resolve from walks only.
+    SearchRefused,
+}
+
+/// When to look again (jitter is added by the shell).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Next {
+    Requeue(Duration),
+    AwaitChange,
+    /// A write failed: count a failure and back off from this base.
+    Backoff(Duration),
+    /// Return the observed error: the controller's error policy backs off per object.
+    Fail,
+    /// Deletion waits for the deactivation; this reason holds it (the finalizer stays).
+    Blocked(Reason),
+}
+
+/// The decision for one observation.
+pub fn decide(obs: &Observation<'_>) -> Decision {
+    match &obs.found {
+        Found::Wait(d) => Decision {
+            status: None,
+            write_status: false,
+            events: Vec::new(),
+            remember: Vec::new(),
+            learned: Vec::new(),
+            metric: None,
+            next: Next::Requeue(*d),
+        },
+        Found::Paused => {
+            let new = status::paused(obs.obj, &obs.prev.status);
+            settled(obs, new, Reason::Paused, None, Next::AwaitChange)
+        }
+        Found::Synced(s) => after_sync(obs, s),
+        Found::Failed {
+            error,
+            search_refused_on,
+        } => {
+            let (http, codes) = match error {
+                crate::operator::error::Error::Fhir(f) => (f.http_status(), f.epic_codes()),
+                crate::operator::error::Error::Connection { failure, .. } => {
+                    (failure.http_status, Vec::new())
+                }
+                _ => (None, Vec::new()),
+            };
+            let mut new = status::from_error(
+                obs.obj,
+                &obs.prev.status,
+                error.reason(),
+                error.to_string(),
+                http,
+                codes,
+            );
+            check_now::mark(obs.obj, &mut new);
+            let events = events::transitions(obs.obj, &obs.prev, &new, Some(error.reason()), None);
+            Decision {
+                write_status: true,
+                status: Some(new),
+                events,
+                remember: Vec::new(),
+                learned: if search_refused_on.is_some() {
+                    vec![Learned::SearchRefused]
+                } else {
+                    Vec::new()
+                },
+                metric: None,
+                next: Next::Fail,
+            }
+        }
+    }
+}
+
+/// A sync ran: its status, what memory and the connection learn, and the next look.
+fn after_sync(obs: &Observation<'_>, s: &Synced) -> Decision {
+    let (obj, old, outcome) = (obs.obj, &obs.prev.status, &s.outcome);
+    let verdict: Verdict = verdict::of_sync(obj, old, outcome, &s.write_disabled_message);
+    let base = &s.base_url;
+    let mut new = status::from_outcome(obj, old, outcome, base, &verdict, &s.normalizer);
+    let mut remember = Vec::new();
+    // What this process knows of the attempt outlives a cached status from before its write.
+    if outcome.fhir_id.is_some() || outcome.create_attempt == AttemptState::Answered {
+        remember.push(Remember::ClearAttempt);
+    } else if new.create_attempt.is_none() {
+        new.create_attempt = s.known_attempt.clone();
+    }
+    let new = check_now::verified(old, new, s.resync);
+    let next = match obs.mode {
+        DriftDetection::PerObject => Next::Requeue(s.resync),
+        // The roster walk wakes changed records; this long requeue (an hour at least) is only
+        // a safety net for a walk that keeps failing.
+        DriftDetection::Roster => Next::Requeue(safety_requeue(s.resync)),
+    };
+    let next = match &outcome.write {
+        // Reported in status; tried again with the same per-object backoff as errors, not
+        // after the long resync interval.
+        WriteOutcome::Failed(_) | WriteOutcome::Conflict { .. } => {
+            Next::Backoff(super::backoff::WRITE_RETRY)
+        }
+        _ => next,
+    };
+    let mut learned = Vec::new();
+    if let WriteOutcome::Refused(_) = outcome.write {
+        learned.push(Learned::WriteRefused);
+        remember.push(Remember::Refused);
+    }
+    if let (WriteOutcome::Created, Some(id)) = (&outcome.write, &outcome.fhir_id) {
+        learned.push(Learned::Created {
+            npi: obj.spec.npi.clone(),
+            id: id.clone(),
+        });
+    }
+    let mut d = settled(obs, new, verdict.synced.reason, Some(s), next);
+    d.remember.extend(remember);
+    d.learned = learned;
+    d
+}
+
+/// A pass that did not fail (a sync, or a pause): a deletion that cannot finish is marked
+/// blocked, the "check now" mark is set, and the Events and metric follow from the status.
+fn settled(
+    obs: &Observation<'_>,
+    mut new: EpicPractitionerStatus,
+    synced: Reason,
+    sync: Option<&Synced>,
+    next: Next,
+) -> Decision {
+    let outcome = sync.map(|s| &s.outcome);
+    let blocked = obs.deleting && !outcome.is_some_and(|o| deletion_done(&obs.obj.spec, o));
+    let mut synced_now = synced;
+    if blocked {
+        // The way out goes where people look (status, an Event, Argo CD), not only into a
+        // returned error.
+        new = status::deletion_blocked(obs.obj, new);
+        synced_now = Reason::DeletionBlocked;
+    }
+    check_now::mark(obs.obj, &mut new);
+    let write_status = status::changed(&obs.prev.status, &new)
+        || obs.prev.status.observed_generation != obs.obj.metadata.generation;
+    let events = events::transitions(obs.obj, &obs.prev, &new, Some(synced_now), outcome);
+    let ok = new
+        .conditions
+        .iter()
+        .any(|c| c.type_ == verdict::SYNCED && c.status == ConditionStatus::True);
+    let next = if blocked {
+        // Keep the finalizer: the error keeps it and retries with backoff.
+        Next::Blocked(status::blocking_reason(&new).unwrap_or(Reason::Pending))
+    } else {
+        next
+    };
+    let remember = if matches!(next, Next::Backoff(_)) {
+        Vec::new()
+    } else {
+        vec![Remember::ForgetFailures]
+    };
+    Decision {
+        status: Some(new),
+        write_status,
+        events,
+        remember,
+        learned: Vec::new(),
+        metric: Some((ok, synced_now)),
+        next,
+    }
+}

@@ -1,0 +1,206 @@
+//! Effect: performs a decision. Writes status (server-side apply, one field manager) when it
+//! changed, publishes the Events, updates the object's memory and what the connection learned,
+//! notes the metric, and returns when to look again. Also the recorder that writes a create
+//! attempt into status before the POST leaves.
+
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::Event;
+use kube::runtime::reflector::ObjectRef;
+use kube::{Api, Resource, ResourceExt};
+use serde_json::json;
+
+use super::FIELD_MANAGER;
+use super::backoff::{backoff, jittered};
+use super::decide::{Decision, Learned, Next, Remember};
+use super::observe::{Found, Observation};
+use crate::crd::{CreateAttempt, EpicPractitioner, EpicPractitionerStatus};
+use crate::operator::Context;
+use crate::operator::connection::cache::connection_label;
+use crate::operator::error::Error;
+use crate::operator::memory::Memory;
+use crate::operator::metrics::ReconcileTimer;
+use crate::pipeline::AttemptRecorder;
+
+/// Performs `decision` for the pass `obs` observed.
+pub async fn perform(
+    ctx: &Context,
+    obs: Observation<'_>,
+    decision: Decision,
+    timer: &ReconcileTimer<'_>,
+) -> Result<Action, Error> {
+    let obj = obs.obj;
+    let (object, uid) = (ObjectRef::from_obj(obj), obj.uid().unwrap_or_default());
+    if let Found::Synced(s) = &obs.found {
+        ctx.metrics
+            .ops
+            .write(&connection_label(&s.key), &s.outcome.write);
+        for learned in &decision.learned {
+            match learned {
+                Learned::WriteRefused => {
+                    if let Some(conn) = &obs.conn {
+                        conn.mark_refused();
+                    }
+                }
+                // Before the status write below, which can fail: the next pass reads the new
+                // record instead of creating again.
+                Learned::Created { npi, id } => {
+                    ctx.rosters.record_created(&s.key, &s.base_url, npi, id)
+                }
+                Learned::SearchRefused => {}
+            }
+        }
+    }
+    if let Found::Failed {
+        error,
+        search_refused_on: Some((key, base_url)),
+    } = &obs.found
+        && decision.learned.contains(&Learned::SearchRefused)
+    {
+        tracing::warn!(connection = %key.1, reason = %error.reason(), "identifier search refused; practitioners of this connection resolve from roster walks");
+        ctx.rosters.refuse_search(key, base_url);
+    }
+    for r in &decision.remember {
+        match r {
+            Remember::ForgetFailures => ctx.memory.forget_failures(&object, &uid),
+            Remember::Refused => ctx.memory.note_refused(&object, &uid),
+            Remember::ClearAttempt => ctx.memory.clear_attempt(&object, &uid),
+        }
+    }
+    if let Some(new) = &decision.status {
+        report(obj, ctx, new, decision.write_status, &decision.events).await?;
+    }
+    if let Some((ok, reason)) = decision.metric {
+        timer.note(ok, reason);
+    }
+    if let Found::Synced(s) = &obs.found {
+        log_write(obj, &s.outcome.write);
+    }
+    match decision.next {
+        Next::Requeue(d) => Ok(Action::requeue(jittered(d))),
+        Next::AwaitChange => Ok(Action::await_change()),
+        Next::Backoff(base) => Ok(Action::requeue(backoff(
+            ctx.memory.count_failure(&object, &uid),
+            base,
+        ))),
+        Next::Blocked(why) => Err(Error::DeletionBlocked { why }),
+        Next::Fail => match obs.found {
+            Found::Failed { error, .. } => Err(error),
+            // A decision to fail comes only from a failed observation.
+            _ => Ok(Action::await_change()),
+        },
+    }
+}
+
+fn log_write(obj: &EpicPractitioner, write: &crate::pipeline::WriteOutcome) {
+    use crate::pipeline::WriteOutcome;
+    match write {
+        WriteOutcome::Failed(e) => {
+            tracing::warn!(npi = %obj.spec.npi, reason = %e.reason(), "write failed")
+        }
+        WriteOutcome::Conflict { attempts, .. } => {
+            tracing::warn!(npi = %obj.spec.npi, attempts, "record kept changing between read and write")
+        }
+        _ => {}
+    }
+}
+
+/// Writes status when it changed and publishes the Events.
+async fn report(
+    obj: &EpicPractitioner,
+    ctx: &Context,
+    new: &EpicPractitionerStatus,
+    write: bool,
+    events: &[(kube::runtime::events::EventType, crate::crd::Reason, String)],
+) -> Result<(), Error> {
+    if write {
+        let api: Api<EpicPractitioner> =
+            Api::namespaced(ctx.kube.clone(), &obj.namespace().unwrap_or_default());
+        apply_status(&api, &obj.name_any(), new).await?;
+    }
+    for (type_, reason, note) in events {
+        let event = Event {
+            type_: *type_,
+            reason: reason.as_str().into(),
+            note: Some(note.clone()),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(e) = ctx.recorder.publish(&event, &obj.object_ref(&())).await {
+            tracing::warn!(error = %e, "cannot publish an Event");
+        }
+    }
+    Ok(())
+}
+
+/// The whole status by server-side apply under the operator's one field manager.
+async fn apply_status(
+    api: &Api<EpicPractitioner>,
+    name: &str,
+    status: &EpicPractitionerStatus,
+) -> Result<(), kube::Error> {
+    let patch = json!({
+        "apiVersion": EpicPractitioner::api_version(&()),
+        "kind": EpicPractitioner::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map(|_| ())
+}
+
+/// Writes the create attempt into status (the whole status, under the one field manager)
+/// before the POST leaves. The status is built only when a POST is about to be sent.
+pub struct StatusAttempt<'a> {
+    api: Api<EpicPractitioner>,
+    obj: &'a EpicPractitioner,
+    old: &'a EpicPractitionerStatus,
+    base_url: String,
+    memory: &'a Memory,
+}
+
+impl<'a> StatusAttempt<'a> {
+    pub fn new(
+        ctx: &'a Context,
+        obj: &'a EpicPractitioner,
+        old: &'a EpicPractitionerStatus,
+        base_url: &str,
+    ) -> Self {
+        StatusAttempt {
+            api: Api::namespaced(ctx.kube.clone(), &obj.namespace().unwrap_or_default()),
+            obj,
+            old,
+            base_url: base_url.to_string(),
+            memory: &ctx.memory,
+        }
+    }
+}
+
+impl AttemptRecorder for StatusAttempt<'_> {
+    fn record(&self) -> futures::future::BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            let attempt = CreateAttempt {
+                npi: self.obj.spec.npi.clone(),
+                connection: self.base_url.clone(),
+                sent_at: crate::util::now_rfc3339(),
+            };
+            let status = EpicPractitionerStatus {
+                create_attempt: Some(attempt.clone()),
+                ..self.old.clone()
+            };
+            apply_status(&self.api, &self.obj.name_any(), &status)
+                .await
+                .map_err(|e| format!("status write failed: {e}"))?;
+            self.memory.note_attempt(
+                &ObjectRef::from_obj(self.obj),
+                &self.obj.uid().unwrap_or_default(),
+                attempt,
+            );
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,374 @@
+//! Observe: everything one pass needs to decide, gathered by I/O and returned as data. The
+//! object and its previous status, the connection's facts, what the roster walks and the
+//! object's memory know, and the sync with Epic (resolve, read, plan, and the write the
+//! engine allows), or the error that stopped it.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kube::ResourceExt;
+use kube::runtime::reflector::ObjectRef;
+
+use super::backoff::{AWAIT_WALK_REQUEUE, safety_requeue};
+use super::effect::StatusAttempt;
+use super::verdict::Prev;
+use crate::crd::{CreateAttempt, EpicPractitioner, EpicPractitionerStatus, Reason, RoleSummary};
+use crate::operator::connection::cache::{ConnectionHandle, Key};
+use crate::operator::error::Error;
+use crate::operator::roster::state::{HandoverFor, IndexAnswer};
+use crate::operator::{Context, DriftDetection};
+use crate::pipeline::{CreateGuard, Prefetched, SyncOutcome, SyncRequest, sync_practitioner};
+use crate::reconcile::{Disclosure, Normalizer, validate_spec, write_policy};
+
+/// What one pass saw.
+pub struct Observation<'a> {
+    pub obj: &'a EpicPractitioner,
+    pub prev: Prev,
+    /// The object is being deleted and holds the finalizer.
+    pub deleting: bool,
+    pub mode: DriftDetection,
+    pub found: Found,
+    /// The connection the sync used, for the shell's effects on it (decide never reads it).
+    pub conn: Option<Arc<ConnectionHandle>>,
+}
+
+/// What observing found.
+pub enum Found {
+    /// Paused by annotation: nothing read, nothing written.
+    Paused,
+    /// Roster walks cover the object: nothing to do, look again after this at the latest.
+    Wait(Duration),
+    /// A sync ran.
+    Synced(Box<Synced>),
+    /// The pass stopped; `search_refused_on` names the connection and instance when the
+    /// instance refused an identifier search while resolving (its practitioners then resolve
+    /// from roster walks only).
+    Failed {
+        error: Error,
+        search_refused_on: Option<(Key, String)>,
+    },
+}
+
+/// A sync and the connection facts it ran under.
+pub struct Synced {
+    pub outcome: SyncOutcome,
+    pub key: Key,
+    /// The instance the record's id belongs to.
+    pub base_url: String,
+    pub resync: Duration,
+    pub write_disabled_message: String,
+    pub normalizer: Normalizer,
+    /// The unanswered create attempt this process knows of, if any.
+    pub known_attempt: Option<CreateAttempt>,
+}
+
+/// Gathers the observation of one pass.
+pub async fn observe<'a>(
+    obj: &'a EpicPractitioner,
+    ctx: &Context,
+    deleting: bool,
+) -> Observation<'a> {
+    let prev = Prev::of(obj.status.as_ref());
+    let (found, conn) = match sync(obj, ctx, &prev, deleting).await {
+        Ok(seen) => seen,
+        Err(error) => (
+            Found::Failed {
+                error,
+                search_refused_on: None,
+            },
+            None,
+        ),
+    };
+    Observation {
+        obj,
+        prev,
+        deleting,
+        mode: ctx.mode,
+        found,
+        conn,
+    }
+}
+
+/// What roster mode knows before a sync.
+enum Prefetch {
+    /// What is known, and when the walk it came from started.
+    Use(
+        Option<Prefetched>,
+        Option<Vec<RoleSummary>>,
+        Option<Instant>,
+    ),
+    /// The connection's first walk has not finished: it resolves the object and wakes it.
+    AwaitWalk,
+    /// Walks keep coming and none found anything new for this object.
+    Covered,
+    Failed(crate::fhir::FhirError),
+}
+
+/// Validate, dereference the connection, ask the walks, then sync.
+async fn sync(
+    obj: &EpicPractitioner,
+    ctx: &Context,
+    prev: &Prev,
+    deleting: bool,
+) -> Result<(Found, Option<Arc<ConnectionHandle>>), Error> {
+    let old = &prev.status;
+    // Validate: what the schema cannot express.
+    validate_spec(&obj.spec).map_err(Error::InvalidSpec)?;
+    let ns = obj.namespace().unwrap_or_default();
+    let key: Key = (ns.clone(), obj.spec.connection_ref.name.clone());
+    // Two objects for one record would both write (alternating PUTs, or two POSTs): neither
+    // acts while both exist. Objects being deleted do not count, and are not held.
+    let uid = obj.uid().unwrap_or_default();
+    if !deleting && let Some(other) = ctx.members.other_with_npi(&key, &obj.spec.npi, &uid) {
+        return Err(Error::DuplicateNpi { other });
+    }
+    if obj.is_paused() {
+        return Ok((Found::Paused, None));
+    }
+    // Dereference.
+    let conn = ctx
+        .connections
+        .get(&ns, &obj.spec.connection_ref.name)
+        .await?;
+    // Ids never travel between instances: a recorded id counts only for the same base URL.
+    let known_id = old
+        .fhir_id
+        .as_deref()
+        .filter(|_| old.connection.as_deref() == Some(conn.base_url()));
+    let (prefetched, known_roles, walk_started) = match ctx.mode {
+        // "Check now" (the requested-at annotation): a fresh read, not the walk's copy.
+        _ if super::check_now::requested(obj) => (None, None, None),
+        DriftDetection::PerObject => (None, None, None),
+        DriftDetection::Roster => {
+            let settled = !deleting
+                && old.last_error.is_none()
+                && old.drift.is_empty()
+                && old.observed_generation == obj.metadata.generation
+                && prev.synced != Some(Reason::Paused);
+            match roster_prefetch(ctx, &key, &conn, obj, known_id.is_some(), settled) {
+                Prefetch::Use(p, roles, started) => (p, roles, started),
+                Prefetch::AwaitWalk => return Ok((Found::Wait(AWAIT_WALK_REQUEUE), None)),
+                Prefetch::Covered => {
+                    return Ok((Found::Wait(safety_requeue(conn.resync)), None));
+                }
+                Prefetch::Failed(e) => return Err(Error::Fhir(e)),
+            }
+        }
+    };
+    let known = Known {
+        known_id,
+        prefetched,
+        known_roles,
+        walk_started,
+    };
+    let found = sync_with_epic(obj, ctx, old, deleting, key, &conn, known).await?;
+    Ok((found, Some(conn)))
+}
+
+/// What is known of the record before asking Epic.
+struct Known<'a> {
+    known_id: Option<&'a str>,
+    prefetched: Option<Prefetched>,
+    known_roles: Option<Vec<RoleSummary>>,
+    walk_started: Option<Instant>,
+}
+
+/// The sync itself (`pipeline::sync_practitioner`), with the write policy, the create guard
+/// and the recorder of create attempts this object's state allows.
+async fn sync_with_epic(
+    obj: &EpicPractitioner,
+    ctx: &Context,
+    old: &EpicPractitionerStatus,
+    deleting: bool,
+    key: Key,
+    conn: &ConnectionHandle,
+    known: Known<'_>,
+) -> Result<Found, Error> {
+    let object = ObjectRef::from_obj(obj);
+    let uid = obj.uid().unwrap_or_default();
+    // A refused write is retried no more often than the resync interval.
+    let refused_recently =
+        old.refused_within(conn.resync) || ctx.memory.refused_within(&object, &uid, conn.resync);
+    let policy = write_policy(
+        conn.writes(),
+        conn.spec.writes,
+        refused_recently,
+        old.last_error.as_ref().map(|e| e.message.as_str()),
+    );
+    // The walk's page copy replaces the read by id (a write still reads first); a known id
+    // whose NPI the walk found on several records holds as ambiguous.
+    let known_id = known.known_id.filter(|_| {
+        !matches!(
+            known.prefetched,
+            Some(Prefetched::Record { .. } | Prefetched::Ambiguous(_))
+        )
+    });
+    let resolving = known_id.is_none() && known.prefetched.is_none();
+    let normalizer = conn.normalizer();
+    let create_guard = create_guard(ctx, obj, old, &key, conn, known.walk_started);
+    let recorder = StatusAttempt::new(ctx, obj, old, conn.base_url());
+    let synced = sync_practitioner(
+        &conn.client,
+        SyncRequest {
+            spec: &obj.spec,
+            known_id,
+            writes: policy.writes,
+            deleting,
+            paused: false,
+            perform_writes: true,
+            // Roles are read when the record is (re)resolved; they change far less often than
+            // the record. In roster mode they come from the PractitionerRole walk.
+            fetch_roles: known.known_id.is_none(),
+            normalizer: &normalizer,
+            conditional_create: conn.conditional_create(),
+            disclosure: Disclosure::Masked,
+            prefetched: known.prefetched,
+            known_roles: known.known_roles,
+            create_guard,
+            attempt_recorder: Some(&recorder),
+        },
+    )
+    .await;
+    let outcome = match synced {
+        // The instance does not search by identifier after all: resolve from walks only.
+        Err(e) if resolving && is_search_refusal(&e) => {
+            return Ok(Found::Failed {
+                error: Error::Fhir(e),
+                search_refused_on: Some((key, conn.base_url().to_string())),
+            });
+        }
+        other => other?,
+    };
+    let known_attempt = ctx
+        .memory
+        .standing_attempt(&object, &uid, None)
+        .map(|(_, a)| a);
+    Ok(Found::Synced(Box::new(Synced {
+        outcome,
+        key,
+        base_url: conn.base_url().to_string(),
+        resync: conn.resync,
+        write_disabled_message: policy.held_message,
+        normalizer,
+        known_attempt,
+    })))
+}
+
+/// What may prove this object's record absent before a POST. An unanswered create attempt in
+/// status is dated by this process's own clock (its POST, or when it first saw the attempt),
+/// and only a walk that started later than that, plus the request timeout within which the
+/// POST may still have landed, proves absence.
+fn create_guard(
+    ctx: &Context,
+    obj: &EpicPractitioner,
+    old: &EpicPractitionerStatus,
+    key: &Key,
+    conn: &ConnectionHandle,
+    walk_started: Option<Instant>,
+) -> CreateGuard {
+    let in_status = old
+        .create_attempt
+        .as_ref()
+        .filter(|a| a.npi == obj.spec.npi && a.connection == conn.base_url());
+    let uid = obj.uid().unwrap_or_default();
+    let since = ctx
+        .memory
+        .standing_attempt(&ObjectRef::from_obj(obj), &uid, in_status)
+        .map(|(t, _)| t);
+    let settle = conn.client.settings().request_timeout;
+    let walk_after_attempt = since.is_none_or(|t| {
+        walk_started.is_some_and(|w| w.checked_duration_since(t).is_some_and(|d| d > settle))
+    });
+    let search = match ctx.mode {
+        DriftDetection::PerObject => true,
+        DriftDetection::Roster => {
+            let listed = conn.capability.as_ref().is_none_or(|c| c.npi_search());
+            ctx.rosters.searchable(key, conn.base_url(), listed)
+        }
+    };
+    CreateGuard {
+        search,
+        walk_after_attempt,
+    }
+}
+
+/// The walk's hand-over for this object, else for an unresolved one the connection's index
+/// (searching only for an NPI the last walk did not see, where search is possible).
+fn roster_prefetch(
+    ctx: &Context,
+    key: &Key,
+    conn: &ConnectionHandle,
+    obj: &EpicPractitioner,
+    has_id: bool,
+    settled: bool,
+) -> Prefetch {
+    let about = HandoverFor {
+        uid: obj.uid().unwrap_or_default(),
+        npi: obj.spec.npi.clone(),
+        base_url: conn.base_url().to_string(),
+    };
+    let handover = ctx.memory.take_handover(&ObjectRef::from_obj(obj), &about);
+    let woken = handover.is_some();
+    let (mut prefetched, mut roles, mut walk_started) = match handover {
+        Some(h) => (h.found.prefetched(), h.roles, h.walk_started),
+        None => (None, None, None),
+    };
+    // A record this operator created and no later walk has indexed yet: read it by id, even
+    // if a walk that started before the create says absent (a status write lost after the
+    // POST must not lead to a second one).
+    if !has_id
+        && let Some(id) = ctx.rosters.created_id(key, conn.base_url(), &obj.spec.npi)
+        && !matches!(&prefetched, Some(Prefetched::Record { id: r, .. }) if *r == id)
+    {
+        return Prefetch::Use(Some(Prefetched::Id(id)), roles, None);
+    }
+    // A known record whose NPI the last walk found on several records holds as ambiguous.
+    if has_id
+        && prefetched.is_none()
+        && let Some(index) = ctx.rosters.index(key, conn.base_url())
+        && let Prefetched::Ambiguous(ids) = index.lookup(&obj.spec.npi)
+    {
+        return Prefetch::Use(Some(Prefetched::Ambiguous(ids)), None, index.started());
+    }
+    // A resolved object in a settled state that no walk woke has nothing new in Epic while
+    // walks keep coming (at start-up, the first walk wakes what changed while the operator
+    // was away): reading it anyway would cost a read per object. When walks stop, the
+    // per-object read comes back as the safety net.
+    if has_id && settled && !woken {
+        let base = conn.base_url();
+        if ctx.rosters.awaiting_first_walk(key, base) {
+            return Prefetch::AwaitWalk;
+        }
+        let recent = conn.resync.saturating_mul(2) + Duration::from_secs(60);
+        if ctx.rosters.walked_within(key, base, recent) {
+            return Prefetch::Covered;
+        }
+    }
+    if prefetched.is_none() && !has_id {
+        let search_listed = conn.capability.as_ref().is_none_or(|c| c.npi_search());
+        match ctx
+            .rosters
+            .resolve(key, conn.base_url(), &obj.spec.npi, search_listed)
+        {
+            IndexAnswer::Prefetched(p, r, started) => {
+                prefetched = Some(p);
+                roles = roles.or(r);
+                walk_started = started;
+            }
+            IndexAnswer::Search => {}
+            IndexAnswer::AwaitWalk => return Prefetch::AwaitWalk,
+            IndexAnswer::Failed(e) => return Prefetch::Failed(e),
+        }
+    }
+    Prefetch::Use(prefetched, roles, walk_started)
+}
+
+/// An identifier search the instance does not support: 400 (Epic code 4100 and kin).
+fn is_search_refusal(e: &crate::fhir::FhirError) -> bool {
+    matches!(e, crate::fhir::FhirError::Invalid { status: 400, .. })
+}
+
+/// The object's reference and uid, as memory keys it.
+pub fn object_of(obj: &EpicPractitioner) -> (ObjectRef<EpicPractitioner>, String) {
+    (ObjectRef::from_obj(obj), obj.uid().unwrap_or_default())
+}

@@ -1,0 +1,228 @@
+//! What one pass concluded about a practitioner, typed: the InSync and Synced conditions with
+//! their [`Reason`] and message, and the previous status read once into [`Prev`]. Status,
+//! Events and the reconcile metric take their reasons from here; nothing parses a reason back
+//! from the text of a condition this pass wrote. Every message a condition carries after a
+//! sync is written here, once. Pure: no I/O.
+
+use crate::crd::{ConditionStatus, EpicPractitioner, EpicPractitionerStatus, Reason};
+use crate::pipeline::{SyncOutcome, WriteOutcome};
+use crate::reconcile::{Action, HoldReason, Resolution};
+
+pub const READY: &str = "Ready";
+pub const SYNCED: &str = "Synced";
+pub const IN_SYNC: &str = "InSync";
+
+/// One condition's verdict.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Said {
+    pub status: ConditionStatus,
+    pub reason: Reason,
+    pub message: String,
+}
+
+impl Said {
+    fn new(status: ConditionStatus, reason: Reason, message: impl Into<String>) -> Self {
+        Said {
+            status,
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+/// What a sync concluded: whether Epic matches (InSync) and whether the operator did what the
+/// spec asks (Synced).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    pub in_sync: Said,
+    pub synced: Said,
+}
+
+/// The status the object had before this pass, with its reasons read once. A reason written by
+/// an older release that is no longer in the vocabulary reads as Unknown.
+#[derive(Clone, Debug, Default)]
+pub struct Prev {
+    pub status: EpicPractitionerStatus,
+    pub synced: Option<Reason>,
+}
+
+impl Prev {
+    pub fn of(status: Option<&EpicPractitionerStatus>) -> Self {
+        let status = status.cloned().unwrap_or_default();
+        Prev {
+            synced: reason_in(&status, SYNCED),
+            status,
+        }
+    }
+}
+
+/// The reason of a stored condition, read from status the API server holds.
+pub fn reason_in(s: &EpicPractitionerStatus, type_: &str) -> Option<Reason> {
+    s.conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| Reason::parse(&c.reason).unwrap_or(Reason::Unknown))
+}
+
+/// The Synced reason of a stored status (a walk and the metrics read the watch cache).
+pub fn synced_reason(s: &EpicPractitionerStatus) -> Option<Reason> {
+    reason_in(s, SYNCED)
+}
+
+/// The verdict of a sync. `write_disabled_message` says why writes are held on this
+/// connection, when they are.
+pub fn of_sync(
+    obj: &EpicPractitioner,
+    prev: &EpicPractitionerStatus,
+    outcome: &SyncOutcome,
+    write_disabled_message: &str,
+) -> Verdict {
+    Verdict {
+        in_sync: in_sync(obj, outcome),
+        synced: synced(obj, prev, outcome, write_disabled_message),
+    }
+}
+
+fn in_sync(obj: &EpicPractitioner, outcome: &SyncOutcome) -> Said {
+    let npi = &obj.spec.npi;
+    match outcome.resolution {
+        Resolution::Found if outcome.remaining.is_empty() => Said::new(
+            ConditionStatus::True,
+            Reason::NoDrift,
+            "the live record matches every owned field",
+        ),
+        Resolution::Found => {
+            let paths: Vec<&str> = outcome
+                .remaining
+                .entries
+                .iter()
+                .map(|d| d.path.as_str())
+                .collect();
+            Said::new(
+                ConditionStatus::False,
+                Reason::Drifted,
+                format!("differs in {}", paths.join(", ")),
+            )
+        }
+        Resolution::NotFound => Said::new(
+            ConditionStatus::False,
+            Reason::NotFound,
+            format!("no Practitioner carries NPI {npi}"),
+        ),
+        Resolution::Ambiguous(n) => Said::new(
+            ConditionStatus::False,
+            Reason::AmbiguousNpi,
+            format!("{n} Practitioners carry NPI {npi}"),
+        ),
+        Resolution::Incomplete => Said::new(
+            ConditionStatus::Unknown,
+            Reason::SearchIncomplete,
+            format!("Epic marked the search for NPI {npi} incomplete; see status.warnings"),
+        ),
+    }
+}
+
+fn synced(
+    obj: &EpicPractitioner,
+    prev: &EpicPractitionerStatus,
+    outcome: &SyncOutcome,
+    write_disabled_message: &str,
+) -> Said {
+    match (&outcome.write, outcome.action) {
+        (WriteOutcome::Updated | WriteOutcome::Created | WriteOutcome::Deactivated, _) => {
+            let what = match outcome.write {
+                WriteOutcome::Created => "created the record",
+                WriteOutcome::Deactivated => "wrote active=false",
+                _ => "updated the record",
+            };
+            if outcome.remaining.is_empty() {
+                Said::new(
+                    ConditionStatus::True,
+                    Reason::Synced,
+                    format!("{what}; the response shows the desired values"),
+                )
+            } else {
+                Said::new(
+                    ConditionStatus::False,
+                    Reason::WriteNotApplied,
+                    format!(
+                        "{what} but Epic's response still differs: some fields may be read-only on this instance"
+                    ),
+                )
+            }
+        }
+        (WriteOutcome::Refused(e), _) => Said::new(
+            ConditionStatus::False,
+            Reason::WriteDisabled,
+            format!("Epic refused the write; drift is reported, not fixed: {e}"),
+        ),
+        (WriteOutcome::Failed(e), _) => Said::new(
+            ConditionStatus::False,
+            e.reason(),
+            format!("the write failed: {e}"),
+        ),
+        (WriteOutcome::NotSent(why), _) => Said::new(
+            ConditionStatus::False,
+            Reason::KubernetesError,
+            format!(
+                "the create was not sent, because its attempt could not be recorded in status first: {why}"
+            ),
+        ),
+        (WriteOutcome::Conflict { attempts, .. }, _) => Said::new(
+            ConditionStatus::False,
+            Reason::Conflict,
+            format!(
+                "Practitioner was changed in Epic while the operator wrote it ({attempts} attempts, each re-read first); it is tried again with backoff"
+            ),
+        ),
+        (WriteOutcome::NotAttempted, Action::Hold(h)) => {
+            // Observe is a choice, not a failure: Synced stays True and InSync tells the drift.
+            let ok = h == HoldReason::ObserveOnly;
+            Said::new(
+                ok.into(),
+                h.reason(),
+                held(obj, prev, outcome, h, write_disabled_message),
+            )
+        }
+        (WriteOutcome::NotAttempted, _) => {
+            Said::new(ConditionStatus::True, Reason::Synced, "nothing to write")
+        }
+    }
+}
+
+/// Why a write is held, and what would release it.
+fn held(
+    obj: &EpicPractitioner,
+    prev: &EpicPractitionerStatus,
+    outcome: &SyncOutcome,
+    h: HoldReason,
+    write_disabled_message: &str,
+) -> String {
+    let npi = &obj.spec.npi;
+    match h {
+        HoldReason::WriteDisabled => write_disabled_message.to_string(),
+        HoldReason::ObserveOnly => {
+            "managementPolicy Observe: drift is reported, never written".into()
+        }
+        HoldReason::Paused => "paused by annotation epic-operator.dev/paused".into(),
+        HoldReason::NotFound => format!(
+            "no Practitioner carries NPI {npi}; managementPolicy {:?} does not create (use CreateOrUpdate)",
+            obj.spec.management_policy
+        ),
+        HoldReason::SearchIncomplete => format!(
+            "Epic marked the search for NPI {npi} incomplete (suppressed or unauthorized results); nothing is created or written on an incomplete answer"
+        ),
+        HoldReason::CreateUnconfirmed => format!(
+            "a create for NPI {npi} was sent{} and its answer was lost; no second one is sent until a complete roster walk that started after it shows whether it arrived",
+            prev.create_attempt
+                .as_ref()
+                .map(|a| format!(" at {}", a.sent_at))
+                .unwrap_or_default()
+        ),
+        HoldReason::AmbiguousNpi => format!(
+            "{} Practitioners carry NPI {npi} ({}); nothing is written until the duplicates are merged in Epic",
+            outcome.ambiguous_ids.len(),
+            outcome.ambiguous_ids.join(", ")
+        ),
+    }
+}
