@@ -57,7 +57,7 @@ fn module_of(file: &Path) -> Vec<String> {
     parts
 }
 
-/// The module paths a file refers to, resolved to absolute paths (first two segments).
+/// The module paths a file refers to, resolved to absolute paths (first three segments).
 fn references(file: &Path, text: &str) -> BTreeSet<Vec<String>> {
     let me = module_of(file);
     // `super` is the parent module, for `x/mod.rs` (module x) and `x/y.rs` (module x::y) alike.
@@ -75,7 +75,7 @@ fn references(file: &Path, text: &str) -> BTreeSet<Vec<String>> {
                     .unwrap_or_default()
                     .split("::")
                     .filter(|s| !s.is_empty())
-                    .take(2)
+                    .take(3)
                     .map(str::to_string)
                     .collect();
                 let mut path = base.clone();

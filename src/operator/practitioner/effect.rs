@@ -1,26 +1,21 @@
 //! Effect: performs a decision. Writes status (server-side apply, one field manager) when it
 //! changed, publishes the Events, updates the object's memory and what the connection learned,
-//! notes the metric, and returns when to look again. Also the recorder that writes a create
-//! attempt into status before the POST leaves.
+//! notes the metric, and returns when to look again.
 
-use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::Event;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
-use serde_json::json;
 
-use super::FIELD_MANAGER;
 use super::backoff::{backoff, jittered};
 use super::decide::{Decision, Learned, Next, Remember};
 use super::observe::{Found, Observation};
-use crate::crd::{CreateAttempt, EpicPractitioner, EpicPractitionerStatus};
+use super::status_write::apply_status;
+use crate::crd::{EpicPractitioner, EpicPractitionerStatus};
 use crate::operator::Context;
 use crate::operator::connection::cache::connection_label;
 use crate::operator::error::Error;
-use crate::operator::memory::Memory;
 use crate::operator::metrics::ReconcileTimer;
-use crate::pipeline::AttemptRecorder;
 
 /// Performs `decision` for the pass `obs` observed.
 pub async fn perform(
@@ -131,76 +126,4 @@ async fn report(
         }
     }
     Ok(())
-}
-
-/// The whole status by server-side apply under the operator's one field manager.
-async fn apply_status(
-    api: &Api<EpicPractitioner>,
-    name: &str,
-    status: &EpicPractitionerStatus,
-) -> Result<(), kube::Error> {
-    let patch = json!({
-        "apiVersion": EpicPractitioner::api_version(&()),
-        "kind": EpicPractitioner::kind(&()),
-        "status": status,
-    });
-    api.patch_status(
-        name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await
-    .map(|_| ())
-}
-
-/// Writes the create attempt into status (the whole status, under the one field manager)
-/// before the POST leaves. The status is built only when a POST is about to be sent.
-pub struct StatusAttempt<'a> {
-    api: Api<EpicPractitioner>,
-    obj: &'a EpicPractitioner,
-    old: &'a EpicPractitionerStatus,
-    base_url: String,
-    memory: &'a Memory,
-}
-
-impl<'a> StatusAttempt<'a> {
-    pub fn new(
-        ctx: &'a Context,
-        obj: &'a EpicPractitioner,
-        old: &'a EpicPractitionerStatus,
-        base_url: &str,
-    ) -> Self {
-        StatusAttempt {
-            api: Api::namespaced(ctx.kube.clone(), &obj.namespace().unwrap_or_default()),
-            obj,
-            old,
-            base_url: base_url.to_string(),
-            memory: &ctx.memory,
-        }
-    }
-}
-
-impl AttemptRecorder for StatusAttempt<'_> {
-    fn record(&self) -> futures::future::BoxFuture<'_, Result<(), String>> {
-        Box::pin(async move {
-            let attempt = CreateAttempt {
-                npi: self.obj.spec.npi.clone(),
-                connection: self.base_url.clone(),
-                sent_at: crate::util::now_rfc3339(),
-            };
-            let status = EpicPractitionerStatus {
-                create_attempt: Some(attempt.clone()),
-                ..self.old.clone()
-            };
-            apply_status(&self.api, &self.obj.name_any(), &status)
-                .await
-                .map_err(|e| format!("status write failed: {e}"))?;
-            self.memory.note_attempt(
-                &ObjectRef::from_obj(self.obj),
-                &self.obj.uid().unwrap_or_default(),
-                attempt,
-            );
-            Ok(())
-        })
-    }
 }

@@ -4,6 +4,7 @@
 //! it into a decision without I/O (`decide`, from the typed `verdict`, `status` and
 //! `events`), and performs it (`effect`: status, Events, memory, metric, requeue).
 
+mod attempt;
 pub(crate) mod backoff;
 pub(crate) mod check_now;
 mod decide;
@@ -12,6 +13,7 @@ pub(crate) mod events;
 mod observe;
 pub(crate) mod status;
 pub(crate) mod status_limits;
+mod status_write;
 pub(crate) mod verdict;
 
 #[cfg(test)]

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
 
+use super::attempt::StatusAttempt;
 use super::backoff::{AWAIT_WALK_REQUEUE, safety_requeue};
-use super::effect::StatusAttempt;
 use super::verdict::Prev;
 use crate::crd::{CreateAttempt, EpicPractitioner, EpicPractitionerStatus, Reason, RoleSummary};
 use crate::operator::connection::cache::{ConnectionHandle, Key};
