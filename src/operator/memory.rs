@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use kube::runtime::reflector::ObjectRef;
 
 use crate::crd::{CreateAttempt, EpicPractitioner};
-use crate::operator::roster::state::{Handover, HandoverFor};
+use crate::operator::roster::index::{Handover, HandoverFor};
 
 /// The reference an entry is kept under (namespace and name; the uid is in the entry).
 pub type ObjectKey = ObjectRef<EpicPractitioner>;
@@ -148,7 +148,7 @@ impl Memory {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::operator::roster::state::Finding;
+    use crate::operator::roster::index::Finding;
     use crate::pipeline::Prefetched;
 
     fn key(name: &str) -> ObjectKey {

@@ -19,83 +19,16 @@ pub fn transitions(
     new_reason: Option<Reason>,
     outcome: Option<&SyncOutcome>,
 ) -> Vec<(EventType, Reason, String)> {
-    let old = &prev.status;
     let npi = &obj.spec.npi;
     // "Practitioner/x (NPI n)" once resolved, "NPI n" before: never a placeholder id.
     let subject = match new.fhir_id.as_deref() {
         Some(id) => format!("Practitioner/{id} (NPI {npi})"),
         None => format!("NPI {npi}"),
     };
-    let id = new.fhir_id.as_deref().unwrap_or_default();
     let mut events = Vec::new();
     let old_reason = prev.synced;
     if let Some(o) = outcome {
-        if new.fhir_id.is_some() && new.fhir_id != old.fhir_id && o.searched {
-            events.push((
-                EventType::Normal,
-                Reason::Resolved,
-                format!("NPI {npi} resolved to Practitioner/{id}"),
-            ));
-        }
-        let old_drift: Vec<&str> = old.drift.iter().map(|d| d.path.as_str()).collect();
-        let paths: Vec<&str> = o.drift.entries.iter().map(|d| d.path.as_str()).collect();
-        if !paths.is_empty() && paths != old_drift {
-            events.push((
-                EventType::Normal,
-                Reason::DriftDetected,
-                format!(
-                    "Practitioner/{id} (NPI {npi}) differs in {}",
-                    paths.join(", ")
-                ),
-            ));
-        }
-        match &o.write {
-            WriteOutcome::Updated => {
-                let deactivated = obj.spec.active == Some(false)
-                    && o.drift.entries.iter().any(|d| d.path == "active");
-                events.push((EventType::Normal, Reason::Updated, format!("{subject} updated: {}", paths.join(", "))));
-                if deactivated {
-                    events.push((EventType::Normal, Reason::Deactivated, format!("{subject} set active=false; Epic login access is not revoked by this: end it in Epic's user records")));
-                }
-            }
-            WriteOutcome::Created => events.push((EventType::Normal, Reason::Created, format!("created Practitioner/{id} for NPI {npi}"))),
-            WriteOutcome::Deactivated => events.push((EventType::Normal, Reason::Deactivated, format!("{subject} set active=false before deletion; Epic login access is not revoked by this: end it in Epic's user records"))),
-            WriteOutcome::Conflict { attempts, .. } => events.push((EventType::Warning, Reason::Conflict, format!("{subject} changed in Epic during each of {attempts} conditional writes; nothing was overwritten, retrying with backoff"))),
-            _ => {}
-        }
-        if o.resolution == Resolution::Incomplete && old_reason != Some(Reason::SearchIncomplete) {
-            events.push((
-                EventType::Warning,
-                Reason::SearchIncomplete,
-                format!("Epic marked the search for NPI {npi} incomplete (suppressed or unauthorized results); nothing is created on it. {}", Reason::SearchIncomplete.remedy()),
-            ));
-        }
-        if o.resolution == Resolution::NotFound
-            && old_reason != Some(Reason::NotFound)
-            && new_reason == Some(Reason::NotFound)
-        {
-            events.push((
-                EventType::Warning,
-                Reason::NotFound,
-                format!(
-                    "no Practitioner carries NPI {npi}. {}",
-                    Reason::NotFound.remedy()
-                ),
-            ));
-        }
-        if matches!(o.resolution, Resolution::Ambiguous(_))
-            && old_reason != Some(Reason::AmbiguousNpi)
-        {
-            events.push((
-                EventType::Warning,
-                Reason::AmbiguousNpi,
-                format!(
-                    "{} Practitioners carry NPI {npi}; nothing written. {}",
-                    o.ambiguous_ids.len(),
-                    Reason::AmbiguousNpi.remedy()
-                ),
-            ));
-        }
+        events.extend(sync_events(obj, prev, new, new_reason, o, &subject));
     }
     if new_reason == Some(Reason::WriteDisabled) && old_reason != Some(Reason::WriteDisabled) {
         events.push((
@@ -126,6 +59,102 @@ pub fn transitions(
             EventType::Warning,
             Reason::ReconcileFailed,
             format!("{subject}: {r}. {}", r.remedy()),
+        ));
+    }
+    events
+}
+
+/// Events of what a sync found and did: resolved, drift found, written, created,
+/// deactivated, conflict, and the first time a record is not found, ambiguous, or its search
+/// incomplete.
+fn sync_events(
+    obj: &EpicPractitioner,
+    prev: &Prev,
+    new: &EpicPractitionerStatus,
+    new_reason: Option<Reason>,
+    o: &SyncOutcome,
+    subject: &str,
+) -> Vec<(EventType, Reason, String)> {
+    let old = &prev.status;
+    let old_reason = prev.synced;
+    let npi = &obj.spec.npi;
+    let id = new.fhir_id.as_deref().unwrap_or_default();
+    let mut events = Vec::new();
+    if new.fhir_id.is_some() && new.fhir_id != old.fhir_id && o.searched {
+        events.push((
+            EventType::Normal,
+            Reason::Resolved,
+            format!("NPI {npi} resolved to Practitioner/{id}"),
+        ));
+    }
+    let old_drift: Vec<&str> = old.drift.iter().map(|d| d.path.as_str()).collect();
+    let paths: Vec<&str> = o.drift.entries.iter().map(|d| d.path.as_str()).collect();
+    if !paths.is_empty() && paths != old_drift {
+        events.push((
+            EventType::Normal,
+            Reason::DriftDetected,
+            format!(
+                "Practitioner/{id} (NPI {npi}) differs in {}",
+                paths.join(", ")
+            ),
+        ));
+    }
+    match &o.write {
+        WriteOutcome::Updated => {
+            let deactivated = obj.spec.active == Some(false)
+                && o.drift.entries.iter().any(|d| d.path == "active");
+            events.push((EventType::Normal, Reason::Updated, format!("{subject} updated: {}", paths.join(", "))));
+            if deactivated {
+                events.push((EventType::Normal, Reason::Deactivated, format!("{subject} set active=false; Epic login access is not revoked by this: end it in Epic's user records")));
+            }
+        }
+        WriteOutcome::Created => events.push((EventType::Normal, Reason::Created, format!("created Practitioner/{id} for NPI {npi}"))),
+        WriteOutcome::Deactivated => events.push((EventType::Normal, Reason::Deactivated, format!("{subject} set active=false before deletion; Epic login access is not revoked by this: end it in Epic's user records"))),
+        WriteOutcome::Conflict { attempts, .. } => events.push((EventType::Warning, Reason::Conflict, format!("{subject} changed in Epic during each of {attempts} conditional writes; nothing was overwritten, retrying with backoff"))),
+        _ => {}
+    }
+    events.extend(resolution_events(npi, old_reason, new_reason, o));
+    events
+}
+
+/// The first Event of a record not found, ambiguous, or whose search was incomplete.
+fn resolution_events(
+    npi: &str,
+    old_reason: Option<Reason>,
+    new_reason: Option<Reason>,
+    o: &SyncOutcome,
+) -> Vec<(EventType, Reason, String)> {
+    let mut events = Vec::new();
+    if o.resolution == Resolution::Incomplete && old_reason != Some(Reason::SearchIncomplete) {
+        events.push((
+            EventType::Warning,
+            Reason::SearchIncomplete,
+            format!("Epic marked the search for NPI {npi} incomplete (suppressed or unauthorized results); nothing is created on it. {}", Reason::SearchIncomplete.remedy()),
+        ));
+    }
+    if o.resolution == Resolution::NotFound
+        && old_reason != Some(Reason::NotFound)
+        && new_reason == Some(Reason::NotFound)
+    {
+        events.push((
+            EventType::Warning,
+            Reason::NotFound,
+            format!(
+                "no Practitioner carries NPI {npi}. {}",
+                Reason::NotFound.remedy()
+            ),
+        ));
+    }
+    if matches!(o.resolution, Resolution::Ambiguous(_)) && old_reason != Some(Reason::AmbiguousNpi)
+    {
+        events.push((
+            EventType::Warning,
+            Reason::AmbiguousNpi,
+            format!(
+                "{} Practitioners carry NPI {npi}; nothing written. {}",
+                o.ambiguous_ids.len(),
+                Reason::AmbiguousNpi.remedy()
+            ),
         ));
     }
     events

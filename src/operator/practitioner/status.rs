@@ -189,6 +189,18 @@ pub fn from_outcome(
     s.create_attempt = create_attempt_after(obj, old, outcome, base_url, &now);
 
     put(&mut s, IN_SYNC, &verdict.in_sync, generation);
+    record_write(&mut s, old, outcome, now);
+    put(&mut s, SYNCED, &verdict.synced, generation);
+    bounded(s)
+}
+
+/// What the write leaves in status: when it happened or was refused, and the error it met.
+fn record_write(
+    s: &mut EpicPractitionerStatus,
+    old: &EpicPractitionerStatus,
+    outcome: &SyncOutcome,
+    now: String,
+) {
     match &outcome.write {
         WriteOutcome::Updated | WriteOutcome::Created | WriteOutcome::Deactivated => {
             s.last_write_time = Some(now);
@@ -238,8 +250,6 @@ pub fn from_outcome(
         }
         WriteOutcome::NotAttempted => {}
     }
-    put(&mut s, SYNCED, &verdict.synced, generation);
-    bounded(s)
 }
 
 /// Sets one condition from its verdict (Ready follows Synced).

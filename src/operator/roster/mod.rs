@@ -10,6 +10,7 @@
 //! not stretched over the whole interval. The first walk of a connection runs at its rate
 //! limit, since practitioners wait for it to resolve.
 
+pub(crate) mod index;
 pub(crate) mod load;
 mod matching;
 pub mod pace;
@@ -23,7 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::Context;
-use super::connection::cache::{Key, connection_label};
+use super::connection::cache::{ConnectionHandle, Key, connection_label};
 use super::practitioner::jittered;
 use super::roster::load::{Gate, practitioners_of};
 use crate::fhir::FhirError;
@@ -59,28 +60,51 @@ pub async fn run(ctx: Arc<Context>) {
         tracing::warn!("the practitioner watch cache closed; no roster walks");
         return;
     }
-    let mut next_due: HashMap<Key, Instant> = HashMap::new();
-    // Records seen by the last walk per connection: the next one paces its pages by it.
-    let mut last_walk: HashMap<Key, LastWalk> = HashMap::new();
-    let mut running: HashMap<Key, tokio::task::JoinHandle<WalkResult>> = HashMap::new();
-    // The instance each running walk is walking.
-    let mut walking: HashMap<Key, String> = HashMap::new();
-    let mut fingerprints: HashMap<Key, String> = HashMap::new();
+    let mut schedule = Schedule::default();
     loop {
-        let finished: Vec<Key> = running
+        schedule.collect_finished(&ctx).await;
+        // A connection briefly missing from this list (being rebuilt at its periodic probe)
+        // keeps its schedule; a deleted one has its walk state forgotten, so it walks at once
+        // if it comes back.
+        let ready = ctx.connections.ready_handles().await;
+        schedule.stop_stale(&ctx, &ready);
+        for (key, handle) in &ready {
+            schedule.start_if_due(&ctx, key, handle);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The walk schedule of every connection.
+#[derive(Default)]
+struct Schedule {
+    next_due: HashMap<Key, Instant>,
+    /// Records seen by the last walk per connection: the next one paces its pages by it.
+    last_walk: HashMap<Key, LastWalk>,
+    running: HashMap<Key, tokio::task::JoinHandle<WalkResult>>,
+    /// The instance each running walk is walking.
+    walking: HashMap<Key, String>,
+    fingerprints: HashMap<Key, String>,
+}
+
+impl Schedule {
+    /// Takes the results of finished walks: what the next one plans by, or when to retry.
+    async fn collect_finished(&mut self, ctx: &Context) {
+        let finished: Vec<Key> = self
+            .running
             .iter()
             .filter(|(_, task)| task.is_finished())
             .map(|(k, _)| k.clone())
             .collect();
         for key in finished {
-            walking.remove(&key);
-            let Some(task) = running.remove(&key) else {
+            self.walking.remove(&key);
+            let Some(task) = self.running.remove(&key) else {
                 continue;
             };
             let label = connection_label(&key);
             match task.await {
                 Ok(Ok(report)) => {
-                    last_walk.insert(
+                    self.last_walk.insert(
                         key.clone(),
                         LastWalk {
                             records: report.records,
@@ -93,25 +117,7 @@ pub async fn run(ctx: Arc<Context>) {
                 }
                 Ok(Err(e)) => {
                     ctx.metrics.roster_walk(&label, false);
-                    // Without an index practitioners wait for a walk: try again soon, backing
-                    // off (to hours for a walk the instance refuses); after a daily limit, the
-                    // next day.
-                    if let Some((_, h)) = ctx
-                        .connections
-                        .ready_handles()
-                        .await
-                        .iter()
-                        .find(|(k, _)| *k == key)
-                    {
-                        let has_index = ctx.rosters.index(&key, h.base_url()).is_some();
-                        let (retry, explained) = ctx.walk_plans.failed(&key, h, &e, has_index);
-                        if let Some(x) = &explained {
-                            ctx.rosters.walk_failed(&key, h.base_url(), x);
-                        }
-                        if let Some(d) = retry {
-                            next_due.insert(key.clone(), later(d));
-                        }
-                    }
+                    self.failed(ctx, &key, &e).await;
                     tracing::warn!(connection = %key.1, reason = %e.reason(), error = %e, "roster walk failed")
                 }
                 Err(e) => {
@@ -120,13 +126,30 @@ pub async fn run(ctx: Arc<Context>) {
                 }
             }
         }
-        // A connection briefly missing from this list (being rebuilt at its periodic probe)
-        // keeps its schedule; a deleted one has its walk state forgotten, so it walks at once
-        // if it comes back.
+    }
+
+    /// Without an index practitioners wait for a walk: try again soon, backing off (to hours
+    /// for a walk the instance refuses); after a daily limit, the next day.
+    async fn failed(&mut self, ctx: &Context, key: &Key, e: &FhirError) {
         let ready = ctx.connections.ready_handles().await;
-        // A walk of a deleted connection, or of an instance the connection no longer points
-        // at, stops: its findings would be about something that is gone.
-        let stale: Vec<Key> = walking
+        let Some((_, h)) = ready.iter().find(|(k, _)| k == key) else {
+            return;
+        };
+        let has_index = ctx.rosters.index(key, h.base_url()).is_some();
+        let (retry, explained) = ctx.walk_plans.failed(key, h, e, has_index);
+        if let Some(x) = &explained {
+            ctx.rosters.walk_failed(key, h.base_url(), x);
+        }
+        if let Some(d) = retry {
+            self.next_due.insert(key.clone(), later(d));
+        }
+    }
+
+    /// A walk of a deleted connection, or of an instance the connection no longer points at,
+    /// stops: its findings would be about something that is gone.
+    fn stop_stale(&mut self, ctx: &Context, ready: &[(Key, Arc<ConnectionHandle>)]) {
+        let stale: Vec<Key> = self
+            .walking
             .iter()
             .filter(|(key, base)| {
                 !ctx.connections.has(key)
@@ -137,61 +160,69 @@ pub async fn run(ctx: Arc<Context>) {
             .map(|(key, _)| key.clone())
             .collect();
         for key in stale {
-            walking.remove(&key);
-            if let Some(task) = running.remove(&key) {
+            self.walking.remove(&key);
+            if let Some(task) = self.running.remove(&key) {
                 task.abort();
                 tracing::info!(connection = %key.1, "the connection was deleted or now points at another instance; its roster walk is stopped");
             }
         }
-        for (key, handle) in &ready {
-            // A changed connection (new windows, budget, interval) plans afresh.
-            if fingerprints
-                .insert(key.clone(), handle.fingerprint.clone())
-                .is_some_and(|old| old != handle.fingerprint)
-            {
-                next_due.remove(key);
-            }
-            if running.contains_key(key) {
-                continue;
-            }
-            // A new connection (or a new instance behind one) walks at once: its practitioners
-            // wait for that walk.
-            let due = if ctx.rosters.awaiting_first_walk(key, handle.base_url()) {
-                Instant::now()
-            } else {
-                *next_due.entry(key.clone()).or_insert_with(Instant::now)
-            };
-            if Instant::now() >= due {
-                let practitioners = practitioners_of(&ctx, key);
-                // Budget, windows and a daily limit may hold a due walk; practitioners waiting
-                // for a first walk then resolve by identifier search where they can.
-                if let Gate::Wait(wait, why) = ctx.walk_plans.gate(key, handle, practitioners) {
-                    if let Some(why) = why
-                        && ctx.rosters.awaiting_first_walk(key, handle.base_url())
-                    {
-                        ctx.rosters.walk_failed(key, handle.base_url(), &why);
-                    }
-                    next_due.insert(key.clone(), later(wait));
-                    continue;
-                }
-                let expected = last_walk.get(key).copied().unwrap_or_default();
-                let interval = ctx.walk_plans.interval(key, handle, practitioners);
-                next_due.insert(key.clone(), later(jittered(interval)));
-                walking.insert(key.clone(), handle.base_url().to_string());
-                let (ctx, walk_key, handle) = (ctx.clone(), key.clone(), handle.clone());
-                running.insert(
-                    key.clone(),
-                    tokio::spawn(async move {
-                        let stats = super::roster::stats::Started::now(&ctx, &walk_key);
-                        let result = walk(&ctx, &walk_key, &handle, expected).await;
-                        let walked = result.as_ref().map(|r| (r.records, r.restarted));
-                        stats.finish(&ctx, &walk_key, walked).await;
-                        result
-                    }),
-                );
-            }
+    }
+
+    /// Starts the connection's walk when it is due and the budget, windows and daily limit
+    /// let it.
+    fn start_if_due(&mut self, ctx: &Arc<Context>, key: &Key, handle: &Arc<ConnectionHandle>) {
+        // A changed connection (new windows, budget, interval) plans afresh.
+        if self
+            .fingerprints
+            .insert(key.clone(), handle.fingerprint.clone())
+            .is_some_and(|old| old != handle.fingerprint)
+        {
+            self.next_due.remove(key);
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        if self.running.contains_key(key) {
+            return;
+        }
+        // A new connection (or a new instance behind one) walks at once: its practitioners
+        // wait for that walk.
+        let due = if ctx.rosters.awaiting_first_walk(key, handle.base_url()) {
+            Instant::now()
+        } else {
+            *self
+                .next_due
+                .entry(key.clone())
+                .or_insert_with(Instant::now)
+        };
+        if Instant::now() < due {
+            return;
+        }
+        let practitioners = practitioners_of(ctx, key);
+        // Budget, windows and a daily limit may hold a due walk; practitioners waiting for a
+        // first walk then resolve by identifier search where they can.
+        if let Gate::Wait(wait, why) = ctx.walk_plans.gate(key, handle, practitioners) {
+            if let Some(why) = why
+                && ctx.rosters.awaiting_first_walk(key, handle.base_url())
+            {
+                ctx.rosters.walk_failed(key, handle.base_url(), &why);
+            }
+            self.next_due.insert(key.clone(), later(wait));
+            return;
+        }
+        let expected = self.last_walk.get(key).copied().unwrap_or_default();
+        let interval = ctx.walk_plans.interval(key, handle, practitioners);
+        self.next_due.insert(key.clone(), later(jittered(interval)));
+        self.walking
+            .insert(key.clone(), handle.base_url().to_string());
+        let (ctx, walk_key, handle) = (ctx.clone(), key.clone(), handle.clone());
+        self.running.insert(
+            key.clone(),
+            tokio::spawn(async move {
+                let stats = stats::Started::now(&ctx, &walk_key);
+                let result = walk(&ctx, &walk_key, &handle, expected).await;
+                let walked = result.as_ref().map(|r| (r.records, r.restarted));
+                stats.finish(&ctx, &walk_key, walked).await;
+                result
+            }),
+        );
     }
 }
 

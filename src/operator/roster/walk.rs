@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use kube::runtime::reflector::ObjectRef;
 use serde_json::Value;
 
+use super::index::RoleMap;
 use super::matching::{Matcher, Woken};
 use super::page_pace::Pace;
-use super::state::RoleMap;
 use super::{LastWalk, WalkReport, WalkResult};
 use crate::crd::EpicPractitioner;
 use crate::fhir::{FhirError, ResourceWalk};
