@@ -49,6 +49,12 @@ impl Index {
     }
 }
 
+/// The reference an object is indexed under: namespace and name (the resource version and uid
+/// a full reference carries would be two more strings per object, twice).
+fn member_of(p: &EpicPractitioner) -> Member {
+    ObjectRef::new(&p.name_any()).within(&p.namespace().unwrap_or_default())
+}
+
 /// The members index.
 #[derive(Default)]
 pub struct Members {
@@ -62,7 +68,7 @@ impl Members {
 
     /// The watch saw the object (created, changed, or listed).
     pub fn applied(&self, p: &EpicPractitioner) {
-        let member = ObjectRef::from_obj(p);
+        let member = member_of(p);
         let entry = Entry {
             connection: (
                 p.namespace().unwrap_or_default(),
@@ -89,7 +95,7 @@ impl Members {
 
     /// The watch saw the object deleted.
     pub fn deleted(&self, p: &EpicPractitioner) {
-        self.lock().remove(&ObjectRef::from_obj(p));
+        self.lock().remove(&member_of(p));
     }
 
     /// A relist starts: objects it does not list were deleted meanwhile.

@@ -16,20 +16,30 @@ use crate::operator::roster::index::{Handover, HandoverFor};
 /// The reference an entry is kept under (namespace and name; the uid is in the entry).
 pub type ObjectKey = ObjectRef<EpicPractitioner>;
 
-/// What is remembered of one object.
+/// What is remembered of one object. Kept small (large parts boxed) and only while it holds
+/// something: an object that is fine and waits for nothing has no entry.
 #[derive(Debug, Default)]
 struct ObjectMemory {
-    uid: String,
+    uid: Box<str>,
     failures: u32,
     /// Epic refused a write for this object then. Status records it too, but the watch cache
     /// can lag behind the operator's own status write; this cannot.
     refused_at: Option<Instant>,
     /// What the last roster walk found for it, waiting for its reconcile.
-    handover: Option<Handover>,
+    handover: Option<Box<Handover>>,
     /// A create attempt whose answer was lost, and since when this process knows of it: its
     /// own POST, or the first status it read showing one. Measured on this process's clock,
     /// so another replica's clock never matters.
-    attempt: Option<(Instant, CreateAttempt)>,
+    attempt: Option<Box<(Instant, CreateAttempt)>>,
+}
+
+impl ObjectMemory {
+    fn holds_nothing(&self) -> bool {
+        self.failures == 0
+            && self.refused_at.is_none()
+            && self.handover.is_none()
+            && self.attempt.is_none()
+    }
 }
 
 /// Every object's memory.
@@ -40,17 +50,35 @@ pub struct Memory {
 
 impl Memory {
     /// Runs `f` on the entry of `object` with `uid`; an entry of an earlier object under the
-    /// same name is replaced first.
+    /// same name is replaced first, and an entry left holding nothing is dropped.
     fn with<T>(&self, object: &ObjectKey, uid: &str, f: impl FnOnce(&mut ObjectMemory) -> T) -> T {
         let mut all = self.objects.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = all.entry(object.clone()).or_default();
-        if entry.uid != uid {
+        // Keyed by namespace and name only: the resource version and uid of the reference
+        // would be two more strings per object.
+        let key = ObjectRef::new(&object.name).within(object.namespace.as_deref().unwrap_or(""));
+        let entry = all.entry(key.clone()).or_default();
+        if &*entry.uid != uid {
             *entry = ObjectMemory {
-                uid: uid.to_string(),
+                uid: uid.into(),
                 ..ObjectMemory::default()
             };
         }
-        f(entry)
+        let out = f(entry);
+        if entry.holds_nothing() {
+            all.remove(&key);
+        }
+        out
+    }
+
+    /// Reads the entry of `object` with `uid`, if there is one.
+    fn read<T>(
+        &self,
+        object: &ObjectKey,
+        uid: &str,
+        f: impl FnOnce(&ObjectMemory) -> T,
+    ) -> Option<T> {
+        let all = self.objects.lock().unwrap_or_else(|p| p.into_inner());
+        all.get(object).filter(|m| &*m.uid == uid).map(f)
     }
 
     /// Counts a failure and returns how many came before it in a row.
@@ -63,7 +91,9 @@ impl Memory {
     }
 
     pub fn forget_failures(&self, object: &ObjectKey, uid: &str) {
-        self.with(object, uid, |m| m.failures = 0);
+        if self.read(object, uid, |m| m.failures > 0) == Some(true) {
+            self.with(object, uid, |m| m.failures = 0);
+        }
     }
 
     /// Epic refused a write for the object now.
@@ -73,21 +103,28 @@ impl Memory {
 
     /// Whether Epic refused a write for the object less than `window` ago.
     pub fn refused_within(&self, object: &ObjectKey, uid: &str, window: Duration) -> bool {
-        self.with(object, uid, |m| {
+        self.read(object, uid, |m| {
             m.refused_at.is_some_and(|t| t.elapsed() < window)
         })
+        .unwrap_or(false)
     }
 
     /// Leaves a walk's finding for the object it was made for (`about.uid`).
     pub fn hand_over(&self, object: &ObjectKey, handover: Handover) {
         let uid = handover.about.uid.clone();
-        self.with(object, &uid, |m| m.handover = Some(handover));
+        self.with(object, &uid, |m| m.handover = Some(Box::new(handover)));
     }
 
     /// The hand-over waiting for the object, when it was made for what the object is now (a
     /// stale one is dropped).
     pub fn take_handover(&self, object: &ObjectKey, now: &HandoverFor) -> Option<Handover> {
-        let taken = self.with(object, &now.uid, |m| m.handover.take())?;
+        if self.read(object, &now.uid, |m| m.handover.is_some()) != Some(true) {
+            // Nothing waiting (or only a hand-over for an earlier object under this name,
+            // which the entry below drops).
+            self.with(object, &now.uid, |_| ());
+            return None;
+        }
+        let taken = *self.with(object, &now.uid, |m| m.handover.take())?;
         if taken.about == *now {
             Some(taken)
         } else {
@@ -105,22 +142,31 @@ impl Memory {
         uid: &str,
         in_status: Option<&CreateAttempt>,
     ) -> Option<(Instant, CreateAttempt)> {
+        if in_status.is_none() {
+            return self
+                .read(object, uid, |m| m.attempt.as_deref().cloned())
+                .flatten();
+        }
         self.with(object, uid, |m| {
             if m.attempt.is_none() {
-                m.attempt = in_status.map(|a| (Instant::now(), a.clone()));
+                m.attempt = in_status.map(|a| Box::new((Instant::now(), a.clone())));
             }
-            m.attempt.clone()
+            m.attempt.as_deref().cloned()
         })
     }
 
     /// A POST for the object is about to be sent.
     pub fn note_attempt(&self, object: &ObjectKey, uid: &str, attempt: CreateAttempt) {
-        self.with(object, uid, |m| m.attempt = Some((Instant::now(), attempt)));
+        self.with(object, uid, |m| {
+            m.attempt = Some(Box::new((Instant::now(), attempt)))
+        });
     }
 
     /// The object's record is known, or Epic answered its POST: nothing is left unknown.
     pub fn clear_attempt(&self, object: &ObjectKey, uid: &str) {
-        self.with(object, uid, |m| m.attempt = None);
+        if self.read(object, uid, |m| m.attempt.is_some()) == Some(true) {
+            self.with(object, uid, |m| m.attempt = None);
+        }
     }
 
     /// The object is gone: everything remembered of it goes too.
