@@ -15,6 +15,7 @@ mod metrics;
 mod practitioner;
 pub mod roster;
 mod run;
+mod slim;
 mod watch_backoff;
 
 use std::net::SocketAddr;

@@ -19,11 +19,9 @@ use super::watch_backoff::WatchBackoff;
 use super::{
     Connections, Context, DriftDetection, JwksPublisher, LeaderElector, Metrics, OperatorConfig,
     RunError, connection, fair_share, health, jwks, logging, members, memory, practitioner, roster,
+    slim,
 };
 use crate::crd::{EpicConnection, EpicPractitioner};
-
-/// The annotation client-side apply keeps a full copy of the manifest in.
-const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// Runs the operator until SIGTERM/SIGINT or loss of leadership.
 pub async fn run(config: OperatorConfig) -> Result<(), RunError> {
@@ -210,8 +208,7 @@ async fn check_access(
 
 type Events<K> = std::pin::Pin<Box<dyn Stream<Item = Result<K, watcher::Error>> + Send>>;
 
-/// Practitioners: a reflector store (managedFields, the last-applied copy and labels stripped
-/// to save memory) feeding a trigger stream that ignores status-only changes, so the
+/// Practitioners: a reflector store of slim copies (`src/operator/slim.rs`) feeding a trigger stream that ignores status-only changes, so the
 /// operator's own status writes do not cause another round of Epic requests. The members
 /// index and the per-object memory follow the same watch: deleted objects leave both.
 fn watch_practitioners(
@@ -222,13 +219,7 @@ fn watch_practitioners(
     let (store, writer) = reflector::store::<EpicPractitioner>();
     let stream = watcher(api, watcher::Config::default().page_size(500))
         .backoff(WatchBackoff::default())
-        .modify(|p: &mut EpicPractitioner| {
-            p.managed_fields_mut().clear();
-            // kubectl's and Argo CD's copy of the last applied manifest, and labels: never
-            // read here (metadata is only ever written as an explicit finalizer list).
-            p.annotations_mut().remove(LAST_APPLIED);
-            p.labels_mut().clear();
-        })
+        .modify(slim::for_cache)
         .reflect(writer)
         .inspect(move |event| follow_watch(&members, &memory, event))
         .applied_objects()

@@ -82,6 +82,17 @@ pub fn decide(obs: &Observation<'_>) -> Decision {
             settled(obs, new, Reason::Paused, None, Next::AwaitChange)
         }
         Found::Synced(s) => after_sync(obs, s),
+        // Without the whole status nothing is reported: the cache's slim copy is never
+        // written back.
+        Found::Failed { .. } if !obs.prev.complete => Decision {
+            status: None,
+            write_status: false,
+            events: Vec::new(),
+            remember: Vec::new(),
+            learned: Vec::new(),
+            metric: None,
+            next: Next::Fail,
+        },
         Found::Failed {
             error,
             search_refused_on,

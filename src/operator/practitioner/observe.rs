@@ -69,8 +69,8 @@ pub async fn observe<'a>(
     ctx: &Context,
     deleting: bool,
 ) -> Observation<'a> {
-    let prev = Prev::of(obj.status.as_ref());
-    let (found, conn) = match sync(obj, ctx, &prev, deleting).await {
+    let cached = Prev::cached(obj.status.as_ref());
+    let (found, conn, full) = match sync(obj, ctx, &cached, deleting).await {
         Ok(seen) => seen,
         Err(error) => (
             Found::Failed {
@@ -78,7 +78,27 @@ pub async fn observe<'a>(
                 search_refused_on: None,
             },
             None,
+            None,
         ),
+    };
+    // A pass that reports needs the whole status: the cache keeps only a slim copy. When it
+    // cannot be read, a failed pass reports nothing (the slim copy is never written back).
+    let (found, prev) = match (found, full) {
+        (Found::Wait(d), _) => (Found::Wait(d), cached),
+        (found, Some(full)) => (found, full),
+        (found, None) => match whole_status(ctx, obj).await {
+            Ok(full) => (found, full),
+            Err(error) => match found {
+                Found::Failed { .. } => (found, cached),
+                _ => (
+                    Found::Failed {
+                        error,
+                        search_refused_on: None,
+                    },
+                    cached,
+                ),
+            },
+        },
     };
     Observation {
         obj,
@@ -111,7 +131,7 @@ async fn sync(
     ctx: &Context,
     prev: &Prev,
     deleting: bool,
-) -> Result<(Found, Option<Arc<ConnectionHandle>>), Error> {
+) -> Result<(Found, Option<Arc<ConnectionHandle>>, Option<Prev>), Error> {
     let old = &prev.status;
     // Validate: what the schema cannot express.
     validate_spec(&obj.spec).map_err(Error::InvalidSpec)?;
@@ -124,7 +144,7 @@ async fn sync(
         return Err(Error::DuplicateNpi { other });
     }
     if obj.is_paused() {
-        return Ok((Found::Paused, None));
+        return Ok((Found::Paused, None, None));
     }
     // Dereference.
     let conn = ctx
@@ -148,9 +168,9 @@ async fn sync(
                 && prev.synced != Some(Reason::Paused);
             match roster_prefetch(ctx, &key, &conn, obj, known_id.is_some(), settled) {
                 Prefetch::Use(p, roles, started) => (p, roles, started),
-                Prefetch::AwaitWalk => return Ok((Found::Wait(AWAIT_WALK_REQUEUE), None)),
+                Prefetch::AwaitWalk => return Ok((Found::Wait(AWAIT_WALK_REQUEUE), None, None)),
                 Prefetch::Covered => {
-                    return Ok((Found::Wait(safety_requeue(conn.resync)), None));
+                    return Ok((Found::Wait(safety_requeue(conn.resync)), None, None));
                 }
                 Prefetch::Failed(e) => return Err(Error::Fhir(e)),
             }
@@ -162,8 +182,18 @@ async fn sync(
         known_roles,
         walk_started,
     };
-    let found = sync_with_epic(obj, ctx, old, deleting, key, &conn, known).await?;
-    Ok((found, Some(conn)))
+    // The sync writes status (a create attempt, then the result): from the whole status.
+    let full = whole_status(ctx, obj).await?;
+    let found = sync_with_epic(obj, ctx, &full.status, deleting, key, &conn, known).await?;
+    Ok((found, Some(conn), Some(full)))
+}
+
+/// The object's whole status, read from the API server.
+async fn whole_status(ctx: &Context, obj: &EpicPractitioner) -> Result<Prev, Error> {
+    let api: kube::Api<EpicPractitioner> =
+        kube::Api::namespaced(ctx.kube.clone(), &obj.namespace().unwrap_or_default());
+    let live = api.get_status(&obj.name_any()).await?;
+    Ok(Prev::of(live.status.as_ref()))
 }
 
 /// What is known of the record before asking Epic.

@@ -44,14 +44,27 @@ pub struct Verdict {
 pub struct Prev {
     pub status: EpicPractitionerStatus,
     pub synced: Option<Reason>,
+    /// The whole status as the API server holds it; false for the watch cache's slim copy,
+    /// which a pass may decide by but never writes back.
+    pub complete: bool,
 }
 
 impl Prev {
+    /// The whole status, as read from the API server (or built in a test).
     pub fn of(status: Option<&EpicPractitionerStatus>) -> Self {
         let status = status.cloned().unwrap_or_default();
         Prev {
             synced: reason_in(&status, SYNCED),
             status,
+            complete: true,
+        }
+    }
+
+    /// The watch cache's slim copy (`operator::slim`).
+    pub fn cached(status: Option<&EpicPractitionerStatus>) -> Self {
+        Prev {
+            complete: false,
+            ..Prev::of(status)
         }
     }
 }
