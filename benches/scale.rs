@@ -61,6 +61,22 @@ impl Drop for Operator {
     }
 }
 
+/// CPU seconds (user + system) the process has used, from /proc/PID/stat (clock ticks at the
+/// kernel's USER_HZ of 100).
+fn cpu_secs(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            // Fields after the command name (which is in parentheses and may hold spaces).
+            let rest = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let utime: f64 = f.get(11)?.parse().ok()?;
+            let stime: f64 = f.get(12)?.parse().ok()?;
+            Some((utime + stime) / 100.0)
+        })
+        .unwrap_or(0.0)
+}
+
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -156,6 +172,8 @@ struct Result_ {
     fixed_secs: f64,
     peak_rss_mib: f64,
     steady_rss_mib: f64,
+    /// CPU seconds the operator used over the steady window.
+    steady_cpu_secs: f64,
     relist_peak_mib: f64,
     new_object_p50_ms: u128,
     new_object_p99_ms: u128,
@@ -312,6 +330,7 @@ async fn run(cp: &mut ControlPlane, n: usize, mode: &str, timing: Timing) -> Res
     // One steady interval with 1% drift made out of band.
     reset(&sandbox).await;
     let window_start = Instant::now();
+    let cpu_at_start = cpu_secs(pid);
     let list: Value = epic_operator::http::client()
         .unwrap()
         .get(format!("{}/practitioners", sandbox.admin_url()))
@@ -384,6 +403,7 @@ async fn run(cp: &mut ControlPlane, n: usize, mode: &str, timing: Timing) -> Res
     r.steady = kinds(&steady);
     r.steady_total = fhir_total(&steady);
     r.steady_rss_mib = rss_kib(pid) as f64 / 1024.0;
+    r.steady_cpu_secs = cpu_secs(pid) - cpu_at_start;
     let tokens = steady["token"].as_u64().unwrap_or(0) as f64;
     r.tokens_per_lifetime =
         tokens / (window_start.elapsed().as_secs_f64() / timing.token_ttl_secs as f64).max(1.0);
@@ -497,12 +517,12 @@ async fn main() {
         results.push(r);
     }
     println!(
-        "| N | mode | resync | initial sync: FHIR requests | FHIR done / all Ready | steady window, 1% drift: FHIR requests | window | walk (4113s) | drift fixed after | RSS sync peak / steady / relist peak | new object Ready p50 / p99 (20) | tokens per token lifetime | busiest second / window average / average while active |"
+        "| N | mode | resync | initial sync: FHIR requests | FHIR done / all Ready | steady window, 1% drift: FHIR requests | window | walk (4113s) | drift fixed after | RSS sync peak / steady / relist peak | operator CPU over the window | new object Ready p50 / p99 (20) | tokens per token lifetime | busiest second / window average / average while active |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for r in &results {
         println!(
-            "| {} | {} | {} s | {} ({}) | {:.0} s / {:.0} s | {} ({}) | {:.0} s | {:.0} s ({}) | {:.1} s | {:.0} / {:.0} / {:.0} MiB | {} / {} ms | {:.2} | {} / {:.2} ({:.1}x) / {:.2} ({:.1}x) |",
+            "| {} | {} | {} s | {} ({}) | {:.0} s / {:.0} s | {} ({}) | {:.0} s | {:.0} s ({}) | {:.1} s | {:.0} / {:.0} / {:.0} MiB | {:.1} s | {} / {} ms | {:.2} | {} / {:.2} ({:.1}x) / {:.2} ({:.1}x) |",
             r.n,
             r.mode,
             r.resync_secs,
@@ -519,6 +539,7 @@ async fn main() {
             r.peak_rss_mib,
             r.steady_rss_mib,
             r.relist_peak_mib,
+            r.steady_cpu_secs,
             r.new_object_p50_ms,
             r.new_object_p99_ms,
             r.tokens_per_lifetime,

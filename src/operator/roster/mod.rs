@@ -217,7 +217,7 @@ impl Schedule {
             key.clone(),
             tokio::spawn(async move {
                 let stats = stats::Started::now(&ctx, &walk_key);
-                let result = walk(&ctx, &walk_key, &handle, expected).await;
+                let result = walk(&ctx, &walk_key, &handle, expected, interval).await;
                 let walked = result.as_ref().map(|r| (r.records, r.restarted));
                 stats.finish(&ctx, &walk_key, walked).await;
                 result

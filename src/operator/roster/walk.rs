@@ -59,23 +59,23 @@ fn role_walk_refused(e: &FhirError) -> bool {
     matches!(e.http_status(), Some(400 | 403 | 405))
 }
 
-/// One walk of a connection: roles when due, then the Practitioner roster, restarted once at a
-/// faster pace if the paging session expires.
+/// One walk of a connection: roles when due (every `role_every` of the planned walk
+/// `interval`), then the Practitioner roster, restarted once at a faster pace if the paging
+/// session expires.
 pub(super) async fn walk(
     ctx: &Context,
     key: &Key,
     handle: &ConnectionHandle,
     last: LastWalk,
+    interval: Duration,
 ) -> WalkResult {
     let (expected_records, expected_woken) = (last.records, last.woken_as_found);
     let started = Instant::now();
     let base = handle.base_url().to_string();
     let page_size = handle.client.settings().page_size.max(1);
     let first = ctx.rosters.index(key, &base).is_none();
-    let role_every = handle
-        .resync
-        .saturating_mul(6)
-        .max(Duration::from_secs(3600));
+    // The forecast's rule, so that a budget that stretches the walks stretches role walks too.
+    let role_every = super::pace::role_every(interval);
     let roles_due = ctx.rosters.roles_due(key, &base, role_every);
     let (roles, roles_walked) = if roles_due {
         match walk_roles(handle, page_size).await {
