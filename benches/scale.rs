@@ -6,6 +6,11 @@
 //!                                                modes, then N = 50,000 in roster mode
 //! cargo bench --bench scale -- --fast 1000,10000 the fast variant: 60 s resync and tokens
 //! cargo bench --bench scale -- 10000 roster      chosen sizes and modes
+//! cargo bench --bench scale -- --fast --budget 3000/1h 10000 roster
+//!                                                a request budget on the connection: after
+//!                                                the initial sync, a window of budget-paced
+//!                                                walks (at most 28 min) counted by the
+//!                                                sandbox, next to `epic-operator forecast`
 //!
 //! Everything runs on 127.0.0.1; every wait is bounded.
 
@@ -21,7 +26,8 @@ use std::time::{Duration, Instant};
 
 use cluster::{Component, ControlPlane};
 use epic_operator::crd::{
-    EpicConnection, EpicConnectionSpec, EpicPractitioner, EpicPractitionerSpec, npi_from_prefix,
+    EpicConnection, EpicConnectionSpec, EpicPractitioner, EpicPractitionerSpec, RequestBudget,
+    npi_from_prefix,
 };
 use epic_operator::sandbox::{Sandbox, SandboxConfig, Settings};
 use futures::StreamExt;
@@ -182,12 +188,21 @@ struct Result_ {
     average_rate: f64,
     /// Average over the seconds from the first to the last request of the window.
     active_rate: f64,
+    /// With `--budget`: the budget-paced window instead of the 1%-drift one.
+    budget: Option<BudgetWindow>,
 }
 
-async fn run(cp: &mut ControlPlane, n: usize, mode: &str, timing: Timing) -> Result_ {
+async fn run(
+    cp: &mut ControlPlane,
+    n: usize,
+    mode: &str,
+    timing: Timing,
+    budget: Option<&RequestBudget>,
+) -> Result_ {
     let resync_secs = timing.resync_secs;
+    let suffix = if budget.is_some() { "-budget" } else { "" };
     let ns = cp
-        .namespace(&format!("bench-{n}-{mode}-{resync_secs}"))
+        .namespace(&format!("bench-{n}-{mode}-{resync_secs}{suffix}"))
         .await;
     let sandbox = Sandbox::start(SandboxConfig {
         generate: n + 20,
@@ -227,11 +242,22 @@ async fn run(cp: &mut ControlPlane, n: usize, mode: &str, timing: Timing) -> Res
         page_size: Some(PAGE_SIZE),
         resync_interval: Some(format!("{resync_secs}s")),
         paging_session_ttl: None,
+        request_budget: budget.cloned(),
         ..sandbox.connection_spec("epic-key")
+    };
+    let connection = EpicConnection::new("epic", conn);
+    // What `epic-operator forecast` says about this very connection, before it runs.
+    let forecasts = if budget.is_some() {
+        vec![
+            (n, forecast(&connection, n)),
+            (n + 20, forecast(&connection, n + 20)),
+        ]
+    } else {
+        Vec::new()
     };
     let connections: Api<EpicConnection> = Api::namespaced(cp.admin.clone(), &ns);
     connections
-        .create(&PostParams::default(), &EpicConnection::new("epic", conn))
+        .create(&PostParams::default(), &connection)
         .await
         .unwrap();
     let api: Api<EpicPractitioner> = Api::namespaced(cp.admin.clone(), &ns);
@@ -327,103 +353,19 @@ async fn run(cp: &mut ControlPlane, n: usize, mode: &str, timing: Timing) -> Res
     r.initial_total = fhir_total(&initial);
     r.throughput = r.initial_total as f64 / r.sync_secs;
 
-    // One steady interval with 1% drift made out of band.
-    reset(&sandbox).await;
-    let window_start = Instant::now();
-    let cpu_at_start = cpu_secs(pid);
-    let list: Value = epic_operator::http::client()
-        .unwrap()
-        .get(format!("{}/practitioners", sandbox.admin_url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let ids: BTreeMap<String, String> = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| {
-            (
-                p["npi"].as_str().unwrap_or_default().to_string(),
-                p["id"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
-    r.drifted = n / 100;
-    for i in (0..n).step_by(100).take(r.drifted) {
-        let id = &ids[&npi_from_prefix(200_000_000 + i as u32)];
-        epic_operator::http::client()
-            .unwrap()
-            .patch(format!("{}/practitioners/{id}", sandbox.admin_url()))
-            .json(&json!({"active": false}))
-            .send()
-            .await
-            .unwrap();
+    if let Some(b) = budget {
+        let mut w = budget_window(&sandbox, &connections, n, b).await;
+        w.forecasts = forecasts;
+        r.drifted = w.drifted;
+        r.fixed_secs = w.fixed_secs;
+        r.steady = w.kinds.clone();
+        r.steady_total = w.total;
+        r.window_secs = w.window_secs;
+        r.steady_rss_mib = rss_kib(pid) as f64 / 1024.0;
+        r.budget = Some(w);
+    } else {
+        steady_window(&sandbox, n, mode, timing, pid, &mut r).await;
     }
-    // Wait for every drifted record to be written back and at least one interval; in roster
-    // mode also for the whole (paced) walk that found them.
-    let fixed = Instant::now();
-    let expected_pages = ((n + 20) as u64)
-        .div_ceil(PAGE_SIZE as u64)
-        .saturating_sub(1);
-    let (mut walk_start, mut walk_end) = (None, None);
-    let mut fixed_secs = None;
-    let window = Duration::from_secs(resync_secs);
-    loop {
-        let st = stats(&sandbox).await;
-        let pages = st["page"].as_u64().unwrap_or(0);
-        if walk_start.is_none() && st["search"].as_u64().unwrap_or(0) > 0 {
-            walk_start = Some(Instant::now());
-        }
-        if walk_end.is_none() && pages >= expected_pages {
-            walk_end = Some(Instant::now());
-        }
-        if fixed_secs.is_none() && st["update"].as_u64().unwrap_or(0) >= r.drifted as u64 {
-            fixed_secs = Some(fixed.elapsed().as_secs_f64());
-        }
-        let walked = mode != "roster" || walk_end.is_some();
-        if fixed_secs.is_some() && walked && window_start.elapsed() >= window {
-            break;
-        }
-        assert!(
-            window_start.elapsed() < Duration::from_secs(resync_secs * 3),
-            "drift not fixed or walk not done within 3 intervals: {st}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    r.fixed_secs = fixed_secs.unwrap_or_default();
-    if let (Some(a), Some(b)) = (walk_start, walk_end) {
-        r.walk_secs = b.duration_since(a).as_secs_f64();
-    }
-    let steady = stats(&sandbox).await;
-    r.window_secs = window_start.elapsed().as_secs_f64();
-    r.paging_expired = steady["pagingExpired"].as_u64().unwrap_or(0);
-    r.steady = kinds(&steady);
-    r.steady_total = fhir_total(&steady);
-    r.steady_rss_mib = rss_kib(pid) as f64 / 1024.0;
-    r.steady_cpu_secs = cpu_secs(pid) - cpu_at_start;
-    let tokens = steady["token"].as_u64().unwrap_or(0) as f64;
-    r.tokens_per_lifetime =
-        tokens / (window_start.elapsed().as_secs_f64() / timing.token_ttl_secs as f64).max(1.0);
-    let per_second: Vec<u64> = steady["perSecond"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p[1].as_u64().unwrap_or(0))
-        .collect();
-    r.busiest_second = per_second.iter().copied().max().unwrap_or(0);
-    let seconds: Vec<u64> = steady["perSecond"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p[0].as_u64().unwrap_or(0))
-        .collect();
-    if let (Some(first), Some(last)) = (seconds.first(), seconds.last()) {
-        r.active_rate = per_second.iter().sum::<u64>() as f64 / ((last - first + 1) as f64);
-    }
-    r.average_rate = r.steady_total as f64 / window_start.elapsed().as_secs_f64();
 
     // New objects while N exist: create -> Ready, 20 tries.
     let mut latencies = Vec::new();
@@ -480,12 +422,465 @@ async fn run(cp: &mut ControlPlane, n: usize, mode: &str, timing: Timing) -> Res
     r
 }
 
+/// One steady interval with 1% drift made out of band.
+async fn steady_window(
+    sandbox: &Sandbox,
+    n: usize,
+    mode: &str,
+    timing: Timing,
+    pid: u32,
+    r: &mut Result_,
+) {
+    let resync_secs = timing.resync_secs;
+    reset(sandbox).await;
+    let window_start = Instant::now();
+    let cpu_at_start = cpu_secs(pid);
+    r.drifted = n / 100;
+    drift(sandbox, r.drifted).await;
+    // Wait for every drifted record to be written back and at least one interval; in roster
+    // mode also for the whole (paced) walk that found them.
+    let fixed = Instant::now();
+    let expected_pages = ((n + 20) as u64)
+        .div_ceil(PAGE_SIZE as u64)
+        .saturating_sub(1);
+    let (mut walk_start, mut walk_end) = (None, None);
+    let mut fixed_secs = None;
+    let window = Duration::from_secs(resync_secs);
+    loop {
+        let st = stats(sandbox).await;
+        let pages = st["page"].as_u64().unwrap_or(0);
+        if walk_start.is_none() && st["search"].as_u64().unwrap_or(0) > 0 {
+            walk_start = Some(Instant::now());
+        }
+        if walk_end.is_none() && pages >= expected_pages {
+            walk_end = Some(Instant::now());
+        }
+        if fixed_secs.is_none() && st["update"].as_u64().unwrap_or(0) >= r.drifted as u64 {
+            fixed_secs = Some(fixed.elapsed().as_secs_f64());
+        }
+        let walked = mode != "roster" || walk_end.is_some();
+        if fixed_secs.is_some() && walked && window_start.elapsed() >= window {
+            break;
+        }
+        assert!(
+            window_start.elapsed() < Duration::from_secs(resync_secs * 3),
+            "drift not fixed or walk not done within 3 intervals: {st}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    r.fixed_secs = fixed_secs.unwrap_or_default();
+    if let (Some(a), Some(b)) = (walk_start, walk_end) {
+        r.walk_secs = b.duration_since(a).as_secs_f64();
+    }
+    let steady = stats(sandbox).await;
+    r.window_secs = window_start.elapsed().as_secs_f64();
+    r.paging_expired = steady["pagingExpired"].as_u64().unwrap_or(0);
+    r.steady = kinds(&steady);
+    r.steady_total = fhir_total(&steady);
+    r.steady_rss_mib = rss_kib(pid) as f64 / 1024.0;
+    r.steady_cpu_secs = cpu_secs(pid) - cpu_at_start;
+    let tokens = steady["token"].as_u64().unwrap_or(0) as f64;
+    r.tokens_per_lifetime =
+        tokens / (window_start.elapsed().as_secs_f64() / timing.token_ttl_secs as f64).max(1.0);
+    let per_second: Vec<u64> = steady["perSecond"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p[1].as_u64().unwrap_or(0))
+        .collect();
+    r.busiest_second = per_second.iter().copied().max().unwrap_or(0);
+    let seconds: Vec<u64> = steady["perSecond"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p[0].as_u64().unwrap_or(0))
+        .collect();
+    if let (Some(first), Some(last)) = (seconds.first(), seconds.last()) {
+        r.active_rate = per_second.iter().sum::<u64>() as f64 / ((last - first + 1) as f64);
+    }
+    r.average_rate = r.steady_total as f64 / window_start.elapsed().as_secs_f64();
+}
+
+/// Sets `active: false` out of band on `count` records: every 100th practitioner's.
+async fn drift(sandbox: &Sandbox, count: usize) {
+    let list: Value = epic_operator::http::client()
+        .unwrap()
+        .get(format!("{}/practitioners", sandbox.admin_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: BTreeMap<String, String> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["npi"].as_str().unwrap_or_default().to_string(),
+                p["id"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    for i in (0..).step_by(100).take(count) {
+        let id = &ids[&npi_from_prefix(200_000_000 + i as u32)];
+        epic_operator::http::client()
+            .unwrap()
+            .patch(format!("{}/practitioners/{id}", sandbox.admin_url()))
+            .json(&json!({"active": false}))
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
+/// `--budget REQUESTS/PER`, for example 3000/1h.
+fn parse_budget(text: &str) -> RequestBudget {
+    let (requests, per) = text
+        .split_once('/')
+        .unwrap_or_else(|| panic!("--budget {text:?}: give REQUESTS/PER, for example 3000/1h"));
+    let b = RequestBudget {
+        requests: requests
+            .parse()
+            .unwrap_or_else(|e| panic!("--budget {text:?}: {e}")),
+        per: per.to_string(),
+    };
+    b.period()
+        .unwrap_or_else(|e| panic!("--budget {text:?}: {e}"));
+    b
+}
+
+/// `epic-operator forecast` for this connection (its manifest written to a file, as an Epic
+/// team would be given it) at `practitioners`.
+fn forecast(connection: &EpicConnection, practitioners: usize) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("connection.yaml");
+    // JSON is YAML.
+    std::fs::write(&file, serde_json::to_string_pretty(connection).unwrap()).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_epic-operator"))
+        .arg("forecast")
+        .arg("--connection")
+        .arg(&file)
+        .args(["--practitioners", &practitioners.to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "forecast failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Counter differences `b - a` (the numeric fields of two stats snapshots).
+fn diff(a: &Value, b: &Value) -> Value {
+    let mut d = serde_json::Map::new();
+    if let Some(o) = b.as_object() {
+        for (k, v) in o {
+            if let Some(n) = v.as_u64() {
+                d.insert(
+                    k.clone(),
+                    json!(n.saturating_sub(a[k].as_u64().unwrap_or(0))),
+                );
+            }
+        }
+    }
+    Value::Object(d)
+}
+
+/// Requests by what they are for, from stats counters: walk pages (Practitioner and
+/// PractitionerRole searches without parameters and their next pages), reads, writes, token,
+/// and other FHIR requests (CapabilityStatement probes, identifier searches, refusals).
+#[derive(Clone, Copy, Debug, Default)]
+struct Split {
+    walk: u64,
+    reads: u64,
+    writes: u64,
+    token: u64,
+    other: u64,
+}
+
+impl Split {
+    fn of(v: &Value) -> Split {
+        let g = |k: &str| v[k].as_u64().unwrap_or(0);
+        Split {
+            walk: g("search").saturating_sub(g("identifierSearch"))
+                + g("page")
+                + g("pagingExpired"),
+            reads: g("read"),
+            writes: g("update") + g("create") + g("patch"),
+            token: g("token"),
+            other: g("metadata") + g("identifierSearch") + g("refused"),
+        }
+    }
+
+    /// The FHIR requests (what the budget counts: everything but the token).
+    fn fhir(&self) -> u64 {
+        self.walk + self.reads + self.writes + self.other
+    }
+
+    fn text(&self) -> String {
+        format!(
+            "walk pages {}, reads {}, writes {}, other {}; token {}",
+            self.walk, self.reads, self.writes, self.other, self.token
+        )
+    }
+}
+
+/// The window of budget-paced walks after the initial sync.
+#[derive(Debug, Default)]
+struct BudgetWindow {
+    budget: String,
+    period_secs: f64,
+    /// `epic-operator forecast` output, by practitioners costed.
+    forecasts: Vec<(usize, String)>,
+    window_secs: f64,
+    total: u64,
+    kinds: String,
+    split: Split,
+    throttled: u64,
+    /// Walk starts the sandbox saw (a search without parameters after 20 s without one),
+    /// seconds after the window started.
+    walk_starts: Vec<f64>,
+    /// `status.walk.lastStartTime` values seen while polling the connection every 5 s.
+    operator_walk_starts: Vec<String>,
+    /// From the first walk start to the last: the whole cycles in between.
+    cycles: usize,
+    cycle_secs: f64,
+    cycle_split: Split,
+    drifted: usize,
+    fixed_secs: f64,
+    /// The connection's status at the end of the window.
+    load: Value,
+    walk: Value,
+    budget_condition: String,
+}
+
+const BUDGET_WINDOW_MAX: Duration = Duration::from_secs(28 * 60);
+const BUDGET_WALKS: usize = 5;
+
+/// With a request budget: drift at the rate the forecast assumes (1% of records a day, over
+/// the window), then count what the sandbox sees until `BUDGET_WALKS` walks have started or
+/// `BUDGET_WINDOW_MAX` has passed.
+async fn budget_window(
+    sandbox: &Sandbox,
+    connections: &Api<EpicConnection>,
+    n: usize,
+    b: &RequestBudget,
+) -> BudgetWindow {
+    let mut w = BudgetWindow {
+        budget: format!("{} per {}", b.requests, b.per),
+        period_secs: b.period().unwrap().as_secs_f64(),
+        ..BudgetWindow::default()
+    };
+    reset(sandbox).await;
+    let start = Instant::now();
+    let zero = stats(sandbox).await;
+    w.drifted = (n as f64 * 0.01 * BUDGET_WINDOW_MAX.as_secs_f64() / 86_400.0).ceil() as usize;
+    drift(sandbox, w.drifted).await;
+    let mut last_search = 0;
+    let mut last_start: Option<Instant> = None;
+    let mut at_starts: Vec<Value> = Vec::new();
+    let mut polls = 0u64;
+    loop {
+        let st = stats(sandbox).await;
+        let searches = st["search"]
+            .as_u64()
+            .unwrap_or(0)
+            .saturating_sub(st["identifierSearch"].as_u64().unwrap_or(0));
+        if searches > last_search {
+            last_search = searches;
+            // A role walk's search and the Practitioner walk's come seconds apart: one walk.
+            if last_start.is_none_or(|t| t.elapsed() > Duration::from_secs(20)) {
+                last_start = Some(Instant::now());
+                w.walk_starts.push(start.elapsed().as_secs_f64());
+                at_starts.push(st.clone());
+                eprintln!(
+                    "bench: walk {} started at {:.0} s of the window",
+                    w.walk_starts.len(),
+                    start.elapsed().as_secs_f64()
+                );
+            }
+        }
+        if w.fixed_secs == 0.0 && st["update"].as_u64().unwrap_or(0) >= w.drifted as u64 {
+            w.fixed_secs = start.elapsed().as_secs_f64();
+        }
+        if polls.is_multiple_of(10)
+            && let Ok(c) = connections.get("epic").await
+            && let Some(t) = c
+                .status
+                .as_ref()
+                .and_then(|s| s.walk.as_ref())
+                .map(|x| x.last_start_time.clone())
+            && w.operator_walk_starts.last() != Some(&t)
+        {
+            w.operator_walk_starts.push(t);
+        }
+        polls += 1;
+        // A couple of seconds into the last walk, so its first pages are in the window.
+        if w.walk_starts.len() >= BUDGET_WALKS
+            && last_start.is_some_and(|t| t.elapsed() > Duration::from_secs(2))
+        {
+            break;
+        }
+        if start.elapsed() >= BUDGET_WINDOW_MAX {
+            eprintln!(
+                "bench: only {} walk starts in {:?}",
+                w.walk_starts.len(),
+                BUDGET_WINDOW_MAX
+            );
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let end = stats(sandbox).await;
+    w.window_secs = start.elapsed().as_secs_f64();
+    let window = diff(&zero, &end);
+    w.total = fhir_total(&window);
+    w.kinds = kinds(&window);
+    w.split = Split::of(&window);
+    w.throttled = window["throttled"].as_u64().unwrap_or(0);
+    if let (Some(first), Some(last)) = (at_starts.first(), at_starts.last()) {
+        w.cycles = at_starts.len() - 1;
+        w.cycle_secs = w.walk_starts.last().unwrap() - w.walk_starts.first().unwrap();
+        w.cycle_split = Split::of(&diff(first, last));
+    }
+    // The operator writes status.load at its connection probe (every resync interval), and
+    // status.walk after each walk: wait for the last walk's record, bounded.
+    let waited = Instant::now();
+    loop {
+        let c = connections.get("epic").await.unwrap();
+        let s = c.status.unwrap_or_default();
+        w.load = serde_json::to_value(&s.load).unwrap();
+        w.walk = serde_json::to_value(&s.walk).unwrap();
+        w.budget_condition = s
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "RequestBudget")
+            .map(|c| format!("{:?} {}: {}", c.status, c.reason, c.message))
+            .unwrap_or_default();
+        if let Some(t) = s.walk.as_ref().map(|x| x.last_start_time.clone())
+            && w.operator_walk_starts.last() != Some(&t)
+        {
+            w.operator_walk_starts.push(t);
+        }
+        // The initial sync's walk, then each walk of the window.
+        if w.operator_walk_starts.len() > w.walk_starts.len()
+            || waited.elapsed() > Duration::from_secs(120)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    w
+}
+
+/// Seconds between consecutive entries.
+fn gaps(starts: &[f64]) -> Vec<f64> {
+    starts.windows(2).map(|p| p[1] - p[0]).collect()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    let m = v.len() / 2;
+    if !v.len().is_multiple_of(2) {
+        v[m]
+    } else {
+        (v[m - 1] + v[m]) / 2.0
+    }
+}
+
+fn print_budget(r: &Result_, w: &BudgetWindow) {
+    let per_period = |requests: u64, secs: f64| requests as f64 * w.period_secs / secs.max(1.0);
+    let per_day = |requests: u64, secs: f64| requests as f64 * 86_400.0 / secs.max(1.0);
+    let g = gaps(&w.walk_starts);
+    println!();
+    println!(
+        "## N = {}, {} mode, resync {} s, requestBudget {}",
+        r.n, r.mode, r.resync_secs, w.budget
+    );
+    for (n, f) in &w.forecasts {
+        println!("\nepic-operator forecast --connection FILE --practitioners {n}:\n{f}");
+    }
+    println!(
+        "measured window: {:.0} s from the end of the initial sync: {} FHIR requests ({}), {}; throttled {}",
+        w.window_secs,
+        w.total,
+        w.kinds,
+        w.split.text(),
+        w.throttled
+    );
+    println!(
+        "  = {:.0} per {} and {:.0} a day (FHIR requests, token excluded)",
+        per_period(w.split.fhir(), w.window_secs),
+        w.budget.split(" per ").nth(1).unwrap_or_default(),
+        per_day(w.split.fhir(), w.window_secs)
+    );
+    println!(
+        "walk starts (sandbox, s into the window): {:?}; between them {:?}, median {:.0} s",
+        w.walk_starts
+            .iter()
+            .map(|s| s.round() as u64)
+            .collect::<Vec<_>>(),
+        g.iter().map(|s| s.round() as u64).collect::<Vec<_>>(),
+        median(g.clone())
+    );
+    println!(
+        "walk starts (status.walk.lastStartTime): {:?}",
+        w.operator_walk_starts
+    );
+    if w.cycles > 0 {
+        let c = &w.cycle_split;
+        println!(
+            "{} whole cycles, first walk start to last, {:.0} s: {} FHIR requests ({}) = {:.0} per walk, {:.0} per {} and {:.0} a day",
+            w.cycles,
+            w.cycle_secs,
+            c.fhir(),
+            c.text(),
+            c.fhir() as f64 / w.cycles as f64,
+            per_period(c.fhir(), w.cycle_secs),
+            w.budget.split(" per ").nth(1).unwrap_or_default(),
+            per_day(c.fhir(), w.cycle_secs)
+        );
+    }
+    println!(
+        "drift: {} records set inactive out of band at the window's start, all written back after {:.0} s",
+        w.drifted, w.fixed_secs
+    );
+    println!("status.load: {}", w.load);
+    println!("status.walk: {}", w.walk);
+    println!("RequestBudget condition: {}", w.budget_condition);
+    println!(
+        "new object Ready p50 / p99 (20, after the window): {} / {} ms",
+        r.new_object_p50_ms, r.new_object_p99_ms
+    );
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let fast = args.iter().any(|a| a == "--fast");
     let timing = if fast { FAST } else { DEFAULTS };
-    let positional: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
+    // --budget REQUESTS/PER (or --budget=REQUESTS/PER): a request budget on the connection.
+    let mut budget = None;
+    let mut positional: Vec<&String> = Vec::new();
+    let mut words = args.iter();
+    while let Some(a) = words.next() {
+        if a == "--budget" {
+            let v = words
+                .next()
+                .expect("--budget needs REQUESTS/PER, e.g. 3000/1h");
+            budget = Some(parse_budget(v));
+        } else if let Some(v) = a.strip_prefix("--budget=") {
+            budget = Some(parse_budget(v));
+        } else if !a.starts_with('-') {
+            positional.push(a);
+        }
+    }
     let sizes: Option<Vec<usize>> = positional
         .first()
         .map(|a| a.split(',').filter_map(|n| n.parse().ok()).collect());
@@ -511,8 +906,8 @@ async fn main() {
     let mut cp = ControlPlane::start().await;
     let mut results = Vec::new();
     for (n, mode) in &plan {
-        eprintln!("bench: N={n} mode={mode} timing={timing:?} ...");
-        let r = run(&mut cp, *n, mode, timing).await;
+        eprintln!("bench: N={n} mode={mode} timing={timing:?} budget={budget:?} ...");
+        let r = run(&mut cp, *n, mode, timing, budget.as_ref()).await;
         eprintln!("{r:#?}");
         results.push(r);
     }
@@ -520,7 +915,7 @@ async fn main() {
         "| N | mode | resync | initial sync: FHIR requests | FHIR done / all Ready | steady window, 1% drift: FHIR requests | window | walk (4113s) | drift fixed after | RSS sync peak / steady / relist peak | operator CPU over the window | new object Ready p50 / p99 (20) | tokens per token lifetime | busiest second / window average / average while active |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
-    for r in &results {
+    for r in results.iter().filter(|r| r.budget.is_none()) {
         println!(
             "| {} | {} | {} s | {} ({}) | {:.0} s / {:.0} s | {} ({}) | {:.0} s | {:.0} s ({}) | {:.1} s | {:.0} / {:.0} / {:.0} MiB | {:.1} s | {} / {} ms | {:.2} | {} / {:.2} ({:.1}x) / {:.2} ({:.1}x) |",
             r.n,
@@ -549,5 +944,20 @@ async fn main() {
             r.active_rate,
             r.busiest_second as f64 / r.active_rate.max(0.001)
         );
+    }
+    for r in &results {
+        if let Some(w) = &r.budget {
+            print_budget(r, w);
+            println!(
+                "initial sync: {} FHIR requests ({}), FHIR done / all Ready {:.0} s / {:.0} s; RSS sync peak / end of window / relist peak {:.0} / {:.0} / {:.0} MiB",
+                r.initial_total,
+                r.initial,
+                r.fhir_done_secs,
+                r.sync_secs,
+                r.peak_rss_mib,
+                r.steady_rss_mib,
+                r.relist_peak_mib
+            );
+        }
     }
 }
