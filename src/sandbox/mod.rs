@@ -15,11 +15,14 @@
 
 mod admin;
 mod fhir;
+mod guard;
 mod hostile;
 mod jwks;
 mod load;
 mod oauth;
+mod query;
 mod realism;
+mod responses;
 mod search;
 mod state;
 mod stats;
