@@ -25,6 +25,7 @@ pub fn token_lifetime(expires_in: Option<&serde_json::Value>) -> Duration {
         })
 }
 
+// Kept, not backon: a pure function of the count the token cache keeps (backon's is an iterator).
 /// Waits after a failed token request: 1 s, doubling, at most a minute. A dead or hanging token
 /// endpoint then costs one attempt per step for the whole connection, not one per request.
 pub(super) fn failure_backoff(failures: u32) -> Duration {

@@ -5,23 +5,26 @@ mod forecast;
 mod jwks;
 mod keygen;
 mod plan;
+mod run;
 mod sandbox;
 mod tls_args;
 mod token;
 mod trace;
 mod validate;
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+pub use run::{CeilingArgs, DriftDetectionFlag, ListenAddr, RunArgs};
+pub use sandbox::{SandboxArgs, WritesFlag};
+
 use crate::crd::Algorithm;
 use crate::gitops::{ConnectionInput, ExitCodeMode, PlanMode};
 use crate::http::EndpointPolicy;
-use crate::operator::{self, DriftDetection, OperatorConfig};
+use crate::operator;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -305,225 +308,14 @@ pub struct JwksArgs {
     pub kid: Option<String>,
 }
 
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum WritesFlag {
-    Enabled,
-    Disabled,
-}
-
-#[derive(Args, Debug)]
-pub struct SandboxArgs {
-    /// Address to listen on (loopback by default).
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    pub addr: SocketAddr,
-    /// Seed file: a FHIR Bundle or JSON array of Practitioner, PractitionerRole and Patient
-    /// (repeatable). Without any, the examples/ seed is loaded.
-    #[arg(long = "seed", value_name = "FILE")]
-    pub seeds: Vec<PathBuf>,
-    /// Start empty instead of loading the examples/ seed.
-    #[arg(long)]
-    pub empty: bool,
-    /// Add N synthetic practitioners with valid, unique NPIs. They take the shapes real Epic
-    /// data has (NPI under the OID system, ended + current NPI, usual-only names, text with
-    /// prefix/suffix, formatted phones, pagers, Epic-coded qualifications) unless
-    /// --clean-generated is given.
-    #[arg(long, default_value_t = 0)]
-    pub generate: usize,
-    /// Generate uniform, clean records instead of the realistic mix.
-    #[arg(long)]
-    pub clean_generated: bool,
-    /// Whether Practitioner PUT/POST are accepted (most Epic instances refuse them).
-    #[arg(long, value_enum, default_value = "disabled")]
-    pub writes: WritesFlag,
-    /// Register a client: ID=JWKS_FILE (repeatable). Without any (and without
-    /// --client-jwks-url), a development key is generated and written to --dev-key-out.
-    #[arg(long = "client", value_name = "ID=JWKS_FILE")]
-    pub clients: Vec<String>,
-    /// Register a client whose keys the sandbox fetches from a JWK Set URL, as Epic does:
-    /// ID=URL (repeatable; http(s) to a loopback host only). With --client for the same ID,
-    /// the client has both the static keys and the URL.
-    #[arg(long = "client-jwks-url", value_name = "ID=URL")]
-    pub client_jwks_urls: Vec<String>,
-    /// Longest time a fetched JWK Set is cached, whatever its Cache-Control max-age says.
-    #[arg(long, default_value = "300s", value_parser = parse_duration_arg)]
-    pub jwks_cache_max: Duration,
-    /// Shortest time between two JWK Set fetches caused by an unknown kid (within it such
-    /// assertions are refused, as by a cache lagging a key rotation).
-    #[arg(long, default_value = "60s", value_parser = parse_duration_arg)]
-    pub jwks_refetch_cooldown: Duration,
-    /// Narrow a client's pre-approved scopes: ID=scope1,scope2 (repeatable).
-    #[arg(long = "client-scopes", value_name = "ID=SCOPES")]
-    pub client_scopes: Vec<String>,
-    /// Where to write the generated development private key.
-    #[arg(long, default_value = "epic-sandbox-dev-key.pem")]
-    pub dev_key_out: PathBuf,
-    /// Access token lifetime, e.g. 3600s or 1h.
-    #[arg(long, default_value = "3600s", value_parser = parse_duration_arg)]
-    pub token_ttl: Duration,
-    /// Paging sessions expire after this long (then next links answer Epic code 4113).
-    #[arg(long, default_value = "300s", value_parser = parse_duration_arg)]
-    pub paging_ttl: Duration,
-    /// Default page size of searches.
-    #[arg(long, default_value_t = 10)]
-    pub page_size: usize,
-    /// Largest page size a client may ask for with _count.
-    #[arg(long, default_value_t = 200)]
-    pub max_page_size: usize,
-    /// Fault: added latency per FHIR request, in milliseconds.
-    #[arg(long, default_value_t = 0)]
-    pub latency_ms: u64,
-    /// Fault: random extra latency up to this many milliseconds.
-    #[arg(long, default_value_t = 0)]
-    pub jitter_ms: u64,
-    /// Fault: fraction (0-1) of FHIR requests answered 429 without Retry-After.
-    #[arg(long, default_value_t = 0.0)]
-    pub throttle_rate: f64,
-    /// Fault: fraction (0-1) of FHIR requests answered 500.
-    #[arg(long, default_value_t = 0.0)]
-    pub error_rate: f64,
-    /// Fault: fraction (0-1) of token requests answered 503.
-    #[arg(long, default_value_t = 0.0)]
-    pub token_failure_rate: f64,
-    /// Fault: server-wide FHIR requests per second; beyond it 429 (0 = unlimited).
-    #[arg(long, default_value_t = 0)]
-    pub rate_limit: u32,
-}
-
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DriftDetectionFlag {
-    PerObject,
-    Roster,
-}
-
-#[derive(Args, Debug)]
-pub struct RunArgs {
-    /// Watch only this namespace (default: all namespaces).
-    #[arg(long, env = "EPIC_OPERATOR_NAMESPACE")]
-    pub namespace: Option<String>,
-    /// Address of /metrics, /healthz and /readyz.
-    #[arg(
-        long,
-        default_value = "0.0.0.0:8080",
-        env = "EPIC_OPERATOR_METRICS_ADDR"
-    )]
-    pub metrics_addr: SocketAddr,
-    /// Take a coordination.k8s.io Lease before reconciling (needed with more than one replica).
-    #[arg(long, env = "EPIC_OPERATOR_LEADER_ELECTION")]
-    pub leader_election: bool,
-    /// Name of the Lease.
-    #[arg(long, default_value = "epic-operator-leader")]
-    pub lease_name: String,
-    /// Namespace of the Lease (default: the pod's namespace, or "default").
-    #[arg(long, env = "POD_NAMESPACE")]
-    pub lease_namespace: Option<String>,
-    /// How drift is found: per-object reads, or a paged roster scan per connection.
-    #[arg(long, value_enum, default_value = "roster")]
-    pub drift_detection: DriftDetectionFlag,
-    /// Practitioners reconciled at once.
-    #[arg(long, default_value_t = 16)]
-    pub concurrency: u16,
-    /// Address of the JWK Set listener (`/jwks/{namespace}/{connection}`, the public keys Epic
-    /// fetches), or `off`. Served by every replica, leader or not.
-    #[arg(long, default_value = "0.0.0.0:8090", env = "EPIC_OPERATOR_JWKS_ADDR", value_parser = parse_listen_addr)]
-    pub jwks_addr: ListenAddr,
-    /// External https base URL of the JWK Set listener as Epic reaches it (an Ingress, for
-    /// example https://epic-keys.example.org): status.jwksUrl shows {URL}/jwks/{ns}/{name},
-    /// the URL to register with Epic.
-    #[arg(long, value_name = "URL", env = "EPIC_OPERATOR_JWKS_PUBLIC_URL")]
-    pub jwks_public_url: Option<String>,
-    #[command(flatten)]
-    pub endpoints: EndpointArgs,
-    #[command(flatten)]
-    pub ceilings: CeilingArgs,
-    /// A PEM file of CA certificates every EpicConnection trusts besides the system roots
-    /// (an internal CA in front of Epic; chart value caBundle). Repeatable.
-    #[arg(
-        long = "ca-file",
-        value_name = "PEM",
-        env = "EPIC_OPERATOR_CA_FILE",
-        value_delimiter = ','
-    )]
-    pub ca_files: Vec<PathBuf>,
-}
-
-/// Operator-wide ceilings over every EpicConnection's own limits: whoever may create an
-/// EpicConnection chooses its server, so no tenant may ask for more than these.
-#[derive(Args, Debug, Clone)]
-pub struct CeilingArgs {
-    /// Highest requestsPerSecond any EpicConnection gets (its burst: twice this at most).
-    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
-    pub max_requests_per_second: u32,
-    /// Highest maxWalkPages any EpicConnection gets (and the value for those that set none).
-    #[arg(long, default_value_t = 50_000, value_parser = clap::value_parser!(u32).range(1..))]
-    pub max_walk_pages: u32,
-    /// Highest maxWalkRecords any EpicConnection gets (and the value for those that set none).
-    #[arg(long, default_value_t = 2_000_000, value_parser = clap::value_parser!(u32).range(1..))]
-    pub max_walk_records: u32,
-    /// Longest maxWalkDuration any EpicConnection gets (and the value for those that set none).
-    #[arg(long, default_value = "6h", value_parser = parse_duration_arg)]
-    pub max_walk_duration: Duration,
-}
-
-/// A listen address, or `off`.
-#[derive(Clone, Copy, Debug)]
-pub struct ListenAddr(pub Option<SocketAddr>);
-
-fn parse_listen_addr(s: &str) -> Result<ListenAddr, String> {
-    if s.eq_ignore_ascii_case("off") {
-        return Ok(ListenAddr(None));
-    }
-    s.parse::<SocketAddr>()
-        .map(|a| ListenAddr(Some(a)))
-        .map_err(|e| format!("{s:?} is not an address such as 0.0.0.0:8090, nor off: {e}"))
-}
-
-fn parse_duration_arg(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration_arg(s: &str) -> Result<Duration, String> {
     crate::util::parse_duration(s)
 }
 
 /// Runs the parsed command and returns the process exit code.
 pub async fn run(cli: Cli) -> ExitCode {
     match cli.command {
-        Command::Run(args) => {
-            let policy = EndpointPolicy::from(&args.endpoints);
-            if let Some(url) = &args.jwks_public_url
-                && let Err(e) = check_public_url(url, &policy)
-            {
-                return fail(&e);
-            }
-            let tls = match tls_args::operator_tls(&args.ca_files) {
-                Ok(t) => t,
-                Err(e) => return fail(&e),
-            };
-            let config = OperatorConfig {
-                tls,
-                namespace: args.namespace,
-                metrics_addr: args.metrics_addr,
-                leader_election: args.leader_election,
-                lease_name: args.lease_name,
-                lease_namespace: args.lease_namespace,
-                drift_detection: match args.drift_detection {
-                    DriftDetectionFlag::PerObject => DriftDetection::PerObject,
-                    DriftDetectionFlag::Roster => DriftDetection::Roster,
-                },
-                concurrency: args.concurrency,
-                endpoints: policy,
-                jwks_addr: args.jwks_addr.0,
-                jwks_public_url: args
-                    .jwks_public_url
-                    .map(|u| u.trim_end_matches('/').to_string()),
-                ceilings: operator::Ceilings {
-                    requests_per_second: args.ceilings.max_requests_per_second,
-                    max_walk_pages: args.ceilings.max_walk_pages,
-                    max_walk_records: args.ceilings.max_walk_records,
-                    max_walk_duration: args.ceilings.max_walk_duration,
-                },
-            };
-            match operator::run(config).await {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => fail(&format!("operator stopped: {e}")),
-            }
-        }
+        Command::Run(args) => run::run(args).await,
         Command::Crd { out_dir } => crd::crd(out_dir),
         Command::Plan(args) => plan::plan(args.common, PlanMode::Plan, args.out, None).await,
         Command::Apply(args) => {
@@ -543,26 +335,6 @@ pub async fn run(cli: Cli) -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Man { out_dir } => validate::man(out_dir),
-    }
-}
-
-/// The JWK Set base URL must be https (Epic fetches only https), or plain http to a loopback
-/// host when loopback http is allowed (tests and development).
-pub(crate) fn check_public_url(url: &str, policy: &EndpointPolicy) -> Result<(), String> {
-    let parsed =
-        url::Url::parse(url).map_err(|e| format!("--jwks-public-url {url:?} is not a URL: {e}"))?;
-    let loopback = parsed.host_str().is_some_and(|h| {
-        h == "localhost"
-            || h.trim_matches(['[', ']'])
-                .parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback())
-    });
-    match parsed.scheme() {
-        "https" => Ok(()),
-        "http" if loopback && policy.allow_loopback_http => Ok(()),
-        _ => Err(format!(
-            "--jwks-public-url {url:?} must be https: Epic fetches JWK Sets over https only (plain http only to loopback with --insecure-allow-loopback-http)"
-        )),
     }
 }
 

@@ -1,11 +1,100 @@
 //! `sandbox`: run the Epic-like sandbox server.
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
 
 use super::keygen::write_private;
-use super::{SandboxArgs, WritesFlag, fail};
+use super::{fail, parse_duration_arg};
 use crate::gitops;
 use crate::sandbox::{RegisteredClient, Sandbox, SandboxConfig, Settings, default_scopes};
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WritesFlag {
+    Enabled,
+    Disabled,
+}
+
+#[derive(Args, Debug)]
+pub struct SandboxArgs {
+    /// Address to listen on (loopback by default).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub addr: SocketAddr,
+    /// Seed file: a FHIR Bundle or JSON array of Practitioner, PractitionerRole and Patient
+    /// (repeatable). Without any, the examples/ seed is loaded.
+    #[arg(long = "seed", value_name = "FILE")]
+    pub seeds: Vec<PathBuf>,
+    /// Start empty instead of loading the examples/ seed.
+    #[arg(long)]
+    pub empty: bool,
+    /// Add N synthetic practitioners with valid, unique NPIs. They take the shapes real Epic
+    /// data has (NPI under the OID system, ended + current NPI, usual-only names, text with
+    /// prefix/suffix, formatted phones, pagers, Epic-coded qualifications) unless
+    /// --clean-generated is given.
+    #[arg(long, default_value_t = 0)]
+    pub generate: usize,
+    /// Generate uniform, clean records instead of the realistic mix.
+    #[arg(long)]
+    pub clean_generated: bool,
+    /// Whether Practitioner PUT/POST are accepted (most Epic instances refuse them).
+    #[arg(long, value_enum, default_value = "disabled")]
+    pub writes: WritesFlag,
+    /// Register a client: ID=JWKS_FILE (repeatable). Without any (and without
+    /// --client-jwks-url), a development key is generated and written to --dev-key-out.
+    #[arg(long = "client", value_name = "ID=JWKS_FILE")]
+    pub clients: Vec<String>,
+    /// Register a client whose keys the sandbox fetches from a JWK Set URL, as Epic does:
+    /// ID=URL (repeatable; http(s) to a loopback host only). With --client for the same ID,
+    /// the client has both the static keys and the URL.
+    #[arg(long = "client-jwks-url", value_name = "ID=URL")]
+    pub client_jwks_urls: Vec<String>,
+    /// Longest time a fetched JWK Set is cached, whatever its Cache-Control max-age says.
+    #[arg(long, default_value = "300s", value_parser = parse_duration_arg)]
+    pub jwks_cache_max: Duration,
+    /// Shortest time between two JWK Set fetches caused by an unknown kid (within it such
+    /// assertions are refused, as by a cache lagging a key rotation).
+    #[arg(long, default_value = "60s", value_parser = parse_duration_arg)]
+    pub jwks_refetch_cooldown: Duration,
+    /// Narrow a client's pre-approved scopes: ID=scope1,scope2 (repeatable).
+    #[arg(long = "client-scopes", value_name = "ID=SCOPES")]
+    pub client_scopes: Vec<String>,
+    /// Where to write the generated development private key.
+    #[arg(long, default_value = "epic-sandbox-dev-key.pem")]
+    pub dev_key_out: PathBuf,
+    /// Access token lifetime, e.g. 3600s or 1h.
+    #[arg(long, default_value = "3600s", value_parser = parse_duration_arg)]
+    pub token_ttl: Duration,
+    /// Paging sessions expire after this long (then next links answer Epic code 4113).
+    #[arg(long, default_value = "300s", value_parser = parse_duration_arg)]
+    pub paging_ttl: Duration,
+    /// Default page size of searches.
+    #[arg(long, default_value_t = 10)]
+    pub page_size: usize,
+    /// Largest page size a client may ask for with _count.
+    #[arg(long, default_value_t = 200)]
+    pub max_page_size: usize,
+    /// Fault: added latency per FHIR request, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub latency_ms: u64,
+    /// Fault: random extra latency up to this many milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub jitter_ms: u64,
+    /// Fault: fraction (0-1) of FHIR requests answered 429 without Retry-After.
+    #[arg(long, default_value_t = 0.0)]
+    pub throttle_rate: f64,
+    /// Fault: fraction (0-1) of FHIR requests answered 500.
+    #[arg(long, default_value_t = 0.0)]
+    pub error_rate: f64,
+    /// Fault: fraction (0-1) of token requests answered 503.
+    #[arg(long, default_value_t = 0.0)]
+    pub token_failure_rate: f64,
+    /// Fault: server-wide FHIR requests per second; beyond it 429 (0 = unlimited).
+    #[arg(long, default_value_t = 0)]
+    pub rate_limit: u32,
+}
 
 pub(super) async fn sandbox(args: SandboxArgs) -> ExitCode {
     let mut seeds = Vec::new();

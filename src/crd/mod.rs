@@ -6,6 +6,7 @@
 mod budget;
 mod conditions;
 mod connection;
+mod keys;
 mod npi;
 mod practitioner;
 mod reason;
@@ -15,9 +16,11 @@ mod walk_windows;
 pub use budget::{LoadStatus, RequestBudget};
 pub use conditions::{Condition, ConditionStatus, set_condition};
 pub use connection::{
-    Algorithm, EpicConnection, EpicConnectionSpec, EpicConnectionStatus, KeyLayout, KeyRotation,
-    KeysStatus, MANAGED_KEYS_LABEL, PublishedKey, ROTATE_KEYS_ANNOTATION, RotationPeriods,
-    SecretKeyRef, WalkStatus, WriteMode,
+    EpicConnection, EpicConnectionSpec, EpicConnectionStatus, WalkStatus, WriteMode,
+};
+pub use keys::{
+    Algorithm, KeyLayout, KeyRotation, KeysStatus, MANAGED_KEYS_LABEL, PublishedKey,
+    ROTATE_KEYS_ANNOTATION, RotationPeriods, SecretKeyRef,
 };
 pub use npi::{NPI_OID_SYSTEM, NPI_SYSTEM, NPI_SYSTEMS, NpiError, npi_from_prefix, validate_npi};
 pub use practitioner::{

@@ -15,6 +15,7 @@ pub mod rate;
 mod retry;
 mod settings;
 pub mod usage;
+mod writes;
 
 pub use bundle::{SearchPage, SearchResult, parse_search_page};
 pub use capability::Capability;

@@ -54,6 +54,7 @@ pub fn parse_retry_after_at(header: &str, now: std::time::SystemTime) -> Option<
     )
 }
 
+// Kept, not backon: full jitter under the cap, Retry-After first, a deadline counting requests too.
 impl RetryPolicy {
     /// The wait before retry number `attempt` (1 = the first retry): the server's
     /// `Retry-After` when it sent one, else exponential backoff with full jitter. None when the

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::manifests::LoadError;
+use super::load_error::LoadError;
 
 /// One problem, naming where it is and what to fix.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

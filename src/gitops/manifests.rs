@@ -4,64 +4,10 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use super::schema::{FieldProblem, SchemaSet};
+use super::load_error::{LoadError, missing_or_unreadable};
+use super::manifest_files::{STDIN, collect_files, read_bounded, read_stdin};
+use super::schema::SchemaSet;
 use crate::crd::{EpicConnection, EpicPractitioner, validate_npi};
-
-/// A manifest problem, naming the file (and document) and what to fix.
-#[derive(Debug, thiserror::Error)]
-pub enum LoadError {
-    #[error("{path}: no such file or directory")]
-    Missing { path: PathBuf },
-    #[error("{path}: cannot read: {detail}")]
-    Read { path: PathBuf, detail: String },
-    #[error("{path}: not read: {detail}")]
-    Refused { path: PathBuf, detail: String },
-    #[error("{path}: not valid YAML: {detail}")]
-    Yaml { path: PathBuf, detail: String },
-    #[error(
-        "{path} (document {doc}): {kind} {name} does not match the CRD schema (the API server would refuse it):\n  {}",
-        problems.iter().map(|p| p.text.as_str()).collect::<Vec<_>>().join("\n  ")
-    )]
-    Schema {
-        path: PathBuf,
-        doc: usize,
-        kind: String,
-        name: String,
-        problems: Vec<FieldProblem>,
-    },
-    #[error("{path} (document {doc}): invalid {kind}: {detail}")]
-    Invalid {
-        path: PathBuf,
-        doc: usize,
-        kind: String,
-        detail: String,
-    },
-    #[error("{path} (document {doc}): EpicPractitioner {name}: {detail}")]
-    InvalidSpec {
-        path: PathBuf,
-        doc: usize,
-        name: String,
-        detail: String,
-    },
-    #[error(
-        "NPI {npi} is declared twice: {first} ({first_name}) and {second} ({second_name}); one clinician, one manifest"
-    )]
-    DuplicateNpi {
-        npi: String,
-        first: PathBuf,
-        first_name: String,
-        second: PathBuf,
-        second_name: String,
-    },
-    #[error("{path}: cannot compile the CRD schema: {detail}")]
-    SchemaUnavailable { path: PathBuf, detail: String },
-    #[error("EpicPractitioner {name} is defined twice: {first} and {second}")]
-    Duplicate {
-        name: String,
-        first: PathBuf,
-        second: PathBuf,
-    },
-}
 
 /// A practitioner manifest and where it came from.
 #[derive(Clone, Debug)]
@@ -86,9 +32,6 @@ pub struct Loaded {
     /// Documents of other kinds, skipped (e.g. Argo CD Applications next to the manifests).
     pub notes: Vec<String>,
 }
-
-/// The path that stands for standard input (`-f -`, e.g. `kubectl kustomize . | plan -f -`).
-pub const STDIN: &str = "-";
 
 /// Reads every `.yaml`/`.yml` file under the given paths (directories recursively, in name
 /// order; `-` is standard input), multi-document, keeping EpicPractitioners and
@@ -319,23 +262,6 @@ pub fn check_practitioner(p: &EpicPractitioner) -> Result<(), String> {
     Ok(())
 }
 
-/// Largest manifest file read (a pull request's YAML is kilobytes; a runaway file must not
-/// exhaust memory).
-pub const MAX_MANIFEST_BYTES: u64 = 4 << 20;
-
-fn missing_or_unreadable(path: &Path, e: std::io::Error) -> LoadError {
-    if e.kind() == std::io::ErrorKind::NotFound {
-        LoadError::Missing {
-            path: path.to_path_buf(),
-        }
-    } else {
-        LoadError::Read {
-            path: path.to_path_buf(),
-            detail: e.to_string(),
-        }
-    }
-}
-
 /// Decodes manifests from text, as if read from a file named `name` (what `-f -` and the
 /// fuzzer use): never panics, whatever the text.
 pub fn load_manifest_text(text: &str, name: &Path) -> Result<Loaded, LoadError> {
@@ -350,110 +276,6 @@ pub fn load_manifest_text(text: &str, name: &Path) -> Result<Loaded, LoadError> 
         Some(e) => Err(e),
         None => Ok(loaded),
     }
-}
-
-/// Reads standard input, at most [`MAX_MANIFEST_BYTES`], as UTF-8.
-fn read_stdin() -> Result<String, LoadError> {
-    bounded_text(Path::new(STDIN), std::io::stdin().lock())
-}
-
-/// Reads a regular file of at most [`MAX_MANIFEST_BYTES`] as UTF-8.
-fn read_bounded(path: &Path) -> Result<String, LoadError> {
-    let file = std::fs::File::open(path).map_err(|e| missing_or_unreadable(path, e))?;
-    bounded_text(path, file)
-}
-
-fn bounded_text(path: &Path, source: impl std::io::Read) -> Result<String, LoadError> {
-    use std::io::Read;
-    let mut bytes = Vec::new();
-    source
-        .take(MAX_MANIFEST_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| missing_or_unreadable(path, e))?;
-    if bytes.len() as u64 > MAX_MANIFEST_BYTES {
-        return Err(LoadError::Refused {
-            path: path.to_path_buf(),
-            detail: format!(
-                "larger than {} MiB; manifests are small YAML files",
-                MAX_MANIFEST_BYTES >> 20
-            ),
-        });
-    }
-    String::from_utf8(bytes).map_err(|_| LoadError::Read {
-        path: path.to_path_buf(),
-        detail: "not UTF-8 text".into(),
-    })
-}
-
-/// Collects manifest files. Only regular files and directories are read: a FIFO would hang
-/// the command and a device (`/dev/zero`) would never end. Symbolic links are followed only
-/// when they stay inside `root` (the directory given on the command line), so a link cannot
-/// pull in a file from elsewhere on the machine (and echo its lines in an error).
-fn collect_files(
-    path: &Path,
-    root: &Path,
-    out: &mut Vec<PathBuf>,
-    explicit: bool,
-    errors: &mut Vec<LoadError>,
-) {
-    if let Err(e) = collect_one(path, root, out, explicit, errors) {
-        errors.push(e);
-    }
-}
-
-fn collect_one(
-    path: &Path,
-    root: &Path,
-    out: &mut Vec<PathBuf>,
-    explicit: bool,
-    errors: &mut Vec<LoadError>,
-) -> Result<(), LoadError> {
-    let link = std::fs::symlink_metadata(path).map_err(|e| missing_or_unreadable(path, e))?;
-    if link.file_type().is_symlink() && !explicit {
-        let target = std::fs::canonicalize(path).map_err(|e| missing_or_unreadable(path, e))?;
-        if !target.starts_with(root) {
-            return Err(LoadError::Refused {
-                path: path.to_path_buf(),
-                detail: format!(
-                    "a symbolic link to {} outside {}; copy the file into the tree instead",
-                    target.display(),
-                    root.display()
-                ),
-            });
-        }
-    }
-    let meta = std::fs::metadata(path).map_err(|e| missing_or_unreadable(path, e))?;
-    if meta.is_dir() {
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
-            .map_err(|e| LoadError::Read {
-                path: path.to_path_buf(),
-                detail: e.to_string(),
-            })?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .collect();
-        entries.sort();
-        for e in entries {
-            collect_files(&e, root, out, false, errors);
-        }
-        return Ok(());
-    }
-    let wanted = explicit
-        || matches!(
-            path.extension().and_then(|e| e.to_str()),
-            Some("yaml" | "yml")
-        );
-    if !wanted {
-        return Ok(());
-    }
-    if !meta.is_file() {
-        return Err(LoadError::Refused {
-            path: path.to_path_buf(),
-            detail: "not a regular file (a device, FIFO or socket); give YAML files or directories"
-                .into(),
-        });
-    }
-    out.push(path.to_path_buf());
-    Ok(())
 }
 
 /// The YAML library's own advice ("set DuplicateKeyPolicy in Options") speaks of its API, not

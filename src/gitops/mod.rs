@@ -5,6 +5,8 @@ mod connection;
 mod diagnostics;
 mod export;
 mod key_dir;
+mod load_error;
+mod manifest_files;
 mod manifests;
 mod report;
 mod report_format;
@@ -24,8 +26,9 @@ pub use connection::{
 pub use diagnostics::Diagnostic;
 pub use export::{ExportSummary, export_roster, manifest_from_live};
 pub use key_dir::{directory_keys, read_entries, ring_from_path};
+pub use load_error::LoadError;
 pub use manifests::{
-    LoadError, Loaded, SourcedPractitioner, load_manifest_text, load_manifests, load_manifests_all,
+    Loaded, SourcedPractitioner, load_manifest_text, load_manifests, load_manifests_all,
 };
 pub use report::{PlanMode, PlanOptions, PractitionerReport, RunReport, run_plan};
 pub use report_format::{ExitCodeMode, FORMAT_VERSION, Summary};

@@ -2,28 +2,52 @@
 
 use std::time::Duration;
 
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
+use kube::runtime::utils::{Backoff, ResetTimerBackoff};
+
 /// How a watch that failed is retried: 0.5 s doubling to 5 s, with jitter, starting over
 /// after a minute without failures. kube-runtime's default grows to 30 s, so the operator
 /// could sit out half a minute after the API server came back (RELIABILITY.md measured it);
-/// a watch is one request, so retrying sooner costs the API server little.
-#[derive(Debug, Clone)]
-pub(super) struct WatchBackoff {
-    next: Duration,
-    last: Option<std::time::Instant>,
+/// a watch is one request, so retrying sooner costs the API server little. The doubling is
+/// backon's, the start-over kube-runtime's `ResetTimerBackoff`; only the jitter is ours.
+pub(super) struct WatchBackoff(ResetTimerBackoff<Doubling>);
+
+const FIRST: Duration = Duration::from_millis(500);
+const MAX: Duration = Duration::from_secs(5);
+const RESET_AFTER: Duration = Duration::from_secs(60);
+
+/// FIRST doubling to MAX, without end.
+struct Doubling(ExponentialBackoff);
+
+impl Doubling {
+    fn new() -> Self {
+        Self(
+            ExponentialBuilder::new()
+                .with_min_delay(FIRST)
+                .with_max_delay(MAX)
+                .without_max_times()
+                .build(),
+        )
+    }
 }
 
-impl WatchBackoff {
-    const FIRST: Duration = Duration::from_millis(500);
-    const MAX: Duration = Duration::from_secs(5);
-    const RESET_AFTER: Duration = Duration::from_secs(60);
+impl Iterator for Doubling {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        self.0.next()
+    }
+}
+
+impl Backoff for Doubling {
+    fn reset(&mut self) {
+        *self = Self::new();
+    }
 }
 
 impl Default for WatchBackoff {
     fn default() -> Self {
-        Self {
-            next: Self::FIRST,
-            last: None,
-        }
+        Self(ResetTimerBackoff::new(Doubling::new(), RESET_AFTER))
     }
 }
 
@@ -31,19 +55,16 @@ impl Iterator for WatchBackoff {
     type Item = Duration;
 
     fn next(&mut self) -> Option<Duration> {
-        if self.last.is_some_and(|t| t.elapsed() > Self::RESET_AFTER) {
-            self.next = Self::FIRST;
-        }
-        self.last = Some(std::time::Instant::now());
-        let now = self.next;
-        self.next = self.next.saturating_mul(2).min(Self::MAX);
-        Some(now.mul_f64(0.75 + rand::random::<f64>() * 0.5))
+        // Our own ±25 % jitter: backon's adds up to the whole delay again, 10 s at the cap.
+        self.0
+            .next()
+            .map(|d| d.mul_f64(0.75 + rand::random::<f64>() * 0.5))
     }
 }
 
-impl kube::runtime::utils::Backoff for WatchBackoff {
+impl Backoff for WatchBackoff {
     fn reset(&mut self) {
-        *self = Self::default();
+        self.0.reset();
     }
 }
 
@@ -62,5 +83,17 @@ mod tests {
         );
         kube::runtime::utils::Backoff::reset(&mut b);
         assert!(b.next().unwrap() <= Duration::from_millis(625));
+    }
+
+    #[test]
+    fn retries_double_to_the_cap() {
+        let delays: Vec<Duration> = WatchBackoff::default().take(10).collect();
+        for (d, base) in delays.iter().zip([500, 1000, 2000, 4000, 5000, 5000]) {
+            let base = Duration::from_millis(base);
+            assert!(
+                *d >= base.mul_f64(0.75) && *d <= base.mul_f64(1.25),
+                "{delays:?}"
+            );
+        }
     }
 }

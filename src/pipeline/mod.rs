@@ -4,16 +4,18 @@
 //! the writes themselves (read-then-conditional-write) are in `write`.
 
 mod connect;
+mod resolve;
 mod write;
 
 pub use connect::connect;
+pub(crate) use resolve::read_verified;
 
 use futures::future::BoxFuture;
 use serde_json::Value;
 
 use crate::crd::{DeletionPolicy, EpicPractitionerSpec, ManagementPolicy, RoleSummary};
-use crate::fhir::{FhirClient, FhirError, NpiLookup};
-use crate::reconcile::identity::{carries_npi, is_subsetted, npi_values, version_precondition};
+use crate::fhir::{FhirClient, FhirError};
+use crate::reconcile::identity::version_precondition;
 use crate::reconcile::{
     Absence, Action, Disclosure, DriftReport, Normalizer, PlanInput, Resolution, WriteCapability,
     drift_with, guard_create, plan, role_summary,
@@ -175,34 +177,6 @@ pub(crate) struct Observed {
     pub(crate) by_id: bool,
 }
 
-/// Reads a record by id and checks that it still carries the NPI: a saved or searched id is
-/// never trusted to name the same clinician by itself.
-pub(crate) async fn read_verified(
-    client: &FhirClient,
-    id: &str,
-    npi: &str,
-) -> Result<Observed, FhirError> {
-    let v = client.read_practitioner(id).await?;
-    if !carries_npi(&v.body, npi) {
-        let found = npi_values(&v.body);
-        return Err(FhirError::IdentityMismatch {
-            id: id.to_string(),
-            npi: npi.to_string(),
-            found: if found.is_empty() {
-                "no NPI".into()
-            } else {
-                found.join(", ")
-            },
-        });
-    }
-    Ok(Observed {
-        id: id.to_string(),
-        body: v.body,
-        etag: v.etag,
-        by_id: true,
-    })
-}
-
 pub(crate) fn empty_report() -> DriftReport {
     DriftReport {
         entries: Vec::new(),
@@ -210,167 +184,28 @@ pub(crate) fn empty_report() -> DriftReport {
     }
 }
 
-/// Resolves the NPI by identifier search.
-async fn search(
-    client: &FhirClient,
-    npi: &str,
-    current: &mut Option<Observed>,
-    ambiguous_ids: &mut Vec<String>,
-    warnings: &mut Vec<String>,
-) -> Result<Resolution, FhirError> {
-    let found = client.search_npi(npi).await?;
-    *warnings = found.warnings;
-    Ok(match found.lookup {
-        NpiLookup::NotFound => Resolution::NotFound,
-        NpiLookup::Found { id, record } => {
-            *current = Some(Observed {
-                id,
-                body: record,
-                etag: None,
-                by_id: false,
-            });
-            Resolution::Found
-        }
-        NpiLookup::Ambiguous(ids) => {
-            let n = ids.len();
-            *ambiguous_ids = ids;
-            Resolution::Ambiguous(n)
-        }
-        NpiLookup::Incomplete(why) => {
-            warnings.push(format!("search incomplete: {why}"));
-            Resolution::Incomplete
-        }
-    })
-}
-
 /// Resolves, observes, plans and (when asked) writes one practitioner.
 pub async fn sync_practitioner(
     client: &FhirClient,
     req: SyncRequest<'_>,
 ) -> Result<SyncOutcome, FhirError> {
-    let spec = req.spec;
-    let norm = req.normalizer;
-    let mut searched = false;
-    let mut ambiguous_ids = Vec::new();
-    let mut warnings = Vec::new();
-    // Resolve: a recorded id costs one read; if it is gone or merged, the NPI is searched once.
-    let mut current: Option<Observed> = None;
-    if let Some(id) = req.known_id {
-        match read_verified(client, id, &spec.npi).await {
-            Ok(o) => current = Some(o),
-            Err(e) if matches!(e, FhirError::NotFound { .. }) || e.is_gone_or_merged() => {
-                tracing::info!(npi = %spec.npi, id, reason = %e.reason(), "saved id no longer answers; resolving the NPI again");
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    let mut prefetched = req.prefetched.clone();
-    // Set where the "not found" came from a walk; a search's answer is fresh.
-    let mut absence = Absence::Searched;
-    if matches!(prefetched, Some(Prefetched::NotFound)) {
-        absence = Absence::Walked;
-    }
-    if current.is_none()
-        && let Some(Prefetched::Id(id)) = &prefetched
-    {
-        match read_verified(client, id, &spec.npi).await {
-            Ok(o) => current = Some(o),
-            // Gone since the walk (merged or deleted in Epic): the record may live on under
-            // another id, so only a fresh search may say NotFound (an instance without
-            // identifier search fails there and waits for the next walk, never creating).
-            Err(e) if matches!(e, FhirError::NotFound { .. }) || e.is_gone_or_merged() => {
-                tracing::info!(npi = %spec.npi, id, reason = %e.reason(), "the indexed id no longer answers; searching the NPI");
-                prefetched = None;
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    let resolution = if current.is_some() {
-        Resolution::Found
-    } else {
-        match prefetched {
-            Some(Prefetched::Record { id, body }) if carries_npi(&body, &spec.npi) => {
-                current = Some(Observed {
-                    id,
-                    body,
-                    etag: None,
-                    by_id: false,
-                });
-                Resolution::Found
-            }
-            Some(Prefetched::Incomplete(why)) => {
-                warnings.push(format!("roster walk incomplete: {why}"));
-                Resolution::Incomplete
-            }
-            Some(Prefetched::Ambiguous(ids)) => {
-                let n = ids.len();
-                ambiguous_ids = ids;
-                Resolution::Ambiguous(n)
-            }
-            // A walk's "not found" is checked by a search just before a POST where the
-            // instance has one: the record may have been created since the walk read its page.
-            Some(Prefetched::NotFound) if !(req.create_guard.search && would_create(&req)) => {
-                if !req.create_guard.walk_after_attempt {
-                    absence = Absence::Unconfirmed;
-                }
-                Resolution::NotFound
-            }
-            Some(Prefetched::Record { .. } | Prefetched::Id(_) | Prefetched::NotFound) | None => {
-                searched = true;
-                search(
-                    client,
-                    &spec.npi,
-                    &mut current,
-                    &mut ambiguous_ids,
-                    &mut warnings,
-                )
-                .await?
-            }
-        }
-    };
-    // Observe: a SUBSETTED search copy lacks fields, so drift is computed on the whole record.
-    if let Some(o) = &current
-        && !o.by_id
-        && is_subsetted(&o.body)
-    {
-        current = Some(read_verified(client, &o.id.clone(), &spec.npi).await?);
-    }
+    let found = resolve::resolve(client, &req).await?;
+    let current = resolve::read_whole(client, found.current, &req.spec.npi).await?;
     let report = current.as_ref().map_or_else(empty_report, |o| {
-        drift_with(spec, &o.body, norm, req.disclosure)
+        drift_with(req.spec, &o.body, req.normalizer, req.disclosure)
     });
-    // Deletion with Deactivate owns exactly one field, active=false: other drift is left alone
-    // on the way out.
-    let deleting_spec = req.deleting.then(|| EpicPractitionerSpec {
-        active: Some(false),
-        name: None,
-        telecom: None,
-        gender: None,
-        birth_date: None,
-        qualifications: None,
-        ..spec.clone()
-    });
-    let effective_spec = deleting_spec.as_ref().unwrap_or(spec);
-    let action = guard_create(
-        plan(PlanInput {
-            management: spec.management_policy,
-            deletion: spec.deletion_policy,
-            deleting: req.deleting,
-            paused: req.paused,
-            writes: req.writes,
-            resolution,
-            drifted: !report.is_empty(),
-            live_active: current
-                .as_ref()
-                .and_then(|o| o.body.get("active").and_then(Value::as_bool)),
-        }),
-        if searched { Absence::Searched } else { absence },
-    );
+    let absence = if found.searched {
+        Absence::Searched
+    } else {
+        found.absence
+    };
+    let action = decide(&req, current.as_ref(), found.resolution, &report, absence);
     let mut outcome = SyncOutcome {
-        resolution,
+        resolution: found.resolution,
         fhir_id: current.as_ref().map(|o| o.id.clone()),
-        searched,
-        ambiguous_ids,
-        warnings,
+        searched: found.searched,
+        ambiguous_ids: found.ambiguous_ids,
+        warnings: found.warnings,
         remaining: report.clone(),
         drift: report,
         action,
@@ -385,24 +220,82 @@ pub async fn sync_practitioner(
         create_attempt: AttemptState::NotSent,
     };
     if req.perform_writes && action.writes() {
-        match (action, current) {
-            (Action::Create, None) => write::create(client, &req, &mut outcome).await,
-            (Action::Update | Action::Deactivate, Some(observed)) => {
-                write::update(client, effective_spec, norm, observed, &mut outcome).await
-            }
-            _ => {
-                outcome.write = WriteOutcome::Failed(FhirError::Malformed(
-                    "internal: planned write without a record".into(),
-                ))
-            }
+        act(client, &req, action, current, &mut outcome).await;
+    }
+    attach_roles(client, req.known_roles, req.fetch_roles, &mut outcome).await?;
+    Ok(outcome)
+}
+
+/// Plan, pure: the action for what was found, a create standing only on the evidence of
+/// absence there is.
+fn decide(
+    req: &SyncRequest<'_>,
+    current: Option<&Observed>,
+    resolution: Resolution,
+    report: &DriftReport,
+    absence: Absence,
+) -> Action {
+    let spec = req.spec;
+    guard_create(
+        plan(PlanInput {
+            management: spec.management_policy,
+            deletion: spec.deletion_policy,
+            deleting: req.deleting,
+            paused: req.paused,
+            writes: req.writes,
+            resolution,
+            drifted: !report.is_empty(),
+            live_active: current.and_then(|o| o.body.get("active").and_then(Value::as_bool)),
+        }),
+        absence,
+    )
+}
+
+/// Act: the planned write, its result recorded in `outcome`.
+async fn act(
+    client: &FhirClient,
+    req: &SyncRequest<'_>,
+    action: Action,
+    current: Option<Observed>,
+    outcome: &mut SyncOutcome,
+) {
+    let spec = req.spec;
+    // Deletion with Deactivate owns exactly one field, active=false: other drift is left alone
+    // on the way out.
+    let deleting_spec = req.deleting.then(|| EpicPractitionerSpec {
+        active: Some(false),
+        name: None,
+        telecom: None,
+        gender: None,
+        birth_date: None,
+        qualifications: None,
+        ..spec.clone()
+    });
+    let effective_spec = deleting_spec.as_ref().unwrap_or(spec);
+    match (action, current) {
+        (Action::Create, None) => write::create(client, req, outcome).await,
+        (Action::Update | Action::Deactivate, Some(observed)) => {
+            write::update(client, effective_spec, req.normalizer, observed, outcome).await
+        }
+        _ => {
+            outcome.write = WriteOutcome::Failed(FhirError::Malformed(
+                "internal: planned write without a record".into(),
+            ))
         }
     }
-    if let Some(roles) = req.known_roles {
+}
+
+/// The practitioner's roles: the walk's, or listed by a search when asked.
+async fn attach_roles(
+    client: &FhirClient,
+    known_roles: Option<Vec<RoleSummary>>,
+    fetch_roles: bool,
+    outcome: &mut SyncOutcome,
+) -> Result<(), FhirError> {
+    if let Some(roles) = known_roles {
         outcome.roles = roles;
         outcome.roles_known = true;
-    } else if req.fetch_roles
-        && let Some(id) = &outcome.fhir_id
-    {
+    } else if fetch_roles && let Some(id) = &outcome.fhir_id {
         match client.practitioner_roles(id).await {
             Ok(roles) => {
                 outcome.roles = roles.iter().map(role_summary).collect();
@@ -415,11 +308,11 @@ pub async fn sync_practitioner(
             Err(e) => return Err(e),
         }
     }
-    Ok(outcome)
+    Ok(())
 }
 
 /// Whether a record found absent would be created: the policy creates and nothing holds it.
-fn would_create(req: &SyncRequest<'_>) -> bool {
+pub(super) fn would_create(req: &SyncRequest<'_>) -> bool {
     req.spec.management_policy == ManagementPolicy::CreateOrUpdate
         && !req.deleting
         && !req.paused

@@ -3,8 +3,9 @@
 
 use serde_json::Value;
 
+use super::empty_report;
+use super::resolve::read_verified;
 use super::{AttemptState, MAX_WRITE_ATTEMPTS, Observed, SyncOutcome, SyncRequest, WriteOutcome};
-use super::{empty_report, read_verified};
 use crate::crd::{EpicPractitionerSpec, NPI_SYSTEMS};
 use crate::fhir::{FhirClient, FhirError};
 use crate::reconcile::identity::{is_subsetted, version_precondition};

@@ -13,8 +13,9 @@ use axum::{Json, middleware};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::jwks::private_member;
-use super::state::{RegisteredClient, SandboxState};
+use super::clients::RegisteredClient;
+use super::jwk_set::private_member;
+use super::state::SandboxState;
 use super::{Settings, default_scopes, lock};
 use crate::reconcile::identity::{current_npi, npi_values};
 

@@ -1,24 +1,21 @@
-//! The FHIR R4 routes under `/api/FHIR/R4`.
+//! The FHIR R4 routes under `/api/FHIR/R4`, the CapabilityStatement, the SMART configuration
+//! and reads by id; searches and writes have their own modules.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Path, RawPathParams, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use rand::Rng;
 use serde_json::{Value, json};
 
+use super::guard::{Need, St, guard};
 use super::lock;
-use super::oauth::check_bearer;
+use super::responses::{fhir_json, merged, outcome, raw_id, with_etag};
 use super::state::SandboxState;
 use super::stats::Stats;
 use super::{search, writes};
-use crate::fhir::EPIC_CODE_SYSTEM;
-
-pub(super) type St = State<Arc<SandboxState>>;
 
 pub(crate) fn routes(_state: Arc<SandboxState>) -> Router<Arc<SandboxState>> {
     Router::new()
@@ -36,158 +33,6 @@ pub(crate) fn routes(_state: Arc<SandboxState>) -> Router<Arc<SandboxState>> {
         )
         .route("/PractitionerRole", get(search::search_roles))
         .route("/Patient/{id}", get(read_patient))
-}
-
-/// An OperationOutcome response with an Epic detail code.
-pub(crate) fn outcome(
-    status: StatusCode,
-    code: &str,
-    epic_code: &str,
-    diagnostics: &str,
-) -> Response {
-    let body = json!({
-        "resourceType": "OperationOutcome",
-        "issue": [{
-            "severity": if status.is_success() { "warning" } else { "error" },
-            "code": code,
-            "details": {
-                "coding": [{"system": EPIC_CODE_SYSTEM, "code": epic_code, "display": diagnostics}],
-                "text": diagnostics
-            },
-            "diagnostics": diagnostics
-        }]
-    });
-    fhir_json(status, body)
-}
-
-/// Adds `ETag: W/"<version>"`, as a versioning FHIR server does on reads and writes.
-pub(super) fn with_etag(mut r: Response, version: Option<String>) -> Response {
-    if let Some(v) = version
-        && let Ok(h) = format!("W/\"{v}\"").parse()
-    {
-        r.headers_mut().insert(header::ETAG, h);
-    }
-    r
-}
-
-pub(super) fn fhir_json(status: StatusCode, body: Value) -> Response {
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/fhir+json")],
-        body.to_string(),
-    )
-        .into_response()
-}
-
-#[derive(Clone, Copy)]
-pub(super) enum Need {
-    Practitioner,
-    PractitionerWrite,
-    Role,
-    Patient,
-}
-
-impl Need {
-    pub(super) fn scope_names(self) -> [&'static str; 3] {
-        match self {
-            Need::Practitioner => [
-                "system/Practitioner.read",
-                "system/Practitioner.rs",
-                "system/Practitioner.cruds",
-            ],
-            Need::PractitionerWrite => [
-                "system/Practitioner.write",
-                "system/Practitioner.cruds",
-                "system/Practitioner.cu",
-            ],
-            Need::Role => [
-                "system/PractitionerRole.read",
-                "system/PractitionerRole.rs",
-                "system/PractitionerRole.cruds",
-            ],
-            Need::Patient => [
-                "system/Patient.read",
-                "system/Patient.rs",
-                "system/Patient.cruds",
-            ],
-        }
-    }
-}
-
-/// Faults, rate limit and bearer check shared by every authenticated route.
-pub(super) async fn guard(
-    state: &SandboxState,
-    headers: &HeaderMap,
-    need: Need,
-) -> Result<(), Response> {
-    state.stats.tick();
-    let s = state.settings();
-    if s.latency_ms > 0 || s.jitter_ms > 0 {
-        let jitter = if s.jitter_ms > 0 {
-            rand::thread_rng().gen_range(0..=s.jitter_ms)
-        } else {
-            0
-        };
-        tokio::time::sleep(Duration::from_millis(s.latency_ms + jitter)).await;
-    }
-    let ramp = state.load.ramp_latency(&s.load);
-    if !ramp.is_zero() {
-        tokio::time::sleep(ramp).await;
-    }
-    if let Some(r) = state.load.check(&s.load) {
-        return Err(r);
-    }
-    // Epic publishes no rate limits and sends no Retry-After: neither does the sandbox, unless
-    // a load fault above asked for one.
-    if state.over_rate_limit(s.rate_limit_rps)
-        || (s.throttle_rate > 0.0 && rand::random::<f64>() < s.throttle_rate)
-    {
-        Stats::bump(&state.stats.throttled);
-        return Err(outcome(
-            StatusCode::TOO_MANY_REQUESTS,
-            "throttled",
-            "4100",
-            "Too many requests",
-        ));
-    }
-    if s.error_rate > 0.0 && rand::random::<f64>() < s.error_rate {
-        Stats::bump(&state.stats.server_errors);
-        return Err(outcome(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "exception",
-            "4100",
-            "Internal error (sandbox fault)",
-        ));
-    }
-    let auth = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let scopes = check_bearer(state, auth).map_err(|_| {
-        Stats::bump(&state.stats.unauthorized);
-        outcome(
-            StatusCode::UNAUTHORIZED,
-            "login",
-            "4118",
-            "Authentication required: missing, unknown or expired access token",
-        )
-    })?;
-    if !need
-        .scope_names()
-        .iter()
-        .any(|n| scopes.iter().any(|s| s == n))
-    {
-        Stats::bump(&state.stats.refused);
-        return Err(outcome(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "4118",
-            &format!(
-                "User not authorized for request: the token lacks {}",
-                need.scope_names()[0]
-            ),
-        ));
-    }
-    Ok(())
 }
 
 async fn metadata(State(state): St) -> Response {
@@ -257,30 +102,6 @@ async fn read_practitioner(
         return merged(&id);
     }
     read_one(&data.practitioners, &id)
-}
-
-/// Like servers that compare the raw path segment, the sandbox does not decode ids: a
-/// percent-encoded id (`%2D` for `-`) names no record. FHIR ids need no encoding at all.
-pub(super) fn raw_id(raw: &RawPathParams) -> Result<(), Response> {
-    if raw.iter().any(|(_, v)| v.contains('%')) {
-        return Err(outcome(
-            StatusCode::BAD_REQUEST,
-            "invalid",
-            "4102",
-            "Incorrect resource ID: ids are compared as sent and FHIR ids need no percent-encoding",
-        ));
-    }
-    Ok(())
-}
-
-/// A record merged into another: 410 with Epic's merged-record code.
-pub(super) fn merged(id: &str) -> Response {
-    outcome(
-        StatusCode::GONE,
-        "deleted",
-        "4107",
-        &format!("Practitioner {id} was merged into another record"),
-    )
 }
 
 async fn read_patient(State(state): St, headers: HeaderMap, Path(id): Path<String>) -> Response {

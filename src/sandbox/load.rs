@@ -180,8 +180,8 @@ fn refuse_walk(s: &LoadSettings, has_parameters: bool) -> Option<Response> {
     })
 }
 
-/// An OperationOutcome answer with an Epic detail code (the shape `fhir::outcome` sends; kept
-/// here so the state this module is part of does not depend on the routes).
+/// An OperationOutcome answer with an Epic detail code (the shape `responses::outcome` sends;
+/// kept here so the state this module is part of does not depend on the routes).
 fn outcome(status: StatusCode, code: &str, epic_code: &str, diagnostics: &str) -> Response {
     let body = serde_json::json!({
         "resourceType": "OperationOutcome",

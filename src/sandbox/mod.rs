@@ -14,13 +14,19 @@
 #![allow(clippy::result_large_err)]
 
 mod admin;
+mod clients;
 mod fhir;
+mod guard;
 mod hostile;
+mod jwk_set;
 mod jwks;
 mod load;
 mod oauth;
+mod query;
 mod realism;
+mod responses;
 mod search;
+mod seed;
 mod state;
 mod stats;
 mod writes;
@@ -33,9 +39,10 @@ use axum::Router;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
+pub use clients::RegisteredClient;
 pub use load::LoadSettings;
+pub use seed::SeedError;
 use state::SandboxState;
-pub use state::{RegisteredClient, SeedError};
 pub use stats::Stats;
 
 use crate::auth::{ClientKey, generate_key};

@@ -13,9 +13,10 @@ use jsonwebtoken::{DecodingKey, Validation};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::clients::ClientEntry;
 use super::jwks::CachePolicy;
 use super::lock;
-use super::state::{ClientEntry, IssuedToken, SandboxState};
+use super::state::{IssuedToken, SandboxState};
 use super::stats::Stats;
 use crate::auth::ASSERTION_TYPE;
 

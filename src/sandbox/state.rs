@@ -7,142 +7,16 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
-use jsonwebtoken::jwk::{Jwk, JwkSet};
 use rand::RngCore;
 use serde_json::{Value, json};
 use sha2::Sha256;
 
-use super::jwks::{JwksCache, check_loopback_url};
+use super::clients::{ClientEntry, RegisteredClient};
 use super::lock;
+use super::seed::{SeedError, rewrite_references, seed_resources};
 use super::stats::Stats;
 use super::{SandboxConfig, Settings};
 use crate::crd::{NPI_SYSTEM, npi_from_prefix};
-
-/// A bad seed file or client registration.
-#[derive(Debug, thiserror::Error)]
-pub enum SeedError {
-    #[error("seed is not valid JSON: {0}")]
-    Json(String),
-    #[error("seed must be a FHIR Bundle or a JSON array of resources, got {0}")]
-    Shape(String),
-    #[error(
-        "seed entry {index} is not a Practitioner, PractitionerRole or Patient (resourceType {found:?})"
-    )]
-    ResourceType { index: usize, found: String },
-    #[error("JWK Set of client {client} is invalid: {detail}")]
-    Jwks { client: String, detail: String },
-    #[error("JWK Set URL {url:?} of client {client} is refused: {detail}")]
-    JwksUrl {
-        client: String,
-        url: String,
-        detail: String,
-    },
-}
-
-/// A Backend Services client the sandbox accepts: its keys are a static JWK Set, fetched from
-/// a JWK Set URL (as Epic does since it stopped taking uploaded keys), or both.
-#[derive(Clone, Debug)]
-pub struct RegisteredClient {
-    pub client_id: String,
-    /// Static keys, registered up front.
-    pub keys: Vec<Jwk>,
-    pub approved_scopes: Vec<String>,
-    /// Private so that only a checked (loopback) URL can be set: the sandbox fetches it.
-    jwks_url: Option<String>,
-}
-
-impl RegisteredClient {
-    /// A client with a static JWK Set (every key needs a kid).
-    pub fn new(
-        client_id: &str,
-        jwks: &Value,
-        approved_scopes: Vec<String>,
-    ) -> Result<Self, SeedError> {
-        let set: JwkSet = serde_json::from_value(jwks.clone()).map_err(|e| SeedError::Jwks {
-            client: client_id.into(),
-            detail: e.to_string(),
-        })?;
-        if set.keys.iter().any(|k| k.common.key_id.is_none()) {
-            return Err(SeedError::Jwks {
-                client: client_id.into(),
-                detail: "every key needs a kid".into(),
-            });
-        }
-        Ok(Self {
-            client_id: client_id.into(),
-            keys: set.keys,
-            approved_scopes,
-            jwks_url: None,
-        })
-    }
-
-    /// A client whose keys the sandbox fetches from `url` when it needs them (cached as
-    /// `Settings::jwks_cache_max_secs` and `jwks_refetch_cooldown_secs` say). The URL must be
-    /// http(s) to a loopback host: the sandbox never fetches anything else.
-    pub fn with_jwks_url(
-        client_id: &str,
-        url: &str,
-        approved_scopes: Vec<String>,
-    ) -> Result<Self, SeedError> {
-        let mut client = Self {
-            client_id: client_id.into(),
-            keys: Vec::new(),
-            approved_scopes,
-            jwks_url: None,
-        };
-        client.set_jwks_url(url)?;
-        Ok(client)
-    }
-
-    /// Adds (or replaces) the JWK Set URL; static keys stay usable beside it.
-    pub fn set_jwks_url(&mut self, url: &str) -> Result<(), SeedError> {
-        check_loopback_url(url).map_err(|detail| SeedError::JwksUrl {
-            client: self.client_id.clone(),
-            url: url.into(),
-            detail,
-        })?;
-        self.jwks_url = Some(url.into());
-        Ok(())
-    }
-
-    /// The registered JWK Set URL, if any (an assertion's `jku` must equal it exactly).
-    pub fn jwks_url(&self) -> Option<&str> {
-        self.jwks_url.as_deref()
-    }
-}
-
-/// A registered client with the cache of its fetched keys. Registering the client again
-/// replaces the entry, cache included, as a new registration in Epic starts from nothing.
-pub(crate) struct ClientEntry {
-    pub registration: RegisteredClient,
-    pub jwks: Option<JwksCache>,
-}
-
-impl ClientEntry {
-    fn new(registration: RegisteredClient) -> Self {
-        let jwks = registration.jwks_url().map(JwksCache::new);
-        Self { registration, jwks }
-    }
-
-    /// What `GET /_sandbox/clients` shows: ids, URL, kids and fetch counts, no key material.
-    pub fn snapshot(&self) -> Value {
-        let r = &self.registration;
-        let mut v = json!({
-            "clientId": r.client_id,
-            "jwksUrl": r.jwks_url(),
-            "staticKids": r.keys.iter().filter_map(|k| k.common.key_id.clone()).collect::<Vec<_>>(),
-            "scopes": r.approved_scopes,
-            "cachedKids": [],
-            "fetches": 0,
-        });
-        if let (Some(cache), Some(o)) = (&self.jwks, v.as_object_mut())
-            && let Value::Object(c) = cache.snapshot()
-        {
-            o.extend(c);
-        }
-        v
-    }
-}
 
 /// A token the sandbox issued.
 pub(crate) struct IssuedToken {
@@ -385,28 +259,7 @@ impl SandboxState {
     /// Loads a Bundle (collection or transaction) or an array of resources. Ids in the file are
     /// local names: they are replaced by opaque ids, and references to them are rewritten.
     pub fn load_seed(&self, text: &str) -> Result<(), SeedError> {
-        let doc: Value = serde_json::from_str(text).map_err(|e| SeedError::Json(e.to_string()))?;
-        let resources: Vec<Value> = match &doc {
-            Value::Array(a) => a.clone(),
-            Value::Object(o) if o.get("resourceType").and_then(Value::as_str) == Some("Bundle") => {
-                o.get("entry")
-                    .and_then(Value::as_array)
-                    .map(|e| {
-                        e.iter()
-                            .filter_map(|e| e.get("resource").cloned())
-                            .collect()
-                    })
-                    .unwrap_or_default()
-            }
-            other => {
-                let found = other
-                    .get("resourceType")
-                    .and_then(Value::as_str)
-                    .unwrap_or("not a Bundle")
-                    .to_string();
-                return Err(SeedError::Shape(found));
-            }
-        };
+        let resources = seed_resources(text)?;
         let mut data = lock(&self.data);
         let mut ids: HashMap<String, String> = HashMap::new();
         let mut typed = Vec::new();
@@ -502,24 +355,5 @@ impl SandboxState {
             ));
         }
         limiter.as_ref().is_some_and(|(_, l)| l.check().is_err())
-    }
-}
-
-fn rewrite_references(v: &mut Value, ids: &HashMap<String, String>) {
-    match v {
-        Value::Object(o) => {
-            for (k, child) in o.iter_mut() {
-                if k == "reference"
-                    && let Some(s) = child.as_str()
-                    && let Some(new) = ids.get(s)
-                {
-                    *child = json!(new);
-                } else {
-                    rewrite_references(child, ids);
-                }
-            }
-        }
-        Value::Array(a) => a.iter_mut().for_each(|c| rewrite_references(c, ids)),
-        _ => {}
     }
 }

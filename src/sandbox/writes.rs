@@ -7,10 +7,11 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use serde_json::{Value, json};
 
-use super::fhir::{Need, St, fhir_json, guard, merged, outcome, raw_id, with_etag};
+use super::guard::{Need, St, guard};
 use super::lock;
 use super::oauth::check_bearer;
-use super::search::{params, practitioner_matches};
+use super::query::{params, practitioner_matches};
+use super::responses::{fhir_json, merged, outcome, raw_id, with_etag};
 use super::state::SandboxState;
 use super::stats::Stats;
 

@@ -11,6 +11,7 @@ mod decide;
 mod effect;
 pub(crate) mod events;
 mod observe;
+mod prefetch;
 pub(crate) mod status;
 pub(crate) mod status_limits;
 mod status_write;

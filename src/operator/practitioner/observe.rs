@@ -11,12 +11,11 @@ use kube::runtime::reflector::ObjectRef;
 
 use super::attempt::StatusAttempt;
 use super::backoff::{AWAIT_WALK_REQUEUE, safety_requeue};
+use super::prefetch::{Prefetch, roster_prefetch};
 use super::verdict::Prev;
 use crate::crd::{CreateAttempt, EpicPractitioner, EpicPractitionerStatus, Reason, RoleSummary};
 use crate::operator::connection::cache::{ConnectionHandle, Key};
 use crate::operator::error::Error;
-use crate::operator::roster::index::HandoverFor;
-use crate::operator::roster::state::IndexAnswer;
 use crate::operator::{Context, DriftDetection};
 use crate::pipeline::{CreateGuard, Prefetched, SyncOutcome, SyncRequest, sync_practitioner};
 use crate::reconcile::{Disclosure, Normalizer, validate_spec, write_policy};
@@ -108,21 +107,6 @@ pub async fn observe<'a>(
         found,
         conn,
     }
-}
-
-/// What roster mode knows before a sync.
-enum Prefetch {
-    /// What is known, and when the walk it came from started.
-    Use(
-        Option<Prefetched>,
-        Option<Vec<RoleSummary>>,
-        Option<Instant>,
-    ),
-    /// The connection's first walk has not finished: it resolves the object and wakes it.
-    AwaitWalk,
-    /// Walks keep coming and none found anything new for this object.
-    Covered,
-    Failed(crate::fhir::FhirError),
 }
 
 /// Validate, dereference the connection, ask the walks, then sync.
@@ -321,77 +305,6 @@ fn create_guard(
         search,
         walk_after_attempt,
     }
-}
-
-/// The walk's hand-over for this object, else for an unresolved one the connection's index
-/// (searching only for an NPI the last walk did not see, where search is possible).
-fn roster_prefetch(
-    ctx: &Context,
-    key: &Key,
-    conn: &ConnectionHandle,
-    obj: &EpicPractitioner,
-    has_id: bool,
-    settled: bool,
-) -> Prefetch {
-    let about = HandoverFor {
-        uid: obj.uid().unwrap_or_default(),
-        npi: obj.spec.npi.clone(),
-        base_url: conn.base_url().to_string(),
-    };
-    let handover = ctx.memory.take_handover(&ObjectRef::from_obj(obj), &about);
-    let woken = handover.is_some();
-    let (mut prefetched, mut roles, mut walk_started) = match handover {
-        Some(h) => (h.found.prefetched(), h.roles, h.walk_started),
-        None => (None, None, None),
-    };
-    // A record this operator created and no later walk has indexed yet: read it by id, even
-    // if a walk that started before the create says absent (a status write lost after the
-    // POST must not lead to a second one).
-    if !has_id
-        && let Some(id) = ctx.rosters.created_id(key, conn.base_url(), &obj.spec.npi)
-        && !matches!(&prefetched, Some(Prefetched::Record { id: r, .. }) if *r == id)
-    {
-        return Prefetch::Use(Some(Prefetched::Id(id)), roles, None);
-    }
-    // A known record whose NPI the last walk found on several records holds as ambiguous.
-    if has_id
-        && prefetched.is_none()
-        && let Some(index) = ctx.rosters.index(key, conn.base_url())
-        && let Prefetched::Ambiguous(ids) = index.lookup(&obj.spec.npi)
-    {
-        return Prefetch::Use(Some(Prefetched::Ambiguous(ids)), None, index.started());
-    }
-    // A resolved object in a settled state that no walk woke has nothing new in Epic while
-    // walks keep coming (at start-up, the first walk wakes what changed while the operator
-    // was away): reading it anyway would cost a read per object. When walks stop, the
-    // per-object read comes back as the safety net.
-    if has_id && settled && !woken {
-        let base = conn.base_url();
-        if ctx.rosters.awaiting_first_walk(key, base) {
-            return Prefetch::AwaitWalk;
-        }
-        let recent = conn.resync.saturating_mul(2) + Duration::from_secs(60);
-        if ctx.rosters.walked_within(key, base, recent) {
-            return Prefetch::Covered;
-        }
-    }
-    if prefetched.is_none() && !has_id {
-        let search_listed = conn.capability.as_ref().is_none_or(|c| c.npi_search());
-        match ctx
-            .rosters
-            .resolve(key, conn.base_url(), &obj.spec.npi, search_listed)
-        {
-            IndexAnswer::Prefetched(p, r, started) => {
-                prefetched = Some(p);
-                roles = roles.or(r);
-                walk_started = started;
-            }
-            IndexAnswer::Search => {}
-            IndexAnswer::AwaitWalk => return Prefetch::AwaitWalk,
-            IndexAnswer::Failed(e) => return Prefetch::Failed(e),
-        }
-    }
-    Prefetch::Use(prefetched, roles, walk_started)
 }
 
 /// An identifier search the instance does not support: 400 (Epic code 4100 and kin).
