@@ -3,6 +3,7 @@
 //! changed.
 
 pub(crate) mod cache;
+mod connector;
 pub(crate) mod key_rotation;
 pub(crate) mod key_secret;
 pub(crate) mod keys;
