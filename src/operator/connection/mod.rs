@@ -4,9 +4,11 @@
 
 pub(crate) mod cache;
 mod connector;
+mod connector;
 pub(crate) mod key_rotation;
 pub(crate) mod key_secret;
 pub(crate) mod keys;
+mod managed_secret;
 pub(crate) mod tls;
 
 use std::sync::Arc;
