@@ -99,7 +99,7 @@ fn a_ready_connection_reports_its_token_capabilities_and_note() {
         let s = &p.status;
         let c = ready_condition(s);
         assert_eq!(
-            (c.status.clone(), c.message.as_str()),
+            (c.status, c.message.as_str()),
             (ConditionStatus::True, message)
         );
         assert_eq!(c.observed_generation, Some(3));
@@ -236,13 +236,7 @@ fn the_next_key_event_is_the_nearest_one_due() {
         ..ready()
     };
     // (what was accepted before, switch, retry of a refused key, rotation, expected)
-    let cases: [(
-        &str,
-        Option<i64>,
-        Option<i64>,
-        Option<&RotationOutcome>,
-        Option<i64>,
-    ); 6] = [
+    let cases = [
         ("a", None, None, None, None),
         ("a", Some(2000), None, None, Some(2000)),
         ("a", Some(2000), Some(1500), None, Some(1500)),
