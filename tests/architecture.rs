@@ -55,11 +55,13 @@ const PURE_MODULES: &[&str] = &[
     "src/operator/memory.rs",
     "src/operator/members.rs",
     "src/operator/slim.rs",
+    "src/operator/connection/status.rs",
+    "src/operator/connection/managed_secret.rs",
 ];
 
 /// Pure modules still to be written: checked when they exist, skipped while they do not; each
 /// moves into [`PURE_MODULES`] once it is written.
-const PURE_MODULES_PLANNED: &[&str] = &["src/operator/connection/status.rs"];
+const PURE_MODULES_PLANNED: &[&str] = &[];
 
 /// Longest file in `src/`, in lines.
 const MAX_FILE_LINES: usize = 400;
@@ -69,14 +71,7 @@ const FN_LIMITED_DIRS: &[&str] = &["src/operator/", "src/pipeline/"];
 
 /// Files of `src/operator/` over either limit while the operator is being split (issue 22):
 /// to be emptied, never added to, and never a file outside `src/operator/`.
-const SIZE_EXEMPT_FOR_NOW: &[&str] = &[
-    "src/operator/connection/cache.rs",
-    "src/operator/connection/key_rotation.rs",
-    "src/operator/connection/mod.rs",
-    "src/operator/jwks.rs",
-    "src/operator/metrics/mod.rs",
-    "src/operator/roster/load.rs",
-];
+const SIZE_EXEMPT_FOR_NOW: &[&str] = &[];
 
 type Tree = BTreeMap<String, String>;
 type Module = Vec<String>;

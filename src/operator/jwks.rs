@@ -124,58 +124,80 @@ impl JwksPublisher {
         let mut next = HashMap::new();
         let mut listed = Vec::new();
         for conn in connections {
-            let ns = conn.namespace().unwrap_or_default();
-            let key = (ns.clone(), conn.name_any());
+            let key = (conn.namespace().unwrap_or_default(), conn.name_any());
             listed.push(key.clone());
-            let secrets: Api<Secret> = Api::namespaced(kube.clone(), &ns);
-            let secret_name = &conn.spec.private_key_secret_ref.name;
-            // The version first (metadata only): the keys are read and parsed again only when
-            // the Secret or the connection changed.
-            let version = match secrets.get_metadata_opt(secret_name).await {
-                Ok(Some(meta)) => source_version(&conn, meta.resource_version().as_deref()),
-                Ok(None) => continue,
-                Err(e) => {
-                    keep(&previous, &key, &mut next);
-                    tracing::warn!(connection = %key.1, namespace = %ns, error = %e, "cannot read the key Secret's version");
-                    continue;
-                }
-            };
-            if let Some(p) = previous.get(&key)
-                && p.source_version == version
-            {
-                next.insert(key, p.clone());
-                continue;
-            }
-            match secrets.get_opt(secret_name).await {
-                Ok(Some(secret)) => match published(&conn, &secret, version.clone()) {
-                    Ok(p) => {
-                        self.unpublishable
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .remove(&key);
-                        next.insert(key, p);
-                    }
-                    Err(message) => {
-                        keep(&previous, &key, &mut next);
-                        let mut failed =
-                            self.unpublishable.lock().unwrap_or_else(|p| p.into_inner());
-                        if failed.get(&key) != Some(&version) {
-                            tracing::warn!(connection = %key.1, namespace = %ns, error = %message, "keys not published");
-                            failed.insert(key, version);
-                        }
-                    }
-                },
-                Ok(None) => {}
-                Err(e) => {
-                    keep(&previous, &key, &mut next);
-                    tracing::warn!(connection = %key.1, namespace = %ns, error = %e, "cannot read the key Secret");
-                }
+            if let Some(set) = self.refresh_one(kube, &conn, &key, &previous).await {
+                next.insert(key, set);
             }
         }
         self.unpublishable
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .retain(|key, _| listed.contains(key));
+        self.install(&previous, next);
+        Ok(())
+    }
+
+    /// The set to serve for one connection: read again only when its source version changed;
+    /// on a read or parse failure the set served before stays (none: not published).
+    async fn refresh_one(
+        &self,
+        kube: &kube::Client,
+        conn: &EpicConnection,
+        key: &(String, String),
+        previous: &HashMap<(String, String), Published>,
+    ) -> Option<Published> {
+        let (ns, name) = key;
+        let secrets: Api<Secret> = Api::namespaced(kube.clone(), ns);
+        let secret_name = &conn.spec.private_key_secret_ref.name;
+        let kept = || previous.get(key).cloned();
+        // The version first (metadata only): the keys are read and parsed again only when
+        // the Secret or the connection changed.
+        let version = match secrets.get_metadata_opt(secret_name).await {
+            Ok(Some(meta)) => source_version(conn, meta.resource_version().as_deref()),
+            Ok(None) => return None,
+            Err(e) => {
+                tracing::warn!(connection = %name, namespace = %ns, error = %e, "cannot read the key Secret's version");
+                return kept();
+            }
+        };
+        if let Some(p) = previous.get(key)
+            && p.source_version == version
+        {
+            return Some(p.clone());
+        }
+        match secrets.get_opt(secret_name).await {
+            Ok(Some(secret)) => match published(conn, &secret, version.clone()) {
+                Ok(p) => {
+                    self.unpublishable
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(key);
+                    Some(p)
+                }
+                Err(message) => {
+                    let mut failed = self.unpublishable.lock().unwrap_or_else(|p| p.into_inner());
+                    if failed.get(key) != Some(&version) {
+                        tracing::warn!(connection = %name, namespace = %ns, error = %message, "keys not published");
+                        failed.insert(key.clone(), version);
+                    }
+                    kept()
+                }
+            },
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(connection = %name, namespace = %ns, error = %e, "cannot read the key Secret");
+                kept()
+            }
+        }
+    }
+
+    /// Serves `next` from now on, and marks the table loaded.
+    fn install(
+        &self,
+        previous: &HashMap<(String, String), Published>,
+        mut next: HashMap<(String, String), Published>,
+    ) {
         let mut table = self.sets.write().unwrap_or_else(|p| p.into_inner());
         // A set `publish` put in while this refresh ran is newer than what it read: kept.
         for (key, current) in table.iter() {
@@ -189,17 +211,6 @@ impl JwksPublisher {
         *table = next;
         self.loaded
             .store(true, std::sync::atomic::Ordering::Relaxed);
-        Ok(())
-    }
-}
-
-fn keep(
-    previous: &HashMap<(String, String), Published>,
-    key: &(String, String),
-    next: &mut HashMap<(String, String), Published>,
-) {
-    if let Some(p) = previous.get(key) {
-        next.insert(key.clone(), p.clone());
     }
 }
 

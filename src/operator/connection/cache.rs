@@ -5,15 +5,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, ResourceExt};
 use tokio::sync::Mutex as AsyncMutex;
 
-use crate::crd::{EpicConnection, EpicConnectionSpec, Reason, WriteMode};
+use super::connector::{Connector, Unread, fhir_failure};
+use crate::crd::{EpicConnection, EpicConnectionSpec, WriteMode};
 use crate::fhir::{Capability, FhirClient, FhirError, RequestObserver};
 use crate::http::EndpointPolicy;
 use crate::operator::error::{ConnectionFailure, Error};
-use crate::pipeline::connect;
 use crate::reconcile::{Normalizer, WriteCapability, write_capability};
 
 /// A usable connection.
@@ -29,6 +28,28 @@ pub struct ConnectionHandle {
 }
 
 impl ConnectionHandle {
+    /// A handle probed now: writes follow the mode and what the CapabilityStatement says.
+    fn probed(
+        fingerprint: String,
+        client: Arc<FhirClient>,
+        spec: EpicConnectionSpec,
+        resync: Duration,
+        capability: Option<Capability>,
+    ) -> Self {
+        Self {
+            fingerprint,
+            writes: Mutex::new(write_capability(
+                spec.writes,
+                capability.as_ref().map(Capability::can_update),
+            )),
+            client,
+            spec,
+            resync,
+            capability,
+            probe_time: crate::util::now_rfc3339(),
+        }
+    }
+
     pub fn writes(&self) -> WriteCapability {
         *self.writes.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -84,16 +105,8 @@ struct Slot {
 /// The cache, keyed by (namespace, name). The map's own lock is only held to find a slot,
 /// never across network I/O.
 pub struct Connections {
-    kube: kube::Client,
-    http: reqwest::Client,
+    connector: Connector,
     observer: Option<ObserverFactory>,
-    endpoints: EndpointPolicy,
-    /// The operator's public base URL of its JWK Set listener (for `jku`).
-    jwks_public_url: Option<String>,
-    ceilings: crate::operator::Ceilings,
-    /// CAs every connection trusts (the operator's --ca-file, chart value caBundle); `http`
-    /// already trusts them.
-    tls: crate::http::TlsOptions,
     slots: Mutex<HashMap<Key, Arc<Slot>>>,
 }
 
@@ -115,26 +128,28 @@ impl Connections {
         jwks_public_url: Option<String>,
     ) -> Self {
         Self {
-            kube,
-            http,
+            connector: Connector {
+                kube,
+                http,
+                endpoints,
+                jwks_public_url,
+                ceilings: crate::operator::Ceilings::default(),
+                tls: crate::http::TlsOptions::default(),
+            },
             observer,
-            endpoints,
-            jwks_public_url,
-            ceilings: crate::operator::Ceilings::default(),
-            tls: crate::http::TlsOptions::default(),
             slots: Mutex::new(HashMap::new()),
         }
     }
 
     /// Holds every connection's limits to these operator-wide ceilings.
     pub fn with_ceilings(mut self, ceilings: crate::operator::Ceilings) -> Self {
-        self.ceilings = ceilings;
+        self.connector.ceilings = ceilings;
         self
     }
 
     /// Trust `tls` for every connection (the shared client must have been built with it).
     pub fn with_tls(mut self, tls: crate::http::TlsOptions) -> Self {
-        self.tls = tls;
+        self.connector.tls = tls;
         self
     }
 
@@ -153,7 +168,7 @@ impl Connections {
         if let Some(e) = self.slot(&key).entry.lock().await.clone() {
             return entry_result(name, e);
         }
-        let api: Api<EpicConnection> = Api::namespaced(self.kube.clone(), namespace);
+        let api: Api<EpicConnection> = Api::namespaced(self.connector.kube.clone(), namespace);
         let conn = api.get_opt(name).await?.ok_or_else(|| {
             Error::ConnectionNotReady(format!(
                 "EpicConnection {name} not found in namespace {namespace}"
@@ -184,266 +199,53 @@ impl Connections {
     /// Builds or re-probes the connection. `reprobe` forces a new CapabilityStatement read and
     /// token check even when nothing changed (the periodic connection resync).
     pub async fn build(&self, conn: &EpicConnection, reprobe: bool) -> Built {
-        let namespace = conn.namespace().unwrap_or_default();
         let name = conn.name_any();
-        let key = (namespace.clone(), name.clone());
+        let key = (conn.namespace().unwrap_or_default(), name.clone());
         // This connection's slot is held across the build: concurrent first uses wait for one
         // build instead of each requesting a token. Other connections are not held up.
         let slot = self.slot(&key);
-        let mut entries = slot.entry.lock().await;
-        let secret_api: Api<Secret> = Api::namespaced(self.kube.clone(), &namespace);
-        let secret_ref = &conn.spec.private_key_secret_ref;
-        let secret = match secret_api.get_opt(&secret_ref.name).await {
+        let mut entry = slot.entry.lock().await;
+        let secrets = match self.connector.read_secrets(conn).await {
             Ok(s) => s,
-            Err(e) => {
-                // The Kubernetes API failing says nothing about the key: a working connection
-                // stays as it is, and a failure is not cached, so the next use tries again
-                // (found by the fault suite: caching it stalled every practitioner for up to
-                // a minute after the API server came back).
-                if let Some(Entry::Ready(h)) = entries.clone() {
-                    tracing::warn!(connection = %name, error = %e, "cannot re-read the Secret; the connection stays as it was");
-                    return Built::Unchanged(h);
-                }
-                let failure = ConnectionFailure {
-                    fingerprint: String::new(),
-                    reason: Reason::KubernetesError,
-                    message: format!("cannot read Secret {}: {e}", secret_ref.name),
-                    http_status: None,
-                };
-                return Built::Failed(failure, true);
-            }
+            Err(Unread::Transient {
+                failure,
+                warning,
+                error,
+            }) => return keep_working(entry.as_ref(), &name, failure, warning, &error),
+            Err(Unread::Lasting(failure)) => return record_failure(&mut entry, failure),
         };
-        // The connection's own CA and client certificate, read every build like its key: a
-        // renewed certificate changes the digest and so rebuilds the client.
-        let own_tls = match crate::operator::connection::tls::options(
-            &self.kube, &namespace, &conn.spec,
-        )
-        .await
-        {
-            Ok(t) => t,
-            Err(f) if f.transient => {
-                if let Some(Entry::Ready(h)) = entries.clone() {
-                    tracing::warn!(connection = %name, error = %f.message, "cannot re-read a TLS Secret; the connection stays as it was");
-                    return Built::Unchanged(h);
-                }
-                let failure = ConnectionFailure {
-                    fingerprint: String::new(),
-                    reason: f.reason,
-                    message: f.message,
-                    http_status: None,
-                };
-                return Built::Failed(failure, true);
-            }
-            Err(f) => return self.fail(&mut entries, String::new(), f.reason, f.message, None),
-        };
-        let fingerprint = format!(
-            "{}/{}/{}/{}",
-            conn.uid().unwrap_or_default(),
-            conn.metadata.generation.unwrap_or_default(),
-            secret
-                .as_ref()
-                .and_then(|s| s.resource_version())
-                .unwrap_or_default(),
-            own_tls.digest()
-        );
-        let previous = entries.clone();
-        if let Some(Entry::Ready(h)) = &previous
+        let fingerprint = secrets.fingerprint(conn);
+        if let Some(Entry::Ready(h)) = entry.clone()
             && h.fingerprint == fingerprint
         {
             if !reprobe {
-                return Built::Unchanged(h.clone());
+                return Built::Unchanged(h);
             }
-            // Same key and settings: keep the client (and its cached token); re-read only the
-            // CapabilityStatement, which also resets a write refusal learned in Auto mode.
-            return match h.client.capability().await {
-                Ok(c) => {
-                    let handle = Arc::new(ConnectionHandle {
-                        fingerprint: fingerprint.clone(),
-                        writes: Mutex::new(write_capability(h.spec.writes, Some(c.can_update()))),
-                        client: h.client.clone(),
-                        spec: h.spec.clone(),
-                        resync: h.resync,
-                        capability: Some(c),
-                        probe_time: crate::util::now_rfc3339(),
-                    });
-                    *entries = Some(Entry::Ready(handle.clone()));
-                    Built::Unchanged(handle)
-                }
-                // Epic asked the client to wait (Retry-After, its daily limit): the
-                // connection is sound, and a new client would not know to wait.
-                Err(e)
-                    if matches!(e, FhirError::DailyLimit { .. }) || e.retry_after().is_some() =>
-                {
-                    tracing::info!(connection = %name, reason = %e.reason(), "capability probe deferred: Epic asked to wait");
-                    Built::Unchanged(h.clone())
-                }
-                Err(e) => self.fail_fhir(&mut entries, fingerprint, &e),
-            };
+            return reprobe_capability(&mut entry, &h, &name).await;
         }
-        let Some(secret) = secret else {
-            let what = match &secret_ref.key {
-                Some(entry) => format!("the private key PEM under key {entry}"),
-                None => "one <kid>.pem entry per private key".to_string(),
-            };
-            return self.fail(
-                &mut entries,
-                fingerprint,
-                Reason::InvalidKey,
-                format!(
-                    "Secret {} not found in namespace {namespace}: create it with {what}",
-                    secret_ref.name
-                ),
-                None,
-            );
-        };
-        let keys = match crate::operator::connection::key_secret::ring(
-            conn,
-            &secret,
-            chrono::Utc::now(),
-        ) {
-            Ok(k) => k,
-            Err(e) => {
-                let reason = if conn.spec.key_layout().is_err() {
-                    Reason::InvalidConnection
-                } else {
-                    Reason::InvalidKey
-                };
-                return self.fail(&mut entries, fingerprint, reason, e.to_string(), None);
-            }
-        };
-        let jku = match (conn.spec.send_jku, &self.jwks_public_url) {
-            (false, _) => None,
-            (true, Some(base)) => Some(crate::operator::jwks::jwks_url(base, &namespace, &name)),
-            (true, None) => {
-                return self.fail(
-                    &mut entries,
-                    fingerprint,
-                    Reason::InvalidConnection,
-                    "sendJku needs the JWK Set URL: start the operator with --jwks-public-url (chart value jwks.publicUrl), or drop sendJku".into(),
-                    None,
-                );
-            }
-        };
-        let (capped, lowered) = self.ceilings.apply(&conn.spec);
-        if !lowered.is_empty() {
-            tracing::warn!(connection = %name, lowered = %lowered.join(", "), "the EpicConnection asks for more than the operator's ceilings allow; it runs at the ceilings");
-        }
-
-        let http = if own_tls.is_default() {
-            self.http.clone()
-        } else {
-            match crate::http::client_with(&self.tls.merged(&own_tls)) {
-                Ok(h) => h,
-                Err(message) => {
-                    return self.fail(
-                        &mut entries,
-                        fingerprint,
-                        Reason::InvalidConnection,
-                        message,
-                        None,
-                    );
-                }
-            }
-        };
-        let client = match connect(
-            &http,
-            &capped,
-            keys,
-            jku,
-            self.observer
-                .as_ref()
-                .map(|make| make(&connection_label(&(namespace.clone(), name.clone())))),
-            &self.endpoints,
-        )
-        .await
+        let observer = self
+            .observer
+            .as_ref()
+            .map(|make| make(&connection_label(&key)));
+        match self
+            .connector
+            .open(conn, secrets, &fingerprint, observer)
+            .await
         {
-            Ok(c) => c,
-            Err(e) => return self.fail_fhir(&mut entries, fingerprint, &e),
-        };
-        // What the last status says of the keys survives a rebuild or a restart: the key Epic
-        // accepted stays the fallback, and a refused new key is not sent again at once.
-        let remembered = conn.status.as_ref().and_then(|s| s.keys.as_ref());
-        client.tokens().remember(
-            remembered.and_then(|k| k.last_accepted_key_id.clone()),
-            remembered.and_then(|k| k.refused_key_id.clone()),
-        );
-        if let Err(e) = client.tokens().token().await {
-            return self.fail_fhir(&mut entries, fingerprint, &FhirError::Auth(e));
-        }
-        let capability = match client.capability().await {
-            Ok(c) => Some(c),
-            Err(e) if matches!(e.reason(), Reason::EpicUnavailable | Reason::Throttled) => {
-                return self.fail_fhir(&mut entries, fingerprint, &e);
-            }
-            Err(e) => {
-                tracing::warn!(connection = %name, reason = %e.reason(), "CapabilityStatement unreadable; write capability unknown");
-                None
-            }
-        };
-        let resync = match conn
-            .spec
-            .paging_session_ttl()
-            .and_then(|_| conn.spec.resync_interval())
-        {
-            Ok(r) => r,
-            Err(message) => {
-                return self.fail(
-                    &mut entries,
+            Ok(opened) => {
+                let handle = Arc::new(ConnectionHandle::probed(
                     fingerprint,
-                    Reason::InvalidConnection,
-                    message,
-                    None,
-                );
+                    Arc::new(opened.client),
+                    conn.spec.clone(),
+                    opened.resync,
+                    opened.capability,
+                ));
+                *entry = Some(Entry::Ready(handle.clone()));
+                // A ready entry with this fingerprint returned above: this one is new.
+                Built::Changed(handle)
             }
-        };
-        let handle = Arc::new(ConnectionHandle {
-            fingerprint: fingerprint.clone(),
-            writes: Mutex::new(write_capability(
-                conn.spec.writes,
-                capability.as_ref().map(Capability::can_update),
-            )),
-            client: Arc::new(client),
-            spec: conn.spec.clone(),
-            resync,
-            capability,
-            probe_time: crate::util::now_rfc3339(),
-        });
-        let changed = !matches!(&previous, Some(Entry::Ready(h)) if h.fingerprint == fingerprint);
-        *entries = Some(Entry::Ready(handle.clone()));
-        if changed {
-            Built::Changed(handle)
-        } else {
-            Built::Unchanged(handle)
+            Err(failure) => record_failure(&mut entry, failure),
         }
-    }
-
-    fn fail_fhir(&self, entries: &mut Option<Entry>, fingerprint: String, e: &FhirError) -> Built {
-        self.fail(
-            entries,
-            fingerprint,
-            e.reason(),
-            e.to_string(),
-            e.http_status(),
-        )
-    }
-
-    fn fail(
-        &self,
-        entries: &mut Option<Entry>,
-        fingerprint: String,
-        reason: Reason,
-        message: String,
-        http_status: Option<u16>,
-    ) -> Built {
-        let failure = ConnectionFailure {
-            fingerprint,
-            reason,
-            message,
-            http_status,
-        };
-        let changed = !matches!(entries, Some(Entry::Failed(f)) if f.reason == failure.reason && f.message == failure.message);
-        *entries = Some(Entry::Failed(failure.clone()));
-        Built::Failed(failure, changed)
     }
 
     /// Whether the connection is known (not deleted since it was first asked for).
@@ -472,6 +274,60 @@ impl Connections {
             })
             .collect()
     }
+}
+
+/// The Kubernetes API failing says nothing about the key: a working connection stays as it is,
+/// and a failure is not cached, so the next use tries again (found by the fault suite: caching
+/// it stalled every practitioner for up to a minute after the API server came back).
+fn keep_working(
+    entry: Option<&Entry>,
+    name: &str,
+    failure: ConnectionFailure,
+    warning: &str,
+    error: &str,
+) -> Built {
+    if let Some(Entry::Ready(h)) = entry {
+        tracing::warn!(connection = %name, error = %error, "{warning}");
+        return Built::Unchanged(h.clone());
+    }
+    Built::Failed(failure, true)
+}
+
+/// Same key and settings: keep the client (and its cached token); re-read only the
+/// CapabilityStatement, which also resets a write refusal learned in Auto mode.
+async fn reprobe_capability(
+    entry: &mut Option<Entry>,
+    h: &Arc<ConnectionHandle>,
+    name: &str,
+) -> Built {
+    match h.client.capability().await {
+        Ok(c) => {
+            let handle = Arc::new(ConnectionHandle::probed(
+                h.fingerprint.clone(),
+                h.client.clone(),
+                h.spec.clone(),
+                h.resync,
+                Some(c),
+            ));
+            *entry = Some(Entry::Ready(handle.clone()));
+            Built::Unchanged(handle)
+        }
+        // Epic asked the client to wait (Retry-After, its daily limit): the connection is
+        // sound, and a new client would not know to wait.
+        Err(e) if matches!(e, FhirError::DailyLimit { .. }) || e.retry_after().is_some() => {
+            tracing::info!(connection = %name, reason = %e.reason(), "capability probe deferred: Epic asked to wait");
+            Built::Unchanged(h.clone())
+        }
+        Err(e) => record_failure(entry, fhir_failure(&h.fingerprint, &e)),
+    }
+}
+
+/// Caches the failure; practitioners are woken only when it is news (another reason or
+/// message than the failure cached before).
+fn record_failure(entry: &mut Option<Entry>, failure: ConnectionFailure) -> Built {
+    let changed = !matches!(entry, Some(Entry::Failed(f)) if f.reason == failure.reason && f.message == failure.message);
+    *entry = Some(Entry::Failed(failure.clone()));
+    Built::Failed(failure, changed)
 }
 
 fn entry_result(name: &str, e: Entry) -> Result<Arc<ConnectionHandle>, Error> {

@@ -2,23 +2,24 @@
 //! each new key `publishAhead` before it signs, and removes the previous key `retireAfter`
 //! after the switch, but never while the key Epic last accepted would go with it.
 //!
-//! `plan` decides (pure); `ensure_managed_keys` reads and writes the Secret.
+//! `plan` decides (pure); `ensure_managed_keys` reads and writes the Secret, whose contents
+//! `managed_secret` edits.
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{ObjectMeta, PostParams};
+use kube::api::PostParams;
 use kube::{Api, ResourceExt};
 
-use crate::auth::{entry_of_kid, generate_key, kid_of_entry};
+use crate::auth::{entry_of_kid, generate_key};
 use crate::crd::{
-    Algorithm, EpicConnection, KeyLayout, MANAGED_KEYS_LABEL, ROTATE_KEYS_ANNOTATION, Reason,
-    RotationPeriods,
+    Algorithm, EpicConnection, KeyLayout, MANAGED_KEYS_LABEL, Reason, RotationPeriods,
 };
-use crate::operator::connection::key_secret::{
-    KEYS_FOR_ANNOTATION, PUBLISHED_ANNOTATION, ROTATED_FOR_ANNOTATION, is_managed, published_times,
+use crate::operator::connection::key_secret::{KEYS_FOR_ANNOTATION, is_managed};
+use crate::operator::connection::managed_secret::{
+    RotationRequest, annotate, new_managed_secret, published_in,
 };
 
 /// What managed rotation does now, and when it next has something to do.
@@ -215,113 +216,25 @@ pub async fn ensure_managed_keys(
     let ns = conn.namespace().unwrap_or_default();
     let name = conn.spec.private_key_secret_ref.name.clone();
     let api: Api<Secret> = Api::namespaced(kube.clone(), &ns);
-    let kube_err = |source| RotationError::Kube {
-        name: name.clone(),
-        source,
-    };
-    let existing = api.get_opt(&name).await.map_err(kube_err)?;
-    if let Some(s) = &existing
-        && !is_managed(s)
-    {
-        return Err(RotationError::Unlabelled(name));
-    }
-    let connection = conn.name_any();
-    if let Some(owner) = existing
-        .as_ref()
-        .and_then(|s| s.annotations().get(KEYS_FOR_ANNOTATION))
-        .filter(|o| **o != connection)
-    {
-        return Err(RotationError::Shared {
-            secret: name,
-            owner: owner.clone(),
-        });
-    }
+    let existing = read_managed_secret(&api, &name, &conn.name_any()).await?;
     let now = Utc::now();
-    let requested = conn.annotations().get(ROTATE_KEYS_ANNOTATION).cloned();
-    let acted_on = existing
-        .as_ref()
-        .and_then(|s| s.annotations().get(ROTATED_FOR_ANNOTATION).cloned());
-    let rotate_now = requested.is_some() && requested != acted_on;
+    let request = RotationRequest::of(conn, existing.as_ref());
     let status_keys = conn.status.as_ref().and_then(|s| s.keys.as_ref());
     let last_accepted = status_keys.and_then(|k| k.last_accepted_key_id.as_deref());
-    // Keys in the Secret; a key someone added by hand counts as published now.
-    let mut published = existing.as_ref().map(published_times).unwrap_or_default();
-    let present: Vec<String> = existing
-        .as_ref()
-        .and_then(|s| s.data.as_ref())
-        .map(|d| {
-            d.keys()
-                .filter_map(|k| kid_of_entry(k).map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
-    published.retain(|kid, _| present.contains(kid));
-    for kid in &present {
-        published.entry(kid.clone()).or_insert(now);
-    }
-    let plan = plan(&published, &periods, now, rotate_now, last_accepted);
-    let mut secret = existing.clone().unwrap_or_else(|| Secret {
-        metadata: ObjectMeta {
-            name: Some(name.clone()),
-            namespace: Some(ns.clone()),
-            labels: Some([(MANAGED_KEYS_LABEL.to_string(), "true".to_string())].into()),
-            ..ObjectMeta::default()
-        },
-        type_: Some("Opaque".into()),
-        ..Secret::default()
+    let mut published = published_in(existing.as_ref(), now);
+    let plan = plan(&published, &periods, now, request.now, last_accepted);
+    let mut secret = existing
+        .clone()
+        .unwrap_or_else(|| new_managed_secret(&name, &ns));
+    let generated = apply(&mut secret, &plan, &mut published, conn.spec.algorithm, now).await?;
+    // A request while a new key still waits to sign is that rotation: acted on. One held
+    // until Epic accepts the newest key stays pending.
+    let acted_on = request.value.as_deref().filter(|_| {
+        request.now && (generated.is_some() || (!plan.generate && !plan.rotation_held))
     });
-    let data = secret.data.get_or_insert_with(BTreeMap::new);
-    let mut generated = None;
-    if plan.generate {
-        let kid = new_kid(now);
-        let pem = generate(conn.spec.algorithm, kid.clone()).await?;
-        data.insert(entry_of_kid(&kid), ByteString(pem.into_bytes()));
-        published.insert(kid.clone(), now);
-        generated = Some(kid);
-    }
-    for kid in &plan.retire {
-        data.remove(&entry_of_kid(kid));
-        published.remove(kid);
-    }
-    let times: BTreeMap<&String, String> = published
-        .iter()
-        .map(|(k, t)| (k, t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)))
-        .collect();
-    let times = serde_json::to_string(&times).unwrap_or_default();
-    let annotations = secret.annotations_mut();
-    let mut changed = annotations.get(PUBLISHED_ANNOTATION) != Some(&times)
-        || annotations.get(KEYS_FOR_ANNOTATION) != Some(&connection);
-    annotations.insert(PUBLISHED_ANNOTATION.into(), times);
-    // The Secret belongs to this connection from now on (a labelled Secret without owner is
-    // adopted).
-    annotations.insert(KEYS_FOR_ANNOTATION.into(), connection);
-    if let Some(value) = &requested
-        && rotate_now
-        && (generated.is_some() || (!plan.generate && !plan.rotation_held))
-    {
-        // A request while a new key still waits to sign is that rotation: acted on. One
-        // held until Epic accepts the newest key stays pending.
-        annotations.insert(ROTATED_FOR_ANNOTATION.into(), value.clone());
-        changed = true;
-    }
-    changed |= generated.is_some() || !plan.retire.is_empty();
-    let written = if existing.is_none() {
-        Some(
-            api.create(&PostParams::default(), &secret)
-                .await
-                .map_err(kube_err)?,
-        )
-    } else if changed {
-        // replace carries the resourceVersion read above: a concurrent change fails this
-        // write instead of being lost, and the next pass plans again.
-        Some(
-            api.replace(&name, &PostParams::default(), &secret)
-                .await
-                .map_err(kube_err)?,
-        )
-    } else {
-        None
-    };
+    let changed = annotate(&mut secret, &published, conn.name_any(), acted_on);
+    let changed = changed || generated.is_some() || !plan.retire.is_empty();
+    let written = write(&api, &name, existing.is_none(), changed, &secret).await?;
     // Recompute from what was written: the new key changes the next rotation time.
     let final_plan = self::plan(&published, &periods, now, false, last_accepted);
     Ok(Some(RotationOutcome {
@@ -338,89 +251,83 @@ pub async fn ensure_managed_keys(
     }))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Duration;
-
-    fn periods() -> RotationPeriods {
-        RotationPeriods {
-            rotate_every: Duration::from_secs(100),
-            publish_ahead: Duration::from_secs(10),
-            retire_after: Duration::from_secs(20),
-        }
-    }
-
-    fn at(t: i64) -> DateTime<Utc> {
-        DateTime::from_timestamp(t, 0).unwrap()
-    }
-
-    fn keys(list: &[(&str, i64)]) -> BTreeMap<String, DateTime<Utc>> {
-        list.iter().map(|(k, t)| (k.to_string(), at(*t))).collect()
-    }
-
-    #[test]
-    fn no_key_generates_one() {
-        assert!(plan(&BTreeMap::new(), &periods(), at(0), false, None).generate);
-    }
-
-    #[test]
-    fn a_key_is_generated_every_rotate_every_and_only_once_the_newest_signs() {
-        let one = keys(&[("a", 0)]);
-        assert!(!plan(&one, &periods(), at(99), false, Some("a")).generate);
-        assert!(plan(&one, &periods(), at(100), false, Some("a")).generate);
-        assert_eq!(
-            plan(&one, &periods(), at(5), false, Some("a")).next_rotation,
-            Some(at(100))
-        );
-        // Rotate now, but a new key is still waiting to sign: nothing more is generated.
-        let two = keys(&[("a", 0), ("b", 100)]);
-        assert!(!plan(&two, &periods(), at(105), true, Some("a")).generate);
-        assert!(plan(&two, &periods(), at(110), true, Some("b")).generate);
-    }
-
-    #[test]
-    fn no_new_key_follows_one_epic_has_not_accepted() {
-        let two = keys(&[("a", 0), ("b", 100)]);
-        // b signs from 110 but Epic still takes only a: neither schedule nor request adds c.
-        for rotate_now in [false, true] {
-            let p = plan(&two, &periods(), at(500), rotate_now, Some("a"));
-            assert!(!p.generate && p.rotation_held, "{p:?}");
-        }
-        // Nothing known accepted at all (not registered yet): no pile of keys either.
-        let p = plan(&keys(&[("a", 0)]), &periods(), at(500), false, None);
-        assert!(!p.generate && p.rotation_held);
-    }
-
-    #[test]
-    fn the_previous_key_retires_after_the_switch_only_once_epic_accepted_a_newer_one() {
-        let two = keys(&[("a", 0), ("b", 100)]);
-        // b signs from 110; a retires at 130.
-        let p = plan(&two, &periods(), at(129), false, Some("b"));
-        assert!(p.retire.is_empty());
-        assert_eq!(p.retires_at.get("a"), Some(&at(130)));
-        let p = plan(&two, &periods(), at(130), false, Some("b"));
-        assert_eq!(p.retire, vec!["a".to_string()]);
-        // Epic has only ever accepted a: a stays, and the plan says why.
-        let p = plan(&two, &periods(), at(130), false, Some("a"));
-        assert!(p.retire.is_empty());
-        assert_eq!(p.retirement_held.as_deref(), Some("a"));
-        let p = plan(&two, &periods(), at(130), false, None);
-        assert!(p.retire.is_empty());
-    }
-
-    #[test]
-    fn next_event_is_the_nearest_switch_retirement_or_rotation() {
-        let two = keys(&[("a", 0), ("b", 100)]);
-        let p = plan(&two, &periods(), at(101), false, Some("a"));
-        assert_eq!(next_event(&p, &two, &periods(), at(101)), Some(at(110)));
-        let p = plan(&two, &periods(), at(111), false, Some("b"));
-        assert_eq!(next_event(&p, &two, &periods(), at(111)), Some(at(130)));
-    }
-
-    #[test]
-    fn kids_are_valid_entry_names() {
-        let kid = new_kid(at(1_700_000_000));
-        assert_eq!(kid_of_entry(&entry_of_kid(&kid)), Some(kid.as_str()));
+fn kube_error(name: &str) -> impl Fn(kube::Error) -> RotationError + '_ {
+    move |source| RotationError::Kube {
+        name: name.to_string(),
+        source,
     }
 }
+
+/// The key Secret, when it exists and is this connection's to manage: labelled, and not
+/// holding another connection's keys.
+async fn read_managed_secret(
+    api: &Api<Secret>,
+    name: &str,
+    connection: &str,
+) -> Result<Option<Secret>, RotationError> {
+    let existing = api.get_opt(name).await.map_err(kube_error(name))?;
+    if let Some(s) = &existing
+        && !is_managed(s)
+    {
+        return Err(RotationError::Unlabelled(name.to_string()));
+    }
+    if let Some(owner) = existing
+        .as_ref()
+        .and_then(|s| s.annotations().get(KEYS_FOR_ANNOTATION))
+        .filter(|o| *o != connection)
+    {
+        return Err(RotationError::Shared {
+            secret: name.to_string(),
+            owner: owner.clone(),
+        });
+    }
+    Ok(existing)
+}
+
+/// Generates and retires keys in `secret` as `plan` says; the generated key's id.
+async fn apply(
+    secret: &mut Secret,
+    plan: &RotationPlan,
+    published: &mut BTreeMap<String, DateTime<Utc>>,
+    alg: Algorithm,
+    now: DateTime<Utc>,
+) -> Result<Option<String>, RotationError> {
+    let data = secret.data.get_or_insert_with(BTreeMap::new);
+    let mut generated = None;
+    if plan.generate {
+        let kid = new_kid(now);
+        let pem = generate(alg, kid.clone()).await?;
+        data.insert(entry_of_kid(&kid), ByteString(pem.into_bytes()));
+        published.insert(kid.clone(), now);
+        generated = Some(kid);
+    }
+    for kid in &plan.retire {
+        data.remove(&entry_of_kid(kid));
+        published.remove(kid);
+    }
+    Ok(generated)
+}
+
+/// Creates the Secret, or replaces it when something changed; the Secret as written.
+async fn write(
+    api: &Api<Secret>,
+    name: &str,
+    create: bool,
+    changed: bool,
+    secret: &Secret,
+) -> Result<Option<Secret>, RotationError> {
+    let written = if create {
+        api.create(&PostParams::default(), secret).await
+    } else if changed {
+        // replace carries the resourceVersion read above: a concurrent change fails this
+        // write instead of being lost, and the next pass plans again.
+        api.replace(name, &PostParams::default(), secret).await
+    } else {
+        return Ok(None);
+    };
+    written.map(Some).map_err(kube_error(name))
+}
+
+#[cfg(test)]
+#[path = "key_rotation_tests.rs"]
+mod tests;

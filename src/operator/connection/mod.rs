@@ -3,9 +3,12 @@
 //! changed.
 
 pub(crate) mod cache;
+mod connector;
 pub(crate) mod key_rotation;
 pub(crate) mod key_secret;
 pub(crate) mod keys;
+mod managed_secret;
+pub(crate) mod status;
 pub(crate) mod tls;
 
 use std::sync::Arc;
@@ -18,26 +21,25 @@ use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
 use super::Context;
-use super::connection::cache::{Built, connection_label};
+use super::connection::cache::{Built, ConnectionHandle, Key, connection_label};
+use super::connection::key_rotation::{RotationError, RotationOutcome};
 use super::connection::keys::{key_events, key_report};
-use super::error::{ConnectionFailure, Error};
+use super::connection::status::{LoadFacts, Outcome, PassFacts, ReadyFacts, TokenFacts};
+use super::error::Error;
 use super::jwks::jwks_url;
-use super::practitioner::status_limits::MAX_MESSAGE_BYTES;
 use super::practitioner::{FIELD_MANAGER, jittered};
-use crate::crd::{Condition, ConditionStatus, EpicConnection, LastError, Reason, set_condition};
-use crate::util::{bounded_message, now_rfc3339};
+use crate::crd::{EpicConnection, KeysStatus};
 
 pub async fn reconcile(
     conn: Arc<EpicConnection>,
     ctx: Arc<Context>,
 ) -> Result<ControllerAction, Error> {
     let timer = ctx.metrics.start_reconcile("EpicConnection");
-    let ns = conn.namespace().unwrap_or_default();
-    let name = conn.name_any();
     if conn.meta().deletion_timestamp.is_some() {
         deleted(&ctx, &conn).await;
         return Ok(ControllerAction::await_change());
     }
+    let key = (conn.namespace().unwrap_or_default(), conn.name_any());
     let old = conn.status.clone().unwrap_or_default();
     // The Secret is read every pass (about a minute apart); Epic is probed again only once the
     // resync interval has passed since the last probe.
@@ -51,216 +53,136 @@ pub async fn reconcile(
         .and_then(crate::util::age_of)
         .is_none_or(|age| age >= resync);
     // Managed keys first: a key generated or retired now is in the Secret the build reads.
-    let mut retry_rotation_soon = false;
-    let rotation = match key_rotation::ensure_managed_keys(&ctx.kube, &conn).await {
-        Ok(r) => Ok(r),
+    let rotation = rotate_keys(&ctx, &conn, &key).await;
+    let rotated = rotation.result.as_ref().ok().and_then(Option::as_ref);
+    let (outcome, now) = match &rotation.result {
+        Err(e) => (status::rotation_refused(&old, e), chrono::Utc::now()),
+        Ok(_) => {
+            let built = ctx.connections.build(&conn, probe_due).await;
+            let now = chrono::Utc::now();
+            let generation = conn.metadata.generation;
+            let outcome = observe(&ctx, &key, built, rotated, now, generation).await;
+            (outcome, now)
+        }
+    };
+    let pass = status::next_status(
+        &old,
+        PassFacts {
+            generation: conn.metadata.generation,
+            jwks_url: ctx
+                .jwks_public_url
+                .as_deref()
+                .map(|base| jwks_url(base, &key.0, &key.1)),
+            rotation: rotated,
+            outcome,
+            now,
+        },
+    );
+    if pass.status != old {
+        write_status(&ctx, &key, &pass.status).await?;
+    }
+    if let Some(keys) = &pass.status.keys {
+        publish_key_events(&ctx, &conn, old.keys.as_ref(), keys, rotated).await;
+    }
+    if pass.wake {
+        // Practitioners of this connection learn of the new key, URL or failure now.
+        wake_practitioners(&ctx, &key);
+    }
+    timer.finish((!pass.ready).then_some(pass.reason));
+    Ok(next_pass(resync, rotation.retry_soon, pass.next_key_event))
+}
+
+/// Managed rotation in one pass: what it did, or why it could not run.
+struct RotationPass {
+    result: Result<Option<RotationOutcome>, RotationError>,
+    /// A Kubernetes API error deferred it: try again shortly.
+    retry_soon: bool,
+}
+
+/// Runs managed rotation, and publishes at once the keys it wrote.
+async fn rotate_keys(ctx: &Context, conn: &EpicConnection, key: &Key) -> RotationPass {
+    let (ns, name) = key;
+    let rotation = match key_rotation::ensure_managed_keys(&ctx.kube, conn).await {
+        Ok(r) => r,
         // A conflicting write or an API hiccup says nothing about the keys in place: the
         // connection goes on with them, and rotation is tried again shortly.
-        Err(e @ key_rotation::RotationError::Kube { .. }) => {
+        Err(e @ RotationError::Kube { .. }) => {
             tracing::warn!(connection = %name, namespace = %ns, error = %e, "managed key rotation deferred");
-            retry_rotation_soon = true;
-            Ok(None)
+            return RotationPass {
+                result: Ok(None),
+                retry_soon: true,
+            };
         }
         Err(e) => {
             tracing::warn!(connection = %name, namespace = %ns, reason = %e.reason(), error = %e, "managed key rotation refused");
-            Err(e)
+            return RotationPass {
+                result: Err(e),
+                retry_soon: false,
+            };
         }
     };
-    if let Ok(Some(r)) = &rotation
-        && let Some(secret) = &r.written
-        && let Err(e) = ctx.jwks.publish(&conn, secret)
+    if let Some(secret) = rotation.as_ref().and_then(|r| r.written.as_ref())
+        && let Err(e) = ctx.jwks.publish(conn, secret)
     {
         tracing::warn!(connection = %name, namespace = %ns, error = %e, "the new keys could not be published");
     }
-    let built = match &rotation {
-        Err(e) => {
-            let message = e.to_string();
-            // Practitioners are woken only when this is news.
-            let news = !old.conditions.iter().any(|c| {
-                c.type_ == "Ready" && c.message == bounded_message(&message, MAX_MESSAGE_BYTES)
-            });
-            Built::Failed(
-                ConnectionFailure {
-                    fingerprint: String::new(),
-                    reason: e.reason(),
-                    message,
-                    http_status: None,
-                },
-                news,
-            )
-        }
-        Ok(_) => ctx.connections.build(&conn, probe_due).await,
-    };
-    let rotation = rotation.ok().flatten();
-    let mut s = old.clone();
-    s.observed_generation = conn.metadata.generation;
-    s.jwks_url = ctx
-        .jwks_public_url
-        .as_deref()
-        .map(|base| jwks_url(base, &ns, &name));
-    let generation = conn.metadata.generation;
-    let now = chrono::Utc::now();
-    let mut next_key_event = None;
-    let (ready, reason, message, wake) = match &built {
-        Built::Unchanged(h) | Built::Changed(h) => {
-            let tokens = h.client.tokens();
-            // A new key Epic refused is tried again when its wait is over (the token in hand
-            // stays in use if it is refused again).
-            tokens.retry_refused_key().await;
-            let token = tokens.token().await;
-            s.token_url = Some(tokens.token_url().to_string());
-            if let Ok(t) = &token {
-                s.token_expires_at = Some(
-                    t.expires_at
-                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                );
-                s.granted_scopes = t.scopes.clone();
-            }
-            s.writable = match h.writes() {
-                crate::reconcile::WriteCapability::Enabled => Some(true),
-                crate::reconcile::WriteCapability::Disabled => Some(false),
-                crate::reconcile::WriteCapability::Unknown => None,
-            };
-            s.npi_search_supported = h.capability.as_ref().map(|c| c.npi_search());
-            s.last_probe_time = Some(h.probe_time.clone());
-            s.last_error = None;
-            let report = key_report(tokens.keys(), &tokens.key_use(), rotation.as_ref(), now);
-            if let Some(since) = report.signing_since {
-                ctx.metrics.signing_key_age(
-                    &connection_label(&(ns.clone(), name.clone())),
-                    (now - since).to_std().unwrap_or_default(),
-                );
-            }
-            let used = tokens.key_use();
-            let accepted_now = report.status.last_accepted_key_id
-                != old
-                    .keys
-                    .as_ref()
-                    .and_then(|k| k.last_accepted_key_id.clone());
-            next_key_event = [
-                tokens.keys().next_switch_after(now),
-                // A refused new key is tried again then.
-                used.retry_refused_at.filter(|t| *t > now),
-                // Epic just accepted a newer key: a held retirement can go at once.
-                rotation
-                    .as_ref()
-                    .filter(|r| r.plan.retirement_held.is_some() && accepted_now)
-                    .map(|_| now),
-            ]
-            .into_iter()
-            .flatten()
-            .min();
-            s.keys = Some(report.status);
-            load_report(&ctx, &(ns.clone(), name.clone()), h, &mut s, generation);
-            let changed = matches!(built, Built::Changed(_));
-            let mut message = "token obtained and capabilities probed".to_string();
-            if let Some(note) = report.note {
-                message = format!("{message}; {note}");
-            }
-            (
-                true,
-                Reason::Ready,
-                bounded_message(&message, MAX_MESSAGE_BYTES),
-                changed,
-            )
-        }
-        Built::Failed(f, changed) => {
-            s.last_error = Some(LastError {
-                reason: f.reason.as_str().into(),
-                message: bounded_message(&f.message, MAX_MESSAGE_BYTES),
-                http_status: f.http_status,
-                epic_codes: Vec::new(),
-            });
-            (
-                false,
-                f.reason,
-                bounded_message(&f.message, MAX_MESSAGE_BYTES),
-                *changed,
-            )
-        }
-    };
-    if let Some(r) = &rotation
-        && let Some(periods) = &r.periods
-    {
-        next_key_event = next_key_event
-            .into_iter()
-            .chain(key_rotation::next_event(
-                &r.plan,
-                &r.published,
-                periods,
-                now,
-            ))
-            .min();
+    RotationPass {
+        result: Ok(rotation),
+        retry_soon: false,
     }
-    set_condition(
-        &mut s.conditions,
-        Condition {
-            type_: "Ready".into(),
-            status: if ready {
-                ConditionStatus::True
-            } else {
-                ConditionStatus::False
-            },
-            reason: reason.as_str().into(),
-            message,
-            last_transition_time: now_rfc3339(),
-            observed_generation: generation,
-        },
-    );
-    if s != old {
-        let api: Api<EpicConnection> = Api::namespaced(ctx.kube.clone(), &ns);
-        // status.walk belongs to the walks' own field manager: left out here.
-        let patch = json!({"apiVersion": EpicConnection::api_version(&()), "kind": EpicConnection::kind(&()), "status": super::roster::stats::without_walk(&s)});
-        api.patch_status(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await?;
-    }
-    if let Some(keys) = &s.keys {
-        for (type_, reason, note) in key_events(old.keys.as_ref(), keys, rotation.as_ref()) {
-            let event = Event {
-                type_,
-                reason: reason.as_str().into(),
-                note: Some(note),
-                action: "RotateKeys".into(),
-                secondary: None,
-            };
-            if let Err(e) = ctx.recorder.publish(&event, &conn.object_ref(&())).await {
-                tracing::warn!(error = %e, "cannot publish an Event");
-            }
-        }
-    }
-    if wake {
-        // Practitioners of this connection learn of the new key, URL or failure now.
-        for p in ctx.members.of_connection(&(ns.clone(), name.clone())) {
-            let _ = ctx.wake.unbounded_send(p);
-        }
-    }
-    timer.finish((!ready).then_some(reason));
-    // Back at the next key event (a switch, a retirement, a rotation) when it comes before
-    // the next Secret check; a moment after it, so the event is due when the pass runs.
-    let mut next = SECRET_RECHECK.min(resync);
-    if retry_rotation_soon {
-        next = next.min(ROTATION_RETRY);
-    }
-    if let Some(t) = next_key_event {
-        let until = (t - chrono::Utc::now()).to_std().unwrap_or_default() + KEY_EVENT_MARGIN;
-        next = next.min(until);
-        return Ok(ControllerAction::requeue(next));
-    }
-    Ok(ControllerAction::requeue(jittered(next)))
 }
 
-/// `status.load`, the RosterWalks and RequestBudget conditions, and the load gauges.
+/// What the built connection says now: a usable one is asked for its token (a refused new key
+/// is tried again when its wait is over), its keys and its load.
+async fn observe(
+    ctx: &Context,
+    key: &Key,
+    built: Built,
+    rotation: Option<&RotationOutcome>,
+    now: chrono::DateTime<chrono::Utc>,
+    generation: Option<i64>,
+) -> Outcome {
+    let (h, changed) = match built {
+        Built::Unchanged(h) => (h, false),
+        Built::Changed(h) => (h, true),
+        Built::Failed(failure, news) => return Outcome::Failed { failure, news },
+    };
+    let tokens = h.client.tokens();
+    // The token in hand stays in use if the new key is refused again.
+    tokens.retry_refused_key().await;
+    let token = tokens.token().await.ok().map(|t| TokenFacts {
+        expires_at: t.expires_at,
+        scopes: t.scopes,
+    });
+    let used = tokens.key_use();
+    let keys = key_report(tokens.keys(), &used, rotation, now);
+    if let Some(since) = keys.signing_since {
+        ctx.metrics.signing_key_age(
+            &connection_label(key),
+            (now - since).to_std().unwrap_or_default(),
+        );
+    }
+    Outcome::Ready(Box::new(ReadyFacts {
+        token_url: tokens.token_url().to_string(),
+        token,
+        writes: h.writes(),
+        npi_search_supported: h.capability.as_ref().map(|c| c.npi_search()),
+        probe_time: h.probe_time.clone(),
+        retry_refused_at: used.retry_refused_at,
+        next_switch: tokens.keys().next_switch_after(now),
+        keys,
+        load: load_report(ctx, key, &h, generation),
+        changed,
+    }))
+}
+
+/// The walk plans' `status.load` and conditions, and the load gauges.
 fn load_report(
     ctx: &Context,
-    key: &super::connection::cache::Key,
-    handle: &super::connection::cache::ConnectionHandle,
-    s: &mut crate::crd::EpicConnectionStatus,
+    key: &Key,
+    handle: &ConnectionHandle,
     generation: Option<i64>,
-) {
+) -> LoadFacts {
     let practitioners = super::roster::load::practitioners_of(ctx, key);
     let (load, conditions) = ctx
         .walk_plans
@@ -274,26 +196,76 @@ fn load_report(
             projected_per_day: load.projected_requests_per_day,
         },
     );
-    let mut load = load;
-    let mut conditions = conditions;
-    if ctx.mode == super::DriftDetection::PerObject {
-        // No roster walks in this mode: each practitioner reads its own record.
-        conditions.retain(|c| c.type_ != "RosterWalks");
-        s.conditions.retain(|c| c.type_ != "RosterWalks");
-        load.walk_interval = None;
-        load.next_walk_time = None;
-        load.drift_detection = format!(
-            "each practitioner reads its own record every {}: drift made in Epic is noticed within about that",
-            super::roster::pace::human(handle.resync)
-        );
+    LoadFacts {
+        load,
+        conditions,
+        per_object: (ctx.mode == super::DriftDetection::PerObject).then_some(handle.resync),
+        budget: handle.spec.request_budget.is_some(),
     }
-    s.load = Some(load);
-    if handle.spec.request_budget.is_none() {
-        s.conditions.retain(|c| c.type_ != "RequestBudget");
+}
+
+/// The status by server-side apply under the operator's field manager.
+async fn write_status(
+    ctx: &Context,
+    (ns, name): &Key,
+    s: &crate::crd::EpicConnectionStatus,
+) -> Result<(), Error> {
+    let api: Api<EpicConnection> = Api::namespaced(ctx.kube.clone(), ns);
+    // status.walk belongs to the walks' own field manager: left out here.
+    let patch = json!({"apiVersion": EpicConnection::api_version(&()), "kind": EpicConnection::kind(&()), "status": super::roster::stats::without_walk(s)});
+    api.patch_status(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
+/// One Event per rotation step since the last status.
+async fn publish_key_events(
+    ctx: &Context,
+    conn: &EpicConnection,
+    old: Option<&KeysStatus>,
+    keys: &KeysStatus,
+    rotation: Option<&RotationOutcome>,
+) {
+    for (type_, reason, note) in key_events(old, keys, rotation) {
+        let event = Event {
+            type_,
+            reason: reason.as_str().into(),
+            note: Some(note),
+            action: "RotateKeys".into(),
+            secondary: None,
+        };
+        if let Err(e) = ctx.recorder.publish(&event, &conn.object_ref(&())).await {
+            tracing::warn!(error = %e, "cannot publish an Event");
+        }
     }
-    for c in conditions {
-        set_condition(&mut s.conditions, c);
+}
+
+fn wake_practitioners(ctx: &Context, key: &Key) {
+    for p in ctx.members.of_connection(key) {
+        let _ = ctx.wake.unbounded_send(p);
     }
+}
+
+/// Back at the next key event (a switch, a retirement, a rotation) when it comes before the
+/// next Secret check; a moment after it, so the event is due when the pass runs.
+fn next_pass(
+    resync: Duration,
+    retry_rotation_soon: bool,
+    next_key_event: Option<chrono::DateTime<chrono::Utc>>,
+) -> ControllerAction {
+    let mut next = SECRET_RECHECK.min(resync);
+    if retry_rotation_soon {
+        next = next.min(ROTATION_RETRY);
+    }
+    if let Some(t) = next_key_event {
+        let until = (t - chrono::Utc::now()).to_std().unwrap_or_default() + KEY_EVENT_MARGIN;
+        return ControllerAction::requeue(next.min(until));
+    }
+    ControllerAction::requeue(jittered(next))
 }
 
 /// How soon managed rotation is tried again after a Kubernetes API error.
@@ -317,9 +289,7 @@ pub async fn deleted(ctx: &Context, conn: &EpicConnection) {
     ctx.rosters.forget(&(ns.clone(), name.clone()));
     ctx.walk_plans.forget(&(ns.clone(), name.clone()));
     tracing::info!(connection = %name, namespace = %ns, "EpicConnection deleted; its client and token are dropped");
-    for p in ctx.members.of_connection(&(ns, name)) {
-        let _ = ctx.wake.unbounded_send(p);
-    }
+    wake_practitioners(ctx, &(ns, name));
 }
 
 pub fn error_policy(

@@ -82,7 +82,21 @@ impl Default for Metrics {
         // The root holds the unprefixed process_* metrics; everything of the project goes
         // under epic_operator_.
         let mut root = Registry::default();
-        let m = Self {
+        let m = Self::unregistered();
+        root.register_collector(Box::new(ProcessCollector));
+        m.register(root.sub_registry_with_prefix("epic_operator"));
+        Self {
+            registry: root,
+            ..m
+        }
+    }
+}
+
+impl Metrics {
+    /// The families, empty and not registered yet (`default` registers them and sets
+    /// `registry`).
+    fn unregistered() -> Self {
+        Self {
             reconciles: Family::default(),
             reconcile_duration: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.005, 2.0, 14))
@@ -100,70 +114,66 @@ impl Default for Metrics {
             store: Arc::new(OnceLock::new()),
             ops: OpsMetrics::default(),
             registry: Registry::default(),
-        };
-        root.register_collector(Box::new(ProcessCollector));
-        let r = root.sub_registry_with_prefix("epic_operator");
+        }
+    }
+
+    /// Registers the project's families and collectors under `r` (the epic_operator_ prefix).
+    fn register(&self, r: &mut Registry) {
         r.register(
             "reconciles",
             "Reconciles by kind, result (success, held, error) and reason",
-            m.reconciles.clone(),
+            self.reconciles.clone(),
         );
         r.register(
             "reconcile_duration_seconds",
             "Reconcile duration by kind",
-            m.reconcile_duration.clone(),
+            self.reconcile_duration.clone(),
         );
         r.register(
             "reconciles_in_flight",
             "Reconciles running now, by kind",
-            m.in_flight.clone(),
+            self.in_flight.clone(),
         );
         r.register(
             "fhir_requests",
             "HTTP requests sent to Epic's FHIR API by connection, interaction and status class",
-            m.fhir_requests.clone(),
+            self.fhir_requests.clone(),
         );
         r.register(
             "fhir_request_duration_seconds",
             "Latency of FHIR requests (to the response headers) by connection, interaction and status class",
-            m.fhir_duration.clone(),
+            self.fhir_duration.clone(),
         );
         r.register(
             "fhir_retries",
             "FHIR requests that were retries (transient errors, a renewed token) by connection",
-            m.fhir_retries.clone(),
+            self.fhir_retries.clone(),
         );
         r.register(
             "token_requests",
             "Access token requests sent to Epic by connection",
-            m.token_requests.clone(),
+            self.token_requests.clone(),
         );
         r.register(
             "roster_walks",
             "Roster walks by connection and result (success, error)",
-            m.roster_walks.clone(),
+            self.roster_walks.clone(),
         );
         r.register(
             "signing_key_age_seconds",
             "Seconds since the key that signs client assertions was published, by connection (updated at each connection pass, at least once a minute)",
-            m.signing_key_age.clone(),
+            self.signing_key_age.clone(),
         );
-        m.load.register(r);
+        self.load.register(r);
         r.register(
             "build",
             "The operator's version",
             Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
         );
-        r.register_collector(Box::new(StoreCollector::new(m.store.clone())));
-        m.ops.register(r);
-        Self {
-            registry: root,
-            ..m
-        }
+        r.register_collector(Box::new(StoreCollector::new(self.store.clone())));
+        self.ops.register(r);
     }
-}
 
-impl Metrics {
     /// Gauges computed from this store at scrape time (practitioners by Synced reason,
     /// drifted practitioners).
     pub fn watch_store(&self, store: Store<EpicPractitioner>) {

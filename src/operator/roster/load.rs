@@ -2,21 +2,23 @@
 //! about its load: the walk cadence under `requestBudget`, `walkWindows`, a daily limit from
 //! Epic, and a roster walk the instance refuses (Epic 4110/4111), which backs off to hours
 //! while practitioners resolve one by one. The numbers come from `roster_pace`; this is the
-//! per-connection state behind one short lock.
+//! per-connection state behind one short lock, and `load_report.rs` words what it says.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
-use crate::crd::{Condition, ConditionStatus, LoadStatus, Reason, WriteMode};
+use crate::crd::{Condition, LoadStatus};
 use crate::fhir::FhirError;
 use crate::fhir::rate::HoldKind;
 use crate::operator::Context;
 use crate::operator::connection::cache::{ConnectionHandle, Key};
-use crate::operator::roster::pace::{self, ForecastInput, cadence, forecast, human, walk_retry};
+use crate::operator::roster::pace::{self, cadence, human, walk_retry};
+use load_report::{PlanSeen, forecast_input, rfc3339};
 
-/// Drift assumed by the projection in status (1% of records change a day).
-pub const ASSUMED_DRIFT_PER_DAY: f64 = 0.01;
+/// The status text of the plans (`status.load` and its conditions).
+#[path = "load_report.rs"]
+mod load_report;
 
 /// One connection's walk plan.
 #[derive(Debug, Default)]
@@ -53,30 +55,6 @@ pub fn practitioners_of(ctx: &Context, key: &Key) -> u64 {
     ctx.members.count(key)
 }
 
-fn rfc3339(t: SystemTime) -> String {
-    chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
-
-fn input(
-    handle: &ConnectionHandle,
-    practitioners: u64,
-    records: u64,
-    roster_walks: bool,
-) -> ForecastInput {
-    let settings = handle.client.settings();
-    ForecastInput {
-        practitioners,
-        roster_records: records,
-        page_size: settings.page_size.max(1),
-        resync: handle.resync,
-        walk_interval: handle.resync,
-        drift_per_day: ASSUMED_DRIFT_PER_DAY,
-        new_per_day: 0,
-        writes: handle.spec.writes != WriteMode::Disabled,
-        roster_walks,
-    }
-}
-
 impl WalkPlans {
     fn with<T>(&self, key: &Key, f: impl FnOnce(&mut Plan) -> T) -> T {
         let mut all = self.plans.lock().unwrap_or_else(|p| p.into_inner());
@@ -99,7 +77,10 @@ impl WalkPlans {
             .as_ref()
             .and_then(|b| b.per_day().ok());
         let records = self.with(key, |p| p.records);
-        let c = cadence(&input(handle, practitioners, records, true), budget);
+        let c = cadence(
+            &forecast_input(handle, practitioners, records, true),
+            budget,
+        );
         self.with(key, |p| {
             p.interval = Some(c.interval);
             p.too_small = c.too_small;
@@ -245,155 +226,15 @@ impl WalkPlans {
         generation: Option<i64>,
     ) -> (LoadStatus, Vec<Condition>) {
         let now = SystemTime::now();
-        let rate = handle.client.rate().snapshot();
-        let usage = handle.client.usage();
-        let budget = handle.spec.request_budget.as_ref();
-        let period = budget
-            .and_then(|b| b.period().ok())
-            .unwrap_or(Duration::from_secs(86_400));
-        let (interval, too_small, next_walk, refused, daily_until, window, records) =
-            self.with(key, |p| {
-                (
-                    p.interval.unwrap_or(handle.resync),
-                    p.too_small.clone(),
-                    p.next_walk,
-                    p.refused.clone(),
-                    p.daily_until.filter(|t| *t > now),
-                    p.window.clone(),
-                    p.records,
-                )
-            });
-        let projected = forecast(&ForecastInput {
-            walk_interval: interval,
-            ..input(handle, practitioners, records, refused.is_none())
-        })
-        .total()
-        .ceil() as u64;
-        let safety = handle
-            .resync
-            .saturating_mul(6)
-            .max(Duration::from_secs(3600));
-        let mut drift = match (&refused, &handle.spec.walk_windows) {
-            (Some(_), _) => format!(
-                "roster walks are refused here: each practitioner reads its own record at least every {}, so drift made in Epic is noticed within about {}",
-                human(safety),
-                human(safety)
-            ),
-            (None, Some(w)) => {
-                let gap = w
-                    .checked()
-                    .ok()
-                    .zip(jiff::Timestamp::try_from(now).ok())
-                    .map(|(c, at)| c.longest_gap(at))
-                    .unwrap_or_default();
-                format!(
-                    "full walks run every {} inside the walk windows ({}) only: drift made in Epic is noticed within about {} inside them, and up to {} across the longest stretch without a window this week; new and changed EpicPractitioners are resolved and written at any time",
-                    human(interval),
-                    w.time_zone,
-                    human(interval),
-                    human(interval + gap)
-                )
-            }
-            (None, None) => format!(
-                "full walks every {}: drift made in Epic is noticed within about {}",
-                human(interval),
-                human(interval)
-            ),
-        };
-        if let Some(t) = daily_until {
-            drift.push_str(&format!(
-                "; Epic's daily limit was reached, so walks wait until {}",
-                rfc3339(t)
-            ));
-        }
-        let status = LoadStatus {
-            configured_requests_per_second: rate.ceiling as u32,
-            current_requests_per_second: format!("{:.1}", rate.current),
-            slowed_by: rate
-                .last_cut
-                .filter(|_| rate.current < rate.ceiling)
-                .map(str::to_string),
-            held_until: rate
-                .held
-                .and_then(|(left, _)| now.checked_add(left))
-                .map(rfc3339),
-            requests_used: usage.within(period),
-            counted_since: now.checked_sub(usage.counted_for()).map(rfc3339),
-            budget: budget.map(|b| format!("{} per {}", b.requests, b.per)),
-            projected_requests_per_day: projected,
-            walk_interval: Some(human(interval)),
-            next_walk_time: match &window {
-                Some(Ok(open)) => Some(rfc3339(*open)),
-                _ => daily_until.or(next_walk).map(rfc3339),
-            },
-            drift_detection: drift,
-        };
-        let condition = |type_: &str, ok: bool, reason: Reason, message: String| Condition {
-            type_: type_.into(),
-            status: if ok {
-                ConditionStatus::True
-            } else {
-                ConditionStatus::False
-            },
-            reason: reason.as_str().into(),
-            message: crate::util::bounded_message(&message, 1024),
-            last_transition_time: crate::util::now_rfc3339(),
-            observed_generation: generation,
-        };
-        let walks = match (&refused, daily_until, &window) {
-            (Some(answer), _, _) => condition(
-                "RosterWalks",
-                false,
-                Reason::RosterUnavailable,
-                format!(
-                    "Epic refuses roster walks on this instance ({answer}): practitioners are resolved one by one by identifier search where the instance offers it, and re-read at least every {}; walks are tried again at {}",
-                    human(safety),
-                    next_walk.map(rfc3339).unwrap_or_default()
-                ),
-            ),
-            (None, Some(t), _) => condition(
-                "RosterWalks",
-                false,
-                Reason::DailyLimitReached,
-                format!(
-                    "Epic's daily request limit for this client was reached: walks wait until {}",
-                    rfc3339(t)
-                ),
-            ),
-            (None, None, Some(Err(e))) => condition(
-                "RosterWalks",
-                false,
-                Reason::InvalidConnection,
-                format!("roster walks are held: {e}"),
-            ),
-            (None, None, _) => condition(
-                "RosterWalks",
-                true,
-                Reason::Ready,
-                status.drift_detection.clone(),
-            ),
-        };
-        let mut conditions = vec![walks];
-        if let Some(b) = budget {
-            conditions.push(match (b.period(), &too_small) {
-                (Err(e), _) => condition("RequestBudget", false, Reason::InvalidConnection, e),
-                (Ok(_), Some(why)) => {
-                    condition("RequestBudget", false, Reason::BudgetTooSmall, why.clone())
-                }
-                (Ok(_), None) => condition(
-                    "RequestBudget",
-                    true,
-                    Reason::Ready,
-                    format!(
-                        "about {projected} requests a day projected for {practitioners} practitioners, within {} per {} ({} used so far in the period); walks every {}",
-                        b.requests,
-                        b.per,
-                        status.requests_used,
-                        human(interval)
-                    ),
-                ),
-            });
-        }
-        (status, conditions)
+        let plan = self.with(key, |p| PlanSeen {
+            interval: p.interval.unwrap_or(handle.resync),
+            too_small: p.too_small.clone(),
+            next_walk: p.next_walk,
+            refused: p.refused.clone(),
+            daily_until: p.daily_until.filter(|t| *t > now),
+            window: p.window.clone(),
+            records: p.records,
+        });
+        load_report::report(&plan, handle, practitioners, generation, now)
     }
 }
