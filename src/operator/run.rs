@@ -371,3 +371,7 @@ async fn token_metrics(ctx: Arc<Context>) {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "run_tests.rs"]
+mod tests;
