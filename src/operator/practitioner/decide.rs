@@ -65,18 +65,25 @@ pub enum Next {
     Blocked(Reason),
 }
 
-/// The decision for one observation.
-pub fn decide(obs: &Observation<'_>) -> Decision {
-    match &obs.found {
-        Found::Wait(d) => Decision {
+impl Decision {
+    /// Nothing to report or remember; only when to look again.
+    fn report_nothing(next: Next) -> Self {
+        Decision {
             status: None,
             write_status: false,
             events: Vec::new(),
             remember: Vec::new(),
             learned: Vec::new(),
             metric: None,
-            next: Next::Requeue(*d),
-        },
+            next,
+        }
+    }
+}
+
+/// The decision for one observation.
+pub fn decide(obs: &Observation<'_>) -> Decision {
+    match &obs.found {
+        Found::Wait(d) => Decision::report_nothing(Next::Requeue(*d)),
         Found::Paused => {
             let new = status::paused(obs.obj, &obs.prev.status);
             settled(obs, new, Reason::Paused, None, Next::AwaitChange)
@@ -84,15 +91,7 @@ pub fn decide(obs: &Observation<'_>) -> Decision {
         Found::Synced(s) => after_sync(obs, s),
         // Without the whole status nothing is reported: the cache's slim copy is never
         // written back.
-        Found::Failed { .. } if !obs.prev.complete => Decision {
-            status: None,
-            write_status: false,
-            events: Vec::new(),
-            remember: Vec::new(),
-            learned: Vec::new(),
-            metric: None,
-            next: Next::Fail,
-        },
+        Found::Failed { .. } if !obs.prev.complete => Decision::report_nothing(Next::Fail),
         Found::Failed {
             error,
             search_refused_on,
