@@ -17,17 +17,7 @@ pub fn for_cache(p: &mut EpicPractitioner) {
     if let Some(a) = p.metadata.annotations.as_mut() {
         a.remove(LAST_APPLIED);
     }
-    if p.metadata
-        .annotations
-        .as_ref()
-        .is_some_and(|a| a.is_empty())
-    {
-        p.metadata.annotations = None;
-    }
     p.metadata.labels = None;
-    if let Some(f) = p.metadata.finalizers.as_mut() {
-        f.shrink_to_fit();
-    }
     if let Some(s) = p.status.as_mut() {
         slim_status(s);
     }
@@ -52,11 +42,6 @@ fn slim_status(s: &mut EpicPractitionerStatus) {
     s.last_sync_time = None;
     s.last_write_time = None;
     s.last_verified_time = None;
-    // Lists decode with room to grow (four conditions' worth for three): the cache keeps
-    // exactly what they hold.
-    s.conditions.shrink_to_fit();
-    s.drift.shrink_to_fit();
-    s.roles.shrink_to_fit();
 }
 
 #[cfg(test)]
