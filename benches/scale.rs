@@ -191,6 +191,41 @@ async fn stats(s: &Sandbox) -> Value {
     s.stats()
 }
 
+/// The operator's `epic_operator_heap_*` lines (jemalloc's allocated and resident bytes), in
+/// MiB, from its metrics endpoint; empty when it does not answer.
+async fn heap_metrics(metrics_port: u16) -> String {
+    let Ok(resp) = epic_operator::http::client()
+        .unwrap()
+        .get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .send()
+        .await
+    else {
+        return String::new();
+    };
+    let text = resp.text().await.unwrap_or_default();
+    text.lines()
+        .filter(|l| l.starts_with("epic_operator_heap_"))
+        .filter_map(|l| {
+            let (name, value) = l.split_once(' ')?;
+            let mib = value.trim().parse::<f64>().ok()? / 1_048_576.0;
+            Some(format!(
+                "{} {mib:.1} MiB",
+                name.trim_start_matches("epic_operator_heap_")
+            ))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A port free on 127.0.0.1 a moment ago.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 async fn reset(s: &Sandbox) {
     epic_operator::http::client()
         .unwrap()
@@ -363,6 +398,8 @@ async fn run(
     let wrapper = std::env::var("SCALE_OPERATOR_WRAPPER").unwrap_or_default();
     let mut words: Vec<String> = wrapper.split_whitespace().map(str::to_string).collect();
     words.push(env!("CARGO_BIN_EXE_epic-operator").to_string());
+    let metrics_port = free_port();
+    let metrics_addr = format!("127.0.0.1:{metrics_port}");
     let child = Command::new(&words[0])
         .args(&words[1..])
         .args([
@@ -371,7 +408,7 @@ async fn run(
             "--namespace",
             &ns,
             "--metrics-addr",
-            "127.0.0.1:0",
+            &metrics_addr,
             "--jwks-addr",
             "127.0.0.1:0",
             "--drift-detection",
@@ -436,10 +473,11 @@ async fn run(
         steady_window(&sandbox, n, mode, timing, pid, &mut r).await;
     }
     eprintln!(
-        "bench: at the end of the window RSS {} KiB (anon {} KiB, file {} KiB)",
+        "bench: at the end of the window RSS {} KiB (anon {} KiB, file {} KiB); heap: {}",
         rss_kib(pid),
         status_kib(pid, "RssAnon:"),
-        status_kib(pid, "RssFile:")
+        status_kib(pid, "RssFile:"),
+        heap_metrics(metrics_port).await
     );
     if std::env::var_os("SCALE_STOP_AFTER_STEADY").is_some() {
         sampler.abort();
