@@ -3,6 +3,13 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::Reason;
+
+/// The condition types: Ready (both kinds), Synced and InSync (practitioners).
+pub const READY: &str = "Ready";
+pub const SYNCED: &str = "Synced";
+pub const IN_SYNC: &str = "InSync";
+
 /// `True`, `False` or `Unknown`, as Kubernetes conditions spell them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum ConditionStatus {
@@ -35,6 +42,23 @@ pub struct Condition {
     /// The metadata.generation this condition was computed from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+}
+
+/// The reason of the stored condition of `type_`. A reason written by an older release that is
+/// no longer in the vocabulary reads as Unknown.
+pub fn reason_of(conditions: &[Condition], type_: &str) -> Option<Reason> {
+    conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| Reason::parse(&c.reason).unwrap_or(Reason::Unknown))
+}
+
+impl super::EpicPractitionerStatus {
+    /// The reason of the stored Synced condition (walks, metrics and a pass's previous status
+    /// read it).
+    pub fn synced_reason(&self) -> Option<Reason> {
+        reason_of(&self.conditions, SYNCED)
+    }
 }
 
 /// Replaces or adds the condition of `new.type_`, keeping `lastTransitionTime` when the status

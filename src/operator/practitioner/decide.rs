@@ -200,7 +200,7 @@ fn settled(
     let ok = new
         .conditions
         .iter()
-        .any(|c| c.type_ == verdict::SYNCED && c.status == ConditionStatus::True);
+        .any(|c| c.type_ == crate::crd::SYNCED && c.status == ConditionStatus::True);
     let next = if blocked {
         // Keep the finalizer: the error keeps it and retries with backoff.
         Next::Blocked(status::blocking_reason(&new).unwrap_or(Reason::Pending))

@@ -4,8 +4,9 @@
 use std::time::Duration;
 
 use super::decide::{Learned, Next, Remember, decide};
+use super::observe::Prev;
 use super::observe::{Found, Observation, Synced};
-use super::verdict::{Prev, SYNCED};
+use crate::crd::SYNCED;
 use crate::crd::{ConditionStatus, EpicPractitioner, EpicPractitionerStatus, Reason};
 use crate::fhir::{FhirError, OperationOutcome};
 use crate::operator::DriftDetection;

@@ -10,7 +10,7 @@ pub(crate) mod check_now;
 mod decide;
 mod effect;
 pub(crate) mod events;
-mod observe;
+pub(crate) mod observe;
 mod prefetch;
 pub(crate) mod status;
 pub(crate) mod status_limits;

@@ -12,7 +12,6 @@ use kube::runtime::reflector::ObjectRef;
 use super::attempt::StatusAttempt;
 use super::backoff::{AWAIT_WALK_REQUEUE, safety_requeue};
 use super::prefetch::{Prefetch, roster_prefetch};
-use super::verdict::Prev;
 use crate::crd::{CreateAttempt, EpicPractitioner, EpicPractitionerStatus, Reason, RoleSummary};
 use crate::operator::connection::cache::{ConnectionHandle, Key};
 use crate::operator::error::Error;
@@ -60,6 +59,36 @@ pub struct Synced {
     pub normalizer: Normalizer,
     /// The unanswered create attempt this process knows of, if any.
     pub known_attempt: Option<CreateAttempt>,
+}
+
+/// The status the object had before this pass, with its Synced reason read once.
+#[derive(Clone, Debug, Default)]
+pub struct Prev {
+    pub status: EpicPractitionerStatus,
+    pub synced: Option<Reason>,
+    /// The whole status as the API server holds it; false for the watch cache's slim copy,
+    /// which a pass may decide by but never writes back.
+    pub complete: bool,
+}
+
+impl Prev {
+    /// The whole status, as read from the API server (or built in a test).
+    pub fn of(status: Option<&EpicPractitionerStatus>) -> Self {
+        let status = status.cloned().unwrap_or_default();
+        Prev {
+            synced: status.synced_reason(),
+            status,
+            complete: true,
+        }
+    }
+
+    /// The watch cache's slim copy (`operator::slim`).
+    pub fn cached(status: Option<&EpicPractitionerStatus>) -> Self {
+        Prev {
+            complete: false,
+            ..Prev::of(status)
+        }
+    }
 }
 
 /// Gathers the observation of one pass.
@@ -142,7 +171,7 @@ async fn sync(
         .filter(|_| old.connection.as_deref() == Some(conn.base_url()));
     let (prefetched, known_roles, walk_started) = match ctx.mode {
         // "Check now" (the requested-at annotation): a fresh read, not the walk's copy.
-        _ if super::check_now::requested(obj) => (None, None, None),
+        _ if obj.pending_request().is_some() => (None, None, None),
         DriftDetection::PerObject => (None, None, None),
         DriftDetection::Roster => {
             let settled = !deleting

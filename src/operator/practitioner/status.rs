@@ -10,7 +10,7 @@ use crate::pipeline::{AttemptState, SyncOutcome, WriteOutcome};
 use crate::reconcile::{Action, HoldReason, Normalizer, fingerprint};
 use crate::util::now_rfc3339;
 
-pub use crate::operator::practitioner::verdict::{IN_SYNC, READY, SYNCED, synced_reason};
+pub use crate::crd::{IN_SYNC, READY, SYNCED};
 use crate::operator::practitioner::verdict::{Said, Verdict};
 
 fn condition(
@@ -304,7 +304,7 @@ pub fn deletion_blocked(
     new: EpicPractitionerStatus,
 ) -> EpicPractitionerStatus {
     let generation = obj.metadata.generation;
-    let why = synced_reason(&new).unwrap_or(Reason::Pending);
+    let why = new.synced_reason().unwrap_or(Reason::Pending);
     let mut s = new;
     if why == Reason::DeletionBlocked {
         return s;
@@ -339,7 +339,7 @@ pub fn blocking_reason(s: &EpicPractitionerStatus) -> Option<Reason> {
     s.last_error
         .as_ref()
         .and_then(|e| Reason::parse(&e.reason))
-        .or_else(|| synced_reason(s))
+        .or_else(|| s.synced_reason())
 }
 
 /// The status of a paused object.

@@ -1,16 +1,11 @@
 //! What one pass concluded about a practitioner, typed: the InSync and Synced conditions with
-//! their [`Reason`] and message, and the previous status read once into [`Prev`]. Status,
-//! Events and the reconcile metric take their reasons from here; nothing parses a reason back
+//! their [`Reason`] and message. Status, Events and the reconcile metric take their reasons from here; nothing parses a reason back
 //! from the text of a condition this pass wrote. Every message a condition carries after a
 //! sync is written here, once. Pure: no I/O.
 
 use crate::crd::{ConditionStatus, EpicPractitioner, EpicPractitionerStatus, Reason};
 use crate::pipeline::{SyncOutcome, WriteOutcome};
 use crate::reconcile::{Action, HoldReason, Resolution};
-
-pub const READY: &str = "Ready";
-pub const SYNCED: &str = "Synced";
-pub const IN_SYNC: &str = "InSync";
 
 /// One condition's verdict.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,50 +31,6 @@ impl Said {
 pub struct Verdict {
     pub in_sync: Said,
     pub synced: Said,
-}
-
-/// The status the object had before this pass, with its reasons read once. A reason written by
-/// an older release that is no longer in the vocabulary reads as Unknown.
-#[derive(Clone, Debug, Default)]
-pub struct Prev {
-    pub status: EpicPractitionerStatus,
-    pub synced: Option<Reason>,
-    /// The whole status as the API server holds it; false for the watch cache's slim copy,
-    /// which a pass may decide by but never writes back.
-    pub complete: bool,
-}
-
-impl Prev {
-    /// The whole status, as read from the API server (or built in a test).
-    pub fn of(status: Option<&EpicPractitionerStatus>) -> Self {
-        let status = status.cloned().unwrap_or_default();
-        Prev {
-            synced: reason_in(&status, SYNCED),
-            status,
-            complete: true,
-        }
-    }
-
-    /// The watch cache's slim copy (`operator::slim`).
-    pub fn cached(status: Option<&EpicPractitionerStatus>) -> Self {
-        Prev {
-            complete: false,
-            ..Prev::of(status)
-        }
-    }
-}
-
-/// The reason of a stored condition, read from status the API server holds.
-pub fn reason_in(s: &EpicPractitionerStatus, type_: &str) -> Option<Reason> {
-    s.conditions
-        .iter()
-        .find(|c| c.type_ == type_)
-        .map(|c| Reason::parse(&c.reason).unwrap_or(Reason::Unknown))
-}
-
-/// The Synced reason of a stored status (a walk and the metrics read the watch cache).
-pub fn synced_reason(s: &EpicPractitionerStatus) -> Option<Reason> {
-    reason_in(s, SYNCED)
 }
 
 /// The verdict of a sync. `write_disabled_message` says why writes are held on this

@@ -15,7 +15,6 @@ use serde_json::Value;
 use super::index::{Finding, Handover, HandoverFor, RoleMap, RosterIndex};
 use crate::crd::{EpicPractitioner, Reason, RoleSummary};
 use crate::fhir::OperationOutcome;
-use crate::operator::practitioner::verdict::synced_reason;
 use crate::pipeline::Prefetched;
 use crate::reconcile::identity::{check_fhir_id, npi_values, over_bounds};
 use crate::reconcile::{Normalizer, fingerprint};
@@ -292,7 +291,7 @@ pub(super) fn needs_wake(p: &EpicPractitioner, live_fp: &str, resync: Duration) 
         return true;
     }
     // Drift held by a refused write is retried once per resync interval.
-    if !status.drift.is_empty() && synced_reason(status) == Some(Reason::WriteDisabled) {
+    if !status.drift.is_empty() && status.synced_reason() == Some(Reason::WriteDisabled) {
         let refused_long_ago = !status.refused_within(resync);
         return refused_long_ago;
     }
@@ -325,9 +324,9 @@ fn already_reported(p: &EpicPractitioner, found: &Finding) -> bool {
         return false;
     }
     match found {
-        Finding::Absent => synced_reason(status) == Some(Reason::NotFound),
-        Finding::Incomplete(_) => synced_reason(status) == Some(Reason::SearchIncomplete),
-        Finding::Ambiguous(_) => synced_reason(status) == Some(Reason::AmbiguousNpi),
+        Finding::Absent => status.synced_reason() == Some(Reason::NotFound),
+        Finding::Incomplete(_) => status.synced_reason() == Some(Reason::SearchIncomplete),
+        Finding::Ambiguous(_) => status.synced_reason() == Some(Reason::AmbiguousNpi),
         _ => false,
     }
 }
