@@ -11,7 +11,6 @@ mod decide;
 mod effect;
 pub(crate) mod events;
 pub(crate) mod observe;
-mod prefetch;
 pub(crate) mod status;
 pub(crate) mod status_limits;
 mod status_write;
