@@ -27,6 +27,20 @@ pub struct Woken {
     pub handover: Option<Handover>,
 }
 
+/// What one walk is of: the connection and instance, the settings its findings are judged by,
+/// the roles to attach, and the connection's practitioners by NPI.
+pub struct WalkOf<'a> {
+    pub connection: &'a str,
+    pub base: &'a str,
+    pub resync: Duration,
+    pub normalizer: Normalizer,
+    pub roles: Option<Arc<RoleMap>>,
+    /// This walk also walked PractitionerRole.
+    pub roles_walked: bool,
+    pub started: Instant,
+    pub by_npi: HashMap<Box<str>, Vec<Object>>,
+}
+
 /// One walk's matching state.
 pub struct Matcher<'a> {
     connection: &'a str,
@@ -47,17 +61,17 @@ pub struct Matcher<'a> {
 }
 
 impl<'a> Matcher<'a> {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        connection: &'a str,
-        base: &'a str,
-        resync: Duration,
-        normalizer: Normalizer,
-        roles: Option<Arc<RoleMap>>,
-        roles_walked: bool,
-        started: Instant,
-        by_npi: HashMap<Box<str>, Vec<Object>>,
-    ) -> Self {
+    pub fn new(walk: WalkOf<'a>) -> Self {
+        let WalkOf {
+            connection,
+            base,
+            resync,
+            normalizer,
+            roles,
+            roles_walked,
+            started,
+            by_npi,
+        } = walk;
         let mut index = RosterIndex::default();
         index.set_roles(roles.clone());
         index.set_started(started);
