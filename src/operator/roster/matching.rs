@@ -43,14 +43,7 @@ pub struct WalkOf<'a> {
 
 /// One walk's matching state.
 pub struct Matcher<'a> {
-    connection: &'a str,
-    base: &'a str,
-    resync: Duration,
-    normalizer: Normalizer,
-    roles: Option<Arc<RoleMap>>,
-    roles_walked: bool,
-    started: Instant,
-    by_npi: HashMap<Box<str>, Vec<Object>>,
+    walk: WalkOf<'a>,
     index: RosterIndex,
     /// Known records seen, by object.
     seen_known: HashSet<Object>,
@@ -62,28 +55,11 @@ pub struct Matcher<'a> {
 
 impl<'a> Matcher<'a> {
     pub fn new(walk: WalkOf<'a>) -> Self {
-        let WalkOf {
-            connection,
-            base,
-            resync,
-            normalizer,
-            roles,
-            roles_walked,
-            started,
-            by_npi,
-        } = walk;
         let mut index = RosterIndex::default();
-        index.set_roles(roles.clone());
-        index.set_started(started);
+        index.set_roles(walk.roles.clone());
+        index.set_started(walk.started);
         Matcher {
-            connection,
-            base,
-            resync,
-            normalizer,
-            roles,
-            roles_walked,
-            started,
-            by_npi,
+            walk,
             index,
             seen_known: HashSet::new(),
             deferred: HashMap::new(),
@@ -92,7 +68,8 @@ impl<'a> Matcher<'a> {
     }
 
     fn roles_of(&self, id: &str) -> Option<Vec<RoleSummary>> {
-        self.roles
+        self.walk
+            .roles
             .as_ref()
             .map(|r| r.get(id).cloned().unwrap_or_default())
     }
@@ -106,8 +83,8 @@ impl<'a> Matcher<'a> {
         Handover {
             found,
             roles,
-            about: handover_for(p, self.base),
-            walk_started: Some(self.started),
+            about: handover_for(p, self.walk.base),
+            walk_started: Some(self.walk.started),
         }
     }
 
@@ -115,7 +92,7 @@ impl<'a> Matcher<'a> {
     fn incomplete(&mut self, why: impl FnOnce() -> String, log: &str) {
         if self.hidden.is_none() {
             let why = why();
-            tracing::warn!(connection = %self.connection, reason = %why, "{log}");
+            tracing::warn!(connection = %self.walk.connection, reason = %why, "{log}");
             self.hidden = Some(why);
         }
     }
@@ -141,7 +118,7 @@ impl<'a> Matcher<'a> {
         }
         let mut woken = Vec::new();
         // Taken out while matching (the matcher is borrowed mutably per record), put back after.
-        let by_npi = std::mem::take(&mut self.by_npi);
+        let by_npi = std::mem::take(&mut self.walk.by_npi);
         for r in page {
             let Some(id) = r.get("id").and_then(Value::as_str) else {
                 continue;
@@ -165,7 +142,7 @@ impl<'a> Matcher<'a> {
             }
             self.record(id, &r, &by_npi, lookup, &mut woken);
         }
-        self.by_npi = by_npi;
+        self.walk.by_npi = by_npi;
         woken
     }
 
@@ -193,15 +170,16 @@ impl<'a> Matcher<'a> {
                 if p.is_paused() {
                     continue;
                 }
-                match known_id(&p, self.base) {
+                match known_id(&p, self.walk.base) {
                     Some(known) if known == id => {
                         self.seen_known.insert(object.clone());
-                        let live_fp = fp.get_or_insert_with(|| fingerprint(r, &self.normalizer));
-                        let roles_changed = self.roles_walked
+                        let live_fp =
+                            fp.get_or_insert_with(|| fingerprint(r, &self.walk.normalizer));
+                        let roles_changed = self.walk.roles_walked
                             && p.status.as_ref().is_some_and(|s| {
                                 self.roles_of(id).is_some_and(|roles| roles != s.roles)
                             });
-                        let changed = needs_wake(&p, live_fp, self.resync);
+                        let changed = needs_wake(&p, live_fp, self.walk.resync);
                         if changed || roles_changed {
                             let found = if changed {
                                 copy.get_or_insert_with(|| Finding::record(id, r)).clone()
@@ -237,7 +215,7 @@ impl<'a> Matcher<'a> {
             self.index.set_incomplete(why);
         }
         let mut woken = Vec::new();
-        let by_npi = std::mem::take(&mut self.by_npi);
+        let by_npi = std::mem::take(&mut self.walk.by_npi);
         for (npi, objects) in &by_npi {
             for object in objects {
                 let Some(p) = lookup(object) else { continue };
@@ -263,7 +241,7 @@ impl<'a> Matcher<'a> {
         object: &Object,
         npi: &str,
     ) -> Option<Option<Handover>> {
-        if known_id(p, self.base).is_some() {
+        if known_id(p, self.walk.base).is_some() {
             return match self.index.lookup(npi) {
                 // The known record is one of several carrying the NPI: it holds as ambiguous
                 // instead of writing to whichever it resolved to first.
