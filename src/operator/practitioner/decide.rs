@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use kube::runtime::events::EventType;
 
-use super::observe::{Found, Observation, Synced};
+use super::observe::{Found, Observation, SyncRun};
 use super::verdict::{self, Verdict};
 use super::{check_now, events, status};
 use crate::crd::{ConditionStatus, EpicPractitionerStatus, Reason};
@@ -137,7 +137,7 @@ pub fn decide(obs: &Observation<'_>) -> Decision {
 }
 
 /// A sync ran: its status, what memory and the connection learn, and the next look.
-fn after_sync(obs: &Observation<'_>, s: &Synced) -> Decision {
+fn after_sync(obs: &Observation<'_>, s: &SyncRun) -> Decision {
     let (obj, old, outcome) = (obs.obj, &obs.prev.status, &s.outcome);
     let verdict: Verdict = verdict::of_sync(obj, old, outcome, &s.write_disabled_message);
     let base = &s.base_url;
@@ -189,7 +189,7 @@ fn settled(
     obs: &Observation<'_>,
     mut new: EpicPractitionerStatus,
     synced: Reason,
-    sync: Option<&Synced>,
+    sync: Option<&SyncRun>,
     next: Next,
 ) -> Decision {
     let outcome = sync.map(|s| &s.outcome);

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::decide::{Learned, Next, Remember, decide};
-use super::observe::{Found, Observation, Prev, Synced};
+use super::observe::{Found, Observation, Prev, SyncRun};
 use crate::crd::{
     ConditionStatus, CreateAttempt, EpicPractitioner, EpicPractitionerStatus, Reason, SYNCED,
 };
@@ -57,7 +57,7 @@ fn outcome(write: WriteOutcome, action: Action) -> SyncOutcome {
 }
 
 fn synced(o: SyncOutcome) -> Found {
-    Found::Synced(Box::new(Synced {
+    Found::Synced(Box::new(SyncRun {
         outcome: o,
         key: ("ns".into(), "epic".into()),
         base_url: "https://epic.example.org/fhir".into(),

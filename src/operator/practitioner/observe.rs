@@ -39,7 +39,7 @@ pub enum Found {
     /// Roster walks cover the object: nothing to do, look again after this at the latest.
     Wait(Duration),
     /// A sync ran.
-    Synced(Box<Synced>),
+    Synced(Box<SyncRun>),
     /// The pass stopped; `search_refused_on` names the connection and instance when the
     /// instance refused an identifier search while resolving (its practitioners then resolve
     /// from roster walks only).
@@ -50,7 +50,7 @@ pub enum Found {
 }
 
 /// A sync and the connection facts it ran under.
-pub struct Synced {
+pub struct SyncRun {
     pub outcome: SyncOutcome,
     pub key: Key,
     /// The instance the record's id belongs to.
@@ -99,7 +99,7 @@ pub async fn observe<'a>(
     deleting: bool,
 ) -> Observation<'a> {
     let cached = Prev::cached(obj.status.as_ref());
-    let (found, conn, full) = match sync(obj, ctx, &cached, deleting).await {
+    let (found, conn, full) = match gather(obj, ctx, &cached, deleting).await {
         Ok(seen) => seen,
         Err(error) => (
             Found::Failed {
@@ -139,8 +139,8 @@ pub async fn observe<'a>(
     }
 }
 
-/// Validate, dereference the connection, ask the walks, then sync.
-async fn sync(
+/// Validate, dereference the connection, ask the object's memory and the walks, then sync.
+async fn gather(
     obj: &EpicPractitioner,
     ctx: &Context,
     prev: &Prev,
@@ -304,7 +304,7 @@ async fn sync_with_epic(
         }
         other => other?,
     };
-    Ok(Found::Synced(Box::new(Synced {
+    Ok(Found::Synced(Box::new(SyncRun {
         outcome,
         key,
         base_url: conn.base_url().to_string(),
