@@ -8,11 +8,11 @@ use std::time::Duration;
 use kube::runtime::events::EventType;
 
 use super::observe::{Found, Observation, Synced};
-use super::verdict::{self, Verdict};
 use super::{check_now, events, status};
 use crate::crd::{ConditionStatus, EpicPractitionerStatus, Reason};
 use crate::operator::DriftDetection;
 use crate::operator::practitioner::backoff::safety_requeue;
+use crate::pipeline::verdict::{self, Verdict};
 use crate::pipeline::{AttemptState, WriteOutcome, deletion_done};
 
 /// What to do after a pass.

@@ -15,7 +15,6 @@ mod prefetch;
 pub(crate) mod status;
 pub(crate) mod status_limits;
 mod status_write;
-pub(crate) mod verdict;
 
 #[cfg(test)]
 mod decide_tests;
