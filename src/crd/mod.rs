@@ -15,7 +15,8 @@ mod walk_windows;
 
 pub use budget::{LoadStatus, RequestBudget};
 pub use conditions::{
-    Condition, ConditionStatus, IN_SYNC, READY, SYNCED, reason_of, set_condition,
+    Condition, ConditionStatus, IN_SYNC, MAX_CONDITION_MESSAGE_BYTES, READY, SYNCED, reason_of,
+    set_condition,
 };
 pub use connection::{
     EpicConnection, EpicConnectionSpec, EpicConnectionStatus, WalkStatus, WriteMode,

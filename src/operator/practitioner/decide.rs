@@ -8,13 +8,13 @@ use std::time::Duration;
 use kube::runtime::events::EventType;
 
 use super::observe::{Found, Observation, SyncRun};
-use super::verdict::{self, Verdict};
 use super::{check_now, events, status};
 use crate::crd::{ConditionStatus, EpicPractitionerStatus, Reason};
 use crate::operator::DriftDetection;
 pub use crate::operator::memory::Remember;
 use crate::operator::practitioner::backoff::safety_requeue;
 use crate::operator::roster::state::Lesson;
+use crate::pipeline::verdict::{self, Verdict};
 use crate::pipeline::{AttemptState, WriteOutcome, deletion_done};
 
 /// What to do after a pass.

@@ -14,7 +14,6 @@ pub(crate) mod observe;
 pub(crate) mod status;
 pub(crate) mod status_limits;
 mod status_write;
-pub(crate) mod verdict;
 
 #[cfg(test)]
 mod decide_tests;
