@@ -6,48 +6,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::PathBuf;
-use std::process::Command;
+mod chart_support;
 
+use chart_support::{helm, render, repo};
 use serde_json::{Value, json};
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn helm(values: &Value, notes: bool) -> std::process::Output {
-    let py = Command::new("bash")
-        .arg(repo().join("scripts/ensure-helm.sh"))
-        .output()
-        .expect("run scripts/ensure-helm.sh");
-    assert!(
-        py.status.success(),
-        "the chart tests need helm-python-sdk from PyPI; scripts/ensure-helm.sh failed:\n{}",
-        String::from_utf8_lossy(&py.stderr)
-    );
-    Command::new(String::from_utf8_lossy(&py.stdout).trim())
-        .arg(repo().join("scripts/helm_render.py"))
-        .arg(repo().join("charts/epic-operator"))
-        .arg(values.to_string())
-        .args(["epic", "epic-system"])
-        .args(if notes { &["notes"][..] } else { &[][..] })
-        .output()
-        .expect("render")
-}
-
-fn render(values: &Value) -> Vec<Value> {
-    let out = helm(values, false);
-    assert!(
-        out.status.success(),
-        "helm lint/render failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_saphyr::from_multiple::<Value>(&String::from_utf8(out.stdout).unwrap())
-        .unwrap()
-        .into_iter()
-        .filter(|d| !d.is_null())
-        .collect()
-}
 
 fn numbers_as_f64(v: &Value) -> Value {
     match v {

@@ -4,60 +4,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod chart_support;
 mod net_support;
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
-
+use chart_support::{refusal, render};
 use serde_json::{Value, json};
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Lints and renders the chart with `values` (scripts/helm_render.py).
-fn helm(values: &Value) -> Output {
-    let python = Command::new("bash")
-        .arg(repo().join("scripts/ensure-helm.sh"))
-        .output()
-        .expect("run scripts/ensure-helm.sh");
-    assert!(
-        python.status.success(),
-        "the chart tests need helm-python-sdk from PyPI; scripts/ensure-helm.sh failed:\n{}",
-        String::from_utf8_lossy(&python.stderr)
-    );
-    Command::new(String::from_utf8_lossy(&python.stdout).trim())
-        .arg(repo().join("scripts/helm_render.py"))
-        .arg(repo().join("charts/epic-operator"))
-        .arg(values.to_string())
-        .args(["epic", "epic-system"])
-        .output()
-        .expect("render")
-}
-
-fn render(values: &Value) -> Vec<Value> {
-    let out = helm(values);
-    assert!(
-        out.status.success(),
-        "helm lint/render failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_saphyr::from_multiple::<Value>(&String::from_utf8(out.stdout).unwrap())
-        .unwrap()
-        .into_iter()
-        .filter(|d| !d.is_null())
-        .collect()
-}
-
-fn refusal(values: &Value) -> String {
-    let out = helm(values);
-    assert!(
-        !out.status.success(),
-        "{values} rendered:\n{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8_lossy(&out.stderr).to_string()
-}
 
 fn pod(docs: &[Value]) -> &Value {
     &docs.iter().find(|d| d["kind"] == "Deployment").unwrap()["spec"]["template"]

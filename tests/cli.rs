@@ -20,7 +20,11 @@ fn plan_exit_codes_and_text() {
     let t = text(&out);
     assert!(t.contains("resolved : Practitioner/e"), "{t}");
     assert!(t.contains("telecom: live"), "{t}");
-    assert!(t.contains("write disabled on this instance"), "{t}");
+    // A held write says why writes are held, in the words the operator's status uses.
+    assert!(
+        t.contains("detail   : the CapabilityStatement lists no Practitioner update"),
+        "{t}"
+    );
     assert!(t.contains("ObserveOnly"), "{t}");
     assert!(t.contains("no record carries this NPI"), "{t}");
 

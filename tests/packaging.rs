@@ -3,49 +3,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::PathBuf;
+mod chart_support;
+
 use std::process::Command;
 
+use chart_support::{documents, helm, refusal, render, repo};
 use serde_json::{Value, json};
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Python with helm-python-sdk, prepared by scripts/ensure-helm.sh.
-fn helm_python() -> String {
-    let out = Command::new("bash")
-        .arg(repo().join("scripts/ensure-helm.sh"))
-        .output()
-        .expect("run scripts/ensure-helm.sh");
-    assert!(
-        out.status.success(),
-        "the chart tests need helm-python-sdk from PyPI; scripts/ensure-helm.sh failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-/// Renders the chart; returns the documents.
-pub fn render(values: &Value) -> Vec<Value> {
-    let out = Command::new(helm_python())
-        .arg(repo().join("scripts/helm_render.py"))
-        .arg(repo().join("charts/epic-operator"))
-        .arg(values.to_string())
-        .args(["epic", "epic-system"])
-        .output()
-        .expect("render");
-    assert!(
-        out.status.success(),
-        "helm lint/render failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_saphyr::from_multiple::<Value>(&String::from_utf8(out.stdout).unwrap())
-        .unwrap()
-        .into_iter()
-        .filter(|d| !d.is_null())
-        .collect()
-}
 
 fn find<'a>(docs: &'a [Value], kind: &str) -> Option<&'a Value> {
     docs.iter().find(|d| d["kind"] == kind)
@@ -142,13 +105,7 @@ fn non_default_values_enable_leader_election_monitoring_and_network_policy() {
 
 #[test]
 fn values_outside_the_schema_are_refused() {
-    let out = Command::new(helm_python())
-        .arg(repo().join("scripts/helm_render.py"))
-        .arg(repo().join("charts/epic-operator"))
-        .arg(json!({"driftDetection": "sometimes"}).to_string())
-        .args(["epic", "epic-system"])
-        .output()
-        .unwrap();
+    let out = helm(&json!({"driftDetection": "sometimes"}), false);
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("driftDetection"),
@@ -221,42 +178,13 @@ fn rbac_is_cluster_wide_or_per_namespace_and_never_lists_secrets_or_touches_fore
     assert_eq!(binding["subjects"][0]["namespace"], "epic-system");
 
     // The kustomize base: the same ClusterRole, Leases in epic-system only.
-    let out = Command::new("kubectl")
-        .args(["kustomize"])
-        .arg(repo().join("config"))
-        .output()
-        .expect("kubectl kustomize");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let docs: Vec<Value> =
-        serde_saphyr::from_multiple(&String::from_utf8(out.stdout).unwrap()).unwrap();
+    let docs = kustomize(&repo().join("config"));
     assert_least_privilege(&docs, "epic-system");
     assert_eq!(rules(find(&docs, "ClusterRole").unwrap()), rules(&base));
     assert!(
         roles(&docs).iter().any(|r| grants(r, "leases", "update")),
         "leader election still has its Lease rights"
     );
-}
-
-/// Renders values the chart must refuse; returns what Helm said.
-fn refusal(values: &Value) -> String {
-    let out = Command::new(helm_python())
-        .arg(repo().join("scripts/helm_render.py"))
-        .arg(repo().join("charts/epic-operator"))
-        .arg(values.to_string())
-        .args(["epic", "epic-system"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(
-        !out.status.success(),
-        "{values} rendered:\n{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    stderr
 }
 
 fn container(docs: &[Value]) -> &Value {
@@ -288,11 +216,7 @@ fn kustomize(dir: &std::path::Path) -> Vec<Value> {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_saphyr::from_multiple::<Value>(&String::from_utf8(out.stdout).unwrap())
-        .unwrap()
-        .into_iter()
-        .filter(|d| !d.is_null())
-        .collect()
+    documents(&out.stdout)
 }
 
 const SECRET_WRITES: [&str; 3] = ["create", "update", "patch"];

@@ -14,7 +14,10 @@ mod trust;
 mod walk_windows;
 
 pub use budget::{LoadStatus, RequestBudget};
-pub use conditions::{Condition, ConditionStatus, set_condition};
+pub use conditions::{
+    Condition, ConditionStatus, IN_SYNC, MAX_CONDITION_MESSAGE_BYTES, READY, SYNCED, reason_of,
+    set_condition,
+};
 pub use connection::{
     EpicConnection, EpicConnectionSpec, EpicConnectionStatus, WalkStatus, WriteMode,
 };

@@ -9,6 +9,7 @@ mod load_error;
 mod manifest_files;
 mod manifests;
 mod report;
+mod report_detail;
 mod report_format;
 mod report_kinds;
 mod report_markdown;

@@ -5,18 +5,19 @@ use serde::Serialize;
 use super::connection::Target;
 use super::diagnostics::Diagnostic;
 use super::manifests::Loaded;
+use super::report_detail::detail;
 use super::report_format::{
     ExitCodeMode, FORMAT_VERSION, Summary, ToolInfo, WritesInfo, exit_code, intended_action,
 };
 use super::report_kinds::{ReportAction, ReportResult};
 use super::report_types::WouldBeRequest;
 pub use super::report_types::{PlanMode, PractitionerReport};
-use crate::crd::{DEACTIVATION_NOTE, NPI_SYSTEMS, Reason, WriteMode};
+use crate::crd::{DEACTIVATION_NOTE, EpicPractitionerStatus, NPI_SYSTEMS, Reason, WriteMode};
 use crate::fhir::Capability;
-use crate::pipeline::{CreateGuard, SyncRequest, WriteOutcome, sync_practitioner};
+use crate::pipeline::{CreateGuard, SyncRequest, WriteOutcome, sync_practitioner, verdict};
 use crate::reconcile::{
-    Action, Disclosure, HoldReason, Normalizer, Resolution, WriteCapability, disclose,
-    new_resource, validate_spec, write_capability,
+    Action, Disclosure, Normalizer, Resolution, WriteCapability, disclose, new_resource,
+    validate_spec, write_capability,
 };
 
 /// The whole run (`-o json`: format version [`FORMAT_VERSION`]).
@@ -164,16 +165,14 @@ pub async fn run_plan(
                 r.ambiguous_ids = o.ambiguous_ids.clone();
                 r.drift = o.drift.entries.clone();
                 r.diff = o.drift.diff.clone();
-                let reason = match o.action {
-                    Action::Hold(h) => Some(h),
-                    _ => None,
-                };
                 r.action = if deactivates {
                     ReportAction::Deactivate
                 } else {
                     o.action.into()
                 };
-                r.reason = reason.map(|h| h.reason());
+                let verdict =
+                    verdict::of_sync(p, &EpicPractitionerStatus::default(), &o, &writes_why);
+                (r.reason, r.message) = detail(&verdict, &o, mode);
                 r.intended_action = intended_action(&r, sets_inactive);
                 r.request = would_be_request(
                     &r,
@@ -183,48 +182,14 @@ pub async fn run_plan(
                     capability.as_ref().is_some_and(|c| c.conditional_create),
                     options.disclosure,
                 );
-                r.message = match reason {
-                    Some(HoldReason::WriteDisabled) => {
-                        format!("write disabled on this instance: {writes_why}")
-                    }
-                    Some(HoldReason::AmbiguousNpi) => format!(
-                        "{} records carry NPI {}: {}; nothing is written until the duplicates are resolved in Epic",
-                        o.ambiguous_ids.len(),
-                        r.npi,
-                        o.ambiguous_ids.join(", ")
-                    ),
-                    _ if o.action == Action::Nothing => String::new(),
-                    _ => o.action.describe(),
-                };
-                let found_in_sync = o.resolution == Resolution::Found && o.remaining.is_empty();
-                r.in_sync = found_in_sync;
+                r.in_sync = o.resolution == Resolution::Found && o.remaining.is_empty();
                 r.result = ReportResult::of(&o.write, o.action);
-                match &o.write {
-                    WriteOutcome::Refused(e) => {
-                        r.reason = Some(e.reason());
-                        r.message = e.to_string();
-                        if target.spec.writes == WriteMode::Auto {
-                            // The first refused write settles it: no more doomed writes this run.
-                            writes = WriteCapability::Disabled;
-                            writes_why = format!("a write was refused ({e})");
-                        }
-                    }
-                    WriteOutcome::Failed(e) => {
-                        r.reason = Some(e.reason());
-                        r.message = e.to_string();
-                    }
-                    WriteOutcome::Conflict { attempts, last } => {
-                        r.reason = Some(Reason::Conflict);
-                        r.message = format!(
-                            "the record changed between read and write {attempts} times in a row; last answer: {last}"
-                        );
-                    }
-                    _ => {}
-                }
-                if matches!(r.result, ReportResult::Updated | ReportResult::Created)
-                    && !o.remaining.is_empty()
+                if let WriteOutcome::Refused(e) = &o.write
+                    && target.spec.writes == WriteMode::Auto
                 {
-                    r.message = "Epic accepted the write but the record still differs: some fields may be read-only on this instance".into();
+                    // The first refused write settles it: no more doomed writes this run.
+                    writes = WriteCapability::Disabled;
+                    writes_why = format!("a write was refused ({e})");
                 }
             }
         }

@@ -10,6 +10,7 @@ use super::report::{PlanMode, PlanOptions, PractitionerReport, RunReport};
 use super::report_format::{FORMAT_VERSION, Summary, ToolInfo, WritesInfo, exit_code};
 use super::report_kinds::{ReportAction, ReportResolution, ReportResult};
 use super::saved_plan::{SavedEntry, SavedPlan, SavedRequest, entry_for, sha256};
+use crate::crd::Reason;
 use crate::fhir::{FhirError, NpiLookup};
 use crate::pipeline::read_verified;
 use crate::reconcile::identity::version_precondition;
@@ -182,7 +183,12 @@ async fn send(
                     let remaining = drift(spec, &l, norm);
                     r.in_sync = remaining.is_empty();
                     if !r.in_sync {
-                        r.message = "Epic accepted the write but the record still differs: some fields may be read-only on this instance".into();
+                        let what = match r.result {
+                            ReportResult::Created => "created the record",
+                            _ => "updated the record",
+                        };
+                        r.reason = Some(Reason::WriteNotApplied);
+                        r.message = crate::pipeline::verdict::not_applied_message(what);
                     }
                 }
                 None => r

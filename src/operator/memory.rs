@@ -1,12 +1,15 @@
-//! What the operator remembers per EpicPractitioner between reconciles: failures in a row, when
-//! Epic last refused its write, the roster walk's hand-over and an unanswered create attempt.
-//! One entry per object, keyed by its reference and bound to its uid (an object deleted and
-//! created again under the same name starts afresh), dropped when the watch sees the object
-//! go. Pure state behind one short lock: no I/O here.
+//! What the operator remembers per EpicPractitioner between reconciles: failures in a row, the
+//! roster walk's hand-over and an unanswered create attempt. One entry per object, keyed by
+//! its reference and bound to its uid (an object deleted and created again under the same name
+//! starts afresh), dropped when the watch sees the object go. A pass asks it once (`recall`)
+//! and tells it once (`remember`). Pure state behind one short lock: no I/O here.
+//!
+//! A refused write is not remembered here: a pass decides from the whole status, read from the
+//! API server, which holds the operator's own last write (`lastRefusedWriteTime`).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use kube::runtime::reflector::ObjectRef;
 
@@ -22,9 +25,6 @@ pub type ObjectKey = ObjectRef<EpicPractitioner>;
 struct ObjectMemory {
     uid: Box<str>,
     failures: u32,
-    /// Epic refused a write for this object then. Status records it too, but the watch cache
-    /// can lag behind the operator's own status write; this cannot.
-    refused_at: Option<Instant>,
     /// What the last roster walk found for it, waiting for its reconcile.
     handover: Option<Box<Handover>>,
     /// A create attempt whose answer was lost, and since when this process knows of it: its
@@ -35,11 +35,30 @@ struct ObjectMemory {
 
 impl ObjectMemory {
     fn holds_nothing(&self) -> bool {
-        self.failures == 0
-            && self.refused_at.is_none()
-            && self.handover.is_none()
-            && self.attempt.is_none()
+        self.failures == 0 && self.handover.is_none() && self.attempt.is_none()
     }
+}
+
+/// What a pass is told of the object at its start.
+#[derive(Debug, Default)]
+pub struct Recollection {
+    /// What the last roster walk found for what the object is now (taken: it is used once).
+    pub handover: Option<Handover>,
+    /// An unanswered create attempt, and since when this process knows of it.
+    pub attempt: Option<(Instant, CreateAttempt)>,
+}
+
+/// What a pass tells the object's memory.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Remember {
+    /// The pass succeeded: failures in a row start over.
+    ForgetFailures,
+    /// A write failed: one more failure in a row.
+    CountFailure,
+    /// The record is known or Epic answered the POST: no attempt stands.
+    ClearAttempt,
+    /// Status shows an unanswered attempt this process first saw at that instant.
+    SawAttempt(Instant, CreateAttempt),
 }
 
 /// A map never shrinks by itself: after a first walk had handed over to every object, its
@@ -90,6 +109,66 @@ impl Memory {
         all.get(object).filter(|m| &*m.uid == uid).map(f)
     }
 
+    /// Everything remembered of the object for one pass: the hand-over (when it was made for
+    /// what the object is now; a stale one is dropped) and the unanswered create attempt.
+    pub fn recall(&self, object: &ObjectKey, now: &HandoverFor) -> Recollection {
+        let (handover, attempt) = {
+            let mut all = self.objects.lock().unwrap_or_else(|p| p.into_inner());
+            let Some(m) = all.get_mut(object) else {
+                return Recollection::default();
+            };
+            if *m.uid != *now.uid {
+                // An earlier object under this name: nothing of it carries over.
+                all.remove(object);
+                return Recollection::default();
+            }
+            let found = (m.handover.take(), m.attempt.as_deref().cloned());
+            if m.holds_nothing() {
+                all.remove(object);
+                shrink_when_sparse(&mut all);
+            }
+            found
+        };
+        let handover = handover.map(|h| *h).filter(|h| {
+            let current = h.about == *now;
+            if !current {
+                tracing::info!(npi = %now.npi, "a roster finding made for another object, NPI or instance is dropped");
+            }
+            current
+        });
+        Recollection { handover, attempt }
+    }
+
+    /// Takes in what one pass learned of the object; returns the failures in a row before a
+    /// failure it counts (0 when it counts none).
+    pub fn remember(&self, object: &ObjectKey, uid: &str, what: &[Remember]) -> u32 {
+        if what == [Remember::ForgetFailures]
+            && self.read(object, uid, |m| m.failures > 0) != Some(true)
+        {
+            // The common pass: nothing to forget, and no entry to create.
+            return 0;
+        }
+        self.with(object, uid, |m| {
+            let mut before = 0;
+            for r in what {
+                match r {
+                    Remember::ForgetFailures => m.failures = 0,
+                    Remember::CountFailure => {
+                        before = m.failures;
+                        m.failures = m.failures.saturating_add(1);
+                    }
+                    Remember::ClearAttempt => m.attempt = None,
+                    Remember::SawAttempt(at, a) => {
+                        if m.attempt.is_none() {
+                            m.attempt = Some(Box::new((*at, a.clone())));
+                        }
+                    }
+                }
+            }
+            before
+        })
+    }
+
     /// Counts a failure and returns how many came before it in a row.
     pub fn count_failure(&self, object: &ObjectKey, uid: &str) -> u32 {
         self.with(object, uid, |m| {
@@ -99,69 +178,10 @@ impl Memory {
         })
     }
 
-    pub fn forget_failures(&self, object: &ObjectKey, uid: &str) {
-        if self.read(object, uid, |m| m.failures > 0) == Some(true) {
-            self.with(object, uid, |m| m.failures = 0);
-        }
-    }
-
-    /// Epic refused a write for the object now.
-    pub fn note_refused(&self, object: &ObjectKey, uid: &str) {
-        self.with(object, uid, |m| m.refused_at = Some(Instant::now()));
-    }
-
-    /// Whether Epic refused a write for the object less than `window` ago.
-    pub fn refused_within(&self, object: &ObjectKey, uid: &str, window: Duration) -> bool {
-        self.read(object, uid, |m| {
-            m.refused_at.is_some_and(|t| t.elapsed() < window)
-        })
-        .unwrap_or(false)
-    }
-
     /// Leaves a walk's finding for the object it was made for (`about.uid`).
     pub fn hand_over(&self, object: &ObjectKey, handover: Handover) {
         let uid = handover.about.uid.clone();
         self.with(object, &uid, |m| m.handover = Some(Box::new(handover)));
-    }
-
-    /// The hand-over waiting for the object, when it was made for what the object is now (a
-    /// stale one is dropped).
-    pub fn take_handover(&self, object: &ObjectKey, now: &HandoverFor) -> Option<Handover> {
-        if self.read(object, &now.uid, |m| m.handover.is_some()) != Some(true) {
-            // Nothing waiting (or only a hand-over for an earlier object under this name,
-            // which the entry below drops).
-            self.with(object, &now.uid, |_| ());
-            return None;
-        }
-        let taken = *self.with(object, &now.uid, |m| m.handover.take())?;
-        if taken.about == *now {
-            Some(taken)
-        } else {
-            tracing::info!(npi = %now.npi, "a roster finding made for another object, NPI or instance is dropped");
-            None
-        }
-    }
-
-    /// The object's unanswered create attempt and since when this process knows of it: from
-    /// memory first (the watch cache can lag behind the status write that recorded it), else
-    /// from status, whose first sight counts as now.
-    pub fn standing_attempt(
-        &self,
-        object: &ObjectKey,
-        uid: &str,
-        in_status: Option<&CreateAttempt>,
-    ) -> Option<(Instant, CreateAttempt)> {
-        if in_status.is_none() {
-            return self
-                .read(object, uid, |m| m.attempt.as_deref().cloned())
-                .flatten();
-        }
-        self.with(object, uid, |m| {
-            if m.attempt.is_none() {
-                m.attempt = in_status.map(|a| Box::new((Instant::now(), a.clone())));
-            }
-            m.attempt.as_deref().cloned()
-        })
     }
 
     /// A POST for the object is about to be sent.
@@ -169,13 +189,6 @@ impl Memory {
         self.with(object, uid, |m| {
             m.attempt = Some(Box::new((Instant::now(), attempt)))
         });
-    }
-
-    /// The object's record is known, or Epic answered its POST: nothing is left unknown.
-    pub fn clear_attempt(&self, object: &ObjectKey, uid: &str) {
-        if self.read(object, uid, |m| m.attempt.is_some()) == Some(true) {
-            self.with(object, uid, |m| m.attempt = None);
-        }
     }
 
     /// The object is gone: everything remembered of it goes too.
@@ -231,7 +244,7 @@ mod tests {
                 walk_started: None,
             },
         );
-        let h = memory.take_handover(&key("npi-1"), &about("u1")).unwrap();
+        let h = memory.recall(&key("npi-1"), &about("u1")).handover.unwrap();
         assert_eq!(
             h.found.prefetched(),
             Some(Prefetched::Record {
@@ -239,7 +252,13 @@ mod tests {
                 body
             })
         );
-        assert!(memory.take_handover(&key("npi-1"), &about("u1")).is_none());
+        assert!(
+            memory
+                .recall(&key("npi-1"), &about("u1"))
+                .handover
+                .is_none()
+        );
+        assert_eq!(memory.len(), 0, "an entry holding nothing is dropped");
     }
 
     #[test]
@@ -266,11 +285,14 @@ mod tests {
                 },
             );
             assert!(
-                memory.take_handover(&key("alice"), &other).is_none(),
+                memory.recall(&key("alice"), &other).handover.is_none(),
                 "{other:?}"
             );
             assert!(
-                memory.take_handover(&key("alice"), &about("u1")).is_none(),
+                memory
+                    .recall(&key("alice"), &about("u1"))
+                    .handover
+                    .is_none(),
                 "the stale one is dropped"
             );
         }
@@ -285,31 +307,35 @@ mod tests {
             sent_at: "2026-12-01T00:00:00Z".into(),
         };
         let a = key("a");
-        assert!(memory.standing_attempt(&a, "u1", None).is_none());
-        let (first, _) = memory.standing_attempt(&a, "u1", Some(&attempt)).unwrap();
+        assert!(memory.recall(&a, &about("u1")).attempt.is_none());
+        let first = Instant::now();
+        memory.remember(&a, "u1", &[Remember::SawAttempt(first, attempt.clone())]);
+        // A later sight does not move the date: the first one counts.
+        memory.remember(
+            &a,
+            "u1",
+            &[Remember::SawAttempt(Instant::now(), attempt.clone())],
+        );
         // A cached object from before the status write shows none: memory still knows.
         assert_eq!(
-            memory.standing_attempt(&a, "u1", None).map(|a| a.0),
+            memory.recall(&a, &about("u1")).attempt.map(|a| a.0),
             Some(first)
         );
-        memory.clear_attempt(&a, "u1");
-        assert!(memory.standing_attempt(&a, "u1", None).is_none());
+        memory.remember(&a, "u1", &[Remember::ClearAttempt]);
+        assert!(memory.recall(&a, &about("u1")).attempt.is_none());
         // Another object under the same name (a new uid) knows nothing of the old one's.
         memory.note_attempt(&a, "u1", attempt);
-        assert!(memory.standing_attempt(&a, "u2", None).is_none());
+        assert!(memory.recall(&a, &about("u2")).attempt.is_none());
     }
 
     #[test]
-    fn failures_and_refusals_are_per_object_and_go_with_it() {
+    fn failures_are_per_object_and_go_with_it() {
         let memory = Memory::default();
         let (a, b) = (key("a"), key("b"));
         assert_eq!(memory.count_failure(&a, "u1"), 0);
-        assert_eq!(memory.count_failure(&a, "u1"), 1);
+        assert_eq!(memory.remember(&a, "u1", &[Remember::CountFailure]), 1);
         assert_eq!(memory.count_failure(&b, "u2"), 0);
-        memory.note_refused(&a, "u1");
-        assert!(memory.refused_within(&a, "u1", Duration::from_secs(60)));
-        assert!(!memory.refused_within(&b, "u2", Duration::from_secs(60)));
-        memory.forget_failures(&a, "u1");
+        memory.remember(&a, "u1", &[Remember::ForgetFailures]);
         assert_eq!(memory.count_failure(&a, "u1"), 0);
         // Deleted: the entry is dropped, not kept forever (the old failure and refusal maps
         // were never pruned).

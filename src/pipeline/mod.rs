@@ -5,6 +5,7 @@
 
 mod connect;
 mod resolve;
+pub mod verdict;
 mod write;
 
 pub use connect::connect;

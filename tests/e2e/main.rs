@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "../chart_support/mod.rs"]
+mod chart_support;
 mod check_now;
 mod cluster;
 #[path = "../fs_support/mod.rs"]
@@ -22,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use chart_support::helm_python;
 use cluster::ControlPlane;
 use epic_operator::crd::{
     Algorithm, DeletionPolicy, EpicConnection, EpicConnectionSpec, EpicPractitioner,
@@ -1267,21 +1270,6 @@ async fn pause_stops_writes(cp: &ControlPlane) {
     })
     .await;
     assert_eq!(stats(&w).await["update"], 1);
-}
-
-/// The Python that has Helm's Go SDK (a virtual environment scripts/ensure-helm.sh prepares).
-fn helm_python() -> String {
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let out = Command::new("bash")
-        .arg(repo.join("scripts/ensure-helm.sh"))
-        .output()
-        .expect("ensure-helm");
-    assert!(
-        out.status.success(),
-        "scripts/ensure-helm.sh failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 /// The Helm chart rendered with `values` (Helm's Go SDK through scripts/helm_render.py).

@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::crd::{
-    Condition, ConditionStatus, EpicConnectionStatus, LastError, LoadStatus, Reason, set_condition,
+    Condition, EpicConnectionStatus, LastError, LoadStatus, READY, Reason, set_condition,
 };
 use crate::operator::connection::key_rotation::{self, RotationError, RotationOutcome};
 use crate::operator::connection::keys::KeyReport;
@@ -90,7 +90,7 @@ pub fn rotation_refused(old: &EpicConnectionStatus, e: &RotationError) -> Outcom
     let news = !old
         .conditions
         .iter()
-        .any(|c| c.type_ == "Ready" && c.message == bounded_message(&message, MAX_MESSAGE_BYTES));
+        .any(|c| c.type_ == READY && c.message == bounded_message(&message, MAX_MESSAGE_BYTES));
     Outcome::Failed {
         failure: ConnectionFailure {
             fingerprint: String::new(),
@@ -140,18 +140,14 @@ pub fn next_status(old: &EpicConnectionStatus, facts: PassFacts<'_>) -> Connecti
     }
     set_condition(
         &mut s.conditions,
-        Condition {
-            type_: "Ready".into(),
-            status: if ready {
-                ConditionStatus::True
-            } else {
-                ConditionStatus::False
-            },
-            reason: reason.as_str().into(),
-            message,
-            last_transition_time: facts.now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            observed_generation: facts.generation,
-        },
+        Condition::new(
+            READY,
+            ready.into(),
+            reason,
+            &message,
+            facts.generation,
+            facts.now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        ),
     );
     ConnectionPass {
         status: s,

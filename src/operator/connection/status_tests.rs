@@ -1,5 +1,5 @@
 use super::*;
-use crate::crd::{KeysStatus, RotationPeriods};
+use crate::crd::{ConditionStatus, KeysStatus, RotationPeriods};
 use crate::operator::connection::key_rotation::RotationPlan;
 
 fn at(t: i64) -> DateTime<Utc> {

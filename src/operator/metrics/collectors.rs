@@ -10,8 +10,7 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 
-use crate::crd::EpicPractitioner;
-use crate::operator::practitioner::status::synced_reason;
+use crate::crd::{EpicPractitioner, EpicPractitionerStatus};
 
 /// Practitioners by Synced reason, and those with drift, read from the store on each scrape.
 #[derive(Debug)]
@@ -37,7 +36,7 @@ impl Collector for StoreCollector {
         for p in store.state() {
             let status = p.status.as_ref();
             let reason = status
-                .and_then(synced_reason)
+                .and_then(EpicPractitionerStatus::synced_reason)
                 .map_or("Pending", |r| r.as_str());
             *by_reason.entry(reason).or_default() += 1;
             if status.is_some_and(|s| !s.drift.is_empty()) {

@@ -36,15 +36,15 @@ pub fn mark(obj: &EpicPractitioner, status: &mut EpicPractitionerStatus) {
     }
 }
 
-/// Whether this object asks for a fresh read now (a `requested-at` value not yet handled).
-pub fn requested(obj: &EpicPractitioner) -> bool {
-    obj.pending_request().is_some()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::crd::{DriftEntry, EpicPractitionerSpec, REQUESTED_AT_ANNOTATION};
+
+    /// Whether the object asks for a fresh read now (what `observe` asks).
+    fn requested(obj: &EpicPractitioner) -> bool {
+        obj.pending_request().is_some()
+    }
 
     fn object(annotation: Option<&str>, handled: Option<&str>) -> EpicPractitioner {
         let spec: EpicPractitionerSpec = serde_json::from_value(

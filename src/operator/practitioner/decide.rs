@@ -7,12 +7,14 @@ use std::time::Duration;
 
 use kube::runtime::events::EventType;
 
-use super::observe::{Found, Observation, Synced};
-use super::verdict::{self, Verdict};
+use super::observe::{Found, Observation, SyncRun};
 use super::{check_now, events, status};
 use crate::crd::{ConditionStatus, EpicPractitionerStatus, Reason};
 use crate::operator::DriftDetection;
+pub use crate::operator::memory::Remember;
 use crate::operator::practitioner::backoff::safety_requeue;
+use crate::operator::roster::state::Lesson;
+use crate::pipeline::verdict::{self, Verdict};
 use crate::pipeline::{AttemptState, WriteOutcome, deletion_done};
 
 /// What to do after a pass.
@@ -30,17 +32,6 @@ pub struct Decision {
     pub next: Next,
 }
 
-/// What the object's memory takes from the pass.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Remember {
-    /// The pass succeeded: failures in a row start over.
-    ForgetFailures,
-    /// Epic refused a write now.
-    Refused,
-    /// The record is known or Epic answered the POST: no attempt stands.
-    ClearAttempt,
-}
-
 /// What the connection learns from the pass.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Learned {
@@ -52,12 +43,27 @@ pub enum Learned {
     SearchRefused,
 }
 
+impl Learned {
+    /// What the connection's walk state takes from it (a refused write is the connection
+    /// handle's to hold).
+    pub fn lesson(&self) -> Option<Lesson> {
+        match self {
+            Learned::WriteRefused => None,
+            Learned::Created { npi, id } => Some(Lesson::Created {
+                npi: npi.clone(),
+                id: id.clone(),
+            }),
+            Learned::SearchRefused => Some(Lesson::SearchRefused),
+        }
+    }
+}
+
 /// When to look again (jitter is added by the shell).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Next {
     Requeue(Duration),
     AwaitChange,
-    /// A write failed: count a failure and back off from this base.
+    /// A write failed: back off from this base (the decision counts the failure).
     Backoff(Duration),
     /// Return the observed error: the controller's error policy backs off per object.
     Fail,
@@ -131,7 +137,7 @@ pub fn decide(obs: &Observation<'_>) -> Decision {
 }
 
 /// A sync ran: its status, what memory and the connection learn, and the next look.
-fn after_sync(obs: &Observation<'_>, s: &Synced) -> Decision {
+fn after_sync(obs: &Observation<'_>, s: &SyncRun) -> Decision {
     let (obj, old, outcome) = (obs.obj, &obs.prev.status, &s.outcome);
     let verdict: Verdict = verdict::of_sync(obj, old, outcome, &s.write_disabled_message);
     let base = &s.base_url;
@@ -140,8 +146,11 @@ fn after_sync(obs: &Observation<'_>, s: &Synced) -> Decision {
     // What this process knows of the attempt outlives a cached status from before its write.
     if outcome.fhir_id.is_some() || outcome.create_attempt == AttemptState::Answered {
         remember.push(Remember::ClearAttempt);
-    } else if new.create_attempt.is_none() {
-        new.create_attempt = s.known_attempt.clone();
+    } else if let Some((since, attempt)) = &s.known_attempt {
+        if new.create_attempt.is_none() {
+            new.create_attempt = Some(attempt.clone());
+        }
+        remember.push(Remember::SawAttempt(*since, attempt.clone()));
     }
     let new = check_now::verified(old, new, s.resync);
     let next = match obs.mode {
@@ -161,7 +170,6 @@ fn after_sync(obs: &Observation<'_>, s: &Synced) -> Decision {
     let mut learned = Vec::new();
     if let WriteOutcome::Refused(_) = outcome.write {
         learned.push(Learned::WriteRefused);
-        remember.push(Remember::Refused);
     }
     if let (WriteOutcome::Created, Some(id)) = (&outcome.write, &outcome.fhir_id) {
         learned.push(Learned::Created {
@@ -181,7 +189,7 @@ fn settled(
     obs: &Observation<'_>,
     mut new: EpicPractitionerStatus,
     synced: Reason,
-    sync: Option<&Synced>,
+    sync: Option<&SyncRun>,
     next: Next,
 ) -> Decision {
     let outcome = sync.map(|s| &s.outcome);
@@ -200,7 +208,7 @@ fn settled(
     let ok = new
         .conditions
         .iter()
-        .any(|c| c.type_ == verdict::SYNCED && c.status == ConditionStatus::True);
+        .any(|c| c.type_ == crate::crd::SYNCED && c.status == ConditionStatus::True);
     let next = if blocked {
         // Keep the finalizer: the error keeps it and retries with backoff.
         Next::Blocked(status::blocking_reason(&new).unwrap_or(Reason::Pending))
@@ -208,7 +216,7 @@ fn settled(
         next
     };
     let remember = if matches!(next, Next::Backoff(_)) {
-        Vec::new()
+        vec![Remember::CountFailure]
     } else {
         vec![Remember::ForgetFailures]
     };

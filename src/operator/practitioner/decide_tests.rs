@@ -4,9 +4,10 @@
 use std::time::Duration;
 
 use super::decide::{Learned, Next, Remember, decide};
-use super::observe::{Found, Observation, Synced};
-use super::verdict::{Prev, SYNCED};
-use crate::crd::{ConditionStatus, EpicPractitioner, EpicPractitionerStatus, Reason};
+use super::observe::{Found, Observation, Prev, SyncRun};
+use crate::crd::{
+    ConditionStatus, CreateAttempt, EpicPractitioner, EpicPractitionerStatus, Reason, SYNCED,
+};
 use crate::fhir::{FhirError, OperationOutcome};
 use crate::operator::DriftDetection;
 use crate::operator::error::Error;
@@ -56,7 +57,7 @@ fn outcome(write: WriteOutcome, action: Action) -> SyncOutcome {
 }
 
 fn synced(o: SyncOutcome) -> Found {
-    Found::Synced(Box::new(Synced {
+    Found::Synced(Box::new(SyncRun {
         outcome: o,
         key: ("ns".into(), "epic".into()),
         base_url: "https://epic.example.org/fhir".into(),
@@ -132,17 +133,13 @@ fn each_observation_leads_to_its_decision() {
             vec![],
         ),
         (
-            "a refused write is remembered by the object and the connection",
+            "a refused write is held by the connection (the object's status records it)",
             synced(outcome(WriteOutcome::Refused(refused()), Action::Update)),
             per_object,
             false,
             Some((false, Reason::WriteDisabled)),
             Next::Requeue(RESYNC),
-            vec![
-                Remember::ForgetFailures,
-                Remember::ClearAttempt,
-                Remember::Refused,
-            ],
+            vec![Remember::ForgetFailures, Remember::ClearAttempt],
             vec![Learned::WriteRefused],
         ),
         (
@@ -155,7 +152,7 @@ fn each_observation_leads_to_its_decision() {
             false,
             Some((false, Reason::EpicUnavailable)),
             Next::Backoff(Duration::from_secs(5)),
-            vec![Remember::ClearAttempt],
+            vec![Remember::CountFailure, Remember::ClearAttempt],
             vec![],
         ),
         (
@@ -297,4 +294,43 @@ fn a_failure_is_reported_once_with_its_reason() {
         false,
     ));
     assert!(again.events.is_empty(), "the same failure again: no Event");
+}
+
+#[test]
+fn an_unanswered_attempt_stays_in_status_and_in_memory() {
+    let live = practitioner(true);
+    let attempt = CreateAttempt {
+        npi: "1234567893".into(),
+        connection: "https://epic.example.org/fhir".into(),
+        sent_at: "2026-12-01T00:00:00Z".into(),
+    };
+    let since = std::time::Instant::now();
+    let mut o = outcome(
+        WriteOutcome::NotAttempted,
+        Action::Hold(HoldReason::CreateUnconfirmed),
+    );
+    o.fhir_id = None;
+    o.resolution = Resolution::NotFound;
+    let Found::Synced(mut s) = synced(o) else {
+        unreachable!()
+    };
+    s.known_attempt = Some((since, attempt.clone()));
+    let d = decide(&observation(
+        &live,
+        None,
+        Found::Synced(s),
+        DriftDetection::Roster,
+        false,
+    ));
+    assert_eq!(
+        d.status.as_ref().and_then(|s| s.create_attempt.clone()),
+        Some(attempt.clone()),
+        "a status that lost the attempt gets it back"
+    );
+    assert!(
+        d.remember.contains(&Remember::SawAttempt(since, attempt)),
+        "{:?}",
+        d.remember
+    );
+    assert!(!d.remember.contains(&Remember::ClearAttempt));
 }

@@ -8,7 +8,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 
 use super::backoff::{backoff, jittered};
-use super::decide::{Decision, Learned, Next, Remember};
+use super::decide::{Decision, Learned, Next};
 use super::observe::{Found, Observation};
 use super::status_write::apply_status;
 use crate::crd::{EpicPractitioner, EpicPractitionerStatus};
@@ -26,45 +26,40 @@ pub async fn perform(
 ) -> Result<Action, Error> {
     let obj = obs.obj;
     let (object, uid) = (ObjectRef::from_obj(obj), obj.uid().unwrap_or_default());
-    if let Found::Synced(s) = &obs.found {
-        ctx.metrics
-            .ops
-            .write(&connection_label(&s.key), &s.outcome.write);
-        for learned in &decision.learned {
-            match learned {
-                Learned::WriteRefused => {
-                    if let Some(conn) = &obs.conn {
-                        conn.mark_refused();
-                    }
-                }
-                // Before the status write below, which can fail: the next pass reads the new
-                // record instead of creating again.
-                Learned::Created { npi, id } => {
-                    ctx.rosters.record_created(&s.key, &s.base_url, npi, id)
-                }
-                Learned::SearchRefused => {}
+    // What the connection learned goes first: a created id enters the ledger before the
+    // status write below, which can fail, so the next pass reads the new record instead of
+    // creating again.
+    let lessons: Vec<_> = decision
+        .learned
+        .iter()
+        .filter_map(Learned::lesson)
+        .collect();
+    match &obs.found {
+        Found::Synced(s) => {
+            ctx.metrics
+                .ops
+                .write(&connection_label(&s.key), &s.outcome.write);
+            if decision.learned.contains(&Learned::WriteRefused)
+                && let Some(conn) = &obs.conn
+            {
+                conn.mark_refused();
             }
+            ctx.rosters.learn(&s.key, &s.base_url, &lessons);
         }
-    }
-    if let Found::Failed {
-        error,
-        search_refused_on: Some((key, base_url)),
-    } = &obs.found
-        && decision.learned.contains(&Learned::SearchRefused)
-    {
-        tracing::warn!(connection = %key.1, reason = %error.reason(), "identifier search refused; practitioners of this connection resolve from roster walks");
-        ctx.rosters.refuse_search(key, base_url);
-    }
-    for r in &decision.remember {
-        match r {
-            Remember::ForgetFailures => ctx.memory.forget_failures(&object, &uid),
-            Remember::Refused => ctx.memory.note_refused(&object, &uid),
-            Remember::ClearAttempt => ctx.memory.clear_attempt(&object, &uid),
+        Found::Failed {
+            error,
+            search_refused_on: Some((key, base_url)),
+        } if !lessons.is_empty() => {
+            tracing::warn!(connection = %key.1, reason = %error.reason(), "identifier search refused; practitioners of this connection resolve from roster walks");
+            ctx.rosters.learn(key, base_url, &lessons);
         }
+        _ => {}
     }
     if let Some(new) = &decision.status {
         report(obj, ctx, new, decision.write_status, &decision.events).await?;
     }
+    // After the status write: when it fails, the error policy counts the failure instead.
+    let failures = ctx.memory.remember(&object, &uid, &decision.remember);
     if let Some((ok, reason)) = decision.metric {
         timer.note(ok, reason);
     }
@@ -74,10 +69,7 @@ pub async fn perform(
     match decision.next {
         Next::Requeue(d) => Ok(Action::requeue(jittered(d))),
         Next::AwaitChange => Ok(Action::await_change()),
-        Next::Backoff(base) => Ok(Action::requeue(backoff(
-            ctx.memory.count_failure(&object, &uid),
-            base,
-        ))),
+        Next::Backoff(base) => Ok(Action::requeue(backoff(failures, base))),
         Next::Blocked(why) => Err(Error::DeletionBlocked { why }),
         Next::Fail => match obs.found {
             Found::Failed { error, .. } => Err(error),

@@ -6,7 +6,7 @@
 use kube::runtime::events::EventType;
 
 use crate::crd::{EpicPractitioner, EpicPractitionerStatus, Reason};
-use crate::operator::practitioner::verdict::Prev;
+use crate::operator::practitioner::observe::Prev;
 use crate::pipeline::{SyncOutcome, WriteOutcome};
 use crate::reconcile::Resolution;
 

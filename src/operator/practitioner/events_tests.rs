@@ -12,7 +12,7 @@ fn transitions(
     new: &EpicPractitionerStatus,
     outcome: Option<&SyncOutcome>,
 ) -> Vec<(EventType, Reason, String)> {
-    let new_reason = crate::operator::practitioner::verdict::synced_reason(new);
+    let new_reason = new.synced_reason();
     super::transitions(obj, &Prev::of(Some(old)), new, new_reason, outcome)
 }
 

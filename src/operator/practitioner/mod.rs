@@ -10,12 +10,10 @@ pub(crate) mod check_now;
 mod decide;
 mod effect;
 pub(crate) mod events;
-mod observe;
-mod prefetch;
+pub(crate) mod observe;
 pub(crate) mod status;
 pub(crate) mod status_limits;
 mod status_write;
-pub(crate) mod verdict;
 
 #[cfg(test)]
 mod decide_tests;

@@ -11,11 +11,11 @@ use kube::runtime::reflector::ObjectRef;
 
 use super::attempt::StatusAttempt;
 use super::backoff::{AWAIT_WALK_REQUEUE, safety_requeue};
-use super::prefetch::{Prefetch, roster_prefetch};
-use super::verdict::Prev;
-use crate::crd::{CreateAttempt, EpicPractitioner, EpicPractitionerStatus, Reason, RoleSummary};
+use crate::crd::{CreateAttempt, EpicPractitioner, EpicPractitionerStatus, Reason};
 use crate::operator::connection::cache::{ConnectionHandle, Key};
 use crate::operator::error::Error;
+use crate::operator::roster::index::HandoverFor;
+use crate::operator::roster::state::{Answer, Known, Question};
 use crate::operator::{Context, DriftDetection};
 use crate::pipeline::{CreateGuard, Prefetched, SyncOutcome, SyncRequest, sync_practitioner};
 use crate::reconcile::{Disclosure, Normalizer, validate_spec, write_policy};
@@ -39,7 +39,7 @@ pub enum Found {
     /// Roster walks cover the object: nothing to do, look again after this at the latest.
     Wait(Duration),
     /// A sync ran.
-    Synced(Box<Synced>),
+    Synced(Box<SyncRun>),
     /// The pass stopped; `search_refused_on` names the connection and instance when the
     /// instance refused an identifier search while resolving (its practitioners then resolve
     /// from roster walks only).
@@ -50,7 +50,7 @@ pub enum Found {
 }
 
 /// A sync and the connection facts it ran under.
-pub struct Synced {
+pub struct SyncRun {
     pub outcome: SyncOutcome,
     pub key: Key,
     /// The instance the record's id belongs to.
@@ -58,8 +58,38 @@ pub struct Synced {
     pub resync: Duration,
     pub write_disabled_message: String,
     pub normalizer: Normalizer,
-    /// The unanswered create attempt this process knows of, if any.
-    pub known_attempt: Option<CreateAttempt>,
+    /// The unanswered create attempt this process knows of, if any, and since when.
+    pub known_attempt: Option<(Instant, CreateAttempt)>,
+}
+
+/// The status the object had before this pass, with its Synced reason read once.
+#[derive(Clone, Debug, Default)]
+pub struct Prev {
+    pub status: EpicPractitionerStatus,
+    pub synced: Option<Reason>,
+    /// The whole status as the API server holds it; false for the watch cache's slim copy,
+    /// which a pass may decide by but never writes back.
+    pub complete: bool,
+}
+
+impl Prev {
+    /// The whole status, as read from the API server (or built in a test).
+    pub fn of(status: Option<&EpicPractitionerStatus>) -> Self {
+        let status = status.cloned().unwrap_or_default();
+        Prev {
+            synced: status.synced_reason(),
+            status,
+            complete: true,
+        }
+    }
+
+    /// The watch cache's slim copy (`operator::slim`).
+    pub fn cached(status: Option<&EpicPractitionerStatus>) -> Self {
+        Prev {
+            complete: false,
+            ..Prev::of(status)
+        }
+    }
 }
 
 /// Gathers the observation of one pass.
@@ -69,7 +99,7 @@ pub async fn observe<'a>(
     deleting: bool,
 ) -> Observation<'a> {
     let cached = Prev::cached(obj.status.as_ref());
-    let (found, conn, full) = match sync(obj, ctx, &cached, deleting).await {
+    let (found, conn, full) = match gather(obj, ctx, &cached, deleting).await {
         Ok(seen) => seen,
         Err(error) => (
             Found::Failed {
@@ -109,8 +139,8 @@ pub async fn observe<'a>(
     }
 }
 
-/// Validate, dereference the connection, ask the walks, then sync.
-async fn sync(
+/// Validate, dereference the connection, ask the object's memory and the walks, then sync.
+async fn gather(
     obj: &EpicPractitioner,
     ctx: &Context,
     prev: &Prev,
@@ -140,35 +170,50 @@ async fn sync(
         .fhir_id
         .as_deref()
         .filter(|_| old.connection.as_deref() == Some(conn.base_url()));
-    let (prefetched, known_roles, walk_started) = match ctx.mode {
-        // "Check now" (the requested-at annotation): a fresh read, not the walk's copy.
-        _ if super::check_now::requested(obj) => (None, None, None),
-        DriftDetection::PerObject => (None, None, None),
+    // What this object's memory and the connection's walks know: each asked once.
+    let about = HandoverFor {
+        uid,
+        npi: obj.spec.npi.clone(),
+        base_url: conn.base_url().to_string(),
+    };
+    let recalled = ctx.memory.recall(&ObjectRef::from_obj(obj), &about);
+    let (known, search) = match ctx.mode {
+        DriftDetection::PerObject => (Known::default(), true),
         DriftDetection::Roster => {
-            let settled = !deleting
-                && old.last_error.is_none()
-                && old.drift.is_empty()
-                && old.observed_generation == obj.metadata.generation
-                && prev.synced != Some(Reason::Paused);
-            match roster_prefetch(ctx, &key, &conn, obj, known_id.is_some(), settled) {
-                Prefetch::Use(p, roles, started) => (p, roles, started),
-                Prefetch::AwaitWalk => return Ok((Found::Wait(AWAIT_WALK_REQUEUE), None, None)),
-                Prefetch::Covered => {
+            let question = Question {
+                npi: &obj.spec.npi,
+                has_id: known_id.is_some(),
+                settled: !deleting
+                    && old.last_error.is_none()
+                    && old.drift.is_empty()
+                    && old.observed_generation == obj.metadata.generation
+                    && prev.synced != Some(Reason::Paused),
+                // "Check now" (the requested-at annotation): a fresh read, not the walk's copy.
+                fresh: obj.pending_request().is_some(),
+                search_listed: conn.capability.as_ref().is_none_or(|c| c.npi_search()),
+                covered_within: conn.resync.saturating_mul(2) + Duration::from_secs(60),
+            };
+            let base = conn.base_url();
+            match ctx.rosters.answer(&key, base, &question, recalled.handover) {
+                Answer::Use { known, search } => (known, search),
+                Answer::Search(known) => (known, true),
+                Answer::AwaitWalk => return Ok((Found::Wait(AWAIT_WALK_REQUEUE), None, None)),
+                Answer::Covered => {
                     return Ok((Found::Wait(safety_requeue(conn.resync)), None, None));
                 }
-                Prefetch::Failed(e) => return Err(Error::Fhir(e)),
+                Answer::Failed(e) => return Err(Error::Fhir(e)),
             }
         }
     };
-    let known = Known {
+    let before = Before {
         known_id,
-        prefetched,
-        known_roles,
-        walk_started,
+        known,
+        search,
+        attempt: recalled.attempt,
     };
     // The sync writes status (a create attempt, then the result): from the whole status.
     let full = whole_status(ctx, obj).await?;
-    let found = sync_with_epic(obj, ctx, &full.status, deleting, key, &conn, known).await?;
+    let found = sync_with_epic(obj, ctx, &full.status, deleting, key, &conn, before).await?;
     Ok((found, Some(conn), Some(full)))
 }
 
@@ -180,12 +225,13 @@ async fn whole_status(ctx: &Context, obj: &EpicPractitioner) -> Result<Prev, Err
     Ok(Prev::of(live.status.as_ref()))
 }
 
-/// What is known of the record before asking Epic.
-struct Known<'a> {
+/// What is known before asking Epic: the record's id, what the walks know, whether the
+/// instance searches by identifier, and the unanswered create attempt memory holds.
+struct Before<'a> {
     known_id: Option<&'a str>,
-    prefetched: Option<Prefetched>,
-    known_roles: Option<Vec<RoleSummary>>,
-    walk_started: Option<Instant>,
+    known: Known,
+    search: bool,
+    attempt: Option<(Instant, CreateAttempt)>,
 }
 
 /// The sync itself (`pipeline::sync_practitioner`), with the write policy, the create guard
@@ -197,22 +243,25 @@ async fn sync_with_epic(
     deleting: bool,
     key: Key,
     conn: &ConnectionHandle,
-    known: Known<'_>,
+    before: Before<'_>,
 ) -> Result<Found, Error> {
-    let object = ObjectRef::from_obj(obj);
-    let uid = obj.uid().unwrap_or_default();
-    // A refused write is retried no more often than the resync interval.
-    let refused_recently =
-        old.refused_within(conn.resync) || ctx.memory.refused_within(&object, &uid, conn.resync);
+    let Before {
+        known_id: id,
+        known,
+        search,
+        attempt,
+    } = before;
+    // A refused write is retried no more often than the resync interval. The whole status
+    // holds the operator's own last write, so no other record of the refusal is needed.
     let policy = write_policy(
         conn.writes(),
         conn.spec.writes,
-        refused_recently,
+        old.refused_within(conn.resync),
         old.last_error.as_ref().map(|e| e.message.as_str()),
     );
     // The walk's page copy replaces the read by id (a write still reads first); a known id
     // whose NPI the walk found on several records holds as ambiguous.
-    let known_id = known.known_id.filter(|_| {
+    let known_id = id.filter(|_| {
         !matches!(
             known.prefetched,
             Some(Prefetched::Record { .. } | Prefetched::Ambiguous(_))
@@ -220,7 +269,8 @@ async fn sync_with_epic(
     });
     let resolving = known_id.is_none() && known.prefetched.is_none();
     let normalizer = conn.normalizer();
-    let create_guard = create_guard(ctx, obj, old, &key, conn, known.walk_started);
+    let (create_guard, known_attempt) =
+        create_guard(obj, old, attempt, conn, search, known.walk_started);
     let recorder = StatusAttempt::new(ctx, obj, old, conn.base_url());
     let synced = sync_practitioner(
         &conn.client,
@@ -233,12 +283,12 @@ async fn sync_with_epic(
             perform_writes: true,
             // Roles are read when the record is (re)resolved; they change far less often than
             // the record. In roster mode they come from the PractitionerRole walk.
-            fetch_roles: known.known_id.is_none(),
+            fetch_roles: id.is_none(),
             normalizer: &normalizer,
             conditional_create: conn.conditional_create(),
             disclosure: Disclosure::Masked,
             prefetched: known.prefetched,
-            known_roles: known.known_roles,
+            known_roles: known.roles,
             create_guard,
             attempt_recorder: Some(&recorder),
         },
@@ -254,11 +304,7 @@ async fn sync_with_epic(
         }
         other => other?,
     };
-    let known_attempt = ctx
-        .memory
-        .standing_attempt(&object, &uid, None)
-        .map(|(_, a)| a);
-    Ok(Found::Synced(Box::new(Synced {
+    Ok(Found::Synced(Box::new(SyncRun {
         outcome,
         key,
         base_url: conn.base_url().to_string(),
@@ -269,42 +315,35 @@ async fn sync_with_epic(
     })))
 }
 
-/// What may prove this object's record absent before a POST. An unanswered create attempt in
-/// status is dated by this process's own clock (its POST, or when it first saw the attempt),
-/// and only a walk that started later than that, plus the request timeout within which the
-/// POST may still have landed, proves absence.
+/// What may prove this object's record absent before a POST: a search just before it where
+/// the instance searches by identifier; and where an unanswered create attempt stands, dated
+/// by this process's own clock (its POST, or when it first saw the attempt), only a walk that
+/// started later than that, plus the request timeout within which the POST may still have
+/// landed.
+/// Returns the guard and the attempt it dated.
 fn create_guard(
-    ctx: &Context,
     obj: &EpicPractitioner,
     old: &EpicPractitionerStatus,
-    key: &Key,
+    remembered: Option<(Instant, CreateAttempt)>,
     conn: &ConnectionHandle,
+    search: bool,
     walk_started: Option<Instant>,
-) -> CreateGuard {
+) -> (CreateGuard, Option<(Instant, CreateAttempt)>) {
+    // An unanswered attempt in status that memory does not hold is first seen now.
     let in_status = old
         .create_attempt
         .as_ref()
         .filter(|a| a.npi == obj.spec.npi && a.connection == conn.base_url());
-    let uid = obj.uid().unwrap_or_default();
-    let since = ctx
-        .memory
-        .standing_attempt(&ObjectRef::from_obj(obj), &uid, in_status)
-        .map(|(t, _)| t);
+    let attempt = remembered.or_else(|| in_status.map(|a| (Instant::now(), a.clone())));
     let settle = conn.client.settings().request_timeout;
-    let walk_after_attempt = since.is_none_or(|t| {
-        walk_started.is_some_and(|w| w.checked_duration_since(t).is_some_and(|d| d > settle))
+    let walk_after_attempt = attempt.as_ref().is_none_or(|(t, _)| {
+        walk_started.is_some_and(|w| w.checked_duration_since(*t).is_some_and(|d| d > settle))
     });
-    let search = match ctx.mode {
-        DriftDetection::PerObject => true,
-        DriftDetection::Roster => {
-            let listed = conn.capability.as_ref().is_none_or(|c| c.npi_search());
-            ctx.rosters.searchable(key, conn.base_url(), listed)
-        }
-    };
-    CreateGuard {
+    let guard = CreateGuard {
         search,
         walk_after_attempt,
-    }
+    };
+    (guard, attempt)
 }
 
 /// An identifier search the instance does not support: 400 (Epic code 4100 and kin).

@@ -6,28 +6,23 @@ use crate::crd::{
     EpicPractitionerStatus, LastError, Reason, set_condition,
 };
 use crate::operator::practitioner::status_limits::bounded;
+use crate::pipeline::verdict::{self, Said, Verdict};
 use crate::pipeline::{AttemptState, SyncOutcome, WriteOutcome};
 use crate::reconcile::{Action, HoldReason, Normalizer, fingerprint};
 use crate::util::now_rfc3339;
 
-pub use crate::operator::practitioner::verdict::{IN_SYNC, READY, SYNCED, synced_reason};
-use crate::operator::practitioner::verdict::{Said, Verdict};
+pub use crate::crd::{IN_SYNC, READY, SYNCED};
 
-fn condition(
-    type_: &str,
-    status: ConditionStatus,
-    reason: Reason,
-    message: String,
-    generation: Option<i64>,
-) -> Condition {
-    Condition {
-        type_: type_.into(),
-        status,
-        reason: reason.as_str().into(),
-        message,
-        last_transition_time: now_rfc3339(),
-        observed_generation: generation,
-    }
+/// A condition of this pass, observed now.
+fn condition(type_: &str, said: &Said, generation: Option<i64>) -> Condition {
+    Condition::new(
+        type_,
+        said.status,
+        said.reason,
+        &said.message,
+        generation,
+        now_rfc3339(),
+    )
 }
 
 /// Sets Synced and derives Ready from Synced and InSync.
@@ -38,11 +33,12 @@ pub fn set_synced(
     message: String,
     generation: Option<i64>,
 ) {
-    set_condition(
-        &mut status.conditions,
-        condition(SYNCED, ok.into(), reason, message, generation),
+    put(
+        status,
+        SYNCED,
+        &Said::new(ok.into(), reason, message),
+        generation,
     );
-    derive_ready(status, generation);
 }
 
 pub fn set_in_sync(
@@ -52,70 +48,23 @@ pub fn set_in_sync(
     message: String,
     generation: Option<i64>,
 ) {
-    set_condition(
-        &mut status.conditions,
-        condition(IN_SYNC, s, reason, message, generation),
-    );
+    put(status, IN_SYNC, &Said::new(s, reason, message), generation);
 }
 
+/// Ready, by the verdict's rule, from the Synced and InSync the status holds now.
 fn derive_ready(status: &mut EpicPractitionerStatus, generation: Option<i64>) {
-    let get = |t: &str| status.conditions.iter().find(|c| c.type_ == t).cloned();
-    let synced = get(SYNCED);
-    let in_sync = get(IN_SYNC);
-    // The decisive reason: a record that is not found (or ambiguous, or whose search was
-    // incomplete) says so before the instance's refusal to write, which is secondary then.
-    let resolution_problem = in_sync.as_ref().is_some_and(|i| {
-        i.status != ConditionStatus::True
-            && matches!(
-                reason_of(i),
-                Reason::NotFound | Reason::AmbiguousNpi | Reason::SearchIncomplete
+    let said = |t: &str| {
+        status.conditions.iter().find(|c| c.type_ == t).map(|c| {
+            Said::new(
+                c.status,
+                // A reason an older release wrote that is no longer in the vocabulary.
+                Reason::parse(&c.reason).unwrap_or(Reason::Unknown),
+                c.message.clone(),
             )
-    });
-    let write_disabled = synced
-        .as_ref()
-        .is_some_and(|s| reason_of(s) == Reason::WriteDisabled);
-    let ready = match (&synced, &in_sync) {
-        (_, Some(i)) if resolution_problem && write_disabled => condition(
-            READY,
-            ConditionStatus::False,
-            reason_of(i),
-            i.message.clone(),
-            generation,
-        ),
-        (Some(s), Some(i))
-            if s.status == ConditionStatus::True && i.status == ConditionStatus::True =>
-        {
-            condition(
-                READY,
-                ConditionStatus::True,
-                Reason::Ready,
-                "Epic matches the spec".into(),
-                generation,
-            )
-        }
-        (Some(s), _) if s.status != ConditionStatus::True => condition(
-            READY,
-            ConditionStatus::False,
-            reason_of(s),
-            s.message.clone(),
-            generation,
-        ),
-        (_, Some(i)) => condition(
-            READY,
-            ConditionStatus::False,
-            reason_of(i),
-            i.message.clone(),
-            generation,
-        ),
-        _ => condition(
-            READY,
-            ConditionStatus::Unknown,
-            Reason::Pending,
-            "not reconciled yet".into(),
-            generation,
-        ),
+        })
     };
-    set_condition(&mut status.conditions, ready);
+    let ready = verdict::ready(said(SYNCED).as_ref(), said(IN_SYNC).as_ref());
+    set_condition(&mut status.conditions, condition(READY, &ready, generation));
 }
 
 /// Whether `new` says anything `old` does not, beyond the time of the sync: a sync that only
@@ -234,9 +183,7 @@ fn record_write(
         WriteOutcome::Conflict { attempts, last } => {
             s.last_error = Some(last_error(
                 Reason::Conflict,
-                format!(
-                    "the record changed between read and write {attempts} times in a row; last answer: {last}"
-                ),
+                verdict::conflict_message(*attempts, last),
                 last.http_status(),
                 last.epic_codes(),
             ));
@@ -254,16 +201,7 @@ fn record_write(
 
 /// Sets one condition from its verdict (Ready follows Synced).
 fn put(status: &mut EpicPractitionerStatus, type_: &str, said: &Said, generation: Option<i64>) {
-    set_condition(
-        &mut status.conditions,
-        condition(
-            type_,
-            said.status,
-            said.reason,
-            said.message.clone(),
-            generation,
-        ),
-    );
+    set_condition(&mut status.conditions, condition(type_, said, generation));
     if type_ == SYNCED {
         derive_ready(status, generation);
     }
@@ -304,7 +242,7 @@ pub fn deletion_blocked(
     new: EpicPractitionerStatus,
 ) -> EpicPractitionerStatus {
     let generation = obj.metadata.generation;
-    let why = synced_reason(&new).unwrap_or(Reason::Pending);
+    let why = new.synced_reason().unwrap_or(Reason::Pending);
     let mut s = new;
     if why == Reason::DeletionBlocked {
         return s;
@@ -339,7 +277,7 @@ pub fn blocking_reason(s: &EpicPractitionerStatus) -> Option<Reason> {
     s.last_error
         .as_ref()
         .and_then(|e| Reason::parse(&e.reason))
-        .or_else(|| synced_reason(s))
+        .or_else(|| s.synced_reason())
 }
 
 /// The status of a paused object.
@@ -378,12 +316,6 @@ fn last_error(
         http_status,
         epic_codes,
     }
-}
-
-/// A stored condition's reason; one written by an older release that is no longer in the
-/// vocabulary reads as Unknown.
-fn reason_of(c: &Condition) -> Reason {
-    Reason::parse(&c.reason).unwrap_or(Reason::Unknown)
 }
 
 #[cfg(test)]

@@ -6,8 +6,8 @@ use crate::crd::EpicPractitionerStatus;
 use crate::util::bounded_message;
 
 /// Longest message kept in a condition or `lastError` (Epic's diagnostics and OAuth
-/// `error_description` come from outside and can be any size).
-pub const MAX_MESSAGE_BYTES: usize = 1024;
+/// `error_description` come from outside and can be any size): the conditions' own bound.
+pub const MAX_MESSAGE_BYTES: usize = crate::crd::MAX_CONDITION_MESSAGE_BYTES;
 /// Longest desired or live value kept in a drift entry.
 pub const MAX_DRIFT_VALUE_BYTES: usize = 512;
 /// Most roles, warnings and Epic codes kept.

@@ -77,7 +77,7 @@ fn build(
         old,
         o,
         "https://epic.example.org/fhir",
-        &crate::operator::practitioner::verdict::of_sync(p, old, o, "held: writes disabled"),
+        &crate::pipeline::verdict::of_sync(p, old, o, "held: writes disabled"),
         &Normalizer::default(),
     )
 }

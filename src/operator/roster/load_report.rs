@@ -4,9 +4,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use crate::crd::{
-    Condition, ConditionStatus, LoadStatus, Reason, RequestBudget, WalkWindows, WriteMode,
-};
+use crate::crd::{Condition, LoadStatus, Reason, RequestBudget, WalkWindows, WriteMode};
 use crate::operator::connection::cache::ConnectionHandle;
 use crate::operator::roster::pace::{ForecastInput, forecast, human};
 
@@ -185,18 +183,14 @@ fn condition(
     message: String,
     generation: Option<i64>,
 ) -> Condition {
-    Condition {
-        type_: type_.into(),
-        status: if ok {
-            ConditionStatus::True
-        } else {
-            ConditionStatus::False
-        },
-        reason: reason.as_str().into(),
-        message: crate::util::bounded_message(&message, 1024),
-        last_transition_time: crate::util::now_rfc3339(),
-        observed_generation: generation,
-    }
+    Condition::new(
+        type_,
+        ok.into(),
+        reason,
+        &message,
+        generation,
+        crate::util::now_rfc3339(),
+    )
 }
 
 /// RosterWalks: refused by Epic, held by a daily limit or invalid windows, or running.

@@ -15,7 +15,6 @@ use serde_json::Value;
 use super::index::{Finding, Handover, HandoverFor, RoleMap, RosterIndex};
 use crate::crd::{EpicPractitioner, Reason, RoleSummary};
 use crate::fhir::OperationOutcome;
-use crate::operator::practitioner::verdict::synced_reason;
 use crate::pipeline::Prefetched;
 use crate::reconcile::identity::{check_fhir_id, npi_values, over_bounds};
 use crate::reconcile::{Normalizer, fingerprint};
@@ -28,16 +27,23 @@ pub struct Woken {
     pub handover: Option<Handover>,
 }
 
+/// What one walk is of: the connection and instance, the settings its findings are judged by,
+/// the roles to attach, and the connection's practitioners by NPI.
+pub struct WalkOf<'a> {
+    pub connection: &'a str,
+    pub base: &'a str,
+    pub resync: Duration,
+    pub normalizer: Normalizer,
+    pub roles: Option<Arc<RoleMap>>,
+    /// This walk also walked PractitionerRole.
+    pub roles_walked: bool,
+    pub started: Instant,
+    pub by_npi: HashMap<Box<str>, Vec<Object>>,
+}
+
 /// One walk's matching state.
 pub struct Matcher<'a> {
-    connection: &'a str,
-    base: &'a str,
-    resync: Duration,
-    normalizer: Normalizer,
-    roles: Option<Arc<RoleMap>>,
-    roles_walked: bool,
-    started: Instant,
-    by_npi: HashMap<Box<str>, Vec<Object>>,
+    walk: WalkOf<'a>,
     index: RosterIndex,
     /// Known records seen, by object.
     seen_known: HashSet<Object>,
@@ -48,29 +54,12 @@ pub struct Matcher<'a> {
 }
 
 impl<'a> Matcher<'a> {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        connection: &'a str,
-        base: &'a str,
-        resync: Duration,
-        normalizer: Normalizer,
-        roles: Option<Arc<RoleMap>>,
-        roles_walked: bool,
-        started: Instant,
-        by_npi: HashMap<Box<str>, Vec<Object>>,
-    ) -> Self {
+    pub fn new(walk: WalkOf<'a>) -> Self {
         let mut index = RosterIndex::default();
-        index.set_roles(roles.clone());
-        index.set_started(started);
+        index.set_roles(walk.roles.clone());
+        index.set_started(walk.started);
         Matcher {
-            connection,
-            base,
-            resync,
-            normalizer,
-            roles,
-            roles_walked,
-            started,
-            by_npi,
+            walk,
             index,
             seen_known: HashSet::new(),
             deferred: HashMap::new(),
@@ -79,7 +68,8 @@ impl<'a> Matcher<'a> {
     }
 
     fn roles_of(&self, id: &str) -> Option<Vec<RoleSummary>> {
-        self.roles
+        self.walk
+            .roles
             .as_ref()
             .map(|r| r.get(id).cloned().unwrap_or_default())
     }
@@ -93,8 +83,8 @@ impl<'a> Matcher<'a> {
         Handover {
             found,
             roles,
-            about: handover_for(p, self.base),
-            walk_started: Some(self.started),
+            about: handover_for(p, self.walk.base),
+            walk_started: Some(self.walk.started),
         }
     }
 
@@ -102,7 +92,7 @@ impl<'a> Matcher<'a> {
     fn incomplete(&mut self, why: impl FnOnce() -> String, log: &str) {
         if self.hidden.is_none() {
             let why = why();
-            tracing::warn!(connection = %self.connection, reason = %why, "{log}");
+            tracing::warn!(connection = %self.walk.connection, reason = %why, "{log}");
             self.hidden = Some(why);
         }
     }
@@ -128,7 +118,7 @@ impl<'a> Matcher<'a> {
         }
         let mut woken = Vec::new();
         // Taken out while matching (the matcher is borrowed mutably per record), put back after.
-        let by_npi = std::mem::take(&mut self.by_npi);
+        let by_npi = std::mem::take(&mut self.walk.by_npi);
         for r in page {
             let Some(id) = r.get("id").and_then(Value::as_str) else {
                 continue;
@@ -152,7 +142,7 @@ impl<'a> Matcher<'a> {
             }
             self.record(id, &r, &by_npi, lookup, &mut woken);
         }
-        self.by_npi = by_npi;
+        self.walk.by_npi = by_npi;
         woken
     }
 
@@ -180,15 +170,16 @@ impl<'a> Matcher<'a> {
                 if p.is_paused() {
                     continue;
                 }
-                match known_id(&p, self.base) {
+                match known_id(&p, self.walk.base) {
                     Some(known) if known == id => {
                         self.seen_known.insert(object.clone());
-                        let live_fp = fp.get_or_insert_with(|| fingerprint(r, &self.normalizer));
-                        let roles_changed = self.roles_walked
+                        let live_fp =
+                            fp.get_or_insert_with(|| fingerprint(r, &self.walk.normalizer));
+                        let roles_changed = self.walk.roles_walked
                             && p.status.as_ref().is_some_and(|s| {
                                 self.roles_of(id).is_some_and(|roles| roles != s.roles)
                             });
-                        let changed = needs_wake(&p, live_fp, self.resync);
+                        let changed = needs_wake(&p, live_fp, self.walk.resync);
                         if changed || roles_changed {
                             let found = if changed {
                                 copy.get_or_insert_with(|| Finding::record(id, r)).clone()
@@ -224,7 +215,7 @@ impl<'a> Matcher<'a> {
             self.index.set_incomplete(why);
         }
         let mut woken = Vec::new();
-        let by_npi = std::mem::take(&mut self.by_npi);
+        let by_npi = std::mem::take(&mut self.walk.by_npi);
         for (npi, objects) in &by_npi {
             for object in objects {
                 let Some(p) = lookup(object) else { continue };
@@ -250,7 +241,7 @@ impl<'a> Matcher<'a> {
         object: &Object,
         npi: &str,
     ) -> Option<Option<Handover>> {
-        if known_id(p, self.base).is_some() {
+        if known_id(p, self.walk.base).is_some() {
             return match self.index.lookup(npi) {
                 // The known record is one of several carrying the NPI: it holds as ambiguous
                 // instead of writing to whichever it resolved to first.
@@ -292,7 +283,7 @@ pub(super) fn needs_wake(p: &EpicPractitioner, live_fp: &str, resync: Duration) 
         return true;
     }
     // Drift held by a refused write is retried once per resync interval.
-    if !status.drift.is_empty() && synced_reason(status) == Some(Reason::WriteDisabled) {
+    if !status.drift.is_empty() && status.synced_reason() == Some(Reason::WriteDisabled) {
         let refused_long_ago = !status.refused_within(resync);
         return refused_long_ago;
     }
@@ -325,9 +316,9 @@ fn already_reported(p: &EpicPractitioner, found: &Finding) -> bool {
         return false;
     }
     match found {
-        Finding::Absent => synced_reason(status) == Some(Reason::NotFound),
-        Finding::Incomplete(_) => synced_reason(status) == Some(Reason::SearchIncomplete),
-        Finding::Ambiguous(_) => synced_reason(status) == Some(Reason::AmbiguousNpi),
+        Finding::Absent => status.synced_reason() == Some(Reason::NotFound),
+        Finding::Incomplete(_) => status.synced_reason() == Some(Reason::SearchIncomplete),
+        Finding::Ambiguous(_) => status.synced_reason() == Some(Reason::AmbiguousNpi),
         _ => false,
     }
 }

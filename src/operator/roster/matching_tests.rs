@@ -173,16 +173,7 @@ fn pages_wake_what_changed_and_the_end_of_the_walk_resolves_the_rest() {
             .push(ObjectRef::from_obj(p));
     }
     let lookup = |o: &Object| store.get(o).cloned();
-    let mut m = Matcher::new(
-        "epic",
-        BASE,
-        Duration::from_secs(600),
-        Normalizer::default(),
-        None,
-        false,
-        Instant::now(),
-        by_npi,
-    );
+    let mut m = Matcher::new(walk_of(by_npi));
     let page = vec![
         unchanged.clone(),
         record("r-b", b, false),
@@ -226,16 +217,7 @@ fn a_left_out_record_makes_absence_incomplete() {
     let by_npi: HashMap<Box<str>, Vec<Object>> =
         [(p.spec.npi.as_str().into(), vec![ObjectRef::from_obj(&p)])].into();
     let lookup = |o: &Object| store.get(o).cloned();
-    let mut m = Matcher::new(
-        "epic",
-        BASE,
-        Duration::from_secs(600),
-        Normalizer::default(),
-        None,
-        false,
-        Instant::now(),
-        by_npi,
-    );
+    let mut m = Matcher::new(walk_of(by_npi));
     // An id outside the FHIR grammar: the record is left out, so no NPI may read as absent.
     assert!(
         m.page(vec![record("bad id!", "1234567893", true)], &[], &lookup)
@@ -244,4 +226,18 @@ fn a_left_out_record_makes_absence_incomplete() {
     let (_, rest) = m.finish(&lookup);
     assert_eq!(rest.len(), 1);
     assert_eq!(kind(&rest[0]), "incomplete");
+}
+
+/// A walk of the test connection that did not walk roles.
+fn walk_of(by_npi: HashMap<Box<str>, Vec<Object>>) -> WalkOf<'static> {
+    WalkOf {
+        connection: "epic",
+        base: BASE,
+        resync: Duration::from_secs(600),
+        normalizer: Normalizer::default(),
+        roles: None,
+        roles_walked: false,
+        started: Instant::now(),
+        by_npi,
+    }
 }

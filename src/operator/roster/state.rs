@@ -1,13 +1,17 @@
 //! What roster walks learned, per connection: the NPI -> id index that resolves practitioners
 //! without an identifier search, the roles grouped by practitioner, the paging-session
-//! lifetime learned from 4113s, and the page copies handed from a walk to the reconciles it
-//! wakes. Pure state behind short locks: no I/O here.
+//! lifetime learned from 4113s, the ledger of records this operator created, and whether the
+//! instance searches by identifier. A practitioner's pass asks it one question (`answer`) and
+//! tells it what it learned once (`learn`). Each entry belongs to one instance (base URL): a
+//! read about another instance sees nothing learned and changes nothing; a write about another
+//! instance (the connection was re-pointed) starts the entry afresh. Pure state behind short
+//! locks: no I/O here.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::index::{RoleMap, RosterIndex};
+use super::index::{Handover, RoleMap, RosterIndex};
 use crate::crd::RoleSummary;
 use crate::fhir::FhirError;
 use crate::operator::connection::cache::Key;
@@ -42,16 +46,56 @@ struct ConnectionRoster {
     created: HashMap<Box<str>, (Box<str>, Instant)>,
 }
 
-/// Where an unresolved practitioner stands.
-pub enum IndexAnswer {
-    /// Resolve from this (no search); the walk it came from started at the instant given.
-    Prefetched(Prefetched, Option<Vec<RoleSummary>>, Option<Instant>),
-    /// Not in the last walk, and searching is allowed: search (a record created since).
-    Search,
+/// What a practitioner's pass asks the walks.
+#[derive(Clone, Debug)]
+pub struct Question<'a> {
+    pub npi: &'a str,
+    /// The object has a record id for this instance.
+    pub has_id: bool,
+    /// The object is settled (no error or drift in status, its generation observed, not
+    /// paused or being deleted): a walk that did not wake it found nothing new.
+    pub settled: bool,
+    /// "Check now" was asked: a fresh read, not what walks know.
+    pub fresh: bool,
+    /// The CapabilityStatement lists the identifier search (or none was read).
+    pub search_listed: bool,
+    /// How recent the last walk must be to cover a settled object.
+    pub covered_within: Duration,
+}
+
+/// What is known of the record before asking Epic.
+#[derive(Debug, Default)]
+pub struct Known {
+    pub prefetched: Option<Prefetched>,
+    pub roles: Option<Vec<RoleSummary>>,
+    /// When the walk this came from started.
+    pub walk_started: Option<Instant>,
+}
+
+/// Where a practitioner stands with the walks.
+#[derive(Debug)]
+pub enum Answer {
+    /// Sync with this; `search` says whether the instance searches by identifier (a create
+    /// needs a search just before the POST where it can).
+    Use { known: Known, search: bool },
+    /// Not in the last walk, and the instance searches: search (a record created since),
+    /// with the roles and walk start a roles-only hand-over brought.
+    Search(Known),
     /// The first walk has not finished: it wakes the practitioner when it does.
     AwaitWalk,
+    /// Walks keep coming and none found anything new for this settled practitioner.
+    Covered,
     /// The first walk failed and searching is not possible.
     Failed(FhirError),
+}
+
+/// What a practitioner's pass teaches its connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Lesson {
+    /// A POST created this record for the NPI: the ledger resolves the NPI to it at once.
+    Created { npi: String, id: String },
+    /// The instance refused an identifier search: resolve from walks only.
+    SearchRefused,
 }
 
 /// Every connection's walk state (what each object remembers, hand-overs included, is in
@@ -62,6 +106,16 @@ pub struct Rosters {
 }
 
 impl Rosters {
+    /// Reads what was learned about this instance (nothing, for another one).
+    fn read<T>(&self, key: &Key, base_url: &str, f: impl FnOnce(&ConnectionRoster) -> T) -> T {
+        let all = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+        match all.get(key) {
+            Some(c) if c.base_url == base_url => f(c),
+            _ => f(&ConnectionRoster::default()),
+        }
+    }
+
+    /// Changes what is known about this instance; an entry about another one starts afresh.
     fn with<T>(&self, key: &Key, base_url: &str, f: impl FnOnce(&mut ConnectionRoster) -> T) -> T {
         let mut all = self.connections.lock().unwrap_or_else(|p| p.into_inner());
         let entry = all.entry(key.clone()).or_default();
@@ -84,80 +138,48 @@ impl Rosters {
     }
 
     pub fn index(&self, key: &Key, base_url: &str) -> Option<Arc<RosterIndex>> {
-        self.with(key, base_url, |c| c.index.clone())
+        self.read(key, base_url, |c| c.index.clone())
     }
 
-    /// How an unresolved practitioner of this connection is resolved.
-    pub fn resolve(
+    /// Where a practitioner of this connection stands, given the walk's hand-over for it.
+    pub fn answer(
         &self,
         key: &Key,
         base_url: &str,
-        npi: &str,
-        search_listed: bool,
-    ) -> IndexAnswer {
-        self.with(key, base_url, |c| {
-            let searchable = search_listed && !c.search_refused;
-            if let Some((id, _)) = c.created.get(npi) {
-                let roles = c.index.as_ref().and_then(|i| i.roles_of(id));
-                return IndexAnswer::Prefetched(Prefetched::Id(id.to_string()), roles, None);
-            }
-            match (&c.index, &c.first_walk_error) {
-                (Some(index), _) => match index.lookup(npi) {
-                    Prefetched::NotFound | Prefetched::Incomplete(_) if searchable => {
-                        IndexAnswer::Search
-                    }
-                    found => {
-                        let roles = match &found {
-                            Prefetched::Id(id) => index.roles_of(id),
-                            _ => None,
-                        };
-                        IndexAnswer::Prefetched(found, roles, index.started())
-                    }
-                },
-                (None, Some(_)) if searchable => IndexAnswer::Search,
-                (None, Some(e)) => IndexAnswer::Failed(e.clone()),
-                (None, None) => IndexAnswer::AwaitWalk,
-            }
-        })
-    }
-
-    /// Whether a walk completed less than `within` ago: then a practitioner it did not wake
-    /// has nothing new in Epic.
-    pub fn walked_within(&self, key: &Key, base_url: &str, within: Duration) -> bool {
-        self.with(key, base_url, |c| {
-            c.walked_at.is_some_and(|t| t.elapsed() < within)
-        })
+        q: &Question,
+        handover: Option<Handover>,
+    ) -> Answer {
+        self.read(key, base_url, |c| c.answer(q, handover))
     }
 
     /// Whether the connection has no index yet (its first walk has not completed).
     pub fn awaiting_first_walk(&self, key: &Key, base_url: &str) -> bool {
-        self.with(key, base_url, |c| {
-            c.index.is_none() && c.first_walk_error.is_none()
-        })
-    }
-
-    /// Whether practitioners of this connection can be resolved by identifier search.
-    pub fn searchable(&self, key: &Key, base_url: &str, search_listed: bool) -> bool {
-        self.with(key, base_url, |c| search_listed && !c.search_refused)
+        self.read(key, base_url, ConnectionRoster::awaiting_first_walk)
     }
 
     /// The record this operator created for the NPI, until a later walk indexed it.
     pub fn created_id(&self, key: &Key, base_url: &str, npi: &str) -> Option<String> {
-        self.with(key, base_url, |c| {
+        self.read(key, base_url, |c| {
             c.created.get(npi).map(|(id, _)| id.to_string())
         })
     }
 
-    /// A POST created `id` for the NPI: practitioners resolve to it from now on.
-    pub fn record_created(&self, key: &Key, base_url: &str, npi: &str, id: &str) {
+    /// What one practitioner's pass learned about the connection.
+    pub fn learn(&self, key: &Key, base_url: &str, lessons: &[Lesson]) {
+        if lessons.is_empty() {
+            return;
+        }
         self.with(key, base_url, |c| {
-            c.created.insert(npi.into(), (id.into(), Instant::now()));
+            for lesson in lessons {
+                match lesson {
+                    Lesson::Created { npi, id } => {
+                        c.created
+                            .insert(npi.as_str().into(), (id.as_str().into(), Instant::now()));
+                    }
+                    Lesson::SearchRefused => c.search_refused = true,
+                }
+            }
         });
-    }
-
-    /// Identifier search answered 400 for this connection: resolve from walks only.
-    pub fn refuse_search(&self, key: &Key, base_url: &str) {
-        self.with(key, base_url, |c| c.search_refused = true);
     }
 
     /// A walk completed; `roles_walked` when it also walked PractitionerRole.
@@ -195,7 +217,7 @@ impl Rosters {
     /// The paging-session lifetime to plan walks by: the stated one, else the shortest one
     /// learned, else [`DEFAULT_PAGING_TTL`].
     pub fn paging_ttl(&self, key: &Key, base_url: &str, stated: Option<Duration>) -> Duration {
-        self.with(key, base_url, |c| match (stated, c.learned_ttl) {
+        self.read(key, base_url, |c| match (stated, c.learned_ttl) {
             (Some(s), Some(l)) => s.min(l),
             (Some(s), None) => s,
             (None, Some(l)) => l,
@@ -210,14 +232,106 @@ impl Rosters {
     /// Whether the next walk also walks PractitionerRole: on the first walk, then once every
     /// `every`, unless the instance refused a parameterless role search.
     pub fn roles_due(&self, key: &Key, base_url: &str, every: Duration) -> bool {
-        self.with(key, base_url, |c| {
+        self.read(key, base_url, |c| {
             !c.role_walk_refused && c.roles_walked.is_none_or(|t| t.elapsed() >= every)
         })
     }
 
     /// Roles from the last role walk, to carry into the next index.
     pub fn last_roles(&self, key: &Key, base_url: &str) -> Option<Arc<RoleMap>> {
-        self.with(key, base_url, |c| c.index.as_ref().and_then(|i| i.roles()))
+        self.read(key, base_url, |c| c.index.as_ref().and_then(|i| i.roles()))
+    }
+}
+
+impl ConnectionRoster {
+    fn awaiting_first_walk(&self) -> bool {
+        self.index.is_none() && self.first_walk_error.is_none()
+    }
+
+    /// The walk's hand-over first, then the ledger of records created here, then the index.
+    fn answer(&self, q: &Question, handover: Option<Handover>) -> Answer {
+        let search = q.search_listed && !self.search_refused;
+        if q.fresh {
+            return Answer::Use {
+                known: Known::default(),
+                search,
+            };
+        }
+        let woken = handover.is_some();
+        let known = handover.map_or_else(Known::default, |h| Known {
+            prefetched: h.found.prefetched(),
+            roles: h.roles,
+            walk_started: h.walk_started,
+        });
+        // A record this operator created and no later walk has indexed yet: read it by id,
+        // even if a walk that started before the create says absent (a status write lost
+        // after the POST must not lead to a second one).
+        if !q.has_id
+            && let Some((id, _)) = self.created.get(q.npi)
+            && !matches!(&known.prefetched, Some(Prefetched::Record { id: r, .. }) if **r == **id)
+        {
+            let known = Known {
+                prefetched: Some(Prefetched::Id(id.to_string())),
+                walk_started: None,
+                ..known
+            };
+            return Answer::Use { known, search };
+        }
+        if known.prefetched.is_some() {
+            return Answer::Use { known, search };
+        }
+        if q.has_id {
+            return self.known_record(q, known, woken, search);
+        }
+        match (&self.index, &self.first_walk_error) {
+            (Some(index), _) => match index.lookup(q.npi) {
+                Prefetched::NotFound | Prefetched::Incomplete(_) if search => Answer::Search(known),
+                found => {
+                    let roles = match &found {
+                        Prefetched::Id(id) => index.roles_of(id),
+                        _ => None,
+                    };
+                    let known = Known {
+                        prefetched: Some(found),
+                        roles: known.roles.or(roles),
+                        walk_started: index.started(),
+                    };
+                    Answer::Use { known, search }
+                }
+            },
+            (None, Some(_)) if search => Answer::Search(known),
+            (None, Some(e)) => Answer::Failed(e.clone()),
+            (None, None) => Answer::AwaitWalk,
+        }
+    }
+
+    /// A practitioner with a known record that no walk handed anything: ambiguous when the
+    /// last walk found its NPI on several records; covered when settled and walks keep coming
+    /// (at start-up, the first walk wakes what changed while the operator was away); else read
+    /// by id. When walks stop, the per-object read comes back as the safety net.
+    fn known_record(&self, q: &Question, known: Known, woken: bool, search: bool) -> Answer {
+        if let Some(index) = &self.index
+            && let Prefetched::Ambiguous(ids) = index.lookup(q.npi)
+        {
+            let known = Known {
+                prefetched: Some(Prefetched::Ambiguous(ids)),
+                roles: None,
+                walk_started: index.started(),
+            };
+            return Answer::Use { known, search };
+        }
+        if q.settled && !woken {
+            if self.awaiting_first_walk() {
+                return Answer::AwaitWalk;
+            }
+            if self
+                .walked_at
+                .is_some_and(|t| t.elapsed() < q.covered_within)
+            {
+                return Answer::Covered;
+            }
+        }
+        Answer::Use { known, search }
     }
 }
 

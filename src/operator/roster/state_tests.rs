@@ -7,6 +7,23 @@ fn npis(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
 }
 
+/// The question of an unresolved practitioner that no walk woke.
+fn unresolved(npi: &str, search_listed: bool) -> Question<'_> {
+    Question {
+        npi,
+        has_id: false,
+        settled: false,
+        fresh: false,
+        search_listed,
+        covered_within: Duration::from_secs(660),
+    }
+}
+
+/// How an unresolved practitioner of this connection is resolved.
+fn resolve(rosters: &Rosters, key: &Key, base: &str, npi: &str, search_listed: bool) -> Answer {
+    rosters.answer(key, base, &unresolved(npi, search_listed), None)
+}
+
 #[test]
 fn an_npi_missing_from_an_incomplete_walk_is_never_not_found() {
     let mut index = RosterIndex::default();
@@ -44,37 +61,65 @@ fn resolution_waits_for_the_first_walk_and_searches_only_for_what_it_lacks() {
     let key: Key = ("ns".into(), "epic".into());
     let base = "https://epic.example/api/FHIR/R4";
     assert!(matches!(
-        rosters.resolve(&key, base, "1234567893", true),
-        IndexAnswer::AwaitWalk
+        resolve(&rosters, &key, base, "1234567893", true),
+        Answer::AwaitWalk
     ));
     let mut index = RosterIndex::default();
     index.add("a-1", &npis(&["1234567893"]));
     index.set_roles(Some(Arc::new(HashMap::new())));
     rosters.walked(&key, base, index, true);
-    match rosters.resolve(&key, base, "1234567893", false) {
-        IndexAnswer::Prefetched(Prefetched::Id(id), Some(roles), _) => {
+    match resolve(&rosters, &key, base, "1234567893", false) {
+        Answer::Use {
+            known:
+                Known {
+                    prefetched: Some(Prefetched::Id(id)),
+                    roles: Some(roles),
+                    ..
+                },
+            ..
+        } => {
             assert_eq!(id, "a-1");
             assert!(roles.is_empty());
         }
         _ => panic!("the index resolves a walked NPI"),
     }
     assert!(matches!(
-        rosters.resolve(&key, base, "1245319599", true),
-        IndexAnswer::Search
+        resolve(&rosters, &key, base, "1245319599", true),
+        Answer::Search(_)
     ));
     assert!(matches!(
-        rosters.resolve(&key, base, "1245319599", false),
-        IndexAnswer::Prefetched(Prefetched::NotFound, None, _)
+        resolve(&rosters, &key, base, "1245319599", false),
+        Answer::Use {
+            known: Known {
+                prefetched: Some(Prefetched::NotFound),
+                roles: None,
+                ..
+            },
+            ..
+        }
     ));
-    rosters.refuse_search(&key, base);
+    rosters.learn(&key, base, &[Lesson::SearchRefused]);
     assert!(matches!(
-        rosters.resolve(&key, base, "1245319599", true),
-        IndexAnswer::Prefetched(Prefetched::NotFound, None, _)
+        resolve(&rosters, &key, base, "1245319599", true),
+        Answer::Use {
+            known: Known {
+                prefetched: Some(Prefetched::NotFound),
+                roles: None,
+                ..
+            },
+            ..
+        }
     ));
     // Another instance behind the same connection starts from nothing.
     assert!(matches!(
-        rosters.resolve(&key, "https://other.example/R4", "1234567893", true),
-        IndexAnswer::AwaitWalk
+        resolve(
+            &rosters,
+            &key,
+            "https://other.example/R4",
+            "1234567893",
+            true
+        ),
+        Answer::AwaitWalk
     ));
 }
 
@@ -104,11 +149,21 @@ fn a_created_record_resolves_at_once_until_a_later_walk_indexes_it() {
     let mut before = RosterIndex::default();
     before.set_started(Instant::now());
     rosters.walked(&key, base, before, false);
-    rosters.record_created(&key, base, "1234567893", "new-1");
+    rosters.learn(
+        &key,
+        base,
+        &[Lesson::Created {
+            npi: "1234567893".into(),
+            id: "new-1".into(),
+        }],
+    );
     // Even where the last walk says absent and search is impossible.
     assert!(matches!(
-        rosters.resolve(&key, base, "1234567893", false),
-        IndexAnswer::Prefetched(Prefetched::Id(id), _, _) if id == "new-1"
+        resolve(&rosters, &key, base, "1234567893", false),
+        Answer::Use {
+            known: Known { prefetched: Some(Prefetched::Id(id)), .. },
+            ..
+        } if id == "new-1"
     ));
     assert_eq!(
         rosters.created_id(&key, base, "1234567893").as_deref(),
@@ -129,5 +184,144 @@ fn a_created_record_resolves_at_once_until_a_later_walk_indexes_it() {
         rosters
             .created_id(&key, "https://prd.example.org", "1234567893")
             .is_none()
+    );
+}
+
+#[test]
+fn each_question_gets_its_answer() {
+    use crate::operator::roster::index::{Handover, HandoverFor};
+    let key: Key = ("ns".into(), "epic".into());
+    let base = "https://epic.example/api/FHIR/R4";
+    let handover = |found: Finding| Handover {
+        found,
+        roles: None,
+        about: HandoverFor {
+            uid: "u1".into(),
+            npi: "1234567893".into(),
+            base_url: base.into(),
+        },
+        walk_started: None,
+    };
+    let walked = Rosters::default();
+    let mut index = RosterIndex::default();
+    index.add("a-1", &npis(&["1234567893"]));
+    index.add("d-1", &npis(&["1245319599"]));
+    index.add("d-2", &npis(&["1245319599"]));
+    walked.walked(&key, base, index, false);
+    let resolved = |npi| Question {
+        has_id: true,
+        settled: true,
+        ..unresolved(npi, true)
+    };
+    let body = serde_json::json!({"resourceType": "Practitioner", "id": "a-1"});
+    type Case<'a> = (
+        &'a str,
+        &'a Rosters,
+        Question<'a>,
+        Option<Handover>,
+        &'a str,
+    );
+    let fresh = Rosters::default();
+    let cases: Vec<Case> = vec![
+        (
+            "a woken practitioner takes the page copy",
+            &walked,
+            resolved("1234567893"),
+            Some(handover(Finding::record("a-1", &body))),
+            "record a-1",
+        ),
+        (
+            "a settled one no walk woke is covered",
+            &walked,
+            resolved("1234567893"),
+            None,
+            "covered",
+        ),
+        (
+            "a settled one waits for the first walk",
+            &fresh,
+            resolved("1234567893"),
+            None,
+            "await walk",
+        ),
+        (
+            "a known record whose NPI is on two records holds",
+            &walked,
+            resolved("1245319599"),
+            None,
+            "ambiguous",
+        ),
+        (
+            "an unsettled one is read by id",
+            &walked,
+            Question {
+                settled: false,
+                ..resolved("1234567893")
+            },
+            None,
+            "read",
+        ),
+        (
+            "check now reads afresh, even when woken",
+            &walked,
+            Question {
+                fresh: true,
+                ..resolved("1234567893")
+            },
+            Some(handover(Finding::Absent)),
+            "read",
+        ),
+        (
+            "an unresolved NPI in the index resolves from it",
+            &walked,
+            unresolved("1234567893", true),
+            None,
+            "id a-1",
+        ),
+        (
+            "an unresolved NPI the walk did not see is searched",
+            &walked,
+            unresolved("1982736450", true),
+            None,
+            "search",
+        ),
+        (
+            "an unresolved one before the first walk waits",
+            &fresh,
+            unresolved("1234567893", true),
+            None,
+            "await walk",
+        ),
+    ];
+    for (what, rosters, q, h, want) in cases {
+        let got = match rosters.answer(&key, base, &q, h) {
+            Answer::Use {
+                known,
+                search: true,
+            } => match known.prefetched {
+                Some(Prefetched::Record { id, .. }) => format!("record {id}"),
+                Some(Prefetched::Id(id)) => format!("id {id}"),
+                Some(Prefetched::Ambiguous(_)) => "ambiguous".into(),
+                None => "read".into(),
+                Some(other) => format!("{other:?}"),
+            },
+            Answer::Use { search: false, .. } => "no search".into(),
+            Answer::Search(_) => "search".into(),
+            Answer::AwaitWalk => "await walk".into(),
+            Answer::Covered => "covered".into(),
+            Answer::Failed(e) => format!("failed: {e}"),
+        };
+        assert_eq!(got, want, "{what}");
+    }
+    // Asking changes nothing: another instance's question leaves the entry as it was.
+    let _ = walked.answer(
+        &key,
+        "https://other.example/R4",
+        &resolved("1234567893"),
+        None,
+    );
+    assert!(
+        walked.index(&key, base).is_some(),
+        "a read never resets the entry"
     );
 }

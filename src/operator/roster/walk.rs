@@ -10,7 +10,7 @@ use kube::runtime::reflector::ObjectRef;
 use serde_json::Value;
 
 use super::index::RoleMap;
-use super::matching::{Matcher, Woken};
+use super::matching::{Matcher, WalkOf, Woken};
 use super::page_pace::Pace;
 use super::{LastWalk, WalkReport, WalkResult};
 use crate::crd::EpicPractitioner;
@@ -144,16 +144,16 @@ async fn walk_practitioners(
     let started = Instant::now();
     // The connection's practitioners by NPI, from the members index (no scan of the cache);
     // each is read from the cache when its record comes, so the walk sees its latest status.
-    let mut matcher = Matcher::new(
-        &key.1,
+    let mut matcher = Matcher::new(WalkOf {
+        connection: &key.1,
         base,
-        handle.resync,
-        handle.normalizer(),
+        resync: handle.resync,
+        normalizer: handle.normalizer(),
         roles,
         roles_walked,
         started,
-        ctx.members.by_npi(key),
-    );
+        by_npi: ctx.members.by_npi(key),
+    });
     let lookup = |o: &ObjectRef<EpicPractitioner>| ctx.practitioners.get(o);
     let mut wake: HashSet<ObjectRef<EpicPractitioner>> = HashSet::new();
     let mut pages = 0u32;

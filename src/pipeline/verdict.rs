@@ -1,16 +1,14 @@
-//! What one pass concluded about a practitioner, typed: the InSync and Synced conditions with
-//! their [`Reason`] and message, and the previous status read once into [`Prev`]. Status,
-//! Events and the reconcile metric take their reasons from here; nothing parses a reason back
-//! from the text of a condition this pass wrote. Every message a condition carries after a
-//! sync is written here, once. Pure: no I/O.
+//! What one sync concluded about a practitioner, typed: the InSync and Synced conditions with
+//! their [`Reason`] and message, and Ready derived from them. Both drivers render it: the
+//! operator's status, Events and reconcile metric take their reasons from here (nothing
+//! parses a reason back from the text of a condition this pass wrote), and the command line's
+//! `plan`/`apply` report takes each practitioner's reason and message from it. Every message
+//! about a sync's outcome is written here, once. Pure: no I/O.
 
+use super::{SyncOutcome, WriteOutcome};
 use crate::crd::{ConditionStatus, EpicPractitioner, EpicPractitionerStatus, Reason};
-use crate::pipeline::{SyncOutcome, WriteOutcome};
+use crate::fhir::FhirError;
 use crate::reconcile::{Action, HoldReason, Resolution};
-
-pub const READY: &str = "Ready";
-pub const SYNCED: &str = "Synced";
-pub const IN_SYNC: &str = "InSync";
 
 /// One condition's verdict.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,7 +19,7 @@ pub struct Said {
 }
 
 impl Said {
-    fn new(status: ConditionStatus, reason: Reason, message: impl Into<String>) -> Self {
+    pub fn new(status: ConditionStatus, reason: Reason, message: impl Into<String>) -> Self {
         Said {
             status,
             reason,
@@ -38,52 +36,57 @@ pub struct Verdict {
     pub synced: Said,
 }
 
-/// The status the object had before this pass, with its reasons read once. A reason written by
-/// an older release that is no longer in the vocabulary reads as Unknown.
-#[derive(Clone, Debug, Default)]
-pub struct Prev {
-    pub status: EpicPractitionerStatus,
-    pub synced: Option<Reason>,
-    /// The whole status as the API server holds it; false for the watch cache's slim copy,
-    /// which a pass may decide by but never writes back.
-    pub complete: bool,
-}
-
-impl Prev {
-    /// The whole status, as read from the API server (or built in a test).
-    pub fn of(status: Option<&EpicPractitionerStatus>) -> Self {
-        let status = status.cloned().unwrap_or_default();
-        Prev {
-            synced: reason_in(&status, SYNCED),
-            status,
-            complete: true,
-        }
-    }
-
-    /// The watch cache's slim copy (`operator::slim`).
-    pub fn cached(status: Option<&EpicPractitionerStatus>) -> Self {
-        Prev {
-            complete: false,
-            ..Prev::of(status)
-        }
+impl Verdict {
+    /// Ready, from this verdict's Synced and InSync.
+    pub fn ready(&self) -> Said {
+        ready(Some(&self.synced), Some(&self.in_sync))
     }
 }
 
-/// The reason of a stored condition, read from status the API server holds.
-pub fn reason_in(s: &EpicPractitionerStatus, type_: &str) -> Option<Reason> {
-    s.conditions
-        .iter()
-        .find(|c| c.type_ == type_)
-        .map(|c| Reason::parse(&c.reason).unwrap_or(Reason::Unknown))
+/// Ready from Synced and InSync (either may be missing from a status written before them).
+/// The decisive reason: a record that is not found (or ambiguous, or whose search was
+/// incomplete) says so before the instance's refusal to write, which is secondary then.
+pub fn ready(synced: Option<&Said>, in_sync: Option<&Said>) -> Said {
+    use ConditionStatus::{False, True, Unknown};
+    let resolution_problem = in_sync.is_some_and(|i| {
+        i.status != True
+            && matches!(
+                i.reason,
+                Reason::NotFound | Reason::AmbiguousNpi | Reason::SearchIncomplete
+            )
+    });
+    let write_disabled = synced.is_some_and(|s| s.reason == Reason::WriteDisabled);
+    let not_ready = |said: &Said| Said::new(False, said.reason, said.message.clone());
+    match (synced, in_sync) {
+        (_, Some(i)) if resolution_problem && write_disabled => not_ready(i),
+        (Some(s), Some(i)) if s.status == True && i.status == True => {
+            Said::new(True, Reason::Ready, "Epic matches the spec")
+        }
+        (Some(s), _) if s.status != True => not_ready(s),
+        (_, Some(i)) => not_ready(i),
+        _ => Said::new(Unknown, Reason::Pending, "not reconciled yet"),
+    }
 }
 
-/// The Synced reason of a stored status (a walk and the metrics read the watch cache).
-pub fn synced_reason(s: &EpicPractitionerStatus) -> Option<Reason> {
-    reason_in(s, SYNCED)
+/// A conditional write that met a changed record on every attempt (the Synced message, and
+/// the operator's `lastError`).
+pub fn conflict_message(attempts: u32, last: &FhirError) -> String {
+    format!(
+        "Practitioner was changed in Epic between read and write on each of {attempts} attempts (each re-read it first), so nothing was overwritten; last answer: {last}"
+    )
+}
+
+/// A write Epic accepted while its response still differs from the spec. `what` says what
+/// was written ("updated the record").
+pub fn not_applied_message(what: &str) -> String {
+    format!(
+        "{what} but Epic's response still differs: some fields may be read-only on this instance"
+    )
 }
 
 /// The verdict of a sync. `write_disabled_message` says why writes are held on this
-/// connection, when they are.
+/// connection, when they are (the operator's write policy, the command line's reading of the
+/// connection and CapabilityStatement).
 pub fn of_sync(
     obj: &EpicPractitioner,
     prev: &EpicPractitionerStatus,
@@ -158,9 +161,7 @@ fn synced(
                 Said::new(
                     ConditionStatus::False,
                     Reason::WriteNotApplied,
-                    format!(
-                        "{what} but Epic's response still differs: some fields may be read-only on this instance"
-                    ),
+                    not_applied_message(what),
                 )
             }
         }
@@ -181,12 +182,10 @@ fn synced(
                 "the create was not sent, because its attempt could not be recorded in status first: {why}"
             ),
         ),
-        (WriteOutcome::Conflict { attempts, .. }, _) => Said::new(
+        (WriteOutcome::Conflict { attempts, last }, _) => Said::new(
             ConditionStatus::False,
             Reason::Conflict,
-            format!(
-                "Practitioner was changed in Epic while the operator wrote it ({attempts} attempts, each re-read first); it is tried again with backoff"
-            ),
+            conflict_message(*attempts, last),
         ),
         (WriteOutcome::NotAttempted, Action::Hold(h)) => {
             // Observe is a choice, not a failure: Synced stays True and InSync tells the drift.
@@ -239,3 +238,7 @@ fn held(
         ),
     }
 }
+
+#[cfg(test)]
+#[path = "verdict_tests.rs"]
+mod tests;
