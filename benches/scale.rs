@@ -58,12 +58,73 @@ const FAST: Timing = Timing {
 
 struct Operator {
     child: Child,
+    /// The operator process itself: the child, or under a wrapper its `epic-operator` child.
+    pid: u32,
+}
+
+impl Operator {
+    /// SIGTERM first, so that a profiler around the operator can write its data, then up to
+    /// 60 s for the child to exit; SIGKILL after that.
+    fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid.to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 impl Drop for Operator {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
+    }
+}
+
+/// The process's command name (`/proc/PID/comm`).
+fn comm(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// The operator's own process: `child` itself, or a child process of it named
+/// `epic-operator` (a wrapper such as heaptrack's script starts it), waited for up to 10 s.
+fn operator_pid(child: u32) -> u32 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if comm(child) == "epic-operator" {
+            return child;
+        }
+        let found = std::fs::read_dir("/proc").ok().and_then(|dir| {
+            dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+                .find(|&pid| {
+                    let parent = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                        .ok()
+                        .and_then(|s| {
+                            s.rsplit_once(')')?
+                                .1
+                                .split_whitespace()
+                                .nth(1)?
+                                .parse::<u32>()
+                                .ok()
+                        });
+                    parent == Some(child) && comm(pid) == "epic-operator"
+                })
+        });
+        if let Some(pid) = found {
+            return pid;
+        }
+        if Instant::now() >= deadline {
+            return child;
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -84,11 +145,16 @@ fn cpu_secs(pid: u32) -> f64 {
 }
 
 fn rss_kib(pid: u32) -> u64 {
+    status_kib(pid, "VmRSS:")
+}
+
+/// A `kB` line of /proc/PID/status (`VmRSS:`, `RssAnon:`, `RssFile:`).
+fn status_kib(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         })
         .unwrap_or(0)
@@ -123,6 +189,41 @@ async fn count_ready(api: &Api<EpicPractitioner>) -> usize {
 
 async fn stats(s: &Sandbox) -> Value {
     s.stats()
+}
+
+/// The operator's `epic_operator_heap_*` lines (jemalloc's allocated and resident bytes), in
+/// MiB, from its metrics endpoint; empty when it does not answer.
+async fn heap_metrics(metrics_port: u16) -> String {
+    let Ok(resp) = epic_operator::http::client()
+        .unwrap()
+        .get(format!("http://127.0.0.1:{metrics_port}/metrics"))
+        .send()
+        .await
+    else {
+        return String::new();
+    };
+    let text = resp.text().await.unwrap_or_default();
+    text.lines()
+        .filter(|l| l.starts_with("epic_operator_heap_"))
+        .filter_map(|l| {
+            let (name, value) = l.split_once(' ')?;
+            let mib = value.trim().parse::<f64>().ok()? / 1_048_576.0;
+            Some(format!(
+                "{} {mib:.1} MiB",
+                name.trim_start_matches("epic_operator_heap_")
+            ))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A port free on 127.0.0.1 a moment ago.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 async fn reset(s: &Sandbox) {
@@ -290,10 +391,15 @@ async fn run(
     reset(&sandbox).await;
 
     // SCALE_OPERATOR_WRAPPER runs the operator under a profiler, e.g. "heaptrack -o /tmp/op"
-    // (then RSS is the profiler's too).
+    // (RSS and CPU are still the operator's own process). SCALE_STOP_AFTER_STEADY=1 stops the
+    // operator (SIGTERM) at the end of the steady window and skips the rest: a profile then
+    // ends on the steady state (with `--features heap-profile` its "leaked" bytes are the heap
+    // live at that moment).
     let wrapper = std::env::var("SCALE_OPERATOR_WRAPPER").unwrap_or_default();
     let mut words: Vec<String> = wrapper.split_whitespace().map(str::to_string).collect();
     words.push(env!("CARGO_BIN_EXE_epic-operator").to_string());
+    let metrics_port = free_port();
+    let metrics_addr = format!("127.0.0.1:{metrics_port}");
     let child = Command::new(&words[0])
         .args(&words[1..])
         .args([
@@ -302,7 +408,7 @@ async fn run(
             "--namespace",
             &ns,
             "--metrics-addr",
-            "127.0.0.1:0",
+            &metrics_addr,
             "--jwks-addr",
             "127.0.0.1:0",
             "--drift-detection",
@@ -315,8 +421,8 @@ async fn run(
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let pid = child.id();
-    let _op = Operator { child };
+    let pid = operator_pid(child.id());
+    let mut op = Operator { child, pid };
     let peak = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let sampler = {
         let peak = peak.clone();
@@ -365,6 +471,20 @@ async fn run(
         r.budget = Some(w);
     } else {
         steady_window(&sandbox, n, mode, timing, pid, &mut r).await;
+    }
+    eprintln!(
+        "bench: at the end of the window RSS {} KiB (anon {} KiB, file {} KiB); heap: {}",
+        rss_kib(pid),
+        status_kib(pid, "RssAnon:"),
+        status_kib(pid, "RssFile:"),
+        heap_metrics(metrics_port).await
+    );
+    if std::env::var_os("SCALE_STOP_AFTER_STEADY").is_some() {
+        sampler.abort();
+        r.peak_rss_mib = peak.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1024.0;
+        op.stop();
+        sandbox.stop().await;
+        return r;
     }
 
     // New objects while N exist: create -> Ready, 20 tries.

@@ -3,7 +3,7 @@
 //! whole watch cache. Pure state behind one short lock: no I/O here.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
@@ -14,45 +14,86 @@ use crate::operator::connection::cache::Key;
 /// An object's reference.
 pub type Member = ObjectRef<EpicPractitioner>;
 
+/// A name (of an object, a namespace or a connection), stored once and shared by the maps and
+/// lists that hold it.
+type Name = Arc<str>;
+
+/// What is known of one object. About 300 bytes an object in all (the references the index
+/// once held, two full `ObjectRef`s in lists grown four at a time, were 890: measured in
+/// BENCHMARKS.md).
 #[derive(Debug, Clone)]
 struct Entry {
-    connection: Key,
+    /// The connection's name (its namespace is the object's).
+    connection: Name,
     npi: Box<str>,
     uid: Box<str>,
     deleting: bool,
 }
 
+/// A connection's practitioners: the names declaring each NPI.
+#[derive(Default)]
+struct Connection {
+    name: Name,
+    by_npi: HashMap<Box<str>, Vec<Name>>,
+}
+
+impl Connection {
+    fn len(&self) -> usize {
+        self.by_npi.values().map(Vec::len).sum()
+    }
+}
+
 #[derive(Default)]
 struct Index {
-    entries: HashMap<Member, Entry>,
+    /// Namespace, then object name.
+    entries: HashMap<Name, HashMap<Name, Entry>>,
     /// Per connection, the objects declaring each NPI.
-    by_connection: HashMap<Key, HashMap<Box<str>, Vec<Member>>>,
-    /// During a relist: the objects listed so far.
-    relisting: Option<HashSet<Member>>,
+    by_connection: HashMap<Key, Connection>,
+    /// During a relist: the objects listed so far (namespace, name).
+    relisting: Option<HashSet<(Name, Name)>>,
 }
 
 impl Index {
-    fn remove(&mut self, member: &Member) -> Option<Entry> {
-        let old = self.entries.remove(member)?;
-        if let Some(npis) = self.by_connection.get_mut(&old.connection) {
-            if let Some(list) = npis.get_mut(&old.npi) {
-                list.retain(|m| m != member);
+    fn entry(&self, namespace: &str, name: &str) -> Option<&Entry> {
+        self.entries.get(namespace)?.get(name)
+    }
+
+    fn remove(&mut self, namespace: &str, name: &str) -> Option<Entry> {
+        let in_namespace = self.entries.get_mut(namespace)?;
+        let old = in_namespace.remove(name)?;
+        if in_namespace.is_empty() {
+            self.entries.remove(namespace);
+        }
+        let key = (namespace.to_string(), old.connection.to_string());
+        if let Some(conn) = self.by_connection.get_mut(&key) {
+            if let Some(list) = conn.by_npi.get_mut(&old.npi) {
+                list.retain(|n| &**n != name);
                 if list.is_empty() {
-                    npis.remove(&old.npi);
+                    conn.by_npi.remove(&old.npi);
                 }
             }
-            if npis.is_empty() {
-                self.by_connection.remove(&old.connection);
+            if conn.by_npi.is_empty() {
+                self.by_connection.remove(&key);
             }
         }
         Some(old)
     }
+
+    /// The shared copy of a namespace's name.
+    fn namespace(&mut self, namespace: &str) -> Name {
+        match self.entries.get_key_value(namespace) {
+            Some((n, _)) => n.clone(),
+            None => {
+                let n: Name = namespace.into();
+                self.entries.insert(n.clone(), HashMap::new());
+                n
+            }
+        }
+    }
 }
 
-/// The reference an object is indexed under: namespace and name (the resource version and uid
-/// a full reference carries would be two more strings per object, twice).
-fn member_of(p: &EpicPractitioner) -> Member {
-    ObjectRef::new(&p.name_any()).within(&p.namespace().unwrap_or_default())
+fn member(namespace: &str, name: &str) -> Member {
+    ObjectRef::new(name).within(namespace)
 }
 
 /// The members index.
@@ -68,34 +109,45 @@ impl Members {
 
     /// The watch saw the object (created, changed, or listed).
     pub fn applied(&self, p: &EpicPractitioner) {
-        let member = member_of(p);
+        let namespace = p.namespace().unwrap_or_default();
+        let name = p.name_any();
+        let mut index = self.lock();
+        index.remove(&namespace, &name);
+        let ns = index.namespace(&namespace);
+        let name: Name = name.into();
+        let npi: Box<str> = p.spec.npi.as_str().into();
+        let conn = index
+            .by_connection
+            .entry((namespace, p.spec.connection_ref.name.clone()))
+            .or_insert_with_key(|key| Connection {
+                name: key.1.as_str().into(),
+                by_npi: HashMap::new(),
+            });
+        let connection = conn.name.clone();
+        match conn.by_npi.get_mut(&npi) {
+            Some(list) => list.push(name.clone()),
+            None => {
+                conn.by_npi.insert(npi.clone(), vec![name.clone()]);
+            }
+        }
         let entry = Entry {
-            connection: (
-                p.namespace().unwrap_or_default(),
-                p.spec.connection_ref.name.clone(),
-            ),
-            npi: p.spec.npi.as_str().into(),
+            connection,
+            npi,
             uid: p.uid().unwrap_or_default().into(),
             deleting: p.metadata.deletion_timestamp.is_some(),
         };
-        let mut index = self.lock();
         if let Some(seen) = index.relisting.as_mut() {
-            seen.insert(member.clone());
+            seen.insert((ns.clone(), name.clone()));
         }
-        index.remove(&member);
-        index
-            .by_connection
-            .entry(entry.connection.clone())
-            .or_default()
-            .entry(entry.npi.clone())
-            .or_default()
-            .push(member.clone());
-        index.entries.insert(member, entry);
+        if let Some(in_namespace) = index.entries.get_mut(&ns) {
+            in_namespace.insert(name, entry);
+        }
     }
 
     /// The watch saw the object deleted.
     pub fn deleted(&self, p: &EpicPractitioner) {
-        self.lock().remove(&member_of(p));
+        self.lock()
+            .remove(&p.namespace().unwrap_or_default(), &p.name_any());
     }
 
     /// A relist starts: objects it does not list were deleted meanwhile.
@@ -109,21 +161,24 @@ impl Members {
         let Some(seen) = index.relisting.take() else {
             return Vec::new();
         };
-        let gone: Vec<Member> = index
+        let gone: Vec<(Name, Name)> = index
             .entries
-            .keys()
-            .filter(|m| !seen.contains(*m))
-            .cloned()
+            .iter()
+            .flat_map(|(ns, names)| names.keys().map(move |n| (ns.clone(), n.clone())))
+            .filter(|k| !seen.contains(k))
             .collect();
-        for m in &gone {
-            index.remove(m);
+        drop(seen);
+        for (ns, name) in &gone {
+            index.remove(ns, name);
         }
-        gone
+        gone.iter().map(|(ns, name)| member(ns, name)).collect()
     }
 
     /// Whether the object is known (listed or seen since).
-    pub fn contains(&self, member: &Member) -> bool {
-        self.lock().entries.contains_key(member)
+    pub fn contains(&self, m: &Member) -> bool {
+        self.lock()
+            .entry(m.namespace.as_deref().unwrap_or_default(), &m.name)
+            .is_some()
     }
 
     /// Practitioners of a connection.
@@ -131,7 +186,7 @@ impl Members {
         self.lock()
             .by_connection
             .get(connection)
-            .map_or(0, |npis| npis.values().map(Vec::len).sum::<usize>() as u64)
+            .map_or(0, |c| c.len() as u64)
     }
 
     /// Every practitioner of a connection.
@@ -139,7 +194,13 @@ impl Members {
         self.lock()
             .by_connection
             .get(connection)
-            .map(|npis| npis.values().flatten().cloned().collect())
+            .map(|c| {
+                c.by_npi
+                    .values()
+                    .flatten()
+                    .map(|n| member(&connection.0, n))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -148,7 +209,15 @@ impl Members {
         self.lock()
             .by_connection
             .get(connection)
-            .cloned()
+            .map(|c| {
+                c.by_npi
+                    .iter()
+                    .map(|(npi, names)| {
+                        let refs = names.iter().map(|n| member(&connection.0, n)).collect();
+                        (npi.clone(), refs)
+                    })
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -159,15 +228,15 @@ impl Members {
         index
             .by_connection
             .get(connection)?
+            .by_npi
             .get(npi)?
             .iter()
-            .find(|m| {
+            .find(|n| {
                 index
-                    .entries
-                    .get(*m)
+                    .entry(&connection.0, n)
                     .is_some_and(|e| &*e.uid != uid && !e.deleting)
             })
-            .map(|m| m.name.clone())
+            .map(|n| n.to_string())
     }
 }
 

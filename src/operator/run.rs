@@ -208,8 +208,9 @@ async fn check_access(
 
 type Events<K> = std::pin::Pin<Box<dyn Stream<Item = Result<K, watcher::Error>> + Send>>;
 
-/// Practitioners: a reflector store of slim copies (`src/operator/slim.rs`) feeding a trigger stream that ignores status-only changes, so the
-/// operator's own status writes do not cause another round of Epic requests. The members
+/// Practitioners: a reflector store of slim copies (`src/operator/slim.rs`) feeding a trigger
+/// stream that ignores status-only changes (`run_changes.rs`), so the operator's own status
+/// writes do not cause another round of Epic requests. The members
 /// index and the per-object memory follow the same watch: deleted objects leave both.
 fn watch_practitioners(
     api: Api<EpicPractitioner>,
@@ -217,16 +218,19 @@ fn watch_practitioners(
     memory: Arc<memory::Memory>,
 ) -> (Store<EpicPractitioner>, Events<EpicPractitioner>) {
     let (store, writer) = reflector::store::<EpicPractitioner>();
+    let mut changes = changes::Changes::default();
     let stream = watcher(api, watcher::Config::default().page_size(500))
         .backoff(WatchBackoff::default())
         .modify(slim::for_cache)
         .reflect(writer)
         .inspect(move |event| follow_watch(&members, &memory, event))
         .applied_objects()
-        .predicate_filter(
-            predicates::generation.combine(predicates::annotations),
-            Default::default(),
-        );
+        .filter(move |object| {
+            std::future::ready(match object {
+                Ok(p) => changes.passes(p),
+                Err(_) => true,
+            })
+        });
     (store, Box::pin(stream))
 }
 
@@ -371,6 +375,9 @@ async fn token_metrics(ctx: Arc<Context>) {
         }
     }
 }
+
+#[path = "run_changes.rs"]
+mod changes;
 
 #[cfg(test)]
 #[path = "run_tests.rs"]

@@ -6,6 +6,7 @@
 //! object never leaves a stale entry).
 
 pub(crate) mod collectors;
+pub(crate) mod heap;
 pub(crate) mod load;
 pub(crate) mod ops;
 pub(crate) mod process;
@@ -22,6 +23,7 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
 use super::metrics::collectors::StoreCollector;
+use super::metrics::heap::HeapCollector;
 use super::metrics::ops::OpsMetrics;
 use super::metrics::process::ProcessCollector;
 use crate::crd::{EpicPractitioner, Reason};
@@ -84,6 +86,7 @@ impl Default for Metrics {
         let mut root = Registry::default();
         let m = Self::unregistered();
         root.register_collector(Box::new(ProcessCollector));
+        root.register_collector(Box::new(HeapCollector));
         m.register(root.sub_registry_with_prefix("epic_operator"));
         Self {
             registry: root,
