@@ -49,6 +49,12 @@ pub struct Condition {
 pub const MAX_CONDITION_MESSAGE_BYTES: usize = 1024;
 
 impl Condition {
+    /// The stored reason; one written by an older release that is no longer in the vocabulary
+    /// reads as Unknown.
+    pub fn reason(&self) -> Reason {
+        Reason::parse(&self.reason).unwrap_or(Reason::Unknown)
+    }
+
     /// The one constructor of a condition, for both kinds: its type, status, reason and
     /// message (cut to [`MAX_CONDITION_MESSAGE_BYTES`]), the generation it was computed from
     /// and when it was observed (RFC 3339; [`set_condition`] keeps the earlier time while the
@@ -78,7 +84,7 @@ pub fn reason_of(conditions: &[Condition], type_: &str) -> Option<Reason> {
     conditions
         .iter()
         .find(|c| c.type_ == type_)
-        .map(|c| Reason::parse(&c.reason).unwrap_or(Reason::Unknown))
+        .map(Condition::reason)
 }
 
 impl super::EpicPractitionerStatus {

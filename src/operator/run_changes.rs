@@ -39,11 +39,13 @@ impl Default for Changes {
 fn key<K: Resource>(obj: &K) -> u128 {
     let meta = obj.meta();
     let uid = meta.uid.as_deref().unwrap_or_default();
-    let hex: String = uid.chars().filter(|c| *c != '-').collect();
-    if hex.len() == 32
-        && let Ok(n) = u128::from_str_radix(&hex, 16)
-    {
-        return n;
+    // Read in place: this runs for every watch event.
+    let digits = uid.chars().filter(|c| *c != '-');
+    let parsed = digits.clone().count() == 32 && digits.clone().all(|c| c.is_ascii_hexdigit());
+    if parsed {
+        return digits.fold(0u128, |n, c| {
+            n << 4 | u128::from(c.to_digit(16).unwrap_or(0))
+        });
     }
     let mut h = DefaultHasher::new();
     (&meta.namespace, &meta.name, uid).hash(&mut h);

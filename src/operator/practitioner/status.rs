@@ -54,14 +54,11 @@ pub fn set_in_sync(
 /// Ready, by the verdict's rule, from the Synced and InSync the status holds now.
 fn derive_ready(status: &mut EpicPractitionerStatus, generation: Option<i64>) {
     let said = |t: &str| {
-        status.conditions.iter().find(|c| c.type_ == t).map(|c| {
-            Said::new(
-                c.status,
-                // A reason an older release wrote that is no longer in the vocabulary.
-                Reason::parse(&c.reason).unwrap_or(Reason::Unknown),
-                c.message.clone(),
-            )
-        })
+        status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == t)
+            .map(|c| Said::new(c.status, c.reason(), c.message.clone()))
     };
     let ready = verdict::ready(said(SYNCED).as_ref(), said(IN_SYNC).as_ref());
     set_condition(&mut status.conditions, condition(READY, &ready, generation));
