@@ -12,10 +12,10 @@ COPY src ./src
 COPY benches ./benches
 COPY tests ./tests
 COPY examples ./examples
-RUN cargo build --release --locked --bin epic-operator
+RUN cargo build --profile dist --locked --bin epic-operator
 
 FROM gcr.io/distroless/cc-debian12:nonroot
-COPY --from=build /src/target/release/epic-operator /usr/local/bin/epic-operator
+COPY --from=build /src/target/dist/epic-operator /usr/local/bin/epic-operator
 USER 65532:65532
 EXPOSE 8080
 ENTRYPOINT ["/usr/local/bin/epic-operator"]

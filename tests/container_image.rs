@@ -3,7 +3,7 @@
 //! project's machines have no container engine). The debug profile is built into the
 //! project's own target directory, reusing the dependencies the test run already compiled (the
 //! copy's binary, built from the same sources, lands where the project's own would); the
-//! Dockerfile's `--release` differs only in optimisation, not in which files the build reads.
+//! Dockerfile's `--profile dist` differs only in optimisation, not in which files the build reads.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

@@ -2,7 +2,7 @@
 //! keeps up to date, so that a walk, a duplicate check, a wake-up or a count never scans the
 //! whole watch cache. Pure state behind one short lock: no I/O here.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use kube::ResourceExt;
@@ -30,16 +30,18 @@ struct Entry {
     deleting: bool,
 }
 
-/// A connection's practitioners: the names declaring each NPI.
+/// A connection's practitioners: the names declaring each NPI, and every name in order (the
+/// safety sweep goes through them a few at a time).
 #[derive(Default)]
 struct Connection {
     name: Name,
     by_npi: HashMap<Box<str>, Vec<Name>>,
+    names: BTreeSet<Name>,
 }
 
 impl Connection {
     fn len(&self) -> usize {
-        self.by_npi.values().map(Vec::len).sum()
+        self.names.len()
     }
 }
 
@@ -66,6 +68,7 @@ impl Index {
         }
         let key = (namespace.to_string(), old.connection.to_string());
         if let Some(conn) = self.by_connection.get_mut(&key) {
+            conn.names.remove(name);
             if let Some(list) = conn.by_npi.get_mut(&old.npi) {
                 list.retain(|n| &**n != name);
                 if list.is_empty() {
@@ -121,9 +124,10 @@ impl Members {
             .entry((namespace, p.spec.connection_ref.name.clone()))
             .or_insert_with_key(|key| Connection {
                 name: key.1.as_str().into(),
-                by_npi: HashMap::new(),
+                ..Connection::default()
             });
         let connection = conn.name.clone();
+        conn.names.insert(name.clone());
         match conn.by_npi.get_mut(&npi) {
             Some(list) => list.push(name.clone()),
             None => {
@@ -204,20 +208,29 @@ impl Members {
             .unwrap_or_default()
     }
 
+    /// Up to `limit` practitioners of a connection, in name order, after `cursor` (from the
+    /// first without one).
+    pub fn after(&self, connection: &Key, cursor: Option<&str>, limit: usize) -> Vec<Member> {
+        use std::ops::Bound;
+        let index = self.lock();
+        let Some(c) = index.by_connection.get(connection) else {
+            return Vec::new();
+        };
+        let from = cursor.map_or(Bound::Unbounded, Bound::Excluded);
+        c.names
+            .range::<str, _>((from, Bound::Unbounded))
+            .take(limit)
+            .map(|n| member(&connection.0, n))
+            .collect()
+    }
+
     /// A connection's practitioners by NPI, as a walk matches its pages against them.
-    pub fn by_npi(&self, connection: &Key) -> HashMap<Box<str>, Vec<Member>> {
+    /// The names are the index's own, shared (all in the connection's namespace).
+    pub fn by_npi(&self, connection: &Key) -> HashMap<Box<str>, Vec<Arc<str>>> {
         self.lock()
             .by_connection
             .get(connection)
-            .map(|c| {
-                c.by_npi
-                    .iter()
-                    .map(|(npi, names)| {
-                        let refs = names.iter().map(|n| member(&connection.0, n)).collect();
-                        (npi.clone(), refs)
-                    })
-                    .collect()
-            })
+            .map(|c| c.by_npi.clone())
             .unwrap_or_default()
     }
 
@@ -290,6 +303,27 @@ mod tests {
         m.deleted(&a);
         assert_eq!(m.count(&other), 1);
         assert!(!m.contains(&ObjectRef::from_obj(&a)));
+    }
+
+    #[test]
+    fn members_are_gone_through_in_name_order() {
+        let m = Members::default();
+        let epic = ("ns".to_string(), "epic".to_string());
+        for (name, uid, npi) in [("c", "u3", "1"), ("a", "u1", "2"), ("b", "u2", "1")] {
+            m.applied(&practitioner(name, uid, "epic", npi));
+        }
+        m.applied(&practitioner("z", "u9", "other", "1"));
+        let names = |v: Vec<Member>| v.into_iter().map(|r| r.name).collect::<Vec<_>>();
+        assert_eq!(names(m.after(&epic, None, 2)), ["a", "b"]);
+        assert_eq!(names(m.after(&epic, Some("b"), 2)), ["c"]);
+        // A cursor whose object was deleted meanwhile still finds the next name.
+        m.deleted(&practitioner("b", "u2", "epic", "1"));
+        assert_eq!(names(m.after(&epic, Some("b"), 5)), ["c"]);
+        assert_eq!(names(m.after(&epic, Some("c"), 5)), Vec::<String>::new());
+        // Moved to another connection: gone from this one's order.
+        m.applied(&practitioner("a", "u1", "other", "2"));
+        assert_eq!(names(m.after(&epic, None, 5)), ["c"]);
+        assert_eq!(m.count(&epic), 1);
     }
 
     #[test]

@@ -224,11 +224,19 @@ fn watch_practitioners(
         .modify(slim::for_cache)
         .reflect(writer)
         .inspect(move |event| follow_watch(&members, &memory, event))
-        .applied_objects()
-        .filter(move |object| {
-            std::future::ready(match object {
-                Ok(p) => changes.passes(p),
-                Err(_) => true,
+        // The applied objects (as `applied_objects` yields them) that pass the filter; a
+        // deletion leaves the filter's memory.
+        .filter_map(move |event| {
+            std::future::ready(match event {
+                Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) => {
+                    changes.passes(&p).then_some(Ok(p))
+                }
+                Ok(watcher::Event::Delete(p)) => {
+                    changes.forget(&p);
+                    None
+                }
+                Ok(watcher::Event::Init | watcher::Event::InitDone) => None,
+                Err(e) => Some(Err(e)),
             })
         });
     (store, Box::pin(stream))

@@ -1,10 +1,10 @@
 //! What the watch cache keeps of a practitioner: everything a walk, a metric or the decision
-//! to skip a pass reads (spec, identity, fingerprint, reasons, drift paths, roles, the create
-//! attempt), and none of the text a status carries for people (messages, the diff, warnings,
-//! drift values, times). A pass that reports reads the whole status from the API server first
+//! to skip a pass reads (spec, identity, fingerprint, the Synced reason, drift paths, roles,
+//! the create attempt), and none of the text a status carries for people (messages, the diff,
+//! warnings, drift values, times, the Ready and InSync conditions). A pass that reports reads the whole status from the API server first
 //! (`observe`), so nothing dropped here is ever written back.
 
-use crate::crd::{EpicPractitioner, EpicPractitionerStatus};
+use crate::crd::{EpicPractitioner, EpicPractitionerStatus, SYNCED};
 
 /// The annotation client-side apply keeps a full copy of the manifest in.
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
@@ -24,7 +24,11 @@ pub fn for_cache(p: &mut EpicPractitioner) {
 }
 
 /// Empties what only people read. `String::new()` frees the text (clearing would keep it).
+/// Of the conditions only Synced is read from the cache (its reason: the walk, the metrics and
+/// the skip of a settled pass); Ready and InSync follow from it and go (300 bytes an object).
 fn slim_status(s: &mut EpicPractitionerStatus) {
+    s.conditions.retain(|c| c.type_ == SYNCED);
+    s.conditions.shrink_to_fit();
     for c in &mut s.conditions {
         c.message = String::new();
         c.last_transition_time = String::new();
@@ -62,14 +66,17 @@ mod tests {
             fhir_id: Some("eAb-1".into()),
             connection: Some("https://epic.example.org/fhir".into()),
             live_fingerprint: Some("fp".into()),
-            conditions: vec![Condition {
-                type_: "Synced".into(),
-                status: ConditionStatus::False,
-                reason: "WriteDisabled".into(),
-                message: "Epic refused the write".into(),
-                last_transition_time: "2026-12-02T00:00:00Z".into(),
-                observed_generation: Some(2),
-            }],
+            conditions: ["Synced", "Ready", "InSync"]
+                .into_iter()
+                .map(|type_| Condition {
+                    type_: type_.into(),
+                    status: ConditionStatus::False,
+                    reason: "WriteDisabled".into(),
+                    message: "Epic refused the write".into(),
+                    last_transition_time: "2026-12-02T00:00:00Z".into(),
+                    observed_generation: Some(2),
+                })
+                .collect(),
             drift: vec![DriftEntry {
                 path: "active".into(),
                 desired: "false".into(),
@@ -98,6 +105,8 @@ mod tests {
         assert_eq!(s.observed_generation, full.observed_generation);
         assert_eq!(s.last_refused_write_time, full.last_refused_write_time);
         assert_eq!(s.last_handled_requested_at, full.last_handled_requested_at);
+        assert_eq!(s.conditions.len(), 1, "only Synced is kept");
+        assert_eq!(s.conditions[0].type_, "Synced");
         assert_eq!(s.conditions[0].reason, "WriteDisabled");
         assert_eq!(s.conditions[0].status, ConditionStatus::False);
         assert_eq!(s.drift[0].path, "active");

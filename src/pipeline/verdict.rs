@@ -41,6 +41,17 @@ impl Verdict {
     pub fn ready(&self) -> Said {
         ready(Some(&self.synced), Some(&self.in_sync))
     }
+
+    /// The operator tries a conflicted write again with backoff (the command line does not):
+    /// its Synced message says so.
+    pub fn retried_with_backoff(mut self) -> Self {
+        if self.synced.reason == Reason::Conflict {
+            self.synced
+                .message
+                .push_str("; it is tried again with backoff");
+        }
+        self
+    }
 }
 
 /// Ready from Synced and InSync (either may be missing from a status written before them).

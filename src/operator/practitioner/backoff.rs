@@ -25,10 +25,21 @@ pub fn jittered(d: Duration) -> Duration {
     Duration::try_from_secs_f64(d.as_secs_f64() * factor).unwrap_or(d)
 }
 
+/// The shortest safety interval of roster mode.
+const SAFETY_FLOOR: Duration = Duration::from_secs(3600);
+
 /// In roster mode, how long after a pass an object looks again by itself: an hour at least.
 /// Walks wake it when its record changes; this is the safety net for walks that keep failing.
 pub fn safety_requeue(resync: Duration) -> Duration {
-    resync.saturating_mul(6).max(Duration::from_secs(3600))
+    resync.saturating_mul(6).max(SAFETY_FLOOR)
+}
+
+/// Whether a requeue is the roster mode's safety net, which the safety sweep
+/// (`roster/safety_sweep.rs`) provides by going through every connection's members once per
+/// safety interval, so that no timer is held per object. Shorter requeues (waiting for a
+/// walk) stay with the controller's scheduler.
+pub fn left_to_the_sweep(roster_mode: bool, requeue: Duration) -> bool {
+    roster_mode && requeue >= SAFETY_FLOOR
 }
 
 /// How long an object waits after its `failures`-th failure in a row.
@@ -69,6 +80,24 @@ mod tests {
         assert!(d >= Duration::from_secs(90) && d <= Duration::from_secs(110));
         for failures in [0, 1, 7, u32::MAX] {
             assert!(backoff(failures, Duration::MAX) <= Duration::from_secs(600));
+        }
+    }
+
+    #[test]
+    fn only_the_roster_safety_net_is_left_to_the_sweep() {
+        let cases = [
+            (true, safety_requeue(Duration::from_secs(600)), true),
+            (true, safety_requeue(Duration::from_secs(60)), true),
+            (true, AWAIT_WALK_REQUEUE, false),
+            (false, safety_requeue(Duration::from_secs(600)), false),
+            (false, Duration::from_secs(600), false),
+        ];
+        for (roster, requeue, swept) in cases {
+            assert_eq!(
+                left_to_the_sweep(roster, requeue),
+                swept,
+                "{roster} {requeue:?}"
+            );
         }
     }
 

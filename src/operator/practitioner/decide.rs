@@ -139,7 +139,8 @@ pub fn decide(obs: &Observation<'_>) -> Decision {
 /// A sync ran: its status, what memory and the connection learn, and the next look.
 fn after_sync(obs: &Observation<'_>, s: &SyncRun) -> Decision {
     let (obj, old, outcome) = (obs.obj, &obs.prev.status, &s.outcome);
-    let verdict: Verdict = verdict::of_sync(obj, old, outcome, &s.write_disabled_message);
+    let verdict: Verdict =
+        verdict::of_sync(obj, old, outcome, &s.write_disabled_message).retried_with_backoff();
     let base = &s.base_url;
     let mut new = status::from_outcome(obj, old, outcome, base, &verdict, &s.normalizer);
     let mut remember = Vec::new();

@@ -334,3 +334,40 @@ fn an_unanswered_attempt_stays_in_status_and_in_memory() {
     );
     assert!(!d.remember.contains(&Remember::ClearAttempt));
 }
+
+#[test]
+fn a_conflict_says_it_is_tried_again() {
+    let live = practitioner(true);
+    let conflicted = outcome(
+        WriteOutcome::Conflict {
+            attempts: 3,
+            last: FhirError::Conflict {
+                status: 412,
+                outcome: OperationOutcome::default(),
+            },
+        },
+        Action::Update,
+    );
+    let obs = observation(
+        &live,
+        None,
+        synced(conflicted),
+        DriftDetection::Roster,
+        false,
+    );
+    let d = decide(&obs);
+    assert_eq!(d.next, Next::Backoff(Duration::from_secs(5)));
+    let status = d.status.expect("a conflict is reported");
+    let synced = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == SYNCED)
+        .unwrap();
+    assert_eq!(synced.reason, "Conflict");
+    assert!(
+        synced.message.contains("3 attempts")
+            && synced.message.ends_with("tried again with backoff"),
+        "{}",
+        synced.message
+    );
+}

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kube::ResourceExt;
-use kube::runtime::reflector::ObjectRef;
 use serde_json::Value;
 
 use super::index::{Finding, Handover, HandoverFor, RoleMap, RosterIndex};
@@ -19,7 +18,10 @@ use crate::pipeline::Prefetched;
 use crate::reconcile::identity::{check_fhir_id, npi_values, over_bounds};
 use crate::reconcile::{Normalizer, fingerprint};
 
-type Object = ObjectRef<EpicPractitioner>;
+/// A practitioner, by name: every member of a walk is in its connection's namespace. The
+/// members index's shared name, so the walk's lists and sets of 10,000 objects hold a pointer
+/// each, not a copy of an `ObjectRef`.
+pub type Object = Arc<str>;
 
 /// An object to wake, with the finding left for it (none: read its record as usual).
 pub struct Woken {

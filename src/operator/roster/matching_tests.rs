@@ -163,14 +163,14 @@ fn pages_wake_what_changed_and_the_end_of_the_walk_resolves_the_rest() {
     ];
     let store: HashMap<Object, Arc<EpicPractitioner>> = objects
         .iter()
-        .map(|p| (ObjectRef::from_obj(p), Arc::new(p.clone())))
+        .map(|p| (Object::from(p.name_any()), Arc::new(p.clone())))
         .collect();
     let mut by_npi: HashMap<Box<str>, Vec<Object>> = HashMap::new();
     for p in &objects {
         by_npi
             .entry(p.spec.npi.as_str().into())
             .or_default()
-            .push(ObjectRef::from_obj(p));
+            .push(p.name_any().into());
     }
     let lookup = |o: &Object| store.get(o).cloned();
     let mut m = Matcher::new(walk_of(by_npi));
@@ -184,7 +184,7 @@ fn pages_wake_what_changed_and_the_end_of_the_walk_resolves_the_rest() {
     let woken: Vec<(String, String)> = m
         .page(page, &[], &lookup)
         .iter()
-        .map(|w| (w.object.name.clone(), kind(w)))
+        .map(|w| (w.object.to_string(), kind(w)))
         .collect();
     assert_eq!(
         woken,
@@ -194,7 +194,7 @@ fn pages_wake_what_changed_and_the_end_of_the_walk_resolves_the_rest() {
     let (index, rest) = m.finish(&lookup);
     let mut rest: Vec<(String, String)> = rest
         .iter()
-        .map(|w| (w.object.name.clone(), kind(w)))
+        .map(|w| (w.object.to_string(), kind(w)))
         .collect();
     rest.sort();
     assert_eq!(
@@ -213,9 +213,9 @@ fn pages_wake_what_changed_and_the_end_of_the_walk_resolves_the_rest() {
 fn a_left_out_record_makes_absence_incomplete() {
     let p = member("absent", "1629011522", None);
     let store: HashMap<Object, Arc<EpicPractitioner>> =
-        [(ObjectRef::from_obj(&p), Arc::new(p.clone()))].into();
+        [(Object::from(p.name_any()), Arc::new(p.clone()))].into();
     let by_npi: HashMap<Box<str>, Vec<Object>> =
-        [(p.spec.npi.as_str().into(), vec![ObjectRef::from_obj(&p)])].into();
+        [(p.spec.npi.as_str().into(), vec![p.name_any().into()])].into();
     let lookup = |o: &Object| store.get(o).cloned();
     let mut m = Matcher::new(walk_of(by_npi));
     // An id outside the FHIR grammar: the record is left out, so no NPI may read as absent.

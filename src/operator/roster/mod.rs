@@ -15,6 +15,7 @@ pub(crate) mod load;
 mod matching;
 pub mod pace;
 mod page_pace;
+mod safety_sweep;
 pub(crate) mod state;
 pub(crate) mod stats;
 mod walk;
@@ -61,6 +62,7 @@ pub async fn run(ctx: Arc<Context>) {
         return;
     }
     let mut schedule = Schedule::default();
+    let mut sweep = safety_sweep::SafetySweep::default();
     loop {
         schedule.collect_finished(&ctx).await;
         // A connection briefly missing from this list (being rebuilt at its periodic probe)
@@ -71,6 +73,7 @@ pub async fn run(ctx: Arc<Context>) {
         for (key, handle) in &ready {
             schedule.start_if_due(&ctx, key, handle);
         }
+        sweep.tick(&ctx, &ready);
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }

@@ -10,10 +10,9 @@ use kube::runtime::reflector::ObjectRef;
 use serde_json::Value;
 
 use super::index::RoleMap;
-use super::matching::{Matcher, WalkOf, Woken};
+use super::matching::{Matcher, Object, WalkOf, Woken};
 use super::page_pace::Pace;
 use super::{LastWalk, WalkReport, WalkResult};
-use crate::crd::EpicPractitioner;
 use crate::fhir::{FhirError, ResourceWalk};
 use crate::operator::Context;
 use crate::operator::connection::cache::{ConnectionHandle, Key};
@@ -154,8 +153,12 @@ async fn walk_practitioners(
         started,
         by_npi: ctx.members.by_npi(key),
     });
-    let lookup = |o: &ObjectRef<EpicPractitioner>| ctx.practitioners.get(o);
-    let mut wake: HashSet<ObjectRef<EpicPractitioner>> = HashSet::new();
+    let namespace = key.0.as_str();
+    let lookup = |name: &Object| {
+        ctx.practitioners
+            .get(&ObjectRef::new(name).within(namespace))
+    };
+    let mut wake: HashSet<Object> = HashSet::new();
     let mut pages = 0u32;
     let mut woken_as_found = 0usize;
     let page_size = handle.client.settings().page_size.max(1);
@@ -165,7 +168,7 @@ async fn walk_practitioners(
             pages += 1;
             let woken = matcher.page(page, outcomes, &lookup);
             // Woken as found, so the reads and writes follow the paced walk.
-            let here = hand_over(ctx, &mut wake, woken);
+            let here = hand_over(ctx, namespace, &mut wake, woken);
             woken_as_found += here as usize;
             pace.after_page(pages, here, started.elapsed())
         })
@@ -173,7 +176,7 @@ async fn walk_practitioners(
     // After the whole roster: first resolutions, and known records that vanished (merged or
     // deleted in Epic).
     let (index, rest) = matcher.finish(&lookup);
-    hand_over(ctx, &mut wake, rest);
+    hand_over(ctx, namespace, &mut wake, rest);
     let records = index.records();
     ctx.rosters.walked(key, base, index, roles_walked);
     Ok(Walked {
@@ -185,19 +188,16 @@ async fn walk_practitioners(
 
 /// Leaves each finding in its object's memory and wakes each object once per walk; returns how
 /// many were woken for the first time.
-fn hand_over(
-    ctx: &Context,
-    wake: &mut HashSet<ObjectRef<EpicPractitioner>>,
-    woken: Vec<Woken>,
-) -> u32 {
+fn hand_over(ctx: &Context, namespace: &str, wake: &mut HashSet<Object>, woken: Vec<Woken>) -> u32 {
     let mut first = 0u32;
     for w in woken {
+        let object = ObjectRef::new(&w.object).within(namespace);
         if let Some(h) = w.handover {
-            ctx.memory.hand_over(&w.object, h);
+            ctx.memory.hand_over(&object, h);
         }
-        if wake.insert(w.object.clone()) {
+        if wake.insert(w.object) {
             first += 1;
-            let _ = ctx.wake.unbounded_send(w.object);
+            let _ = ctx.wake.unbounded_send(object);
         }
     }
     first
