@@ -271,8 +271,13 @@ pub async fn walk_windows_keep_full_walks_out_of_the_day(cp: &ControlPlane) {
         is(p, "Ready", "True", "Ready")
     })
     .await;
-    let c = wait_connection(&w, "status.load", |c| {
-        c.status.as_ref().is_some_and(|s| s.load.is_some())
+    // The walk plan is reported by the connection's pass after the schedule first weighs the
+    // window; practitioners can be Ready before that pass.
+    let c = wait_connection(&w, "status.load with the next walk", |c| {
+        c.status
+            .as_ref()
+            .and_then(|s| s.load.as_ref())
+            .is_some_and(|l| l.next_walk_time.is_some())
     })
     .await;
     let load = c.status.unwrap().load.unwrap();
