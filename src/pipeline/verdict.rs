@@ -45,10 +45,11 @@ impl Verdict {
     /// The operator tries a conflicted write again with backoff (the command line does not):
     /// its Synced message says so.
     pub fn retried_with_backoff(mut self) -> Self {
+        // Before Epic's answer, which comes from outside and may be cut to the message bound.
         if self.synced.reason == Reason::Conflict {
-            self.synced
-                .message
-                .push_str("; it is tried again with backoff");
+            let m = &mut self.synced.message;
+            let at = m.find(LAST_ANSWER).unwrap_or(m.len());
+            m.insert_str(at, "; it is tried again with backoff");
         }
         self
     }
@@ -83,9 +84,12 @@ pub fn ready(synced: Option<&Said>, in_sync: Option<&Said>) -> Said {
 /// the operator's `lastError`).
 pub fn conflict_message(attempts: u32, last: &FhirError) -> String {
     format!(
-        "Practitioner was changed in Epic between read and write on each of {attempts} attempts (each re-read it first), so nothing was overwritten; last answer: {last}"
+        "Practitioner was changed in Epic between read and write on each of {attempts} attempts (each re-read it first), so nothing was overwritten{LAST_ANSWER}{last}"
     )
 }
+
+/// Where Epic's answer starts in a conflict message.
+const LAST_ANSWER: &str = "; last answer: ";
 
 /// A write Epic accepted while its response still differs from the spec. `what` says what
 /// was written ("updated the record").

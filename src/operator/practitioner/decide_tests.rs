@@ -366,7 +366,9 @@ fn a_conflict_says_it_is_tried_again() {
     assert_eq!(synced.reason, "Conflict");
     assert!(
         synced.message.contains("3 attempts")
-            && synced.message.ends_with("tried again with backoff"),
+            && synced
+                .message
+                .contains("overwritten; it is tried again with backoff; last answer: "),
         "{}",
         synced.message
     );
