@@ -1,8 +1,9 @@
 //! What the watch cache keeps of a practitioner: everything a walk, a metric or the decision
 //! to skip a pass reads (spec, identity, fingerprint, the Synced reason, drift paths, roles,
 //! the create attempt), and none of the text a status carries for people (messages, the diff,
-//! warnings, drift values, times, the Ready and InSync conditions). A pass that reports reads the whole status from the API server first
-//! (`observe`), so nothing dropped here is ever written back.
+//! warnings, drift values, times, the Ready and InSync conditions). A pass that reports reads
+//! the whole status from the API server first (`observe`), so nothing dropped here is ever
+//! written back.
 
 use crate::crd::{EpicPractitioner, EpicPractitionerStatus, SYNCED};
 

@@ -34,14 +34,6 @@ pub fn safety_requeue(resync: Duration) -> Duration {
     resync.saturating_mul(6).max(SAFETY_FLOOR)
 }
 
-/// Whether a requeue is the roster mode's safety net, which the safety sweep
-/// (`roster/safety_sweep.rs`) provides by going through every connection's members once per
-/// safety interval, so that no timer is held per object. Shorter requeues (waiting for a
-/// walk) stay with the controller's scheduler.
-pub fn left_to_the_sweep(roster_mode: bool, requeue: Duration) -> bool {
-    roster_mode && requeue >= SAFETY_FLOOR
-}
-
 /// How long an object waits after its `failures`-th failure in a row.
 pub fn retry_delay(error: &Error, failures: u32) -> Duration {
     let base = match error {
@@ -80,24 +72,6 @@ mod tests {
         assert!(d >= Duration::from_secs(90) && d <= Duration::from_secs(110));
         for failures in [0, 1, 7, u32::MAX] {
             assert!(backoff(failures, Duration::MAX) <= Duration::from_secs(600));
-        }
-    }
-
-    #[test]
-    fn only_the_roster_safety_net_is_left_to_the_sweep() {
-        let cases = [
-            (true, safety_requeue(Duration::from_secs(600)), true),
-            (true, safety_requeue(Duration::from_secs(60)), true),
-            (true, AWAIT_WALK_REQUEUE, false),
-            (false, safety_requeue(Duration::from_secs(600)), false),
-            (false, Duration::from_secs(600), false),
-        ];
-        for (roster, requeue, swept) in cases {
-            assert_eq!(
-                left_to_the_sweep(roster, requeue),
-                swept,
-                "{roster} {requeue:?}"
-            );
         }
     }
 

@@ -12,7 +12,6 @@ use super::{check_now, events, status};
 use crate::crd::{ConditionStatus, EpicPractitionerStatus, Reason};
 use crate::operator::DriftDetection;
 pub use crate::operator::memory::Remember;
-use crate::operator::practitioner::backoff::safety_requeue;
 use crate::operator::roster::state::Lesson;
 use crate::pipeline::verdict::{self, Verdict};
 use crate::pipeline::{AttemptState, WriteOutcome, deletion_done};
@@ -62,6 +61,10 @@ impl Learned {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Next {
     Requeue(Duration),
+    /// Roster mode's safety net: no timer of the object's own; the safety sweep
+    /// (`roster/safety_sweep.rs`) wakes every member of a connection once per safety interval
+    /// (six resync intervals, an hour at least), for a walk that keeps failing.
+    SafetyNet,
     AwaitChange,
     /// A write failed: back off from this base (the decision counts the failure).
     Backoff(Duration),
@@ -90,6 +93,7 @@ impl Decision {
 pub fn decide(obs: &Observation<'_>) -> Decision {
     match &obs.found {
         Found::Wait(d) => Decision::report_nothing(Next::Requeue(*d)),
+        Found::Covered => Decision::report_nothing(Next::SafetyNet),
         Found::Paused => {
             let new = status::paused(obs.obj, &obs.prev.status);
             settled(obs, new, Reason::Paused, None, Next::AwaitChange)
@@ -156,9 +160,9 @@ fn after_sync(obs: &Observation<'_>, s: &SyncRun) -> Decision {
     let new = check_now::verified(old, new, s.resync);
     let next = match obs.mode {
         DriftDetection::PerObject => Next::Requeue(s.resync),
-        // The roster walk wakes changed records; this long requeue (an hour at least) is only
-        // a safety net for a walk that keeps failing.
-        DriftDetection::Roster => Next::Requeue(safety_requeue(s.resync)),
+        // The roster walk wakes changed records; the safety sweep's pass (an hour at least) is
+        // only a net for a walk that keeps failing.
+        DriftDetection::Roster => Next::SafetyNet,
     };
     let next = match &outcome.write {
         // Reported in status; tried again with the same per-object backoff as errors, not

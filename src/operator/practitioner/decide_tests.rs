@@ -123,12 +123,12 @@ fn each_observation_leads_to_its_decision() {
             vec![],
         ),
         (
-            "in sync, roster: the safety net of an hour at least",
+            "in sync, roster: the safety sweep's net, no timer of its own",
             synced(outcome(WriteOutcome::NotAttempted, Action::Nothing)),
             roster,
             false,
             Some((true, Reason::Synced)),
-            Next::Requeue(Duration::from_secs(3600)),
+            Next::SafetyNet,
             vec![Remember::ForgetFailures, Remember::ClearAttempt],
             vec![],
         ),
@@ -241,6 +241,18 @@ fn a_wait_reports_nothing_and_a_repeat_writes_nothing() {
     assert_eq!(wait.status, None);
     assert!(wait.events.is_empty() && wait.remember.is_empty());
     assert_eq!(wait.next, Next::Requeue(Duration::from_secs(60)));
+
+    // A settled object the walks cover: no request, no status, and no timer of its own.
+    let covered = decide(&observation(
+        &live,
+        None,
+        Found::Covered,
+        DriftDetection::Roster,
+        false,
+    ));
+    assert_eq!(covered.status, None);
+    assert!(covered.events.is_empty() && covered.remember.is_empty());
+    assert_eq!(covered.next, Next::SafetyNet);
 
     let first = decide(&observation(
         &live,

@@ -7,7 +7,7 @@ use kube::runtime::events::Event;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 
-use super::backoff::{backoff, jittered, left_to_the_sweep};
+use super::backoff::{backoff, jittered};
 use super::decide::{Decision, Learned, Next};
 use super::observe::{Found, Observation};
 use super::status_write::apply_status;
@@ -66,11 +66,10 @@ pub async fn perform(
     if let Found::Synced(s) = &obs.found {
         log_write(obj, &s.outcome.write);
     }
-    let roster_mode = obs.mode == crate::operator::DriftDetection::Roster;
     match decision.next {
-        Next::Requeue(d) if left_to_the_sweep(roster_mode, d) => Ok(Action::await_change()),
         Next::Requeue(d) => Ok(Action::requeue(jittered(d))),
-        Next::AwaitChange => Ok(Action::await_change()),
+        // The sweep holds the one timer of all the connection's members.
+        Next::SafetyNet | Next::AwaitChange => Ok(Action::await_change()),
         Next::Backoff(base) => Ok(Action::requeue(backoff(failures, base))),
         Next::Blocked(why) => Err(Error::DeletionBlocked { why }),
         Next::Fail => match obs.found {

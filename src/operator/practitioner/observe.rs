@@ -10,7 +10,7 @@ use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
 
 use super::attempt::StatusAttempt;
-use super::backoff::{AWAIT_WALK_REQUEUE, safety_requeue};
+use super::backoff::AWAIT_WALK_REQUEUE;
 use crate::crd::{CreateAttempt, EpicPractitioner, EpicPractitionerStatus, Reason};
 use crate::operator::connection::cache::{ConnectionHandle, Key};
 use crate::operator::error::Error;
@@ -36,8 +36,12 @@ pub struct Observation<'a> {
 pub enum Found {
     /// Paused by annotation: nothing read, nothing written.
     Paused,
-    /// Roster walks cover the object: nothing to do, look again after this at the latest.
+    /// The connection's first walk has not finished: it resolves the object and wakes it;
+    /// look again after this at the latest.
     Wait(Duration),
+    /// Walks keep coming and none found anything new for this settled object: nothing to do
+    /// until a walk wakes it or the safety sweep comes by.
+    Covered,
     /// A sync ran.
     Synced(Box<SyncRun>),
     /// The pass stopped; `search_refused_on` names the connection and instance when the
@@ -114,6 +118,7 @@ pub async fn observe<'a>(
     // cannot be read, a failed pass reports nothing (the slim copy is never written back).
     let (found, prev) = match (found, full) {
         (Found::Wait(d), _) => (Found::Wait(d), cached),
+        (Found::Covered, _) => (Found::Covered, cached),
         (found, Some(full)) => (found, full),
         (found, None) => match whole_status(ctx, obj).await {
             Ok(full) => (found, full),
@@ -198,9 +203,7 @@ async fn gather(
                 Answer::Use { known, search } => (known, search),
                 Answer::Search(known) => (known, true),
                 Answer::AwaitWalk => return Ok((Found::Wait(AWAIT_WALK_REQUEUE), None, None)),
-                Answer::Covered => {
-                    return Ok((Found::Wait(safety_requeue(conn.resync)), None, None));
-                }
+                Answer::Covered => return Ok((Found::Covered, None, None)),
                 Answer::Failed(e) => return Err(Error::Fhir(e)),
             }
         }

@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use crate::operator::practitioner::backoff::safety_requeue;
+
 const DAY: f64 = 86_400.0;
 
 /// Share of a budget kept for first resolutions of new practitioners and retries: walks are
@@ -93,11 +95,6 @@ pub fn role_every(walk_interval: Duration) -> Duration {
     walk_interval
         .saturating_mul(6)
         .max(Duration::from_secs(3600))
-}
-
-/// How long an object left alone waits at most before reading itself (as reconciles do).
-fn safety_requeue(resync: Duration) -> Duration {
-    resync.saturating_mul(6).max(Duration::from_secs(3600))
 }
 
 /// The requests a day these settings cost.
