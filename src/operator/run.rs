@@ -225,7 +225,7 @@ fn watch_practitioners(
         .reflect(writer)
         .inspect(move |event| follow_watch(&members, &memory, event))
         // The applied objects (as `applied_objects` yields them) that pass the filter; a
-        // deletion leaves the filter's memory.
+        // deletion, and an object a relist no longer lists, leaves the filter's memory.
         .filter_map(move |event| {
             std::future::ready(match event {
                 Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) => {
@@ -235,7 +235,14 @@ fn watch_practitioners(
                     changes.forget(&p);
                     None
                 }
-                Ok(watcher::Event::Init | watcher::Event::InitDone) => None,
+                Ok(watcher::Event::Init) => {
+                    changes.relist_started();
+                    None
+                }
+                Ok(watcher::Event::InitDone) => {
+                    changes.relist_done();
+                    None
+                }
                 Err(e) => Some(Err(e)),
             })
         });

@@ -22,6 +22,8 @@ pub struct Changes {
     seen: HashMap<u128, (u64, u32)>,
     started: Instant,
     last_evicted: u32,
+    /// When the watch began listing again (seconds since `started`), while it lists.
+    relist_since: Option<u32>,
 }
 
 impl Default for Changes {
@@ -30,6 +32,7 @@ impl Default for Changes {
             seen: HashMap::new(),
             started: Instant::now(),
             last_evicted: 0,
+            relist_since: None,
         }
     }
 }
@@ -84,6 +87,24 @@ impl Changes {
         self.seen.remove(&key(obj));
     }
 
+    /// The watch lists again (after a restart or an expired resource version).
+    pub fn relist_started(&mut self) {
+        self.relist_started_at(self.started.elapsed());
+    }
+
+    fn relist_started_at(&mut self, now: Duration) {
+        self.relist_since = Some(u32::try_from(now.as_secs()).unwrap_or(u32::MAX));
+    }
+
+    /// The relist is complete: an object it did not list was deleted while the watch was down
+    /// (no Delete event comes for it), and its hash goes now. Every listed object passed
+    /// through [`Changes::passes`] during the relist, which dated it.
+    pub fn relist_done(&mut self) {
+        if let Some(since) = self.relist_since.take() {
+            self.seen.retain(|_, (_, at)| *at >= since);
+        }
+    }
+
     #[cfg(test)]
     fn len(&self) -> usize {
         self.seen.len()
@@ -136,5 +157,28 @@ mod tests {
         c.forget(&annotated);
         assert_eq!(c.len(), 0);
         assert!(c.passes_at(&annotated, later));
+    }
+
+    #[test]
+    fn a_relist_forgets_what_it_did_not_list() {
+        let mut c = Changes::default();
+        let (kept, gone) = (practitioner("k", 1), practitioner("g", 1));
+        let at = Duration::from_secs(10);
+        assert!(c.passes_at(&kept, at) && c.passes_at(&gone, at));
+        // The watch restarts; the relist lists only `kept` (unchanged: it does not pass).
+        let later = at + Duration::from_secs(30);
+        c.relist_started_at(later);
+        assert!(!c.passes_at(&kept, later));
+        c.relist_done();
+        assert_eq!(
+            c.len(),
+            1,
+            "the object deleted while the watch was down is forgotten"
+        );
+        assert!(
+            !c.passes_at(&kept, later),
+            "the listed one is still remembered"
+        );
+        assert!(c.passes_at(&gone, later), "made again, it passes");
     }
 }
