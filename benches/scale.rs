@@ -24,7 +24,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cluster::{Component, ControlPlane};
+use cluster::{Component, ControlPlane, free_port};
 use epic_operator::crd::{
     EpicConnection, EpicConnectionSpec, EpicPractitioner, EpicPractitionerSpec, RequestBudget,
     npi_from_prefix,
@@ -215,15 +215,6 @@ async fn heap_metrics(metrics_port: u16) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// A port free on 127.0.0.1 a moment ago.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 async fn reset(s: &Sandbox) {

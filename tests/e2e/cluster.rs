@@ -43,7 +43,8 @@ impl Drop for ControlPlane {
     }
 }
 
-fn free_port() -> u16 {
+/// A port free on 127.0.0.1 a moment ago (the end-to-end tests and the scale benchmark).
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
         .local_addr()

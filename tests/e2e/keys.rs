@@ -17,19 +17,11 @@ use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use serde_json::{Value, json};
 
-use super::cluster::{ControlPlane, apply_yaml};
+use super::cluster::{ControlPlane, apply_yaml, free_port};
 use super::{Operator, SEED, World, create, events, example, is, stats, wait_event};
 
 const PUBLISH_AHEAD: Duration = Duration::from_secs(3);
 const RETIRE_AFTER: Duration = Duration::from_secs(4);
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// The JWK Set at `url`: kids in order, and the response itself.
 async fn fetch_set(url: &str) -> (Vec<String>, reqwest::Response) {
