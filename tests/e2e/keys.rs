@@ -18,7 +18,7 @@ use kube::{Api, ResourceExt};
 use serde_json::{Value, json};
 
 use super::cluster::{ControlPlane, apply_yaml, free_port};
-use super::{Operator, SEED, World, create, events, example, is, stats, wait_event};
+use super::{Operator, SEED, World, create, events, example, is, stats, wait_event, wait_stat};
 
 const PUBLISH_AHEAD: Duration = Duration::from_secs(3);
 const RETIRE_AFTER: Duration = Duration::from_secs(4);
@@ -332,11 +332,7 @@ subjects: [{{kind: ServiceAccount, name: epic-operator, namespace: epic-system}}
         .unwrap();
     // Let the sandbox take its long-lived copy before the new key exists.
     let fetches = stats(&w).await["jwksFetches"].as_u64().unwrap();
-    let started = Instant::now();
-    while stats(&w).await["jwksFetches"].as_u64().unwrap() == fetches {
-        assert!(started.elapsed() < Duration::from_secs(20), "no fetch");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_stat(&w, "jwksFetches", "the sandbox's fetch", |n| n > fetches).await;
     let before = keys_of(&connection(&w, "epic").await);
     let previous = before.signing_key_id.clone().unwrap();
     w.connections

@@ -25,7 +25,12 @@ mod load_report;
 struct Plan {
     interval: Option<Duration>,
     too_small: Option<String>,
+    /// When the next walk is due, as status shows it.
     next_walk: Option<SystemTime>,
+    /// When the next walk is due if the one running ends well. Status keeps the standing plan
+    /// until the walk ends: a report made during the walk would otherwise show a retry the
+    /// walk's failure may replace a moment later.
+    after_this_walk: Option<SystemTime>,
     /// First walks failed in a row.
     failures: u32,
     /// Epic refuses roster walks here: what it answered.
@@ -81,12 +86,16 @@ impl WalkPlans {
             &forecast_input(handle, practitioners, records, true),
             budget,
         );
+        self.walk_starts(key, c.interval, c.too_small);
+        c.interval
+    }
+
+    fn walk_starts(&self, key: &Key, interval: Duration, too_small: Option<String>) {
         self.with(key, |p| {
-            p.interval = Some(c.interval);
-            p.too_small = c.too_small;
-            p.next_walk = SystemTime::now().checked_add(c.interval);
-            c.interval
-        })
+            p.interval = Some(interval);
+            p.too_small = too_small;
+            p.after_this_walk = SystemTime::now().checked_add(interval);
+        });
     }
 
     /// Whether a walk due now may start: not during a daily limit, outside the walk windows,
@@ -155,6 +164,7 @@ impl WalkPlans {
     pub fn succeeded(&self, key: &Key, records: u64) {
         self.with(key, |p| {
             p.records = records;
+            p.next_walk = p.after_this_walk.take();
             p.failures = 0;
             p.refused = None;
             p.daily_until = None;
@@ -181,7 +191,10 @@ impl WalkPlans {
                 .map(|(left, _)| left)
                 .or(error.retry_after())
                 .unwrap_or_else(crate::fhir::rate::until_next_utc_day);
-            self.with(key, |p| p.daily_until = now.checked_add(wait));
+            self.with(key, |p| {
+                p.daily_until = now.checked_add(wait);
+                p.after_this_walk = None;
+            });
             return (Some(wait), None);
         }
         if error.is_walk_refusal() {
@@ -198,7 +211,7 @@ impl WalkPlans {
                 p.failures
             });
             let retry = walk_retry(failures, true);
-            self.with(key, |p| p.next_walk = now.checked_add(retry));
+            self.retry_after(key, now.checked_add(retry));
             let why = format!(
                 "this Epic instance refuses roster walks (a Practitioner search with only _count: {answer}) and does not search by identifier either: nothing can resolve this NPI until the Epic team allows one of the two (walks are tried again after {})",
                 human(retry)
@@ -206,6 +219,8 @@ impl WalkPlans {
             return (Some(retry), Some(FhirError::RosterUnavailable(why)));
         }
         if has_index {
+            // The next walk comes at the usual interval.
+            self.with(key, |p| p.next_walk = p.after_this_walk.take());
             return (None, None);
         }
         let failures = self.with(key, |p| {
@@ -213,8 +228,16 @@ impl WalkPlans {
             p.failures
         });
         let retry = walk_retry(failures, false);
-        self.with(key, |p| p.next_walk = now.checked_add(retry));
+        self.retry_after(key, now.checked_add(retry));
         (Some(retry), None)
+    }
+
+    /// A failed walk is tried again at `at`, not at the usual interval.
+    fn retry_after(&self, key: &Key, at: Option<SystemTime>) {
+        self.with(key, |p| {
+            p.next_walk = at;
+            p.after_this_walk = None;
+        });
     }
 
     /// The connection's `status.load` and its RosterWalks and RequestBudget conditions.
@@ -236,5 +259,32 @@ impl WalkPlans {
             records: p.records,
         });
         load_report::report(&plan, handle, practitioners, generation, now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_running_walk_keeps_the_standing_plan_until_it_ends() {
+        // Found by the refused-walk scenario under load: a report made while a retry walk ran
+        // showed "the resync interval after its start", 10 s after the planned retry.
+        let plans = WalkPlans::default();
+        let key: Key = ("ns".into(), "epic".into());
+        let next = |plans: &WalkPlans| plans.with(&key, |p| p.next_walk);
+        let retry = SystemTime::now() + Duration::from_secs(30);
+        plans.retry_after(&key, Some(retry));
+        plans.walk_starts(&key, Duration::from_secs(600), None);
+        assert_eq!(next(&plans), Some(retry), "during the walk");
+        plans.succeeded(&key, 5);
+        let after = next(&plans).unwrap();
+        let ahead = after.duration_since(SystemTime::now()).unwrap_or_default();
+        assert!(ahead > Duration::from_secs(590), "{ahead:?}: the interval after the walk");
+        // A failed walk's retry replaces what its success would have planned.
+        plans.walk_starts(&key, Duration::from_secs(600), None);
+        plans.retry_after(&key, Some(retry));
+        assert_eq!(next(&plans), Some(retry));
+        assert_eq!(plans.with(&key, |p| p.after_this_walk), None);
     }
 }
