@@ -280,7 +280,10 @@ mod tests {
         plans.succeeded(&key, 5);
         let after = next(&plans).unwrap();
         let ahead = after.duration_since(SystemTime::now()).unwrap_or_default();
-        assert!(ahead > Duration::from_secs(590), "{ahead:?}: the interval after the walk");
+        assert!(
+            ahead > Duration::from_secs(590),
+            "{ahead:?}: the interval after the walk"
+        );
         // A failed walk's retry replaces what its success would have planned.
         plans.walk_starts(&key, Duration::from_secs(600), None);
         plans.retry_after(&key, Some(retry));
