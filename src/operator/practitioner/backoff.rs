@@ -1,5 +1,5 @@
-//! How long a practitioner waits before its next pass: jitter, the safety net of roster mode,
-//! and the per-object backoff after failures. Pure except for the random jitter.
+//! How long a practitioner waits before its next pass: jitter and the per-object backoff
+//! after failures (roster mode's safety net is the sweep's, `roster::safety_sweep`). Pure except for the random jitter.
 
 use std::time::Duration;
 
@@ -23,15 +23,6 @@ pub const WRITE_RETRY: Duration = Duration::from_secs(5);
 pub fn jittered(d: Duration) -> Duration {
     let factor = 0.9 + rand::random::<f64>() * 0.2;
     Duration::try_from_secs_f64(d.as_secs_f64() * factor).unwrap_or(d)
-}
-
-/// The shortest safety interval of roster mode.
-const SAFETY_FLOOR: Duration = Duration::from_secs(3600);
-
-/// In roster mode, how long after a pass an object looks again by itself: an hour at least.
-/// Walks wake it when its record changes; this is the safety net for walks that keep failing.
-pub fn safety_requeue(resync: Duration) -> Duration {
-    resync.saturating_mul(6).max(SAFETY_FLOOR)
 }
 
 /// How long an object waits after its `failures`-th failure in a row.

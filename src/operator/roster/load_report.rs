@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::crd::{Condition, LoadStatus, Reason, RequestBudget, WalkWindows, WriteMode};
 use crate::operator::connection::cache::ConnectionHandle;
-use crate::operator::roster::pace::{ForecastInput, forecast, human};
+use crate::operator::roster::pace::{ForecastInput, forecast, human, safety_interval};
 
 /// Drift assumed by the projection in status (1% of records change a day).
 pub const ASSUMED_DRIFT_PER_DAY: f64 = 0.01;
@@ -65,10 +65,7 @@ pub(super) fn report(
     .total()
     .ceil() as u64;
     // How often each practitioner reads its own record when walks are refused.
-    let safety = handle
-        .resync
-        .saturating_mul(6)
-        .max(Duration::from_secs(3600));
+    let safety = safety_interval(handle.resync);
     let drift = drift_detection(plan, handle.spec.walk_windows.as_ref(), safety, now);
     let status = load_status(plan, handle, projected, drift, now);
     let mut conditions = vec![walks_condition(

@@ -5,9 +5,18 @@
 
 use std::time::Duration;
 
-use crate::operator::practitioner::backoff::safety_requeue;
-
 const DAY: f64 = 86_400.0;
+
+/// The shortest safety interval, and the shortest time between PractitionerRole walks.
+const AN_HOUR: Duration = Duration::from_secs(3600);
+
+/// In roster mode, how often each practitioner gets a pass of its own (the safety sweep's
+/// interval): six resync intervals, an hour at least. Walks wake it when its record changes;
+/// this is the net for walks that keep failing, and what every practitioner reads when Epic
+/// refuses roster walks.
+pub fn safety_interval(resync: Duration) -> Duration {
+    resync.saturating_mul(6).max(AN_HOUR)
+}
 
 /// Share of a budget kept for first resolutions of new practitioners and retries: walks are
 /// planned into the rest, so a new EpicPractitioner is never starved by the walks.
@@ -92,9 +101,7 @@ fn per_day(every: Duration) -> f64 {
 
 /// How often the PractitionerRole walk runs, given the walk interval (as the walks do).
 pub fn role_every(walk_interval: Duration) -> Duration {
-    walk_interval
-        .saturating_mul(6)
-        .max(Duration::from_secs(3600))
+    walk_interval.saturating_mul(6).max(AN_HOUR)
 }
 
 /// The requests a day these settings cost.
@@ -106,7 +113,7 @@ pub fn forecast(i: &ForecastInput) -> Forecast {
     let probes = per_day(i.resync);
     if !i.roster_walks {
         return Forecast {
-            per_object_reads: n * per_day(safety_requeue(i.resync)),
+            per_object_reads: n * per_day(safety_interval(i.resync)),
             // The read is already there: a drifted record costs its PUT.
             drift_requests: if i.writes { drifted } else { 0.0 },
             // An identifier search and a PractitionerRole search each.

@@ -1,6 +1,6 @@
 //! The roster mode's safety net, without a timer per object. Walks wake the practitioners
 //! whose records changed; besides that, every practitioner gets a pass once per safety
-//! interval (`safety_requeue`: six resync intervals, an hour at least), for a walk that keeps
+//! interval (`pace::safety_interval`: six resync intervals, an hour at least), for a walk that keeps
 //! failing. Held as one requeue per object, that net was kube-runtime's scheduler holding
 //! 10,000 timers at N = 10,000 (5.8 MB, BENCHMARKS.md). Here each connection keeps one cursor
 //! instead: its members are woken a few at a time, in name order, so that every one is woken
@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use crate::operator::Context;
 use crate::operator::connection::cache::{ConnectionHandle, Key};
-use crate::operator::practitioner::backoff::safety_requeue;
+use crate::operator::roster::pace::safety_interval;
 
 /// How often a batch is woken.
 pub const TICK: Duration = Duration::from_secs(5);
@@ -95,7 +95,7 @@ impl SafetySweep {
                 .cycles
                 .entry(key.clone())
                 .or_insert_with(|| Cycle::new(now));
-            let want = cycle.due(now, ctx.members.count(key), safety_requeue(handle.resync));
+            let want = cycle.due(now, ctx.members.count(key), safety_interval(handle.resync));
             if want == 0 {
                 continue;
             }
