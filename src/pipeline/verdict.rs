@@ -49,7 +49,7 @@ impl Verdict {
         if self.synced.reason == Reason::Conflict {
             let m = &mut self.synced.message;
             let at = m.find(LAST_ANSWER).unwrap_or(m.len());
-            m.insert_str(at, "; it is tried again with backoff");
+            m.insert_str(at, RETRIED);
         }
         self
     }
@@ -80,11 +80,40 @@ pub fn ready(synced: Option<&Said>, in_sync: Option<&Said>) -> Said {
     }
 }
 
+/// The phrases of an outcome that both the conditions here and the operator's Events say
+/// (an Event adds its subject and remedy, never Epic's answer: that text comes from outside).
+pub mod phrase {
+    /// A conditional write met a changed record on every attempt.
+    pub fn conflicted(attempts: u32) -> String {
+        format!(
+            "was changed in Epic between read and write on each of {attempts} attempts (each re-read it first), so nothing was overwritten"
+        )
+    }
+
+    pub fn not_found(npi: &str) -> String {
+        format!("no Practitioner carries NPI {npi}")
+    }
+
+    pub fn ambiguous(n: usize, npi: &str) -> String {
+        format!("{n} Practitioners carry NPI {npi}")
+    }
+
+    pub fn incomplete(npi: &str) -> String {
+        format!("Epic marked the search for NPI {npi} incomplete")
+    }
+
+    pub use crate::reconcile::NOT_FIXED;
+}
+
+/// What the operator adds to a conflict: it tries the write again.
+pub const RETRIED: &str = "; it is tried again with backoff";
+
 /// A conditional write that met a changed record on every attempt (the Synced message, and
 /// the operator's `lastError`).
 pub fn conflict_message(attempts: u32, last: &FhirError) -> String {
     format!(
-        "Practitioner was changed in Epic between read and write on each of {attempts} attempts (each re-read it first), so nothing was overwritten{LAST_ANSWER}{last}"
+        "Practitioner {}{LAST_ANSWER}{last}",
+        phrase::conflicted(attempts)
     )
 }
 
@@ -138,17 +167,17 @@ fn in_sync(obj: &EpicPractitioner, outcome: &SyncOutcome) -> Said {
         Resolution::NotFound => Said::new(
             ConditionStatus::False,
             Reason::NotFound,
-            format!("no Practitioner carries NPI {npi}"),
+            phrase::not_found(npi),
         ),
         Resolution::Ambiguous(n) => Said::new(
             ConditionStatus::False,
             Reason::AmbiguousNpi,
-            format!("{n} Practitioners carry NPI {npi}"),
+            phrase::ambiguous(n, npi),
         ),
         Resolution::Incomplete => Said::new(
             ConditionStatus::Unknown,
             Reason::SearchIncomplete,
-            format!("Epic marked the search for NPI {npi} incomplete; see status.warnings"),
+            format!("{}; see status.warnings", phrase::incomplete(npi)),
         ),
     }
 }
@@ -183,7 +212,7 @@ fn synced(
         (WriteOutcome::Refused(e), _) => Said::new(
             ConditionStatus::False,
             Reason::WriteDisabled,
-            format!("Epic refused the write; drift is reported, not fixed: {e}"),
+            format!("Epic refused the write; {}: {e}", phrase::NOT_FIXED),
         ),
         (WriteOutcome::Failed(e), _) => Said::new(
             ConditionStatus::False,
@@ -233,11 +262,13 @@ fn held(
         }
         HoldReason::Paused => "paused by annotation epic-operator.dev/paused".into(),
         HoldReason::NotFound => format!(
-            "no Practitioner carries NPI {npi}; managementPolicy {:?} does not create (use CreateOrUpdate)",
+            "{}; managementPolicy {:?} does not create (use CreateOrUpdate)",
+            phrase::not_found(npi),
             obj.spec.management_policy
         ),
         HoldReason::SearchIncomplete => format!(
-            "Epic marked the search for NPI {npi} incomplete (suppressed or unauthorized results); nothing is created or written on an incomplete answer"
+            "{} (suppressed or unauthorized results); nothing is created or written on an incomplete answer",
+            phrase::incomplete(npi)
         ),
         HoldReason::CreateUnconfirmed => format!(
             "a create for NPI {npi} was sent{} and its answer was lost; no second one is sent until a complete roster walk that started after it shows whether it arrived",
@@ -247,8 +278,8 @@ fn held(
                 .unwrap_or_default()
         ),
         HoldReason::AmbiguousNpi => format!(
-            "{} Practitioners carry NPI {npi} ({}); nothing is written until the duplicates are merged in Epic",
-            outcome.ambiguous_ids.len(),
+            "{} ({}); nothing is written until the duplicates are merged in Epic",
+            phrase::ambiguous(outcome.ambiguous_ids.len(), npi),
             outcome.ambiguous_ids.join(", ")
         ),
     }

@@ -28,4 +28,4 @@ pub use plan::{
 };
 pub use qualifications::DEFAULT_QUALIFICATION_SYSTEM;
 pub use roles::role_summary;
-pub use write_policy::{WritePolicy, write_capability, write_policy};
+pub use write_policy::{NOT_FIXED, WritePolicy, write_capability, write_policy};

@@ -26,6 +26,9 @@ pub struct WritePolicy {
     pub held_message: String,
 }
 
+/// What a refused or held write means for drift (the conditions and Events say it too).
+pub const NOT_FIXED: &str = "drift is reported, not fixed";
+
 /// The write policy of one practitioner: the connection's capability, unless Epic refused this
 /// record's last write recently (it is retried no more often than the resync interval).
 pub fn write_policy(
@@ -45,9 +48,11 @@ pub fn write_policy(
     }
     let held_message = match (connection, mode) {
         (WriteCapability::Disabled, WriteMode::Disabled) => {
-            "the EpicConnection sets writes: Disabled; drift is reported, not fixed".to_string()
+            format!("the EpicConnection sets writes: Disabled; {NOT_FIXED}")
         }
-        (WriteCapability::Disabled, _) => "this Epic instance does not accept Practitioner writes (CapabilityStatement or an earlier refusal); drift is reported, not fixed".to_string(),
+        (WriteCapability::Disabled, _) => format!(
+            "this Epic instance does not accept Practitioner writes (CapabilityStatement or an earlier refusal); {NOT_FIXED}"
+        ),
         _ => String::new(),
     };
     WritePolicy {

@@ -7,6 +7,7 @@ use kube::runtime::events::EventType;
 
 use crate::crd::{EpicPractitioner, EpicPractitionerStatus, Reason};
 use crate::operator::practitioner::observe::Prev;
+use crate::pipeline::verdict::{RETRIED, phrase};
 use crate::pipeline::{SyncOutcome, WriteOutcome};
 use crate::reconcile::Resolution;
 
@@ -35,7 +36,8 @@ pub fn transitions(
             EventType::Warning,
             Reason::WriteDisabled,
             format!(
-                "Epic does not accept writes for {subject}; drift is reported, not fixed. {}",
+                "Epic does not accept writes for {subject}; {}. {}",
+                phrase::NOT_FIXED,
                 Reason::WriteDisabled.remedy()
             ),
         ));
@@ -110,7 +112,7 @@ fn sync_events(
         }
         WriteOutcome::Created => events.push((EventType::Normal, Reason::Created, format!("created Practitioner/{id} for NPI {npi}"))),
         WriteOutcome::Deactivated => events.push((EventType::Normal, Reason::Deactivated, format!("{subject} set active=false before deletion; Epic login access is not revoked by this: end it in Epic's user records"))),
-        WriteOutcome::Conflict { attempts, .. } => events.push((EventType::Warning, Reason::Conflict, format!("{subject} changed in Epic during each of {attempts} conditional writes; nothing was overwritten, retrying with backoff"))),
+        WriteOutcome::Conflict { attempts, .. } => events.push((EventType::Warning, Reason::Conflict, format!("{subject} {}{RETRIED}", phrase::conflicted(*attempts)))),
         _ => {}
     }
     events.extend(resolution_events(npi, old_reason, new_reason, o));
@@ -129,7 +131,11 @@ fn resolution_events(
         events.push((
             EventType::Warning,
             Reason::SearchIncomplete,
-            format!("Epic marked the search for NPI {npi} incomplete (suppressed or unauthorized results); nothing is created on it. {}", Reason::SearchIncomplete.remedy()),
+            format!(
+                "{} (suppressed or unauthorized results); nothing is created on it. {}",
+                phrase::incomplete(npi),
+                Reason::SearchIncomplete.remedy()
+            ),
         ));
     }
     if o.resolution == Resolution::NotFound
@@ -139,10 +145,7 @@ fn resolution_events(
         events.push((
             EventType::Warning,
             Reason::NotFound,
-            format!(
-                "no Practitioner carries NPI {npi}. {}",
-                Reason::NotFound.remedy()
-            ),
+            format!("{}. {}", phrase::not_found(npi), Reason::NotFound.remedy()),
         ));
     }
     if matches!(o.resolution, Resolution::Ambiguous(_)) && old_reason != Some(Reason::AmbiguousNpi)
@@ -151,8 +154,8 @@ fn resolution_events(
             EventType::Warning,
             Reason::AmbiguousNpi,
             format!(
-                "{} Practitioners carry NPI {npi}; nothing written. {}",
-                o.ambiguous_ids.len(),
+                "{}; nothing written. {}",
+                phrase::ambiguous(o.ambiguous_ids.len(), npi),
                 Reason::AmbiguousNpi.remedy()
             ),
         ));

@@ -292,3 +292,80 @@ fn warning_events_say_what_why_and_what_to_do_without_placeholders() {
     );
     assert!(transitions(&p, &blocked, &blocked, None).is_empty(), "once");
 }
+
+#[test]
+fn events_and_conditions_word_an_outcome_alike() {
+    // The Event names the subject and the remedy; the sentence about what happened is the
+    // verdict's, so kubectl describe and the status never tell two stories.
+    let p = practitioner(true);
+    let conflict = WriteOutcome::Conflict {
+        attempts: 3,
+        last: FhirError::Conflict {
+            status: 412,
+            outcome: OperationOutcome::default(),
+        },
+    };
+    let cases = [
+        (
+            outcome(Resolution::Found, Action::Update, conflict, &["active"]),
+            Reason::Conflict,
+            "Synced",
+            phrase::conflicted(3),
+        ),
+        (
+            outcome(
+                Resolution::NotFound,
+                Action::Hold(HoldReason::NotFound),
+                WriteOutcome::NotAttempted,
+                &[],
+            ),
+            Reason::NotFound,
+            "InSync",
+            phrase::not_found("1234567893"),
+        ),
+        (
+            outcome(
+                Resolution::Ambiguous(2),
+                Action::Hold(HoldReason::AmbiguousNpi),
+                WriteOutcome::NotAttempted,
+                &[],
+            ),
+            Reason::AmbiguousNpi,
+            "InSync",
+            phrase::ambiguous(2, "1234567893"),
+        ),
+        (
+            outcome(
+                Resolution::Incomplete,
+                Action::Hold(HoldReason::SearchIncomplete),
+                WriteOutcome::NotAttempted,
+                &[],
+            ),
+            Reason::SearchIncomplete,
+            "InSync",
+            phrase::incomplete("1234567893"),
+        ),
+    ];
+    for (o, reason, condition, sentence) in cases {
+        let old = EpicPractitionerStatus::default();
+        let verdict = crate::pipeline::verdict::of_sync(&p, &old, &o, "");
+        let said = if condition == "Synced" {
+            &verdict.synced
+        } else {
+            &verdict.in_sync
+        };
+        assert!(
+            said.message.contains(&sentence),
+            "{reason}: {}",
+            said.message
+        );
+        let mut new = status(reason.as_str(), o.fhir_id.as_deref());
+        new.conditions[0].reason = verdict.synced.reason.as_str().into();
+        let events = super::transitions(&p, &Prev::of(Some(&old)), &new, Some(reason), Some(&o));
+        let event = events
+            .iter()
+            .find(|(_, r, _)| *r == reason)
+            .unwrap_or_else(|| panic!("no {reason} Event: {events:?}"));
+        assert!(event.2.contains(&sentence), "{reason}: {}", event.2);
+    }
+}
