@@ -142,6 +142,7 @@ async fn a_lost_post_answer_is_never_followed_by_a_second_post_on_old_evidence()
     let walked = CreateGuard {
         search: false,
         walk_after_attempt: true,
+        search_after_attempt: true,
     };
     let o = run(
         &s,
@@ -167,6 +168,7 @@ async fn a_lost_post_answer_is_never_followed_by_a_second_post_on_old_evidence()
     let before_attempt = CreateGuard {
         search: false,
         walk_after_attempt: false,
+        search_after_attempt: true,
     };
     let o = run(
         &s,
@@ -198,6 +200,90 @@ async fn a_lost_post_answer_is_never_followed_by_a_second_post_on_old_evidence()
     .await;
     assert_eq!(o.fhir_id.as_deref(), Some(id.as_str()));
     assert_eq!(carrying(&s, NPI).await, 1);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_post_epic_applies_after_its_answer_was_lost_is_not_sent_again_on_an_early_search() {
+    // Identifier search and no conditional create: the search before a second POST is all
+    // that guards it, and Epic is still applying the first one when that search runs.
+    let s = without_conditional_create(true).await;
+    set_settings(&s, json!({"lateCreateMs": 2000})).await;
+    let (spec, norm) = (create_spec(), Normalizer::default());
+    let recorder = Recorder::default();
+    let o = run(
+        &s,
+        SyncRequest {
+            attempt_recorder: Some(&recorder),
+            ..request(&spec, &norm, None, CreateGuard::SEARCH)
+        },
+    )
+    .await;
+    assert!(matches!(o.write, WriteOutcome::Failed(_)), "{:?}", o.write);
+    assert_eq!(
+        o.create_attempt,
+        AttemptState::Unknown,
+        "a 504 says nothing"
+    );
+    assert_eq!(carrying(&s, NPI).await, 0, "not applied yet");
+    // The next pass, within the settle time: its search finds nothing, which proves nothing.
+    let too_soon = CreateGuard {
+        search: true,
+        walk_after_attempt: false,
+        search_after_attempt: false,
+    };
+    let o = run(
+        &s,
+        SyncRequest {
+            attempt_recorder: Some(&recorder),
+            ..request(&spec, &norm, None, too_soon)
+        },
+    )
+    .await;
+    assert!(o.searched);
+    assert_eq!(o.action, Action::Hold(HoldReason::CreateUnconfirmed));
+    assert!(
+        matches!(o.write, WriteOutcome::NotAttempted),
+        "{:?}",
+        o.write
+    );
+    assert_eq!(stat(&stats(&s).await, "create"), 1, "no second POST");
+    // Epic finishes the first POST.
+    let started = std::time::Instant::now();
+    while carrying(&s, NPI).await == 0 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "the late create never landed"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // After the settle time the search counts, and it finds the record: adopted, not created.
+    set_settings(&s, json!({"lateCreateMs": 0})).await;
+    let settled = CreateGuard {
+        search: true,
+        walk_after_attempt: false,
+        search_after_attempt: true,
+    };
+    let o = run(
+        &s,
+        SyncRequest {
+            attempt_recorder: Some(&recorder),
+            ..request(&spec, &norm, None, settled)
+        },
+    )
+    .await;
+    assert_eq!(o.fhir_id.as_deref(), Some(id_of(&s, NPI).await.as_str()));
+    assert_eq!(stat(&stats(&s).await, "create"), 1);
+    assert_eq!(
+        carrying(&s, NPI).await,
+        1,
+        "exactly one record carries the NPI"
+    );
+    assert_eq!(
+        recorder.recorded.load(Ordering::SeqCst),
+        1,
+        "one POST, one record of it"
+    );
     s.stop().await;
 }
 

@@ -296,8 +296,9 @@ pub struct EpicPractitionerStatus {
     pub note: Option<String>,
     /// A create (POST) sent for this NPI whose outcome is not known (the answer was lost):
     /// written before every POST and cleared once the record is found or Epic answered. While
-    /// it stands, no POST is sent again until absence is confirmed by an identifier search or
-    /// by a complete roster walk that started after it.
+    /// it stands, no POST is sent again until absence is confirmed by an identifier search made
+    /// once Epic has had the request timeout to apply it, or by a complete roster walk that
+    /// started after it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub create_attempt: Option<CreateAttempt>,
 }

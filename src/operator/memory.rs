@@ -59,6 +59,10 @@ pub enum Remember {
     ClearAttempt,
     /// Status shows an unanswered attempt this process first saw at that instant.
     SawAttempt(Instant, CreateAttempt),
+    /// This pass's POST went unanswered: the attempt is dated from when its answer was lost
+    /// (later than when it was noted, by the wait for the rate limit and the token, and the
+    /// request timeout itself).
+    LostAnswer(Instant, CreateAttempt),
 }
 
 /// A map never shrinks by itself: after a first walk had handed over to every object, its
@@ -163,6 +167,7 @@ impl Memory {
                             m.attempt = Some(Box::new((*at, a.clone())));
                         }
                     }
+                    Remember::LostAnswer(at, a) => m.attempt = Some(Box::new((*at, a.clone()))),
                 }
             }
             before

@@ -63,6 +63,10 @@ pub struct CreateGuard {
     /// The walk whose "not found" is prefetched started after every earlier create attempt for
     /// this NPI whose answer was lost (true when there is none).
     pub walk_after_attempt: bool,
+    /// Every earlier create attempt for this NPI whose answer was lost ended longer ago than
+    /// Epic may still take to apply it (true when there is none). A search that finds nothing
+    /// sooner is no proof: a POST the client stopped waiting for may still land after it.
+    pub search_after_attempt: bool,
 }
 
 impl CreateGuard {
@@ -70,6 +74,7 @@ impl CreateGuard {
     pub const SEARCH: CreateGuard = CreateGuard {
         search: true,
         walk_after_attempt: true,
+        search_after_attempt: true,
     };
 }
 
@@ -195,10 +200,10 @@ pub async fn sync_practitioner(
     let report = current.as_ref().map_or_else(empty_report, |o| {
         drift_with(req.spec, &o.body, req.normalizer, req.disclosure)
     });
-    let absence = if found.searched {
-        Absence::Searched
-    } else {
-        found.absence
+    let absence = match (found.searched, req.create_guard.search_after_attempt) {
+        (true, true) => Absence::Searched,
+        (true, false) => Absence::Unconfirmed,
+        (false, _) => found.absence,
     };
     let action = decide(&req, current.as_ref(), found.resolution, &report, absence);
     let mut outcome = SyncOutcome {

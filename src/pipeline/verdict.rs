@@ -271,11 +271,16 @@ fn held(
             phrase::incomplete(npi)
         ),
         HoldReason::CreateUnconfirmed => format!(
-            "a create for NPI {npi} was sent{} and its answer was lost; no second one is sent until a complete roster walk that started after it shows whether it arrived",
+            "a create for NPI {npi} was sent{} and its answer was lost; no second one is sent until {} shows whether it arrived",
             prev.create_attempt
                 .as_ref()
                 .map(|a| format!(" at {}", a.sent_at))
-                .unwrap_or_default()
+                .unwrap_or_default(),
+            if outcome.searched {
+                "a search made once Epic has had the request timeout to apply it"
+            } else {
+                "a complete roster walk that started after it"
+            }
         ),
         HoldReason::AmbiguousNpi => format!(
             "{} ({}); nothing is written until the duplicates are merged in Epic",

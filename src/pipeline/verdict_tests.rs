@@ -245,6 +245,22 @@ fn each_outcome_is_worded_once() {
         ),
         (
             "an unconfirmed create: when it was sent",
+            SyncOutcome {
+                searched: false,
+                ..outcome(
+                    Resolution::NotFound,
+                    Action::Hold(HoldReason::CreateUnconfirmed),
+                    WriteOutcome::NotAttempted,
+                )
+            },
+            &unconfirmed,
+            Reason::CreateUnconfirmed,
+            "a create for NPI 1234567893 was sent at 2026-12-01T00:00:00Z and its answer was lost; no second one is sent until a complete roster walk that started after it shows whether it arrived",
+            Reason::NotFound,
+            "no Practitioner carries NPI 1234567893",
+        ),
+        (
+            "an unconfirmed create after a search too soon",
             outcome(
                 Resolution::NotFound,
                 Action::Hold(HoldReason::CreateUnconfirmed),
@@ -252,7 +268,7 @@ fn each_outcome_is_worded_once() {
             ),
             &unconfirmed,
             Reason::CreateUnconfirmed,
-            "a create for NPI 1234567893 was sent at 2026-12-01T00:00:00Z and its answer was lost; no second one is sent until a complete roster walk that started after it shows whether it arrived",
+            "a create for NPI 1234567893 was sent at 2026-12-01T00:00:00Z and its answer was lost; no second one is sent until a search made once Epic has had the request timeout to apply it shows whether it arrived",
             Reason::NotFound,
             "no Practitioner carries NPI 1234567893",
         ),

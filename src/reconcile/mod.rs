@@ -24,7 +24,8 @@ pub use fields::{
 pub use names::shown_name;
 pub use normalize::{DEFAULT_PHONE_REGION, Normalizer};
 pub use plan::{
-    Absence, Action, HoldReason, PlanInput, Resolution, WriteCapability, guard_create, plan,
+    Absence, Action, HoldReason, PlanInput, Resolution, WriteCapability, evidence_after_attempt,
+    guard_create, plan,
 };
 pub use qualifications::DEFAULT_QUALIFICATION_SYSTEM;
 pub use roles::role_summary;

@@ -1,5 +1,7 @@
 //! What to do, decided from policy, capability, resolution and drift.
 
+use std::time::{Duration, Instant};
+
 use crate::crd::{DeletionPolicy, ManagementPolicy, Reason};
 
 /// Whether the Epic instance accepts Practitioner writes, as far as is known.
@@ -67,9 +69,24 @@ pub enum Absence {
     /// A complete roster walk found nothing, and it started after every earlier create attempt
     /// for the NPI whose answer was lost (or there was none).
     Walked,
-    /// Only a walk that started before a create attempt whose answer was lost: that create
-    /// may have arrived after the walk read the page it would be on.
+    /// Only a walk that started before a create attempt whose answer was lost, or a search
+    /// made so soon after that answer was lost that Epic may still have been applying it:
+    /// that create may have arrived after the walk read its page, or after the search.
     Unconfirmed,
+}
+
+/// Whether evidence gathered from `from` on (a walk's start, a search's) can prove absence
+/// despite an unanswered create attempt dated `attempt` (when its answer was lost): only when
+/// it started longer than `settle` after it, the time Epic may still take to apply a POST its
+/// client stopped waiting for. Always, without an attempt; never, without evidence.
+pub fn evidence_after_attempt(
+    attempt: Option<Instant>,
+    from: Option<Instant>,
+    settle: Duration,
+) -> bool {
+    attempt.is_none_or(|t| {
+        from.is_some_and(|f| f.checked_duration_since(t).is_some_and(|d| d > settle))
+    })
 }
 
 /// A planned create stands only on positive evidence of absence; otherwise it holds.
@@ -135,7 +152,7 @@ impl Action {
                 "none: Epic marked the NPI search incomplete (suppressed or unauthorized results); nothing is created on it".into()
             }
             Action::Hold(HoldReason::CreateUnconfirmed) => {
-                "none: an earlier create's answer was lost; waiting for a complete walk to show whether it arrived".into()
+                "none: an earlier create's answer was lost; waiting for a later search or complete walk to show whether it arrived".into()
             }
         }
     }

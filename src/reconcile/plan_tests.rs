@@ -221,3 +221,47 @@ fn deletion_branches() {
         Action::Hold(HoldReason::Paused)
     );
 }
+
+#[test]
+fn evidence_counts_only_once_a_lost_post_had_time_to_land() {
+    use std::time::{Duration, Instant};
+    let settle = Duration::from_secs(30);
+    let lost = Instant::now();
+    let after = |secs| lost.checked_add(Duration::from_secs(secs));
+    let cases = [
+        ("no attempt: any evidence", None, after(0), true),
+        ("no attempt, no evidence yet", None, None, true),
+        ("an attempt and no evidence", Some(lost), None, false),
+        (
+            "evidence from before the attempt",
+            Some(lost),
+            Some(lost),
+            false,
+        ),
+        (
+            "evidence within the settle time",
+            Some(lost),
+            after(29),
+            false,
+        ),
+        (
+            "evidence at exactly the settle time",
+            Some(lost),
+            after(30),
+            false,
+        ),
+        (
+            "evidence after the settle time",
+            Some(lost),
+            after(31),
+            true,
+        ),
+    ];
+    for (what, attempt, from, counts) in cases {
+        assert_eq!(
+            evidence_after_attempt(attempt, from, settle),
+            counts,
+            "{what}"
+        );
+    }
+}

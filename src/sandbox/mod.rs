@@ -125,6 +125,10 @@ pub struct Settings {
     /// Fault: the next N accepted writes (PUT or POST) are applied, then their response is cut
     /// off mid-body, so the client sees the connection fail after the write happened.
     pub reset_writes: u32,
+    /// Fault: every accepted POST is answered 504 at once, and its record is stored only this
+    /// many milliseconds later: Epic still applying a create its client stopped waiting for
+    /// (0: off).
+    pub late_create_ms: u64,
     /// The instance has no conditional create: the CapabilityStatement does not list it and
     /// `If-None-Exist` is ignored (a POST always creates), as on many Epic instances.
     pub conditional_create_unsupported: bool,
@@ -173,6 +177,7 @@ impl Default for Settings {
             edit_before_put: None,
             edit_before_put_count: 0,
             reset_writes: 0,
+            late_create_ms: 0,
             conditional_create_unsupported: false,
             hostile_identifiers: 0,
             churn_every_walk: false,

@@ -1,6 +1,8 @@
 //! Practitioner writes: refused unless enabled, validated like Epic (422), versioned
 //! (If-Match, 412), conditional create (If-None-Exist), PATCH refused.
 
+use std::sync::Arc;
+
 use axum::body::Bytes;
 use axum::extract::{Path, RawPathParams, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -263,9 +265,27 @@ pub(super) async fn create_practitioner(
             }
         }
     }
+    Stats::bump(&state.stats.create);
+    let late = state.settings().late_create_ms;
+    if late > 0 {
+        drop(data);
+        let state = Arc::clone(&state);
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(late)).await;
+            let mut data = lock(&state.data);
+            let id = state.new_practitioner_id(&mut data);
+            resource["id"] = json!(id);
+            data.practitioners.insert(id, resource);
+        });
+        return outcome(
+            StatusCode::GATEWAY_TIMEOUT,
+            "timeout",
+            "4100",
+            "The request timed out before it completed",
+        );
+    }
     let id = state.new_practitioner_id(&mut data);
     resource["id"] = json!(id);
-    Stats::bump(&state.stats.create);
     let stored = data.practitioners.insert(id.clone(), resource);
     let location = format!("{}/Practitioner/{id}/_history/1", state.fhir_base());
     let mut r = with_etag(

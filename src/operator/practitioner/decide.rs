@@ -15,6 +15,11 @@ pub use crate::operator::memory::Remember;
 use crate::operator::roster::state::Lesson;
 use crate::pipeline::verdict::{self, Verdict};
 use crate::pipeline::{AttemptState, WriteOutcome, deletion_done};
+use crate::reconcile::{Action, HoldReason};
+
+/// Added to the wait before the search after a lost POST answer, so that the search falls
+/// after the settle time however the requeue's jitter falls.
+const SETTLE_MARGIN: Duration = Duration::from_secs(5);
 
 /// What to do after a pass.
 #[derive(Debug, PartialEq)]
@@ -151,6 +156,10 @@ fn after_sync(obs: &Observation<'_>, s: &SyncRun) -> Decision {
     // What this process knows of the attempt outlives a cached status from before its write.
     if outcome.fhir_id.is_some() || outcome.create_attempt == AttemptState::Answered {
         remember.push(Remember::ClearAttempt);
+    } else if outcome.create_attempt == AttemptState::Unknown
+        && let Some(attempt) = &new.create_attempt
+    {
+        remember.push(Remember::LostAnswer(s.ended, attempt.clone()));
     } else if let Some((since, attempt)) = &s.known_attempt {
         if new.create_attempt.is_none() {
             new.create_attempt = Some(attempt.clone());
@@ -164,11 +173,16 @@ fn after_sync(obs: &Observation<'_>, s: &SyncRun) -> Decision {
         // only a net for a walk that keeps failing.
         DriftDetection::Roster => Next::SafetyNet,
     };
-    let next = match &outcome.write {
+    let next = match (&outcome.write, outcome.action, s.attempt_settles_in) {
         // Reported in status; tried again with the same per-object backoff as errors, not
         // after the long resync interval.
-        WriteOutcome::Failed(_) | WriteOutcome::Conflict { .. } => {
+        (WriteOutcome::Failed(_) | WriteOutcome::Conflict { .. }, ..) => {
             Next::Backoff(super::backoff::WRITE_RETRY)
+        }
+        // A search found nothing too soon after a lost POST answer: search again once Epic
+        // has had the time to apply it (a walk would wake the object only at its next run).
+        (_, Action::Hold(HoldReason::CreateUnconfirmed), Some(wait)) if outcome.searched => {
+            Next::Requeue(wait + SETTLE_MARGIN)
         }
         _ => next,
     };

@@ -65,6 +65,8 @@ fn synced(o: SyncOutcome) -> Found {
         write_disabled_message: "writes are off".into(),
         normalizer: Normalizer::default(),
         known_attempt: None,
+        ended: std::time::Instant::now(),
+        attempt_settles_in: None,
     }))
 }
 
@@ -384,4 +386,74 @@ fn a_conflict_says_it_is_tried_again() {
         "{}",
         synced.message
     );
+}
+
+#[test]
+fn a_lost_post_answer_dates_the_attempt_and_a_search_too_soon_waits_for_the_settle_time() {
+    let live = practitioner(true);
+    // This pass's POST went unanswered: memory dates it from the end of the pass, not from
+    // when the attempt was noted before the POST waited for the limiter and timed out.
+    let mut o = outcome(
+        WriteOutcome::Failed(FhirError::Timeout("no answer".into())),
+        Action::Create,
+    );
+    o.fhir_id = None;
+    o.resolution = Resolution::NotFound;
+    o.create_attempt = AttemptState::Unknown;
+    let Found::Synced(s) = synced(o) else {
+        unreachable!()
+    };
+    let ended = s.ended;
+    let d = decide(&observation(
+        &live,
+        None,
+        Found::Synced(s),
+        DriftDetection::Roster,
+        false,
+    ));
+    let attempt = d
+        .status
+        .as_ref()
+        .and_then(|s| s.create_attempt.clone())
+        .expect("the attempt stands in status");
+    assert!(
+        d.remember.contains(&Remember::LostAnswer(ended, attempt)),
+        "{:?}",
+        d.remember
+    );
+    // The next pass searched too soon after that: it holds, and looks again once the settle
+    // time has passed, not at the next walk or the hourly net.
+    let cases = [
+        (
+            true,
+            Some(Duration::from_secs(20)),
+            Next::Requeue(Duration::from_secs(25)),
+        ),
+        (true, None, Next::SafetyNet),
+        (false, Some(Duration::from_secs(20)), Next::SafetyNet),
+    ];
+    for (searched, settles_in, next) in cases {
+        let mut o = outcome(
+            WriteOutcome::NotAttempted,
+            Action::Hold(HoldReason::CreateUnconfirmed),
+        );
+        o.fhir_id = None;
+        o.resolution = Resolution::NotFound;
+        o.searched = searched;
+        let Found::Synced(mut s) = synced(o) else {
+            unreachable!()
+        };
+        s.attempt_settles_in = settles_in;
+        let d = decide(&observation(
+            &live,
+            None,
+            Found::Synced(s),
+            DriftDetection::Roster,
+            false,
+        ));
+        assert_eq!(
+            d.next, next,
+            "searched {searched}, settles in {settles_in:?}"
+        );
+    }
 }

@@ -64,6 +64,10 @@ pub struct SyncRun {
     pub normalizer: Normalizer,
     /// The unanswered create attempt this process knows of, if any, and since when.
     pub known_attempt: Option<(Instant, CreateAttempt)>,
+    /// When the sync ended: a POST whose answer was lost in it is dated from here.
+    pub ended: Instant,
+    /// How long until a search may prove absence despite that attempt (none: it may now).
+    pub attempt_settles_in: Option<Duration>,
 }
 
 /// The status the object had before this pass, with its Synced reason read once.
@@ -272,7 +276,7 @@ async fn sync_with_epic(
     });
     let resolving = known_id.is_none() && known.prefetched.is_none();
     let normalizer = conn.normalizer();
-    let (create_guard, known_attempt) =
+    let (create_guard, known_attempt, attempt_settles_in) =
         create_guard(obj, old, attempt, conn, search, known.walk_started);
     let recorder = StatusAttempt::new(ctx, obj, old, conn.base_url());
     let synced = sync_practitioner(
@@ -315,15 +319,17 @@ async fn sync_with_epic(
         write_disabled_message: policy.held_message,
         normalizer,
         known_attempt,
+        ended: Instant::now(),
+        attempt_settles_in,
     })))
 }
 
 /// What may prove this object's record absent before a POST: a search just before it where
 /// the instance searches by identifier; and where an unanswered create attempt stands, dated
-/// by this process's own clock (its POST, or when it first saw the attempt), only a walk that
-/// started later than that, plus the request timeout within which the POST may still have
-/// landed.
-/// Returns the guard and the attempt it dated.
+/// by this process's own clock (when its POST's answer was lost, or when it first saw the
+/// attempt), only a search or a walk that started later than that plus the request timeout:
+/// Epic may still be applying a POST its client stopped waiting for.
+/// Returns the guard, the attempt it dated, and how long until a search may prove absence.
 fn create_guard(
     obj: &EpicPractitioner,
     old: &EpicPractitionerStatus,
@@ -331,7 +337,11 @@ fn create_guard(
     conn: &ConnectionHandle,
     search: bool,
     walk_started: Option<Instant>,
-) -> (CreateGuard, Option<(Instant, CreateAttempt)>) {
+) -> (
+    CreateGuard,
+    Option<(Instant, CreateAttempt)>,
+    Option<Duration>,
+) {
     // An unanswered attempt in status that memory does not hold is first seen now.
     let in_status = old
         .create_attempt
@@ -339,14 +349,19 @@ fn create_guard(
         .filter(|a| a.npi == obj.spec.npi && a.connection == conn.base_url());
     let attempt = remembered.or_else(|| in_status.map(|a| (Instant::now(), a.clone())));
     let settle = conn.client.settings().request_timeout;
-    let walk_after_attempt = attempt.as_ref().is_none_or(|(t, _)| {
-        walk_started.is_some_and(|w| w.checked_duration_since(*t).is_some_and(|d| d > settle))
-    });
+    let at = attempt.as_ref().map(|(t, _)| *t);
+    let now = Instant::now();
+    use crate::reconcile::evidence_after_attempt;
     let guard = CreateGuard {
         search,
-        walk_after_attempt,
+        walk_after_attempt: evidence_after_attempt(at, walk_started, settle),
+        search_after_attempt: evidence_after_attempt(at, Some(now), settle),
     };
-    (guard, attempt)
+    let settles_in = at
+        .and_then(|t| t.checked_add(settle))
+        .map(|due| due.saturating_duration_since(now))
+        .filter(|d| !d.is_zero());
+    (guard, attempt, settles_in)
 }
 
 /// An identifier search the instance does not support: 400 (Epic code 4100 and kin).
