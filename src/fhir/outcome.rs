@@ -14,6 +14,40 @@ pub struct Issue {
     pub diagnostics: Option<String>,
 }
 
+/// FHIR issue types that, at any severity, say a search's result set may lack records: it
+/// was cut (too costly, too long, timed out, throttled, incomplete), records were withheld
+/// (suppressed, forbidden, security), or a parameter was not applied (not-supported, as a
+/// server that ignores `identifier` answers with records that are not the NPI's).
+const INCOMPLETE_CODES: &[&str] = &[
+    "incomplete",
+    "too-costly",
+    "too-long",
+    "timeout",
+    "throttled",
+    "transient",
+    "suppressed",
+    "forbidden",
+    "security",
+    "not-supported",
+];
+
+/// Epic's detail codes with the same meaning: suppressed (59204), not authorized (4118), and
+/// search parameters invalid, missing or not combinable (4100, 4110, 4111, 4112, 4115), so
+/// not applied.
+const INCOMPLETE_EPIC_CODES: &[&str] = &["59204", "4118", "4100", "4110", "4111", "4112", "4115"];
+
+impl Issue {
+    /// Whether this issue, inside a search Bundle, means records may be missing from it.
+    fn marks_incomplete(&self) -> bool {
+        matches!(self.severity.as_str(), "error" | "fatal")
+            || INCOMPLETE_CODES.contains(&self.code.as_str())
+            || self
+                .details
+                .iter()
+                .any(|d| INCOMPLETE_EPIC_CODES.contains(&d.as_str()))
+    }
+}
+
 /// The parts of an OperationOutcome the operator uses.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct OperationOutcome {
@@ -77,15 +111,12 @@ impl OperationOutcome {
     }
 
     /// Whether these issues, found inside a search Bundle, mean the result set is incomplete:
-    /// an error or fatal issue, or a suppression (Epic 59204) or not-authorized (4118) code.
-    /// Then a search that shows no record does not prove that none exists.
+    /// an error or fatal issue, or at any severity an issue type or Epic code that says records
+    /// were cut, withheld or not filtered (a suppression arrives as Epic's 59204 or as the
+    /// standard `suppressed`). Then a search that shows no record does not prove that none
+    /// exists. What a search may say and still be whole: 4101 (no results), `informational`.
     pub fn marks_incomplete(&self) -> bool {
-        // A suppression arrives as Epic's 59204 or as the standard issue code `suppressed`.
-        self.issues
-            .iter()
-            .any(|i| matches!(i.severity.as_str(), "error" | "fatal") || i.code == "suppressed")
-            || self.has_code("59204")
-            || self.has_code("4118")
+        self.issues.iter().any(Issue::marks_incomplete)
     }
 
     /// The record was merged into another (Epic 4107): its id must be resolved again.
@@ -100,7 +131,7 @@ impl OperationOutcome {
         let text = self
             .issues
             .iter()
-            .filter(|i| i.severity != "information" || i.code == "suppressed")
+            .filter(|i| i.severity != "information" || i.marks_incomplete())
             .map(|i| {
                 let mut s = i.code.clone();
                 if !i.details.is_empty() {
@@ -170,5 +201,70 @@ mod tests {
         }))
         .unwrap();
         assert!(!info.marks_incomplete());
+    }
+
+    #[test]
+    fn an_answer_is_incomplete_when_any_issue_says_records_may_be_missing() {
+        let issue = |severity: &str, code: &str, epic: Option<&str>| {
+            let mut i = serde_json::json!({"severity": severity, "code": code});
+            if let Some(e) = epic {
+                i["details"] = serde_json::json!({"coding": [{"code": e}]});
+            }
+            OperationOutcome::parse(
+                &serde_json::json!({"resourceType": "OperationOutcome", "issue": [i]}),
+            )
+            .unwrap()
+        };
+        let cases = [
+            (
+                "no results",
+                issue("warning", "not-found", Some("4101")),
+                false,
+            ),
+            (
+                "informational",
+                issue("information", "informational", None),
+                false,
+            ),
+            ("an error", issue("error", "processing", None), true),
+            (
+                "cut as too costly",
+                issue("warning", "too-costly", None),
+                true,
+            ),
+            ("incomplete", issue("information", "incomplete", None), true),
+            ("throttled", issue("warning", "throttled", None), true),
+            (
+                "a parameter not supported",
+                issue("warning", "not-supported", None),
+                true,
+            ),
+            (
+                "Epic: invalid parameter",
+                issue("warning", "processing", Some("4100")),
+                true,
+            ),
+            (
+                "Epic: no parameters",
+                issue("warning", "processing", Some("4110")),
+                true,
+            ),
+            (
+                "Epic: suppressed",
+                issue("information", "processing", Some("59204")),
+                true,
+            ),
+            (
+                "Epic: not authorized",
+                issue("warning", "processing", Some("4118")),
+                true,
+            ),
+        ];
+        for (what, o, incomplete) in cases {
+            assert_eq!(o.marks_incomplete(), incomplete, "{what}");
+            if incomplete {
+                assert!(!o.summary().is_empty(), "{what}: the message says why");
+            }
+        }
     }
 }

@@ -311,45 +311,6 @@ fn a_failure_is_reported_once_with_its_reason() {
 }
 
 #[test]
-fn an_unanswered_attempt_stays_in_status_and_in_memory() {
-    let live = practitioner(true);
-    let attempt = CreateAttempt {
-        npi: "1234567893".into(),
-        connection: "https://epic.example.org/fhir".into(),
-        sent_at: "2026-12-01T00:00:00Z".into(),
-    };
-    let since = std::time::Instant::now();
-    let mut o = outcome(
-        WriteOutcome::NotAttempted,
-        Action::Hold(HoldReason::CreateUnconfirmed),
-    );
-    o.fhir_id = None;
-    o.resolution = Resolution::NotFound;
-    let Found::Synced(mut s) = synced(o) else {
-        unreachable!()
-    };
-    s.known_attempt = Some((since, attempt.clone()));
-    let d = decide(&observation(
-        &live,
-        None,
-        Found::Synced(s),
-        DriftDetection::Roster,
-        false,
-    ));
-    assert_eq!(
-        d.status.as_ref().and_then(|s| s.create_attempt.clone()),
-        Some(attempt.clone()),
-        "a status that lost the attempt gets it back"
-    );
-    assert!(
-        d.remember.contains(&Remember::SawAttempt(since, attempt)),
-        "{:?}",
-        d.remember
-    );
-    assert!(!d.remember.contains(&Remember::ClearAttempt));
-}
-
-#[test]
 fn a_conflict_says_it_is_tried_again() {
     let live = practitioner(true);
     let conflicted = outcome(
@@ -388,72 +349,5 @@ fn a_conflict_says_it_is_tried_again() {
     );
 }
 
-#[test]
-fn a_lost_post_answer_dates_the_attempt_and_a_search_too_soon_waits_for_the_settle_time() {
-    let live = practitioner(true);
-    // This pass's POST went unanswered: memory dates it from the end of the pass, not from
-    // when the attempt was noted before the POST waited for the limiter and timed out.
-    let mut o = outcome(
-        WriteOutcome::Failed(FhirError::Timeout("no answer".into())),
-        Action::Create,
-    );
-    o.fhir_id = None;
-    o.resolution = Resolution::NotFound;
-    o.create_attempt = AttemptState::Unknown;
-    let Found::Synced(s) = synced(o) else {
-        unreachable!()
-    };
-    let ended = s.ended;
-    let d = decide(&observation(
-        &live,
-        None,
-        Found::Synced(s),
-        DriftDetection::Roster,
-        false,
-    ));
-    let attempt = d
-        .status
-        .as_ref()
-        .and_then(|s| s.create_attempt.clone())
-        .expect("the attempt stands in status");
-    assert!(
-        d.remember.contains(&Remember::LostAnswer(ended, attempt)),
-        "{:?}",
-        d.remember
-    );
-    // The next pass searched too soon after that: it holds, and looks again once the settle
-    // time has passed, not at the next walk or the hourly net.
-    let cases = [
-        (
-            true,
-            Some(Duration::from_secs(20)),
-            Next::Requeue(Duration::from_secs(25)),
-        ),
-        (true, None, Next::SafetyNet),
-        (false, Some(Duration::from_secs(20)), Next::SafetyNet),
-    ];
-    for (searched, settles_in, next) in cases {
-        let mut o = outcome(
-            WriteOutcome::NotAttempted,
-            Action::Hold(HoldReason::CreateUnconfirmed),
-        );
-        o.fhir_id = None;
-        o.resolution = Resolution::NotFound;
-        o.searched = searched;
-        let Found::Synced(mut s) = synced(o) else {
-            unreachable!()
-        };
-        s.attempt_settles_in = settles_in;
-        let d = decide(&observation(
-            &live,
-            None,
-            Found::Synced(s),
-            DriftDetection::Roster,
-            false,
-        ));
-        assert_eq!(
-            d.next, next,
-            "searched {searched}, settles in {settles_in:?}"
-        );
-    }
-}
+#[path = "decide_attempt_tests.rs"]
+mod attempts;
