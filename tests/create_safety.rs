@@ -16,7 +16,9 @@ use epic_operator::pipeline::{
     AttemptRecorder, AttemptState, CreateGuard, Prefetched, SyncOutcome, SyncRequest, WriteOutcome,
     sync_practitioner,
 };
-use epic_operator::reconcile::{Action, Disclosure, HoldReason, Normalizer, WriteCapability};
+use epic_operator::reconcile::{
+    Action, Disclosure, HoldReason, Normalizer, Resolution, WriteCapability,
+};
 use epic_operator::sandbox::{Sandbox, SandboxConfig, Settings};
 use futures::future::BoxFuture;
 use serde_json::json;
@@ -284,6 +286,22 @@ async fn a_post_epic_applies_after_its_answer_was_lost_is_not_sent_again_on_an_e
         1,
         "one POST, one record of it"
     );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_search_cut_short_by_a_mere_warning_creates_nothing() {
+    // The record exists, but the search answering for it was stopped as too costly: Epic says
+    // so with a warning, no error and no Epic code. That is no proof of absence.
+    let s = without_conditional_create(true).await;
+    add_record(&s).await;
+    set_settings(&s, json!({"cutNpis": [NPI]})).await;
+    let (spec, norm) = (create_spec(), Normalizer::default());
+    let o = run(&s, request(&spec, &norm, None, CreateGuard::SEARCH)).await;
+    assert_eq!(o.resolution, Resolution::Incomplete);
+    assert_eq!(o.action, Action::Hold(HoldReason::SearchIncomplete));
+    assert_eq!(stat(&stats(&s).await, "create"), 0, "no POST");
+    assert_eq!(carrying(&s, NPI).await, 1);
     s.stop().await;
 }
 

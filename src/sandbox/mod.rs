@@ -109,6 +109,9 @@ pub struct Settings {
     /// NPIs whose search results are suppressed: the matches are hidden and the Bundle carries
     /// an OperationOutcome entry with Epic code 59204.
     pub suppressed_npis: Vec<String>,
+    /// NPIs whose identifier searches are cut short: the matches are missing and the Bundle
+    /// carries only a warning-level `too-costly` OperationOutcome, with no Epic code.
+    pub cut_npis: Vec<String>,
     /// NPIs whose records a roster walk (a search with no parameter but `_count`) hides: the
     /// first page carries an OperationOutcome entry with the standard issue code `suppressed`
     /// and no Epic code, the other form Epic uses. Identifier searches still find them.
@@ -171,6 +174,7 @@ impl Default for Settings {
             identifier_search_unsupported: false,
             role_search_needs_practitioner: false,
             suppressed_npis: Vec::new(),
+            cut_npis: Vec::new(),
             walk_suppressed_npis: Vec::new(),
             sparse_pages: false,
             subsetted_search: false,

@@ -278,6 +278,24 @@ pub(super) async fn search_practitioners(
                 }
                 continue;
             }
+            // A result set cut short, said only by a warning with no Epic code.
+            let cut = settings.cut_npis.iter().any(|npi| {
+                filters
+                    .iter()
+                    .any(|(k, v)| k == "identifier" && v.contains(npi.as_str()))
+                    && identifier_matches(p, npi, false)
+            });
+            if cut {
+                if shape.outcomes.is_empty() {
+                    shape.outcomes.push(json!({
+                        "resource": {"resourceType": "OperationOutcome", "issue": [{
+                            "severity": "warning", "code": "too-costly",
+                            "diagnostics": "The search was stopped before all results were found"}]},
+                        "search": {"mode": "outcome"}
+                    }));
+                }
+                continue;
+            }
             if suppressed {
                 if shape.outcomes.is_empty() {
                     shape.outcomes.push(outcome_entry(
