@@ -44,13 +44,20 @@ pub fn parse_search_page(bundle: &Value, resource_type: &str) -> Result<SearchPa
         .map(Vec::as_slice)
         .unwrap_or(&[])
     {
-        let Some(resource) = entry.get("resource") else {
-            continue;
-        };
-        match resource.get("resourceType").and_then(Value::as_str) {
-            Some("OperationOutcome") => page.outcomes.extend(OperationOutcome::parse(resource)),
-            Some(t) if t == resource_type => page.resources.push(resource.clone()),
-            _ => {}
+        let included = entry.pointer("/search/mode").and_then(Value::as_str) == Some("include");
+        match entry
+            .get("resource")
+            .map(|r| (r, r.get("resourceType").and_then(Value::as_str)))
+        {
+            Some((r, Some("OperationOutcome"))) => page.outcomes.extend(OperationOutcome::parse(r)),
+            Some((r, Some(t))) if t == resource_type => page.resources.push(r.clone()),
+            // A resource the search included beside its matches (`_include`): not a match.
+            Some(_) if included => {}
+            // A match that cannot be read may be the very record looked for: the page says
+            // so as an incomplete answer, so that nothing reads as absent because of it.
+            other => page
+                .outcomes
+                .push(unreadable_entry(other.and_then(|(_, t)| t), resource_type)),
         }
     }
     page.next = bundle
@@ -64,6 +71,22 @@ pub fn parse_search_page(bundle: &Value, resource_type: &str) -> Result<SearchPa
         .and_then(|l| l.get("url").and_then(Value::as_str))
         .map(str::to_string);
     Ok(page)
+}
+
+/// The outcome standing for a search entry that could not be read as a match.
+fn unreadable_entry(found: Option<&str>, wanted: &str) -> OperationOutcome {
+    let what = match found {
+        Some(t) => format!("a {t} where a {wanted} was expected"),
+        None => "no resource, or one without resourceType".to_string(),
+    };
+    OperationOutcome {
+        issues: vec![super::outcome::Issue {
+            severity: "error".into(),
+            code: "incomplete".into(),
+            details: Vec::new(),
+            diagnostics: Some(format!("a search entry held {what}; it was left out")),
+        }],
+    }
 }
 
 /// Everything a search returned over all its pages.
@@ -146,6 +169,42 @@ mod tests {
                 .collect(),
         };
         assert!(err.incomplete().is_some());
+    }
+
+    #[test]
+    fn an_entry_that_cannot_be_read_as_a_match_makes_the_answer_incomplete() {
+        let cases = [
+            (
+                "no resource",
+                json!({"fullUrl": "https://x/Practitioner/a"}),
+                true,
+            ),
+            ("no resourceType", json!({"resource": {"id": "a"}}), true),
+            (
+                "another type as a match",
+                json!({"resource": {"resourceType": "Patient", "id": "a"}, "search": {"mode": "match"}}),
+                true,
+            ),
+            (
+                "an included resource",
+                json!({"resource": {"resourceType": "Organization", "id": "o"}, "search": {"mode": "include"}}),
+                false,
+            ),
+            (
+                "the type searched for",
+                json!({"resource": {"resourceType": "Practitioner", "id": "a"}}),
+                false,
+            ),
+        ];
+        for (what, entry, incomplete) in cases {
+            let bundle = json!({"resourceType": "Bundle", "entry": [entry]});
+            let page = parse_search_page(&bundle, "Practitioner").unwrap();
+            let result = SearchResult {
+                resources: page.resources,
+                outcomes: page.outcomes,
+            };
+            assert_eq!(result.incomplete().is_some(), incomplete, "{what}");
+        }
     }
 
     #[test]

@@ -109,8 +109,7 @@ pub struct Settings {
     /// NPIs whose search results are suppressed: the matches are hidden and the Bundle carries
     /// an OperationOutcome entry with Epic code 59204.
     pub suppressed_npis: Vec<String>,
-    /// NPIs whose identifier searches are cut short: the matches are missing and the Bundle
-    /// carries only a warning-level `too-costly` OperationOutcome, with no Epic code.
+    /// NPIs whose identifier searches are cut short: no match, a warning `too-costly` outcome.
     pub cut_npis: Vec<String>,
     /// NPIs whose records a roster walk (a search with no parameter but `_count`) hides: the
     /// first page carries an OperationOutcome entry with the standard issue code `suppressed`
@@ -128,9 +127,8 @@ pub struct Settings {
     /// Fault: the next N accepted writes (PUT or POST) are applied, then their response is cut
     /// off mid-body, so the client sees the connection fail after the write happened.
     pub reset_writes: u32,
-    /// Fault: every accepted POST is answered 504 at once, and its record is stored only this
-    /// many milliseconds later: Epic still applying a create its client stopped waiting for
-    /// (0: off).
+    /// Fault: every accepted POST is answered 504 at once and stored this many ms later: Epic
+    /// still applying a create its client stopped waiting for (0: off).
     pub late_create_ms: u64,
     /// The instance has no conditional create: the CapabilityStatement does not list it and
     /// `If-None-Exist` is ignored (a POST always creates), as on many Epic instances.

@@ -123,6 +123,10 @@ impl<'a> Matcher<'a> {
         let by_npi = std::mem::take(&mut self.walk.by_npi);
         for r in page {
             let Some(id) = r.get("id").and_then(Value::as_str) else {
+                self.incomplete(
+                    || "a record without an id was left out".to_string(),
+                    "a roster record without an id was left out; the walk is incomplete",
+                );
                 continue;
             };
             // Walk ids are held to the FHIR id grammar as search ids are, and a record beyond
