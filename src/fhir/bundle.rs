@@ -97,12 +97,13 @@ pub struct SearchResult {
 }
 
 impl SearchResult {
-    /// Epic's explanation when the result set is incomplete (errors or suppressions).
+    /// Epic's explanation when the answer of a search with criteria cannot prove absence
+    /// (records cut or withheld, a parameter not applied).
     pub fn incomplete(&self) -> Option<String> {
         let bad: Vec<String> = self
             .outcomes
             .iter()
-            .filter(|o| o.marks_incomplete())
+            .filter(|o| o.marks_search_incomplete())
             .map(|o| match o.summary() {
                 s if s.is_empty() => format!("Epic codes {}", o.codes().join(",")),
                 s => s,
@@ -115,7 +116,7 @@ impl SearchResult {
     pub fn warnings(&self) -> Vec<String> {
         self.outcomes
             .iter()
-            .filter(|o| !o.marks_incomplete() && !o.has_code("4101"))
+            .filter(|o| !o.marks_search_incomplete() && !o.has_code("4101"))
             .map(OperationOutcome::summary)
             .filter(|s| !s.is_empty())
             .collect()

@@ -15,10 +15,10 @@ pub struct Issue {
 }
 
 /// FHIR issue types that, at any severity, say a search's result set may lack records: it
-/// was cut (too costly, too long, timed out, throttled, incomplete), records were withheld
-/// (suppressed, forbidden, security), or a parameter was not applied (not-supported, as a
-/// server that ignores `identifier` answers with records that are not the NPI's).
-const INCOMPLETE_CODES: &[&str] = &[
+/// was cut (too costly, too long, timed out, throttled, incomplete) or records were withheld
+/// (suppressed, forbidden, security). Epic's codes of the same meaning: suppressed (59204),
+/// not authorized (4118).
+const WITHHELD_CODES: &[&str] = &[
     "incomplete",
     "too-costly",
     "too-long",
@@ -28,23 +28,31 @@ const INCOMPLETE_CODES: &[&str] = &[
     "suppressed",
     "forbidden",
     "security",
-    "not-supported",
 ];
+const WITHHELD_EPIC_CODES: &[&str] = &["59204", "4118"];
 
-/// Epic's detail codes with the same meaning: suppressed (59204), not authorized (4118), and
-/// search parameters invalid, missing or not combinable (4100, 4110, 4111, 4112, 4115), so
-/// not applied.
-const INCOMPLETE_EPIC_CODES: &[&str] = &["59204", "4118", "4100", "4110", "4111", "4112", "4115"];
+/// Issue types and Epic codes that say a search parameter was not applied: not supported,
+/// or invalid, missing or not combinable (4100, 4110, 4111, 4112, 4115). A search whose
+/// `identifier` was not applied answers with records that are not the NPI's, and none of
+/// them is its record; a roster walk's only parameter is the advisory `_count`.
+const NOT_APPLIED_CODES: &[&str] = &["not-supported"];
+const NOT_APPLIED_EPIC_CODES: &[&str] = &["4100", "4110", "4111", "4112", "4115"];
 
 impl Issue {
+    fn has_any(&self, codes: &[&str], epic: &[&str]) -> bool {
+        codes.contains(&self.code.as_str())
+            || self.details.iter().any(|d| epic.contains(&d.as_str()))
+    }
+
     /// Whether this issue, inside a search Bundle, means records may be missing from it.
     fn marks_incomplete(&self) -> bool {
         matches!(self.severity.as_str(), "error" | "fatal")
-            || INCOMPLETE_CODES.contains(&self.code.as_str())
-            || self
-                .details
-                .iter()
-                .any(|d| INCOMPLETE_EPIC_CODES.contains(&d.as_str()))
+            || self.has_any(WITHHELD_CODES, WITHHELD_EPIC_CODES)
+    }
+
+    /// Whether this issue says a search parameter was not applied.
+    fn parameter_not_applied(&self) -> bool {
+        self.has_any(NOT_APPLIED_CODES, NOT_APPLIED_EPIC_CODES)
     }
 }
 
@@ -112,11 +120,20 @@ impl OperationOutcome {
 
     /// Whether these issues, found inside a search Bundle, mean the result set is incomplete:
     /// an error or fatal issue, or at any severity an issue type or Epic code that says records
-    /// were cut, withheld or not filtered (a suppression arrives as Epic's 59204 or as the
-    /// standard `suppressed`). Then a search that shows no record does not prove that none
-    /// exists. What a search may say and still be whole: 4101 (no results), `informational`.
+    /// were cut or withheld (a suppression arrives as Epic's 59204 or as the standard
+    /// `suppressed`). Then a search that shows no record does not prove that none exists.
+    /// What a search may say and still be whole: 4101 (no results), `informational`.
     pub fn marks_incomplete(&self) -> bool {
         self.issues.iter().any(Issue::marks_incomplete)
+    }
+
+    /// Whether these issues, inside the Bundle of a search with criteria (an identifier
+    /// search), mean its answer cannot prove absence: records cut or withheld, or a
+    /// parameter not applied.
+    pub fn marks_search_incomplete(&self) -> bool {
+        self.issues
+            .iter()
+            .any(|i| i.marks_incomplete() || i.parameter_not_applied())
     }
 
     /// The record was merged into another (Epic 4107): its id must be resolved again.
@@ -131,7 +148,9 @@ impl OperationOutcome {
         let text = self
             .issues
             .iter()
-            .filter(|i| i.severity != "information" || i.marks_incomplete())
+            .filter(|i| {
+                i.severity != "information" || i.marks_incomplete() || i.parameter_not_applied()
+            })
             .map(|i| {
                 let mut s = i.code.clone();
                 if !i.details.is_empty() {
@@ -261,10 +280,32 @@ mod tests {
             ),
         ];
         for (what, o, incomplete) in cases {
-            assert_eq!(o.marks_incomplete(), incomplete, "{what}");
+            assert_eq!(o.marks_search_incomplete(), incomplete, "{what}");
             if incomplete {
                 assert!(!o.summary().is_empty(), "{what}: the message says why");
             }
+        }
+        // A walk's one parameter is the advisory `_count`: a parameter not applied does not
+        // make its pages incomplete; records cut or withheld do.
+        for (what, o, incomplete) in [
+            (
+                "not-supported",
+                issue("warning", "not-supported", None),
+                false,
+            ),
+            (
+                "Epic 4100",
+                issue("warning", "processing", Some("4100")),
+                false,
+            ),
+            ("too costly", issue("warning", "too-costly", None), true),
+            (
+                "Epic 59204",
+                issue("information", "processing", Some("59204")),
+                true,
+            ),
+        ] {
+            assert_eq!(o.marks_incomplete(), incomplete, "walk: {what}");
         }
     }
 }
