@@ -11,7 +11,7 @@ mod common;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use common::*;
-use epic_operator::crd::{EpicPractitionerSpec, ManagementPolicy, NPI_SYSTEM};
+use epic_operator::crd::{EpicPractitionerSpec, ManagementPolicy, NPI_OID_SYSTEM, NPI_SYSTEM};
 use epic_operator::pipeline::{
     AttemptRecorder, AttemptState, CreateGuard, Prefetched, SyncOutcome, SyncRequest, WriteOutcome,
     sync_practitioner,
@@ -302,6 +302,50 @@ async fn a_search_cut_short_by_a_mere_warning_creates_nothing() {
     assert_eq!(o.action, Action::Hold(HoldReason::SearchIncomplete));
     assert_eq!(stat(&stats(&s).await, "create"), 0, "no POST");
     assert_eq!(carrying(&s, NPI).await, 1);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn an_or_search_that_applies_one_token_is_checked_system_by_system_before_a_post() {
+    // The instance takes `identifier=a|n,b|n` but answers for the first token alone, and the
+    // record carries the NPI under the OID system only, the second token.
+    let s = without_conditional_create(true).await;
+    set_settings(&s, json!({"orSearchFirstTokenOnly": true})).await;
+    let r: serde_json::Value = epic_operator::http::client()
+        .unwrap()
+        .post(format!("{}/practitioners", s.admin_url()))
+        .json(&json!({"resourceType": "Practitioner", "active": true,
+            "identifier": [{"system": NPI_OID_SYSTEM, "value": NPI}],
+            "name": [{"use": "official", "family": "Lee", "given": ["Ann"]}]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = r["id"].as_str().expect("id").to_string();
+    let (spec, norm) = (create_spec(), Normalizer::default());
+    let c = client(&s);
+    let o = sync_practitioner(&c, request(&spec, &norm, None, CreateGuard::SEARCH))
+        .await
+        .expect("sync");
+    assert_eq!(
+        o.fhir_id.as_deref(),
+        Some(id.as_str()),
+        "found, not created"
+    );
+    assert_eq!(stat(&stats(&s).await, "create"), 0, "no POST");
+    assert_eq!(
+        stat(&stats(&s).await, "identifierSearch"),
+        3,
+        "the OR form, then one per system"
+    );
+    // The client learned it: the next resolution searches each system at once.
+    let o = sync_practitioner(&c, request(&spec, &norm, None, CreateGuard::SEARCH))
+        .await
+        .expect("sync");
+    assert_eq!(o.fhir_id.as_deref(), Some(id.as_str()));
+    assert_eq!(stat(&stats(&s).await, "identifierSearch"), 5);
     s.stop().await;
 }
 

@@ -40,15 +40,37 @@ impl FhirClient {
     /// page. One search with both tokens (FHIR's OR) is tried first; an instance that rejects it
     /// as invalid gets one search per system from then on.
     pub async fn search_npi(&self, npi: &str) -> Result<NpiSearch, FhirError> {
-        let mut result = super::SearchResult::default();
-        let mut done = false;
+        let (result, _) = self.npi_results(npi).await?;
+        lookup_of(npi, result)
+    }
+
+    /// As [`search_npi`](Self::search_npi), for the answer a POST would stand on: a "not
+    /// found" from the one search with both tokens is checked by one search per system, since
+    /// an instance may take the OR form and apply only part of it. Two more requests, only
+    /// before a create; an instance caught doing so gets one search per system from then on.
+    pub async fn search_npi_before_create(&self, npi: &str) -> Result<NpiSearch, FhirError> {
+        let (result, or_form) = self.npi_results(npi).await?;
+        let first = lookup_of(npi, result)?;
+        if !or_form || !matches!(first.lookup, NpiLookup::NotFound) {
+            return Ok(first);
+        }
+        let each = lookup_of(npi, self.each_system(npi).await?)?;
+        if !matches!(each.lookup, NpiLookup::NotFound) {
+            tracing::warn!(
+                npi,
+                "the identifier search with both NPI systems missed what one search per system found; searching each system on its own from now on"
+            );
+            self.no_or_search.store(true, Ordering::Relaxed);
+        }
+        Ok(each)
+    }
+
+    /// Every page of the NPI's search, and whether it was the one search with both tokens.
+    async fn npi_results(&self, npi: &str) -> Result<(super::SearchResult, bool), FhirError> {
         if !self.no_or_search.load(Ordering::Relaxed) {
             let tokens: Vec<String> = NPI_SYSTEMS.iter().map(|s| format!("{s}|{npi}")).collect();
             match self.search_identifier(&tokens.join(",")).await {
-                Ok(r) => {
-                    result = r;
-                    done = true;
-                }
+                Ok(r) => return Ok((r, true)),
                 Err(FhirError::Invalid { .. }) => {
                     tracing::info!(
                         "identifier search with two NPI systems refused; searching each system on its own"
@@ -58,53 +80,18 @@ impl FhirClient {
                 Err(e) => return Err(e),
             }
         }
-        if !done {
-            for system in NPI_SYSTEMS {
-                let r = self.search_identifier(&format!("{system}|{npi}")).await?;
-                result.resources.extend(r.resources);
-                result.outcomes.extend(r.outcomes);
-            }
+        Ok((self.each_system(npi).await?, false))
+    }
+
+    /// One search per NPI system, put together.
+    async fn each_system(&self, npi: &str) -> Result<super::SearchResult, FhirError> {
+        let mut result = super::SearchResult::default();
+        for system in NPI_SYSTEMS {
+            let r = self.search_identifier(&format!("{system}|{npi}")).await?;
+            result.resources.extend(r.resources);
+            result.outcomes.extend(r.outcomes);
         }
-        let mut ids: Vec<String> = Vec::new();
-        let mut first: Option<Value> = None;
-        let mut loose = 0usize;
-        for r in result.resources.iter() {
-            if !carries_npi(r, npi) {
-                loose += 1;
-                continue;
-            }
-            let id = r.get("id").and_then(Value::as_str).unwrap_or_default();
-            check_fhir_id(id).map_err(FhirError::Malformed)?;
-            if !ids.iter().any(|i| i == id) {
-                ids.push(id.to_string());
-                first.get_or_insert_with(|| r.clone());
-            }
-        }
-        if loose > 0 {
-            tracing::debug!(
-                npi,
-                loose,
-                "the NPI search returned records that do not carry the NPI; ignored"
-            );
-        }
-        let incomplete = result.incomplete();
-        let mut warnings = result.warnings();
-        let lookup = match (ids.len(), first, incomplete) {
-            (0, _, Some(why)) => NpiLookup::Incomplete(why),
-            (0, _, None) => NpiLookup::NotFound,
-            (1, Some(record), why) => {
-                warnings.extend(why);
-                NpiLookup::Found {
-                    id: ids.remove(0),
-                    record,
-                }
-            }
-            (_, _, why) => {
-                warnings.extend(why);
-                NpiLookup::Ambiguous(ids)
-            }
-        };
-        Ok(NpiSearch { lookup, warnings })
+        Ok(result)
     }
 
     async fn search_identifier(&self, token: &str) -> Result<super::SearchResult, FhirError> {
@@ -112,4 +99,48 @@ impl FhirClient {
         url.query_pairs_mut().append_pair("identifier", token);
         self.search_all(url, "Practitioner").await
     }
+}
+
+/// What a search's records and outcomes say about the NPI.
+fn lookup_of(npi: &str, result: super::SearchResult) -> Result<NpiSearch, FhirError> {
+    let mut ids: Vec<String> = Vec::new();
+    let mut first: Option<Value> = None;
+    let mut loose = 0usize;
+    for r in result.resources.iter() {
+        if !carries_npi(r, npi) {
+            loose += 1;
+            continue;
+        }
+        let id = r.get("id").and_then(Value::as_str).unwrap_or_default();
+        check_fhir_id(id).map_err(FhirError::Malformed)?;
+        if !ids.iter().any(|i| i == id) {
+            ids.push(id.to_string());
+            first.get_or_insert_with(|| r.clone());
+        }
+    }
+    if loose > 0 {
+        tracing::debug!(
+            npi,
+            loose,
+            "the NPI search returned records that do not carry the NPI; ignored"
+        );
+    }
+    let incomplete = result.incomplete();
+    let mut warnings = result.warnings();
+    let lookup = match (ids.len(), first, incomplete) {
+        (0, _, Some(why)) => NpiLookup::Incomplete(why),
+        (0, _, None) => NpiLookup::NotFound,
+        (1, Some(record), why) => {
+            warnings.extend(why);
+            NpiLookup::Found {
+                id: ids.remove(0),
+                record,
+            }
+        }
+        (_, _, why) => {
+            warnings.extend(why);
+            NpiLookup::Ambiguous(ids)
+        }
+    };
+    Ok(NpiSearch { lookup, warnings })
 }

@@ -141,6 +141,7 @@ async fn without_record(
             search(
                 client,
                 npi,
+                would_create(req),
                 &mut found.current,
                 &mut found.ambiguous_ids,
                 &mut found.warnings,
@@ -154,11 +155,16 @@ async fn without_record(
 async fn search(
     client: &FhirClient,
     npi: &str,
+    before_create: bool,
     current: &mut Option<Observed>,
     ambiguous_ids: &mut Vec<String>,
     warnings: &mut Vec<String>,
 ) -> Result<Resolution, FhirError> {
-    let found = client.search_npi(npi).await?;
+    let found = if before_create {
+        client.search_npi_before_create(npi).await?
+    } else {
+        client.search_npi(npi).await?
+    };
     *warnings = found.warnings;
     Ok(match found.lookup {
         NpiLookup::NotFound => Resolution::NotFound,

@@ -97,14 +97,14 @@ pub struct Settings {
     /// Identifier searches match loosely, as some servers do: the system is ignored and any
     /// identifier sharing the first six characters of the value matches.
     pub loose_identifier_search: bool,
-    /// Identifier searches with several comma-separated tokens answer 400 (4100).
+    /// Identifier searches with several comma-separated tokens answer 400 (4100), or (the
+    /// second) are answered for the first token alone.
     pub or_search_unsupported: bool,
+    pub or_search_first_token_only: bool,
     /// The instance does not search Practitioner by identifier: the CapabilityStatement does
-    /// not list the parameter and such searches answer 400 (4100), as where NPI search was
-    /// never enabled.
+    /// not list the parameter and such searches answer 400 (4100).
     pub identifier_search_unsupported: bool,
-    /// PractitionerRole searches need a `practitioner` parameter (400, 4111, without one), so
-    /// roles cannot be walked.
+    /// PractitionerRole searches need a `practitioner` parameter (400, 4111): no role walks.
     pub role_search_needs_practitioner: bool,
     /// NPIs whose search results are suppressed: the matches are hidden and the Bundle carries
     /// an OperationOutcome entry with Epic code 59204.
@@ -134,8 +134,7 @@ pub struct Settings {
     /// `If-None-Exist` is ignored (a POST always creates), as on many Epic instances.
     pub conditional_create_unsupported: bool,
     /// Hostile mode: the first roster walk adds one record carrying the NPI of every other
-    /// record, padded with other identifiers to this many (0: off). About 80 bytes each:
-    /// 110,000 make a record of about 9 MiB.
+    /// record, padded with other identifiers to this many (0: off; 110,000 make 9 MiB).
     pub hostile_identifiers: usize,
     /// Hostile mode: every record changes (`active` flips) at the start of every roster walk.
     pub churn_every_walk: bool,
@@ -169,6 +168,7 @@ impl Default for Settings {
             rate_limit_rps: 0,
             loose_identifier_search: false,
             or_search_unsupported: false,
+            or_search_first_token_only: false,
             identifier_search_unsupported: false,
             role_search_needs_practitioner: false,
             suppressed_npis: Vec::new(),

@@ -242,6 +242,13 @@ pub(super) async fn search_practitioners(
     for (id, p) in data.practitioners.iter() {
         let mut keep = true;
         for (k, v) in &filters {
+            // An instance that takes the OR form but applies only its first token.
+            let v = match v.split_once(',') {
+                Some((first, _)) if k == "identifier" && settings.or_search_first_token_only => {
+                    first
+                }
+                _ => v.as_str(),
+            };
             match practitioner_matches(p, id, k, v, settings.loose_identifier_search) {
                 Some(m) => keep &= m,
                 None => {
