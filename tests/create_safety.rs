@@ -350,6 +350,37 @@ async fn an_or_search_that_applies_one_token_is_checked_system_by_system_before_
 }
 
 #[tokio::test]
+async fn a_record_with_the_npi_under_another_system_spelling_blocks_a_create() {
+    // The NPI system spelled with a trailing slash: not an NPI system, so the record is not
+    // taken for the clinician's, but a server that returns it for the NPI search is no proof
+    // that the clinician has no record.
+    let s = without_conditional_create(true).await;
+    set_settings(&s, json!({"looseIdentifierSearch": true})).await;
+    epic_operator::http::client()
+        .unwrap()
+        .post(format!("{}/practitioners", s.admin_url()))
+        .json(&json!({"resourceType": "Practitioner", "active": true,
+            "identifier": [{"system": format!("{NPI_SYSTEM}/"), "value": NPI}],
+            "name": [{"use": "official", "family": "Lee", "given": ["Ann"]}]}))
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap();
+    let (spec, norm) = (create_spec(), Normalizer::default());
+    let o = run(&s, request(&spec, &norm, None, CreateGuard::SEARCH)).await;
+    assert_eq!(o.resolution, Resolution::Incomplete);
+    assert_eq!(o.action, Action::Hold(HoldReason::SearchIncomplete));
+    assert!(
+        o.warnings.iter().any(|w| w.contains("us-npi/")),
+        "{:?}",
+        o.warnings
+    );
+    assert_eq!(stat(&stats(&s).await, "create"), 0, "no POST");
+    s.stop().await;
+}
+
+#[tokio::test]
 async fn a_post_answered_with_a_refusal_leaves_no_attempt_standing() {
     let s = sandbox_with(SandboxConfig::default()).await; // read-only: POST answers 403
     let (spec, norm) = (create_spec(), Normalizer::default());

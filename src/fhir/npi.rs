@@ -106,9 +106,16 @@ fn lookup_of(npi: &str, result: super::SearchResult) -> Result<NpiSearch, FhirEr
     let mut ids: Vec<String> = Vec::new();
     let mut first: Option<Value> = None;
     let mut loose = 0usize;
+    // A returned record with the NPI's digits under a system that is not an NPI system (a
+    // trailing slash, https, a bare OID): not the clinician's record for certain, but no
+    // proof of absence either.
+    let mut odd_system: Option<String> = None;
     for r in result.resources.iter() {
         if !carries_npi(r, npi) {
             loose += 1;
+            if odd_system.is_none() {
+                odd_system = value_under_other_system(r, npi);
+            }
             continue;
         }
         let id = r.get("id").and_then(Value::as_str).unwrap_or_default();
@@ -125,7 +132,13 @@ fn lookup_of(npi: &str, result: super::SearchResult) -> Result<NpiSearch, FhirEr
             "the NPI search returned records that do not carry the NPI; ignored"
         );
     }
-    let incomplete = result.incomplete();
+    let incomplete = result.incomplete().or_else(|| {
+        odd_system.map(|system| {
+            format!(
+                "a returned record carries {npi} under identifier system {system}, which is not an NPI system; nothing is created while it does (check the record in Epic)"
+            )
+        })
+    });
     let mut warnings = result.warnings();
     let lookup = match (ids.len(), first, incomplete) {
         (0, _, Some(why)) => NpiLookup::Incomplete(why),
@@ -143,4 +156,19 @@ fn lookup_of(npi: &str, result: super::SearchResult) -> Result<NpiSearch, FhirEr
         }
     };
     Ok(NpiSearch { lookup, warnings })
+}
+
+/// The system under which a record carries `npi`'s digits, when that system is not an NPI
+/// system. Bounded by the record's identifiers (a hostile record's are bounded upstream).
+fn value_under_other_system(record: &Value, npi: &str) -> Option<String> {
+    record
+        .get("identifier")?
+        .as_array()?
+        .iter()
+        .find(|i| i.get("value").and_then(Value::as_str).map(str::trim) == Some(npi))
+        .map(|i| {
+            let system = i.get("system").and_then(Value::as_str).unwrap_or("(none)");
+            // Epic's text goes into status: a system is a URI, kept short.
+            system.chars().take(100).collect()
+        })
 }

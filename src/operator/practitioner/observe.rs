@@ -18,7 +18,9 @@ use crate::operator::roster::index::HandoverFor;
 use crate::operator::roster::state::{Answer, Known, Question};
 use crate::operator::{Context, DriftDetection};
 use crate::pipeline::{CreateGuard, Prefetched, SyncOutcome, SyncRequest, sync_practitioner};
-use crate::reconcile::{Disclosure, Normalizer, validate_spec, write_policy};
+use crate::reconcile::{
+    Disclosure, Normalizer, evidence_after_attempt, validate_spec, write_policy,
+};
 
 /// What one pass saw.
 pub struct Observation<'a> {
@@ -351,16 +353,16 @@ fn create_guard(
     let settle = conn.client.settings().request_timeout;
     let at = attempt.as_ref().map(|(t, _)| *t);
     let now = Instant::now();
-    use crate::reconcile::evidence_after_attempt;
     let guard = CreateGuard {
         search,
         walk_after_attempt: evidence_after_attempt(at, walk_started, settle),
         search_after_attempt: evidence_after_attempt(at, Some(now), settle),
     };
-    let settles_in = at
-        .and_then(|t| t.checked_add(settle))
-        .map(|due| due.saturating_duration_since(now))
-        .filter(|d| !d.is_zero());
+    // Whenever a search cannot prove absence yet, when it can.
+    let settles_in = (!guard.search_after_attempt).then(|| {
+        at.and_then(|t| t.checked_add(settle))
+            .map_or(settle, |due| due.saturating_duration_since(now))
+    });
     (guard, attempt, settles_in)
 }
 
