@@ -87,6 +87,14 @@ async fn run(s: &Sandbox, req: SyncRequest<'_>) -> SyncOutcome {
     sync_practitioner(&client(s), req).await.expect("sync")
 }
 
+/// The request, with its attempts recorded by `recorder`.
+fn recorded<'a>(recorder: &'a Recorder, req: SyncRequest<'a>) -> SyncRequest<'a> {
+    SyncRequest {
+        attempt_recorder: Some(recorder),
+        ..req
+    }
+}
+
 /// Counts the attempts it is asked to record; refuses them when `fail`.
 #[derive(Default)]
 struct Recorder {
@@ -148,10 +156,10 @@ async fn a_lost_post_answer_is_never_followed_by_a_second_post_on_old_evidence()
     };
     let o = run(
         &s,
-        SyncRequest {
-            attempt_recorder: Some(&recorder),
-            ..request(&spec, &norm, Some(Prefetched::NotFound), walked)
-        },
+        recorded(
+            &recorder,
+            request(&spec, &norm, Some(Prefetched::NotFound), walked),
+        ),
     )
     .await;
     assert_eq!(
@@ -174,10 +182,10 @@ async fn a_lost_post_answer_is_never_followed_by_a_second_post_on_old_evidence()
     };
     let o = run(
         &s,
-        SyncRequest {
-            attempt_recorder: Some(&recorder),
-            ..request(&spec, &norm, Some(Prefetched::NotFound), before_attempt)
-        },
+        recorded(
+            &recorder,
+            request(&spec, &norm, Some(Prefetched::NotFound), before_attempt),
+        ),
     )
     .await;
     assert_eq!(o.action, Action::Hold(HoldReason::CreateUnconfirmed));
@@ -215,10 +223,7 @@ async fn a_post_epic_applies_after_its_answer_was_lost_is_not_sent_again_on_an_e
     let recorder = Recorder::default();
     let o = run(
         &s,
-        SyncRequest {
-            attempt_recorder: Some(&recorder),
-            ..request(&spec, &norm, None, CreateGuard::SEARCH)
-        },
+        recorded(&recorder, request(&spec, &norm, None, CreateGuard::SEARCH)),
     )
     .await;
     assert!(matches!(o.write, WriteOutcome::Failed(_)), "{:?}", o.write);
@@ -236,10 +241,7 @@ async fn a_post_epic_applies_after_its_answer_was_lost_is_not_sent_again_on_an_e
     };
     let o = run(
         &s,
-        SyncRequest {
-            attempt_recorder: Some(&recorder),
-            ..request(&spec, &norm, None, too_soon)
-        },
+        recorded(&recorder, request(&spec, &norm, None, too_soon)),
     )
     .await;
     assert!(o.searched);
@@ -268,10 +270,7 @@ async fn a_post_epic_applies_after_its_answer_was_lost_is_not_sent_again_on_an_e
     };
     let o = run(
         &s,
-        SyncRequest {
-            attempt_recorder: Some(&recorder),
-            ..request(&spec, &norm, None, settled)
-        },
+        recorded(&recorder, request(&spec, &norm, None, settled)),
     )
     .await;
     assert_eq!(o.fhir_id.as_deref(), Some(id_of(&s, NPI).await.as_str()));
@@ -311,19 +310,7 @@ async fn an_or_search_that_applies_one_token_is_checked_system_by_system_before_
     // record carries the NPI under the OID system only, the second token.
     let s = without_conditional_create(true).await;
     set_settings(&s, json!({"orSearchFirstTokenOnly": true})).await;
-    let r: serde_json::Value = epic_operator::http::client()
-        .unwrap()
-        .post(format!("{}/practitioners", s.admin_url()))
-        .json(&json!({"resourceType": "Practitioner", "active": true,
-            "identifier": [{"system": NPI_OID_SYSTEM, "value": NPI}],
-            "name": [{"use": "official", "family": "Lee", "given": ["Ann"]}]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = r["id"].as_str().expect("id").to_string();
+    let id = add_record_under(&s, NPI_OID_SYSTEM).await;
     let (spec, norm) = (create_spec(), Normalizer::default());
     let c = client(&s);
     let o = sync_practitioner(&c, request(&spec, &norm, None, CreateGuard::SEARCH))
@@ -356,17 +343,7 @@ async fn a_record_with_the_npi_under_another_system_spelling_blocks_a_create() {
     // that the clinician has no record.
     let s = without_conditional_create(true).await;
     set_settings(&s, json!({"looseIdentifierSearch": true})).await;
-    epic_operator::http::client()
-        .unwrap()
-        .post(format!("{}/practitioners", s.admin_url()))
-        .json(&json!({"resourceType": "Practitioner", "active": true,
-            "identifier": [{"system": format!("{NPI_SYSTEM}/"), "value": NPI}],
-            "name": [{"use": "official", "family": "Lee", "given": ["Ann"]}]}))
-        .send()
-        .await
-        .unwrap()
-        .error_for_status()
-        .unwrap();
+    add_record_under(&s, &format!("{NPI_SYSTEM}/")).await;
     let (spec, norm) = (create_spec(), Normalizer::default());
     let o = run(&s, request(&spec, &norm, None, CreateGuard::SEARCH)).await;
     assert_eq!(o.resolution, Resolution::Incomplete);
@@ -400,10 +377,7 @@ async fn no_post_is_sent_when_its_attempt_cannot_be_recorded() {
     };
     let o = run(
         &s,
-        SyncRequest {
-            attempt_recorder: Some(&recorder),
-            ..request(&spec, &norm, None, CreateGuard::SEARCH)
-        },
+        recorded(&recorder, request(&spec, &norm, None, CreateGuard::SEARCH)),
     )
     .await;
     assert!(matches!(o.write, WriteOutcome::NotSent(_)), "{:?}", o.write);
@@ -433,11 +407,16 @@ async fn an_instance_without_conditional_create_says_so_and_ignores_if_none_exis
 
 /// Adds a record carrying the NPI out of band; its id.
 async fn add_record(s: &Sandbox) -> String {
+    add_record_under(s, NPI_SYSTEM).await
+}
+
+/// Adds a record carrying the NPI under `system` out of band; its id.
+async fn add_record_under(s: &Sandbox, system: &str) -> String {
     let r: serde_json::Value = epic_operator::http::client()
         .unwrap()
         .post(format!("{}/practitioners", s.admin_url()))
         .json(&json!({"resourceType": "Practitioner", "active": true,
-            "identifier": [{"system": NPI_SYSTEM, "value": NPI}],
+            "identifier": [{"system": system, "value": NPI}],
             "name": [{"use": "official", "family": "Lee", "given": ["Ann"]}]}))
         .send()
         .await

@@ -132,8 +132,10 @@ fn lookup_of(npi: &str, result: super::SearchResult) -> Result<NpiSearch, FhirEr
             "the NPI search returned records that do not carry the NPI; ignored"
         );
     }
+    // Only where it would otherwise read as absent: beside a record that carries the NPI it
+    // changes nothing, and saying "nothing is created" there would only confuse.
     let incomplete = result.incomplete().or_else(|| {
-        odd_system.map(|system| {
+        odd_system.filter(|_| ids.is_empty()).map(|system| {
             format!(
                 "a returned record carries {npi} under identifier system {system}, which is not an NPI system; nothing is created while it does (check the record in Epic)"
             )

@@ -86,6 +86,15 @@ fn outcome_entry(severity: &str, code: &str, epic_code: &str, text: &str) -> Val
     })
 }
 
+/// An outcome entry with only a standard issue code (no Epic detail code).
+fn bare_outcome_entry(severity: &str, code: &str, text: &str) -> Value {
+    json!({
+        "resource": {"resourceType": "OperationOutcome", "issue": [{
+            "severity": severity, "code": code, "diagnostics": text}]},
+        "search": {"mode": "outcome"}
+    })
+}
+
 fn page(
     state: &SandboxState,
     data: &mut Data,
@@ -262,55 +271,48 @@ pub(super) async fn search_practitioners(
             }
         }
         if keep {
-            // Suppressed results are hidden and announced, as Epic does (59204).
-            let suppressed = settings.suppressed_npis.iter().any(|npi| {
-                filters
-                    .iter()
-                    .any(|(k, v)| k == "identifier" && v.contains(npi.as_str()))
-                    && identifier_matches(p, npi, false)
-            });
+            // Records searched for but hidden: each way is announced by an outcome entry, once.
+            let searched_for = |npis: &[String]| {
+                npis.iter().any(|npi| {
+                    filters
+                        .iter()
+                        .any(|(k, v)| k == "identifier" && v.contains(npi.as_str()))
+                        && identifier_matches(p, npi, false)
+                })
+            };
             let walk_hidden = filters.is_empty()
                 && settings
                     .walk_suppressed_npis
                     .iter()
                     .any(|npi| identifier_matches(p, npi, false));
-            if walk_hidden {
+            let hidden = if walk_hidden {
+                // The standard issue code, without Epic's.
+                Some(bare_outcome_entry(
+                    "information",
+                    "suppressed",
+                    "Some results are not shown to this client",
+                ))
+            } else if searched_for(&settings.cut_npis) {
+                // A result set cut short, said only by a warning with no Epic code.
+                Some(bare_outcome_entry(
+                    "warning",
+                    "too-costly",
+                    "The search was stopped before all results were found",
+                ))
+            } else if searched_for(&settings.suppressed_npis) {
+                // As Epic does (59204).
+                Some(outcome_entry(
+                    "warning",
+                    "suppressed",
+                    "59204",
+                    "Some results were suppressed: the client is not authorized for them",
+                ))
+            } else {
+                None
+            };
+            if let Some(entry) = hidden {
                 if shape.outcomes.is_empty() {
-                    shape.outcomes.push(json!({
-                        "resource": {"resourceType": "OperationOutcome", "issue": [{
-                            "severity": "information", "code": "suppressed",
-                            "diagnostics": "Some results are not shown to this client"}]},
-                        "search": {"mode": "outcome"}
-                    }));
-                }
-                continue;
-            }
-            // A result set cut short, said only by a warning with no Epic code.
-            let cut = settings.cut_npis.iter().any(|npi| {
-                filters
-                    .iter()
-                    .any(|(k, v)| k == "identifier" && v.contains(npi.as_str()))
-                    && identifier_matches(p, npi, false)
-            });
-            if cut {
-                if shape.outcomes.is_empty() {
-                    shape.outcomes.push(json!({
-                        "resource": {"resourceType": "OperationOutcome", "issue": [{
-                            "severity": "warning", "code": "too-costly",
-                            "diagnostics": "The search was stopped before all results were found"}]},
-                        "search": {"mode": "outcome"}
-                    }));
-                }
-                continue;
-            }
-            if suppressed {
-                if shape.outcomes.is_empty() {
-                    shape.outcomes.push(outcome_entry(
-                        "warning",
-                        "suppressed",
-                        "59204",
-                        "Some results were suppressed: the client is not authorized for them",
-                    ));
+                    shape.outcomes.push(entry);
                 }
                 continue;
             }

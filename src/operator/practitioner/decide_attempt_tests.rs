@@ -3,6 +3,29 @@
 //! it waits for the settle time.
 
 use super::*;
+use crate::operator::practitioner::decide::Decision;
+
+/// The sync run of a pass that found no record and did `write` as `action`.
+fn unresolved(write: WriteOutcome, action: Action) -> Box<SyncRun> {
+    let mut o = outcome(write, action);
+    o.fhir_id = None;
+    o.resolution = Resolution::NotFound;
+    let Found::Synced(s) = synced(o) else {
+        unreachable!()
+    };
+    s
+}
+
+/// The decision for that run, in roster mode.
+fn decided(live: &EpicPractitioner, s: Box<SyncRun>) -> Decision {
+    decide(&observation(
+        live,
+        None,
+        Found::Synced(s),
+        DriftDetection::Roster,
+        false,
+    ))
+}
 
 #[test]
 fn an_unanswered_attempt_stays_in_status_and_in_memory() {
@@ -13,23 +36,12 @@ fn an_unanswered_attempt_stays_in_status_and_in_memory() {
         sent_at: "2026-12-01T00:00:00Z".into(),
     };
     let since = std::time::Instant::now();
-    let mut o = outcome(
+    let mut s = unresolved(
         WriteOutcome::NotAttempted,
         Action::Hold(HoldReason::CreateUnconfirmed),
     );
-    o.fhir_id = None;
-    o.resolution = Resolution::NotFound;
-    let Found::Synced(mut s) = synced(o) else {
-        unreachable!()
-    };
     s.known_attempt = Some((since, attempt.clone()));
-    let d = decide(&observation(
-        &live,
-        None,
-        Found::Synced(s),
-        DriftDetection::Roster,
-        false,
-    ));
+    let d = decided(&live, s);
     assert_eq!(
         d.status.as_ref().and_then(|s| s.create_attempt.clone()),
         Some(attempt.clone()),
@@ -48,24 +60,13 @@ fn a_lost_post_answer_dates_the_attempt_and_a_search_too_soon_waits_for_the_sett
     let live = practitioner(true);
     // This pass's POST went unanswered: memory dates it from the end of the pass, not from
     // when the attempt was noted before the POST waited for the limiter and timed out.
-    let mut o = outcome(
+    let mut s = unresolved(
         WriteOutcome::Failed(FhirError::Timeout("no answer".into())),
         Action::Create,
     );
-    o.fhir_id = None;
-    o.resolution = Resolution::NotFound;
-    o.create_attempt = AttemptState::Unknown;
-    let Found::Synced(s) = synced(o) else {
-        unreachable!()
-    };
+    s.outcome.create_attempt = AttemptState::Unknown;
     let ended = s.ended;
-    let d = decide(&observation(
-        &live,
-        None,
-        Found::Synced(s),
-        DriftDetection::Roster,
-        false,
-    ));
+    let d = decided(&live, s);
     let attempt = d
         .status
         .as_ref()
@@ -88,24 +89,13 @@ fn a_lost_post_answer_dates_the_attempt_and_a_search_too_soon_waits_for_the_sett
         (false, Some(Duration::from_secs(20)), Next::SafetyNet),
     ];
     for (searched, settles_in, next) in cases {
-        let mut o = outcome(
+        let mut s = unresolved(
             WriteOutcome::NotAttempted,
             Action::Hold(HoldReason::CreateUnconfirmed),
         );
-        o.fhir_id = None;
-        o.resolution = Resolution::NotFound;
-        o.searched = searched;
-        let Found::Synced(mut s) = synced(o) else {
-            unreachable!()
-        };
+        s.outcome.searched = searched;
         s.attempt_settles_in = settles_in;
-        let d = decide(&observation(
-            &live,
-            None,
-            Found::Synced(s),
-            DriftDetection::Roster,
-            false,
-        ));
+        let d = decided(&live, s);
         assert_eq!(
             d.next, next,
             "searched {searched}, settles in {settles_in:?}"
