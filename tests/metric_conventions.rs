@@ -9,9 +9,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use epic_operator::crd::EpicPractitioner;
 use epic_operator::fhir::{RequestEvent, RequestKind};
 use epic_operator::operator::Metrics;
+use epic_operator::operator::slim::CachedPractitioner;
 use epic_operator::pipeline::WriteOutcome;
 use serde_json::Value;
 
@@ -33,7 +33,7 @@ fn exposition() -> String {
     m.ops.set_leader(true);
     m.ops.token_expiry("ns/epic", Some(chrono::Utc::now()));
     m.ops.write("ns/epic", &WriteOutcome::Updated);
-    let (store, _writer) = kube::runtime::reflector::store::<EpicPractitioner>();
+    let (store, _writer) = kube::runtime::reflector::store::<CachedPractitioner>();
     m.watch_store(store);
     m.render()
 }

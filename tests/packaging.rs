@@ -600,8 +600,8 @@ fn alerts_and_dashboard_are_off_by_default_and_use_only_exported_metrics() {
 
 /// What /metrics shows once every family has a sample (an empty family renders nothing).
 fn exercised_metrics() -> String {
-    use epic_operator::crd::EpicPractitioner;
     use epic_operator::fhir::{RequestEvent, RequestKind};
+    use epic_operator::operator::slim::CachedPractitioner;
     let m = std::sync::Arc::new(epic_operator::operator::Metrics::default());
     m.start_reconcile("EpicPractitioner").finish(None);
     let observe = m.fhir_observer("ns/epic");
@@ -618,7 +618,7 @@ fn exercised_metrics() -> String {
     m.ops.token_expiry("ns/epic", Some(chrono::Utc::now()));
     m.ops
         .write("ns/epic", &epic_operator::pipeline::WriteOutcome::Updated);
-    let (store, _writer) = kube::runtime::reflector::store::<EpicPractitioner>();
+    let (store, _writer) = kube::runtime::reflector::store::<CachedPractitioner>();
     m.watch_store(store);
     m.render()
 }

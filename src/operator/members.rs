@@ -8,11 +8,11 @@ use std::sync::{Arc, Mutex};
 use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
 
-use crate::crd::EpicPractitioner;
+use super::slim::{CachedPractitioner, PractitionerRef};
 use crate::operator::connection::cache::Key;
 
 /// An object's reference.
-pub type Member = ObjectRef<EpicPractitioner>;
+pub type Member = PractitionerRef;
 
 /// A name (of an object, a namespace or a connection), stored once and shared by the maps and
 /// lists that hold it.
@@ -111,14 +111,14 @@ impl Members {
     }
 
     /// The watch saw the object (created, changed, or listed).
-    pub fn applied(&self, p: &EpicPractitioner) {
+    pub fn applied(&self, p: &CachedPractitioner) {
         let namespace = p.namespace().unwrap_or_default();
         let name = p.name_any();
         let mut index = self.lock();
         index.remove(&namespace, &name);
         let ns = index.namespace(&namespace);
         let name: Name = name.into();
-        let npi: Box<str> = p.spec.npi.as_str().into();
+        let npi: Box<str> = p.spec.npi.clone();
         let conn = index
             .by_connection
             .entry((namespace, p.spec.connection_ref.name.clone()))
@@ -149,7 +149,7 @@ impl Members {
     }
 
     /// The watch saw the object deleted.
-    pub fn deleted(&self, p: &EpicPractitioner) {
+    pub fn deleted(&self, p: &CachedPractitioner) {
         self.lock()
             .remove(&p.namespace().unwrap_or_default(), &p.name_any());
     }
@@ -256,9 +256,9 @@ impl Members {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::EpicPractitionerSpec;
+    use crate::crd::{EpicPractitioner, EpicPractitionerSpec};
 
-    fn practitioner(name: &str, uid: &str, connection: &str, npi: &str) -> EpicPractitioner {
+    fn practitioner(name: &str, uid: &str, connection: &str, npi: &str) -> CachedPractitioner {
         let spec: EpicPractitionerSpec = serde_json::from_value(
             serde_json::json!({"connectionRef": {"name": connection}, "npi": npi}),
         )
@@ -266,7 +266,7 @@ mod tests {
         let mut p = EpicPractitioner::new(name, spec);
         p.metadata.namespace = Some("ns".into());
         p.metadata.uid = Some(uid.into());
-        p
+        p.into()
     }
 
     #[test]

@@ -13,11 +13,12 @@ use std::time::Instant;
 
 use kube::runtime::reflector::ObjectRef;
 
-use crate::crd::{CreateAttempt, EpicPractitioner};
+use super::slim::PractitionerRef;
+use crate::crd::CreateAttempt;
 use crate::operator::roster::index::{Handover, HandoverFor};
 
 /// The reference an entry is kept under (namespace and name; the uid is in the entry).
-pub type ObjectKey = ObjectRef<EpicPractitioner>;
+pub type ObjectKey = PractitionerRef;
 
 /// What is remembered of one object. Kept small (large parts boxed) and only while it holds
 /// something: an object that is fine and waits for nothing has no entry.

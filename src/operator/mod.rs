@@ -15,7 +15,7 @@ mod metrics;
 mod practitioner;
 pub mod roster;
 mod run;
-mod slim;
+pub mod slim;
 mod watch_backoff;
 
 use std::net::SocketAddr;
@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use futures::channel::mpsc::UnboundedSender;
 use kube::runtime::events::Recorder;
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::Store;
 
 pub use ceilings::Ceilings;
 pub use connection::cache::Connections;
@@ -34,8 +34,6 @@ pub use logging::{LogFormat, init_tracing};
 pub use metrics::Metrics;
 pub use practitioner::{FIELD_MANAGER, FINALIZER};
 pub use run::run;
-
-use crate::crd::EpicPractitioner;
 
 /// How drift is found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,8 +72,8 @@ pub struct Context {
     pub connections: Connections,
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
-    pub practitioners: Store<EpicPractitioner>,
-    pub wake: UnboundedSender<ObjectRef<EpicPractitioner>>,
+    pub practitioners: Store<slim::CachedPractitioner>,
+    pub wake: UnboundedSender<slim::PractitionerRef>,
     pub mode: DriftDetection,
     /// What roster walks learned per connection, and their hand-overs to reconciles.
     pub rosters: roster::state::Rosters,

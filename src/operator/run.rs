@@ -15,13 +15,13 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Controller, Predicate, WatchStreamExt, predicates, watcher};
 use kube::{Api, ResourceExt};
 
+use super::slim::{CachedPractitioner, PractitionerRef};
 use super::watch_backoff::WatchBackoff;
 use super::{
     Connections, Context, DriftDetection, JwksPublisher, LeaderElector, Metrics, OperatorConfig,
     RunError, connection, fair_share, health, jwks, logging, members, memory, practitioner, roster,
-    slim,
 };
-use crate::crd::{EpicConnection, EpicPractitioner};
+use crate::crd::EpicConnection;
 
 /// Runs the operator until SIGTERM/SIGINT or loss of leadership.
 pub async fn run(config: OperatorConfig) -> Result<(), RunError> {
@@ -54,7 +54,7 @@ pub async fn run(config: OperatorConfig) -> Result<(), RunError> {
         watch_practitioners(practitioner_api, members.clone(), memory.clone());
     metrics.watch_store(practitioners.clone());
     let (connections_store, connection_stream, deleted_rx) = watch_connections(connection_api);
-    let (wake_tx, wake_rx) = unbounded::<ObjectRef<EpicPractitioner>>();
+    let (wake_tx, wake_rx) = unbounded::<PractitionerRef>();
     let ctx = Arc::new(Context {
         kube: client.clone(),
         connections: connections(&config, &client, http, &metrics),
@@ -179,8 +179,8 @@ async fn elect(
 async fn check_access(
     config: &OperatorConfig,
     client: &kube::Client,
-) -> Result<(Api<EpicPractitioner>, Api<EpicConnection>), RunError> {
-    let practitioner_api: Api<EpicPractitioner> = match &config.namespace {
+) -> Result<(Api<CachedPractitioner>, Api<EpicConnection>), RunError> {
+    let practitioner_api: Api<CachedPractitioner> = match &config.namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
@@ -208,20 +208,19 @@ async fn check_access(
 
 type Events<K> = std::pin::Pin<Box<dyn Stream<Item = Result<K, watcher::Error>> + Send>>;
 
-/// Practitioners: a reflector store of slim copies (`src/operator/slim.rs`) feeding a trigger
+/// Practitioners: a reflector store of `CachedPractitioner`s (`src/operator/slim.rs`) feeding a trigger
 /// stream that ignores status-only changes (`run_changes.rs`), so the operator's own status
 /// writes do not cause another round of Epic requests. The members
 /// index and the per-object memory follow the same watch: deleted objects leave both.
 fn watch_practitioners(
-    api: Api<EpicPractitioner>,
+    api: Api<CachedPractitioner>,
     members: Arc<members::Members>,
     memory: Arc<memory::Memory>,
-) -> (Store<EpicPractitioner>, Events<EpicPractitioner>) {
-    let (store, writer) = reflector::store::<EpicPractitioner>();
+) -> (Store<CachedPractitioner>, Events<CachedPractitioner>) {
+    let (store, writer) = reflector::store::<CachedPractitioner>();
     let mut changes = changes::Changes::default();
     let stream = watcher(api, watcher::Config::default().page_size(500))
         .backoff(WatchBackoff::default())
-        .modify(slim::for_cache)
         .reflect(writer)
         .inspect(move |event| follow_watch(&members, &memory, event))
         // The applied objects (as `applied_objects` yields them) that pass the filter; a
@@ -253,7 +252,7 @@ fn watch_practitioners(
 fn follow_watch(
     members: &members::Members,
     memory: &memory::Memory,
-    event: &Result<watcher::Event<EpicPractitioner>, watcher::Error>,
+    event: &Result<watcher::Event<CachedPractitioner>, watcher::Error>,
 ) {
     match event {
         Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) => members.applied(p),
@@ -332,9 +331,9 @@ fn connections(
 async fn controllers(
     ctx: &Arc<Context>,
     config: &OperatorConfig,
-    practitioner_stream: Events<EpicPractitioner>,
-    practitioners: Store<EpicPractitioner>,
-    wake_rx: UnboundedReceiver<ObjectRef<EpicPractitioner>>,
+    practitioner_stream: Events<CachedPractitioner>,
+    practitioners: Store<CachedPractitioner>,
+    wake_rx: UnboundedReceiver<PractitionerRef>,
     connection_stream: Events<EpicConnection>,
     connections_store: Store<EpicConnection>,
     deleted_rx: UnboundedReceiver<EpicConnection>,

@@ -1,8 +1,9 @@
 //! The practitioner watch feeding the members index and the per-object memory.
 
 use super::*;
+use crate::crd::EpicPractitioner;
 
-fn practitioner(name: &str, uid: &str) -> EpicPractitioner {
+fn practitioner(name: &str, uid: &str) -> CachedPractitioner {
     let spec = serde_json::from_value(
         serde_json::json!({"connectionRef": {"name": "epic"}, "npi": "1234567893"}),
     )
@@ -10,7 +11,7 @@ fn practitioner(name: &str, uid: &str) -> EpicPractitioner {
     let mut p = EpicPractitioner::new(name, spec);
     p.metadata.namespace = Some("ns".into());
     p.metadata.uid = Some(uid.into());
-    p
+    p.into()
 }
 
 #[test]
@@ -18,7 +19,7 @@ fn the_watch_keeps_members_and_memory_and_drops_what_is_deleted() {
     let (members, memory) = (members::Members::default(), memory::Memory::default());
     let key = ("ns".to_string(), "epic".to_string());
     let (a, b) = (practitioner("a", "u1"), practitioner("b", "u2"));
-    let event = |e: watcher::Event<EpicPractitioner>| follow_watch(&members, &memory, &Ok(e));
+    let event = |e: watcher::Event<CachedPractitioner>| follow_watch(&members, &memory, &Ok(e));
     event(watcher::Event::Apply(a.clone()));
     event(watcher::Event::Apply(b.clone()));
     assert_eq!(members.count(&key), 2);

@@ -1,122 +1,275 @@
-//! What the watch cache keeps of a practitioner: everything a walk, a metric or the decision
-//! to skip a pass reads (spec, identity, fingerprint, the Synced reason, drift paths, roles,
-//! the create attempt), and none of the text a status carries for people (messages, the diff,
-//! warnings, drift values, times, the Ready and InSync conditions). A pass that reports reads
-//! the whole status from the API server first (`observe`), so nothing dropped here is ever
-//! written back.
+//! What the watch cache keeps of a practitioner: its own type, `CachedPractitioner`, holding
+//! what a walk, a metric, the trigger filter, the members index or the decision to skip a
+//! pass reads (metadata, connection, NPI, deletion policy, identity, fingerprint, the Synced
+//! reason, drift paths, roles, the create attempt), and none of the desired record (names,
+//! contacts, qualifications) or the text a status carries for people. The watch decodes each
+//! object whole and keeps this (`#[serde(from)]`); a pass that syncs or reports reads the
+//! whole object from the API server first (`practitioner::observe`), so nothing dropped here
+//! is ever compared with Epic or written back.
+//!
+//! Why a type of its own: kube-runtime's store holds one `Arc` per object for as long as the
+//! object lives, and `EpicPractitioner` is 1,104 bytes before any string (BENCHMARKS.md, "The
+//! heap at 0f53904"). This one fits jemalloc's 640-byte size class (a test holds it there).
 
-use crate::crd::{EpicPractitioner, EpicPractitionerStatus, SYNCED};
+use kube::api::ObjectMeta;
+use kube::runtime::reflector::ObjectRef;
+
+use crate::crd::{
+    Condition, ConditionStatus, ConnectionRef, CreateAttempt, DeletionPolicy, DriftEntry,
+    EpicPractitioner, EpicPractitionerSpec, EpicPractitionerStatus, LastError, ListPolicy,
+    ManagementPolicy, PAUSED_ANNOTATION, REQUESTED_AT_ANNOTATION, Reason, RoleSummary, SYNCED,
+};
+use crate::reconcile::validate_spec;
 
 /// The annotation client-side apply keeps a full copy of the manifest in.
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
-/// Slims a practitioner as it enters the watch cache.
-pub fn for_cache(p: &mut EpicPractitioner) {
-    p.metadata.managed_fields = None;
-    // kubectl's and Argo CD's copy of the last applied manifest, and labels: never read here
-    // (metadata is only ever written as an explicit finalizer list).
-    if let Some(a) = p.metadata.annotations.as_mut() {
-        a.remove(LAST_APPLIED);
-    }
-    p.metadata.labels = None;
-    if let Some(s) = p.status.as_mut() {
-        slim_status(s);
+/// A practitioner as the watch cache holds it.
+#[derive(Clone, Debug, serde::Deserialize, kube::Resource)]
+#[resource(inherit = EpicPractitioner)]
+#[serde(from = "EpicPractitioner")]
+pub struct CachedPractitioner {
+    pub metadata: ObjectMeta,
+    pub spec: CachedSpec,
+    pub status: Option<CachedStatus>,
+}
+
+/// A reference to a practitioner, as the controller's queue, the memory and the members index
+/// name it.
+pub type PractitionerRef = ObjectRef<CachedPractitioner>;
+
+/// The reference of a practitioner, whole or cached, from its metadata.
+pub fn reference(meta: &ObjectMeta) -> PractitionerRef {
+    let name = ObjectRef::new(meta.name.as_deref().unwrap_or_default());
+    match &meta.namespace {
+        Some(ns) => name.within(ns),
+        None => name,
     }
 }
 
-/// Empties what only people read. `String::new()` frees the text (clearing would keep it).
-/// Of the conditions only Synced is read from the cache (its reason: the walk, the metrics and
-/// the skip of a settled pass); Ready and InSync follow from it and go (300 bytes an object).
-fn slim_status(s: &mut EpicPractitionerStatus) {
-    s.conditions.retain(|c| c.type_ == SYNCED);
-    s.conditions.shrink_to_fit();
-    for c in &mut s.conditions {
-        c.message = String::new();
-        c.last_transition_time = String::new();
+/// What the cache keeps of the spec.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CachedSpec {
+    pub connection_ref: ConnectionRef,
+    pub npi: Box<str>,
+    pub deletion_policy: DeletionPolicy,
+    /// Why the whole spec is invalid (`validate_spec`, checked as it entered the cache): such
+    /// an object is read whole at once, to report it, instead of waiting for a walk.
+    pub invalid: Option<Box<str>>,
+}
+
+/// What the cache keeps of the status (the same names as `EpicPractitionerStatus`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CachedStatus {
+    pub observed_generation: Option<i64>,
+    pub fhir_id: Option<Box<str>>,
+    pub connection: Option<Box<str>>,
+    pub live_fingerprint: Option<Box<str>>,
+    pub live_active: Option<bool>,
+    /// The Synced condition: its reason and status (messages and times are for people).
+    pub synced: Option<(Reason, ConditionStatus)>,
+    /// The paths of the drift entries (their values are for people).
+    pub drift: Vec<Box<str>>,
+    pub roles: Vec<RoleSummary>,
+    pub last_handled_requested_at: Option<Box<str>>,
+    pub last_refused_write_time: Option<Box<str>>,
+    /// Rare, so boxed; its message is dropped.
+    pub last_error: Option<Box<LastError>>,
+    pub create_attempt: Option<Box<CreateAttempt>>,
+}
+
+fn boxed(s: Option<String>) -> Option<Box<str>> {
+    s.map(String::into_boxed_str)
+}
+
+impl From<EpicPractitioner> for CachedPractitioner {
+    fn from(p: EpicPractitioner) -> Self {
+        let EpicPractitioner {
+            mut metadata,
+            spec,
+            status,
+        } = p;
+        metadata.managed_fields = None;
+        // kubectl's and Argo CD's copy of the last applied manifest, and labels: never read
+        // here (metadata is only ever written as an explicit finalizer list).
+        if let Some(a) = metadata.annotations.as_mut() {
+            a.remove(LAST_APPLIED);
+        }
+        metadata.labels = None;
+        CachedPractitioner {
+            metadata,
+            spec: CachedSpec::from(spec),
+            status: status.map(CachedStatus::from),
+        }
     }
-    for d in &mut s.drift {
-        d.desired = String::new();
-        d.live = String::new();
+}
+
+impl From<EpicPractitionerSpec> for CachedSpec {
+    fn from(spec: EpicPractitionerSpec) -> Self {
+        CachedSpec {
+            invalid: validate_spec(&spec).err().map(String::into_boxed_str),
+            connection_ref: spec.connection_ref,
+            npi: spec.npi.into_boxed_str(),
+            deletion_policy: spec.deletion_policy,
+        }
     }
-    if let Some(e) = s.last_error.as_mut() {
-        e.message = String::new();
+}
+
+impl From<EpicPractitionerStatus> for CachedStatus {
+    fn from(s: EpicPractitionerStatus) -> Self {
+        let synced = s
+            .conditions
+            .iter()
+            .find(|c| c.type_ == SYNCED)
+            .and_then(|c| Some((Reason::parse(&c.reason)?, c.status)));
+        CachedStatus {
+            observed_generation: s.observed_generation,
+            fhir_id: boxed(s.fhir_id),
+            connection: boxed(s.connection),
+            live_fingerprint: boxed(s.live_fingerprint),
+            live_active: s.live_active,
+            synced,
+            drift: s.drift.into_iter().map(|d| d.path.into()).collect(),
+            roles: s.roles,
+            last_handled_requested_at: boxed(s.last_handled_requested_at),
+            last_refused_write_time: boxed(s.last_refused_write_time),
+            last_error: s.last_error.map(|e| {
+                Box::new(LastError {
+                    message: String::new(),
+                    ..e
+                })
+            }),
+            create_attempt: s.create_attempt.map(Box::new),
+        }
     }
-    s.diff = None;
-    s.warnings = Vec::new();
-    s.note = None;
-    s.last_sync_time = None;
-    s.last_write_time = None;
-    s.last_verified_time = None;
+}
+
+impl CachedStatus {
+    /// The reason of the Synced condition.
+    pub fn synced_reason(&self) -> Option<Reason> {
+        self.synced.as_ref().map(|(r, _)| *r)
+    }
+
+    /// Whether Epic refused a write for this record less than `window` ago.
+    pub fn refused_within(&self, window: std::time::Duration) -> bool {
+        self.last_refused_write_time
+            .as_deref()
+            .and_then(crate::util::age_of)
+            .is_some_and(|age| age < window)
+    }
+
+    /// The status as far as the cache knows it: what a pass decides by before it reads the
+    /// whole status, and never writes back.
+    pub fn to_status(&self) -> EpicPractitionerStatus {
+        let own = |s: &Option<Box<str>>| s.as_deref().map(str::to_string);
+        EpicPractitionerStatus {
+            observed_generation: self.observed_generation,
+            fhir_id: own(&self.fhir_id),
+            connection: own(&self.connection),
+            live_fingerprint: own(&self.live_fingerprint),
+            live_active: self.live_active,
+            conditions: self
+                .synced
+                .iter()
+                .map(|(reason, status)| Condition {
+                    type_: SYNCED.to_string(),
+                    status: *status,
+                    reason: reason.as_str().to_string(),
+                    message: String::new(),
+                    last_transition_time: String::new(),
+                    observed_generation: self.observed_generation,
+                })
+                .collect(),
+            drift: self
+                .drift
+                .iter()
+                .map(|path| DriftEntry {
+                    path: path.to_string(),
+                    desired: String::new(),
+                    live: String::new(),
+                })
+                .collect(),
+            roles: self.roles.clone(),
+            last_handled_requested_at: own(&self.last_handled_requested_at),
+            last_refused_write_time: own(&self.last_refused_write_time),
+            last_error: self.last_error.as_deref().cloned(),
+            create_attempt: self.create_attempt.as_deref().cloned(),
+            ..EpicPractitionerStatus::default()
+        }
+    }
+}
+
+impl CachedPractitioner {
+    /// True when the paused annotation is set to "true".
+    pub fn is_paused(&self) -> bool {
+        self.annotation(PAUSED_ANNOTATION)
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    }
+
+    /// The `requested-at` value not yet acted on, if any.
+    pub fn pending_request(&self) -> Option<&str> {
+        let asked = self.annotation(REQUESTED_AT_ANNOTATION)?;
+        let handled = self
+            .status
+            .as_ref()
+            .and_then(|s| s.last_handled_requested_at.as_deref());
+        (handled != Some(asked)).then_some(asked)
+    }
+
+    /// Whether `whole` (the object as read from the API server) is the one this copy was taken
+    /// from, for all a pass asks before reading it: the generation, the connection, and the
+    /// pause and check-now annotations.
+    pub fn describes(&self, whole: &EpicPractitioner) -> bool {
+        let theirs = |key| {
+            whole
+                .metadata
+                .annotations
+                .as_ref()?
+                .get(key)
+                .map(String::as_str)
+        };
+        let same = |key| theirs(key) == self.annotation(key);
+        whole.metadata.generation == self.metadata.generation
+            && whole.spec.connection_ref == self.spec.connection_ref
+            && same(PAUSED_ANNOTATION)
+            && same(REQUESTED_AT_ANNOTATION)
+    }
+
+    fn annotation(&self, key: &str) -> Option<&str> {
+        self.metadata
+            .annotations
+            .as_ref()?
+            .get(key)
+            .map(String::as_str)
+    }
+
+    /// A stand-in `EpicPractitioner` for a pass that ends before it reads the object whole
+    /// (waiting for a walk, covered by one, or failing before the read): the metadata, the
+    /// connection, the NPI and the deletion policy, and the status as the cache knows it. Its
+    /// spec holds nothing else, so it is never synced, compared or written.
+    pub fn stand_in(&self) -> EpicPractitioner {
+        let spec = EpicPractitionerSpec {
+            connection_ref: self.spec.connection_ref.clone(),
+            npi: self.spec.npi.to_string(),
+            deletion_policy: self.spec.deletion_policy,
+            active: None,
+            name: None,
+            telecom: None,
+            telecom_policy: ListPolicy::default(),
+            gender: None,
+            birth_date: None,
+            qualifications: None,
+            qualification_policy: ListPolicy::default(),
+            management_policy: ManagementPolicy::default(),
+        };
+        EpicPractitioner {
+            metadata: self.metadata.clone(),
+            spec,
+            status: self.status.as_ref().map(CachedStatus::to_status),
+        }
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::crd::{Condition, ConditionStatus, DriftEntry, LastError};
-
-    #[test]
-    fn the_cache_keeps_what_walks_metrics_and_skips_read() {
-        let spec = serde_json::from_value(
-            serde_json::json!({"connectionRef": {"name": "epic"}, "npi": "1234567893"}),
-        )
-        .unwrap();
-        let mut p = EpicPractitioner::new("alice", spec);
-        p.metadata.labels = Some([("team".to_string(), "a".to_string())].into());
-        let full = EpicPractitionerStatus {
-            observed_generation: Some(2),
-            fhir_id: Some("eAb-1".into()),
-            connection: Some("https://epic.example.org/fhir".into()),
-            live_fingerprint: Some("fp".into()),
-            conditions: ["Synced", "Ready", "InSync"]
-                .into_iter()
-                .map(|type_| Condition {
-                    type_: type_.into(),
-                    status: ConditionStatus::False,
-                    reason: "WriteDisabled".into(),
-                    message: "Epic refused the write".into(),
-                    last_transition_time: "2026-12-02T00:00:00Z".into(),
-                    observed_generation: Some(2),
-                })
-                .collect(),
-            drift: vec![DriftEntry {
-                path: "active".into(),
-                desired: "false".into(),
-                live: "true".into(),
-            }],
-            diff: Some("--- live\n+++ desired\n".into()),
-            last_error: Some(LastError {
-                reason: "WriteDisabled".into(),
-                message: "refused".into(),
-                http_status: Some(403),
-                epic_codes: vec!["4118".into()],
-            }),
-            last_refused_write_time: Some("2026-12-02T00:00:00Z".into()),
-            last_handled_requested_at: Some("a".into()),
-            warnings: vec!["a warning".into()],
-            ..EpicPractitionerStatus::default()
-        };
-        p.status = Some(full.clone());
-        for_cache(&mut p);
-        let s = p.status.as_ref().unwrap();
-        assert!(p.metadata.labels.is_none());
-        // Kept: what a walk, the metrics and the skip of a settled pass read.
-        assert_eq!(s.fhir_id, full.fhir_id);
-        assert_eq!(s.connection, full.connection);
-        assert_eq!(s.live_fingerprint, full.live_fingerprint);
-        assert_eq!(s.observed_generation, full.observed_generation);
-        assert_eq!(s.last_refused_write_time, full.last_refused_write_time);
-        assert_eq!(s.last_handled_requested_at, full.last_handled_requested_at);
-        assert_eq!(s.conditions.len(), 1, "only Synced is kept");
-        assert_eq!(s.conditions[0].type_, "Synced");
-        assert_eq!(s.conditions[0].reason, "WriteDisabled");
-        assert_eq!(s.conditions[0].status, ConditionStatus::False);
-        assert_eq!(s.drift[0].path, "active");
-        assert_eq!(
-            s.last_error.as_ref().map(|e| e.reason.as_str()),
-            Some("WriteDisabled")
-        );
-        // Dropped: text for people.
-        assert!(s.conditions[0].message.is_empty() && s.drift[0].live.is_empty());
-        assert!(s.diff.is_none() && s.warnings.is_empty());
-    }
-}
+#[path = "slim_tests.rs"]
+mod tests;

@@ -10,16 +10,16 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 
-use crate::crd::{EpicPractitioner, EpicPractitionerStatus};
+use crate::operator::slim::{CachedPractitioner, CachedStatus};
 
 /// Practitioners by Synced reason, and those with drift, read from the store on each scrape.
 #[derive(Debug)]
 pub struct StoreCollector {
-    store: Arc<OnceLock<Store<EpicPractitioner>>>,
+    store: Arc<OnceLock<Store<CachedPractitioner>>>,
 }
 
 impl StoreCollector {
-    pub fn new(store: Arc<OnceLock<Store<EpicPractitioner>>>) -> Self {
+    pub fn new(store: Arc<OnceLock<Store<CachedPractitioner>>>) -> Self {
         Self { store }
     }
 }
@@ -36,7 +36,7 @@ impl Collector for StoreCollector {
         for p in store.state() {
             let status = p.status.as_ref();
             let reason = status
-                .and_then(EpicPractitionerStatus::synced_reason)
+                .and_then(CachedStatus::synced_reason)
                 .map_or("Pending", |r| r.as_str());
             *by_reason.entry(reason).or_default() += 1;
             if status.is_some_and(|s| !s.drift.is_empty()) {
@@ -82,10 +82,12 @@ impl Collector for StoreCollector {
 #[cfg(test)]
 mod store_tests {
     use super::*;
-    use crate::crd::{Condition, ConditionStatus, DriftEntry, EpicPractitionerStatus};
+    use crate::crd::{
+        Condition, ConditionStatus, DriftEntry, EpicPractitioner, EpicPractitionerStatus,
+    };
     use kube::runtime::watcher::Event;
 
-    fn drifted(name: &str) -> EpicPractitioner {
+    fn drifted(name: &str) -> CachedPractitioner {
         let spec = serde_json::from_value(serde_json::json!({
             "connectionRef": {"name": "epic"}, "npi": "1234567893"
         }))
@@ -109,12 +111,12 @@ mod store_tests {
             }],
             ..EpicPractitionerStatus::default()
         });
-        p
+        p.into()
     }
 
     #[test]
     fn gauges_follow_the_store_and_forget_deleted_objects() {
-        let (store, mut writer) = kube::runtime::reflector::store::<EpicPractitioner>();
+        let (store, mut writer) = kube::runtime::reflector::store::<CachedPractitioner>();
         let cell = Arc::new(OnceLock::new());
         let _ = cell.set(store);
         let mut registry = prometheus_client::registry::Registry::default();

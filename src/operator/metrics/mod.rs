@@ -26,8 +26,9 @@ use super::metrics::collectors::StoreCollector;
 use super::metrics::heap::HeapCollector;
 use super::metrics::ops::OpsMetrics;
 use super::metrics::process::ProcessCollector;
-use crate::crd::{EpicPractitioner, Reason};
+use crate::crd::Reason;
 use crate::fhir::{RequestEvent, RequestObserver};
+use crate::operator::slim::CachedPractitioner;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReconcileLabels {
@@ -74,7 +75,7 @@ pub struct Metrics {
     signing_key_age: Family<ConnectionLabel, Gauge>,
     /// Rate, budget and forecast gauges per connection.
     pub load: super::metrics::load::LoadGauges,
-    store: Arc<OnceLock<Store<EpicPractitioner>>>,
+    store: Arc<OnceLock<Store<CachedPractitioner>>>,
     /// Leader, last successful walk, token expiry, writes.
     pub ops: OpsMetrics,
 }
@@ -179,7 +180,7 @@ impl Metrics {
 
     /// Gauges computed from this store at scrape time (practitioners by Synced reason,
     /// drifted practitioners).
-    pub fn watch_store(&self, store: Store<EpicPractitioner>) {
+    pub fn watch_store(&self, store: Store<CachedPractitioner>) {
         let _ = self.store.set(store);
     }
 

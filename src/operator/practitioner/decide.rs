@@ -95,12 +95,12 @@ impl Decision {
 }
 
 /// The decision for one observation.
-pub fn decide(obs: &Observation<'_>) -> Decision {
+pub fn decide(obs: &Observation) -> Decision {
     match &obs.found {
         Found::Wait(d) => Decision::report_nothing(Next::Requeue(*d)),
         Found::Covered => Decision::report_nothing(Next::SafetyNet),
         Found::Paused => {
-            let new = status::paused(obs.obj, &obs.prev.status);
+            let new = status::paused(&obs.obj, &obs.prev.status);
             settled(obs, new, Reason::Paused, None, Next::AwaitChange)
         }
         Found::Synced(s) => after_sync(obs, s),
@@ -119,15 +119,15 @@ pub fn decide(obs: &Observation<'_>) -> Decision {
                 _ => (None, Vec::new()),
             };
             let mut new = status::from_error(
-                obs.obj,
+                &obs.obj,
                 &obs.prev.status,
                 error.reason(),
                 error.to_string(),
                 http,
                 codes,
             );
-            check_now::mark(obs.obj, &mut new);
-            let events = events::transitions(obs.obj, &obs.prev, &new, Some(error.reason()), None);
+            check_now::mark(&obs.obj, &mut new);
+            let events = events::transitions(&obs.obj, &obs.prev, &new, Some(error.reason()), None);
             Decision {
                 write_status: true,
                 status: Some(new),
@@ -146,8 +146,8 @@ pub fn decide(obs: &Observation<'_>) -> Decision {
 }
 
 /// A sync ran: its status, what memory and the connection learn, and the next look.
-fn after_sync(obs: &Observation<'_>, s: &SyncRun) -> Decision {
-    let (obj, old, outcome) = (obs.obj, &obs.prev.status, &s.outcome);
+fn after_sync(obs: &Observation, s: &SyncRun) -> Decision {
+    let (obj, old, outcome) = (&obs.obj, &obs.prev.status, &s.outcome);
     let verdict: Verdict =
         verdict::of_sync(obj, old, outcome, &s.write_disabled_message).retried_with_backoff();
     let base = &s.base_url;
@@ -205,7 +205,7 @@ fn after_sync(obs: &Observation<'_>, s: &SyncRun) -> Decision {
 /// A pass that did not fail (a sync, or a pause): a deletion that cannot finish is marked
 /// blocked, the "check now" mark is set, and the Events and metric follow from the status.
 fn settled(
-    obs: &Observation<'_>,
+    obs: &Observation,
     mut new: EpicPractitionerStatus,
     synced: Reason,
     sync: Option<&SyncRun>,
@@ -217,13 +217,13 @@ fn settled(
     if blocked {
         // The way out goes where people look (status, an Event, Argo CD), not only into a
         // returned error.
-        new = status::deletion_blocked(obs.obj, new);
+        new = status::deletion_blocked(&obs.obj, new);
         synced_now = Reason::DeletionBlocked;
     }
-    check_now::mark(obs.obj, &mut new);
+    check_now::mark(&obs.obj, &mut new);
     let write_status = status::changed(&obs.prev.status, &new)
         || obs.prev.status.observed_generation != obs.obj.metadata.generation;
-    let events = events::transitions(obs.obj, &obs.prev, &new, Some(synced_now), outcome);
+    let events = events::transitions(&obs.obj, &obs.prev, &new, Some(synced_now), outcome);
     let ok = new
         .conditions
         .iter()

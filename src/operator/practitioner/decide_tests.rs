@@ -70,15 +70,15 @@ fn synced(o: SyncOutcome) -> Found {
     }))
 }
 
-fn observation<'a>(
-    obj: &'a EpicPractitioner,
+fn observation(
+    obj: &EpicPractitioner,
     prev: Option<&EpicPractitionerStatus>,
     found: Found,
     mode: DriftDetection,
     deleting: bool,
-) -> Observation<'a> {
+) -> Observation {
     Observation {
-        obj,
+        obj: std::sync::Arc::new(obj.clone()),
         prev: Prev::of(prev),
         deleting,
         mode,

@@ -4,7 +4,6 @@
 
 use kube::runtime::controller::Action;
 use kube::runtime::events::Event;
-use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 
 use super::backoff::{backoff, jittered};
@@ -20,12 +19,12 @@ use crate::operator::metrics::ReconcileTimer;
 /// Performs `decision` for the pass `obs` observed.
 pub async fn perform(
     ctx: &Context,
-    obs: Observation<'_>,
+    obs: Observation,
     decision: Decision,
     timer: &ReconcileTimer<'_>,
 ) -> Result<Action, Error> {
-    let obj = obs.obj;
-    let (object, uid) = (ObjectRef::from_obj(obj), obj.uid().unwrap_or_default());
+    let obj = &*obs.obj;
+    let (object, uid) = super::observe::object_of(obj);
     // What the connection learned goes first: a created id enters the ledger before the
     // status write below, which can fail, so the next pass reads the new record instead of
     // creating again.

@@ -29,6 +29,7 @@ use serde_json::json;
 use super::Context;
 use super::error::Error;
 use super::metrics::ReconcileTimer;
+use super::slim::CachedPractitioner;
 use crate::crd::{DeletionPolicy, EpicPractitioner};
 
 pub use backoff::jittered;
@@ -39,7 +40,7 @@ pub const FINALIZER: &str = "epic-operator.dev/deactivate";
 pub const FIELD_MANAGER: &str = "epic-operator";
 
 pub async fn reconcile(
-    obj: Arc<EpicPractitioner>,
+    obj: Arc<CachedPractitioner>,
     ctx: Arc<Context>,
 ) -> Result<ControllerAction, Error> {
     // A connection over its share of the workers waits in the queue, not in a worker (before
@@ -69,11 +70,12 @@ pub async fn reconcile(
             Err(e) => Err(e),
         }
     } else if wants_finalizer || has_finalizer && deleting {
-        finalizer(&api, FINALIZER, obj.clone(), |event| async {
-            match event {
-                FinalizerEvent::Apply(o) => pass(o, ctx.clone(), false, &timer).await,
-                FinalizerEvent::Cleanup(o) => pass(o, ctx.clone(), true, &timer).await,
-            }
+        // The helper reads only the metadata, which the stand-in carries whole; the pass
+        // reads the object whole itself.
+        let (obj, ctx, timer) = (&obj, &ctx, &timer);
+        finalizer(&api, FINALIZER, Arc::new(obj.stand_in()), |event| {
+            let deleting = matches!(event, FinalizerEvent::Cleanup(_));
+            pass(obj.clone(), ctx.clone(), deleting, timer)
         })
         .await
         .map_err(|e| match e {
@@ -100,7 +102,7 @@ pub async fn reconcile(
 /// fail (and the reconcile retry) if the list changed meanwhile.
 async fn set_finalizers(
     api: &Api<EpicPractitioner>,
-    obj: &EpicPractitioner,
+    obj: &CachedPractitioner,
     ours: bool,
 ) -> Result<(), Error> {
     let mut kept: Vec<String> = obj
@@ -127,7 +129,7 @@ async fn set_finalizers(
 /// observe (I/O), decide (pure), effect (I/O). Every outcome, failures included, is written
 /// to status before returning.
 async fn pass(
-    obj: Arc<EpicPractitioner>,
+    obj: Arc<CachedPractitioner>,
     ctx: Arc<Context>,
     deleting: bool,
     timer: &ReconcileTimer<'_>,
@@ -139,14 +141,14 @@ async fn pass(
 
 /// Per-object exponential backoff with jitter; an invalid spec waits for a change.
 pub fn error_policy(
-    obj: Arc<EpicPractitioner>,
+    obj: Arc<CachedPractitioner>,
     error: &Error,
     ctx: Arc<Context>,
 ) -> ControllerAction {
     if error.needs_spec_change() {
         return ControllerAction::await_change();
     }
-    let (object, uid) = observe::object_of(&obj);
+    let (object, uid) = observe::object_of(&*obj);
     let failures = ctx.memory.count_failure(&object, &uid);
     ControllerAction::requeue(backoff::retry_delay(error, failures))
 }

@@ -9,22 +9,23 @@ use std::time::{Duration, Instant};
 use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
 
-use super::attempt::StatusAttempt;
+use super::attempt::{self, StatusAttempt};
 use super::backoff::AWAIT_WALK_REQUEUE;
 use crate::crd::{CreateAttempt, EpicPractitioner, EpicPractitionerStatus, Reason};
 use crate::operator::connection::cache::{ConnectionHandle, Key};
 use crate::operator::error::Error;
 use crate::operator::roster::index::HandoverFor;
 use crate::operator::roster::state::{Answer, Known, Question};
+use crate::operator::slim::{CachedPractitioner, PractitionerRef, reference};
 use crate::operator::{Context, DriftDetection};
-use crate::pipeline::{CreateGuard, Prefetched, SyncOutcome, SyncRequest, sync_practitioner};
-use crate::reconcile::{
-    Disclosure, Normalizer, evidence_after_attempt, validate_spec, write_policy,
-};
+use crate::pipeline::{Prefetched, SyncOutcome, SyncRequest, sync_practitioner};
+use crate::reconcile::{Disclosure, Normalizer, validate_spec, write_policy};
 
 /// What one pass saw.
-pub struct Observation<'a> {
-    pub obj: &'a EpicPractitioner,
+pub struct Observation {
+    /// The object as the API server holds it, or, for a pass that ended before reading it,
+    /// the cache's stand-in (`CachedPractitioner::stand_in`), which is never written back.
+    pub obj: Arc<EpicPractitioner>,
     pub prev: Prev,
     /// The object is being deleted and holds the finalizer.
     pub deleting: bool,
@@ -103,13 +104,10 @@ impl Prev {
 }
 
 /// Gathers the observation of one pass.
-pub async fn observe<'a>(
-    obj: &'a EpicPractitioner,
-    ctx: &Context,
-    deleting: bool,
-) -> Observation<'a> {
-    let cached = Prev::cached(obj.status.as_ref());
-    let (found, conn, full) = match gather(obj, ctx, &cached, deleting).await {
+pub async fn observe(cached: &CachedPractitioner, ctx: &Context, deleting: bool) -> Observation {
+    let stand_in = Arc::new(cached.stand_in());
+    let slim = Prev::cached(stand_in.status.as_ref());
+    let (found, conn, whole) = match gather(cached, ctx, &slim, deleting).await {
         Ok(seen) => seen,
         Err(error) => (
             Found::Failed {
@@ -120,22 +118,22 @@ pub async fn observe<'a>(
             None,
         ),
     };
-    // A pass that reports needs the whole status: the cache keeps only a slim copy. When it
+    // A pass that reports needs the whole object: the cache keeps only a slim copy. When it
     // cannot be read, a failed pass reports nothing (the slim copy is never written back).
-    let (found, prev) = match (found, full) {
-        (Found::Wait(d), _) => (Found::Wait(d), cached),
-        (Found::Covered, _) => (Found::Covered, cached),
-        (found, Some(full)) => (found, full),
-        (found, None) => match whole_status(ctx, obj).await {
-            Ok(full) => (found, full),
+    let (found, obj, prev) = match (found, whole) {
+        (found @ (Found::Wait(_) | Found::Covered), _) => (found, stand_in, slim),
+        (found, Some((obj, prev))) => (found, obj, prev),
+        (found, None) => match read_whole(ctx, cached).await {
+            Ok((obj, prev)) => (found, obj, prev),
             Err(error) => match found {
-                Found::Failed { .. } => (found, cached),
+                Found::Failed { .. } => (found, stand_in, slim),
                 _ => (
                     Found::Failed {
                         error,
                         search_refused_on: None,
                     },
-                    cached,
+                    stand_in,
+                    slim,
                 ),
             },
         },
@@ -150,16 +148,22 @@ pub async fn observe<'a>(
     }
 }
 
+/// The object and its whole status, as the API server holds them.
+type Whole = (Arc<EpicPractitioner>, Prev);
+
 /// Validate, dereference the connection, ask the object's memory and the walks, then sync.
 async fn gather(
-    obj: &EpicPractitioner,
+    obj: &CachedPractitioner,
     ctx: &Context,
     prev: &Prev,
     deleting: bool,
-) -> Result<(Found, Option<Arc<ConnectionHandle>>, Option<Prev>), Error> {
+) -> Result<(Found, Option<Arc<ConnectionHandle>>, Option<Whole>), Error> {
     let old = &prev.status;
-    // Validate: what the schema cannot express.
-    validate_spec(&obj.spec).map_err(Error::InvalidSpec)?;
+    // Validate: what the schema cannot express, checked as the object entered the cache. An
+    // invalid one is read whole at once, so that the newest spec is the one judged.
+    if obj.spec.invalid.is_some() {
+        validate_spec(&read_whole(ctx, obj).await?.0.spec).map_err(Error::InvalidSpec)?;
+    }
     let ns = obj.namespace().unwrap_or_default();
     let key: Key = (ns.clone(), obj.spec.connection_ref.name.clone());
     // Two objects for one record would both write (alternating PUTs, or two POSTs): neither
@@ -184,7 +188,7 @@ async fn gather(
     // What this object's memory and the connection's walks know: each asked once.
     let about = HandoverFor {
         uid,
-        npi: obj.spec.npi.clone(),
+        npi: obj.spec.npi.to_string(),
         base_url: conn.base_url().to_string(),
     };
     let recalled = ctx.memory.recall(&ObjectRef::from_obj(obj), &about);
@@ -220,18 +224,41 @@ async fn gather(
         search,
         attempt: recalled.attempt,
     };
-    // The sync writes status (a create attempt, then the result): from the whole status.
-    let full = whole_status(ctx, obj).await?;
-    let found = sync_with_epic(obj, ctx, &full.status, deleting, key, &conn, before).await?;
-    Ok((found, Some(conn), Some(full)))
+    sync_whole(obj, ctx, deleting, key, conn, before).await
 }
 
-/// The object's whole status, read from the API server.
-async fn whole_status(ctx: &Context, obj: &EpicPractitioner) -> Result<Prev, Error> {
+/// The sync compares the desired record and writes status (a create attempt, then the
+/// result): it runs on the object read whole, if that is still the one asked about.
+async fn sync_whole(
+    obj: &CachedPractitioner,
+    ctx: &Context,
+    deleting: bool,
+    key: Key,
+    conn: Arc<ConnectionHandle>,
+    before: Before<'_>,
+) -> Result<(Found, Option<Arc<ConnectionHandle>>, Option<Whole>), Error> {
+    let (whole, full) = read_whole(ctx, obj).await?;
+    validate_spec(&whole.spec).map_err(Error::InvalidSpec)?;
+    if !obj.describes(&whole) {
+        // Changed since the cache saw it: what was asked before was about the older object.
+        // The watch brings the newer one, whose pass asks again.
+        return Ok((Found::Wait(CHANGED_SINCE_CACHED), None, None));
+    }
+    let found = sync_with_epic(&whole, ctx, &full.status, deleting, key, &conn, before).await?;
+    Ok((found, Some(conn), Some((whole, full))))
+}
+
+/// How soon a pass that found the object changed since the cache saw it looks again, should
+/// the watch event of the change not start a pass first.
+const CHANGED_SINCE_CACHED: Duration = Duration::from_secs(5);
+
+/// The object as the API server holds it, with its whole status.
+async fn read_whole(ctx: &Context, obj: &CachedPractitioner) -> Result<Whole, Error> {
     let api: kube::Api<EpicPractitioner> =
         kube::Api::namespaced(ctx.kube.clone(), &obj.namespace().unwrap_or_default());
     let live = api.get_status(&obj.name_any()).await?;
-    Ok(Prev::of(live.status.as_ref()))
+    let prev = Prev::of(live.status.as_ref());
+    Ok((Arc::new(live), prev))
 }
 
 /// What is known before asking Epic: the record's id, what the walks know, whether the
@@ -279,7 +306,7 @@ async fn sync_with_epic(
     let resolving = known_id.is_none() && known.prefetched.is_none();
     let normalizer = conn.normalizer();
     let (create_guard, known_attempt, attempt_settles_in) =
-        create_guard(obj, old, attempt, conn, search, known.walk_started);
+        attempt::create_guard(obj, old, attempt, conn, search, known.walk_started);
     let recorder = StatusAttempt::new(ctx, obj, old, conn.base_url());
     let synced = sync_practitioner(
         &conn.client,
@@ -326,52 +353,12 @@ async fn sync_with_epic(
     })))
 }
 
-/// What may prove this object's record absent before a POST: a search just before it where
-/// the instance searches by identifier; and where an unanswered create attempt stands, dated
-/// by this process's own clock (when its POST's answer was lost, or when it first saw the
-/// attempt), only a search or a walk that started later than that plus the request timeout:
-/// Epic may still be applying a POST its client stopped waiting for.
-/// Returns the guard, the attempt it dated, and how long until a search may prove absence.
-fn create_guard(
-    obj: &EpicPractitioner,
-    old: &EpicPractitionerStatus,
-    remembered: Option<(Instant, CreateAttempt)>,
-    conn: &ConnectionHandle,
-    search: bool,
-    walk_started: Option<Instant>,
-) -> (
-    CreateGuard,
-    Option<(Instant, CreateAttempt)>,
-    Option<Duration>,
-) {
-    // An unanswered attempt in status that memory does not hold is first seen now.
-    let in_status = old
-        .create_attempt
-        .as_ref()
-        .filter(|a| a.npi == obj.spec.npi && a.connection == conn.base_url());
-    let attempt = remembered.or_else(|| in_status.map(|a| (Instant::now(), a.clone())));
-    let settle = conn.client.settings().request_timeout;
-    let at = attempt.as_ref().map(|(t, _)| *t);
-    let now = Instant::now();
-    let guard = CreateGuard {
-        search,
-        walk_after_attempt: evidence_after_attempt(at, walk_started, settle),
-        search_after_attempt: evidence_after_attempt(at, Some(now), settle),
-    };
-    // Whenever a search cannot prove absence yet, when it can.
-    let settles_in = (!guard.search_after_attempt).then(|| {
-        at.and_then(|t| t.checked_add(settle))
-            .map_or(settle, |due| due.saturating_duration_since(now))
-    });
-    (guard, attempt, settles_in)
-}
-
 /// An identifier search the instance does not support: 400 (Epic code 4100 and kin).
 fn is_search_refusal(e: &crate::fhir::FhirError) -> bool {
     matches!(e, crate::fhir::FhirError::Invalid { status: 400, .. })
 }
 
 /// The object's reference and uid, as memory keys it.
-pub fn object_of(obj: &EpicPractitioner) -> (ObjectRef<EpicPractitioner>, String) {
-    (ObjectRef::from_obj(obj), obj.uid().unwrap_or_default())
+pub fn object_of(obj: &impl kube::Resource) -> (PractitionerRef, String) {
+    (reference(obj.meta()), obj.uid().unwrap_or_default())
 }

@@ -12,8 +12,9 @@ use kube::ResourceExt;
 use serde_json::Value;
 
 use super::index::{Finding, Handover, HandoverFor, RoleMap, RosterIndex};
-use crate::crd::{EpicPractitioner, Reason, RoleSummary};
+use crate::crd::{Reason, RoleSummary};
 use crate::fhir::OperationOutcome;
+use crate::operator::slim::CachedPractitioner;
 use crate::pipeline::Prefetched;
 use crate::reconcile::identity::{check_fhir_id, npi_values, over_bounds};
 use crate::reconcile::{Normalizer, fingerprint};
@@ -78,7 +79,7 @@ impl<'a> Matcher<'a> {
 
     fn handover(
         &self,
-        p: &EpicPractitioner,
+        p: &CachedPractitioner,
         found: Finding,
         roles: Option<Vec<RoleSummary>>,
     ) -> Handover {
@@ -104,7 +105,7 @@ impl<'a> Matcher<'a> {
         &mut self,
         page: Vec<Value>,
         outcomes: &[OperationOutcome],
-        lookup: &impl Fn(&Object) -> Option<Arc<EpicPractitioner>>,
+        lookup: &impl Fn(&Object) -> Option<Arc<CachedPractitioner>>,
     ) -> Vec<Woken> {
         // Records Epic hid from this client (a suppression, an error entry): no NPI's absence
         // from this walk is evidence that its record does not exist.
@@ -159,7 +160,7 @@ impl<'a> Matcher<'a> {
         id: &str,
         r: &Value,
         by_npi: &HashMap<Box<str>, Vec<Object>>,
-        lookup: &impl Fn(&Object) -> Option<Arc<EpicPractitioner>>,
+        lookup: &impl Fn(&Object) -> Option<Arc<CachedPractitioner>>,
         woken: &mut Vec<Woken>,
     ) {
         let npis = npi_values(r);
@@ -215,7 +216,7 @@ impl<'a> Matcher<'a> {
     /// known records that vanished (merged or deleted in Epic).
     pub fn finish(
         mut self,
-        lookup: &impl Fn(&Object) -> Option<Arc<EpicPractitioner>>,
+        lookup: &impl Fn(&Object) -> Option<Arc<CachedPractitioner>>,
     ) -> (RosterIndex, Vec<Woken>) {
         if let Some(why) = self.hidden.take() {
             self.index.set_incomplete(why);
@@ -243,7 +244,7 @@ impl<'a> Matcher<'a> {
     /// `Some(None)` to wake it without a finding (its known record vanished).
     fn after_walk(
         &mut self,
-        p: &EpicPractitioner,
+        p: &CachedPractitioner,
         object: &Object,
         npi: &str,
     ) -> Option<Option<Handover>> {
@@ -278,7 +279,7 @@ impl<'a> Matcher<'a> {
 }
 
 /// Whether a practitioner whose known record was seen with `live_fp` must be reconciled.
-pub(super) fn needs_wake(p: &EpicPractitioner, live_fp: &str, resync: Duration) -> bool {
+pub(super) fn needs_wake(p: &CachedPractitioner, live_fp: &str, resync: Duration) -> bool {
     if p.is_paused() {
         return false;
     }
@@ -297,7 +298,7 @@ pub(super) fn needs_wake(p: &EpicPractitioner, live_fp: &str, resync: Duration) 
 }
 
 /// The id a practitioner already resolved to on this connection.
-fn known_id<'a>(p: &'a EpicPractitioner, base_url: &str) -> Option<&'a str> {
+fn known_id<'a>(p: &'a CachedPractitioner, base_url: &str) -> Option<&'a str> {
     let s = p.status.as_ref()?;
     s.fhir_id
         .as_deref()
@@ -305,16 +306,16 @@ fn known_id<'a>(p: &'a EpicPractitioner, base_url: &str) -> Option<&'a str> {
 }
 
 /// What a hand-over for `p` on the instance at `base` is about.
-fn handover_for(p: &EpicPractitioner, base: &str) -> HandoverFor {
+fn handover_for(p: &CachedPractitioner, base: &str) -> HandoverFor {
     HandoverFor {
         uid: p.uid().unwrap_or_default(),
-        npi: p.spec.npi.clone(),
+        npi: p.spec.npi.to_string(),
         base_url: base.to_string(),
     }
 }
 
 /// Whether an unresolved practitioner's status already says what the walk found.
-fn already_reported(p: &EpicPractitioner, found: &Finding) -> bool {
+fn already_reported(p: &CachedPractitioner, found: &Finding) -> bool {
     let Some(status) = &p.status else {
         return false;
     };

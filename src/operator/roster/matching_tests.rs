@@ -1,9 +1,11 @@
 //! Unit tests of which practitioners a walk wakes.
 
 use super::*;
-use crate::crd::{Condition, ConditionStatus, DriftEntry, EpicPractitionerStatus};
+use crate::crd::{
+    Condition, ConditionStatus, DriftEntry, EpicPractitioner, EpicPractitionerStatus,
+};
 
-fn practitioner(status: Option<EpicPractitionerStatus>, paused: bool) -> EpicPractitioner {
+fn practitioner(status: Option<EpicPractitionerStatus>, paused: bool) -> CachedPractitioner {
     let spec = serde_json::from_value(serde_json::json!({
         "connectionRef": {"name": "epic"}, "npi": "1234567893"
     }))
@@ -19,7 +21,7 @@ fn practitioner(status: Option<EpicPractitionerStatus>, paused: bool) -> EpicPra
             .into(),
         );
     }
-    p
+    p.into()
 }
 
 fn status(fp: &str, held: bool, refused_ago: Option<i64>) -> EpicPractitionerStatus {
@@ -104,7 +106,7 @@ fn only_changed_records_and_due_retries_are_woken() {
 
 /// A practitioner `name` declaring `npi`, resolved to `known` (with the fingerprint of `live`)
 /// or not resolved yet.
-fn member(name: &str, npi: &str, known: Option<(&str, &Value)>) -> EpicPractitioner {
+fn member(name: &str, npi: &str, known: Option<(&str, &Value)>) -> CachedPractitioner {
     let spec =
         serde_json::from_value(serde_json::json!({"connectionRef": {"name": "epic"}, "npi": npi}))
             .unwrap();
@@ -119,7 +121,7 @@ fn member(name: &str, npi: &str, known: Option<(&str, &Value)>) -> EpicPractitio
         observed_generation: Some(1),
         ..EpicPractitionerStatus::default()
     });
-    p
+    p.into()
 }
 
 const BASE: &str = "https://epic.example.org/fhir";
@@ -161,14 +163,14 @@ fn pages_wake_what_changed_and_the_end_of_the_walk_resolves_the_rest() {
         member("vanished", e, Some(("r-gone", &record("r-gone", e, true)))),
         member("absent", "1629011522", None),
     ];
-    let store: HashMap<Object, Arc<EpicPractitioner>> = objects
+    let store: HashMap<Object, Arc<CachedPractitioner>> = objects
         .iter()
         .map(|p| (Object::from(p.name_any()), Arc::new(p.clone())))
         .collect();
     let mut by_npi: HashMap<Box<str>, Vec<Object>> = HashMap::new();
     for p in &objects {
         by_npi
-            .entry(p.spec.npi.as_str().into())
+            .entry(p.spec.npi.clone())
             .or_default()
             .push(p.name_any().into());
     }
@@ -212,10 +214,10 @@ fn pages_wake_what_changed_and_the_end_of_the_walk_resolves_the_rest() {
 #[test]
 fn a_left_out_record_makes_absence_incomplete() {
     let p = member("absent", "1629011522", None);
-    let store: HashMap<Object, Arc<EpicPractitioner>> =
+    let store: HashMap<Object, Arc<CachedPractitioner>> =
         [(Object::from(p.name_any()), Arc::new(p.clone()))].into();
     let by_npi: HashMap<Box<str>, Vec<Object>> =
-        [(p.spec.npi.as_str().into(), vec![p.name_any().into()])].into();
+        [(p.spec.npi.clone(), vec![p.name_any().into()])].into();
     let lookup = |o: &Object| store.get(o).cloned();
     let mut m = Matcher::new(walk_of(by_npi));
     // An id outside the FHIR grammar: the record is left out, so no NPI may read as absent.
