@@ -38,13 +38,15 @@ pub struct CachedPractitioner {
 /// name it.
 pub type PractitionerRef = ObjectRef<CachedPractitioner>;
 
-/// The reference of a practitioner, whole or cached, from its metadata.
-pub fn reference(meta: &ObjectMeta) -> PractitionerRef {
+/// A practitioner's reference and uid, whole or cached, as the memory keys it.
+pub fn identity(obj: &impl kube::Resource) -> (PractitionerRef, String) {
+    let meta = obj.meta();
     let name = ObjectRef::new(meta.name.as_deref().unwrap_or_default());
-    match &meta.namespace {
+    let reference = match &meta.namespace {
         Some(ns) => name.within(ns),
         None => name,
-    }
+    };
+    (reference, meta.uid.clone().unwrap_or_default())
 }
 
 /// What the cache keeps of the spec.

@@ -56,11 +56,8 @@ impl AttemptRecorder for StatusAttempt<'_> {
             apply_status(&self.api, &self.obj.name_any(), &status)
                 .await
                 .map_err(|e| format!("status write failed: {e}"))?;
-            self.memory.note_attempt(
-                &crate::operator::slim::reference(&self.obj.metadata),
-                &self.obj.uid().unwrap_or_default(),
-                attempt,
-            );
+            let (object, uid) = crate::operator::slim::identity(self.obj);
+            self.memory.note_attempt(&object, &uid, attempt);
             Ok(())
         })
     }

@@ -24,7 +24,7 @@ pub async fn perform(
     timer: &ReconcileTimer<'_>,
 ) -> Result<Action, Error> {
     let obj = &*obs.obj;
-    let (object, uid) = super::observe::object_of(obj);
+    let (object, uid) = crate::operator::slim::identity(obj);
     // What the connection learned goes first: a created id enters the ledger before the
     // status write below, which can fail, so the next pass reads the new record instead of
     // creating again.

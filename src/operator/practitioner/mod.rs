@@ -148,7 +148,7 @@ pub fn error_policy(
     if error.needs_spec_change() {
         return ControllerAction::await_change();
     }
-    let (object, uid) = observe::object_of(&*obj);
+    let (object, uid) = super::slim::identity(&*obj);
     let failures = ctx.memory.count_failure(&object, &uid);
     ControllerAction::requeue(backoff::retry_delay(error, failures))
 }

@@ -16,7 +16,7 @@ use crate::operator::connection::cache::{ConnectionHandle, Key};
 use crate::operator::error::Error;
 use crate::operator::roster::index::HandoverFor;
 use crate::operator::roster::state::{Answer, Known, Question};
-use crate::operator::slim::{CachedPractitioner, PractitionerRef, reference};
+use crate::operator::slim::CachedPractitioner;
 use crate::operator::{Context, DriftDetection};
 use crate::pipeline::{Prefetched, SyncOutcome, SyncRequest, sync_practitioner};
 use crate::reconcile::{Disclosure, Normalizer, validate_spec, write_policy};
@@ -356,9 +356,4 @@ async fn sync_with_epic(
 /// An identifier search the instance does not support: 400 (Epic code 4100 and kin).
 fn is_search_refusal(e: &crate::fhir::FhirError) -> bool {
     matches!(e, crate::fhir::FhirError::Invalid { status: 400, .. })
-}
-
-/// The object's reference and uid, as memory keys it.
-pub fn object_of(obj: &impl kube::Resource) -> (PractitionerRef, String) {
-    (reference(obj.meta()), obj.uid().unwrap_or_default())
 }
