@@ -8,6 +8,8 @@ WORKDIR /src
 # Cargo reads every target the manifest declares (benches, the e2e test), so those sources
 # are part of the context too; examples/ holds the sandbox seed compiled into the binary.
 COPY Cargo.toml Cargo.lock ./
+# jemalloc's built-in options (see the file).
+COPY .cargo ./.cargo
 COPY src ./src
 COPY benches ./benches
 COPY tests ./tests
