@@ -123,7 +123,7 @@ impl From<EpicPractitionerStatus> for CachedStatus {
             .conditions
             .iter()
             .find(|c| c.type_ == SYNCED)
-            .and_then(|c| Some((Reason::parse(&c.reason)?, c.status)));
+            .map(|c| (c.reason(), c.status));
         CachedStatus {
             observed_generation: s.observed_generation,
             fhir_id: boxed(s.fhir_id),
@@ -219,8 +219,9 @@ impl CachedPractitioner {
     }
 
     /// Whether `whole` (the object as read from the API server) is the one this copy was taken
-    /// from, for all a pass asks before reading it: the generation, the connection, and the
-    /// pause and check-now annotations.
+    /// from, for all a pass asks before reading it: the same object (uid: not one deleted and
+    /// made again under the name), generation, NPI and connection, and the same pause and
+    /// check-now annotations.
     pub fn describes(&self, whole: &EpicPractitioner) -> bool {
         let theirs = |key| {
             whole
@@ -231,7 +232,9 @@ impl CachedPractitioner {
                 .map(String::as_str)
         };
         let same = |key| theirs(key) == self.annotation(key);
-        whole.metadata.generation == self.metadata.generation
+        whole.metadata.uid == self.metadata.uid
+            && whole.metadata.generation == self.metadata.generation
+            && *whole.spec.npi == *self.spec.npi
             && whole.spec.connection_ref == self.spec.connection_ref
             && same(PAUSED_ANNOTATION)
             && same(REQUESTED_AT_ANNOTATION)

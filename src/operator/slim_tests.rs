@@ -125,6 +125,14 @@ fn decoding_goes_through_the_whole_type() {
     let s = c.status.as_ref().unwrap();
     assert_eq!(s.fhir_id.as_deref(), Some("eAb-1"));
     assert_eq!(s.synced, Some((Reason::Resolved, ConditionStatus::True)));
+    // A reason this release does not know (an older or newer one) reads as Unknown.
+    let mut p =
+        practitioner(serde_json::json!({"connectionRef": {"name": "epic"}, "npi": "1234567893"}));
+    let mut status = full_status();
+    status.conditions[0].reason = "SomethingNew".into();
+    p.status = Some(status);
+    let s = CachedPractitioner::from(p).status.unwrap();
+    assert_eq!(s.synced_reason(), Some(Reason::Unknown));
 }
 
 /// The store keeps one `Arc` per object for the object's life: its allocation (the object
@@ -156,8 +164,10 @@ fn a_copy_describes_the_object_only_as_it_was_taken() {
         a.insert(key.to_string(), "b".to_string());
     }
     type Change = fn(&mut EpicPractitioner);
-    let changed: [(&str, Change); 4] = [
+    let changed: [(&str, Change); 6] = [
+        ("made again", |w| w.metadata.uid = Some("u2".into())),
         ("generation", |w| w.metadata.generation = Some(4)),
+        ("npi", |w| w.spec.npi = "1245319599".into()),
         ("connection", |w| {
             w.spec.connection_ref.name = "other".into()
         }),

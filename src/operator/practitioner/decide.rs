@@ -97,6 +97,9 @@ impl Decision {
 /// The decision for one observation.
 pub fn decide(obs: &Observation) -> Decision {
     match &obs.found {
+        // A deletion that waits (for a first walk, or for the watch to bring a change) holds
+        // its finalizer: the finalizer helper takes an `Ok` as a finished cleanup.
+        Found::Wait(_) if obs.deleting => Decision::report_nothing(Next::Blocked(Reason::Pending)),
         Found::Wait(d) => Decision::report_nothing(Next::Requeue(*d)),
         Found::Covered => Decision::report_nothing(Next::SafetyNet),
         Found::Paused => {

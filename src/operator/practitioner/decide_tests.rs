@@ -243,6 +243,16 @@ fn a_wait_reports_nothing_and_a_repeat_writes_nothing() {
     assert_eq!(wait.status, None);
     assert!(wait.events.is_empty() && wait.remember.is_empty());
     assert_eq!(wait.next, Next::Requeue(Duration::from_secs(60)));
+    // Deleting, the wait holds the finalizer (an `Ok` would let it go undeactivated).
+    let deleting = decide(&observation(
+        &live,
+        None,
+        Found::Wait(Duration::from_secs(60)),
+        DriftDetection::Roster,
+        true,
+    ));
+    assert_eq!(deleting.status, None);
+    assert_eq!(deleting.next, Next::Blocked(Reason::Pending));
 
     // A settled object the walks cover: no request, no status, and no timer of its own.
     let covered = decide(&observation(

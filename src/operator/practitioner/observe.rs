@@ -124,6 +124,10 @@ pub async fn observe(cached: &CachedPractitioner, ctx: &Context, deleting: bool)
         (found @ (Found::Wait(_) | Found::Covered), _) => (found, stand_in, slim),
         (found, Some((obj, prev))) => (found, obj, prev),
         (found, None) => match read_whole(ctx, cached).await {
+            // Decided on the cached copy, so reported only on the object that copy describes.
+            Ok((obj, _)) if !cached.describes(&obj) => {
+                (Found::Wait(CHANGED_SINCE_CACHED), stand_in, slim)
+            }
             Ok((obj, prev)) => (found, obj, prev),
             Err(error) => match found {
                 Found::Failed { .. } => (found, stand_in, slim),
