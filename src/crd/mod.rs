@@ -3,6 +3,7 @@
 //! These Rust types are the single source of truth for the CRD YAML in `crds/`
 //! (`epic-operator crd` prints it; a test keeps the checked-in files equal to it).
 
+mod annotations;
 mod budget;
 mod conditions;
 mod connection;
@@ -13,6 +14,7 @@ mod reason;
 mod trust;
 mod walk_windows;
 
+pub use annotations::{PAUSED_ANNOTATION, REQUESTED_AT_ANNOTATION, is_paused, pending_request};
 pub use budget::{LoadStatus, RequestBudget};
 pub use conditions::{
     Condition, ConditionStatus, IN_SYNC, MAX_CONDITION_MESSAGE_BYTES, READY, SYNCED, reason_of,
@@ -29,8 +31,8 @@ pub use npi::{NPI_OID_SYSTEM, NPI_SYSTEM, NPI_SYSTEMS, NpiError, npi_from_prefix
 pub use practitioner::{
     ConnectionRef, ContactPoint, ContactSystem, ContactUse, CreateAttempt, DEACTIVATION_NOTE,
     DeletionPolicy, DriftEntry, EpicPractitioner, EpicPractitionerSpec, EpicPractitionerStatus,
-    Gender, LastError, ListPolicy, ManagementPolicy, PAUSED_ANNOTATION, PractitionerName,
-    Qualification, REQUESTED_AT_ANNOTATION, RoleSummary,
+    Gender, LastError, ListPolicy, ManagementPolicy, PractitionerName, Qualification, RoleSummary,
+    refused_within,
 };
 pub use reason::Reason;
 pub use trust::{CaSecretRef, DEFAULT_CA_KEY, SecretNameRef, TLS_CERT_KEY, TLS_KEY_KEY, TrustSpec};

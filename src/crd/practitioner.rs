@@ -4,14 +4,8 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::annotations::{is_paused, pending_request};
 use super::conditions::{Condition, conditions_schema};
-
-/// Annotation that stops writes and polling for one practitioner.
-pub const PAUSED_ANNOTATION: &str = "epic-operator.dev/paused";
-
-/// Annotation that asks for a fresh read and plan of one object now (any new value, for
-/// example the current time); `status.lastHandledRequestedAt` shows when it was acted on.
-pub const REQUESTED_AT_ANNOTATION: &str = "epic-operator.dev/requested-at";
 
 /// Shown wherever deactivation is shown: Epic keeps login access in its own user records.
 pub const DEACTIVATION_NOTE: &str = "active=false deactivates the FHIR Practitioner only: it does \
@@ -364,34 +358,30 @@ pub struct LastError {
 impl EpicPractitionerStatus {
     /// Whether Epic refused a write for this record less than `window` ago.
     pub fn refused_within(&self, window: std::time::Duration) -> bool {
-        self.last_refused_write_time
-            .as_deref()
-            .and_then(crate::util::age_of)
-            .is_some_and(|age| age < window)
+        refused_within(self.last_refused_write_time.as_deref(), window)
     }
+}
+
+/// Whether a write refused at `refused_at` (RFC 3339) was refused less than `window` ago; the
+/// whole status and the watch cache's copy (`operator::slim`) both ask it.
+pub fn refused_within(refused_at: Option<&str>, window: std::time::Duration) -> bool {
+    refused_at
+        .and_then(crate::util::age_of)
+        .is_some_and(|age| age < window)
 }
 
 impl EpicPractitioner {
     /// True when the paused annotation is set to "true".
     pub fn is_paused(&self) -> bool {
-        self.metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(PAUSED_ANNOTATION))
-            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+        is_paused(&self.metadata)
     }
 
     /// The `requested-at` value not yet acted on, if any.
     pub fn pending_request(&self) -> Option<&str> {
-        let asked = self
-            .metadata
-            .annotations
-            .as_ref()?
-            .get(REQUESTED_AT_ANNOTATION)?;
-        let handled = self
-            .status
-            .as_ref()
-            .and_then(|s| s.last_handled_requested_at.as_deref());
-        (handled != Some(asked.as_str())).then_some(asked.as_str())
+        let handled = self.status.as_ref();
+        pending_request(
+            &self.metadata,
+            handled.and_then(|s| s.last_handled_requested_at.as_deref()),
+        )
     }
 }

@@ -14,6 +14,7 @@
 use kube::api::ObjectMeta;
 use kube::runtime::reflector::ObjectRef;
 
+use crate::crd;
 use crate::crd::{
     Condition, ConditionStatus, ConnectionRef, CreateAttempt, DeletionPolicy, DriftEntry,
     EpicPractitioner, EpicPractitionerSpec, EpicPractitionerStatus, LastError, ListPolicy,
@@ -154,10 +155,7 @@ impl CachedStatus {
 
     /// Whether Epic refused a write for this record less than `window` ago.
     pub fn refused_within(&self, window: std::time::Duration) -> bool {
-        self.last_refused_write_time
-            .as_deref()
-            .and_then(crate::util::age_of)
-            .is_some_and(|age| age < window)
+        crd::refused_within(self.last_refused_write_time.as_deref(), window)
     }
 
     /// The status as far as the cache knows it: what a pass decides by before it reads the
@@ -204,18 +202,16 @@ impl CachedStatus {
 impl CachedPractitioner {
     /// True when the paused annotation is set to "true".
     pub fn is_paused(&self) -> bool {
-        self.annotation(PAUSED_ANNOTATION)
-            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+        crd::is_paused(&self.metadata)
     }
 
     /// The `requested-at` value not yet acted on, if any.
     pub fn pending_request(&self) -> Option<&str> {
-        let asked = self.annotation(REQUESTED_AT_ANNOTATION)?;
-        let handled = self
-            .status
-            .as_ref()
-            .and_then(|s| s.last_handled_requested_at.as_deref());
-        (handled != Some(asked)).then_some(asked)
+        let handled = self.status.as_ref();
+        crd::pending_request(
+            &self.metadata,
+            handled.and_then(|s| s.last_handled_requested_at.as_deref()),
+        )
     }
 
     /// Whether `whole` (the object as read from the API server) is the one this copy was taken

@@ -233,26 +233,23 @@ fn each_observation_leads_to_its_decision() {
 #[test]
 fn a_wait_reports_nothing_and_a_repeat_writes_nothing() {
     let live = practitioner(true);
-    let wait = decide(&observation(
-        &live,
-        None,
-        Found::Wait(Duration::from_secs(60)),
-        DriftDetection::Roster,
-        false,
-    ));
-    assert_eq!(wait.status, None);
-    assert!(wait.events.is_empty() && wait.remember.is_empty());
-    assert_eq!(wait.next, Next::Requeue(Duration::from_secs(60)));
     // Deleting, the wait holds the finalizer (an `Ok` would let it go undeactivated).
-    let deleting = decide(&observation(
-        &live,
-        None,
-        Found::Wait(Duration::from_secs(60)),
-        DriftDetection::Roster,
-        true,
-    ));
-    assert_eq!(deleting.status, None);
-    assert_eq!(deleting.next, Next::Blocked(Reason::Pending));
+    for (deleting, next) in [
+        (false, Next::Requeue(Duration::from_secs(60))),
+        (true, Next::Blocked(Reason::Pending)),
+    ] {
+        let wait = Found::Wait(Duration::from_secs(60));
+        let wait = decide(&observation(
+            &live,
+            None,
+            wait,
+            DriftDetection::Roster,
+            deleting,
+        ));
+        assert_eq!(wait.status, None);
+        assert!(wait.events.is_empty() && wait.remember.is_empty());
+        assert_eq!(wait.next, next, "deleting: {deleting}");
+    }
 
     // A settled object the walks cover: no request, no status, and no timer of its own.
     let covered = decide(&observation(
