@@ -75,7 +75,9 @@ reasons! {
     NotFound = "NotFound", lasting: true;
     /// Several records carry the NPI: nothing is written until they are merged in Epic.
     AmbiguousNpi = "AmbiguousNPI", lasting: true;
-    /// Epic marked the search incomplete (suppressed or unauthorized results).
+    /// The answer for the NPI is incomplete: Epic hid results (suppressed or unauthorized), the
+    /// operator left records out (identity bounds), or, where the instance cannot search, the
+    /// last complete walk is too old to prove the NPI absent.
     SearchIncomplete = "SearchIncomplete", lasting: true;
     /// Two EpicPractitioners declare the NPI on the same connection: neither writes.
     DuplicateNpi = "DuplicateNPI", lasting: true;
@@ -216,7 +218,7 @@ impl Reason {
                 "Ask the Epic team to merge the duplicate records; nothing is written until then."
             }
             Reason::SearchIncomplete => {
-                "Ask the Epic team why results are suppressed for this client (status.warnings has Epic's codes)."
+                "Read status.warnings: ask the Epic team why results are suppressed for this client (Epic's codes are there), or, for a walk too old, why roster walks fail."
             }
             Reason::DuplicateNpi => {
                 "Two EpicPractitioners declare this NPI on the same connection (the message names the other): keep one."

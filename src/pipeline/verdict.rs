@@ -99,7 +99,7 @@ pub mod phrase {
     }
 
     pub fn incomplete(npi: &str) -> String {
-        format!("Epic marked the search for NPI {npi} incomplete")
+        format!("the search for NPI {npi} is incomplete")
     }
 
     pub use crate::reconcile::NOT_FIXED;
@@ -267,7 +267,7 @@ fn held(
             obj.spec.management_policy
         ),
         HoldReason::SearchIncomplete => format!(
-            "{} (suppressed or unauthorized results); nothing is created or written on an incomplete answer",
+            "{} (status.warnings says why: results Epic hid, records left out, or a walk too old to prove absence); nothing is created or written on an incomplete answer",
             phrase::incomplete(npi)
         ),
         HoldReason::CreateUnconfirmed => format!(

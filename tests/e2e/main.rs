@@ -369,6 +369,7 @@ scenario!(
     walk_windows_keep_full_walks_out_of_the_day,
     a_daily_limit_stops_walks_until_the_next_day,
     a_walk_of_a_repointed_connection_stops,
+    an_old_walk_never_proves_an_npi_absent,
 );
 
 use check_now::requested_at_reads_again_now;
@@ -386,7 +387,8 @@ use load::{
 use roster::{
     a_known_record_whose_npi_appears_twice_holds, a_lost_create_answer_never_creates_twice,
     a_record_hidden_from_the_walk_is_never_created, a_walk_of_a_repointed_connection_stops,
-    roster_walk_resolves_without_identifier_search, two_objects_for_one_npi_both_hold,
+    an_old_walk_never_proves_an_npi_absent, roster_walk_resolves_without_identifier_search,
+    two_objects_for_one_npi_both_hold,
 };
 
 /// Scenario 1: In sync: Ready, InSync, fhirId, roles, printer columns, a Resolved Event without PHI.

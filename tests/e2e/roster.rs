@@ -368,3 +368,85 @@ pub async fn a_walk_of_a_repointed_connection_stops(cp: &ControlPlane) {
         "the walk was stopped before its end: {pages} pages"
     );
 }
+
+/// Scenario 41: an instance with writes but neither identifier search nor conditional create,
+/// whose roster walks start failing after the first ones (400, 4110). Meanwhile someone adds a
+/// record for a new NPI in Epic. A practitioner for that NPI, declared once the last complete
+/// walk is older than a walk is due (2 x resync + 60 s), holds as SearchIncomplete and nothing
+/// is POSTed. (Before, the old walk's "not found" was taken as proof and a second record was
+/// created. Once walks come back, the next one finds the record and wakes the practitioner, as
+/// in scenario 25.)
+pub async fn an_old_walk_never_proves_an_npi_absent(cp: &ControlPlane) {
+    let npi = "1245319599";
+    let w = world(
+        cp,
+        "s41-old-walk",
+        SandboxConfig {
+            settings: Settings {
+                writes_enabled: true,
+                identifier_search_unsupported: true,
+                conditional_create_unsupported: true,
+                ..Settings::default()
+            },
+            ..SandboxConfig::default()
+        },
+        |c| c.resync_interval = Some("10s".into()),
+    )
+    .await;
+    let _op = Operator::start(cp, &w.ns, &[]);
+    create(&w, "alice-smith", super::example("alice-smith.yaml")).await;
+    wait_for(&w, "alice-smith", "Ready from the first walk", |p| {
+        is(p, "Ready", "True", "Ready")
+    })
+    .await;
+    let http = epic_operator::http::client().unwrap();
+    let admin = w.sandbox.admin_url();
+    let r = http
+        .put(format!("{admin}/settings"))
+        .json(&json!({"walkNeedsParameters": true}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let added: Value = http
+        .post(format!("{admin}/practitioners"))
+        .json(&json!({"resourceType": "Practitioner", "active": true,
+            "identifier": [{"system": "http://hl7.org/fhir/sid/us-npi", "value": npi}],
+            "name": [{"use": "official", "family": "Smith", "given": ["Alice"]}]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(added["id"].is_string(), "{added}");
+    // The last walk that completed started before the refusal: 2 x 10 s + 60 s, and a margin.
+    tokio::time::sleep(Duration::from_secs(85)).await;
+    let mut declared = super::example("alice-smith.yaml");
+    declared.npi = npi.into();
+    declared.management_policy = epic_operator::crd::ManagementPolicy::CreateOrUpdate;
+    create(&w, "new-clinician", declared).await;
+    let p = wait_for(&w, "new-clinician", "SearchIncomplete", |p| {
+        condition(p, "Synced").is_some_and(|c| c.reason == "SearchIncomplete")
+    })
+    .await;
+    let message = &condition(&p, "Synced").unwrap().message;
+    assert!(message.contains("nothing is created"), "{message}");
+    let warnings = p.status.unwrap().warnings;
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("the last complete walk started more than 80s ago")),
+        "status.warnings says why: {warnings:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(stats(&w).await["create"], 0, "no POST on an old walk");
+    let records = super::admin_get(&w, "practitioners").await;
+    let carrying = records
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["npi"] == npi)
+        .count();
+    assert_eq!(carrying, 1, "exactly one record carries the NPI");
+}

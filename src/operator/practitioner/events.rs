@@ -132,7 +132,7 @@ fn resolution_events(
             EventType::Warning,
             Reason::SearchIncomplete,
             format!(
-                "{} (suppressed or unauthorized results); nothing is created on it. {}",
+                "{} (status.warnings says why); nothing is created on it. {}",
                 phrase::incomplete(npi),
                 Reason::SearchIncomplete.remedy()
             ),

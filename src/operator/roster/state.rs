@@ -59,7 +59,8 @@ pub struct Question<'a> {
     pub fresh: bool,
     /// The CapabilityStatement lists the identifier search (or none was read).
     pub search_listed: bool,
-    /// How recent the last walk must be to cover a settled object.
+    /// How recent the last walk must be to cover a settled object, and for its "not found"
+    /// to prove an NPI absent where the instance cannot search.
     pub covered_within: Duration,
 }
 
@@ -286,6 +287,15 @@ impl ConnectionRoster {
         match (&self.index, &self.first_walk_error) {
             (Some(index), _) => match index.lookup(q.npi) {
                 Prefetched::NotFound | Prefetched::Incomplete(_) if search => Answer::Search(known),
+                // Without a search, a walk's "not found" is the only proof of absence before a
+                // POST: one from a walk too long ago would miss a record created since.
+                Prefetched::NotFound if !walked_within(index, q.covered_within) => {
+                    let known = Known {
+                        prefetched: Some(Prefetched::Incomplete(too_old_for_absence(q))),
+                        ..known
+                    };
+                    Answer::Use { known, search }
+                }
                 found => {
                     let roles = match &found {
                         Prefetched::Id(id) => index.roles_of(id),
@@ -333,6 +343,22 @@ impl ConnectionRoster {
         }
         Answer::Use { known, search }
     }
+}
+
+/// Whether the walk behind `index` started less than `within` ago.
+fn walked_within(index: &RosterIndex, within: Duration) -> bool {
+    index.started().is_some_and(|t| t.elapsed() < within)
+}
+
+/// Why an old walk's "not found" proves nothing. Stable text (no age in it), so that a held
+/// object's status is not rewritten by every pass.
+fn too_old_for_absence(q: &Question) -> String {
+    format!(
+        "the last complete walk started more than {}s ago, when one is due, so a record created \
+         in Epic since would not be on it; nothing is created until a later walk finds the NPI \
+         absent",
+        q.covered_within.as_secs()
+    )
 }
 
 #[cfg(test)]

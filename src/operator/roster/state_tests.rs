@@ -67,6 +67,7 @@ fn resolution_waits_for_the_first_walk_and_searches_only_for_what_it_lacks() {
     let mut index = RosterIndex::default();
     index.add("a-1", &npis(&["1234567893"]));
     index.set_roles(Some(Arc::new(HashMap::new())));
+    index.set_started(Instant::now());
     rosters.walked(&key, base, index, true);
     match resolve(&rosters, &key, base, "1234567893", false) {
         Answer::Use {
@@ -324,4 +325,68 @@ fn each_question_gets_its_answer() {
         walked.index(&key, base).is_some(),
         "a read never resets the entry"
     );
+}
+
+#[test]
+fn without_a_search_only_a_recent_walk_proves_an_npi_absent() {
+    let key: Key = ("ns".into(), "epic".into());
+    let base = "https://epic.example/api/FHIR/R4";
+    // A walk is due within 20 s here; `None`: an index without a start time.
+    let walked = |started_ago: Option<u64>| {
+        let rosters = Rosters::default();
+        let mut index = RosterIndex::default();
+        index.add("a-1", &npis(&["1234567893"]));
+        if let Some(secs) = started_ago {
+            index.set_started(Instant::now() - Duration::from_secs(secs));
+        }
+        rosters.walked(&key, base, index, false);
+        rosters
+    };
+    let (new, walked_npi) = ("1245319599", "1234567893");
+    let cases = [
+        (
+            "a recent walk's not found",
+            Some(0),
+            new,
+            false,
+            "not found",
+        ),
+        ("an old walk's not found", Some(30), new, false, "held"),
+        (
+            "an old one's, where a search can check",
+            Some(30),
+            new,
+            true,
+            "search",
+        ),
+        (
+            "an old walk's record still resolves",
+            Some(30),
+            walked_npi,
+            false,
+            "id a-1",
+        ),
+        ("a walk without a start time", None, new, false, "held"),
+    ];
+    for (what, started_ago, npi, search_listed, want) in cases {
+        let q = Question {
+            covered_within: Duration::from_secs(20),
+            ..unresolved(npi, search_listed)
+        };
+        let got = match walked(started_ago).answer(&key, base, &q, None) {
+            Answer::Use { known, .. } => match known.prefetched {
+                Some(Prefetched::NotFound) => "not found".to_string(),
+                Some(Prefetched::Id(id)) => format!("id {id}"),
+                Some(Prefetched::Incomplete(why)) => {
+                    assert!(why.contains("more than 20s ago"), "{what}: {why}");
+                    assert!(why.contains("nothing is created"), "{what}: {why}");
+                    "held".into()
+                }
+                other => format!("{other:?}"),
+            },
+            Answer::Search(_) => "search".into(),
+            other => format!("{other:?}"),
+        };
+        assert_eq!(got, want, "{what}");
+    }
 }
