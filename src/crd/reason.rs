@@ -79,7 +79,8 @@ reasons! {
     /// operator left records out (identity bounds), or, where the instance cannot search, the
     /// last complete walk is too old to prove the NPI absent.
     SearchIncomplete = "SearchIncomplete", lasting: true;
-    /// Two EpicPractitioners declare the NPI on the same connection: neither writes.
+    /// Two EpicPractitioners declare the NPI on the same Epic instance (through one connection
+    /// or two to the same base URL): neither writes.
     DuplicateNpi = "DuplicateNPI", lasting: true;
     /// A create was sent and its answer lost: no second POST until absence is confirmed (by an
     /// identifier search, or a complete roster walk started after it).
@@ -221,7 +222,7 @@ impl Reason {
                 "Read status.warnings: ask the Epic team why results are suppressed for this client (Epic's codes are there), or, for a walk too old, why roster walks fail."
             }
             Reason::DuplicateNpi => {
-                "Two EpicPractitioners declare this NPI on the same connection (the message names the other): keep one."
+                "Two EpicPractitioners declare this NPI on the same Epic instance, through one EpicConnection or two to the same base URL (the message says which): keep one."
             }
             Reason::CreateUnconfirmed => {
                 "Nothing to do: the next complete roster walk (or identifier search) tells whether the lost create arrived; the record is adopted or created once, never twice."

@@ -19,9 +19,10 @@ pub enum Error {
     /// The spec is invalid in a way the schema cannot express (e.g. NPI check digit).
     #[error("invalid spec: {0}")]
     InvalidSpec(String),
-    /// Another EpicPractitioner declares the same NPI on the same connection.
+    /// Another EpicPractitioner declares the same NPI on the same Epic instance (through this
+    /// connection or another one to the same base URL); `other` says which.
     #[error(
-        "EpicPractitioner {other} declares the same NPI on the same connection: nothing is written for either until one of them is removed"
+        "{other} declares the same NPI on the same Epic instance: nothing is written for either until one of them is removed"
     )]
     DuplicateNpi { other: String },
     /// The EpicConnection is missing or not usable yet.

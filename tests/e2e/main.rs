@@ -370,6 +370,7 @@ scenario!(
     a_daily_limit_stops_walks_until_the_next_day,
     a_walk_of_a_repointed_connection_stops,
     an_old_walk_never_proves_an_npi_absent,
+    two_connections_to_one_instance_hold_a_twice_declared_npi,
 );
 
 use check_now::requested_at_reads_again_now;
@@ -388,7 +389,7 @@ use roster::{
     a_known_record_whose_npi_appears_twice_holds, a_lost_create_answer_never_creates_twice,
     a_record_hidden_from_the_walk_is_never_created, a_walk_of_a_repointed_connection_stops,
     an_old_walk_never_proves_an_npi_absent, roster_walk_resolves_without_identifier_search,
-    two_objects_for_one_npi_both_hold,
+    two_connections_to_one_instance_hold_a_twice_declared_npi, two_objects_for_one_npi_both_hold,
 };
 
 /// Scenario 1: In sync: Ready, InSync, fhirId, roles, printer columns, a Resolved Event without PHI.

@@ -179,6 +179,51 @@ pub async fn two_objects_for_one_npi_both_hold(cp: &ControlPlane) {
     assert_eq!(stats(&w).await["update"], 1);
 }
 
+/// Scenario 42: two EpicConnections point at one Epic instance, and one EpicPractitioner on
+/// each declares the same NPI: both hold with DuplicateNPI (the message names the other and its
+/// connection) and nothing is written; once one is deleted, the other syncs. (Before, each
+/// connection saw only its own practitioners, and both wrote the one record.)
+pub async fn two_connections_to_one_instance_hold_a_twice_declared_npi(cp: &ControlPlane) {
+    let w = world(cp, "s42-two-connections", super::writable(), |_| {}).await;
+    let spec = w.connections.get("epic").await.unwrap().spec;
+    w.connections
+        .create(
+            &kube::api::PostParams::default(),
+            &epic_operator::crd::EpicConnection::new("epic-again", spec),
+        )
+        .await
+        .unwrap();
+    let _op = Operator::start(cp, &w.ns, &[]);
+    // bob-jones's record differs from the seed: a write would follow if either acted.
+    create(&w, "bob-a", super::example("bob-jones.yaml")).await;
+    let mut again = super::example("bob-jones.yaml");
+    again.connection_ref.name = "epic-again".into();
+    create(&w, "bob-b", again).await;
+    for (name, other) in [
+        ("bob-a", "bob-b (through EpicConnection epic-again)"),
+        ("bob-b", "bob-a (through EpicConnection epic)"),
+    ] {
+        let p = wait_for(&w, name, "DuplicateNPI", |p| {
+            condition(p, "Synced").is_some_and(|c| c.reason == "DuplicateNPI")
+        })
+        .await;
+        let message = &condition(&p, "Synced").unwrap().message;
+        assert!(message.contains(other), "{message}");
+    }
+    let s = stats(&w).await;
+    assert_eq!(s["update"], 0, "{s}");
+    assert_eq!(s["create"], 0, "{s}");
+    w.practitioners
+        .delete("bob-b", &Default::default())
+        .await
+        .unwrap();
+    wait_for(&w, "bob-a", "Ready after the duplicate went", |p| {
+        is(p, "Ready", "True", "Ready")
+    })
+    .await;
+    assert_eq!(stats(&w).await["update"], 1);
+}
+
 /// Scenario 25: a POST's answer is lost (the connection is cut after Epic applied it) on an
 /// instance with neither identifier search nor conditional create. The create attempt was
 /// recorded in status before the POST, so the next pass does not POST again on the walk from

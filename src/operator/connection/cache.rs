@@ -256,6 +256,17 @@ impl Connections {
             .contains_key(key)
     }
 
+    /// The other connections whose ready handles point at the instance `handle` (of `key`)
+    /// points at.
+    pub async fn others_on_instance(&self, key: &Key, handle: &ConnectionHandle) -> Vec<Key> {
+        self.ready_handles()
+            .await
+            .into_iter()
+            .filter(|(k, h)| k != key && h.base_url() == handle.base_url())
+            .map(|(k, _)| k)
+            .collect()
+    }
+
     /// Every ready handle (for roster scans and token metrics). A connection being built
     /// right now is skipped, not waited for.
     pub async fn ready_handles(&self) -> Vec<(Key, Arc<ConnectionHandle>)> {

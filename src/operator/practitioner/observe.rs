@@ -174,7 +174,9 @@ async fn gather(
     // acts while both exist. Objects being deleted do not count, and are not held.
     let uid = obj.uid().unwrap_or_default();
     if !deleting && let Some(other) = ctx.members.other_with_npi(&key, &obj.spec.npi, &uid) {
-        return Err(Error::DuplicateNpi { other });
+        return Err(Error::DuplicateNpi {
+            other: format!("EpicPractitioner {other}"),
+        });
     }
     if obj.is_paused() {
         return Ok((Found::Paused, None, None));
@@ -184,6 +186,9 @@ async fn gather(
         .connections
         .get(&ns, &obj.spec.connection_ref.name)
         .await?;
+    if !deleting {
+        declared_once_on_instance(ctx, &key, &conn, &obj.spec.npi, &uid).await?;
+    }
     // Ids never travel between instances: a recorded id counts only for the same base URL.
     let known_id = old
         .fhir_id
@@ -229,6 +234,32 @@ async fn gather(
         attempt: recalled.attempt,
     };
     sync_whole(obj, ctx, deleting, key, conn, before).await
+}
+
+/// No other live object declares `npi` on the same Epic instance through another connection
+/// (one to the same base URL, in this namespace or another): two connections to one instance
+/// are one, or the two objects would both write (alternating PUTs, or two POSTs). One in
+/// another namespace is not named: its name is that tenant's.
+async fn declared_once_on_instance(
+    ctx: &Context,
+    key: &Key,
+    conn: &ConnectionHandle,
+    npi: &str,
+    uid: &str,
+) -> Result<(), Error> {
+    let others = ctx.connections.others_on_instance(key, conn).await;
+    let other = others.iter().find_map(|k| {
+        let name = ctx.members.other_with_npi(k, npi, uid)?;
+        Some(if k.0 == key.0 {
+            format!("EpicPractitioner {name} (through EpicConnection {})", k.1)
+        } else {
+            "an EpicPractitioner in another namespace".to_string()
+        })
+    });
+    match other {
+        Some(other) => Err(Error::DuplicateNpi { other }),
+        None => Ok(()),
+    }
 }
 
 /// The sync compares the desired record and writes status (a create attempt, then the

@@ -150,7 +150,18 @@ impl Rosters {
         q: &Question,
         handover: Option<Handover>,
     ) -> Answer {
-        self.read(key, base_url, |c| c.answer(q, handover))
+        let all = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+        // A record created through another connection to the same instance is created here
+        // too: its walks have not seen it either.
+        let created_elsewhere = all
+            .iter()
+            .filter(|(k, c)| *k != key && c.base_url == base_url)
+            .find_map(|(_, c)| c.created.get(q.npi).map(|(id, _)| id.clone()));
+        let answer = |c: &ConnectionRoster| c.answer(q, handover, created_elsewhere.as_deref());
+        match all.get(key) {
+            Some(c) if c.base_url == base_url => answer(c),
+            _ => answer(&ConnectionRoster::default()),
+        }
     }
 
     /// Whether the connection has no index yet (its first walk has not completed).
@@ -249,8 +260,14 @@ impl ConnectionRoster {
         self.index.is_none() && self.first_walk_error.is_none()
     }
 
-    /// The walk's hand-over first, then the ledger of records created here, then the index.
-    fn answer(&self, q: &Question, handover: Option<Handover>) -> Answer {
+    /// The walk's hand-over first, then the ledger of records created on this instance (here,
+    /// or `created_elsewhere` through another connection to it), then the index.
+    fn answer(
+        &self,
+        q: &Question,
+        handover: Option<Handover>,
+        created_elsewhere: Option<&str>,
+    ) -> Answer {
         let search = q.search_listed && !self.search_refused;
         if q.fresh {
             return Answer::Use {
@@ -267,9 +284,10 @@ impl ConnectionRoster {
         // A record this operator created and no later walk has indexed yet: read it by id,
         // even if a walk that started before the create says absent (a status write lost
         // after the POST must not lead to a second one).
+        let created = self.created.get(q.npi).map(|(id, _)| &**id);
         if !q.has_id
-            && let Some((id, _)) = self.created.get(q.npi)
-            && !matches!(&known.prefetched, Some(Prefetched::Record { id: r, .. }) if **r == **id)
+            && let Some(id) = created.or(created_elsewhere)
+            && !matches!(&known.prefetched, Some(Prefetched::Record { id: r, .. }) if **r == *id)
         {
             let known = Known {
                 prefetched: Some(Prefetched::Id(id.to_string())),
@@ -364,3 +382,7 @@ fn too_old_for_absence(q: &Question) -> String {
 #[cfg(test)]
 #[path = "state_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "state_instance_tests.rs"]
+mod instance_tests;
