@@ -514,6 +514,77 @@ async fn an_indexed_id_merged_since_the_walk_is_searched_again_never_created() {
     s.stop().await;
 }
 
+/// A record that carried the NPI answers 404 (removed, or hidden from this client) or 410
+/// (merged into a record that does not carry the NPI), and no search finds the NPI: under
+/// CreateOrUpdate nothing is created in its place, whether the id was saved or came from a
+/// walk's index, and the outcome names the record so that status can keep it.
+#[tokio::test]
+async fn a_record_gone_from_epic_is_never_replaced_by_a_create() {
+    let s = empty_writable().await;
+    let removed = add(&s, record(json!([{"system": NPI_SYSTEM, "value": NPI}]))).await;
+    let r = epic_operator::http::client()
+        .unwrap()
+        .delete(format!("{}/practitioners/{removed}", s.admin_url()))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let merged = add(&s, record(json!([{"system": NPI_SYSTEM, "value": NPI}]))).await;
+    let r = epic_operator::http::client()
+        .unwrap()
+        .post(format!("{}/practitioners/{merged}/merge", s.admin_url()))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let c = client(&s);
+    let norm = Normalizer::default();
+    let mut create = spec(NPI, json!({"active": true}));
+    create.management_policy = epic_operator::crd::ManagementPolicy::CreateOrUpdate;
+    let cases = [
+        ("a saved id removed", Some(removed.as_str()), None, &removed),
+        (
+            "an indexed id removed",
+            None,
+            Some(Prefetched::Id(removed.clone())),
+            &removed,
+        ),
+        (
+            "a saved id merged away",
+            Some(merged.as_str()),
+            None,
+            &merged,
+        ),
+    ];
+    for (what, known_id, prefetched, gone) in cases {
+        let o = sync_practitioner(
+            &c,
+            SyncRequest {
+                prefetched,
+                ..request(&create, known_id, &norm)
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(o.resolution, Resolution::NotFound, "{what}");
+        assert!(o.searched, "{what}: the NPI was searched");
+        assert_eq!(o.action, Action::Hold(HoldReason::RecordGone), "{what}");
+        assert!(matches!(o.write, WriteOutcome::NotAttempted), "{what}");
+        assert_eq!(o.gone_id.as_deref(), Some(gone.as_str()), "{what}");
+    }
+    assert_eq!(s.stats()["create"], 0);
+    // A new clinician (no record ever known) is still created.
+    let mut new = spec(
+        "1245319599",
+        json!({"active": true, "name": {"family": "Lee", "given": ["Kim"]}}),
+    );
+    new.management_policy = epic_operator::crd::ManagementPolicy::CreateOrUpdate;
+    let o = sync(&c, &new, None).await;
+    assert!(matches!(o.write, WriteOutcome::Created), "{:?}", o.write);
+    assert_eq!(o.gone_id, None);
+    s.stop().await;
+}
+
 #[tokio::test]
 async fn a_saved_id_that_no_longer_carries_the_npi_is_an_identity_error() {
     let s = empty_writable().await;

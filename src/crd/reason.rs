@@ -85,6 +85,9 @@ reasons! {
     /// A create was sent and its answer lost: no second POST until absence is confirmed (by an
     /// identifier search, or a complete roster walk started after it).
     CreateUnconfirmed = "CreateUnconfirmed", lasting: false;
+    /// The record that carried the NPI (the saved id, or the walk's) no longer answers (404, or
+    /// 410 merged) and no record carries the NPI now: nothing is created in its place.
+    RecordGone = "RecordGone", lasting: true;
     /// The saved FHIR id no longer carries the NPI.
     IdentityMismatch = "IdentityMismatch", lasting: true;
     /// The spec is invalid in a way the schema cannot express.
@@ -226,6 +229,9 @@ impl Reason {
             }
             Reason::CreateUnconfirmed => {
                 "Nothing to do: the next complete roster walk (or identifier search) tells whether the lost create arrived; the record is adopted or created once, never twice."
+            }
+            Reason::RecordGone => {
+                "Ask the Epic team what became of the record named in the message (deleted, merged, or hidden from this client). To have a new one created, delete and re-create this EpicPractitioner."
             }
             Reason::IdentityMismatch => {
                 "The saved FHIR id now belongs to another NPI: check the NPI in the spec and in Epic."

@@ -76,6 +76,7 @@ mod tests {
         SyncOutcome {
             resolution,
             fhir_id: (resolution == Resolution::Found).then(|| "e1".to_string()),
+            gone_id: None,
             searched: true,
             ambiguous_ids: if ambiguous {
                 vec!["e1".into(), "e2".into()]

@@ -18,8 +18,8 @@ use crate::crd::{DeletionPolicy, EpicPractitionerSpec, ManagementPolicy, RoleSum
 use crate::fhir::{FhirClient, FhirError};
 use crate::reconcile::identity::version_precondition;
 use crate::reconcile::{
-    Absence, Action, Disclosure, DriftReport, Normalizer, PlanInput, Resolution, WriteCapability,
-    drift_with, guard_create, plan, role_summary,
+    Absence, Action, Disclosure, DriftReport, HoldReason, Normalizer, PlanInput, Resolution,
+    WriteCapability, drift_with, guard_create, plan, role_summary,
 };
 
 /// Inputs of one practitioner sync.
@@ -148,6 +148,9 @@ pub enum WriteOutcome {
 pub struct SyncOutcome {
     pub resolution: Resolution,
     pub fhir_id: Option<String>,
+    /// The id of the record held as gone (`HoldReason::RecordGone`): it carried the NPI and
+    /// no longer answers; none is created in its place.
+    pub gone_id: Option<String>,
     /// The NPI search ran (no id was known, or the known one was gone).
     pub searched: bool,
     /// Ids of every record carrying the NPI when ambiguous.
@@ -201,12 +204,20 @@ pub async fn sync_practitioner(
         drift_with(req.spec, &o.body, req.normalizer, req.disclosure)
     });
     let absence = match (found.searched, req.create_guard.search_after_attempt) {
+        // It was there a moment ago, whatever a search says now.
+        _ if found.gone.is_some() => Absence::RecordGone,
         (true, true) => Absence::Searched,
         (true, false) => Absence::Unconfirmed,
         (false, _) => found.absence,
     };
     let action = decide(&req, current.as_ref(), found.resolution, &report, absence);
+    // The status keeps the id of a record held as gone, so that the next pass reads it again
+    // instead of taking a search's "not found" as proof.
+    let gone_id = found
+        .gone
+        .filter(|_| action == Action::Hold(HoldReason::RecordGone));
     let mut outcome = SyncOutcome {
+        gone_id,
         resolution: found.resolution,
         fhir_id: current.as_ref().map(|o| o.id.clone()),
         searched: found.searched,

@@ -17,6 +17,8 @@ pub(super) struct Resolved {
     pub(super) warnings: Vec<String>,
     /// Where a "not found" came from, when no search ran.
     pub(super) absence: Absence,
+    /// A record known to carry the NPI (the saved id, or the walk's) that answered 404 or 410.
+    pub(super) gone: Option<String>,
 }
 
 /// Reads a record by id and checks that it still carries the NPI: a saved or searched id is
@@ -55,11 +57,13 @@ pub(super) async fn resolve(
     let spec = req.spec;
     // A recorded id costs one read; if it is gone or merged, the NPI is searched once.
     let mut current: Option<Observed> = None;
+    let mut gone = None;
     if let Some(id) = req.known_id {
         match read_verified(client, id, &spec.npi).await {
             Ok(o) => current = Some(o),
             Err(e) if matches!(e, FhirError::NotFound { .. }) || e.is_gone_or_merged() => {
                 tracing::info!(npi = %spec.npi, id, reason = %e.reason(), "saved id no longer answers; resolving the NPI again");
+                gone = Some(id.to_string());
             }
             Err(e) => return Err(e),
         }
@@ -80,6 +84,7 @@ pub(super) async fn resolve(
             // identifier search fails there and waits for the next walk, never creating).
             Err(e) if matches!(e, FhirError::NotFound { .. }) || e.is_gone_or_merged() => {
                 tracing::info!(npi = %spec.npi, id, reason = %e.reason(), "the indexed id no longer answers; searching the NPI");
+                gone = Some(id.clone());
                 prefetched = None;
             }
             Err(e) => return Err(e),
@@ -92,6 +97,7 @@ pub(super) async fn resolve(
         ambiguous_ids: Vec::new(),
         warnings: Vec::new(),
         absence,
+        gone,
     };
     if found.current.is_none() {
         found.resolution = without_record(client, req, prefetched, &mut found).await?;

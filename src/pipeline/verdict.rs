@@ -282,6 +282,10 @@ fn held(
                 "a complete roster walk that started after it"
             }
         ),
+        HoldReason::RecordGone => format!(
+            "record {} carried NPI {npi} and no longer answers (deleted, merged, or hidden from this client), and no record carries the NPI now: nothing is created in its place",
+            outcome.gone_id.as_deref().unwrap_or("?")
+        ),
         HoldReason::AmbiguousNpi => format!(
             "{} ({}); nothing is written until the duplicates are merged in Epic",
             phrase::ambiguous(outcome.ambiguous_ids.len(), npi),

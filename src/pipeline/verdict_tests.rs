@@ -177,6 +177,7 @@ fn outcome(resolution: Resolution, action: Action, write: WriteOutcome) -> SyncO
     SyncOutcome {
         resolution,
         fhir_id: None,
+        gone_id: None,
         searched: true,
         ambiguous_ids: vec!["e1".into(), "e2".into(), "e3".into()],
         warnings: Vec::new(),
@@ -269,6 +270,22 @@ fn each_outcome_is_worded_once() {
             &unconfirmed,
             Reason::CreateUnconfirmed,
             "a create for NPI 1234567893 was sent at 2026-12-01T00:00:00Z and its answer was lost; no second one is sent until a search made once Epic has had the request timeout to apply it shows whether it arrived",
+            Reason::NotFound,
+            "no Practitioner carries NPI 1234567893",
+        ),
+        (
+            "a record gone from Epic: which one",
+            SyncOutcome {
+                gone_id: Some("e9".into()),
+                ..outcome(
+                    Resolution::NotFound,
+                    Action::Hold(HoldReason::RecordGone),
+                    WriteOutcome::NotAttempted,
+                )
+            },
+            &fresh,
+            Reason::RecordGone,
+            "record e9 carried NPI 1234567893 and no longer answers (deleted, merged, or hidden from this client), and no record carries the NPI now: nothing is created in its place",
             Reason::NotFound,
             "no Practitioner carries NPI 1234567893",
         ),

@@ -58,6 +58,9 @@ pub enum HoldReason {
     SearchIncomplete,
     /// An earlier create's answer was lost and nothing since proves the record absent.
     CreateUnconfirmed,
+    /// A record that carried the NPI (the saved id, or the walk's) no longer answers and none
+    /// carries it now: nothing is created in its place.
+    RecordGone,
 }
 
 /// What proves, before a POST, that no record carries the NPI. A create is the one write that
@@ -73,6 +76,10 @@ pub enum Absence {
     /// made so soon after that answer was lost that Epic may still have been applying it:
     /// that create may have arrived after the walk read its page, or after the search.
     Unconfirmed,
+    /// A record known to carry the NPI (the saved id, or the walk's) answered 404 or 410 in this
+    /// pass: whatever a search says, it was there, and may live on where this client cannot
+    /// see it (deleted, merged into a record without the NPI, or hidden from this client).
+    RecordGone,
 }
 
 /// Whether evidence gathered from `from` on (a walk's start, a search's) can prove absence
@@ -93,6 +100,7 @@ pub fn evidence_after_attempt(
 pub fn guard_create(action: Action, absence: Absence) -> Action {
     match (action, absence) {
         (Action::Create, Absence::Unconfirmed) => Action::Hold(HoldReason::CreateUnconfirmed),
+        (Action::Create, Absence::RecordGone) => Action::Hold(HoldReason::RecordGone),
         (action, _) => action,
     }
 }
@@ -108,6 +116,7 @@ impl HoldReason {
             HoldReason::AmbiguousNpi => Reason::AmbiguousNpi,
             HoldReason::SearchIncomplete => Reason::SearchIncomplete,
             HoldReason::CreateUnconfirmed => Reason::CreateUnconfirmed,
+            HoldReason::RecordGone => Reason::RecordGone,
         }
     }
 }
@@ -149,7 +158,10 @@ impl Action {
                 "none: several records carry this NPI; fix the duplicates in Epic".into()
             }
             Action::Hold(HoldReason::SearchIncomplete) => {
-                "none: Epic marked the NPI search incomplete (suppressed or unauthorized results); nothing is created on it".into()
+                "none: the NPI search answer is incomplete (the warnings say why); nothing is created on it".into()
+            }
+            Action::Hold(HoldReason::RecordGone) => {
+                "none: the record that carried this NPI no longer answers; nothing is created in its place".into()
             }
             Action::Hold(HoldReason::CreateUnconfirmed) => {
                 "none: an earlier create's answer was lost; waiting for a later search or complete walk to show whether it arrived".into()

@@ -12,8 +12,14 @@ fn a_create_stands_only_on_positive_evidence_of_absence() {
             Absence::Unconfirmed,
             Action::Hold(HoldReason::CreateUnconfirmed),
         ),
+        (
+            Action::Create,
+            Absence::RecordGone,
+            Action::Hold(HoldReason::RecordGone),
+        ),
         // Only creates need it: updates are built from a by-id read.
         (Action::Update, Absence::Unconfirmed, Action::Update),
+        (Action::Update, Absence::RecordGone, Action::Update),
         (Action::Nothing, Absence::Unconfirmed, Action::Nothing),
         (
             Action::Hold(HoldReason::WriteDisabled),

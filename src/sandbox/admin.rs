@@ -28,7 +28,7 @@ pub(crate) fn routes() -> Router<Arc<SandboxState>> {
         .route("/settings", get(get_settings).put(put_settings))
         .route("/clients", get(list_clients).post(register_client))
         .route("/practitioners", get(list).post(add))
-        .route("/practitioners/{id}", get(show).patch(edit))
+        .route("/practitioners/{id}", get(show).patch(edit).delete(remove))
         .route("/practitioners/{id}/merge", post(merge))
         .route("/patients", get(patients))
         .layer(middleware::from_fn(loopback_only))
@@ -205,6 +205,15 @@ async fn add(State(state): St, Json(mut p): Json<Value>) -> Response {
     p["id"] = json!(id);
     data.practitioners.insert(id.clone(), p);
     (StatusCode::CREATED, Json(json!({"id": id}))).into_response()
+}
+
+/// Removes a record, as a purge in Epic would (or a change of this client's security that hides
+/// it): from then on its id answers 404 and no search finds it.
+async fn remove(State(state): St, Path(id): Path<String>) -> Response {
+    match lock(&state.data).practitioners.remove(&id) {
+        Some(_) => StatusCode::NO_CONTENT.into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
 }
 
 /// Merges a record away, as Epic merges duplicate records: from then on its id answers 410

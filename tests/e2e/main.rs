@@ -371,6 +371,7 @@ scenario!(
     a_walk_of_a_repointed_connection_stops,
     an_old_walk_never_proves_an_npi_absent,
     two_connections_to_one_instance_hold_a_twice_declared_npi,
+    a_record_gone_from_epic_is_never_replaced,
 );
 
 use check_now::requested_at_reads_again_now;
@@ -387,8 +388,9 @@ use load::{
 };
 use roster::{
     a_known_record_whose_npi_appears_twice_holds, a_lost_create_answer_never_creates_twice,
-    a_record_hidden_from_the_walk_is_never_created, a_walk_of_a_repointed_connection_stops,
-    an_old_walk_never_proves_an_npi_absent, roster_walk_resolves_without_identifier_search,
+    a_record_gone_from_epic_is_never_replaced, a_record_hidden_from_the_walk_is_never_created,
+    a_walk_of_a_repointed_connection_stops, an_old_walk_never_proves_an_npi_absent,
+    roster_walk_resolves_without_identifier_search,
     two_connections_to_one_instance_hold_a_twice_declared_npi, two_objects_for_one_npi_both_hold,
 };
 

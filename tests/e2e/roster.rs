@@ -495,3 +495,43 @@ pub async fn an_old_walk_never_proves_an_npi_absent(cp: &ControlPlane) {
         .count();
     assert_eq!(carrying, 1, "exactly one record carries the NPI");
 }
+
+/// Scenario 43: a practitioner under CreateOrUpdate is Ready on its record; then the record
+/// leaves Epic (removed, or hidden from this client: its id answers 404 and no search finds the
+/// NPI). "Check now" reads it: the practitioner holds as RecordGone, keeps the record's id in
+/// status, and nothing is POSTed, then or at the next check. (Before, the search's "not found"
+/// led to a create in its place.)
+pub async fn a_record_gone_from_epic_is_never_replaced(cp: &ControlPlane) {
+    use epic_operator::crd::REQUESTED_AT_ANNOTATION;
+    let w = world(cp, "s43-record-gone", super::writable(), |_| {}).await;
+    let _op = Operator::start(cp, &w.ns, &[]);
+    let mut spec = super::example("alice-smith.yaml");
+    spec.management_policy = epic_operator::crd::ManagementPolicy::CreateOrUpdate;
+    create(&w, "alice-smith", spec).await;
+    let p = wait_for(&w, "alice-smith", "Ready", |p| {
+        is(p, "Ready", "True", "Ready")
+    })
+    .await;
+    let id = p.status.unwrap().fhir_id.unwrap();
+    let r = epic_operator::http::client()
+        .unwrap()
+        .delete(format!("{}/practitioners/{id}", w.sandbox.admin_url()))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    for asked in ["2026-12-04T00:00:00Z", "again"] {
+        super::annotate(&w, "alice-smith", REQUESTED_AT_ANNOTATION, Some(asked)).await;
+        let p = wait_for(&w, "alice-smith", "RecordGone after the check", |p| {
+            p.status.as_ref().is_some_and(|s| {
+                s.last_handled_requested_at.as_deref() == Some(asked)
+                    && condition(p, "Synced").is_some_and(|c| c.reason == "RecordGone")
+            })
+        })
+        .await;
+        let message = &condition(&p, "Synced").unwrap().message;
+        assert!(message.contains(&format!("record {id}")), "{message}");
+        assert_eq!(p.status.unwrap().fhir_id.as_deref(), Some(id.as_str()));
+        assert_eq!(stats(&w).await["create"], 0, "nothing created in its place");
+    }
+}

@@ -32,6 +32,7 @@ fn outcome(write: WriteOutcome, action: Action) -> SyncOutcome {
     SyncOutcome {
         resolution: Resolution::Found,
         fhir_id: Some("eAb-1".to_string()),
+        gone_id: None,
         searched: false,
         ambiguous_ids: Vec::new(),
         warnings: Vec::new(),

@@ -44,6 +44,7 @@ fn outcome(resolution: Resolution, action: Action, write: WriteOutcome, d: &[&st
     SyncOutcome {
         resolution,
         fhir_id: (resolution == Resolution::Found).then(|| "eAb-1.2".to_string()),
+        gone_id: None,
         searched: true,
         ambiguous_ids: vec!["a".into(), "b".into()],
         warnings: Vec::new(),

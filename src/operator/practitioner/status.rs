@@ -114,13 +114,15 @@ pub fn from_outcome(
     let generation = obj.metadata.generation;
     let mut s = old.clone();
     s.observed_generation = generation;
-    s.fhir_id = outcome.fhir_id.clone();
+    // A record held as gone keeps its id: the next pass reads it again (a search's "not
+    // found" alone would lead to a create in its place).
+    s.fhir_id = outcome.fhir_id.clone().or_else(|| outcome.gone_id.clone());
     s.live_active = outcome
         .live
         .as_ref()
         .and_then(|l| l.get("active"))
         .and_then(serde_json::Value::as_bool);
-    s.connection = outcome.fhir_id.as_ref().map(|_| base_url.to_string());
+    s.connection = s.fhir_id.as_ref().map(|_| base_url.to_string());
     s.drift = outcome.remaining.entries.clone();
     s.diff = (!outcome.remaining.diff.is_empty()).then(|| outcome.remaining.diff.clone());
     if outcome.roles_known {

@@ -42,6 +42,7 @@ fn outcome(
     SyncOutcome {
         resolution,
         fhir_id: (resolution == Resolution::Found).then(|| "eAb-1.2".to_string()),
+        gone_id: None,
         searched: false,
         ambiguous_ids: Vec::new(),
         warnings: vec!["a warning".into()],
@@ -380,4 +381,18 @@ fn a_blocked_deletion_says_why_and_the_way_out() {
             .message,
         *message
     );
+}
+
+#[test]
+fn a_record_held_as_gone_keeps_its_id() {
+    let hold = Action::Hold(HoldReason::RecordGone);
+    let mut o = outcome(Resolution::NotFound, hold, WriteOutcome::NotAttempted, &[]);
+    o.gone_id = Some("eAb-9".into());
+    let s = build(&practitioner(true), &EpicPractitionerStatus::default(), &o);
+    assert_eq!(
+        s.fhir_id.as_deref(),
+        Some("eAb-9"),
+        "the next pass reads it again"
+    );
+    assert_eq!(cond(&s, "Synced"), (&ConditionStatus::False, "RecordGone"));
 }

@@ -257,6 +257,8 @@ impl<'a> Matcher<'a> {
                     (!already_reported(p, &found)).then(|| Some(self.handover(p, found, None)))
                 }
                 _ if self.seen_known.contains(object) => None,
+                // A record held as gone stays held until a record carries the NPI again.
+                Prefetched::NotFound if reported_gone(p) => None,
                 _ => Some(None),
             };
         }
@@ -312,6 +314,13 @@ fn handover_for(p: &CachedPractitioner, base: &str) -> HandoverFor {
         npi: p.spec.npi.to_string(),
         base_url: base.to_string(),
     }
+}
+
+/// Whether the status already holds the known record as gone (`Reason::RecordGone`).
+fn reported_gone(p: &CachedPractitioner) -> bool {
+    p.status
+        .as_ref()
+        .is_some_and(|s| s.synced_reason() == Some(Reason::RecordGone))
 }
 
 /// Whether an unresolved practitioner's status already says what the walk found.
