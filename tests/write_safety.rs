@@ -572,6 +572,24 @@ async fn a_record_gone_from_epic_is_never_replaced_by_a_create() {
         assert!(matches!(o.write, WriteOutcome::NotAttempted), "{what}");
         assert_eq!(o.gone_id.as_deref(), Some(gone.as_str()), "{what}");
     }
+    // Whatever else holds the pass, the id stays for the next one to read again.
+    let update = spec(NPI, json!({"active": true}));
+    let refused = SyncRequest {
+        writes: WriteCapability::Disabled,
+        ..request(&create, Some(&removed), &norm)
+    };
+    for (what, req, action) in [
+        (
+            "managementPolicy Update",
+            request(&update, Some(&removed), &norm),
+            HoldReason::NotFound,
+        ),
+        ("writes refused", refused, HoldReason::WriteDisabled),
+    ] {
+        let o = sync_practitioner(&c, req).await.unwrap();
+        assert_eq!(o.action, Action::Hold(action), "{what}");
+        assert_eq!(o.gone_id.as_deref(), Some(removed.as_str()), "{what}");
+    }
     assert_eq!(s.stats()["create"], 0);
     // A new clinician (no record ever known) is still created.
     let mut new = spec(

@@ -18,8 +18,8 @@ use crate::crd::{DeletionPolicy, EpicPractitionerSpec, ManagementPolicy, RoleSum
 use crate::fhir::{FhirClient, FhirError};
 use crate::reconcile::identity::version_precondition;
 use crate::reconcile::{
-    Absence, Action, Disclosure, DriftReport, HoldReason, Normalizer, PlanInput, Resolution,
-    WriteCapability, drift_with, guard_create, plan, role_summary,
+    Absence, Action, Disclosure, DriftReport, Normalizer, PlanInput, Resolution, WriteCapability,
+    drift_with, guard_create, plan, role_summary,
 };
 
 /// Inputs of one practitioner sync.
@@ -148,8 +148,8 @@ pub enum WriteOutcome {
 pub struct SyncOutcome {
     pub resolution: Resolution,
     pub fhir_id: Option<String>,
-    /// The id of the record held as gone (`HoldReason::RecordGone`): it carried the NPI and
-    /// no longer answers; none is created in its place.
+    /// The id of a record that carried the NPI and no longer answers, when none was found in
+    /// its place: none is created there (`HoldReason::RecordGone`), and status keeps the id.
     pub gone_id: Option<String>,
     /// The NPI search ran (no id was known, or the known one was gone).
     pub searched: bool,
@@ -211,11 +211,10 @@ pub async fn sync_practitioner(
         (false, _) => found.absence,
     };
     let action = decide(&req, current.as_ref(), found.resolution, &report, absence);
-    // The status keeps the id of a record held as gone, so that the next pass reads it again
-    // instead of taking a search's "not found" as proof.
-    let gone_id = found
-        .gone
-        .filter(|_| action == Action::Hold(HoldReason::RecordGone));
+    // The status keeps the id of a record gone with none in its place, whatever held this
+    // pass (a refused write, a policy that does not create, an incomplete search), so that
+    // the next pass reads it again instead of taking a search's "not found" as proof.
+    let gone_id = found.gone.filter(|_| current.is_none());
     let mut outcome = SyncOutcome {
         gone_id,
         resolution: found.resolution,

@@ -98,6 +98,10 @@ pub mod phrase {
         format!("{n} Practitioners carry NPI {npi}")
     }
 
+    pub fn gone(id: &str, npi: &str) -> String {
+        format!("record {id} carried NPI {npi} and no longer answers")
+    }
+
     pub fn incomplete(npi: &str) -> String {
         format!("the search for NPI {npi} is incomplete")
     }
@@ -283,8 +287,8 @@ fn held(
             }
         ),
         HoldReason::RecordGone => format!(
-            "record {} carried NPI {npi} and no longer answers (deleted, merged, or hidden from this client), and no record carries the NPI now: nothing is created in its place",
-            outcome.gone_id.as_deref().unwrap_or("?")
+            "{} (deleted, merged, or hidden from this client), and no record carries the NPI now: nothing is created in its place",
+            phrase::gone(outcome.gone_id.as_deref().unwrap_or("?"), npi)
         ),
         HoldReason::AmbiguousNpi => format!(
             "{} ({}); nothing is written until the duplicates are merged in Epic",

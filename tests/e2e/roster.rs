@@ -417,7 +417,7 @@ pub async fn a_walk_of_a_repointed_connection_stops(cp: &ControlPlane) {
 /// Scenario 41: an instance with writes but neither identifier search nor conditional create,
 /// whose roster walks start failing after the first ones (400, 4110). Meanwhile someone adds a
 /// record for a new NPI in Epic. A practitioner for that NPI, declared once the last complete
-/// walk is older than a walk is due (2 x resync + 60 s), holds as SearchIncomplete and nothing
+/// walk is older than two walk intervals and a minute (2 x 10 s + 60 s here), holds as SearchIncomplete and nothing
 /// is POSTed. (Before, the old walk's "not found" was taken as proof and a second record was
 /// created. Once walks come back, the next one finds the record and wakes the practitioner, as
 /// in scenario 25.)

@@ -82,7 +82,8 @@ fn sync_events(
     let npi = &obj.spec.npi;
     let id = new.fhir_id.as_deref().unwrap_or_default();
     let mut events = Vec::new();
-    if new.fhir_id.is_some() && new.fhir_id != old.fhir_id && o.searched {
+    // A record held as gone keeps its id in status: it was not resolved to.
+    if new.fhir_id.is_some() && new.fhir_id != old.fhir_id && o.searched && o.gone_id.is_none() {
         events.push((
             EventType::Normal,
             Reason::Resolved,
@@ -146,6 +147,17 @@ fn resolution_events(
             EventType::Warning,
             Reason::NotFound,
             format!("{}. {}", phrase::not_found(npi), Reason::NotFound.remedy()),
+        ));
+    }
+    if new_reason == Some(Reason::RecordGone) && old_reason != Some(Reason::RecordGone) {
+        events.push((
+            EventType::Warning,
+            Reason::RecordGone,
+            format!(
+                "{}, and no record carries the NPI now: nothing is created in its place. {}",
+                phrase::gone(o.gone_id.as_deref().unwrap_or_default(), npi),
+                Reason::RecordGone.remedy()
+            ),
         ));
     }
     if matches!(o.resolution, Resolution::Ambiguous(_)) && old_reason != Some(Reason::AmbiguousNpi)

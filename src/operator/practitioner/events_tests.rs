@@ -346,6 +346,20 @@ fn events_and_conditions_word_an_outcome_alike() {
             "InSync",
             phrase::incomplete("1234567893"),
         ),
+        (
+            SyncOutcome {
+                gone_id: Some("e9".into()),
+                ..outcome(
+                    Resolution::NotFound,
+                    Action::Hold(HoldReason::RecordGone),
+                    WriteOutcome::NotAttempted,
+                    &[],
+                )
+            },
+            Reason::RecordGone,
+            "Synced",
+            phrase::gone("e9", "1234567893"),
+        ),
     ];
     for (o, reason, condition, sentence) in cases {
         let old = EpicPractitionerStatus::default();

@@ -215,7 +215,7 @@ async fn gather(
                 // "Check now" (the requested-at annotation): a fresh read, not the walk's copy.
                 fresh: obj.pending_request().is_some(),
                 search_listed: conn.capability.as_ref().is_none_or(|c| c.npi_search()),
-                covered_within: conn.resync.saturating_mul(2) + Duration::from_secs(60),
+                covered_within: walks_due_within(ctx, &key, &conn),
             };
             let base = conn.base_url();
             match ctx.rosters.answer(&key, base, &question, recalled.handover) {
@@ -236,10 +236,16 @@ async fn gather(
     sync_whole(obj, ctx, deleting, key, conn, before).await
 }
 
+/// How recent the last walk must be to count: two walk intervals (the resync interval, or
+/// longer where a request budget stretches it) and a minute for the walk itself.
+fn walks_due_within(ctx: &Context, key: &Key, conn: &ConnectionHandle) -> Duration {
+    let every = ctx.walk_plans.planned_interval(key).unwrap_or_default();
+    every.max(conn.resync).saturating_mul(2) + Duration::from_secs(60)
+}
+
 /// No other live object declares `npi` on the same Epic instance through another connection
-/// (one to the same base URL, in this namespace or another): two connections to one instance
-/// are one, or the two objects would both write (alternating PUTs, or two POSTs). One in
-/// another namespace is not named: its name is that tenant's.
+/// (to the same base URL, in any namespace): both would write (alternating PUTs, or two
+/// POSTs). One in another namespace is not named: its name is that tenant's.
 async fn declared_once_on_instance(
     ctx: &Context,
     key: &Key,

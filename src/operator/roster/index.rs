@@ -152,6 +152,9 @@ pub enum Finding {
     Incomplete(String),
     /// Only the roles changed: the record is read as usual.
     RolesOnly,
+    /// The known record was not on the walk's pages (removed, merged or hidden since): it is
+    /// read by id again, however settled the object is.
+    Vanished,
 }
 
 impl Finding {
@@ -172,7 +175,7 @@ impl Finding {
             Finding::Ambiguous(ids) => Some(Prefetched::Ambiguous(ids)),
             Finding::Absent => Some(Prefetched::NotFound),
             Finding::Incomplete(why) => Some(Prefetched::Incomplete(why)),
-            Finding::RolesOnly => None,
+            Finding::RolesOnly | Finding::Vanished => None,
         }
     }
 }

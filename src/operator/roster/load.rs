@@ -73,6 +73,12 @@ impl WalkPlans {
             .remove(key);
     }
 
+    /// The interval planned when the last walk started (none before the first).
+    pub fn planned_interval(&self, key: &Key) -> Option<Duration> {
+        let all = self.plans.lock().unwrap_or_else(|p| p.into_inner());
+        all.get(key).and_then(|p| p.interval)
+    }
+
     /// How long after this walk the next one is due: the resync interval, stretched to fit
     /// the request budget.
     pub fn interval(&self, key: &Key, handle: &ConnectionHandle, practitioners: u64) -> Duration {

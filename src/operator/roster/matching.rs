@@ -232,7 +232,7 @@ impl<'a> Matcher<'a> {
                 if let Some(handover) = self.after_walk(&p, object, npi) {
                     woken.push(Woken {
                         object: object.clone(),
-                        handover,
+                        handover: Some(handover),
                     });
                 }
             }
@@ -240,26 +240,26 @@ impl<'a> Matcher<'a> {
         (self.index, woken)
     }
 
-    /// What the whole roster says about one object: `None` when it needs no wake-up,
-    /// `Some(None)` to wake it without a finding (its known record vanished).
+    /// What the whole roster says about one object: `None` when it needs no wake-up, else the
+    /// finding it is woken with.
     fn after_walk(
         &mut self,
         p: &CachedPractitioner,
         object: &Object,
         npi: &str,
-    ) -> Option<Option<Handover>> {
+    ) -> Option<Handover> {
         if known_id(p, self.walk.base).is_some() {
             return match self.index.lookup(npi) {
                 // The known record is one of several carrying the NPI: it holds as ambiguous
                 // instead of writing to whichever it resolved to first.
                 Prefetched::Ambiguous(ids) => {
                     let found = Finding::Ambiguous(ids);
-                    (!already_reported(p, &found)).then(|| Some(self.handover(p, found, None)))
+                    (!already_reported(p, &found)).then(|| self.handover(p, found, None))
                 }
                 _ if self.seen_known.contains(object) => None,
                 // A record held as gone stays held until a record carries the NPI again.
                 Prefetched::NotFound if reported_gone(p) => None,
-                _ => Some(None),
+                _ => Some(self.handover(p, Finding::Vanished, None)),
             };
         }
         let found = match self.index.lookup(npi) {
@@ -276,7 +276,7 @@ impl<'a> Matcher<'a> {
             Finding::Record { id, .. } => self.roles_of(id),
             _ => None,
         };
-        Some(Some(self.handover(p, found, roles)))
+        Some(self.handover(p, found, roles))
     }
 }
 

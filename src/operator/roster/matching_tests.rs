@@ -141,6 +141,7 @@ fn kind(w: &Woken) -> String {
         Some(Finding::Absent) => "absent".into(),
         Some(Finding::Incomplete(_)) => "incomplete".into(),
         Some(Finding::RolesOnly) => "roles".into(),
+        Some(Finding::Vanished) => "read".into(),
     }
 }
 

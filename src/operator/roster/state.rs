@@ -276,11 +276,19 @@ impl ConnectionRoster {
             };
         }
         let woken = handover.is_some();
-        let known = handover.map_or_else(Known::default, |h| Known {
+        let mut known = handover.map_or_else(Known::default, |h| Known {
             prefetched: h.found.prefetched(),
             roles: h.roles,
             walk_started: h.walk_started,
         });
+        // A hand-over waits in memory until a pass takes it: without a search, its "not found"
+        // proves absence only while its walk is recent, as the index's does.
+        if !search
+            && known.prefetched == Some(Prefetched::NotFound)
+            && !recent(known.walk_started, q.covered_within)
+        {
+            known.prefetched = Some(Prefetched::Incomplete(too_old_for_absence(q)));
+        }
         // A record this operator created and no later walk has indexed yet: read it by id,
         // even if a walk that started before the create says absent (a status write lost
         // after the POST must not lead to a second one).
@@ -307,7 +315,7 @@ impl ConnectionRoster {
                 Prefetched::NotFound | Prefetched::Incomplete(_) if search => Answer::Search(known),
                 // Without a search, a walk's "not found" is the only proof of absence before a
                 // POST: one from a walk too long ago would miss a record created since.
-                Prefetched::NotFound if !walked_within(index, q.covered_within) => {
+                Prefetched::NotFound if !recent(index.started(), q.covered_within) => {
                     let known = Known {
                         prefetched: Some(Prefetched::Incomplete(too_old_for_absence(q))),
                         ..known
@@ -363,9 +371,9 @@ impl ConnectionRoster {
     }
 }
 
-/// Whether the walk behind `index` started less than `within` ago.
-fn walked_within(index: &RosterIndex, within: Duration) -> bool {
-    index.started().is_some_and(|t| t.elapsed() < within)
+/// Whether a walk that started at `started` started less than `within` ago.
+fn recent(started: Option<Instant>, within: Duration) -> bool {
+    started.is_some_and(|t| t.elapsed() < within)
 }
 
 /// Why an old walk's "not found" proves nothing. Stable text (no age in it), so that a held
@@ -384,5 +392,5 @@ fn too_old_for_absence(q: &Question) -> String {
 mod tests;
 
 #[cfg(test)]
-#[path = "state_instance_tests.rs"]
-mod instance_tests;
+#[path = "state_create_tests.rs"]
+mod create_tests;
