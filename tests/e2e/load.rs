@@ -339,9 +339,10 @@ pub async fn a_daily_limit_stops_walks_until_the_next_day(cp: &ControlPlane) {
         "s24-daily-limit",
         SandboxConfig {
             settings: Settings {
+                // Epic's own day (UTC midnight to midnight): with a shorter one the scenario
+                // could straddle the start of the next day, when walks rightly resume.
                 load: LoadSettings {
                     daily_quota: 8,
-                    day_length_secs: 3600,
                     ..LoadSettings::default()
                 },
                 ..Settings::default()
