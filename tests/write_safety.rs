@@ -443,17 +443,34 @@ async fn ids_with_dash_and_dot_go_into_paths_as_they_are() {
     s.stop().await;
 }
 
-/// A record carrying NPI merged away in Epic, and the survivor (the NPI under the OID system):
-/// (merged id, surviving id).
-async fn merged_record(s: &Sandbox) -> (String, String) {
-    let old_id = add(s, record(json!([{"system": NPI_SYSTEM, "value": NPI}]))).await;
+/// Sends an out-of-band change to the sandbox's admin API (`DELETE practitioners/{id}`
+/// removes a record, `POST practitioners/{id}/merge` merges it away).
+async fn admin(s: &Sandbox, method: reqwest::Method, path: &str) {
     let r = epic_operator::http::client()
         .unwrap()
-        .post(format!("{}/practitioners/{old_id}/merge", s.admin_url()))
+        .request(method, format!("{}/{path}", s.admin_url()))
         .send()
         .await
         .unwrap();
-    assert!(r.status().is_success());
+    assert!(r.status().is_success(), "{path}: {}", r.status());
+}
+
+/// A record carrying NPI, merged away in Epic (its id answers 410, Epic code 4107).
+async fn merged_away(s: &Sandbox) -> String {
+    let id = add(s, record(json!([{"system": NPI_SYSTEM, "value": NPI}]))).await;
+    admin(
+        s,
+        reqwest::Method::POST,
+        &format!("practitioners/{id}/merge"),
+    )
+    .await;
+    id
+}
+
+/// A record carrying NPI merged away in Epic, and the survivor (the NPI under the OID system):
+/// (merged id, surviving id).
+async fn merged_record(s: &Sandbox) -> (String, String) {
+    let old_id = merged_away(s).await;
     let survivor = add(s, record(json!([{"system": NPI_OID_SYSTEM, "value": NPI}]))).await;
     (old_id, survivor)
 }
@@ -522,21 +539,13 @@ async fn an_indexed_id_merged_since_the_walk_is_searched_again_never_created() {
 async fn a_record_gone_from_epic_is_never_replaced_by_a_create() {
     let s = empty_writable().await;
     let removed = add(&s, record(json!([{"system": NPI_SYSTEM, "value": NPI}]))).await;
-    let r = epic_operator::http::client()
-        .unwrap()
-        .delete(format!("{}/practitioners/{removed}", s.admin_url()))
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success());
-    let merged = add(&s, record(json!([{"system": NPI_SYSTEM, "value": NPI}]))).await;
-    let r = epic_operator::http::client()
-        .unwrap()
-        .post(format!("{}/practitioners/{merged}/merge", s.admin_url()))
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success());
+    admin(
+        &s,
+        reqwest::Method::DELETE,
+        &format!("practitioners/{removed}"),
+    )
+    .await;
+    let merged = merged_away(&s).await;
     let c = client(&s);
     let norm = Normalizer::default();
     let mut create = spec(NPI, json!({"active": true}));

@@ -256,6 +256,30 @@ async fn admin_get(w: &World, path: &str) -> Value {
         .unwrap()
 }
 
+/// An out-of-band change through the sandbox's admin API (`PUT settings`, `POST
+/// practitioners` to add a record, `PATCH` or `DELETE practitioners/{id}`); returns its answer.
+async fn admin_send(w: &World, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+    let request = epic_operator::http::client()
+        .unwrap()
+        .request(method, format!("{}/{path}", w.sandbox.admin_url()));
+    let r = match body {
+        Some(body) => request.json(&body),
+        None => request,
+    }
+    .send()
+    .await
+    .unwrap();
+    assert!(r.status().is_success(), "{path}: {}", r.status());
+    r.json().await.unwrap_or(Value::Null)
+}
+
+/// The sandbox's records that carry `npi`.
+async fn records_carrying(w: &World, npi: &str) -> Vec<Value> {
+    let records = admin_get(w, "practitioners").await;
+    let all = records.as_array().cloned().unwrap_or_default();
+    all.into_iter().filter(|r| r["npi"] == npi).collect()
+}
+
 async fn stats(w: &World) -> Value {
     admin_get(w, "stats").await
 }

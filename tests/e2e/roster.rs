@@ -5,13 +5,21 @@ use std::time::{Duration, Instant};
 
 use epic_operator::crd::{EpicPractitionerSpec, npi_from_prefix};
 use epic_operator::sandbox::{SandboxConfig, Settings};
+use reqwest::Method;
 use serde_json::{Value, json};
 
-use super::{ControlPlane, Operator, condition, create, is, stats, wait_for, world};
+use super::{ControlPlane, Operator, World, condition, create, is, stats, wait_for, world};
 
 /// Generated records (`npi_from_prefix(200_000_000 + i)`), every third with a role.
 const ROSTER: usize = 400;
 const PAGE: u32 = 10;
+
+/// A record for `npi` as someone working in Epic would add it.
+fn record_for(npi: &str, given: &str) -> Value {
+    json!({"resourceType": "Practitioner", "active": true,
+        "identifier": [{"system": "http://hl7.org/fhir/sid/us-npi", "value": npi}],
+        "name": [{"use": "official", "family": "Smith", "given": [given]}]})
+}
 
 fn spec(npi: &str) -> EpicPractitionerSpec {
     serde_json::from_value(json!({"connectionRef": {"name": "epic"}, "npi": npi})).unwrap()
@@ -138,14 +146,8 @@ pub async fn a_record_hidden_from_the_walk_is_never_created(cp: &ControlPlane) {
     // A few more passes: still nothing created.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(stats(&w).await["create"], 0);
-    let records = super::admin_get(&w, "practitioners").await;
-    let carrying = records
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["npi"] == alice)
-        .count();
-    assert_eq!(carrying, 1, "exactly one record carries the NPI");
+    let carrying = super::records_carrying(&w, alice).await;
+    assert_eq!(carrying.len(), 1, "exactly one record carries the NPI");
 }
 
 /// Scenario 19: two EpicPractitioners declare one NPI on one connection: both hold with
@@ -157,26 +159,33 @@ pub async fn two_objects_for_one_npi_both_hold(cp: &ControlPlane) {
     for name in ["bob-a", "bob-b"] {
         create(&w, name, super::example("bob-jones.yaml")).await;
     }
-    for (name, other) in [("bob-a", "bob-b"), ("bob-b", "bob-a")] {
-        let p = wait_for(&w, name, "DuplicateNPI", |p| {
+    both_hold_until_one_goes(&w, [("bob-a", "bob-b"), ("bob-b", "bob-a")]).await;
+}
+
+/// Both objects hold with DuplicateNPI, each message naming the other as given, and nothing is
+/// written; once the second is deleted, the first syncs with one PUT.
+async fn both_hold_until_one_goes(w: &World, holding: [(&str, &str); 2]) {
+    for (name, other) in holding {
+        let p = wait_for(w, name, "DuplicateNPI", |p| {
             condition(p, "Synced").is_some_and(|c| c.reason == "DuplicateNPI")
         })
         .await;
         let message = &condition(&p, "Synced").unwrap().message;
         assert!(message.contains(other), "{message}");
     }
-    let s = stats(&w).await;
+    let s = stats(w).await;
     assert_eq!(s["update"], 0, "{s}");
     assert_eq!(s["create"], 0, "{s}");
+    let (first, second) = (holding[0].0, holding[1].0);
     w.practitioners
-        .delete("bob-b", &Default::default())
+        .delete(second, &Default::default())
         .await
         .unwrap();
-    wait_for(&w, "bob-a", "Ready after the duplicate went", |p| {
+    wait_for(w, first, "Ready after the duplicate went", |p| {
         is(p, "Ready", "True", "Ready")
     })
     .await;
-    assert_eq!(stats(&w).await["update"], 1);
+    assert_eq!(stats(w).await["update"], 1);
 }
 
 /// Scenario 42: two EpicConnections point at one Epic instance, and one EpicPractitioner on
@@ -199,29 +208,11 @@ pub async fn two_connections_to_one_instance_hold_a_twice_declared_npi(cp: &Cont
     let mut again = super::example("bob-jones.yaml");
     again.connection_ref.name = "epic-again".into();
     create(&w, "bob-b", again).await;
-    for (name, other) in [
+    let holding = [
         ("bob-a", "bob-b (through EpicConnection epic-again)"),
         ("bob-b", "bob-a (through EpicConnection epic)"),
-    ] {
-        let p = wait_for(&w, name, "DuplicateNPI", |p| {
-            condition(p, "Synced").is_some_and(|c| c.reason == "DuplicateNPI")
-        })
-        .await;
-        let message = &condition(&p, "Synced").unwrap().message;
-        assert!(message.contains(other), "{message}");
-    }
-    let s = stats(&w).await;
-    assert_eq!(s["update"], 0, "{s}");
-    assert_eq!(s["create"], 0, "{s}");
-    w.practitioners
-        .delete("bob-b", &Default::default())
-        .await
-        .unwrap();
-    wait_for(&w, "bob-a", "Ready after the duplicate went", |p| {
-        is(p, "Ready", "True", "Ready")
-    })
-    .await;
-    assert_eq!(stats(&w).await["update"], 1);
+    ];
+    both_hold_until_one_goes(&w, holding).await;
 }
 
 /// Scenario 25: a POST's answer is lost (the connection is cut after Epic applied it) on an
@@ -262,13 +253,7 @@ pub async fn a_lost_create_answer_never_creates_twice(cp: &ControlPlane) {
     // More passes and walks: still one POST.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(stats(&w).await["create"], 1, "one POST");
-    let records = super::admin_get(&w, "practitioners").await;
-    let carrying: Vec<&Value> = records
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["npi"] == npi)
-        .collect();
+    let carrying = super::records_carrying(&w, npi).await;
     assert_eq!(carrying.len(), 1, "exactly one record carries the NPI");
     assert_eq!(carrying[0]["id"].as_str(), s.fhir_id.as_deref());
 }
@@ -290,21 +275,21 @@ pub async fn a_known_record_whose_npi_appears_twice_holds(cp: &ControlPlane) {
     })
     .await;
     let id = p.status.unwrap().fhir_id.unwrap();
-    let http = epic_operator::http::client().unwrap();
-    http.post(format!("{}/practitioners", w.sandbox.admin_url()))
-        .json(&json!({"resourceType": "Practitioner", "active": true,
-            "identifier": [{"system": "http://hl7.org/fhir/sid/us-npi", "value": alice}],
-            "name": [{"use": "official", "family": "Smith", "given": ["Alicia"]}]}))
-        .send()
-        .await
-        .unwrap();
-    let r = http
-        .patch(format!("{}/practitioners/{id}", w.sandbox.admin_url()))
-        .json(&json!({"active": false}))
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success());
+    super::admin_send(
+        &w,
+        Method::POST,
+        "practitioners",
+        Some(record_for(alice, "Alicia")),
+    )
+    .await;
+    let edit = json!({"active": false});
+    super::admin_send(
+        &w,
+        Method::PATCH,
+        &format!("practitioners/{id}"),
+        Some(edit),
+    )
+    .await;
     let updates = stats(&w).await["update"].as_u64().unwrap_or(0);
     let p = wait_for(&w, "alice-smith", "AmbiguousNPI after the walk", |p| {
         is(p, "Synced", "False", "AmbiguousNPI")
@@ -444,26 +429,10 @@ pub async fn an_old_walk_never_proves_an_npi_absent(cp: &ControlPlane) {
         is(p, "Ready", "True", "Ready")
     })
     .await;
-    let http = epic_operator::http::client().unwrap();
-    let admin = w.sandbox.admin_url();
-    let r = http
-        .put(format!("{admin}/settings"))
-        .json(&json!({"walkNeedsParameters": true}))
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success());
-    let added: Value = http
-        .post(format!("{admin}/practitioners"))
-        .json(&json!({"resourceType": "Practitioner", "active": true,
-            "identifier": [{"system": "http://hl7.org/fhir/sid/us-npi", "value": npi}],
-            "name": [{"use": "official", "family": "Smith", "given": ["Alice"]}]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let refuse_walks = json!({"walkNeedsParameters": true});
+    super::admin_send(&w, Method::PUT, "settings", Some(refuse_walks)).await;
+    let added = record_for(npi, "Alice");
+    let added = super::admin_send(&w, Method::POST, "practitioners", Some(added)).await;
     assert!(added["id"].is_string(), "{added}");
     // The last walk that completed started before the refusal: 2 x 10 s + 60 s, and a margin.
     tokio::time::sleep(Duration::from_secs(85)).await;
@@ -486,14 +455,8 @@ pub async fn an_old_walk_never_proves_an_npi_absent(cp: &ControlPlane) {
     );
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(stats(&w).await["create"], 0, "no POST on an old walk");
-    let records = super::admin_get(&w, "practitioners").await;
-    let carrying = records
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["npi"] == npi)
-        .count();
-    assert_eq!(carrying, 1, "exactly one record carries the NPI");
+    let carrying = super::records_carrying(&w, npi).await;
+    assert_eq!(carrying.len(), 1, "exactly one record carries the NPI");
 }
 
 /// Scenario 43: a practitioner under CreateOrUpdate is Ready on its record; then the record
@@ -513,13 +476,7 @@ pub async fn a_record_gone_from_epic_is_never_replaced(cp: &ControlPlane) {
     })
     .await;
     let id = p.status.unwrap().fhir_id.unwrap();
-    let r = epic_operator::http::client()
-        .unwrap()
-        .delete(format!("{}/practitioners/{id}", w.sandbox.admin_url()))
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success());
+    super::admin_send(&w, Method::DELETE, &format!("practitioners/{id}"), None).await;
     for asked in ["2026-12-04T00:00:00Z", "again"] {
         super::annotate(&w, "alice-smith", REQUESTED_AT_ANNOTATION, Some(asked)).await;
         let p = wait_for(&w, "alice-smith", "RecordGone after the check", |p| {

@@ -276,19 +276,14 @@ impl ConnectionRoster {
             };
         }
         let woken = handover.is_some();
-        let mut known = handover.map_or_else(Known::default, |h| Known {
-            prefetched: h.found.prefetched(),
-            roles: h.roles,
-            walk_started: h.walk_started,
-        });
-        // A hand-over waits in memory until a pass takes it: without a search, its "not found"
-        // proves absence only while its walk is recent, as the index's does.
-        if !search
-            && known.prefetched == Some(Prefetched::NotFound)
-            && !recent(known.walk_started, q.covered_within)
-        {
-            known.prefetched = Some(Prefetched::Incomplete(too_old_for_absence(q)));
-        }
+        // A hand-over waits in memory until a pass takes it: it is held to the same age.
+        let known = handover
+            .map_or_else(Known::default, |h| Known {
+                prefetched: h.found.prefetched(),
+                roles: h.roles,
+                walk_started: h.walk_started,
+            })
+            .absence_checked(q, search);
         // A record this operator created and no later walk has indexed yet: read it by id,
         // even if a walk that started before the create says absent (a status write lost
         // after the POST must not lead to a second one).
@@ -313,15 +308,6 @@ impl ConnectionRoster {
         match (&self.index, &self.first_walk_error) {
             (Some(index), _) => match index.lookup(q.npi) {
                 Prefetched::NotFound | Prefetched::Incomplete(_) if search => Answer::Search(known),
-                // Without a search, a walk's "not found" is the only proof of absence before a
-                // POST: one from a walk too long ago would miss a record created since.
-                Prefetched::NotFound if !recent(index.started(), q.covered_within) => {
-                    let known = Known {
-                        prefetched: Some(Prefetched::Incomplete(too_old_for_absence(q))),
-                        ..known
-                    };
-                    Answer::Use { known, search }
-                }
                 found => {
                     let roles = match &found {
                         Prefetched::Id(id) => index.roles_of(id),
@@ -331,7 +317,8 @@ impl ConnectionRoster {
                         prefetched: Some(found),
                         roles: known.roles.or(roles),
                         walk_started: index.started(),
-                    };
+                    }
+                    .absence_checked(q, search);
                     Answer::Use { known, search }
                 }
             },
@@ -371,9 +358,19 @@ impl ConnectionRoster {
     }
 }
 
-/// Whether a walk that started at `started` started less than `within` ago.
-fn recent(started: Option<Instant>, within: Duration) -> bool {
-    started.is_some_and(|t| t.elapsed() < within)
+impl Known {
+    /// Without a search, a walk's "not found" (the index's or a hand-over's) is the only proof
+    /// of absence before a POST: one from a walk that started longer ago than a walk is due
+    /// would miss a record created since, so it answers incomplete.
+    fn absence_checked(mut self, q: &Question, search: bool) -> Known {
+        let recent = self
+            .walk_started
+            .is_some_and(|t| t.elapsed() < q.covered_within);
+        if !search && !recent && self.prefetched == Some(Prefetched::NotFound) {
+            self.prefetched = Some(Prefetched::Incomplete(too_old_for_absence(q)));
+        }
+        self
+    }
 }
 
 /// Why an old walk's "not found" proves nothing. Stable text (no age in it), so that a held
