@@ -57,7 +57,7 @@ pub async fn run(config: OperatorConfig) -> Result<(), RunError> {
     let (wake_tx, wake_rx) = unbounded::<PractitionerRef>();
     let ctx = Arc::new(Context {
         kube: client.clone(),
-        connections: connections(&config, &client, http, &metrics),
+        connections: connections(&config, &client, http, &metrics, &connections_store),
         metrics: metrics.clone(),
         recorder: Recorder::new(
             client.clone(),
@@ -307,6 +307,7 @@ fn connections(
     client: &kube::Client,
     http: reqwest::Client,
     metrics: &Arc<Metrics>,
+    declared: &Store<EpicConnection>,
 ) -> Connections {
     let metrics = metrics.clone();
     Connections::new(
@@ -317,6 +318,7 @@ fn connections(
         })),
         config.endpoints.clone(),
         config.jwks_public_url.clone(),
+        declared.clone(),
     )
     .with_ceilings(config.ceilings)
     .with_tls(config.tls.clone())

@@ -191,23 +191,54 @@ async fn both_hold_until_one_goes(w: &World, holding: [(&str, &str); 2]) {
 /// Scenario 42: two EpicConnections point at one Epic instance, and one EpicPractitioner on
 /// each declares the same NPI: both hold with DuplicateNPI (the message names the other and its
 /// connection) and nothing is written; once one is deleted, the other syncs. (Before, each
-/// connection saw only its own practitioners, and both wrote the one record.)
+/// connection saw only its own practitioners, and both wrote the one record.) The second
+/// connection spells the base URL with a trailing slash and at first names a missing Secret:
+/// declared on the instance but never ready, it still holds the first one's practitioner.
+/// (Before, only ready connections counted, and bob-a wrote the record bob-b declares.)
 pub async fn two_connections_to_one_instance_hold_a_twice_declared_npi(cp: &ControlPlane) {
     let w = world(cp, "s42-two-connections", super::writable(), |_| {}).await;
     let spec = w.connections.get("epic").await.unwrap().spec;
+    let mut broken = spec.clone();
+    broken.fhir_base_url = format!("{}/", spec.fhir_base_url);
+    broken.private_key_secret_ref.name = "no-such-secret".into();
     w.connections
         .create(
             &kube::api::PostParams::default(),
-            &epic_operator::crd::EpicConnection::new("epic-again", spec),
+            &epic_operator::crd::EpicConnection::new("epic-again", broken),
         )
         .await
         .unwrap();
     let _op = Operator::start(cp, &w.ns, &[]);
     // bob-jones's record differs from the seed: a write would follow if either acted.
-    create(&w, "bob-a", super::example("bob-jones.yaml")).await;
     let mut again = super::example("bob-jones.yaml");
     again.connection_ref.name = "epic-again".into();
     create(&w, "bob-b", again).await;
+    create(&w, "bob-a", super::example("bob-jones.yaml")).await;
+    let p = wait_for(
+        &w,
+        "bob-a",
+        "DuplicateNPI while epic-again is broken",
+        |p| condition(p, "Synced").is_some_and(|c| c.reason == "DuplicateNPI"),
+    )
+    .await;
+    let message = &condition(&p, "Synced").unwrap().message;
+    assert!(
+        message.contains("bob-b (through EpicConnection epic-again)"),
+        "{message}"
+    );
+    let s = stats(&w).await;
+    assert_eq!(s["update"], 0, "{s}");
+    assert_eq!(s["create"], 0, "{s}");
+    // Mended, the second connection becomes ready: both hold, until one goes.
+    let fixed = serde_json::json!({"spec": {"privateKeySecretRef": spec.private_key_secret_ref}});
+    w.connections
+        .patch(
+            "epic-again",
+            &Default::default(),
+            &kube::api::Patch::Merge(&fixed),
+        )
+        .await
+        .unwrap();
     let holding = [
         ("bob-a", "bob-b (through EpicConnection epic-again)"),
         ("bob-b", "bob-a (through EpicConnection epic)"),

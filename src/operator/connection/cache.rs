@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use kube::runtime::reflector::Store;
 use kube::{Api, ResourceExt};
 use tokio::sync::Mutex as AsyncMutex;
 
@@ -108,6 +109,8 @@ pub struct Connections {
     connector: Connector,
     observer: Option<ObserverFactory>,
     slots: Mutex<HashMap<Key, Arc<Slot>>>,
+    /// Every EpicConnection as declared (the connection watch's store), ready or not.
+    declared: Store<EpicConnection>,
 }
 
 /// The outcome of (re)building a connection.
@@ -126,6 +129,7 @@ impl Connections {
         observer: Option<ObserverFactory>,
         endpoints: EndpointPolicy,
         jwks_public_url: Option<String>,
+        declared: Store<EpicConnection>,
     ) -> Self {
         Self {
             connector: Connector {
@@ -138,6 +142,7 @@ impl Connections {
             },
             observer,
             slots: Mutex::new(HashMap::new()),
+            declared,
         }
     }
 
@@ -256,15 +261,21 @@ impl Connections {
             .contains_key(key)
     }
 
-    /// The other connections whose ready handles point at the instance `handle` (of `key`)
-    /// points at.
+    /// The other connections that point at the instance `handle` (of `key`) points at: those
+    /// declared so, ready or not (one whose Secret is missing or whose build is under way still
+    /// counts: its practitioners write once it is ready), and those whose ready handle still
+    /// does (its spec has been changed but the handle not yet rebuilt).
     pub async fn others_on_instance(&self, key: &Key, handle: &ConnectionHandle) -> Vec<Key> {
-        self.ready_handles()
-            .await
-            .into_iter()
-            .filter(|(k, h)| k != key && h.base_url() == handle.base_url())
-            .map(|(k, _)| k)
-            .collect()
+        let declared = self.declared.state();
+        let declared = declared.iter().map(|c| {
+            (
+                (c.namespace().unwrap_or_default(), c.name_any()),
+                &*c.spec.fhir_base_url,
+            )
+        });
+        let ready = self.ready_handles().await;
+        let ready = ready.iter().map(|(k, h)| (k.clone(), h.base_url()));
+        others_on_instance(key, handle.base_url(), declared.chain(ready))
     }
 
     /// Every ready handle (for roster scans and token metrics). A connection being built
@@ -285,6 +296,30 @@ impl Connections {
             })
             .collect()
     }
+}
+
+/// The keys other than `key` whose base URL names the instance `base_url` names (as the FHIR
+/// client reads a base URL: scheme and host case, a default port and a trailing slash do not
+/// count), each once, in order.
+fn others_on_instance<'a>(
+    key: &Key,
+    base_url: &str,
+    connections: impl Iterator<Item = (Key, &'a str)>,
+) -> Vec<Key> {
+    let instance = instance_of(base_url);
+    let mut others: Vec<Key> = Vec::new();
+    for (k, url) in connections {
+        if k != *key && instance.is_some() && instance_of(url) == instance && !others.contains(&k) {
+            others.push(k);
+        }
+    }
+    others
+}
+
+/// A base URL as the FHIR client holds it; none when it is no URL at all.
+fn instance_of(base_url: &str) -> Option<String> {
+    let url = url::Url::parse(base_url).ok()?;
+    Some(url.as_str().trim_end_matches('/').to_string())
 }
 
 /// The Kubernetes API failing says nothing about the key: a working connection stays as it is,
@@ -350,3 +385,7 @@ fn entry_result(name: &str, e: Entry) -> Result<Arc<ConnectionHandle>, Error> {
         }),
     }
 }
+
+#[cfg(test)]
+#[path = "cache_tests.rs"]
+mod tests;
