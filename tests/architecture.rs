@@ -53,6 +53,7 @@ const PURE_MODULES: &[&str] = &[
     "src/operator/roster/index.rs",
     "src/operator/roster/matching.rs",
     "src/operator/roster/state.rs",
+    "src/operator/roster/question.rs",
     "src/operator/memory.rs",
     "src/operator/members.rs",
     "src/operator/slim.rs",

@@ -15,6 +15,7 @@ pub(crate) mod load;
 mod matching;
 pub mod pace;
 mod page_pace;
+mod question;
 mod safety_sweep;
 pub(crate) mod state;
 pub(crate) mod stats;

@@ -12,10 +12,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::index::{Handover, RoleMap, RosterIndex};
-use crate::crd::RoleSummary;
 use crate::fhir::FhirError;
 use crate::operator::connection::cache::Key;
 use crate::pipeline::Prefetched;
+
+pub use super::question::{Answer, Known, Lesson, Question};
 
 /// Paging-session lifetime assumed until a connection states one (`pagingSessionTTL`) or a
 /// 4113 teaches a shorter one. Epic's is instance-specific and undocumented.
@@ -44,59 +45,6 @@ struct ConnectionRoster {
     /// resolve practitioners at once (a lost status write after a POST must not lead to a
     /// second POST) until a walk that started after the create has indexed them.
     created: HashMap<Box<str>, (Box<str>, Instant)>,
-}
-
-/// What a practitioner's pass asks the walks.
-#[derive(Clone, Debug)]
-pub struct Question<'a> {
-    pub npi: &'a str,
-    /// The object has a record id for this instance.
-    pub has_id: bool,
-    /// The object is settled (no error or drift in status, its generation observed, not
-    /// paused or being deleted): a walk that did not wake it found nothing new.
-    pub settled: bool,
-    /// "Check now" was asked: a fresh read, not what walks know.
-    pub fresh: bool,
-    /// The CapabilityStatement lists the identifier search (or none was read).
-    pub search_listed: bool,
-    /// How recent the last walk must be to cover a settled object, and for its "not found"
-    /// to prove an NPI absent where the instance cannot search.
-    pub covered_within: Duration,
-}
-
-/// What is known of the record before asking Epic.
-#[derive(Debug, Default)]
-pub struct Known {
-    pub prefetched: Option<Prefetched>,
-    pub roles: Option<Vec<RoleSummary>>,
-    /// When the walk this came from started.
-    pub walk_started: Option<Instant>,
-}
-
-/// Where a practitioner stands with the walks.
-#[derive(Debug)]
-pub enum Answer {
-    /// Sync with this; `search` says whether the instance searches by identifier (a create
-    /// needs a search just before the POST where it can).
-    Use { known: Known, search: bool },
-    /// Not in the last walk, and the instance searches: search (a record created since),
-    /// with the roles and walk start a roles-only hand-over brought.
-    Search(Known),
-    /// The first walk has not finished: it wakes the practitioner when it does.
-    AwaitWalk,
-    /// Walks keep coming and none found anything new for this settled practitioner.
-    Covered,
-    /// The first walk failed and searching is not possible.
-    Failed(FhirError),
-}
-
-/// What a practitioner's pass teaches its connection.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Lesson {
-    /// A POST created this record for the NPI: the ledger resolves the NPI to it at once.
-    Created { npi: String, id: String },
-    /// The instance refused an identifier search: resolve from walks only.
-    SearchRefused,
 }
 
 /// Every connection's walk state (what each object remembers, hand-overs included, is in
@@ -151,17 +99,32 @@ impl Rosters {
         handover: Option<Handover>,
     ) -> Answer {
         let all = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+        let own = all.get(key).filter(|c| c.base_url == base_url);
+        let others = || {
+            all.iter()
+                .filter(|(k, c)| *k != key && c.base_url == base_url)
+        };
         // A record created through another connection to the same instance is created here
-        // too: its walks have not seen it either.
-        let created_elsewhere = all
-            .iter()
-            .filter(|(k, c)| *k != key && c.base_url == base_url)
-            .find_map(|(_, c)| c.created.get(q.npi).map(|(id, _)| id.clone()));
-        let answer = |c: &ConnectionRoster| c.answer(q, handover, created_elsewhere.as_deref());
-        match all.get(key) {
-            Some(c) if c.base_url == base_url => answer(c),
-            _ => answer(&ConnectionRoster::default()),
-        }
+        // too: its walks have not seen it either. Once that connection's next walk indexed it
+        // (and its ledger let it go), that newer walk knows it where this one's older walk
+        // says not found.
+        let own_started = own.and_then(|c| c.index.as_ref()?.started());
+        let elsewhere = others()
+            .find_map(|(_, c)| {
+                c.created
+                    .get(q.npi)
+                    .map(|(id, _)| Prefetched::Id(id.to_string()))
+            })
+            .or_else(|| {
+                others()
+                    .filter_map(|(_, c)| c.index.as_ref())
+                    .filter(|i| i.started() > own_started)
+                    .max_by_key(|i| i.started())
+                    .map(|i| i.lookup(q.npi))
+                    .filter(|found| matches!(found, Prefetched::Id(_) | Prefetched::Ambiguous(_)))
+            });
+        own.unwrap_or(&ConnectionRoster::default())
+            .answer(q, handover, elsewhere)
     }
 
     /// Whether the connection has no index yet (its first walk has not completed).
@@ -261,12 +224,13 @@ impl ConnectionRoster {
     }
 
     /// The walk's hand-over first, then the ledger of records created on this instance (here,
-    /// or `created_elsewhere` through another connection to it), then the index.
+    /// or `elsewhere`: through another connection to it, or found by another connection's
+    /// newer walk), then the index.
     fn answer(
         &self,
         q: &Question,
         handover: Option<Handover>,
-        created_elsewhere: Option<&str>,
+        elsewhere: Option<Prefetched>,
     ) -> Answer {
         let search = q.search_listed && !self.search_refused;
         if q.fresh {
@@ -287,13 +251,16 @@ impl ConnectionRoster {
         // A record this operator created and no later walk has indexed yet: read it by id,
         // even if a walk that started before the create says absent (a status write lost
         // after the POST must not lead to a second one).
-        let created = self.created.get(q.npi).map(|(id, _)| &**id);
+        let created = self
+            .created
+            .get(q.npi)
+            .map(|(id, _)| Prefetched::Id(id.to_string()));
         if !q.has_id
-            && let Some(id) = created.or(created_elsewhere)
-            && !matches!(&known.prefetched, Some(Prefetched::Record { id: r, .. }) if **r == *id)
+            && let Some(found) = created.or(elsewhere)
+            && !matches!((&known.prefetched, &found), (Some(Prefetched::Record { id: r, .. }), Prefetched::Id(id)) if **r == *id)
         {
             let known = Known {
-                prefetched: Some(Prefetched::Id(id.to_string())),
+                prefetched: Some(found),
                 walk_started: None,
                 ..known
             };
@@ -356,32 +323,6 @@ impl ConnectionRoster {
         }
         Answer::Use { known, search }
     }
-}
-
-impl Known {
-    /// Without a search, a walk's "not found" (the index's or a hand-over's) is the only proof
-    /// of absence before a POST: one from a walk that started longer ago than a walk is due
-    /// would miss a record created since, so it answers incomplete.
-    fn absence_checked(mut self, q: &Question, search: bool) -> Known {
-        let recent = self
-            .walk_started
-            .is_some_and(|t| t.elapsed() < q.covered_within);
-        if !search && !recent && self.prefetched == Some(Prefetched::NotFound) {
-            self.prefetched = Some(Prefetched::Incomplete(too_old_for_absence(q)));
-        }
-        self
-    }
-}
-
-/// Why an old walk's "not found" proves nothing. Stable text (no age in it), so that a held
-/// object's status is not rewritten by every pass.
-fn too_old_for_absence(q: &Question) -> String {
-    format!(
-        "the last complete walk started more than {}s ago, when one is due, so a record created \
-         in Epic since would not be on it; nothing is created until a later walk finds the NPI \
-         absent",
-        q.covered_within.as_secs()
-    )
 }
 
 #[cfg(test)]

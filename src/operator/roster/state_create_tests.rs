@@ -141,3 +141,71 @@ fn a_settled_object_whose_record_vanished_from_the_walk_is_read_again() {
         }
     ));
 }
+
+/// A walk indexed at `started` that found `npi` on each of `ids`.
+fn walked_at(rosters: &Rosters, key: &Key, base: &str, started: Instant, npi: &str, ids: &[&str]) {
+    let mut index = RosterIndex::default();
+    index.set_started(started);
+    for id in ids {
+        index.add(id, &[npi.to_string()]);
+    }
+    rosters.walked(key, base, index, false);
+}
+
+/// A walk: when it started, and the records it found the NPI on.
+type Walk<'a> = (Instant, &'a [&'a str]);
+
+#[test]
+fn another_connections_newer_walk_knows_a_record_this_connections_older_walk_missed() {
+    let (a, b): (Key, Key) = (
+        ("ns".into(), "epic".into()),
+        ("ns".into(), "epic-again".into()),
+    );
+    let base = "https://epic.example/api/FHIR/R4";
+    let npi = "1234567893";
+    let q = Question {
+        npi,
+        has_id: false,
+        settled: false,
+        fresh: false,
+        search_listed: false,
+        covered_within: Duration::from_secs(660),
+    };
+    let id = |s: &str| Prefetched::Id(s.into());
+    let early = Instant::now() - Duration::from_secs(120);
+    let later = Instant::now() - Duration::from_secs(60);
+    // (the walk of a: when it started and what it found; of b: the same; what b's pass knows)
+    let cases: &[(Option<Walk>, Walk, Prefetched)] = &[
+        // a created the record after b's walk started, and a's next walk indexed it (the
+        // ledger let it go): b reads it by id instead of taking its own "not found".
+        (Some((later, &["new-1"])), (early, &[]), id("new-1")),
+        // a's newer walk found the NPI on two records: b holds as ambiguous.
+        (
+            Some((later, &["new-1", "new-2"])),
+            (early, &[]),
+            Prefetched::Ambiguous(vec!["new-1".into(), "new-2".into()]),
+        ),
+        // b's own walk is the newer one: its "not found" stands (the record went since).
+        (
+            Some((early, &["new-1"])),
+            (later, &[]),
+            Prefetched::NotFound,
+        ),
+        // a's newer walk did not find it either.
+        (Some((later, &[])), (early, &[]), Prefetched::NotFound),
+        // a never walked.
+        (None, (early, &[]), Prefetched::NotFound),
+    ];
+    for (walk_a, (b_started, b_found), expected) in cases {
+        let rosters = Rosters::default();
+        walked_at(&rosters, &b, base, *b_started, npi, b_found);
+        if let Some((started, found)) = walk_a {
+            walked_at(&rosters, &a, base, *started, npi, found);
+        }
+        let known = match rosters.answer(&b, base, &q, None) {
+            Answer::Use { known, .. } => known.prefetched,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(known.as_ref(), Some(expected), "a walked {walk_a:?}");
+    }
+}
