@@ -1,6 +1,6 @@
 //! The one question a practitioner's pass asks its connection's walks (`Question`), what may
 //! come back (`Answer`, with what is `Known` of the record), what a pass teaches the connection
-//! (`Lesson`), and the one age rule for a walk's "not found". Pure: no I/O, no state.
+//! (`Lesson`): types only (the rules that make the answers are in `state.rs`).
 
 use std::time::Duration;
 use std::time::Instant;
@@ -60,30 +60,4 @@ pub enum Lesson {
     Created { npi: String, id: String },
     /// The instance refused an identifier search: resolve from walks only.
     SearchRefused,
-}
-
-impl Known {
-    /// Without a search, a walk's "not found" (the index's or a hand-over's) is the only proof
-    /// of absence before a POST: one from a walk that started longer ago than a walk is due
-    /// would miss a record created since, so it answers incomplete.
-    pub(super) fn absence_checked(mut self, q: &Question, search: bool) -> Known {
-        let recent = self
-            .walk_started
-            .is_some_and(|t| t.elapsed() < q.covered_within);
-        if !search && !recent && self.prefetched == Some(Prefetched::NotFound) {
-            self.prefetched = Some(Prefetched::Incomplete(too_old_for_absence(q)));
-        }
-        self
-    }
-}
-
-/// Why an old walk's "not found" proves nothing. Stable text (no age in it), so that a held
-/// object's status is not rewritten by every pass.
-fn too_old_for_absence(q: &Question) -> String {
-    format!(
-        "the last complete walk started more than {}s ago, when one is due, so a record created \
-         in Epic since would not be on it; nothing is created until a later walk finds the NPI \
-         absent",
-        q.covered_within.as_secs()
-    )
 }
