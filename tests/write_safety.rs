@@ -612,6 +612,90 @@ async fn a_record_gone_from_epic_is_never_replaced_by_a_create() {
     s.stop().await;
 }
 
+/// The create guard of an instance without identifier search.
+const NO_SEARCH: CreateGuard = CreateGuard {
+    search: false,
+    ..CreateGuard::SEARCH
+};
+
+/// An instance without identifier search: a known record gone from Epic is followed to the
+/// record the last walk found the NPI on (the walk's id), read by id; no search, no POST. Where
+/// the walk's id is the gone one itself, it is not read a second time.
+#[tokio::test]
+async fn a_gone_record_is_followed_to_the_walks_record_without_a_search() {
+    let s = sandbox_with(SandboxConfig {
+        settings: Settings {
+            writes_enabled: true,
+            identifier_search_unsupported: true,
+            ..Settings::default()
+        },
+        ..SandboxConfig::default()
+    })
+    .await;
+    let removed = add(&s, record(json!([{"system": NPI_SYSTEM, "value": NPI}]))).await;
+    admin(
+        &s,
+        reqwest::Method::DELETE,
+        &format!("practitioners/{removed}"),
+    )
+    .await;
+    let replacement = add(&s, record(json!([{"system": NPI_SYSTEM, "value": NPI}]))).await;
+    let (merged, survivor) = merged_record(&s).await;
+    let c = client(&s);
+    let norm = Normalizer::default();
+    let mut create = spec(NPI, json!({"active": true}));
+    create.management_policy = epic_operator::crd::ManagementPolicy::CreateOrUpdate;
+    for (what, saved, walk) in [
+        (
+            "deleted, another record carries the NPI",
+            &removed,
+            &replacement,
+        ),
+        ("merged away, the survivor carries it", &merged, &survivor),
+    ] {
+        let before = s.stats();
+        let o = sync_practitioner(
+            &c,
+            SyncRequest {
+                prefetched: Some(Prefetched::Id(walk.clone())),
+                create_guard: NO_SEARCH,
+                ..request(&create, Some(saved), &norm)
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(o.resolution, Resolution::Found, "{what}");
+        assert_eq!(o.fhir_id.as_deref(), Some(walk.as_str()), "{what}");
+        assert!(!o.searched, "{what}");
+        let after = s.stats();
+        assert_eq!(
+            after["read"],
+            before["read"].as_u64().unwrap() + 2,
+            "{what}"
+        );
+        assert_eq!(
+            after["identifierSearch"], before["identifierSearch"],
+            "{what}"
+        );
+    }
+    // The walk's id is the gone one: read once, then the NPI must be searched, which this
+    // instance refuses; nothing is created.
+    let before = s.stats();
+    let refused = sync_practitioner(
+        &c,
+        SyncRequest {
+            prefetched: Some(Prefetched::Id(removed.clone())),
+            create_guard: NO_SEARCH,
+            ..request(&create, Some(&removed), &norm)
+        },
+    )
+    .await;
+    assert!(refused.is_err(), "the search is refused");
+    assert_eq!(s.stats()["read"], before["read"].as_u64().unwrap() + 1);
+    assert_eq!(s.stats()["create"], 0);
+    s.stop().await;
+}
+
 #[tokio::test]
 async fn a_saved_id_that_no_longer_carries_the_npi_is_an_identity_error() {
     let s = empty_writable().await;

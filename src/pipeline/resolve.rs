@@ -74,8 +74,11 @@ pub(super) async fn resolve(
     if matches!(prefetched, Some(Prefetched::NotFound)) {
         absence = Absence::Walked;
     }
+    // The walk's id, or, when the saved one is gone, the record the walk found the NPI on
+    // (read once: the saved id itself is not read again).
     if current.is_none()
         && let Some(Prefetched::Id(id)) = &prefetched
+        && gone.as_deref() != Some(id.as_str())
     {
         match read_verified(client, id, &spec.npi).await {
             Ok(o) => current = Some(o),

@@ -396,6 +396,7 @@ scenario!(
     an_old_walk_never_proves_an_npi_absent,
     two_connections_to_one_instance_hold_a_twice_declared_npi,
     a_record_gone_from_epic_is_never_replaced,
+    a_gone_record_is_followed_to_the_one_the_walk_found,
 );
 
 use check_now::requested_at_reads_again_now;
@@ -411,6 +412,7 @@ use load::{
     without_walks_or_search_every_practitioner_says_why,
 };
 use roster::{
+    a_gone_record_is_followed_to_the_one_the_walk_found,
     a_known_record_whose_npi_appears_twice_holds, a_lost_create_answer_never_creates_twice,
     a_record_gone_from_epic_is_never_replaced, a_record_hidden_from_the_walk_is_never_created,
     a_walk_of_a_repointed_connection_stops, an_old_walk_never_proves_an_npi_absent,

@@ -523,3 +523,57 @@ pub async fn a_record_gone_from_epic_is_never_replaced(cp: &ControlPlane) {
         assert_eq!(stats(&w).await["create"], 0, "nothing created in its place");
     }
 }
+
+/// Scenario 44: an instance without identifier search; a Ready practitioner's record is
+/// removed from Epic and another record for its NPI added. The next walk misses the known
+/// record and finds the NPI on the other one: the practitioner follows it there (read by id,
+/// then written), with no search and no POST. (Before, the known record's 404 led to an
+/// identifier search the instance refuses, and the practitioner never found the record.)
+pub async fn a_gone_record_is_followed_to_the_one_the_walk_found(cp: &ControlPlane) {
+    let npi = "1234567893";
+    let w = world(
+        cp,
+        "s44-gone-followed",
+        SandboxConfig {
+            settings: Settings {
+                writes_enabled: true,
+                identifier_search_unsupported: true,
+                ..Settings::default()
+            },
+            ..SandboxConfig::default()
+        },
+        |c| c.resync_interval = Some("10s".into()),
+    )
+    .await;
+    let _op = Operator::start(cp, &w.ns, &[]);
+    create(&w, "alice-smith", super::example("alice-smith.yaml")).await;
+    let p = wait_for(&w, "alice-smith", "Ready from the first walk", |p| {
+        is(p, "Ready", "True", "Ready")
+    })
+    .await;
+    let gone = p.status.unwrap().fhir_id.unwrap();
+    super::admin_send(&w, Method::DELETE, &format!("practitioners/{gone}"), None).await;
+    let added = super::admin_send(
+        &w,
+        Method::POST,
+        "practitioners",
+        Some(record_for(npi, "Alice")),
+    )
+    .await;
+    let added = added["id"].as_str().unwrap().to_string();
+    let p = wait_for(
+        &w,
+        "alice-smith",
+        "Ready on the record the walk found",
+        |p| {
+            is(p, "Ready", "True", "Ready")
+                && p.status.as_ref().and_then(|s| s.fhir_id.as_deref()) == Some(added.as_str())
+        },
+    )
+    .await;
+    assert!(p.status.unwrap().last_error.is_none());
+    let s = stats(&w).await;
+    assert_eq!(s["create"], 0, "{s}");
+    assert_eq!(s["identifierSearch"], 0, "{s}");
+    assert_eq!(super::records_carrying(&w, npi).await.len(), 1);
+}

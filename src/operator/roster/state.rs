@@ -298,15 +298,16 @@ impl ConnectionRoster {
     /// A practitioner with a known record that no walk handed anything: ambiguous when the
     /// last walk found its NPI on several records; covered when settled and walks keep coming
     /// (at start-up, the first walk wakes what changed while the operator was away); else read
-    /// by id. When walks stop, the per-object read comes back as the safety net.
+    /// by id, with the record the last walk found the NPI on to read next should the known one
+    /// be gone (merged or deleted in Epic): no search needed, which the instance may not have.
+    /// When walks stop, the per-object read comes back as the safety net.
     fn known_record(&self, q: &Question, known: Known, woken: bool, search: bool) -> Answer {
-        if let Some(index) = &self.index
-            && let Prefetched::Ambiguous(ids) = index.lookup(q.npi)
-        {
+        let indexed = self.index.as_ref().map(|i| (i.lookup(q.npi), i.started()));
+        if let Some((Prefetched::Ambiguous(ids), started)) = indexed {
             let known = Known {
                 prefetched: Some(Prefetched::Ambiguous(ids)),
                 roles: None,
-                walk_started: index.started(),
+                walk_started: started,
             };
             return Answer::Use { known, search };
         }
@@ -321,6 +322,14 @@ impl ConnectionRoster {
                 return Answer::Covered;
             }
         }
+        let known = match indexed {
+            Some((found @ Prefetched::Id(_), started)) => Known {
+                prefetched: Some(found),
+                walk_started: known.walk_started.or(started),
+                ..known
+            },
+            _ => known,
+        };
         Answer::Use { known, search }
     }
 }

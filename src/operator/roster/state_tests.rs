@@ -253,14 +253,14 @@ fn each_question_gets_its_answer() {
             "ambiguous",
         ),
         (
-            "an unsettled one is read by id",
+            "an unsettled one is read by id, the indexed record next should it be gone",
             &walked,
             Question {
                 settled: false,
                 ..resolved("1234567893")
             },
             None,
-            "read",
+            "id a-1",
         ),
         (
             "check now reads afresh, even when woken",
