@@ -100,29 +100,12 @@ impl Rosters {
     ) -> Answer {
         let all = self.connections.lock().unwrap_or_else(|p| p.into_inner());
         let own = all.get(key).filter(|c| c.base_url == base_url);
-        let others = || {
-            all.iter()
-                .filter(|(k, c)| *k != key && c.base_url == base_url)
-        };
-        // A record created through another connection to the same instance is created here
-        // too: its walks have not seen it either. Once that connection's next walk indexed it
-        // (and its ledger let it go), that newer walk knows it where this one's older walk
-        // says not found.
-        let own_started = own.and_then(|c| c.index.as_ref()?.started());
-        let elsewhere = others()
-            .find_map(|(_, c)| {
-                c.created
-                    .get(q.npi)
-                    .map(|(id, _)| Prefetched::Id(id.to_string()))
-            })
-            .or_else(|| {
-                others()
-                    .filter_map(|(_, c)| c.index.as_ref())
-                    .filter(|i| i.started() > own_started)
-                    .max_by_key(|i| i.started())
-                    .map(|i| i.lookup(q.npi))
-                    .filter(|found| matches!(found, Prefetched::Id(_) | Prefetched::Ambiguous(_)))
-            });
+        let others: Vec<&ConnectionRoster> = all
+            .iter()
+            .filter(|(k, c)| *k != key && c.base_url == base_url)
+            .map(|(_, c)| c)
+            .collect();
+        let elsewhere = known_elsewhere(own, &others, q.npi);
         own.unwrap_or(&ConnectionRoster::default())
             .answer(q, handover, elsewhere)
     }
@@ -332,6 +315,35 @@ impl ConnectionRoster {
         };
         Answer::Use { known, search }
     }
+}
+
+/// What the other connections to the same instance know of the NPI that this one's walks may
+/// not: a record created through one of them is created here too (its walks have not seen it
+/// either), and once that connection's next walk indexed it (and its ledger let it go), that
+/// newer walk knows it where this one's older walk says not found.
+fn known_elsewhere(
+    own: Option<&ConnectionRoster>,
+    others: &[&ConnectionRoster],
+    npi: &str,
+) -> Option<Prefetched> {
+    if others.is_empty() {
+        return None;
+    }
+    let created = others.iter().find_map(|c| {
+        c.created
+            .get(npi)
+            .map(|(id, _)| Prefetched::Id(id.to_string()))
+    });
+    let own_started = own.and_then(|c| c.index.as_ref()?.started());
+    created.or_else(|| {
+        others
+            .iter()
+            .filter_map(|c| c.index.as_ref())
+            .filter(|i| i.started() > own_started)
+            .max_by_key(|i| i.started())
+            .map(|i| i.lookup(npi))
+            .filter(|found| matches!(found, Prefetched::Id(_) | Prefetched::Ambiguous(_)))
+    })
 }
 
 impl Known {
